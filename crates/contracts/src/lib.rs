@@ -1,0 +1,20 @@
+//! Plain data shared by every part of morphogen: the seed lifecycle, seed and health reports,
+//! controller commands and the error type. No tensors here, so these types can cross process
+//! boundaries (message bus, event logs, checkpoints' JSON) unchanged.
+#![warn(missing_docs)]
+
+mod command;
+mod error;
+mod report;
+mod stage;
+
+pub use command::{Command, CommandKind, SeedAddress};
+pub use error::MorphogenError;
+pub use report::{LayerHealthReport, SeedHealth, SeedInfo};
+pub use stage::Stage;
+
+/// Version of the serialised forms in this crate; bumped on any incompatible change.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Result type used across morphogen.
+pub type Result<T, E = MorphogenError> = std::result::Result<T, E>;
