@@ -1,0 +1,329 @@
+//! Blueprints: the small modules grown at a seed, described as data.
+//!
+//! A blueprint is a short chain of [`BlueprintOp`]s applied to a seed's chunk. Describing it as
+//! data rather than code means one description runs batched for every seed of a layer (each op
+//! is one batched matmul or one grouped convolution over all bank rows), travels over the bus
+//! and is stored in checkpoints. Users register their own with [`BlueprintRegistry::register`].
+
+use crate::MorphogenError;
+use burn::tensor::activation::{gelu, relu, tanh};
+use burn::tensor::backend::Backend;
+use burn::tensor::module::conv2d;
+use burn::tensor::ops::ConvOptions;
+use burn::tensor::Tensor;
+use serde::{Deserialize, Serialize};
+
+/// Width of an op's output, relative to the layer's padded chunk width.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Width {
+    /// Exactly the chunk width (required for the last op).
+    Chunk,
+    /// `ceil(ratio * chunk)`, at least 1.
+    Ratio(f32),
+    /// A fixed number of units.
+    Fixed(usize),
+}
+
+impl Width {
+    fn resolve(self, chunk: usize) -> usize {
+        match self {
+            Width::Chunk => chunk,
+            Width::Ratio(r) => ((r as f64 * chunk as f64).ceil() as usize).max(1),
+            Width::Fixed(n) => n,
+        }
+    }
+}
+
+/// Element-wise activation between parametric ops.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Activation {
+    /// `max(x, 0)`.
+    Relu,
+    /// Gaussian error linear unit.
+    Gelu,
+    /// Hyperbolic tangent.
+    Tanh,
+}
+
+/// One step of a blueprint.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub enum BlueprintOp {
+    /// Dense map over the chunk's features (per pixel on Conv2d layers).
+    Dense {
+        /// Output width.
+        out: Width,
+        /// Whether to add a bias.
+        bias: bool,
+    },
+    /// `kernel x kernel` convolution over the chunk's channels, "same" padding; Conv2d layers only.
+    Conv {
+        /// Output channels.
+        out: Width,
+        /// Odd kernel size.
+        kernel: usize,
+    },
+    /// Activation.
+    Act(Activation),
+}
+
+/// A named blueprint: a chain of ops from the chunk back to the chunk. The last op is parametric
+/// with [`Width::Chunk`] output and starts at zero, so a new blueprint adds exactly nothing.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BlueprintSpec {
+    /// Name used in germination requests.
+    pub name: String,
+    /// The ops, applied in order.
+    pub ops: Vec<BlueprintOp>,
+}
+
+/// Shape of one per-row parameter tensor of a blueprint (the bank stacks `rows` of them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ParamShape {
+    /// `[a, b]` of each row's slice.
+    pub dims: [usize; 2],
+    /// Fan-in for the uniform init; `None` means the tensor starts at zero.
+    pub fan_in: Option<usize>,
+}
+
+impl BlueprintSpec {
+    /// `chunk -> ratio * chunk -> ReLU -> chunk`.
+    pub fn residual_mlp(hidden_ratio: f32) -> Self {
+        Self {
+            name: "residual_mlp".into(),
+            ops: vec![
+                BlueprintOp::Dense { out: Width::Ratio(hidden_ratio), bias: true },
+                BlueprintOp::Act(Activation::Relu),
+                BlueprintOp::Dense { out: Width::Chunk, bias: true },
+            ],
+        }
+    }
+
+    /// `chunk -> rank -> chunk`, linear, no bias (mergeable into the host weights).
+    pub fn low_rank(rank_ratio: f32) -> Self {
+        Self {
+            name: "low_rank".into(),
+            ops: vec![
+                BlueprintOp::Dense { out: Width::Ratio(rank_ratio), bias: false },
+                BlueprintOp::Dense { out: Width::Chunk, bias: false },
+            ],
+        }
+    }
+
+    /// 3x3 conv over the chunk's channels, ReLU, 1x1 conv back: for Conv2d layers.
+    pub fn small_conv() -> Self {
+        Self {
+            name: "small_conv".into(),
+            ops: vec![
+                BlueprintOp::Conv { out: Width::Chunk, kernel: 3 },
+                BlueprintOp::Act(Activation::Relu),
+                BlueprintOp::Conv { out: Width::Chunk, kernel: 1 },
+            ],
+        }
+    }
+
+    /// Whether any op needs the spatial layout of a Conv2d layer.
+    pub fn needs_spatial(&self) -> bool {
+        self.ops.iter().any(|op| matches!(op, BlueprintOp::Conv { .. }))
+    }
+
+    /// Checks the chain is well formed.
+    pub fn validate(&self) -> Result<(), MorphogenError> {
+        let invalid = |problem: String, hint: &str| MorphogenError::InvalidConfig {
+            component: format!("blueprint '{}'", self.name),
+            problem,
+            hint: hint.into(),
+        };
+        if self.name.is_empty() {
+            return Err(invalid("empty name".into(), "give the blueprint a name"));
+        }
+        match self.ops.last() {
+            Some(BlueprintOp::Dense { out: Width::Chunk, .. })
+            | Some(BlueprintOp::Conv { out: Width::Chunk, .. }) => {}
+            _ => {
+                return Err(invalid(
+                    "the last op is not a Dense or Conv op with Width::Chunk output".into(),
+                    "end the chain with a parametric op back to the chunk width, so it can start at zero",
+                ))
+            }
+        }
+        for op in &self.ops {
+            match *op {
+                BlueprintOp::Dense { out, .. } | BlueprintOp::Conv { out, .. }
+                    if matches!(out, Width::Fixed(0))
+                        || matches!(out, Width::Ratio(r) if !(r.is_finite() && r > 0.0)) =>
+                {
+                    return Err(invalid(format!("op {op:?} has an empty or invalid width"), "use a positive width"));
+                }
+                BlueprintOp::Conv { kernel, .. } if kernel % 2 == 0 => {
+                    return Err(invalid(format!("conv kernel {kernel} is even"), "use an odd kernel size (1, 3, 5...)"));
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Per-row parameter shapes for a padded chunk width, in op order (weight then bias).
+    pub fn param_shapes(&self, chunk: usize) -> Vec<ParamShape> {
+        let mut shapes = Vec::new();
+        let mut width = chunk;
+        let last = self.ops.len() - 1;
+        for (i, op) in self.ops.iter().enumerate() {
+            let zero = i == last;
+            let (out, fan_in, weight) = match *op {
+                BlueprintOp::Dense { out, .. } => {
+                    let out = out.resolve(chunk);
+                    (out, width, [width, out])
+                }
+                BlueprintOp::Conv { out, kernel } => {
+                    let out = out.resolve(chunk);
+                    (out, width * kernel * kernel, [out, width * kernel * kernel])
+                }
+                BlueprintOp::Act(_) => continue,
+            };
+            shapes.push(ParamShape { dims: weight, fan_in: (!zero).then_some(fan_in) });
+            let has_bias = !matches!(op, BlueprintOp::Dense { bias: false, .. });
+            if has_bias {
+                shapes.push(ParamShape { dims: [1, out], fan_in: None });
+            }
+            width = out;
+        }
+        shapes
+    }
+
+    /// Applies the blueprint to every bank row at once.
+    ///
+    /// `x`: `[rows, samples, chunk]`; `params`: the stacked `[rows, a, b]` tensors of
+    /// [`param_shapes`](Self::param_shapes); `spatial`: `[batch, height, width]` on Conv2d layers,
+    /// with `samples = batch * height * width`. Returns `[rows, samples, chunk]`.
+    pub fn forward<B: Backend>(
+        &self,
+        params: &[Tensor<B, 3>],
+        mut x: Tensor<B, 3>,
+        spatial: Option<[usize; 3]>,
+    ) -> Tensor<B, 3> {
+        let mut params = params.iter();
+        for op in &self.ops {
+            x = match *op {
+                BlueprintOp::Act(Activation::Relu) => relu(x),
+                BlueprintOp::Act(Activation::Gelu) => gelu(x),
+                BlueprintOp::Act(Activation::Tanh) => tanh(x),
+                BlueprintOp::Dense { bias, .. } => {
+                    let y = x.matmul(params.next().expect("shapes from param_shapes").clone());
+                    match bias {
+                        true => y + params.next().expect("bias").clone(),
+                        false => y,
+                    }
+                }
+                BlueprintOp::Conv { kernel, .. } => {
+                    let weight = params.next().expect("conv weight").clone();
+                    let bias = params.next().expect("conv bias").clone();
+                    let geometry = spatial.expect("validated at germination: conv needs a Conv2d layer");
+                    grouped_conv(x, weight, bias, kernel, geometry)
+                }
+            };
+        }
+        x
+    }
+}
+
+/// One grouped convolution for all rows: rows become groups of a `[batch, rows*c, h, w]` image.
+fn grouped_conv<B: Backend>(
+    x: Tensor<B, 3>,
+    weight: Tensor<B, 3>,
+    bias: Tensor<B, 3>,
+    kernel: usize,
+    [n, h, w]: [usize; 3],
+) -> Tensor<B, 3> {
+    let [rows, _, c_in] = x.dims();
+    let c_out = weight.dims()[1];
+    let image = x
+        .reshape([rows, n, h, w, c_in])
+        .permute([1, 0, 4, 2, 3])
+        .reshape([n, rows * c_in, h, w]);
+    let weight = weight.reshape([rows * c_out, c_in, kernel, kernel]);
+    let bias = bias.reshape([rows * c_out]);
+    let options = ConvOptions::new([1, 1], [kernel / 2, kernel / 2], [1, 1], rows);
+    conv2d(image, weight, Some(bias), options)
+        .reshape([n, rows, c_out, h, w])
+        .permute([1, 0, 3, 4, 2])
+        .reshape([rows, n * h * w, c_out])
+}
+
+/// The blueprints a layer can grow, looked up by name; ids are positions in registration order.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BlueprintRegistry {
+    specs: Vec<BlueprintSpec>,
+}
+
+impl Default for BlueprintRegistry {
+    /// `residual_mlp` (hidden 2x chunk), `low_rank` (rank a quarter of the chunk), `small_conv`.
+    fn default() -> Self {
+        Self {
+            specs: vec![
+                BlueprintSpec::residual_mlp(2.0),
+                BlueprintSpec::low_rank(0.25),
+                BlueprintSpec::small_conv(),
+            ],
+        }
+    }
+}
+
+impl BlueprintRegistry {
+    /// Adds (or replaces, by name) a blueprint after validating it.
+    pub fn register(mut self, spec: BlueprintSpec) -> Result<Self, MorphogenError> {
+        spec.validate()?;
+        match self.specs.iter_mut().find(|s| s.name == spec.name) {
+            Some(existing) => *existing = spec,
+            None => self.specs.push(spec),
+        }
+        Ok(self)
+    }
+
+    /// Id of the named blueprint.
+    pub fn id(&self, name: &str) -> Option<usize> {
+        self.specs.iter().position(|s| s.name == name)
+    }
+
+    /// The blueprint with this id.
+    pub fn get(&self, id: usize) -> &BlueprintSpec {
+        &self.specs[id]
+    }
+
+    /// Every registered blueprint, in id order.
+    pub fn specs(&self) -> &[BlueprintSpec] {
+        &self.specs
+    }
+
+    /// Registered names, in id order.
+    pub fn names(&self) -> Vec<String> {
+        self.specs.iter().map(|s| s.name.clone()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtins_are_valid_and_end_at_zero() {
+        for spec in BlueprintRegistry::default().specs() {
+            spec.validate().unwrap();
+            let shapes = spec.param_shapes(5);
+            let last_weight = shapes.iter().rev().find(|s| s.dims[0] != 1 || s.fan_in.is_some()).unwrap();
+            assert_eq!(last_weight.fan_in, None, "{} must start at zero", spec.name);
+        }
+    }
+
+    #[test]
+    fn malformed_specs_are_rejected() {
+        let open_end = BlueprintSpec {
+            name: "bad".into(),
+            ops: vec![BlueprintOp::Dense { out: Width::Chunk, bias: true }, BlueprintOp::Act(Activation::Relu)],
+        };
+        assert!(open_end.validate().is_err());
+        let even = BlueprintSpec { name: "even".into(), ops: vec![BlueprintOp::Conv { out: Width::Chunk, kernel: 2 }] };
+        assert!(even.validate().unwrap_err().to_string().contains("odd"));
+        assert!(BlueprintRegistry::default().register(even).is_err());
+    }
+}

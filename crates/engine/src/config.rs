@@ -1,0 +1,40 @@
+//! Configuration shared by every seeded layer.
+
+use burn::config::Config;
+
+/// Lifecycle rules and resources of a seeded layer.
+#[derive(Config, Debug, PartialEq)]
+pub struct LifecycleConfig {
+    /// Epochs a culled seed must wait before it may germinate again.
+    #[config(default = 3)]
+    pub embargo_epochs: u32,
+    /// Failures (culls, rollbacks) after which a seed never germinates again.
+    #[config(default = 3)]
+    pub quarantine_after: u32,
+    /// Whether a FOSSILIZED seed may be reset to DORMANT (dropping its blueprint).
+    #[config(default = false)]
+    pub reuse_fossilized: bool,
+    /// Whether the forward pass accumulates health telemetry.
+    #[config(default = true)]
+    pub telemetry: bool,
+    /// Rows of a blueprint bank's first page; later pages double.
+    #[config(default = 64)]
+    pub bank_page_rows: usize,
+}
+
+impl LifecycleConfig {
+    /// Checks the values are usable.
+    pub fn validate(&self, layer: &str) -> Result<(), crate::MorphogenError> {
+        if self.quarantine_after == 0 || self.bank_page_rows == 0 {
+            return Err(crate::MorphogenError::InvalidConfig {
+                component: format!("lifecycle of layer '{layer}'"),
+                problem: format!(
+                    "quarantine_after = {}, bank_page_rows = {}",
+                    self.quarantine_after, self.bank_page_rows
+                ),
+                hint: "both must be at least 1".into(),
+            });
+        }
+        Ok(())
+    }
+}

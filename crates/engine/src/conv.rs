@@ -1,0 +1,157 @@
+//! [`SeededConv2d`]: a Conv2d layer whose output channels are split into seeds.
+
+use crate::blueprint::BlueprintRegistry;
+use crate::config::LifecycleConfig;
+use crate::grafting::{GraftSignals, StrategyRegistry};
+use crate::model::SeedControl;
+use crate::seeds::{HostKind, SeedCore, SeedOptions};
+use crate::MorphogenError;
+use burn::config::Config;
+use burn::module::{Initializer, Module};
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::PaddingConfig2d;
+use burn::tensor::backend::Backend;
+use burn::tensor::Tensor;
+use std::ops::{Deref, DerefMut};
+
+/// Configuration of a [`SeededConv2d`]; reads like Burn's `Conv2dConfig`, plus seeds.
+#[derive(Config, Debug)]
+pub struct SeededConv2dConfig {
+    /// `[in, out]` channels; the `out` channels are split into seeds.
+    pub channels: [usize; 2],
+    /// Kernel size.
+    pub kernel_size: [usize; 2],
+    /// Stride.
+    #[config(default = "[1, 1]")]
+    pub stride: [usize; 2],
+    /// Dilation.
+    #[config(default = "[1, 1]")]
+    pub dilation: [usize; 2],
+    /// Groups.
+    #[config(default = 1)]
+    pub groups: usize,
+    /// Padding.
+    #[config(default = "PaddingConfig2d::Valid")]
+    pub padding: PaddingConfig2d,
+    /// Whether the host layer has a bias.
+    #[config(default = true)]
+    pub bias: bool,
+    /// Host weight initializer (Burn's Conv2d default).
+    #[config(default = "Initializer::KaimingUniform{gain: 1.0 / 3.0f64.sqrt(), fan_out_only: false}")]
+    pub initializer: Initializer,
+    /// Number of seeds (groups of output channels); `1 <= seeds <= channels[1]`.
+    #[config(default = 1)]
+    pub seeds: usize,
+    /// Name used in errors, reports and controller addresses.
+    #[config(default = "String::from(\"seeded_conv2d\")")]
+    pub name: String,
+    /// Lifecycle rules.
+    #[config(default = "LifecycleConfig::new()")]
+    pub lifecycle: LifecycleConfig,
+    /// Blueprints the layer may grow.
+    #[config(default = "BlueprintRegistry::default()")]
+    pub blueprints: BlueprintRegistry,
+    /// Grafting strategies the layer may use.
+    #[config(default = "StrategyRegistry::default()")]
+    pub strategies: StrategyRegistry,
+}
+
+/// A Conv2d host layer whose output channels are split into seeds. Dense blueprints act per
+/// pixel on a seed's channels; conv blueprints see its channels as an image. Dereferences to
+/// its [`SeedCore`] for the lifecycle API.
+#[derive(Module, Debug)]
+pub struct SeededConv2d<B: Backend> {
+    /// The host layer.
+    pub host: Conv2d<B>,
+    /// Seed state, banks and telemetry.
+    pub seeds: SeedCore<B>,
+}
+
+impl SeededConv2dConfig {
+    /// Builds the layer, or says what is wrong with the config.
+    pub fn try_init<B: Backend>(&self, device: &B::Device) -> Result<SeededConv2d<B>, MorphogenError> {
+        let [c_in, c_out] = self.channels;
+        if self.groups == 0 || c_in % self.groups != 0 || c_out % self.groups != 0 {
+            return Err(MorphogenError::InvalidConfig {
+                component: format!("seeded layer '{}'", self.name),
+                problem: format!("channels {:?} are not divisible by groups = {}", self.channels, self.groups),
+                hint: "use groups >= 1 dividing both channel counts".into(),
+            });
+        }
+        let host = Conv2dConfig::new(self.channels, self.kernel_size)
+            .with_stride(self.stride)
+            .with_dilation(self.dilation)
+            .with_groups(self.groups)
+            .with_padding(self.padding.clone())
+            .with_bias(self.bias)
+            .with_initializer(self.initializer.clone());
+        let options = SeedOptions {
+            lifecycle: self.lifecycle.clone(),
+            blueprints: self.blueprints.clone(),
+            strategies: self.strategies.clone(),
+        };
+        let seeds = SeedCore::new(&self.name, HostKind::Conv2d, [c_out, self.seeds], options, device)?;
+        Ok(SeededConv2d { host: host.init(device), seeds })
+    }
+
+    /// Builds the layer; panics with [`try_init`](Self::try_init)'s error (Burn's convention).
+    pub fn init<B: Backend>(&self, device: &B::Device) -> SeededConv2d<B> {
+        self.try_init(device).unwrap_or_else(|e| panic!("{e}"))
+    }
+}
+
+impl<B: Backend> SeededConv2d<B> {
+    /// `[batch, c_in, h, w] -> [batch, c_out, h', w']`.
+    pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        let h = self.host.forward(x);
+        let [n, c, height, width] = h.dims();
+        self.seeds
+            .apply(h.reshape([n, c, height * width]), Some([n, height, width]))
+            .reshape([n, c, height, width])
+    }
+
+    /// [`forward`](Self::forward) with the input's channels checked first.
+    pub fn try_forward(&self, x: Tensor<B, 4>) -> Result<Tensor<B, 4>, MorphogenError> {
+        let c_in = self.host.weight.dims()[1] * self.host.groups;
+        if x.dims()[1] != c_in {
+            return Err(MorphogenError::ShapeMismatch {
+                layer: self.seeds.name().to_string(),
+                expected: format!("[batch, {c_in}, height, width]"),
+                got: x.dims().to_vec(),
+            });
+        }
+        Ok(self.forward(x))
+    }
+
+    /// Moves every GRAFTING seed's alpha one step by its strategy (on device).
+    pub fn graft_step(&mut self, signals: &GraftSignals<B>) -> Result<(), MorphogenError> {
+        let weight = self.host.weight.val();
+        let c_out = weight.dims()[0];
+        self.seeds.graft_step_with(signals, || weight.reshape([c_out as i32, -1]))
+    }
+}
+
+impl<B: Backend> Deref for SeededConv2d<B> {
+    type Target = SeedCore<B>;
+    fn deref(&self) -> &SeedCore<B> {
+        &self.seeds
+    }
+}
+
+impl<B: Backend> DerefMut for SeededConv2d<B> {
+    fn deref_mut(&mut self) -> &mut SeedCore<B> {
+        &mut self.seeds
+    }
+}
+
+impl<B: Backend> SeedControl<B> for SeededConv2d<B> {
+    fn seed_core(&self) -> &SeedCore<B> {
+        &self.seeds
+    }
+    fn seed_core_mut(&mut self) -> &mut SeedCore<B> {
+        &mut self.seeds
+    }
+    fn graft_step(&mut self, signals: &GraftSignals<B>) -> Result<(), MorphogenError> {
+        SeededConv2d::graft_step(self, signals)
+    }
+}

@@ -1,0 +1,154 @@
+//! [`SeededLinear`]: a Linear layer carrying seeds, used wherever `burn::nn::Linear` would be.
+
+use crate::blueprint::BlueprintRegistry;
+use crate::config::LifecycleConfig;
+use crate::grafting::{GraftSignals, StrategyRegistry};
+use crate::model::SeedControl;
+use crate::seeds::{HostKind, SeedCore, SeedOptions};
+use crate::MorphogenError;
+use burn::config::Config;
+use burn::module::{Initializer, Module};
+use burn::nn::{Linear, LinearConfig};
+use burn::tensor::backend::Backend;
+use burn::tensor::Tensor;
+use std::ops::{Deref, DerefMut};
+
+/// Configuration of a [`SeededLinear`]; reads like Burn's `LinearConfig`, plus seeds.
+#[derive(Config, Debug)]
+pub struct SeededLinearConfig {
+    /// Input features.
+    pub d_input: usize,
+    /// Output features, split into `seeds` chunks.
+    pub d_output: usize,
+    /// Number of seeds (chunks of the output features, sizes differing by at most one);
+    /// `1 <= seeds <= d_output`.
+    #[config(default = 1)]
+    pub seeds: usize,
+    /// Whether the host layer has a bias.
+    #[config(default = true)]
+    pub bias: bool,
+    /// Host weight initializer (Burn's Linear default).
+    #[config(default = "Initializer::KaimingUniform{gain: 1.0 / 3.0f64.sqrt(), fan_out_only: false}")]
+    pub initializer: Initializer,
+    /// Name used in errors, reports and controller addresses.
+    #[config(default = "String::from(\"seeded_linear\")")]
+    pub name: String,
+    /// Lifecycle rules.
+    #[config(default = "LifecycleConfig::new()")]
+    pub lifecycle: LifecycleConfig,
+    /// Blueprints the layer may grow.
+    #[config(default = "BlueprintRegistry::default()")]
+    pub blueprints: BlueprintRegistry,
+    /// Grafting strategies the layer may use.
+    #[config(default = "StrategyRegistry::default()")]
+    pub strategies: StrategyRegistry,
+}
+
+/// A Linear host layer whose output features are split into seeds.
+///
+/// Output: `host(x)` plus, for each seed holding a blueprint, its contribution on its chunk as
+/// its stage dictates (see [`morphogen_contracts::Stage`]). With every seed dormant the output
+/// and the host's gradients are exactly those of `host` alone. Dereferences to its
+/// [`SeedCore`], which holds the lifecycle API (`request_germination`, `advance`, `seed`,
+/// `health_report`, ...).
+#[derive(Module, Debug)]
+pub struct SeededLinear<B: Backend> {
+    /// The host layer: weight `[d_input, d_output]`, bias `[d_output]`.
+    pub host: Linear<B>,
+    /// Seed state, banks and telemetry.
+    pub seeds: SeedCore<B>,
+}
+
+impl SeededLinearConfig {
+    fn options(&self) -> SeedOptions {
+        SeedOptions {
+            lifecycle: self.lifecycle.clone(),
+            blueprints: self.blueprints.clone(),
+            strategies: self.strategies.clone(),
+        }
+    }
+
+    /// Builds the layer, or says what is wrong with the config.
+    pub fn try_init<B: Backend>(&self, device: &B::Device) -> Result<SeededLinear<B>, MorphogenError> {
+        let host = LinearConfig::new(self.d_input, self.d_output)
+            .with_bias(self.bias)
+            .with_initializer(self.initializer.clone());
+        let seeds = SeedCore::new(&self.name, HostKind::Linear, [self.d_output, self.seeds], self.options(), device)?;
+        Ok(SeededLinear { host: host.init(device), seeds })
+    }
+
+    /// Builds the layer; panics with [`try_init`](Self::try_init)'s error (Burn's convention).
+    pub fn init<B: Backend>(&self, device: &B::Device) -> SeededLinear<B> {
+        self.try_init(device).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Wraps an existing Linear layer (its weights kept as they are) with this config's seeds.
+    pub fn try_wrap<B: Backend>(&self, host: Linear<B>) -> Result<SeededLinear<B>, MorphogenError> {
+        let [d_input, d_output] = host.weight.dims();
+        if [d_input, d_output] != [self.d_input, self.d_output] {
+            return Err(MorphogenError::ShapeMismatch {
+                layer: self.name.clone(),
+                expected: format!("a Linear host of {} -> {}", self.d_input, self.d_output),
+                got: vec![d_input, d_output],
+            });
+        }
+        let device = host.weight.device();
+        let seeds = SeedCore::new(&self.name, HostKind::Linear, [d_output, self.seeds], self.options(), &device)?;
+        Ok(SeededLinear { host, seeds })
+    }
+}
+
+impl<B: Backend> SeededLinear<B> {
+    /// `[..., d_input] -> [..., d_output]`, any number of leading dimensions.
+    pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
+        let h = self.host.forward(x);
+        let dims = h.dims();
+        let features = dims[D - 1];
+        let rows = dims[..D - 1].iter().product();
+        self.seeds.apply(h.reshape([rows, features, 1]), None).reshape(dims)
+    }
+
+    /// [`forward`](Self::forward) with the input's shape checked first.
+    pub fn try_forward<const D: usize>(&self, x: Tensor<B, D>) -> Result<Tensor<B, D>, MorphogenError> {
+        let d_input = self.host.weight.dims()[0];
+        if D == 0 || x.dims()[D - 1] != d_input {
+            return Err(MorphogenError::ShapeMismatch {
+                layer: self.seeds.name().to_string(),
+                expected: format!("[..., {d_input}]"),
+                got: x.dims().to_vec(),
+            });
+        }
+        Ok(self.forward(x))
+    }
+
+    /// Moves every GRAFTING seed's alpha one step by its strategy (on device).
+    pub fn graft_step(&mut self, signals: &GraftSignals<B>) -> Result<(), MorphogenError> {
+        let weight = self.host.weight.val();
+        self.seeds.graft_step_with(signals, || weight.transpose())
+    }
+}
+
+impl<B: Backend> Deref for SeededLinear<B> {
+    type Target = SeedCore<B>;
+    fn deref(&self) -> &SeedCore<B> {
+        &self.seeds
+    }
+}
+
+impl<B: Backend> DerefMut for SeededLinear<B> {
+    fn deref_mut(&mut self) -> &mut SeedCore<B> {
+        &mut self.seeds
+    }
+}
+
+impl<B: Backend> SeedControl<B> for SeededLinear<B> {
+    fn seed_core(&self) -> &SeedCore<B> {
+        &self.seeds
+    }
+    fn seed_core_mut(&mut self) -> &mut SeedCore<B> {
+        &mut self.seeds
+    }
+    fn graft_step(&mut self, signals: &GraftSignals<B>) -> Result<(), MorphogenError> {
+        SeededLinear::graft_step(self, signals)
+    }
+}

@@ -1,0 +1,744 @@
+//! [`SeedCore`]: everything a seeded layer adds to its host layer, shared by every host kind.
+//!
+//! It owns the seed-state columns, the blueprint banks, the telemetry window and the grafting
+//! state, applies all seeds to the host output in one vectorized pass, and carries out the
+//! lifecycle. Host layers hand it their output as a `[a, features, p]` view (Linear: `p = 1`;
+//! Conv2d: `a` = batch, `p` = pixels).
+
+use crate::bank::BlueprintBank;
+use crate::blueprint::BlueprintRegistry;
+use crate::chunks::ChunkMap;
+use crate::config::LifecycleConfig;
+use crate::grafting::{gate_factor, Gate, GateMemory, GraftSignals, StrategyRegistry};
+use crate::state::{SeedRow, SeedTable, StateColumns};
+use crate::telemetry::{chunk_totals, TelemetryWindow};
+use crate::MorphogenError;
+use burn::module::{
+    AutodiffModule, Content, Devices, HasAutodiffModule, Module, ModuleDisplay, ModuleDisplayDefault,
+    ModuleMapper, ModuleVisitor,
+};
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::IndexingUpdateOp;
+use burn::tensor::{Int, Tensor, TensorData};
+use morphogen_contracts::{LayerHealthReport, SeedInfo, Stage};
+use std::collections::BTreeSet;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+
+/// The kind of layer a seed core sits on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HostKind {
+    /// Features are the last dimension.
+    Linear,
+    /// Features are output channels of a `[batch, channels, height, width]` output.
+    Conv2d,
+}
+
+impl fmt::Display for HostKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            HostKind::Linear => "Linear",
+            HostKind::Conv2d => "Conv2d",
+        })
+    }
+}
+
+/// What a layer config passes to its seed core.
+#[derive(Clone, Debug)]
+pub struct SeedOptions {
+    /// Lifecycle rules.
+    pub lifecycle: LifecycleConfig,
+    /// Blueprints the layer may grow.
+    pub blueprints: BlueprintRegistry,
+    /// Grafting strategies the layer may use.
+    pub strategies: StrategyRegistry,
+}
+
+/// The persistent parameters of a seed core: what its record holds.
+#[derive(Module, Debug)]
+pub struct SeedParams<B: Backend> {
+    /// Seed-state columns.
+    pub state: StateColumns<B>,
+    /// One bank per registered blueprint, allocated on its first germination.
+    pub banks: Vec<Option<BlueprintBank<B>>>,
+}
+
+/// Device index tensors of one bank, rebuilt whenever its rows change.
+#[derive(Clone, Debug)]
+struct BankIndex<B: Backend> {
+    /// Blueprint id.
+    blueprint: usize,
+    /// Seed of each row (free rows point at seed 0 and are masked).
+    row_seeds: Tensor<B, 1, Int>,
+    /// Feature of each padded position of each row, `[rows * width]`.
+    features: Tensor<B, 1, Int>,
+    /// 1 for real positions of occupied rows, `[rows, 1, width]`.
+    mask: Tensor<B, 3>,
+}
+
+/// Everything a seeded layer adds to its host: see the module docs.
+#[derive(Clone, Debug)]
+pub struct SeedCore<B: Backend> {
+    name: String,
+    host: HostKind,
+    chunks: ChunkMap,
+    lifecycle: LifecycleConfig,
+    blueprints: BlueprintRegistry,
+    strategies: StrategyRegistry,
+    params: SeedParams<B>,
+    table: SeedTable,
+    /// Derived from `table`: bank indices and per-strategy ramp rates of grafting seeds.
+    indices: Vec<BankIndex<B>>,
+    ramps: Vec<(usize, Tensor<B, 1>)>,
+    /// Seeds in EVALUATING whose contribution is forced off (1) for a measurement.
+    ablated: Option<Tensor<B, 1>>,
+    gate_memory: GateMemory<B>,
+    drift_reference: Option<Tensor<B, 2>>,
+    /// Shared by clones, so the window survives optimizer steps that rebuild the module.
+    telemetry: Arc<Mutex<TelemetryWindow<B>>>,
+}
+
+/// The pieces of a core that are not tensors, carried across backends and devices.
+#[derive(Clone, Debug)]
+struct Plan {
+    name: String,
+    host: HostKind,
+    chunks: ChunkMap,
+    lifecycle: LifecycleConfig,
+    blueprints: BlueprintRegistry,
+    strategies: StrategyRegistry,
+}
+
+impl<B: Backend> SeedCore<B> {
+    /// A core with every seed dormant.
+    pub(crate) fn new(
+        name: &str,
+        host: HostKind,
+        [features, seeds]: [usize; 2],
+        options: SeedOptions,
+        device: &B::Device,
+    ) -> Result<Self, MorphogenError> {
+        let chunks = ChunkMap::new(name, features, seeds)?;
+        let SeedOptions { lifecycle, blueprints, strategies } = options;
+        lifecycle.validate(name)?;
+        blueprints.specs().iter().try_for_each(|s| s.validate())?;
+        strategies.specs().iter().try_for_each(|s| s.validate())?;
+        let params = SeedParams {
+            state: StateColumns::dormant(seeds, device),
+            banks: blueprints.specs().iter().map(|_| None).collect(),
+        };
+        let plan = Plan { name: name.to_string(), host, chunks, lifecycle, blueprints, strategies };
+        Ok(Self::assemble(plan, params, vec![SeedRow::default(); seeds], None))
+    }
+
+    /// Builds a core from its persistent parts, deriving every cache.
+    fn assemble(plan: Plan, params: SeedParams<B>, table: SeedTable, window: Option<TelemetryWindow<B>>) -> Self {
+        let device = params.state.stage.device();
+        let window = window.unwrap_or_else(|| TelemetryWindow::new(&plan.chunks, &device));
+        let mut core = Self {
+            name: plan.name,
+            host: plan.host,
+            chunks: plan.chunks,
+            lifecycle: plan.lifecycle,
+            blueprints: plan.blueprints,
+            strategies: plan.strategies,
+            params,
+            table,
+            indices: Vec::new(),
+            ramps: Vec::new(),
+            ablated: None,
+            gate_memory: GateMemory::default(),
+            drift_reference: None,
+            telemetry: Arc::new(Mutex::new(window)),
+        };
+        core.rebuild_caches();
+        core
+    }
+
+    fn plan(&self) -> Plan {
+        Plan {
+            name: self.name.clone(),
+            host: self.host,
+            chunks: self.chunks.clone(),
+            lifecycle: self.lifecycle.clone(),
+            blueprints: self.blueprints.clone(),
+            strategies: self.strategies.clone(),
+        }
+    }
+
+    fn device(&self) -> B::Device {
+        self.params.state.stage.device()
+    }
+
+    /// The layer's name, used in errors and reports.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The chunk layout.
+    pub fn chunks(&self) -> &ChunkMap {
+        &self.chunks
+    }
+
+    /// Number of seeds.
+    pub fn num_seeds(&self) -> usize {
+        self.chunks.seeds()
+    }
+
+    /// The blueprints this layer can grow.
+    pub fn blueprints(&self) -> &BlueprintRegistry {
+        &self.blueprints
+    }
+
+    /// The grafting strategies this layer knows.
+    pub fn strategies(&self) -> &StrategyRegistry {
+        &self.strategies
+    }
+
+    /// The persistent parameters (state columns and banks).
+    pub fn params(&self) -> &SeedParams<B> {
+        &self.params
+    }
+
+    /// Seeds whose EVALUATING contribution is currently forced off.
+    pub fn ablated_seeds(&self) -> Vec<usize> {
+        let Some(mask) = &self.ablated else { return Vec::new() };
+        let values: Vec<f32> = mask.clone().into_data().convert::<f32>().to_vec().expect("f32 mask");
+        values.iter().enumerate().filter(|(_, &v)| v > 0.0).map(|(s, _)| s).collect()
+    }
+
+    /// The host copy of the discrete state columns.
+    pub fn table(&self) -> &SeedTable {
+        &self.table
+    }
+
+    // ----- forward -------------------------------------------------------------------------
+
+    /// Applies every seed to the host output `h`: `[a, features, p]`. `spatial` is
+    /// `[batch, height, width]` for Conv2d hosts. With no blueprint held, returns `h` untouched.
+    pub fn apply(&self, h: Tensor<B, 3>, spatial: Option<[usize; 3]>) -> Tensor<B, 3> {
+        if self.lifecycle.telemetry {
+            self.telemetry.lock().expect("telemetry lock").observe(h.clone(), &self.chunks);
+        }
+        self.indices.iter().fold(h, |h, index| self.apply_bank(h, index, spatial))
+    }
+
+    fn apply_bank(&self, h: Tensor<B, 3>, index: &BankIndex<B>, spatial: Option<[usize; 3]>) -> Tensor<B, 3> {
+        let [a, _, p] = h.dims();
+        let width = self.chunks.width();
+        let rows = index.row_seeds.dims()[0];
+        let column = |c: Tensor<B, 1>| c.select(0, index.row_seeds.clone());
+        let stage = column(self.params.state.stage.val());
+        let is = |s: Stage| stage.clone().equal_elem(s.code() as f32).float();
+        let mut evaluating = is(Stage::Evaluating);
+        if let Some(ablated) = &self.ablated {
+            evaluating = evaluating * (column(ablated.clone()).neg() + 1.0);
+        }
+        let gate = column(self.params.state.alpha.val()) * is(Stage::Grafting)
+            + is(Stage::Stabilization)
+            + evaluating
+            + is(Stage::FineTuning)
+            + is(Stage::Fossilized);
+        let training = is(Stage::Training).reshape([rows, 1, 1]);
+        let trainable = (is(Stage::Training) + is(Stage::Grafting) + is(Stage::FineTuning)).reshape([rows, 1, 1]);
+
+        // Gather every row's chunk: [a, rows*width, p] -> [rows, a*p, width].
+        let x = h
+            .clone()
+            .select(1, index.features.clone())
+            .reshape([a, rows, width, p])
+            .permute([1, 0, 3, 2])
+            .reshape([rows, a * p, width]);
+        // TRAINING rows learn on a detached input, so the host gets no gradient through them.
+        let x = (x.clone() * (training.clone().neg() + 1.0) + x.detach() * training.clone()) * index.mask.clone();
+        // Frozen rows see detached parameters: same values, no gradient.
+        let params: Vec<_> = self.params.banks[index.blueprint]
+            .as_ref()
+            .expect("indexed banks exist")
+            .stacked()
+            .into_iter()
+            .map(|w| w.clone() * trainable.clone() + w.detach() * (trainable.clone().neg() + 1.0))
+            .collect();
+        let spec = self.blueprints.get(index.blueprint);
+        let b = spec.forward(&params, x, spatial) * index.mask.clone();
+        if self.lifecycle.telemetry {
+            let per_row = b.clone().detach().square().sum_dim(2).sum_dim(1).reshape([rows]);
+            let per_seed = Tensor::zeros([self.num_seeds()], &h.device()).select_assign(
+                0,
+                index.row_seeds.clone(),
+                per_row,
+                IndexingUpdateOp::Add,
+            );
+            self.telemetry.lock().expect("telemetry lock").observe_blueprints(per_seed);
+        }
+        // TRAINING adds exactly zero while passing the gradient of alpha = 1 to the blueprint.
+        let contribution = b.clone() * gate.reshape([rows, 1, 1]) + (b.clone() - b.detach()) * training;
+        let back = contribution.reshape([rows, a, p, width]).permute([1, 0, 3, 2]).reshape([a, rows * width, p]);
+        h.select_assign(1, index.features.clone(), back, IndexingUpdateOp::Add)
+    }
+
+    // ----- lifecycle -----------------------------------------------------------------------
+
+    fn check_seeds(&self, seeds: &[usize]) -> Result<(), MorphogenError> {
+        let mut seen = BTreeSet::new();
+        for &seed in seeds {
+            if seed >= self.num_seeds() {
+                return Err(MorphogenError::UnknownSeed {
+                    layer: self.name.clone(),
+                    seed,
+                    num_seeds: self.num_seeds(),
+                });
+            }
+            if !seen.insert(seed) {
+                return Err(MorphogenError::DuplicateSeed { layer: self.name.clone(), seed });
+            }
+        }
+        Ok(())
+    }
+
+    fn illegal(&self, seed: usize, from: Stage, to: Stage, allowed: Vec<Stage>) -> MorphogenError {
+        MorphogenError::IllegalTransition { layer: self.name.clone(), seed, from, to, allowed }
+    }
+
+    /// Moves `seed` from DORMANT to GERMINATED with a blueprint and grafting strategy, allocating
+    /// its bank row. On error nothing changes.
+    pub fn request_germination(&mut self, seed: usize, blueprint: &str, strategy: &str) -> Result<(), MorphogenError> {
+        self.request_germinations(&[seed], blueprint, strategy)
+    }
+
+    /// [`request_germination`](Self::request_germination) for many seeds in one call (one bank
+    /// allocation, one state write). All or nothing: on error no seed changes.
+    pub fn request_germinations(&mut self, seeds: &[usize], blueprint: &str, strategy: &str) -> Result<(), MorphogenError> {
+        self.check_seeds(seeds)?;
+        let blueprint_id = self.blueprints.id(blueprint).ok_or_else(|| MorphogenError::UnknownBlueprint {
+            layer: self.name.clone(),
+            name: blueprint.to_string(),
+            known: self.blueprints.names(),
+        })?;
+        if self.blueprints.get(blueprint_id).needs_spatial() && self.host != HostKind::Conv2d {
+            let usable = self.blueprints.specs().iter().filter(|s| !s.needs_spatial()).map(|s| s.name.clone());
+            return Err(MorphogenError::UnsupportedBlueprint {
+                layer: self.name.clone(),
+                blueprint: blueprint.to_string(),
+                needs: "a Conv2d host (spatial channels)".into(),
+                host: self.host.to_string(),
+                usable: usable.collect(),
+            });
+        }
+        let strategy_id = self.strategies.id(strategy).ok_or_else(|| MorphogenError::UnknownStrategy {
+            layer: self.name.clone(),
+            name: strategy.to_string(),
+            known: self.strategies.names(),
+        })?;
+        for &seed in seeds {
+            let row = self.table[seed];
+            if row.stage != Stage::Dormant {
+                return Err(self.illegal(seed, row.stage, Stage::Germinated, row.stage.allowed_next().to_vec()));
+            }
+            if row.embargo > 0 {
+                return Err(MorphogenError::Embargoed { layer: self.name.clone(), seed, epochs_left: row.embargo });
+            }
+            if row.failures >= self.lifecycle.quarantine_after {
+                return Err(MorphogenError::Quarantined { layer: self.name.clone(), seed, failures: row.failures });
+            }
+        }
+        let rows = self.allocate_rows(blueprint_id, seeds.len());
+        for (&seed, &slot) in seeds.iter().zip(&rows) {
+            let row = &mut self.table[seed];
+            *row = SeedRow {
+                stage: Stage::Germinated,
+                blueprint: Some(blueprint_id),
+                slot: Some(slot),
+                strategy: Some(strategy_id),
+                epochs_in_stage: 0,
+                ..*row
+            };
+        }
+        self.params.state.write(&self.table);
+        self.params.state.set_alpha(seeds, 0.0);
+        self.rebuild_caches();
+        Ok(())
+    }
+
+    /// Finds `count` free rows in the blueprint's bank (lowest first), growing it as needed, and
+    /// re-initialises them.
+    fn allocate_rows(&mut self, blueprint: usize, count: usize) -> Vec<usize> {
+        let taken: BTreeSet<usize> = self
+            .table
+            .iter()
+            .filter(|r| r.blueprint == Some(blueprint))
+            .filter_map(|r| r.slot)
+            .collect();
+        let rows: Vec<usize> = (0..).filter(|r| !taken.contains(r)).take(count).collect();
+        let needed = rows.last().map_or(0, |r| r + 1);
+        let (spec, width, device) = (self.blueprints.get(blueprint).clone(), self.chunks.width(), self.device());
+        let first_page = self.lifecycle.bank_page_rows.min(self.num_seeds());
+        let bank = self.params.banks[blueprint].get_or_insert_with(BlueprintBank::empty);
+        bank.grow_to(&spec, width, needed, first_page, self.chunks.seeds(), &device);
+        bank.reinit_rows(&spec, width, &rows);
+        rows
+    }
+
+    /// Moves `seed` to `to` along a legal edge; see [`advance_many`](Self::advance_many).
+    pub fn advance(&mut self, seed: usize, to: Stage) -> Result<(), MorphogenError> {
+        self.advance_many(&[seed], to)
+    }
+
+    /// Cancels a GERMINATED or TRAINING seed, discarding its blueprint.
+    pub fn cancel_germination(&mut self, seed: usize) -> Result<(), MorphogenError> {
+        self.advance_many(&[seed], Stage::Cancelled)
+    }
+
+    /// Moves the listed seeds to `to` along legal edges. All or nothing.
+    ///
+    /// Entering GRAFTING sets alpha to 0; STABILIZATION, EVALUATING, FINE_TUNING and FOSSILIZED
+    /// set it to 1. CULLED, CANCELLED and ROLLED_BACK free the blueprint's bank row; CULLED and
+    /// ROLLED_BACK count a failure, and CULLED starts the embargo.
+    pub fn advance_many(&mut self, seeds: &[usize], to: Stage) -> Result<(), MorphogenError> {
+        self.check_seeds(seeds)?;
+        if to == Stage::Germinated {
+            return Err(MorphogenError::InvalidConfig {
+                component: format!("layer '{}'", self.name),
+                problem: "germination needs a blueprint and a grafting strategy".into(),
+                hint: "call request_germination(seed, blueprint, strategy) instead of advance".into(),
+            });
+        }
+        for &seed in seeds {
+            let row = self.table[seed];
+            let from = row.stage;
+            let fossil_locked = from == Stage::Fossilized && !self.lifecycle.reuse_fossilized;
+            if !from.can_transition_to(to) || fossil_locked {
+                let allowed = if fossil_locked { vec![] } else { from.allowed_next().to_vec() };
+                return Err(self.illegal(seed, from, to, allowed));
+            }
+            if from == Stage::Culled && row.embargo > 0 {
+                return Err(MorphogenError::Embargoed { layer: self.name.clone(), seed, epochs_left: row.embargo });
+            }
+        }
+        for &seed in seeds {
+            let row = &mut self.table[seed];
+            if !to.holds_blueprint() {
+                (row.blueprint, row.slot, row.strategy) = (None, None, None);
+            }
+            if matches!(to, Stage::Culled | Stage::RolledBack) {
+                row.failures += 1;
+            }
+            if to == Stage::Culled {
+                row.embargo = self.lifecycle.embargo_epochs;
+            }
+            row.stage = to;
+            row.epochs_in_stage = 0;
+        }
+        self.params.state.write(&self.table);
+        let full = matches!(to, Stage::Stabilization | Stage::Evaluating | Stage::FineTuning | Stage::Fossilized);
+        self.params.state.set_alpha(seeds, if full { 1.0 } else { 0.0 });
+        self.rebuild_caches();
+        Ok(())
+    }
+
+    /// Counts an epoch: every seed's `epochs_in_stage` grows by one, embargoes shrink by one.
+    pub fn end_epoch(&mut self) {
+        for row in &mut self.table {
+            row.epochs_in_stage += 1;
+            row.embargo = row.embargo.saturating_sub(1);
+        }
+        self.params.state.write(&self.table);
+    }
+
+    /// Forces the contribution of the listed EVALUATING seeds to zero (alpha forced to 0) until
+    /// the next call; an empty list clears it.
+    pub fn set_ablation(&mut self, seeds: &[usize]) -> Result<(), MorphogenError> {
+        self.check_seeds(seeds)?;
+        if let Some(&seed) = seeds.iter().find(|&&s| self.table[s].stage != Stage::Evaluating) {
+            let from = self.table[seed].stage;
+            return Err(MorphogenError::InvalidConfig {
+                component: format!("layer '{}'", self.name),
+                problem: format!("seed {seed} is {from}, not EVALUATING"),
+                hint: "ablate only seeds in EVALUATING".into(),
+            });
+        }
+        self.ablated = (!seeds.is_empty()).then(|| {
+            let mut mask = vec![0.0f32; self.num_seeds()];
+            seeds.iter().for_each(|&s| mask[s] = 1.0);
+            Tensor::from_data(TensorData::new(mask, [self.num_seeds()]), &self.device())
+        });
+        Ok(())
+    }
+
+    /// One seed's state (reads its alpha from the device).
+    pub fn seed(&self, seed: usize) -> Result<SeedInfo, MorphogenError> {
+        self.check_seeds(&[seed])?;
+        let row = self.table[seed];
+        let alpha = self.params.state.alpha.val().slice([seed..seed + 1]).into_data();
+        Ok(SeedInfo {
+            seed,
+            stage: row.stage,
+            blueprint: row.blueprint.map(|b| self.blueprints.get(b).name.clone()),
+            strategy: row.strategy.map(|s| self.strategies.get(s).name.clone()),
+            alpha: alpha.convert::<f32>().to_vec::<f32>().expect("f32")[0],
+            epochs_in_stage: row.epochs_in_stage,
+            embargo_epochs_left: row.embargo,
+            failures: row.failures,
+            chunk: self.chunks.range(seed),
+        })
+    }
+
+    /// Per-seed health for the window since the last report, read in one transfer; resets the
+    /// window.
+    pub fn health_report(&self) -> LayerHealthReport {
+        let mut window = self.telemetry.lock().expect("telemetry lock");
+        let sums = window.read(self.params.state.alpha.val());
+        *window = TelemetryWindow::new(&self.chunks, &self.device());
+        sums.report(&self.name, &self.chunks, |s| self.table[s].stage)
+    }
+
+    // ----- grafting ------------------------------------------------------------------------
+
+    /// Whether a grafting seed uses a drift gate (the host layer then supplies its weights).
+    pub fn needs_drift(&self) -> bool {
+        self.ramps
+            .iter()
+            .any(|(id, _)| matches!(self.strategies.get(*id).gate, Gate::DriftBelow { .. }))
+    }
+
+    /// Moves every GRAFTING seed's alpha by its strategy, on device. `host_rows` gives the host
+    /// weights as `[features, fan_in]` and is called only when a drift gate needs it.
+    pub fn graft_step_with(
+        &mut self,
+        signals: &GraftSignals<B>,
+        host_rows: impl FnOnce() -> Tensor<B, 2>,
+    ) -> Result<(), MorphogenError> {
+        if self.ramps.is_empty() {
+            return Ok(());
+        }
+        let drift = self.needs_drift().then(|| self.measure_drift(host_rows()));
+        let device = self.device();
+        let mut increment = Tensor::<B, 1>::zeros([self.num_seeds()], &device);
+        for (id, ramp) in self.ramps.clone() {
+            let spec = self.strategies.get(id).clone();
+            let name = self.name.clone();
+            let missing = |signal: &str, hint: &str| MorphogenError::MissingSignal {
+                layer: name.clone(),
+                strategy: spec.name.clone(),
+                signal: signal.into(),
+                hint: hint.into(),
+            };
+            let factor = gate_factor(id, &spec, signals, drift.as_ref(), &mut self.gate_memory, &device, missing)?;
+            increment = increment + ramp * factor;
+        }
+        self.params.state.alpha = self.params.state.alpha.clone().map(|a| (a + increment).clamp(0.0, 1.0));
+        Ok(())
+    }
+
+    /// Per-seed relative drift of the host weight rows since the last call (0 on the first).
+    fn measure_drift(&mut self, rows: Tensor<B, 2>) -> Tensor<B, 1> {
+        let rows = rows.detach();
+        let [f, _] = rows.dims();
+        let per_seed = |x: Tensor<B, 2>| {
+            chunk_totals(x.square().sum_dim(1).reshape([1, f, 1]), &self.chunks).reshape([self.num_seeds()])
+        };
+        let drift = match &self.drift_reference {
+            Some(previous) => {
+                (per_seed(rows.clone() - previous.clone()) / (per_seed(previous.clone()) + 1e-12)).sqrt()
+            }
+            None => Tensor::zeros([self.num_seeds()], &rows.device()),
+        };
+        self.drift_reference = Some(rows);
+        drift
+    }
+
+    // ----- caches and accounting -------------------------------------------------------------
+
+    /// Rebuilds bank indices and ramp rates from the host table (after any transition).
+    fn rebuild_caches(&mut self) {
+        let device = self.device();
+        let width = self.chunks.width();
+        self.indices = self
+            .params
+            .banks
+            .iter()
+            .enumerate()
+            .filter_map(|(id, bank)| Some((id, bank.as_ref()?.capacity())))
+            .filter(|&(id, _)| self.table.iter().any(|r| r.blueprint == Some(id)))
+            .map(|(id, capacity)| {
+                let mut occupant = vec![None; capacity];
+                self.table
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, r)| r.blueprint == Some(id))
+                    .for_each(|(seed, r)| occupant[r.slot.expect("held blueprint has a slot")] = Some(seed));
+                let row_seeds: Vec<i64> = occupant.iter().map(|o| o.unwrap_or(0) as i64).collect();
+                let (mut features, mut mask) = (Vec::new(), Vec::new());
+                for o in &occupant {
+                    for (feature, real) in self.chunks.padded_positions(o.unwrap_or(0)) {
+                        features.push(feature as i64);
+                        mask.push(if real && o.is_some() { 1.0f32 } else { 0.0 });
+                    }
+                }
+                BankIndex {
+                    blueprint: id,
+                    row_seeds: Tensor::from_data(TensorData::new(row_seeds, [capacity]), &device),
+                    features: Tensor::from_data(TensorData::new(features, [capacity * width]), &device),
+                    mask: Tensor::from_data(TensorData::new(mask, [capacity, 1, width]), &device),
+                }
+            })
+            .collect();
+        let mut ramps: Vec<(usize, Vec<f32>)> = Vec::new();
+        for (seed, row) in self.table.iter().enumerate().filter(|(_, r)| r.stage == Stage::Grafting) {
+            let id = row.strategy.expect("grafting seed has a strategy");
+            let at = match ramps.iter().position(|(k, _)| *k == id) {
+                Some(i) => i,
+                None => {
+                    ramps.push((id, vec![0.0; self.num_seeds()]));
+                    ramps.len() - 1
+                }
+            };
+            ramps[at].1[seed] = 1.0 / self.strategies.get(id).ramp_steps as f32;
+        }
+        let n = self.num_seeds();
+        self.ramps = ramps
+            .into_iter()
+            .map(|(id, rates)| (id, Tensor::from_data(TensorData::new(rates, [n]), &device)))
+            .collect();
+    }
+
+    /// Bytes of seed-state columns on device (32 per seed with f32 columns).
+    pub fn state_bytes(&self) -> usize {
+        self.params.state.bytes()
+    }
+
+    /// Bytes of blueprint bank parameters on device.
+    pub fn bank_bytes(&self) -> usize {
+        self.params.banks.iter().flatten().map(BlueprintBank::bytes).sum()
+    }
+
+    /// Bytes of the telemetry window on device.
+    pub fn telemetry_bytes(&self) -> usize {
+        self.telemetry.lock().expect("telemetry lock").bytes()
+    }
+
+    fn with_params<B2: Backend>(&self, params: SeedParams<B2>) -> SeedCore<B2> {
+        SeedCore::assemble(self.plan(), params, self.table.clone(), None)
+    }
+}
+
+impl<B: AutodiffBackend> SeedCore<B> {
+    /// Per-seed L2 norm of the blueprint parameters' gradients, `[num_seeds]` (0 without a
+    /// blueprint), for `grad_norm_gated` grafting.
+    pub fn seed_grad_norms(&self, grads: &B::Gradients) -> Tensor<B, 1> {
+        let device = self.device();
+        let mut squares = Tensor::<B::InnerBackend, 1>::zeros([self.num_seeds()], &device);
+        for index in &self.indices {
+            let bank = self.params.banks[index.blueprint].as_ref().expect("indexed banks exist");
+            let per_row: Vec<_> = bank
+                .pages
+                .iter()
+                .map(|page| {
+                    let rows = page.params[0].dims()[0];
+                    page.params
+                        .iter()
+                        .filter_map(|p| p.grad(grads))
+                        .map(|g| g.square().sum_dim(2).sum_dim(1).reshape([rows]))
+                        .fold(Tensor::zeros([rows], &device), |acc, g| acc + g)
+                })
+                .collect();
+            let per_row = Tensor::cat(per_row, 0);
+            squares = squares.select_assign(0, index.row_seeds.clone().inner(), per_row, IndexingUpdateOp::Add);
+        }
+        Tensor::from_inner(squares.sqrt())
+    }
+}
+
+// ----- Module plumbing: the record is `SeedParams`; caches are derived again on load. ---------
+
+impl<B: Backend> Module<B> for SeedCore<B> {
+    type Record = <SeedParams<B> as Module<B>>::Record;
+
+    fn collect_devices(&self, devices: Devices<B>) -> Devices<B> {
+        self.params.collect_devices(devices)
+    }
+
+    fn fork(self, device: &B::Device) -> Self {
+        let params = self.params.clone().fork(device);
+        self.with_params(params)
+    }
+
+    fn to_device(self, device: &B::Device) -> Self {
+        let window = self.telemetry.lock().expect("telemetry lock").clone().to_device(device);
+        let params = self.params.clone().to_device(device);
+        SeedCore::assemble(self.plan(), params, self.table.clone(), Some(window))
+    }
+
+    fn visit<V: ModuleVisitor<B>>(&self, visitor: &mut V) {
+        self.params.visit(visitor)
+    }
+
+    fn map<M: ModuleMapper<B>>(mut self, mapper: &mut M) -> Self {
+        self.params = self.params.map(mapper);
+        self
+    }
+
+    /// Loads state and banks from a record, re-creating lazily allocated bank pages the fresh
+    /// module does not have yet, then rebuilds the host table from the loaded columns.
+    fn load_record(self, record: Self::Record) -> Self {
+        let device = self.device();
+        let state = self.params.state.clone().load_record(record.state);
+        let banks = record
+            .banks
+            .into_iter()
+            .map(|bank| {
+                bank.map(|bank| BlueprintBank {
+                    pages: bank
+                        .pages
+                        .into_iter()
+                        .map(|page| crate::bank::BankPage {
+                            params: page
+                                .params
+                                .into_iter()
+                                .map(|p| p.map(|t| t.to_device(&device).detach().require_grad()))
+                                .collect(),
+                        })
+                        .collect(),
+                })
+            })
+            .collect();
+        let (table, _) = state.read();
+        SeedCore::assemble(self.plan(), SeedParams { state, banks }, table, None)
+    }
+
+    fn into_record(self) -> Self::Record {
+        self.params.clone().into_record()
+    }
+}
+
+impl<B: AutodiffBackend> AutodiffModule<B> for SeedCore<B> {
+    type InnerModule = SeedCore<B::InnerBackend>;
+
+    fn valid(&self) -> Self::InnerModule {
+        self.with_params(self.params.valid())
+    }
+
+    fn from_inner(module: Self::InnerModule) -> Self {
+        let params = SeedParams::from_inner(module.params.clone());
+        module.with_params(params)
+    }
+}
+
+impl<B: AutodiffBackend> HasAutodiffModule<B> for SeedCore<B::InnerBackend> {
+    type TrainModule = SeedCore<B>;
+}
+
+impl<B: Backend> ModuleDisplayDefault for SeedCore<B> {
+    fn content(&self, content: Content) -> Option<Content> {
+        let active = self.table.iter().filter(|r| r.stage.holds_blueprint()).count();
+        content
+            .add_formatted(&format!(
+                "SeedCore {{ seeds: {}, chunk: {}, with blueprint: {active} }}",
+                self.num_seeds(),
+                self.chunks.width()
+            ))
+            .optional()
+    }
+}
+
+impl<B: Backend> ModuleDisplay for SeedCore<B> {}
