@@ -436,6 +436,21 @@ impl<B: Backend> SeedCore<B> {
         Ok(())
     }
 
+    /// Sets alpha of GRAFTING seeds by hand (a controller overriding the strategy's ramp).
+    pub fn set_alpha(&mut self, seeds: &[usize], alpha: f32) -> Result<(), MorphogenError> {
+        self.check_seeds(seeds)?;
+        let not_grafting = seeds.iter().find(|&&s| self.table[s].stage != Stage::Grafting);
+        if !(0.0..=1.0).contains(&alpha) || not_grafting.is_some() {
+            return Err(MorphogenError::InvalidConfig {
+                component: format!("layer '{}'", self.name),
+                problem: format!("alpha {alpha} for seeds {seeds:?}"),
+                hint: "alpha must be in [0, 1] and only GRAFTING seeds have a free alpha".into(),
+            });
+        }
+        self.params.state.set_alpha(seeds, alpha);
+        Ok(())
+    }
+
     /// Counts an epoch: every seed's `epochs_in_stage` grows by one, embargoes shrink by one.
     pub fn end_epoch(&mut self) {
         for row in &mut self.table {
