@@ -83,10 +83,7 @@ impl Stage {
 
     /// Whether a seed in this stage owns a blueprint (a row in its layer's bank).
     pub fn holds_blueprint(self) -> bool {
-        matches!(
-            self,
-            Germinated | Training | Grafting | Stabilization | Evaluating | FineTuning | Fossilized
-        )
+        matches!(self, Germinated | Training | Grafting | Stabilization | Evaluating | FineTuning | Fossilized)
     }
 
     /// Whether the blueprint's parameters receive gradients in this stage.

@@ -60,7 +60,15 @@ impl<B: Backend> BlueprintBank<B> {
     }
 
     /// Adds pages until at least `rows` rows exist; never more than `max_rows` in all.
-    pub fn grow_to(&mut self, spec: &BlueprintSpec, width: usize, rows: usize, first_page: usize, max_rows: usize, device: &B::Device) {
+    pub fn grow_to(
+        &mut self,
+        spec: &BlueprintSpec,
+        width: usize,
+        rows: usize,
+        first_page: usize,
+        max_rows: usize,
+        device: &B::Device,
+    ) {
         let shapes = spec.param_shapes(width);
         while self.capacity() < rows {
             let size = (first_page << self.pages.len()).min(max_rows - self.capacity());
@@ -91,7 +99,11 @@ impl<B: Backend> BlueprintBank<B> {
                 *param = param.clone().map(|t| {
                     let trainable = t.is_require_grad();
                     let t = t.mask_where(mask, replacement).detach();
-                    if trainable { t.require_grad() } else { t }
+                    if trainable {
+                        t.require_grad()
+                    } else {
+                        t
+                    }
                 });
             }
         }
@@ -100,17 +112,11 @@ impl<B: Backend> BlueprintBank<B> {
     /// Every parameter stacked over all pages: `[capacity, a, b]` each.
     pub fn stacked(&self) -> Vec<Tensor<B, 3>> {
         let count = self.pages.first().map_or(0, |p| p.params.len());
-        (0..count)
-            .map(|i| Tensor::cat(self.pages.iter().map(|p| p.params[i].val()).collect(), 0))
-            .collect()
+        (0..count).map(|i| Tensor::cat(self.pages.iter().map(|p| p.params[i].val()).collect(), 0)).collect()
     }
 
     /// Bytes of parameters held.
     pub fn bytes(&self) -> usize {
-        self.pages
-            .iter()
-            .flat_map(|p| &p.params)
-            .map(|p| p.shape().num_elements() * p.val().dtype().size())
-            .sum()
+        self.pages.iter().flat_map(|p| &p.params).map(|p| p.shape().num_elements() * p.val().dtype().size()).sum()
     }
 }

@@ -137,8 +137,7 @@ impl BlueprintSpec {
             return Err(invalid("empty name".into(), "give the blueprint a name"));
         }
         match self.ops.last() {
-            Some(BlueprintOp::Dense { out: Width::Chunk, .. })
-            | Some(BlueprintOp::Conv { out: Width::Chunk, .. }) => {}
+            Some(BlueprintOp::Dense { out: Width::Chunk, .. }) | Some(BlueprintOp::Conv { out: Width::Chunk, .. }) => {}
             _ => {
                 return Err(invalid(
                     "the last op is not a Dense or Conv op with Width::Chunk output".into(),
@@ -155,7 +154,10 @@ impl BlueprintSpec {
                     return Err(invalid(format!("op {op:?} has an empty or invalid width"), "use a positive width"));
                 }
                 BlueprintOp::Conv { kernel, .. } if kernel % 2 == 0 => {
-                    return Err(invalid(format!("conv kernel {kernel} is even"), "use an odd kernel size (1, 3, 5...)"));
+                    return Err(invalid(
+                        format!("conv kernel {kernel} is even"),
+                        "use an odd kernel size (1, 3, 5...)",
+                    ));
                 }
                 _ => {}
             }
@@ -237,17 +239,15 @@ fn grouped_conv<B: Backend>(
 ) -> Tensor<B, 3> {
     let [rows, _, c_in] = x.dims();
     let c_out = weight.dims()[1];
-    let image = x
-        .reshape([rows, n, h, w, c_in])
-        .permute([1, 0, 4, 2, 3])
-        .reshape([n, rows * c_in, h, w]);
+    let image = x.reshape([rows, n, h, w, c_in]).permute([1, 0, 4, 2, 3]).reshape([n, rows * c_in, h, w]);
     let weight = weight.reshape([rows * c_out, c_in, kernel, kernel]);
     let bias = bias.reshape([rows * c_out]);
     let options = ConvOptions::new([1, 1], [kernel / 2, kernel / 2], [1, 1], rows);
-    conv2d(image, weight, Some(bias), options)
-        .reshape([n, rows, c_out, h, w])
-        .permute([1, 0, 3, 4, 2])
-        .reshape([rows, n * h * w, c_out])
+    conv2d(image, weight, Some(bias), options).reshape([n, rows, c_out, h, w]).permute([1, 0, 3, 4, 2]).reshape([
+        rows,
+        n * h * w,
+        c_out,
+    ])
 }
 
 /// The blueprints a layer can grow, looked up by name; ids are positions in registration order.
@@ -260,11 +260,7 @@ impl Default for BlueprintRegistry {
     /// `residual_mlp` (hidden 2x chunk), `low_rank` (rank a quarter of the chunk), `small_conv`.
     fn default() -> Self {
         Self {
-            specs: vec![
-                BlueprintSpec::residual_mlp(2.0),
-                BlueprintSpec::low_rank(0.25),
-                BlueprintSpec::small_conv(),
-            ],
+            specs: vec![BlueprintSpec::residual_mlp(2.0), BlueprintSpec::low_rank(0.25), BlueprintSpec::small_conv()],
         }
     }
 }

@@ -64,11 +64,7 @@ impl ChunkMap {
     /// The features owned by `seed` (caller checks `seed < seeds`).
     pub fn range(&self, seed: usize) -> Range<usize> {
         let (base, big) = (self.base(), self.big_chunks());
-        let start = if seed < big {
-            seed * (base + 1)
-        } else {
-            big * (base + 1) + (seed - big) * base
-        };
+        let start = if seed < big { seed * (base + 1) } else { big * (base + 1) + (seed - big) * base };
         let len = if seed < big { base + 1 } else { base };
         start..start + len
     }
@@ -81,11 +77,7 @@ impl ChunkMap {
             groups.push(UniformGroup { first_feature: 0, seeds: big, chunk: base + 1 });
         }
         if self.seeds > big {
-            groups.push(UniformGroup {
-                first_feature: big * (base + 1),
-                seeds: self.seeds - big,
-                chunk: base,
-            });
+            groups.push(UniformGroup { first_feature: big * (base + 1), seeds: self.seeds - big, chunk: base });
         }
         groups
     }

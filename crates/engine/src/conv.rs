@@ -105,9 +105,7 @@ impl<B: Backend> SeededConv2d<B> {
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         let h = self.host.forward(x);
         let [n, c, height, width] = h.dims();
-        self.seeds
-            .apply(h.reshape([n, c, height * width]), Some([n, height, width]))
-            .reshape([n, c, height, width])
+        self.seeds.apply(h.reshape([n, c, height * width]), Some([n, height, width])).reshape([n, c, height, width])
     }
 
     /// [`forward`](Self::forward) with the input's channels checked first.

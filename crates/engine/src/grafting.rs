@@ -82,7 +82,7 @@ impl GraftingSpec {
             {
                 Some(format!("stall_factor {stall_factor} or ema_decay {ema_decay} out of range"))
             }
-            Gate::DriftBelow { threshold } if !(threshold > 0.0) => {
+            Gate::DriftBelow { threshold } if threshold.is_nan() || threshold <= 0.0 => {
                 Some(format!("drift threshold {threshold} is not positive"))
             }
             Gate::GradNormWithin { lower, upper } if !(lower >= 0.0 && lower < upper) => {
@@ -95,7 +95,8 @@ impl GraftingSpec {
             Some(problem) => Err(MorphogenError::InvalidConfig {
                 component: format!("grafting strategy '{}'", self.name),
                 problem,
-                hint: "ramp_steps >= 1, stall_factor in [0,1], ema_decay in [0,1), threshold > 0, 0 <= lower < upper".into(),
+                hint: "ramp_steps >= 1, stall_factor in [0,1], ema_decay in [0,1), threshold > 0, 0 <= lower < upper"
+                    .into(),
             }),
         }
     }
@@ -220,9 +221,10 @@ pub(crate) fn gate_factor<B: Backend>(
     match spec.gate {
         Gate::Always => Ok(Tensor::ones([1], device)),
         Gate::LossImproving { stall_factor, ema_decay } => {
-            let loss = signals.loss.clone().ok_or_else(|| {
-                missing("loss", "pass GraftSignals::new().with_loss(loss.clone().detach())")
-            })?;
+            let loss = signals
+                .loss
+                .clone()
+                .ok_or_else(|| missing("loss", "pass GraftSignals::new().with_loss(loss.clone().detach())"))?;
             let loss = loss.detach();
             let slot = memory.loss_ema.iter().position(|(k, _)| *k == id);
             let ema = slot.map_or_else(|| loss.clone(), |i| memory.loss_ema[i].1.clone());

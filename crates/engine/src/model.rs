@@ -50,7 +50,9 @@ pub trait SeededModel<B: Backend> {
                 let seeds = layer.seed_core_mut();
                 let seed = command.target.seed;
                 outcome = Some(match &command.kind {
-                    CommandKind::Germinate { blueprint, strategy } => seeds.request_germination(seed, blueprint, strategy),
+                    CommandKind::Germinate { blueprint, strategy } => {
+                        seeds.request_germination(seed, blueprint, strategy)
+                    }
                     CommandKind::Advance { to } => seeds.advance(seed, *to),
                 });
             }

@@ -40,7 +40,11 @@ pub fn apply<B: Backend>(core: &SeedCore<B>, h: Tensor<B, 3>, spatial: Option<[u
                 .into_iter()
                 .map(|w| {
                     let w = w.narrow(0, slot, 1);
-                    if row.stage.trains_blueprint() { w } else { w.detach() }
+                    if row.stage.trains_blueprint() {
+                        w
+                    } else {
+                        w.detach()
+                    }
                 })
                 .collect();
             let params = narrow_to_chunk(spec, params, chunks.width(), c);
@@ -56,7 +60,12 @@ pub fn apply<B: Backend>(core: &SeedCore<B>, h: Tensor<B, 3>, spatial: Option<[u
 
 /// Cuts one row's parameters (sized for the padded width) down to a chunk of `chunk` features:
 /// the first op's inputs and the last op's outputs.
-fn narrow_to_chunk<B: Backend>(spec: &BlueprintSpec, params: Vec<Tensor<B, 3>>, width: usize, chunk: usize) -> Vec<Tensor<B, 3>> {
+fn narrow_to_chunk<B: Backend>(
+    spec: &BlueprintSpec,
+    params: Vec<Tensor<B, 3>>,
+    width: usize,
+    chunk: usize,
+) -> Vec<Tensor<B, 3>> {
     let mut params = params.into_iter();
     let parametric: Vec<_> = spec.ops.iter().filter(|op| !matches!(op, BlueprintOp::Act(_))).collect();
     let last = parametric.len() - 1;

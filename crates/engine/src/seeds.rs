@@ -14,8 +14,8 @@ use crate::state::{SeedRow, SeedTable, StateColumns};
 use crate::telemetry::{chunk_totals, TelemetryWindow};
 use crate::MorphogenError;
 use burn::module::{
-    AutodiffModule, Content, Devices, HasAutodiffModule, Module, ModuleDisplay, ModuleDisplayDefault,
-    ModuleMapper, ModuleVisitor,
+    AutodiffModule, Content, Devices, HasAutodiffModule, Module, ModuleDisplay, ModuleDisplayDefault, ModuleMapper,
+    ModuleVisitor,
 };
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::IndexingUpdateOp;
@@ -308,7 +308,12 @@ impl<B: Backend> SeedCore<B> {
 
     /// [`request_germination`](Self::request_germination) for many seeds in one call (one bank
     /// allocation, one state write). All or nothing: on error no seed changes.
-    pub fn request_germinations(&mut self, seeds: &[usize], blueprint: &str, strategy: &str) -> Result<(), MorphogenError> {
+    pub fn request_germinations(
+        &mut self,
+        seeds: &[usize],
+        blueprint: &str,
+        strategy: &str,
+    ) -> Result<(), MorphogenError> {
         self.check_seeds(seeds)?;
         let blueprint_id = self.blueprints.id(blueprint).ok_or_else(|| MorphogenError::UnknownBlueprint {
             layer: self.name.clone(),
@@ -363,12 +368,8 @@ impl<B: Backend> SeedCore<B> {
     /// Finds `count` free rows in the blueprint's bank (lowest first), growing it as needed, and
     /// re-initialises them.
     fn allocate_rows(&mut self, blueprint: usize, count: usize) -> Vec<usize> {
-        let taken: BTreeSet<usize> = self
-            .table
-            .iter()
-            .filter(|r| r.blueprint == Some(blueprint))
-            .filter_map(|r| r.slot)
-            .collect();
+        let taken: BTreeSet<usize> =
+            self.table.iter().filter(|r| r.blueprint == Some(blueprint)).filter_map(|r| r.slot).collect();
         let rows: Vec<usize> = (0..).filter(|r| !taken.contains(r)).take(count).collect();
         let needed = rows.last().map_or(0, |r| r + 1);
         let (spec, width, device) = (self.blueprints.get(blueprint).clone(), self.chunks.width(), self.device());
@@ -484,7 +485,7 @@ impl<B: Backend> SeedCore<B> {
     pub fn seed(&self, seed: usize) -> Result<SeedInfo, MorphogenError> {
         self.check_seeds(&[seed])?;
         let row = self.table[seed];
-        let alpha = self.params.state.alpha.val().slice([seed..seed + 1]).into_data();
+        let alpha = self.params.state.alpha.val().narrow(0, seed, 1).into_data();
         Ok(SeedInfo {
             seed,
             stage: row.stage,
@@ -511,9 +512,7 @@ impl<B: Backend> SeedCore<B> {
 
     /// Whether a grafting seed uses a drift gate (the host layer then supplies its weights).
     pub fn needs_drift(&self) -> bool {
-        self.ramps
-            .iter()
-            .any(|(id, _)| matches!(self.strategies.get(*id).gate, Gate::DriftBelow { .. }))
+        self.ramps.iter().any(|(id, _)| matches!(self.strategies.get(*id).gate, Gate::DriftBelow { .. }))
     }
 
     /// Moves every GRAFTING seed's alpha by its strategy, on device. `host_rows` gives the host
@@ -553,9 +552,7 @@ impl<B: Backend> SeedCore<B> {
             chunk_totals(x.square().sum_dim(1).reshape([1, f, 1]), &self.chunks).reshape([self.num_seeds()])
         };
         let drift = match &self.drift_reference {
-            Some(previous) => {
-                (per_seed(rows.clone() - previous.clone()) / (per_seed(previous.clone()) + 1e-12)).sqrt()
-            }
+            Some(previous) => (per_seed(rows.clone() - previous.clone()) / (per_seed(previous.clone()) + 1e-12)).sqrt(),
             None => Tensor::zeros([self.num_seeds()], &rows.device()),
         };
         self.drift_reference = Some(rows);
@@ -679,7 +676,7 @@ impl<B: Backend> Module<B> for SeedCore<B> {
     }
 
     fn to_device(self, device: &B::Device) -> Self {
-        let window = self.telemetry.lock().expect("telemetry lock").clone().to_device(device);
+        let window = self.telemetry.lock().expect("telemetry lock").clone().moved_to(device);
         let params = self.params.clone().to_device(device);
         SeedCore::assemble(self.plan(), params, self.table.clone(), Some(window))
     }

@@ -59,7 +59,7 @@ impl<B: Backend> TelemetryWindow<B> {
         }
     }
 
-    pub fn to_device(self, device: &B::Device) -> Self {
+    pub fn moved_to(self, device: &B::Device) -> Self {
         Self {
             feature_sum: self.feature_sum.to_device(device),
             feature_sumsq: self.feature_sumsq.to_device(device),

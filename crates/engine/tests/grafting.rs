@@ -9,10 +9,11 @@ use morphogen_engine::{
 };
 
 fn grafting(strategy: &str) -> SeededLinear<B> {
-    let strategies = StrategyRegistry::from_config(&GraftingConfig::new().with_ramp_steps(4).with_drift_threshold(0.01))
-        .unwrap()
-        .register(GraftingSpec { name: "slow".into(), ramp_steps: 8, gate: Gate::Always })
-        .unwrap();
+    let strategies =
+        StrategyRegistry::from_config(&GraftingConfig::new().with_ramp_steps(4).with_drift_threshold(0.01))
+            .unwrap()
+            .register(GraftingSpec { name: "slow".into(), ramp_steps: 8, gate: Gate::Always })
+            .unwrap();
     let mut layer = SeededLinearConfig::new(3, 4).with_seeds(2).with_strategies(strategies).init::<B>(&device());
     layer.request_germination(0, "low_rank", strategy).unwrap();
     layer.advance(0, Stage::Training).unwrap();

@@ -94,7 +94,10 @@ fn illegal_transition_is_a_specific_error_naming_everything() {
     let err = layer.request_germination(0, "small_conv", "fixed_ramp").unwrap_err();
     assert!(matches!(err, MorphogenError::UnsupportedBlueprint { .. }), "{err}");
     assert!(err.to_string().contains("residual_mlp"), "suggests usable blueprints: {err}");
-    assert!(matches!(layer.request_germinations(&[1, 1], "low_rank", "fixed_ramp"), Err(MorphogenError::DuplicateSeed { .. })));
+    assert!(matches!(
+        layer.request_germinations(&[1, 1], "low_rank", "fixed_ramp"),
+        Err(MorphogenError::DuplicateSeed { .. })
+    ));
     assert!(layer.table().iter().all(|r| r.stage == Stage::Dormant), "errors changed state");
 }
 
@@ -154,7 +157,14 @@ fn ten_thousand_germinations_are_one_call_and_banks_grow_by_pages() {
 #[test]
 fn fossilized_is_terminal_unless_reuse_is_configured() {
     let mut layer = layer(2);
-    for stage in [Stage::Training, Stage::Grafting, Stage::Stabilization, Stage::Evaluating, Stage::FineTuning, Stage::Fossilized] {
+    for stage in [
+        Stage::Training,
+        Stage::Grafting,
+        Stage::Stabilization,
+        Stage::Evaluating,
+        Stage::FineTuning,
+        Stage::Fossilized,
+    ] {
         if stage == Stage::Training {
             layer.request_germination(0, "low_rank", "fixed_ramp").unwrap();
         }

@@ -7,8 +7,8 @@ use burn::tensor::{Distribution, Tensor};
 use common::*;
 use morphogen_engine::reference;
 use morphogen_engine::{
-    Activation, BlueprintOp, BlueprintRegistry, BlueprintSpec, SeedCore, SeededConv2dConfig, SeededLinearConfig,
-    Stage, Width,
+    Activation, BlueprintOp, BlueprintRegistry, BlueprintSpec, SeedCore, SeededConv2dConfig, SeededLinearConfig, Stage,
+    Width,
 };
 use proptest::prelude::*;
 
@@ -71,7 +71,11 @@ fn reach(core: &mut SeedCore<B>, seed: usize, target: Stage, blueprint: &str, al
     }
 }
 
-fn check_grads(grads_fast: &<B as burn::tensor::backend::AutodiffBackend>::Gradients, grads_ref: &<B as burn::tensor::backend::AutodiffBackend>::Gradients, params: &[Tensor<B, 3>]) {
+fn check_grads(
+    grads_fast: &<B as burn::tensor::backend::AutodiffBackend>::Gradients,
+    grads_ref: &<B as burn::tensor::backend::AutodiffBackend>::Gradients,
+    params: &[Tensor<B, 3>],
+) {
     for (i, p) in params.iter().enumerate() {
         let (f, r) = (p.grad(grads_fast), p.grad(grads_ref));
         match (f, r) {

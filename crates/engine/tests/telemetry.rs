@@ -13,7 +13,12 @@ fn compare(fast: &[morphogen_engine::SeedHealth], slow: &[morphogen_engine::Seed
         let what = format!("seed {}", f.seed);
         assert_close(&[f.mean, f.variance], &[s.mean, s.variance], 1e-3, &format!("{what} mean/variance"));
         assert_eq!(f.dead_ratio, s.dead_ratio, "{what} dead ratio");
-        assert!((f.correlation - s.correlation).abs() < 2e-2, "{what} correlation {} vs {}", f.correlation, s.correlation);
+        assert!(
+            (f.correlation - s.correlation).abs() < 2e-2,
+            "{what} correlation {} vs {}",
+            f.correlation,
+            s.correlation
+        );
         assert_eq!(f.stage, s.stage);
     }
 }
