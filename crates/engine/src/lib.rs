@@ -3,7 +3,7 @@
 //!
 //! Start with [`SeededLinearConfig`] or [`SeededConv2dConfig`] in place of Burn's layers; drive
 //! seeds through their lifecycle with the methods of [`SeedCore`] (which the layers dereference
-//! to); list a model's seeded layers with [`SeededModel`]. [`reference`] holds the per-seed loop
+//! to); list a model's seeded layers with [`SeededModel`]. [`reference`](mod@reference) holds the per-seed loop
 //! used as the oracle in tests and the legacy baseline in benchmarks.
 #![warn(missing_docs)]
 
