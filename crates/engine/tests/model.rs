@@ -94,3 +94,37 @@ fn validation_copies_run_on_the_inner_backend() {
     assert_eq!(values(y_inner), values(model.forward(x)));
     assert_eq!(inner.fc1.table(), model.fc1.table());
 }
+
+/// Growing a bank adds a page and never replaces one, so an optimizer's state for existing rows,
+/// keyed by parameter id, carries on.
+#[test]
+fn optimizer_state_survives_bank_growth() {
+    use burn::optim::{AdamConfig, GradientsParams, Optimizer};
+    let mut layer = SeededLinearConfig::new(4, 8)
+        .with_seeds(8)
+        .with_lifecycle(morphogen_engine::LifecycleConfig::new().with_bank_page_rows(2))
+        .init::<B>(&device());
+    let to_fine_tuning = [Stage::Training, Stage::Grafting, Stage::Stabilization, Stage::Evaluating, Stage::FineTuning];
+    layer.request_germinations(&[0, 1], "residual_mlp", "fixed_ramp").unwrap();
+    for stage in to_fine_tuning {
+        layer.advance_many(&[0, 1], stage).unwrap();
+    }
+    let mut optim = AdamConfig::new().init::<B, SeededLinear<B>>();
+    let x = random([3, 4]);
+    let step = |layer: SeededLinear<B>, optim: &mut burn::optim::adaptor::OptimizerAdaptor<_, _, _>| {
+        let grads = GradientsParams::from_grads(layer.forward(x.clone()).powi_scalar(2).sum().backward(), &layer);
+        optim.step(1e-2, layer, grads)
+    };
+    layer = step(layer, &mut optim);
+    let first_page = layer.params().banks[0].as_ref().unwrap().pages[0].params[2].clone();
+    assert!(optim.to_record().contains_key(&first_page.id), "Adam keeps state for the first page");
+
+    layer.request_germinations(&[2, 3, 4], "residual_mlp", "fixed_ramp").unwrap();
+    let bank = layer.params().banks[0].as_ref().unwrap();
+    assert_eq!(bank.pages.len(), 2, "the bank grew by a page");
+    assert_eq!(bank.pages[0].params[2].id, first_page.id, "the first page kept its parameter id");
+    layer = step(layer, &mut optim);
+    let after = layer.params().banks[0].as_ref().unwrap().pages[0].params[2].val();
+    assert_ne!(values(after), values(first_page.val()), "the first page kept training");
+    assert!(optim.to_record().contains_key(&first_page.id));
+}
