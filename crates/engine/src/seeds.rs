@@ -79,12 +79,7 @@ struct BankIndex<B: Backend> {
 /// Everything a seeded layer adds to its host: see the module docs.
 #[derive(Clone, Debug)]
 pub struct SeedCore<B: Backend> {
-    name: String,
-    host: HostKind,
-    chunks: ChunkMap,
-    lifecycle: LifecycleConfig,
-    blueprints: BlueprintRegistry,
-    strategies: StrategyRegistry,
+    setup: Setup,
     params: SeedParams<B>,
     table: SeedTable,
     /// Derived from `table`: bank indices and per-strategy ramp rates of grafting seeds.
@@ -100,7 +95,7 @@ pub struct SeedCore<B: Backend> {
 
 /// The pieces of a core that are not tensors, carried across backends and devices.
 #[derive(Clone, Debug)]
-struct Plan {
+struct Setup {
     name: String,
     host: HostKind,
     chunks: ChunkMap,
@@ -127,21 +122,16 @@ impl<B: Backend> SeedCore<B> {
             state: StateColumns::dormant(seeds, device),
             banks: blueprints.specs().iter().map(|_| None).collect(),
         };
-        let plan = Plan { name: name.to_string(), host, chunks, lifecycle, blueprints, strategies };
-        Ok(Self::assemble(plan, params, vec![SeedRow::default(); seeds], None))
+        let setup = Setup { name: name.to_string(), host, chunks, lifecycle, blueprints, strategies };
+        Ok(Self::assemble(setup, params, vec![SeedRow::default(); seeds], None))
     }
 
     /// Builds a core from its persistent parts, deriving every cache.
-    fn assemble(plan: Plan, params: SeedParams<B>, table: SeedTable, window: Option<TelemetryWindow<B>>) -> Self {
+    fn assemble(setup: Setup, params: SeedParams<B>, table: SeedTable, window: Option<TelemetryWindow<B>>) -> Self {
         let device = params.state.stage.device();
-        let window = window.unwrap_or_else(|| TelemetryWindow::new(&plan.chunks, &device));
+        let window = window.unwrap_or_else(|| TelemetryWindow::new(&setup.chunks, &device));
         let mut core = Self {
-            name: plan.name,
-            host: plan.host,
-            chunks: plan.chunks,
-            lifecycle: plan.lifecycle,
-            blueprints: plan.blueprints,
-            strategies: plan.strategies,
+            setup,
             params,
             table,
             indices: Vec::new(),
@@ -155,44 +145,33 @@ impl<B: Backend> SeedCore<B> {
         core
     }
 
-    fn plan(&self) -> Plan {
-        Plan {
-            name: self.name.clone(),
-            host: self.host,
-            chunks: self.chunks.clone(),
-            lifecycle: self.lifecycle.clone(),
-            blueprints: self.blueprints.clone(),
-            strategies: self.strategies.clone(),
-        }
-    }
-
     fn device(&self) -> B::Device {
         self.params.state.stage.device()
     }
 
     /// The layer's name, used in errors and reports.
     pub fn name(&self) -> &str {
-        &self.name
+        &self.setup.name
     }
 
     /// The chunk layout.
     pub fn chunks(&self) -> &ChunkMap {
-        &self.chunks
+        &self.setup.chunks
     }
 
     /// Number of seeds.
     pub fn num_seeds(&self) -> usize {
-        self.chunks.seeds()
+        self.setup.chunks.seeds()
     }
 
     /// The blueprints this layer can grow.
     pub fn blueprints(&self) -> &BlueprintRegistry {
-        &self.blueprints
+        &self.setup.blueprints
     }
 
     /// The grafting strategies this layer knows.
     pub fn strategies(&self) -> &StrategyRegistry {
-        &self.strategies
+        &self.setup.strategies
     }
 
     /// The persistent parameters (state columns and banks).
@@ -217,15 +196,15 @@ impl<B: Backend> SeedCore<B> {
     /// Applies every seed to the host output `h`: `[a, features, p]`. `spatial` is
     /// `[batch, height, width]` for Conv2d hosts. With no blueprint held, returns `h` untouched.
     pub fn apply(&self, h: Tensor<B, 3>, spatial: Option<[usize; 3]>) -> Tensor<B, 3> {
-        if self.lifecycle.telemetry {
-            self.telemetry.lock().expect("telemetry lock").observe(h.clone(), &self.chunks);
+        if self.setup.lifecycle.telemetry {
+            self.telemetry.lock().expect("telemetry lock").observe(h.clone(), &self.setup.chunks);
         }
         self.indices.iter().fold(h, |h, index| self.apply_bank(h, index, spatial))
     }
 
     fn apply_bank(&self, h: Tensor<B, 3>, index: &BankIndex<B>, spatial: Option<[usize; 3]>) -> Tensor<B, 3> {
         let [a, _, p] = h.dims();
-        let width = self.chunks.width();
+        let width = self.setup.chunks.width();
         let rows = index.row_seeds.dims()[0];
         let column = |c: Tensor<B, 1>| c.select(0, index.row_seeds.clone());
         let stage = column(self.params.state.stage.val());
@@ -259,9 +238,9 @@ impl<B: Backend> SeedCore<B> {
             .into_iter()
             .map(|w| w.clone() * trainable.clone() + w.detach() * (trainable.clone().neg() + 1.0))
             .collect();
-        let spec = self.blueprints.get(index.blueprint);
+        let spec = self.setup.blueprints.get(index.blueprint);
         let b = spec.forward(&params, x, spatial) * index.mask.clone();
-        if self.lifecycle.telemetry {
+        if self.setup.lifecycle.telemetry {
             let per_row = b.clone().detach().square().sum_dim(2).sum_dim(1).reshape([rows]);
             let per_seed = Tensor::zeros([self.num_seeds()], &h.device()).select_assign(
                 0,
@@ -284,20 +263,20 @@ impl<B: Backend> SeedCore<B> {
         for &seed in seeds {
             if seed >= self.num_seeds() {
                 return Err(MorphogenError::UnknownSeed {
-                    layer: self.name.clone(),
+                    layer: self.setup.name.clone(),
                     seed,
                     num_seeds: self.num_seeds(),
                 });
             }
             if !seen.insert(seed) {
-                return Err(MorphogenError::DuplicateSeed { layer: self.name.clone(), seed });
+                return Err(MorphogenError::DuplicateSeed { layer: self.setup.name.clone(), seed });
             }
         }
         Ok(())
     }
 
     fn illegal(&self, seed: usize, from: Stage, to: Stage, allowed: Vec<Stage>) -> MorphogenError {
-        MorphogenError::IllegalTransition { layer: self.name.clone(), seed, from, to, allowed }
+        MorphogenError::IllegalTransition { layer: self.setup.name.clone(), seed, from, to, allowed }
     }
 
     /// Moves `seed` from DORMANT to GERMINATED with a blueprint and grafting strategy, allocating
@@ -315,25 +294,25 @@ impl<B: Backend> SeedCore<B> {
         strategy: &str,
     ) -> Result<(), MorphogenError> {
         self.check_seeds(seeds)?;
-        let blueprint_id = self.blueprints.id(blueprint).ok_or_else(|| MorphogenError::UnknownBlueprint {
-            layer: self.name.clone(),
+        let blueprint_id = self.setup.blueprints.id(blueprint).ok_or_else(|| MorphogenError::UnknownBlueprint {
+            layer: self.setup.name.clone(),
             name: blueprint.to_string(),
-            known: self.blueprints.names(),
+            known: self.setup.blueprints.names(),
         })?;
-        if self.blueprints.get(blueprint_id).needs_spatial() && self.host != HostKind::Conv2d {
-            let usable = self.blueprints.specs().iter().filter(|s| !s.needs_spatial()).map(|s| s.name.clone());
+        if self.setup.blueprints.get(blueprint_id).needs_spatial() && self.setup.host != HostKind::Conv2d {
+            let usable = self.setup.blueprints.specs().iter().filter(|s| !s.needs_spatial()).map(|s| s.name.clone());
             return Err(MorphogenError::UnsupportedBlueprint {
-                layer: self.name.clone(),
+                layer: self.setup.name.clone(),
                 blueprint: blueprint.to_string(),
                 needs: "a Conv2d host (spatial channels)".into(),
-                host: self.host.to_string(),
+                host: self.setup.host.to_string(),
                 usable: usable.collect(),
             });
         }
-        let strategy_id = self.strategies.id(strategy).ok_or_else(|| MorphogenError::UnknownStrategy {
-            layer: self.name.clone(),
+        let strategy_id = self.setup.strategies.id(strategy).ok_or_else(|| MorphogenError::UnknownStrategy {
+            layer: self.setup.name.clone(),
             name: strategy.to_string(),
-            known: self.strategies.names(),
+            known: self.setup.strategies.names(),
         })?;
         for &seed in seeds {
             let row = self.table[seed];
@@ -341,10 +320,18 @@ impl<B: Backend> SeedCore<B> {
                 return Err(self.illegal(seed, row.stage, Stage::Germinated, row.stage.allowed_next().to_vec()));
             }
             if row.embargo > 0 {
-                return Err(MorphogenError::Embargoed { layer: self.name.clone(), seed, epochs_left: row.embargo });
+                return Err(MorphogenError::Embargoed {
+                    layer: self.setup.name.clone(),
+                    seed,
+                    epochs_left: row.embargo,
+                });
             }
-            if row.failures >= self.lifecycle.quarantine_after {
-                return Err(MorphogenError::Quarantined { layer: self.name.clone(), seed, failures: row.failures });
+            if row.failures >= self.setup.lifecycle.quarantine_after {
+                return Err(MorphogenError::Quarantined {
+                    layer: self.setup.name.clone(),
+                    seed,
+                    failures: row.failures,
+                });
             }
         }
         let rows = self.allocate_rows(blueprint_id, seeds.len());
@@ -372,10 +359,11 @@ impl<B: Backend> SeedCore<B> {
             self.table.iter().filter(|r| r.blueprint == Some(blueprint)).filter_map(|r| r.slot).collect();
         let rows: Vec<usize> = (0..).filter(|r| !taken.contains(r)).take(count).collect();
         let needed = rows.last().map_or(0, |r| r + 1);
-        let (spec, width, device) = (self.blueprints.get(blueprint).clone(), self.chunks.width(), self.device());
-        let first_page = self.lifecycle.bank_page_rows.min(self.num_seeds());
+        let (spec, width, device) =
+            (self.setup.blueprints.get(blueprint).clone(), self.setup.chunks.width(), self.device());
+        let first_page = self.setup.lifecycle.bank_page_rows.min(self.num_seeds());
         let bank = self.params.banks[blueprint].get_or_insert_with(BlueprintBank::empty);
-        bank.grow_to(&spec, width, needed, first_page, self.chunks.seeds(), &device);
+        bank.grow_to(&spec, width, needed, first_page, self.setup.chunks.seeds(), &device);
         bank.reinit_rows(&spec, width, &rows);
         rows
     }
@@ -399,7 +387,7 @@ impl<B: Backend> SeedCore<B> {
         self.check_seeds(seeds)?;
         if to == Stage::Germinated {
             return Err(MorphogenError::InvalidConfig {
-                component: format!("layer '{}'", self.name),
+                component: format!("layer '{}'", self.setup.name),
                 problem: "germination needs a blueprint and a grafting strategy".into(),
                 hint: "call request_germination(seed, blueprint, strategy) instead of advance".into(),
             });
@@ -407,13 +395,17 @@ impl<B: Backend> SeedCore<B> {
         for &seed in seeds {
             let row = self.table[seed];
             let from = row.stage;
-            let fossil_locked = from == Stage::Fossilized && !self.lifecycle.reuse_fossilized;
+            let fossil_locked = from == Stage::Fossilized && !self.setup.lifecycle.reuse_fossilized;
             if !from.can_transition_to(to) || fossil_locked {
                 let allowed = if fossil_locked { vec![] } else { from.allowed_next().to_vec() };
                 return Err(self.illegal(seed, from, to, allowed));
             }
             if from == Stage::Culled && row.embargo > 0 {
-                return Err(MorphogenError::Embargoed { layer: self.name.clone(), seed, epochs_left: row.embargo });
+                return Err(MorphogenError::Embargoed {
+                    layer: self.setup.name.clone(),
+                    seed,
+                    epochs_left: row.embargo,
+                });
             }
         }
         for &seed in seeds {
@@ -425,7 +417,7 @@ impl<B: Backend> SeedCore<B> {
                 row.failures += 1;
             }
             if to == Stage::Culled {
-                row.embargo = self.lifecycle.embargo_epochs;
+                row.embargo = self.setup.lifecycle.embargo_epochs;
             }
             row.stage = to;
             row.epochs_in_stage = 0;
@@ -443,7 +435,7 @@ impl<B: Backend> SeedCore<B> {
         let not_grafting = seeds.iter().find(|&&s| self.table[s].stage != Stage::Grafting);
         if !(0.0..=1.0).contains(&alpha) || not_grafting.is_some() {
             return Err(MorphogenError::InvalidConfig {
-                component: format!("layer '{}'", self.name),
+                component: format!("layer '{}'", self.setup.name),
                 problem: format!("alpha {alpha} for seeds {seeds:?}"),
                 hint: "alpha must be in [0, 1] and only GRAFTING seeds have a free alpha".into(),
             });
@@ -468,7 +460,7 @@ impl<B: Backend> SeedCore<B> {
         if let Some(&seed) = seeds.iter().find(|&&s| self.table[s].stage != Stage::Evaluating) {
             let from = self.table[seed].stage;
             return Err(MorphogenError::InvalidConfig {
-                component: format!("layer '{}'", self.name),
+                component: format!("layer '{}'", self.setup.name),
                 problem: format!("seed {seed} is {from}, not EVALUATING"),
                 hint: "ablate only seeds in EVALUATING".into(),
             });
@@ -489,13 +481,13 @@ impl<B: Backend> SeedCore<B> {
         Ok(SeedInfo {
             seed,
             stage: row.stage,
-            blueprint: row.blueprint.map(|b| self.blueprints.get(b).name.clone()),
-            strategy: row.strategy.map(|s| self.strategies.get(s).name.clone()),
+            blueprint: row.blueprint.map(|b| self.setup.blueprints.get(b).name.clone()),
+            strategy: row.strategy.map(|s| self.setup.strategies.get(s).name.clone()),
             alpha: alpha.convert::<f32>().to_vec::<f32>().expect("f32")[0],
             epochs_in_stage: row.epochs_in_stage,
             embargo_epochs_left: row.embargo,
             failures: row.failures,
-            chunk: self.chunks.range(seed),
+            chunk: self.setup.chunks.range(seed),
         })
     }
 
@@ -504,15 +496,15 @@ impl<B: Backend> SeedCore<B> {
     pub fn health_report(&self) -> LayerHealthReport {
         let mut window = self.telemetry.lock().expect("telemetry lock");
         let sums = window.read(self.params.state.alpha.val());
-        *window = TelemetryWindow::new(&self.chunks, &self.device());
-        sums.report(&self.name, &self.chunks, |s| self.table[s].stage)
+        *window = TelemetryWindow::new(&self.setup.chunks, &self.device());
+        sums.report(&self.setup.name, &self.setup.chunks, |s| self.table[s].stage)
     }
 
     // ----- grafting ------------------------------------------------------------------------
 
     /// Whether a grafting seed uses a drift gate (the host layer then supplies its weights).
     pub fn needs_drift(&self) -> bool {
-        self.ramps.iter().any(|(id, _)| matches!(self.strategies.get(*id).gate, Gate::DriftBelow { .. }))
+        self.ramps.iter().any(|(id, _)| matches!(self.setup.strategies.get(*id).gate, Gate::DriftBelow { .. }))
     }
 
     /// Moves every GRAFTING seed's alpha by its strategy, on device. `host_rows` gives the host
@@ -529,8 +521,8 @@ impl<B: Backend> SeedCore<B> {
         let device = self.device();
         let mut increment = Tensor::<B, 1>::zeros([self.num_seeds()], &device);
         for (id, ramp) in self.ramps.clone() {
-            let spec = self.strategies.get(id).clone();
-            let name = self.name.clone();
+            let spec = self.setup.strategies.get(id).clone();
+            let name = self.setup.name.clone();
             let missing = |signal: &str, hint: &str| MorphogenError::MissingSignal {
                 layer: name.clone(),
                 strategy: spec.name.clone(),
@@ -549,7 +541,7 @@ impl<B: Backend> SeedCore<B> {
         let rows = rows.detach();
         let [f, _] = rows.dims();
         let per_seed = |x: Tensor<B, 2>| {
-            chunk_totals(x.square().sum_dim(1).reshape([1, f, 1]), &self.chunks).reshape([self.num_seeds()])
+            chunk_totals(x.square().sum_dim(1).reshape([1, f, 1]), &self.setup.chunks).reshape([self.num_seeds()])
         };
         let drift = match &self.drift_reference {
             Some(previous) => (per_seed(rows.clone() - previous.clone()) / (per_seed(previous.clone()) + 1e-12)).sqrt(),
@@ -564,7 +556,7 @@ impl<B: Backend> SeedCore<B> {
     /// Rebuilds bank indices and ramp rates from the host table (after any transition).
     fn rebuild_caches(&mut self) {
         let device = self.device();
-        let width = self.chunks.width();
+        let width = self.setup.chunks.width();
         self.indices = self
             .params
             .banks
@@ -582,7 +574,7 @@ impl<B: Backend> SeedCore<B> {
                 let row_seeds: Vec<i64> = occupant.iter().map(|o| o.unwrap_or(0) as i64).collect();
                 let (mut features, mut mask) = (Vec::new(), Vec::new());
                 for o in &occupant {
-                    for (feature, real) in self.chunks.padded_positions(o.unwrap_or(0)) {
+                    for (feature, real) in self.setup.chunks.padded_positions(o.unwrap_or(0)) {
                         features.push(feature as i64);
                         mask.push(if real && o.is_some() { 1.0f32 } else { 0.0 });
                     }
@@ -605,7 +597,7 @@ impl<B: Backend> SeedCore<B> {
                     ramps.len() - 1
                 }
             };
-            ramps[at].1[seed] = 1.0 / self.strategies.get(id).ramp_steps as f32;
+            ramps[at].1[seed] = 1.0 / self.setup.strategies.get(id).ramp_steps as f32;
         }
         let n = self.num_seeds();
         self.ramps = ramps
@@ -630,7 +622,7 @@ impl<B: Backend> SeedCore<B> {
     }
 
     fn with_params<B2: Backend>(&self, params: SeedParams<B2>) -> SeedCore<B2> {
-        SeedCore::assemble(self.plan(), params, self.table.clone(), None)
+        SeedCore::assemble(self.setup.clone(), params, self.table.clone(), None)
     }
 }
 
@@ -678,7 +670,7 @@ impl<B: Backend> Module<B> for SeedCore<B> {
     fn to_device(self, device: &B::Device) -> Self {
         let window = self.telemetry.lock().expect("telemetry lock").clone().moved_to(device);
         let params = self.params.clone().to_device(device);
-        SeedCore::assemble(self.plan(), params, self.table.clone(), Some(window))
+        SeedCore::assemble(self.setup.clone(), params, self.table.clone(), Some(window))
     }
 
     fn visit<V: ModuleVisitor<B>>(&self, visitor: &mut V) {
@@ -715,7 +707,7 @@ impl<B: Backend> Module<B> for SeedCore<B> {
             })
             .collect();
         let (table, _) = state.read();
-        SeedCore::assemble(self.plan(), SeedParams { state, banks }, table, None)
+        SeedCore::assemble(self.setup.clone(), SeedParams { state, banks }, table, None)
     }
 
     fn into_record(self) -> Self::Record {
@@ -747,7 +739,7 @@ impl<B: Backend> ModuleDisplayDefault for SeedCore<B> {
             .add_formatted(&format!(
                 "SeedCore {{ seeds: {}, chunk: {}, with blueprint: {active} }}",
                 self.num_seeds(),
-                self.chunks.width()
+                self.setup.chunks.width()
             ))
             .optional()
     }
