@@ -63,7 +63,9 @@ pub struct SeedParams<B: Backend> {
     pub banks: Vec<Option<BlueprintBank<B>>>,
 }
 
-/// Device index tensors of one bank, rebuilt whenever its rows change.
+/// Device tensors one bank's forward pass needs, derived from the host table at each transition
+/// so the pass itself reads only `alpha` from the state: stage gates are fixed between
+/// transitions. Every `[rows, 1, width]` factor is zero on padding and on free rows.
 #[derive(Clone, Debug)]
 struct BankIndex<B: Backend> {
     /// Blueprint id.
@@ -72,8 +74,16 @@ struct BankIndex<B: Backend> {
     row_seeds: Tensor<B, 1, Int>,
     /// Feature of each padded position of each row, `[rows * width]`.
     features: Tensor<B, 1, Int>,
-    /// 1 for real positions of occupied rows, `[rows, 1, width]`.
+    /// 1 on real positions of occupied rows.
     mask: Tensor<B, 3>,
+    /// Output weight of rows whose weight is fixed by their stage (1 or 0).
+    fixed: Tensor<B, 3>,
+    /// 1 on GRAFTING rows, whose weight is their alpha; `None` if there are none.
+    grafting: Option<Tensor<B, 3>>,
+    /// 1 on TRAINING rows (detached input, straight-through output); `None` if there are none.
+    training: Option<Tensor<B, 3>>,
+    /// `[rows, 1, 1]`, 1 on rows whose blueprint trains; `None` if none does.
+    trainable: Option<Tensor<B, 3>>,
 }
 
 /// Everything a seeded layer adds to its host: see the module docs.
@@ -85,8 +95,8 @@ pub struct SeedCore<B: Backend> {
     /// Derived from `table`: bank indices and per-strategy ramp rates of grafting seeds.
     indices: Vec<BankIndex<B>>,
     ramps: Vec<(usize, Tensor<B, 1>)>,
-    /// Seeds in EVALUATING whose contribution is forced off (1) for a measurement.
-    ablated: Option<Tensor<B, 1>>,
+    /// Seeds in EVALUATING whose contribution is forced off for a measurement.
+    ablated: BTreeSet<usize>,
     gate_memory: GateMemory<B>,
     drift_reference: Option<Tensor<B, 2>>,
     /// Shared by clones, so the window survives optimizer steps that rebuild the module.
@@ -136,7 +146,7 @@ impl<B: Backend> SeedCore<B> {
             table,
             indices: Vec::new(),
             ramps: Vec::new(),
-            ablated: None,
+            ablated: BTreeSet::new(),
             gate_memory: GateMemory::default(),
             drift_reference: None,
             telemetry: Arc::new(Mutex::new(window)),
@@ -181,9 +191,7 @@ impl<B: Backend> SeedCore<B> {
 
     /// Seeds whose EVALUATING contribution is currently forced off.
     pub fn ablated_seeds(&self) -> Vec<usize> {
-        let Some(mask) = &self.ablated else { return Vec::new() };
-        let values: Vec<f32> = mask.clone().into_data().convert::<f32>().to_vec().expect("f32 mask");
-        values.iter().enumerate().filter(|(_, &v)| v > 0.0).map(|(s, _)| s).collect()
+        self.ablated.iter().copied().collect()
     }
 
     /// The host copy of the discrete state columns.
@@ -206,20 +214,6 @@ impl<B: Backend> SeedCore<B> {
         let [a, _, p] = h.dims();
         let width = self.setup.chunks.width();
         let rows = index.row_seeds.dims()[0];
-        let column = |c: Tensor<B, 1>| c.select(0, index.row_seeds.clone());
-        let stage = column(self.params.state.stage.val());
-        let is = |s: Stage| stage.clone().equal_elem(s.code() as f32).float();
-        let mut evaluating = is(Stage::Evaluating);
-        if let Some(ablated) = &self.ablated {
-            evaluating = evaluating * (column(ablated.clone()).neg() + 1.0);
-        }
-        let gate = column(self.params.state.alpha.val()) * is(Stage::Grafting)
-            + is(Stage::Stabilization)
-            + evaluating
-            + is(Stage::FineTuning)
-            + is(Stage::Fossilized);
-        let training = is(Stage::Training).reshape([rows, 1, 1]);
-        let trainable = (is(Stage::Training) + is(Stage::Grafting) + is(Stage::FineTuning)).reshape([rows, 1, 1]);
 
         // Gather every row's chunk: [a, rows*width, p] -> [rows, a*p, width].
         let x = h
@@ -229,19 +223,24 @@ impl<B: Backend> SeedCore<B> {
             .permute([1, 0, 3, 2])
             .reshape([rows, a * p, width]);
         // TRAINING rows learn on a detached input, so the host gets no gradient through them.
-        let x = (x.clone() * (training.clone().neg() + 1.0) + x.detach() * training.clone()) * index.mask.clone();
+        let x = match &index.training {
+            None => x * index.mask.clone(),
+            Some(training) => x.clone() * (index.mask.clone() - training.clone()) + x.detach() * training.clone(),
+        };
         // Frozen rows see detached parameters: same values, no gradient.
         let params: Vec<_> = self.params.banks[index.blueprint]
             .as_ref()
             .expect("indexed banks exist")
             .stacked()
             .into_iter()
-            .map(|w| w.clone() * trainable.clone() + w.detach() * (trainable.clone().neg() + 1.0))
+            .map(|w| match &index.trainable {
+                None => w.detach(),
+                Some(t) => w.clone() * t.clone() + w.detach() * (t.clone().neg() + 1.0),
+            })
             .collect();
-        let spec = self.setup.blueprints.get(index.blueprint);
-        let b = spec.forward(&params, x, spatial) * index.mask.clone();
+        let b = self.setup.blueprints.get(index.blueprint).forward(&params, x, spatial);
         if self.setup.lifecycle.telemetry {
-            let per_row = b.clone().detach().square().sum_dim(2).sum_dim(1).reshape([rows]);
+            let per_row = (b.clone().detach() * index.mask.clone()).square().sum_dim(2).sum_dim(1).reshape([rows]);
             let per_seed = Tensor::zeros([self.num_seeds()], &h.device()).select_assign(
                 0,
                 index.row_seeds.clone(),
@@ -250,8 +249,16 @@ impl<B: Backend> SeedCore<B> {
             );
             self.telemetry.lock().expect("telemetry lock").observe_blueprints(per_seed);
         }
-        // TRAINING adds exactly zero while passing the gradient of alpha = 1 to the blueprint.
-        let contribution = b.clone() * gate.reshape([rows, 1, 1]) + (b.clone() - b.detach()) * training;
+        let mut weight = index.fixed.clone();
+        if let Some(grafting) = &index.grafting {
+            let alpha = self.params.state.alpha.val().select(0, index.row_seeds.clone());
+            weight = weight + alpha.reshape([rows, 1, 1]) * grafting.clone();
+        }
+        let mut contribution = b.clone() * weight;
+        if let Some(training) = &index.training {
+            // Adds exactly zero while passing the gradient of alpha = 1 to the blueprint.
+            contribution = contribution + (b.clone() - b.detach()) * training.clone();
+        }
         let back = contribution.reshape([rows, a, p, width]).permute([1, 0, 3, 2]).reshape([a, rows * width, p]);
         h.select_assign(1, index.features.clone(), back, IndexingUpdateOp::Add)
     }
@@ -465,11 +472,8 @@ impl<B: Backend> SeedCore<B> {
                 hint: "ablate only seeds in EVALUATING".into(),
             });
         }
-        self.ablated = (!seeds.is_empty()).then(|| {
-            let mut mask = vec![0.0f32; self.num_seeds()];
-            seeds.iter().for_each(|&s| mask[s] = 1.0);
-            Tensor::from_data(TensorData::new(mask, [self.num_seeds()]), &self.device())
-        });
+        self.ablated = seeds.iter().copied().collect();
+        self.rebuild_caches();
         Ok(())
     }
 
@@ -556,7 +560,6 @@ impl<B: Backend> SeedCore<B> {
     /// Rebuilds bank indices and ramp rates from the host table (after any transition).
     fn rebuild_caches(&mut self) {
         let device = self.device();
-        let width = self.setup.chunks.width();
         self.indices = self
             .params
             .banks
@@ -571,20 +574,7 @@ impl<B: Backend> SeedCore<B> {
                     .enumerate()
                     .filter(|(_, r)| r.blueprint == Some(id))
                     .for_each(|(seed, r)| occupant[r.slot.expect("held blueprint has a slot")] = Some(seed));
-                let row_seeds: Vec<i64> = occupant.iter().map(|o| o.unwrap_or(0) as i64).collect();
-                let (mut features, mut mask) = (Vec::new(), Vec::new());
-                for o in &occupant {
-                    for (feature, real) in self.setup.chunks.padded_positions(o.unwrap_or(0)) {
-                        features.push(feature as i64);
-                        mask.push(if real && o.is_some() { 1.0f32 } else { 0.0 });
-                    }
-                }
-                BankIndex {
-                    blueprint: id,
-                    row_seeds: Tensor::from_data(TensorData::new(row_seeds, [capacity]), &device),
-                    features: Tensor::from_data(TensorData::new(features, [capacity * width]), &device),
-                    mask: Tensor::from_data(TensorData::new(mask, [capacity, 1, width]), &device),
-                }
+                self.bank_index(id, &occupant, &device)
             })
             .collect();
         let mut ramps: Vec<(usize, Vec<f32>)> = Vec::new();
@@ -604,6 +594,51 @@ impl<B: Backend> SeedCore<B> {
             .into_iter()
             .map(|(id, rates)| (id, Tensor::from_data(TensorData::new(rates, [n]), &device)))
             .collect();
+    }
+
+    /// Builds one bank's index and stage factors from the seed occupying each row.
+    fn bank_index(&self, blueprint: usize, occupant: &[Option<usize>], device: &B::Device) -> BankIndex<B> {
+        let (rows, width) = (occupant.len(), self.setup.chunks.width());
+        let stage_of = |o: &Option<usize>| o.map(|seed| self.table[seed].stage);
+        let fixed_weight = |o: &Option<usize>| match stage_of(o) {
+            Some(Stage::Evaluating) if self.ablated.contains(&o.unwrap_or(0)) => 0.0,
+            Some(Stage::Stabilization | Stage::Evaluating | Stage::FineTuning | Stage::Fossilized) => 1.0,
+            _ => 0.0,
+        };
+        let is = |stage: Stage| move |o: &Option<usize>| if stage_of(o) == Some(stage) { 1.0 } else { 0.0 };
+        let (mut features, mut mask) = (Vec::new(), Vec::new());
+        for o in occupant {
+            for (feature, real) in self.setup.chunks.padded_positions(o.unwrap_or(0)) {
+                features.push(feature as i64);
+                mask.push(if real && o.is_some() { 1.0f32 } else { 0.0 });
+            }
+        }
+        // A per-row factor spread over the row's real positions: [rows, 1, width].
+        let spread = |factor: &dyn Fn(&Option<usize>) -> f32| -> Option<Tensor<B, 3>> {
+            let values: Vec<f32> = (0..rows * width).map(|i| mask[i] * factor(&occupant[i / width])).collect();
+            values
+                .iter()
+                .any(|&v| v != 0.0)
+                .then(|| Tensor::from_data(TensorData::new(values, [rows, 1, width]), device))
+        };
+        let zeros = || Tensor::zeros([rows, 1, width], device);
+        let trainable: Vec<f32> =
+            occupant.iter().map(|o| if stage_of(o).is_some_and(Stage::trains_blueprint) { 1.0 } else { 0.0 }).collect();
+        BankIndex {
+            blueprint,
+            row_seeds: Tensor::from_data(
+                TensorData::new(occupant.iter().map(|o| o.unwrap_or(0) as i64).collect::<Vec<_>>(), [rows]),
+                device,
+            ),
+            features: Tensor::from_data(TensorData::new(features, [rows * width]), device),
+            fixed: spread(&fixed_weight).unwrap_or_else(zeros),
+            grafting: spread(&is(Stage::Grafting)),
+            training: spread(&is(Stage::Training)),
+            trainable: trainable
+                .contains(&1.0)
+                .then(|| Tensor::from_data(TensorData::new(trainable, [rows, 1, 1]), device)),
+            mask: spread(&|_| 1.0).unwrap_or_else(zeros),
+        }
     }
 
     /// Bytes of seed-state columns on device (32 per seed with f32 columns).
