@@ -33,6 +33,14 @@ pub(crate) fn chunk_totals<B: Backend>(x: Tensor<B, 3>, chunks: &ChunkMap) -> Te
     Tensor::cat(parts, 1)
 }
 
+/// Sums `[a, n, p]` over its samples (`a` and `p`), skipping the reduction of a unit `p`.
+fn sum_samples<B: Backend>(x: Tensor<B, 3>) -> Tensor<B, 3> {
+    match x.dims()[2] {
+        1 => x.sum_dim(0),
+        _ => x.sum_dim(0).sum_dim(2),
+    }
+}
+
 /// The running sums of one telemetry window.
 #[derive(Clone, Debug)]
 pub(crate) struct TelemetryWindow<B: Backend> {
@@ -75,13 +83,13 @@ impl<B: Backend> TelemetryWindow<B> {
     pub fn observe(&mut self, h: Tensor<B, 3>, chunks: &ChunkMap) {
         let [a, f, p] = h.dims();
         let h = h.detach();
-        let per_feature = |x: Tensor<B, 3>| x.sum_dim(0).sum_dim(2).reshape([f]);
+        let per_feature = |x: Tensor<B, 3>| sum_samples(x).reshape([f]);
         self.feature_sum = self.feature_sum.clone() + per_feature(h.clone());
         self.feature_sumsq = self.feature_sumsq.clone() + per_feature(h.clone().square());
         self.feature_active = self.feature_active.clone() + per_feature(h.clone().greater_elem(0.0).float());
         let totals = chunk_totals(h, chunks);
         let s = chunks.seeds();
-        let per_seed = |x: Tensor<B, 3>| x.sum_dim(0).sum_dim(2).reshape([s]);
+        let per_seed = |x: Tensor<B, 3>| sum_samples(x).reshape([s]);
         self.total_sum = self.total_sum.clone() + per_seed(totals.clone());
         self.total_sumsq = self.total_sumsq.clone() + per_seed(totals.square());
         self.samples += (a * p) as u64;
