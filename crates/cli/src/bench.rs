@@ -1,0 +1,185 @@
+//! The layer benchmark: one function generic over the backend, instantiated per backend in
+//! [`crate::backend`].
+
+use crate::error::CliError;
+use crate::report::{Case, Measured, Report, Row, Settings, Timings};
+use crate::timing::Timer;
+use clap::ValueEnum;
+use morphogen::burn::module::AutodiffModule;
+use morphogen::burn::tensor::backend::{AutodiffBackend, Backend, ExecutionError};
+use morphogen::burn::tensor::{Distribution, Tensor};
+use morphogen::{reference, GraftSignals, MorphogenError, SeededLinear, SeededLinearConfig, Stage};
+use serde::Serialize;
+
+/// Blueprint every active seed grows.
+pub const BLUEPRINT: &str = "residual_mlp";
+/// Grafting strategy of every active seed.
+pub const STRATEGY: &str = "fixed_ramp";
+/// `graft_step` calls made in GRAFTING to move alpha off zero.
+pub const GRAFT_STEPS: usize = 10;
+
+/// The stage active seeds are timed in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActiveStage {
+    /// GRAFTING, alpha moved off zero by a few fixed-ramp steps: the blueprint is blended in.
+    Grafting,
+    /// FINE_TUNING: alpha 1, the blueprint fully active and still training.
+    FineTuning,
+}
+
+/// The shapes to measure: every combination of the four lists.
+#[derive(Clone, Debug, Serialize)]
+pub struct Grid {
+    /// Batch sizes.
+    pub batches: Vec<usize>,
+    /// Hidden sizes (the layer is hidden -> hidden).
+    pub hidden: Vec<usize>,
+    /// Seed counts.
+    pub seeds: Vec<usize>,
+    /// Percent of seeds holding an active blueprint.
+    pub active_percent: Vec<usize>,
+}
+
+/// Everything a benchmark run needs besides the backend.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    /// The shapes.
+    pub grid: Grid,
+    /// Timed iterations per measurement.
+    pub iters: usize,
+    /// Untimed iterations before each measurement.
+    pub warmup: usize,
+    /// The reference loop runs only where seeds <= this.
+    pub reference_max_seeds: usize,
+    /// Stage of the active seeds.
+    pub stage: ActiveStage,
+}
+
+impl Plan {
+    /// The grid's combinations, batch slowest, active percent fastest.
+    fn cases(&self) -> Vec<Case> {
+        let g = &self.grid;
+        let mut cases = Vec::new();
+        for &batch in &g.batches {
+            for &hidden in &g.hidden {
+                for &seeds in &g.seeds {
+                    for &active_percent in &g.active_percent {
+                        cases.push(Case::new(batch, hidden, seeds, active_percent));
+                    }
+                }
+            }
+        }
+        cases
+    }
+
+    fn timer(&self) -> Timer {
+        Timer { warmup: self.warmup, iters: self.iters }
+    }
+}
+
+/// Measures every case of `plan` on `device`: forward on `B::InnerBackend`, forward+backward
+/// on `B`. Progress goes to stderr.
+pub fn run<B: AutodiffBackend>(device: &B::Device, plan: &Plan) -> Result<Report, CliError> {
+    let cases = plan.cases();
+    let mut rows = Vec::with_capacity(cases.len());
+    for (i, case) in cases.iter().enumerate() {
+        eprintln!("[{}/{}] {case}", i + 1, cases.len());
+        rows.push(measure::<B>(device, plan, *case)?);
+    }
+    let backend = format!("{} on {device:?}", <B::InnerBackend as Backend>::name(device));
+    Ok(Report { settings: Settings::new(backend, plan), rows })
+}
+
+/// One row: a layer set up for `case`, timed three ways forward and three ways
+/// forward+backward. A shape the engine refuses (more seeds than features) is a skipped row.
+fn measure<B: AutodiffBackend>(device: &B::Device, plan: &Plan, case: Case) -> Result<Row, CliError> {
+    let config = SeededLinearConfig::new(case.hidden, case.hidden).with_seeds(case.seeds);
+    let mut layer = match config.try_init::<B>(device) {
+        Ok(layer) => layer,
+        Err(refused) => return Ok(Row::skipped(case, refused.to_string())),
+    };
+    activate(&mut layer, case.active_seeds, plan.stage)?;
+    let alpha = (case.active_seeds > 0).then(|| layer.seed(0)).transpose()?.map(|s| s.alpha);
+    let with_reference = case.seeds <= plan.reference_max_seeds;
+    let x = Tensor::<B::InnerBackend, 2>::random([case.batch, case.hidden], Distribution::Normal(0.0, 1.0), device);
+    let forward = time_three(&layer.valid(), x.clone(), plan.timer(), with_reference, |y| y)?;
+    let backward = |y: Tensor<B, 2>| y.sum().backward();
+    let forward_backward = time_three(&layer, Tensor::from_inner(x), plan.timer(), with_reference, backward)?;
+    Ok(Row::measured(
+        case,
+        Measured {
+            host_forward_tflops: host_tflops(case, forward.host_ms),
+            seeded_forward_gbps: seeded_gbps(case, forward.seeded_ms),
+            forward,
+            forward_backward,
+            state_bytes_per_seed: layer.state_bytes() / case.seeds,
+            bank_bytes: layer.bank_bytes(),
+            alpha,
+        },
+    ))
+}
+
+/// Germinates seeds `0..count` with [`BLUEPRINT`]/[`STRATEGY`] and moves them to `stage`; in
+/// GRAFTING, alpha then takes [`GRAFT_STEPS`] fixed-ramp steps.
+fn activate<B: Backend>(layer: &mut SeededLinear<B>, count: usize, stage: ActiveStage) -> Result<(), MorphogenError> {
+    if count == 0 {
+        return Ok(());
+    }
+    let seeds: Vec<usize> = (0..count).collect();
+    layer.request_germinations(&seeds, BLUEPRINT, STRATEGY)?;
+    let path: &[Stage] = match stage {
+        ActiveStage::Grafting => &[Stage::Training, Stage::Grafting],
+        ActiveStage::FineTuning => {
+            &[Stage::Training, Stage::Grafting, Stage::Stabilization, Stage::Evaluating, Stage::FineTuning]
+        }
+    };
+    for &to in path {
+        layer.advance_many(&seeds, to)?;
+    }
+    if stage == ActiveStage::Grafting {
+        for _ in 0..GRAFT_STEPS {
+            layer.graft_step(&GraftSignals::new())?;
+        }
+    }
+    Ok(())
+}
+
+/// Times the host layer alone, the seeded layer, and (if asked) host plus the reference loop,
+/// each followed by `finish` (identity for forward, `sum().backward()` for forward+backward).
+fn time_three<B: Backend, T>(
+    layer: &SeededLinear<B>,
+    x: Tensor<B, 2>,
+    timer: Timer,
+    with_reference: bool,
+    finish: impl Fn(Tensor<B, 2>) -> T,
+) -> Result<Timings, ExecutionError> {
+    let device = x.device();
+    let host = timer.median_ms::<B, _>(&device, || finish(layer.host.forward(x.clone())))?;
+    let seeded = timer.median_ms::<B, _>(&device, || finish(layer.forward(x.clone())))?;
+    let reference = with_reference
+        .then(|| timer.median_ms::<B, _>(&device, || finish(reference_forward(layer, x.clone()))))
+        .transpose()?;
+    Ok(Timings::new(host, seeded, reference))
+}
+
+/// The legacy path: host forward, then [`reference::apply`] looping over seeds.
+fn reference_forward<B: Backend>(layer: &SeededLinear<B>, x: Tensor<B, 2>) -> Tensor<B, 2> {
+    let h = layer.host.forward(x);
+    let [batch, hidden] = h.dims();
+    reference::apply(&layer.seeds, h.reshape([batch, hidden, 1]), None).reshape([batch, hidden])
+}
+
+/// Achieved TFLOP/s of the host matmul: `2 * batch * hidden^2` flops.
+fn host_tflops(case: Case, ms: f64) -> f64 {
+    let flops = 2.0 * case.batch as f64 * (case.hidden * case.hidden) as f64;
+    flops / (ms * 1e-3) / 1e12
+}
+
+/// Achieved GB/s of the seeded forward over its minimum traffic: f32 input `batch * hidden`,
+/// weight `hidden^2` and bias `hidden` read, output `batch * hidden` written.
+fn seeded_gbps(case: Case, ms: f64) -> f64 {
+    let (b, h) = (case.batch, case.hidden);
+    let bytes = (std::mem::size_of::<f32>() * (b * h + h * h + h + b * h)) as f64;
+    bytes / (ms * 1e-3) / 1e9
+}

@@ -1,0 +1,41 @@
+//! What can go wrong, and the exit code each failure gives.
+
+use morphogen::burn::tensor::backend::ExecutionError;
+use morphogen::MorphogenError;
+use std::path::PathBuf;
+
+/// A failure of a `morphogen` command.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// The backend asked for is not compiled into this binary.
+    #[error("the {0} backend is not in this build of morphogen; rebuild with `cargo build --release -p morphogen-cli --features {0}`")]
+    BackendNotBuilt(&'static str),
+    /// The engine refused an operation.
+    #[error(transparent)]
+    Engine(#[from] MorphogenError),
+    /// The backend failed while running or syncing.
+    #[error("the backend failed: {0}")]
+    Execution(#[from] ExecutionError),
+    /// The JSON file could not be written.
+    #[error("cannot write {}: {source}", path.display())]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The rows could not be encoded as JSON.
+    #[error("cannot encode the rows as JSON: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+impl CliError {
+    /// The process exit status: 2 for a request this binary cannot serve (as for bad flags),
+    /// 1 for failures while running.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CliError::BackendNotBuilt(_) => 2,
+            _ => 1,
+        }
+    }
+}

@@ -1,0 +1,279 @@
+//! Rows of the layer benchmark, printed as a markdown table or written as JSON.
+
+use crate::bench::{ActiveStage, Grid, Plan, BLUEPRINT, GRAFT_STEPS, STRATEGY};
+use serde::Serialize;
+use std::fmt::{self, Write as _};
+
+/// How the seeded forward's GB/s is computed (printed with the table).
+const GBPS_FORMULA: &str =
+    "4 B x (batch*hidden input + hidden^2 weight + hidden bias + batch*hidden output) / seeded forward time";
+
+/// One point of the grid.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct Case {
+    /// Rows of the input.
+    pub batch: usize,
+    /// Features in and out.
+    pub hidden: usize,
+    /// Seeds of the layer.
+    pub seeds: usize,
+    /// Percent of seeds asked to be active.
+    pub active_percent: usize,
+    /// Seeds made active: `active_percent` of `seeds`, rounded.
+    pub active_seeds: usize,
+}
+
+impl Case {
+    /// A case, with the active seed count rounded from the percentage.
+    pub fn new(batch: usize, hidden: usize, seeds: usize, active_percent: usize) -> Self {
+        let active_seeds = (seeds * active_percent + 50) / 100;
+        Case { batch, hidden, seeds, active_percent, active_seeds }
+    }
+}
+
+impl fmt::Display for Case {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "batch {} hidden {} seeds {} active {}% ({} seeds)",
+            self.batch, self.hidden, self.seeds, self.active_percent, self.active_seeds
+        )
+    }
+}
+
+/// Median milliseconds of the three paths, and their ratios.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct Timings {
+    /// The host layer alone.
+    pub host_ms: f64,
+    /// The seeded layer.
+    pub seeded_ms: f64,
+    /// Host plus the per-seed reference loop; `None` where it was skipped.
+    pub reference_ms: Option<f64>,
+    /// `seeded_ms / host_ms`: the seeds' overhead factor.
+    pub seeded_over_host: f64,
+    /// `reference_ms / seeded_ms`: the speed-up over the reference loop.
+    pub reference_over_seeded: Option<f64>,
+}
+
+impl Timings {
+    /// Timings with their ratios.
+    pub fn new(host_ms: f64, seeded_ms: f64, reference_ms: Option<f64>) -> Self {
+        Timings {
+            host_ms,
+            seeded_ms,
+            reference_ms,
+            seeded_over_host: seeded_ms / host_ms,
+            reference_over_seeded: reference_ms.map(|r| r / seeded_ms),
+        }
+    }
+}
+
+/// What was measured for one case.
+#[derive(Clone, Debug, Serialize)]
+pub struct Measured {
+    /// Forward only, on the plain backend.
+    pub forward: Timings,
+    /// Forward, `sum()`, backward, on the autodiff backend.
+    pub forward_backward: Timings,
+    /// `state_bytes() / seeds`: device bytes of seed-state columns per seed.
+    pub state_bytes_per_seed: usize,
+    /// Device bytes of blueprint bank parameters.
+    pub bank_bytes: usize,
+    /// Alpha of the active seeds; `None` with no active seed.
+    pub alpha: Option<f32>,
+    /// Achieved TFLOP/s of the host forward (`2 * batch * hidden^2` flops).
+    pub host_forward_tflops: f64,
+    /// Achieved GB/s of the seeded forward (see [`GBPS_FORMULA`]).
+    pub seeded_forward_gbps: f64,
+}
+
+/// One line of the table.
+#[derive(Clone, Debug, Serialize)]
+pub struct Row {
+    /// The shape.
+    #[serde(flatten)]
+    pub case: Case,
+    /// Why the case was not measured, if it was not.
+    pub skipped: Option<String>,
+    /// The measurements, if taken.
+    pub measured: Option<Measured>,
+}
+
+impl Row {
+    /// A measured row.
+    pub fn measured(case: Case, measured: Measured) -> Self {
+        Row { case, skipped: None, measured: Some(measured) }
+    }
+
+    /// A row the engine refused to build.
+    pub fn skipped(case: Case, reason: String) -> Self {
+        Row { case, skipped: Some(reason), measured: None }
+    }
+}
+
+/// The run's settings, written beside the rows.
+#[derive(Clone, Debug, Serialize)]
+pub struct Settings {
+    /// morphogen version.
+    pub version: &'static str,
+    /// Burn's name for the backend, and the device.
+    pub backend: String,
+    /// The grid asked for.
+    pub grid: Grid,
+    /// Timed iterations per measurement.
+    pub iters: usize,
+    /// Untimed iterations before each measurement.
+    pub warmup: usize,
+    /// The reference loop ran only where seeds <= this.
+    pub reference_max_seeds: usize,
+    /// Stage of the active seeds.
+    pub active_stage: ActiveStage,
+    /// Blueprint of the active seeds.
+    pub blueprint: &'static str,
+    /// Grafting strategy of the active seeds.
+    pub strategy: &'static str,
+    /// `graft_step` calls made in GRAFTING.
+    pub graft_steps: usize,
+    /// Whether layer telemetry was on (always: the default).
+    pub telemetry: bool,
+    /// How `seeded_forward_gbps` is computed.
+    pub gbps_formula: &'static str,
+}
+
+impl Settings {
+    /// The settings of `plan` on `backend` (Burn's name for it, and the device).
+    pub fn new(backend: String, plan: &Plan) -> Self {
+        Settings {
+            version: env!("CARGO_PKG_VERSION"),
+            backend,
+            grid: plan.grid.clone(),
+            iters: plan.iters,
+            warmup: plan.warmup,
+            reference_max_seeds: plan.reference_max_seeds,
+            active_stage: plan.stage,
+            blueprint: BLUEPRINT,
+            strategy: STRATEGY,
+            graft_steps: if plan.stage == ActiveStage::Grafting { GRAFT_STEPS } else { 0 },
+            telemetry: true,
+            gbps_formula: GBPS_FORMULA,
+        }
+    }
+}
+
+/// A whole run.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    /// How it was run.
+    pub settings: Settings,
+    /// One row per case.
+    pub rows: Vec<Row>,
+}
+
+/// Column titles of the table.
+const COLUMNS: [&str; 17] = [
+    "batch",
+    "hidden",
+    "seeds",
+    "active",
+    "fwd host ms",
+    "fwd seeded ms",
+    "fwd ref ms",
+    "fwd seeded/host",
+    "fwd ref/seeded",
+    "f+b host ms",
+    "f+b seeded ms",
+    "f+b ref ms",
+    "f+b seeded/host",
+    "f+b ref/seeded",
+    "state B/seed",
+    "host fwd TFLOP/s",
+    "seeded fwd GB/s",
+];
+
+impl Report {
+    /// The settings as a few lines, then the markdown table.
+    pub fn table(&self) -> String {
+        let mut out = self.header();
+        out.push('\n');
+        writeln!(out, "| {} |", COLUMNS.join(" | ")).expect("write to String");
+        writeln!(out, "|{}", "---|".repeat(COLUMNS.len())).expect("write to String");
+        for row in &self.rows {
+            writeln!(out, "| {} |", cells(row).join(" | ")).expect("write to String");
+        }
+        out
+    }
+
+    /// Lines describing how the numbers were taken.
+    fn header(&self) -> String {
+        let s = &self.settings;
+        let stage = match s.active_stage {
+            ActiveStage::Grafting => format!(
+                "GRAFTING after {} graft_step calls (alpha {})",
+                s.graft_steps,
+                self.alpha().map_or("n/a".into(), |a| format!("{a:.2}"))
+            ),
+            ActiveStage::FineTuning => "FINE_TUNING (alpha 1, blueprint fully active)".into(),
+        };
+        format!(
+            "morphogen {} bench layer: SeededLinear(hidden -> hidden), backend {}\n\n\
+             - median of {} timed iterations after {} warm-up, backend synced before and after each\n\
+             - active seeds: `{}` blueprint, `{}` strategy, in {stage}; telemetry on\n\
+             - fwd: plain backend; f+b: autodiff backend, `output.sum().backward()`\n\
+             - ref: host forward + `morphogen::reference::apply` (per-seed loop), run only where seeds <= {}\n\
+             - host fwd TFLOP/s = 2*batch*hidden^2 / host forward time; seeded fwd GB/s = {}\n",
+            s.version, s.backend, s.iters, s.warmup, s.blueprint, s.strategy, s.reference_max_seeds, s.gbps_formula,
+        )
+    }
+
+    /// Alpha of the active seeds, from the first row that has any.
+    fn alpha(&self) -> Option<f32> {
+        self.rows.iter().find_map(|r| r.measured.as_ref()?.alpha)
+    }
+}
+
+/// The table cells of one row.
+fn cells(row: &Row) -> Vec<String> {
+    let c = &row.case;
+    let mut cells = vec![
+        c.batch.to_string(),
+        c.hidden.to_string(),
+        c.seeds.to_string(),
+        format!("{}% ({})", c.active_percent, c.active_seeds),
+    ];
+    match (&row.measured, &row.skipped) {
+        (Some(m), _) => {
+            cells.extend(timing_cells(&m.forward));
+            cells.extend(timing_cells(&m.forward_backward));
+            cells.push(m.state_bytes_per_seed.to_string());
+            cells.push(format!("{:.3}", m.host_forward_tflops));
+            cells.push(format!("{:.2}", m.seeded_forward_gbps));
+        }
+        (None, reason) => {
+            cells.push(format!("skipped: {}", reason.as_deref().unwrap_or("not measured")));
+            cells.resize(COLUMNS.len(), String::new());
+        }
+    }
+    cells
+}
+
+/// Host, seeded, reference milliseconds and the two ratios.
+fn timing_cells(t: &Timings) -> [String; 5] {
+    let skipped = || "skipped".to_string();
+    [
+        format!("{:.3}", t.host_ms),
+        format!("{:.3}", t.seeded_ms),
+        t.reference_ms.map_or_else(skipped, |ms| format!("{ms:.3}")),
+        ratio(t.seeded_over_host),
+        t.reference_over_seeded.map_or_else(skipped, ratio),
+    ]
+}
+
+/// A ratio as `1.23x`, or `123x` from 100 up.
+fn ratio(x: f64) -> String {
+    if x >= 100.0 {
+        format!("{x:.0}x")
+    } else {
+        format!("{x:.2}x")
+    }
+}

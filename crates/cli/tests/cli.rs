@@ -1,0 +1,72 @@
+//! Runs the built `morphogen` binary end to end.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+/// Runs the binary with `args`, returning its output.
+fn morphogen(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_morphogen")).args(args).output().expect("the morphogen binary runs")
+}
+
+/// A file path private to this test run.
+fn temp_json(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("morphogen-cli-{}-{name}.json", std::process::id()))
+}
+
+#[test]
+fn info_lists_the_ndarray_backend() {
+    let out = morphogen(&["info"]);
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8(out.stdout).expect("utf-8");
+    assert!(text.contains(env!("CARGO_PKG_VERSION")), "{text}");
+    assert!(text.contains("ndarray"), "{text}");
+}
+
+#[test]
+fn quick_layer_bench_writes_positive_times() {
+    let path = temp_json("quick");
+    let out =
+        morphogen(&["bench", "layer", "--quick", "--iters", "1", "--warmup", "0", "--json", path.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("| batch |"));
+    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).expect("json written")).unwrap();
+    std::fs::remove_file(&path).ok();
+    let rows = json["rows"].as_array().expect("rows");
+    assert_eq!(rows.len(), 6, "quick grid: 1 batch x 1 hidden x 2 seed counts x 3 active levels");
+    for row in rows {
+        let measured = &row["measured"];
+        for pass in ["forward", "forward_backward"] {
+            for path in ["host_ms", "seeded_ms", "reference_ms"] {
+                let ms = measured[pass][path].as_f64().unwrap_or_else(|| panic!("{pass}.{path} in {row}"));
+                assert!(ms > 0.0, "{pass}.{path} = {ms} in {row}");
+            }
+        }
+        assert_eq!(measured["state_bytes_per_seed"].as_u64(), Some(32), "{row}");
+    }
+}
+
+#[test]
+fn bad_flags_and_missing_backends_exit_2_with_a_message() {
+    let out = morphogen(&["bench", "layer", "--active", "150"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("over 100 percent"));
+    let out = morphogen(&["bench", "layer", "--seeds", "0"]);
+    assert_eq!(out.status.code(), Some(2));
+    if !cfg!(feature = "cuda") {
+        let out = morphogen(&["bench", "layer", "--quick", "--backend", "cuda"]);
+        assert_eq!(out.status.code(), Some(2));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("--features cuda"));
+    }
+}
+
+#[test]
+fn seeds_beyond_features_are_skipped_rows() {
+    let path = temp_json("skipped");
+    let args = ["bench", "layer", "--quick", "--seeds", "512", "--active", "0", "--iters", "1", "--warmup", "0"];
+    let out = morphogen(&[&args[..], &["--json", path.to_str().unwrap()]].concat());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).expect("json written")).unwrap();
+    std::fs::remove_file(&path).ok();
+    let row = &json["rows"][0];
+    assert!(row["measured"].is_null() && row["skipped"].is_string(), "{row}");
+}
