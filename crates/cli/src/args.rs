@@ -70,6 +70,9 @@ pub struct LayerArgs {
     /// Run the (slow) per-seed reference loop only where seeds <= this; others show "skipped".
     #[arg(long, value_name = "N", default_value_t = 1000)]
     pub reference_max_seeds: usize,
+    /// Timed iterations of the (slow) reference loop, after one warm-up.
+    #[arg(long, value_name = "N", default_value_t = 3, value_parser = positive)]
+    pub reference_iters: usize,
     /// Stage the active seeds are timed in.
     #[arg(long, value_enum, default_value_t = ActiveStage::Grafting)]
     pub stage: ActiveStage,
@@ -117,6 +120,7 @@ impl LayerArgs {
             iters: self.iters.unwrap_or(preset.iters),
             warmup: self.warmup.unwrap_or(preset.warmup),
             reference_max_seeds: self.reference_max_seeds,
+            reference_iters: self.reference_iters,
             stage: self.stage,
         }
     }

@@ -52,6 +52,8 @@ pub struct Plan {
     pub warmup: usize,
     /// The reference loop runs only where seeds <= this.
     pub reference_max_seeds: usize,
+    /// Timed iterations of the reference loop (after one warm-up).
+    pub reference_iters: usize,
     /// Stage of the active seeds.
     pub stage: ActiveStage,
 }
@@ -76,6 +78,10 @@ impl Plan {
     fn timer(&self) -> Timer {
         Timer { warmup: self.warmup, iters: self.iters }
     }
+
+    fn reference_timer(&self) -> Timer {
+        Timer { warmup: 1, iters: self.reference_iters }
+    }
 }
 
 /// Measures every case of `plan` on `device`: forward on `B::InnerBackend`, forward+backward
@@ -85,7 +91,9 @@ pub fn run<B: AutodiffBackend>(device: &B::Device, plan: &Plan) -> Result<Report
     let mut rows = Vec::with_capacity(cases.len());
     for (i, case) in cases.iter().enumerate() {
         eprintln!("[{}/{}] {case}", i + 1, cases.len());
-        rows.push(measure::<B>(device, plan, *case)?);
+        let row = measure::<B>(device, plan, *case)?;
+        eprintln!("{}", row.line());
+        rows.push(row);
     }
     let backend = format!("{} on {device:?}", <B::InnerBackend as Backend>::name(device));
     Ok(Report { settings: Settings::new(backend, plan), rows })
@@ -101,11 +109,11 @@ fn measure<B: AutodiffBackend>(device: &B::Device, plan: &Plan, case: Case) -> R
     };
     activate(&mut layer, case.active_seeds, plan.stage)?;
     let alpha = (case.active_seeds > 0).then(|| layer.seed(0)).transpose()?.map(|s| s.alpha);
-    let with_reference = case.seeds <= plan.reference_max_seeds;
+    let reference = (case.seeds <= plan.reference_max_seeds).then(|| plan.reference_timer());
     let x = Tensor::<B::InnerBackend, 2>::random([case.batch, case.hidden], Distribution::Normal(0.0, 1.0), device);
-    let forward = time_three(&layer.valid(), x.clone(), plan.timer(), with_reference, |y| y)?;
+    let forward = time_three(&layer.valid(), x.clone(), plan.timer(), reference, |y| y)?;
     let backward = |y: Tensor<B, 2>| y.sum().backward();
-    let forward_backward = time_three(&layer, Tensor::from_inner(x), plan.timer(), with_reference, backward)?;
+    let forward_backward = time_three(&layer, Tensor::from_inner(x), plan.timer(), reference, backward)?;
     Ok(Row::measured(
         case,
         Measured {
@@ -145,20 +153,21 @@ fn activate<B: Backend>(layer: &mut SeededLinear<B>, count: usize, stage: Active
     Ok(())
 }
 
-/// Times the host layer alone, the seeded layer, and (if asked) host plus the reference loop,
-/// each followed by `finish` (identity for forward, `sum().backward()` for forward+backward).
+/// Times the host layer alone, the seeded layer, and (if given a timer) host plus the reference
+/// loop, each followed by `finish` (identity for forward, `sum().backward()` for
+/// forward+backward).
 fn time_three<B: Backend, T>(
     layer: &SeededLinear<B>,
     x: Tensor<B, 2>,
     timer: Timer,
-    with_reference: bool,
+    reference: Option<Timer>,
     finish: impl Fn(Tensor<B, 2>) -> T,
 ) -> Result<Timings, ExecutionError> {
     let device = x.device();
     let host = timer.median_ms::<B, _>(&device, || finish(layer.host.forward(x.clone())))?;
     let seeded = timer.median_ms::<B, _>(&device, || finish(layer.forward(x.clone())))?;
-    let reference = with_reference
-        .then(|| timer.median_ms::<B, _>(&device, || finish(reference_forward(layer, x.clone()))))
+    let reference = reference
+        .map(|timer| timer.median_ms::<B, _>(&device, || finish(reference_forward(layer, x.clone()))))
         .transpose()?;
     Ok(Timings::new(host, seeded, reference))
 }

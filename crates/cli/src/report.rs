@@ -127,6 +127,8 @@ pub struct Settings {
     pub warmup: usize,
     /// The reference loop ran only where seeds <= this.
     pub reference_max_seeds: usize,
+    /// Timed iterations of the reference loop.
+    pub reference_iters: usize,
     /// Stage of the active seeds.
     pub active_stage: ActiveStage,
     /// Blueprint of the active seeds.
@@ -151,6 +153,7 @@ impl Settings {
             iters: plan.iters,
             warmup: plan.warmup,
             reference_max_seeds: plan.reference_max_seeds,
+            reference_iters: plan.reference_iters,
             active_stage: plan.stage,
             blueprint: BLUEPRINT,
             strategy: STRATEGY,
@@ -199,7 +202,7 @@ impl Report {
         writeln!(out, "| {} |", COLUMNS.join(" | ")).expect("write to String");
         writeln!(out, "|{}", "---|".repeat(COLUMNS.len())).expect("write to String");
         for row in &self.rows {
-            writeln!(out, "| {} |", cells(row).join(" | ")).expect("write to String");
+            writeln!(out, "{}", row.line()).expect("write to String");
         }
         out
     }
@@ -220,15 +223,22 @@ impl Report {
              - median of {} timed iterations after {} warm-up, backend synced before and after each\n\
              - active seeds: `{}` blueprint, `{}` strategy, in {stage}; telemetry on\n\
              - fwd: plain backend; f+b: autodiff backend, `output.sum().backward()`\n\
-             - ref: host forward + `morphogen::reference::apply` (per-seed loop), run only where seeds <= {}\n\
+             - ref: host forward + `morphogen::reference::apply` (per-seed loop), median of {} after 1 warm-up, run only where seeds <= {}\n\
              - host fwd TFLOP/s = 2*batch*hidden^2 / host forward time; seeded fwd GB/s = {}\n",
-            s.version, s.backend, s.iters, s.warmup, s.blueprint, s.strategy, s.reference_max_seeds, s.gbps_formula,
+            s.version, s.backend, s.iters, s.warmup, s.blueprint, s.strategy, s.reference_iters, s.reference_max_seeds, s.gbps_formula,
         )
     }
 
     /// Alpha of the active seeds, from the first row that has any.
     fn alpha(&self) -> Option<f32> {
         self.rows.iter().find_map(|r| r.measured.as_ref()?.alpha)
+    }
+}
+
+impl Row {
+    /// The row as one markdown table line.
+    pub fn line(&self) -> String {
+        format!("| {} |", cells(self).join(" | "))
     }
 }
 
