@@ -73,6 +73,9 @@ pub struct LayerArgs {
     /// Timed iterations of the (slow) reference loop, after one warm-up.
     #[arg(long, value_name = "N", default_value_t = 3, value_parser = positive)]
     pub reference_iters: usize,
+    /// Turn the layer's health telemetry off (it is on by default), to see what it costs.
+    #[arg(long)]
+    pub no_telemetry: bool,
     /// Stage the active seeds are timed in.
     #[arg(long, value_enum, default_value_t = ActiveStage::Grafting)]
     pub stage: ActiveStage,
@@ -121,6 +124,7 @@ impl LayerArgs {
             warmup: self.warmup.unwrap_or(preset.warmup),
             reference_max_seeds: self.reference_max_seeds,
             reference_iters: self.reference_iters,
+            telemetry: !self.no_telemetry,
             stage: self.stage,
         }
     }

@@ -8,7 +8,7 @@ use clap::ValueEnum;
 use morphogen::burn::module::AutodiffModule;
 use morphogen::burn::tensor::backend::{AutodiffBackend, Backend, ExecutionError};
 use morphogen::burn::tensor::{Distribution, Tensor};
-use morphogen::{reference, GraftSignals, MorphogenError, SeededLinear, SeededLinearConfig, Stage};
+use morphogen::{reference, GraftSignals, LifecycleConfig, MorphogenError, SeededLinear, SeededLinearConfig, Stage};
 use serde::Serialize;
 
 /// Blueprint every active seed grows.
@@ -54,6 +54,8 @@ pub struct Plan {
     pub reference_max_seeds: usize,
     /// Timed iterations of the reference loop (after one warm-up).
     pub reference_iters: usize,
+    /// Whether the seeded layer accumulates health telemetry.
+    pub telemetry: bool,
     /// Stage of the active seeds.
     pub stage: ActiveStage,
 }
@@ -102,7 +104,9 @@ pub fn run<B: AutodiffBackend>(device: &B::Device, plan: &Plan) -> Result<Report
 /// One row: a layer set up for `case`, timed three ways forward and three ways
 /// forward+backward. A shape the engine refuses (more seeds than features) is a skipped row.
 fn measure<B: AutodiffBackend>(device: &B::Device, plan: &Plan, case: Case) -> Result<Row, CliError> {
-    let config = SeededLinearConfig::new(case.hidden, case.hidden).with_seeds(case.seeds);
+    let config = SeededLinearConfig::new(case.hidden, case.hidden)
+        .with_seeds(case.seeds)
+        .with_lifecycle(LifecycleConfig::new().with_telemetry(plan.telemetry));
     let mut layer = match config.try_init::<B>(device) {
         Ok(layer) => layer,
         Err(refused) => return Ok(Row::skipped(case, refused.to_string())),

@@ -137,7 +137,7 @@ pub struct Settings {
     pub strategy: &'static str,
     /// `graft_step` calls made in GRAFTING.
     pub graft_steps: usize,
-    /// Whether layer telemetry was on (always: the default).
+    /// Whether layer telemetry was on (the default).
     pub telemetry: bool,
     /// How `seeded_forward_gbps` is computed.
     pub gbps_formula: &'static str,
@@ -158,7 +158,7 @@ impl Settings {
             blueprint: BLUEPRINT,
             strategy: STRATEGY,
             graft_steps: if plan.stage == ActiveStage::Grafting { GRAFT_STEPS } else { 0 },
-            telemetry: true,
+            telemetry: plan.telemetry,
             gbps_formula: GBPS_FORMULA,
         }
     }
@@ -221,11 +221,11 @@ impl Report {
         format!(
             "morphogen {} bench layer: SeededLinear(hidden -> hidden), backend {}\n\n\
              - median of {} timed iterations after {} warm-up, backend synced before and after each\n\
-             - active seeds: `{}` blueprint, `{}` strategy, in {stage}; telemetry on\n\
+             - active seeds: `{}` blueprint, `{}` strategy, in {stage}; telemetry {}\n\
              - fwd: plain backend; f+b: autodiff backend, `output.sum().backward()`\n\
              - ref: host forward + `morphogen::reference::apply` (per-seed loop), median of {} after 1 warm-up, run only where seeds <= {}\n\
              - host fwd TFLOP/s = 2*batch*hidden^2 / host forward time; seeded fwd GB/s = {}\n",
-            s.version, s.backend, s.iters, s.warmup, s.blueprint, s.strategy, s.reference_iters, s.reference_max_seeds, s.gbps_formula,
+            s.version, s.backend, s.iters, s.warmup, s.blueprint, s.strategy, if s.telemetry { "on" } else { "off" }, s.reference_iters, s.reference_max_seeds, s.gbps_formula,
         )
     }
 

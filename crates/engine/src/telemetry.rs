@@ -33,23 +33,26 @@ pub(crate) fn chunk_totals<B: Backend>(x: Tensor<B, 3>, chunks: &ChunkMap) -> Te
     Tensor::cat(parts, 1)
 }
 
-/// Sums `[a, n, p]` over its samples (`a` and `p`), skipping the reduction of a unit `p`.
-fn sum_samples<B: Backend>(x: Tensor<B, 3>) -> Tensor<B, 3> {
-    match x.dims()[2] {
-        1 => x.sum_dim(0),
-        _ => x.sum_dim(0).sum_dim(2),
-    }
+/// Sums `[k, a, n, p]` over its samples (`a` and `p`) to `[k, n]`, skipping the reduction of a
+/// unit `p`.
+fn sum_samples<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 2> {
+    let [k, _, n, p] = x.dims();
+    let x = x.sum_dim(1);
+    let x = if p == 1 { x } else { x.sum_dim(3) };
+    x.reshape([k, n])
 }
 
-/// The running sums of one telemetry window.
+/// The running sums of one telemetry window. Quantities are stacked so one forward pass costs
+/// two reductions, not one per statistic: each op is a launch, and on a GPU the dormant path's
+/// cost is launches, not bytes.
 #[derive(Clone, Debug)]
 pub(crate) struct TelemetryWindow<B: Backend> {
-    feature_sum: Tensor<B, 1>,
-    feature_sumsq: Tensor<B, 1>,
-    feature_active: Tensor<B, 1>,
-    total_sum: Tensor<B, 1>,
-    total_sumsq: Tensor<B, 1>,
-    blueprint_sumsq: Tensor<B, 1>,
+    /// `[3, features]`: sum, sum of squares, count of positive values.
+    features: Tensor<B, 2>,
+    /// `[2, seeds]`: sum and sum of squares of the chunk totals.
+    totals: Tensor<B, 2>,
+    /// `[seeds]`: sum of squared blueprint contributions.
+    blueprint: Tensor<B, 1>,
     samples: u64,
 }
 
@@ -57,71 +60,55 @@ impl<B: Backend> TelemetryWindow<B> {
     pub fn new(chunks: &ChunkMap, device: &B::Device) -> Self {
         let (f, s) = (chunks.features(), chunks.seeds());
         Self {
-            feature_sum: Tensor::zeros([f], device),
-            feature_sumsq: Tensor::zeros([f], device),
-            feature_active: Tensor::zeros([f], device),
-            total_sum: Tensor::zeros([s], device),
-            total_sumsq: Tensor::zeros([s], device),
-            blueprint_sumsq: Tensor::zeros([s], device),
+            features: Tensor::zeros([3, f], device),
+            totals: Tensor::zeros([2, s], device),
+            blueprint: Tensor::zeros([s], device),
             samples: 0,
         }
     }
 
     pub fn moved_to(self, device: &B::Device) -> Self {
         Self {
-            feature_sum: self.feature_sum.to_device(device),
-            feature_sumsq: self.feature_sumsq.to_device(device),
-            feature_active: self.feature_active.to_device(device),
-            total_sum: self.total_sum.to_device(device),
-            total_sumsq: self.total_sumsq.to_device(device),
-            blueprint_sumsq: self.blueprint_sumsq.to_device(device),
+            features: self.features.to_device(device),
+            totals: self.totals.to_device(device),
+            blueprint: self.blueprint.to_device(device),
             samples: self.samples,
         }
     }
 
     /// Adds the host output `h`: `[a, features, p]`, every `(a, p)` one sample.
     pub fn observe(&mut self, h: Tensor<B, 3>, chunks: &ChunkMap) {
-        let [a, f, p] = h.dims();
+        let [a, _, p] = h.dims();
         let h = h.detach();
-        let per_feature = |x: Tensor<B, 3>| sum_samples(x).reshape([f]);
-        self.feature_sum = self.feature_sum.clone() + per_feature(h.clone());
-        self.feature_sumsq = self.feature_sumsq.clone() + per_feature(h.clone().square());
-        self.feature_active = self.feature_active.clone() + per_feature(h.clone().greater_elem(0.0).float());
+        let positive = h.clone().greater_elem(0.0).float();
+        let per_feature = Tensor::stack(vec![h.clone(), h.clone().square(), positive], 0);
+        self.features = self.features.clone() + sum_samples(per_feature);
         let totals = chunk_totals(h, chunks);
-        let s = chunks.seeds();
-        let per_seed = |x: Tensor<B, 3>| sum_samples(x).reshape([s]);
-        self.total_sum = self.total_sum.clone() + per_seed(totals.clone());
-        self.total_sumsq = self.total_sumsq.clone() + per_seed(totals.square());
+        let per_seed = Tensor::stack(vec![totals.clone(), totals.square()], 0);
+        self.totals = self.totals.clone() + sum_samples(per_seed);
         self.samples += (a * p) as u64;
     }
 
     /// Adds each seed's sum of squared blueprint contributions, `[num_seeds]`.
     pub fn observe_blueprints(&mut self, sumsq_per_seed: Tensor<B, 1>) {
-        self.blueprint_sumsq = self.blueprint_sumsq.clone() + sumsq_per_seed.detach();
+        self.blueprint = self.blueprint.clone() + sumsq_per_seed.detach();
     }
 
     /// Bytes of device memory the window holds.
     pub fn bytes(&self) -> usize {
-        let elems = 3 * self.feature_sum.dims()[0] + 3 * self.total_sum.dims()[0];
-        elems * self.feature_sum.dtype().size()
+        let elems = self.features.shape().num_elements() + 3 * self.blueprint.dims()[0];
+        elems * self.blueprint.dtype().size()
     }
 
     /// Reads the window (with `alpha`, `[num_seeds]`) in one transfer.
     pub fn read(&self, alpha: Tensor<B, 1>) -> WindowSums {
+        let features = self.features.dims()[1];
         let data = Tensor::cat(
-            vec![
-                self.feature_sum.clone(),
-                self.feature_sumsq.clone(),
-                self.feature_active.clone(),
-                self.total_sum.clone(),
-                self.total_sumsq.clone(),
-                self.blueprint_sumsq.clone(),
-                alpha,
-            ],
+            vec![self.features.clone().reshape([-1]), self.totals.clone().reshape([-1]), self.blueprint.clone(), alpha],
             0,
         )
         .into_data();
-        WindowSums::split(data, self.feature_sum.dims()[0], self.samples)
+        WindowSums::split(data, features, self.samples)
     }
 }
 
