@@ -8,7 +8,9 @@ use clap::ValueEnum;
 use morphogen::burn::module::AutodiffModule;
 use morphogen::burn::tensor::backend::{AutodiffBackend, Backend, ExecutionError};
 use morphogen::burn::tensor::{Distribution, Tensor};
-use morphogen::{reference, GraftSignals, LifecycleConfig, MorphogenError, SeededLinear, SeededLinearConfig, Stage};
+use morphogen::{
+    reference, GraftSignals, LifecycleConfig, MorphogenError, SeedOptions, SeededLinear, SeededLinearConfig, Stage,
+};
 use serde::Serialize;
 
 /// Blueprint every active seed grows.
@@ -106,7 +108,7 @@ pub fn run<B: AutodiffBackend>(device: &B::Device, plan: &Plan) -> Result<Report
 fn measure<B: AutodiffBackend>(device: &B::Device, plan: &Plan, case: Case) -> Result<Row, CliError> {
     let config = SeededLinearConfig::new(case.hidden, case.hidden)
         .with_seeds(case.seeds)
-        .with_lifecycle(LifecycleConfig::new().with_telemetry(plan.telemetry));
+        .with_options(SeedOptions::new().with_lifecycle(LifecycleConfig::new().with_telemetry(plan.telemetry)));
     let mut layer = match config.try_init::<B>(device) {
         Ok(layer) => layer,
         Err(refused) => return Ok(Row::skipped(case, refused.to_string())),

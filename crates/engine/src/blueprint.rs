@@ -5,6 +5,7 @@
 //! is one batched matmul or one grouped convolution over all bank rows), travels over the bus
 //! and is stored in checkpoints. Users register their own with [`BlueprintRegistry::register`].
 
+use crate::registry::{Registry, Spec};
 use crate::MorphogenError;
 use burn::tensor::activation::{gelu, relu, tanh};
 use burn::tensor::backend::Backend;
@@ -250,50 +251,24 @@ fn grouped_conv<B: Backend>(
     ])
 }
 
-/// The blueprints a layer can grow, looked up by name; ids are positions in registration order.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct BlueprintRegistry {
-    specs: Vec<BlueprintSpec>,
-}
+/// The blueprints a layer can grow, looked up by name.
+pub type BlueprintRegistry = Registry<BlueprintSpec>;
 
 impl Default for BlueprintRegistry {
     /// `residual_mlp` (hidden 2x chunk), `low_rank` (rank a quarter of the chunk), `small_conv`.
     fn default() -> Self {
-        Self {
-            specs: vec![BlueprintSpec::residual_mlp(2.0), BlueprintSpec::low_rank(0.25), BlueprintSpec::small_conv()],
-        }
+        let specs = vec![BlueprintSpec::residual_mlp(2.0), BlueprintSpec::low_rank(0.25), BlueprintSpec::small_conv()];
+        Self::from_specs(specs).expect("built-in blueprints are valid")
     }
 }
 
-impl BlueprintRegistry {
-    /// Adds (or replaces, by name) a blueprint after validating it.
-    pub fn register(mut self, spec: BlueprintSpec) -> Result<Self, MorphogenError> {
-        spec.validate()?;
-        match self.specs.iter_mut().find(|s| s.name == spec.name) {
-            Some(existing) => *existing = spec,
-            None => self.specs.push(spec),
-        }
-        Ok(self)
+impl Spec for BlueprintSpec {
+    fn name(&self) -> &str {
+        &self.name
     }
 
-    /// Id of the named blueprint.
-    pub fn id(&self, name: &str) -> Option<usize> {
-        self.specs.iter().position(|s| s.name == name)
-    }
-
-    /// The blueprint with this id.
-    pub fn get(&self, id: usize) -> &BlueprintSpec {
-        &self.specs[id]
-    }
-
-    /// Every registered blueprint, in id order.
-    pub fn specs(&self) -> &[BlueprintSpec] {
-        &self.specs
-    }
-
-    /// Registered names, in id order.
-    pub fn names(&self) -> Vec<String> {
-        self.specs.iter().map(|s| s.name.clone()).collect()
+    fn validate(&self) -> Result<(), MorphogenError> {
+        BlueprintSpec::validate(self)
     }
 }
 

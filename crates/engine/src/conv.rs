@@ -1,10 +1,7 @@
 //! [`SeededConv2d`]: a Conv2d layer whose output channels are split into seeds.
 
-use crate::blueprint::BlueprintRegistry;
-use crate::config::LifecycleConfig;
-use crate::grafting::{GraftSignals, StrategyRegistry};
-use crate::model::SeedControl;
-use crate::seeds::{HostKind, SeedCore, SeedOptions};
+use crate::grafting::GraftSignals;
+use crate::seeds::{seeded_layer, HostKind, SeedCore, SeedOptions};
 use crate::MorphogenError;
 use burn::config::Config;
 use burn::module::{Initializer, Module};
@@ -12,7 +9,6 @@ use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::PaddingConfig2d;
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
-use std::ops::{Deref, DerefMut};
 
 /// Configuration of a [`SeededConv2d`]; reads like Burn's `Conv2dConfig`, plus seeds.
 #[derive(Config, Debug)]
@@ -45,15 +41,9 @@ pub struct SeededConv2dConfig {
     /// Name used in errors, reports and controller addresses.
     #[config(default = "String::from(\"seeded_conv2d\")")]
     pub name: String,
-    /// Lifecycle rules.
-    #[config(default = "LifecycleConfig::new()")]
-    pub lifecycle: LifecycleConfig,
-    /// Blueprints the layer may grow.
-    #[config(default = "BlueprintRegistry::default()")]
-    pub blueprints: BlueprintRegistry,
-    /// Grafting strategies the layer may use.
-    #[config(default = "StrategyRegistry::default()")]
-    pub strategies: StrategyRegistry,
+    /// Lifecycle rules, blueprints and grafting strategies.
+    #[config(default = "SeedOptions::new()")]
+    pub options: SeedOptions,
 }
 
 /// A Conv2d host layer whose output channels are split into seeds. Dense blueprints act per
@@ -85,12 +75,7 @@ impl SeededConv2dConfig {
             .with_padding(self.padding.clone())
             .with_bias(self.bias)
             .with_initializer(self.initializer.clone());
-        let options = SeedOptions {
-            lifecycle: self.lifecycle.clone(),
-            blueprints: self.blueprints.clone(),
-            strategies: self.strategies.clone(),
-        };
-        let seeds = SeedCore::new(&self.name, HostKind::Conv2d, [c_out, self.seeds], options, device)?;
+        let seeds = SeedCore::new(&self.name, HostKind::Conv2d, [c_out, self.seeds], &self.options, device)?;
         Ok(SeededConv2d { host: host.init(device), seeds })
     }
 
@@ -129,27 +114,4 @@ impl<B: Backend> SeededConv2d<B> {
     }
 }
 
-impl<B: Backend> Deref for SeededConv2d<B> {
-    type Target = SeedCore<B>;
-    fn deref(&self) -> &SeedCore<B> {
-        &self.seeds
-    }
-}
-
-impl<B: Backend> DerefMut for SeededConv2d<B> {
-    fn deref_mut(&mut self) -> &mut SeedCore<B> {
-        &mut self.seeds
-    }
-}
-
-impl<B: Backend> SeedControl<B> for SeededConv2d<B> {
-    fn seed_core(&self) -> &SeedCore<B> {
-        &self.seeds
-    }
-    fn seed_core_mut(&mut self) -> &mut SeedCore<B> {
-        &mut self.seeds
-    }
-    fn graft_step(&mut self, signals: &GraftSignals<B>) -> Result<(), MorphogenError> {
-        SeededConv2d::graft_step(self, signals)
-    }
-}
+seeded_layer!(SeededConv2d);

@@ -5,6 +5,7 @@
 //! no read back to the host. Strategies are data ([`GraftingSpec`]); register your own with
 //! [`StrategyRegistry::register`].
 
+use crate::registry::{Registry, Spec};
 use crate::MorphogenError;
 use burn::config::Config;
 use burn::tensor::backend::Backend;
@@ -102,11 +103,8 @@ impl GraftingSpec {
     }
 }
 
-/// The strategies a layer knows, by name; ids are positions in registration order.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct StrategyRegistry {
-    specs: Vec<GraftingSpec>,
-}
+/// The grafting strategies a layer knows, by name.
+pub type StrategyRegistry = Registry<GraftingSpec>;
 
 impl Default for StrategyRegistry {
     fn default() -> Self {
@@ -119,7 +117,7 @@ impl StrategyRegistry {
     /// config's thresholds.
     pub fn from_config(config: &GraftingConfig) -> Result<Self, MorphogenError> {
         let spec = |name: &str, gate| GraftingSpec { name: name.into(), ramp_steps: config.ramp_steps, gate };
-        let specs = vec![
+        Self::from_specs(vec![
             spec("fixed_ramp", Gate::Always),
             spec(
                 "performance_linked",
@@ -130,39 +128,17 @@ impl StrategyRegistry {
                 "grad_norm_gated",
                 Gate::GradNormWithin { lower: config.grad_norm_lower, upper: config.grad_norm_upper },
             ),
-        ];
-        specs.iter().try_for_each(GraftingSpec::validate)?;
-        Ok(Self { specs })
+        ])
+    }
+}
+
+impl Spec for GraftingSpec {
+    fn name(&self) -> &str {
+        &self.name
     }
 
-    /// Adds (or replaces, by name) a strategy after validating it.
-    pub fn register(mut self, spec: GraftingSpec) -> Result<Self, MorphogenError> {
-        spec.validate()?;
-        match self.specs.iter_mut().find(|s| s.name == spec.name) {
-            Some(existing) => *existing = spec,
-            None => self.specs.push(spec),
-        }
-        Ok(self)
-    }
-
-    /// Id of the named strategy.
-    pub fn id(&self, name: &str) -> Option<usize> {
-        self.specs.iter().position(|s| s.name == name)
-    }
-
-    /// The strategy with this id.
-    pub fn get(&self, id: usize) -> &GraftingSpec {
-        &self.specs[id]
-    }
-
-    /// Registered names, in id order.
-    pub fn names(&self) -> Vec<String> {
-        self.specs.iter().map(|s| s.name.clone()).collect()
-    }
-
-    /// Every registered strategy, in id order.
-    pub fn specs(&self) -> &[GraftingSpec] {
-        &self.specs
+    fn validate(&self) -> Result<(), MorphogenError> {
+        GraftingSpec::validate(self)
     }
 }
 

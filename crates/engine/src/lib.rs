@@ -16,6 +16,7 @@ mod grafting;
 mod linear;
 mod model;
 pub mod reference;
+mod registry;
 mod seeds;
 mod state;
 mod telemetry;
@@ -29,6 +30,7 @@ pub use grafting::{Gate, GraftSignals, GraftingConfig, GraftingSpec, StrategyReg
 pub use linear::{SeededLinear, SeededLinearConfig};
 pub use model::{SeedControl, SeededModel};
 pub use morphogen_contracts::*;
+pub use registry::{Registry, Spec};
 pub use seeds::{HostKind, SeedCore, SeedOptions, SeedParams};
 pub use state::{SeedRow, SeedTable, StateColumns, COLUMNS};
 pub use telemetry::WindowSums;

@@ -1,17 +1,13 @@
 //! [`SeededLinear`]: a Linear layer carrying seeds, used wherever `burn::nn::Linear` would be.
 
-use crate::blueprint::BlueprintRegistry;
-use crate::config::LifecycleConfig;
-use crate::grafting::{GraftSignals, StrategyRegistry};
-use crate::model::SeedControl;
-use crate::seeds::{HostKind, SeedCore, SeedOptions};
+use crate::grafting::GraftSignals;
+use crate::seeds::{seeded_layer, HostKind, SeedCore, SeedOptions};
 use crate::MorphogenError;
 use burn::config::Config;
 use burn::module::{Initializer, Module};
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
-use std::ops::{Deref, DerefMut};
 
 /// Configuration of a [`SeededLinear`]; reads like Burn's `LinearConfig`, plus seeds.
 #[derive(Config, Debug)]
@@ -33,15 +29,9 @@ pub struct SeededLinearConfig {
     /// Name used in errors, reports and controller addresses.
     #[config(default = "String::from(\"seeded_linear\")")]
     pub name: String,
-    /// Lifecycle rules.
-    #[config(default = "LifecycleConfig::new()")]
-    pub lifecycle: LifecycleConfig,
-    /// Blueprints the layer may grow.
-    #[config(default = "BlueprintRegistry::default()")]
-    pub blueprints: BlueprintRegistry,
-    /// Grafting strategies the layer may use.
-    #[config(default = "StrategyRegistry::default()")]
-    pub strategies: StrategyRegistry,
+    /// Lifecycle rules, blueprints and grafting strategies.
+    #[config(default = "SeedOptions::new()")]
+    pub options: SeedOptions,
 }
 
 /// A Linear host layer whose output features are split into seeds.
@@ -60,20 +50,12 @@ pub struct SeededLinear<B: Backend> {
 }
 
 impl SeededLinearConfig {
-    fn options(&self) -> SeedOptions {
-        SeedOptions {
-            lifecycle: self.lifecycle.clone(),
-            blueprints: self.blueprints.clone(),
-            strategies: self.strategies.clone(),
-        }
-    }
-
     /// Builds the layer, or says what is wrong with the config.
     pub fn try_init<B: Backend>(&self, device: &B::Device) -> Result<SeededLinear<B>, MorphogenError> {
         let host = LinearConfig::new(self.d_input, self.d_output)
             .with_bias(self.bias)
             .with_initializer(self.initializer.clone());
-        let seeds = SeedCore::new(&self.name, HostKind::Linear, [self.d_output, self.seeds], self.options(), device)?;
+        let seeds = SeedCore::new(&self.name, HostKind::Linear, [self.d_output, self.seeds], &self.options, device)?;
         Ok(SeededLinear { host: host.init(device), seeds })
     }
 
@@ -93,7 +75,7 @@ impl SeededLinearConfig {
             });
         }
         let device = host.weight.device();
-        let seeds = SeedCore::new(&self.name, HostKind::Linear, [d_output, self.seeds], self.options(), &device)?;
+        let seeds = SeedCore::new(&self.name, HostKind::Linear, [d_output, self.seeds], &self.options, &device)?;
         Ok(SeededLinear { host, seeds })
     }
 }
@@ -128,27 +110,4 @@ impl<B: Backend> SeededLinear<B> {
     }
 }
 
-impl<B: Backend> Deref for SeededLinear<B> {
-    type Target = SeedCore<B>;
-    fn deref(&self) -> &SeedCore<B> {
-        &self.seeds
-    }
-}
-
-impl<B: Backend> DerefMut for SeededLinear<B> {
-    fn deref_mut(&mut self) -> &mut SeedCore<B> {
-        &mut self.seeds
-    }
-}
-
-impl<B: Backend> SeedControl<B> for SeededLinear<B> {
-    fn seed_core(&self) -> &SeedCore<B> {
-        &self.seeds
-    }
-    fn seed_core_mut(&mut self) -> &mut SeedCore<B> {
-        &mut self.seeds
-    }
-    fn graft_step(&mut self, signals: &GraftSignals<B>) -> Result<(), MorphogenError> {
-        SeededLinear::graft_step(self, signals)
-    }
-}
+seeded_layer!(SeededLinear);

@@ -13,6 +13,7 @@ use crate::grafting::{gate_factor, Gate, GateMemory, GraftSignals, StrategyRegis
 use crate::state::{SeedRow, SeedTable, StateColumns};
 use crate::telemetry::{chunk_totals, TelemetryWindow};
 use crate::MorphogenError;
+use burn::config::Config;
 use burn::module::{
     AutodiffModule, Content, Devices, HasAutodiffModule, Module, ModuleDisplay, ModuleDisplayDefault, ModuleMapper,
     ModuleVisitor,
@@ -43,14 +44,17 @@ impl fmt::Display for HostKind {
     }
 }
 
-/// What a layer config passes to its seed core.
-#[derive(Clone, Debug)]
+/// Everything about a layer's seeds besides their count: shared by every seeded layer config.
+#[derive(Config, Debug)]
 pub struct SeedOptions {
     /// Lifecycle rules.
+    #[config(default = "LifecycleConfig::new()")]
     pub lifecycle: LifecycleConfig,
     /// Blueprints the layer may grow.
+    #[config(default = "BlueprintRegistry::default()")]
     pub blueprints: BlueprintRegistry,
     /// Grafting strategies the layer may use.
+    #[config(default = "StrategyRegistry::default()")]
     pub strategies: StrategyRegistry,
 }
 
@@ -120,11 +124,11 @@ impl<B: Backend> SeedCore<B> {
         name: &str,
         host: HostKind,
         [features, seeds]: [usize; 2],
-        options: SeedOptions,
+        options: &SeedOptions,
         device: &B::Device,
     ) -> Result<Self, MorphogenError> {
         let chunks = ChunkMap::new(name, features, seeds)?;
-        let SeedOptions { lifecycle, blueprints, strategies } = options;
+        let SeedOptions { lifecycle, blueprints, strategies } = options.clone();
         lifecycle.validate(name)?;
         blueprints.specs().iter().try_for_each(|s| s.validate())?;
         strategies.specs().iter().try_for_each(|s| s.validate())?;
@@ -781,3 +785,36 @@ impl<B: Backend> ModuleDisplayDefault for SeedCore<B> {
 }
 
 impl<B: Backend> ModuleDisplay for SeedCore<B> {}
+
+/// The plumbing every seeded layer type shares: it dereferences to its `seeds` field (the
+/// lifecycle API) and implements [`SeedControl`](crate::SeedControl) through its own
+/// `graft_step`.
+macro_rules! seeded_layer {
+    ($layer:ident) => {
+        impl<B: Backend> std::ops::Deref for $layer<B> {
+            type Target = $crate::SeedCore<B>;
+            fn deref(&self) -> &$crate::SeedCore<B> {
+                &self.seeds
+            }
+        }
+
+        impl<B: Backend> std::ops::DerefMut for $layer<B> {
+            fn deref_mut(&mut self) -> &mut $crate::SeedCore<B> {
+                &mut self.seeds
+            }
+        }
+
+        impl<B: Backend> $crate::SeedControl<B> for $layer<B> {
+            fn seed_core(&self) -> &$crate::SeedCore<B> {
+                &self.seeds
+            }
+            fn seed_core_mut(&mut self) -> &mut $crate::SeedCore<B> {
+                &mut self.seeds
+            }
+            fn graft_step(&mut self, signals: &$crate::GraftSignals<B>) -> Result<(), $crate::MorphogenError> {
+                $layer::graft_step(self, signals)
+            }
+        }
+    };
+}
+pub(crate) use seeded_layer;

@@ -4,8 +4,8 @@ mod common;
 use burn::tensor::Tensor;
 use common::*;
 use morphogen_engine::{
-    Gate, GraftSignals, GraftingConfig, GraftingSpec, MorphogenError, SeededLinear, SeededLinearConfig, Stage,
-    StrategyRegistry,
+    Gate, GraftSignals, GraftingConfig, GraftingSpec, MorphogenError, SeedOptions, SeededLinear, SeededLinearConfig,
+    Stage, StrategyRegistry,
 };
 
 fn grafting(strategy: &str) -> SeededLinear<B> {
@@ -14,7 +14,10 @@ fn grafting(strategy: &str) -> SeededLinear<B> {
             .unwrap()
             .register(GraftingSpec { name: "slow".into(), ramp_steps: 8, gate: Gate::Always })
             .unwrap();
-    let mut layer = SeededLinearConfig::new(3, 4).with_seeds(2).with_strategies(strategies).init::<B>(&device());
+    let mut layer = SeededLinearConfig::new(3, 4)
+        .with_seeds(2)
+        .with_options(SeedOptions::new().with_strategies(strategies))
+        .init::<B>(&device());
     layer.request_germination(0, "low_rank", strategy).unwrap();
     layer.advance(0, Stage::Training).unwrap();
     layer.advance(0, Stage::Grafting).unwrap();

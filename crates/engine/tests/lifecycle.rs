@@ -2,14 +2,18 @@
 mod common;
 
 use common::*;
-use morphogen_engine::{LifecycleConfig, MorphogenError, SeedCore, SeededLinear, SeededLinearConfig, Stage};
+use morphogen_engine::{
+    LifecycleConfig, MorphogenError, SeedCore, SeedOptions, SeededLinear, SeededLinearConfig, Stage,
+};
 use proptest::prelude::*;
 
 fn layer(seeds: usize) -> SeededLinear<B> {
     SeededLinearConfig::new(4, 16)
         .with_seeds(seeds)
         .with_name("fc1".into())
-        .with_lifecycle(LifecycleConfig::new().with_embargo_epochs(2).with_quarantine_after(2).with_bank_page_rows(2))
+        .with_options(SeedOptions::new().with_lifecycle(
+            LifecycleConfig::new().with_embargo_epochs(2).with_quarantine_after(2).with_bank_page_rows(2),
+        ))
         .init(&device())
 }
 

@@ -102,7 +102,10 @@ fn optimizer_state_survives_bank_growth() {
     use burn::optim::{AdamConfig, GradientsParams, Optimizer};
     let mut layer = SeededLinearConfig::new(4, 8)
         .with_seeds(8)
-        .with_lifecycle(morphogen_engine::LifecycleConfig::new().with_bank_page_rows(2))
+        .with_options(
+            morphogen_engine::SeedOptions::new()
+                .with_lifecycle(morphogen_engine::LifecycleConfig::new().with_bank_page_rows(2)),
+        )
         .init::<B>(&device());
     let to_fine_tuning = [Stage::Training, Stage::Grafting, Stage::Stabilization, Stage::Evaluating, Stage::FineTuning];
     layer.request_germinations(&[0, 1], "residual_mlp", "fixed_ramp").unwrap();

@@ -7,8 +7,8 @@ use burn::tensor::{Distribution, Tensor};
 use common::*;
 use morphogen_engine::reference;
 use morphogen_engine::{
-    Activation, BlueprintOp, BlueprintRegistry, BlueprintSpec, SeedCore, SeededConv2dConfig, SeededLinearConfig, Stage,
-    Width,
+    Activation, BlueprintOp, BlueprintRegistry, BlueprintSpec, SeedCore, SeedOptions, SeededConv2dConfig,
+    SeededLinearConfig, Stage, Width,
 };
 use proptest::prelude::*;
 
@@ -134,7 +134,7 @@ proptest! {
     fn linear_fast_path_matches_reference(case in case(20)) {
         let mut layer = SeededLinearConfig::new(case.d_in, case.features)
             .with_seeds(case.seeds)
-            .with_blueprints(registry())
+            .with_options(SeedOptions::new().with_blueprints(registry()))
             .init::<B>(&device());
         populate(&mut layer.seeds, &case, &["residual_mlp", "low_rank", "gelu_tanh"]);
         let layer = layer.map(&mut RandomBanks);
@@ -161,7 +161,7 @@ proptest! {
         let mut layer = SeededConv2dConfig::new([case.d_in, case.features], [3, 3])
             .with_padding(burn::nn::PaddingConfig2d::Same)
             .with_seeds(case.seeds)
-            .with_blueprints(registry())
+            .with_options(SeedOptions::new().with_blueprints(registry()))
             .init::<B>(&device());
         populate(&mut layer.seeds, &case, &["small_conv", "residual_mlp", "low_rank", "gelu_tanh"]);
         let layer = layer.map(&mut RandomBanks);

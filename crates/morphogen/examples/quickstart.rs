@@ -11,7 +11,8 @@ use morphogen::burn::tensor::activation::relu;
 use morphogen::burn::tensor::backend::Backend;
 use morphogen::burn::tensor::{Distribution, Tensor};
 use morphogen::{
-    seeded_model, GraftSignals, GraftingConfig, SeededLinear, SeededLinearConfig, SeededModel, Stage, StrategyRegistry,
+    seeded_model, GraftSignals, GraftingConfig, SeedOptions, SeededLinear, SeededLinearConfig, SeededModel, Stage,
+    StrategyRegistry,
 };
 
 type B = Autodiff<NdArray>;
@@ -37,7 +38,10 @@ fn main() -> Result<(), morphogen::MorphogenError> {
             .with_seeds(8)
             .with_name("fc1".into())
             // Grafting ramps alpha from 0 to 1 within one epoch of 25 steps.
-            .with_strategies(StrategyRegistry::from_config(&GraftingConfig::new().with_ramp_steps(25))?)
+            .with_options(
+                SeedOptions::new()
+                    .with_strategies(StrategyRegistry::from_config(&GraftingConfig::new().with_ramp_steps(25))?),
+            )
             .try_init::<B>(&device)?,
         fc2: SeededLinearConfig::new(32, 1).with_name("fc2".into()).try_init::<B>(&device)?,
     };
