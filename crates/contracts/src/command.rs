@@ -39,3 +39,25 @@ pub struct Command {
     /// Why, in words.
     pub reason: String,
 }
+
+impl Command {
+    /// A germination order.
+    pub fn germinate(target: SeedAddress, blueprint: &str, strategy: &str, reason: impl Into<String>) -> Self {
+        let kind = CommandKind::Germinate { blueprint: blueprint.into(), strategy: strategy.into() };
+        Self { target, kind, reason: reason.into() }
+    }
+
+    /// An order to move to `to` (cancel, cull and rollback are moves to those stages).
+    pub fn advance(target: SeedAddress, to: Stage, reason: impl Into<String>) -> Self {
+        Self { target, kind: CommandKind::Advance { to }, reason: reason.into() }
+    }
+}
+
+/// What a controller decides at one epoch boundary.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Decisions {
+    /// Seed commands, in the order to apply them.
+    pub commands: Vec<Command>,
+    /// Set when the whole model must go back to its last good checkpoint, with the reason.
+    pub rollback: Option<String>,
+}

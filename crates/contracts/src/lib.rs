@@ -7,11 +7,13 @@ mod command;
 mod error;
 mod report;
 mod stage;
+mod system;
 
-pub use command::{Command, CommandKind, SeedAddress};
+pub use command::{Command, CommandKind, Decisions, SeedAddress};
 pub use error::MorphogenError;
 pub use report::{LayerHealthReport, SeedHealth, SeedInfo};
 pub use stage::Stage;
+pub use system::{GlobalMetrics, LayerState, SeedEvaluation, SystemState, TransitionEvent};
 
 /// Version of the serialised forms in this crate; bumped on any incompatible change.
 pub const SCHEMA_VERSION: u32 = 1;

@@ -194,6 +194,11 @@ impl BlueprintSpec {
         shapes
     }
 
+    /// Parameters one row holds for a padded chunk width.
+    pub fn param_count(&self, chunk: usize) -> usize {
+        self.param_shapes(chunk).iter().map(|s| s.dims[0] * s.dims[1]).sum()
+    }
+
     /// Applies the blueprint to every bank row at once.
     ///
     /// `x`: `[rows, samples, chunk]`; `params`: the stacked `[rows, a, b]` tensors of

@@ -4,7 +4,7 @@ use crate::grafting::GraftSignals;
 use crate::seeds::SeedCore;
 use crate::MorphogenError;
 use burn::tensor::backend::Backend;
-use morphogen_contracts::{Command, CommandKind, LayerHealthReport};
+use morphogen_contracts::{Command, CommandKind, LayerHealthReport, LayerState};
 
 /// What every seeded layer exposes to model-level code, whatever its host kind.
 pub trait SeedControl<B: Backend> {
@@ -40,6 +40,32 @@ pub trait SeededModel<B: Backend> {
             reports.push(report);
         });
         reports
+    }
+
+    /// Every seeded layer's state for a controller: seeds, health (resets the windows) and
+    /// blueprint costs.
+    fn layer_states(&self) -> Vec<LayerState> {
+        let mut states = Vec::new();
+        self.visit_seeded(&mut |name, layer| {
+            let core = layer.seed_core();
+            let mut health = core.health_report();
+            health.layer = name.to_string();
+            states.push(LayerState {
+                layer: name.to_string(),
+                host: core.host_kind().to_string(),
+                seeds: core.seed_infos(),
+                health,
+                blueprint_params: core.blueprint_params(),
+            });
+        });
+        states
+    }
+
+    /// Parameters added by blueprints over every seeded layer.
+    fn params_added(&self) -> usize {
+        let mut total = 0;
+        self.visit_seeded(&mut |_, layer| total += layer.seed_core().params_added());
+        total
     }
 
     /// Carries out one controller command on the layer it addresses.

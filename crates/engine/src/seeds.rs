@@ -818,3 +818,53 @@ macro_rules! seeded_layer {
     };
 }
 pub(crate) use seeded_layer;
+
+/// What a controller reads about a layer.
+impl<B: Backend> SeedCore<B> {
+    /// The host layer kind.
+    pub fn host_kind(&self) -> HostKind {
+        self.setup.host
+    }
+
+    /// Every seed's state, reading alpha back in one transfer.
+    pub fn seed_infos(&self) -> Vec<SeedInfo> {
+        let alpha: Vec<f32> = self.params.state.alpha.val().into_data().convert::<f32>().to_vec().expect("f32 alpha");
+        self.table
+            .iter()
+            .enumerate()
+            .map(|(seed, row)| SeedInfo {
+                seed,
+                stage: row.stage,
+                blueprint: row.blueprint.map(|b| self.setup.blueprints.get(b).name.clone()),
+                strategy: row.strategy.map(|s| self.setup.strategies.get(s).name.clone()),
+                alpha: alpha[seed],
+                epochs_in_stage: row.epochs_in_stage,
+                embargo_epochs_left: row.embargo,
+                failures: row.failures,
+                chunk: self.setup.chunks.range(seed),
+            })
+            .collect()
+    }
+
+    /// Parameters one seed's blueprint adds, for each blueprint this layer can grow.
+    pub fn blueprint_params(&self) -> std::collections::BTreeMap<String, usize> {
+        let width = self.setup.chunks.width();
+        self.setup
+            .blueprints
+            .specs()
+            .iter()
+            .filter(|spec| !spec.needs_spatial() || self.setup.host == HostKind::Conv2d)
+            .map(|spec| (spec.name.clone(), spec.param_count(width)))
+            .collect()
+    }
+
+    /// Parameters added by the blueprints seeds hold now.
+    pub fn params_added(&self) -> usize {
+        let width = self.setup.chunks.width();
+        self.table
+            .iter()
+            .filter_map(|row| row.blueprint)
+            .map(|b| self.setup.blueprints.get(b).param_count(width))
+            .sum()
+    }
+}
