@@ -1,0 +1,105 @@
+use morphogen_contracts::MorphogenError;
+use serde::{Deserialize, Serialize};
+
+/// Every knob of the heuristic controller, with the defaults `morphogen train` uses.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ControllerConfig {
+    /// A validation-accuracy gain below this counts as no progress.
+    pub plateau_delta: f32,
+    /// Epochs without progress before growing.
+    pub patience: u32,
+    /// No growth once validation accuracy reaches this.
+    pub accuracy_target: f32,
+    /// Most seeds holding a blueprint in one layer at once.
+    pub max_active_per_layer: usize,
+    /// Most seeds holding a blueprint in the model at once.
+    pub max_active_total: usize,
+    /// Most germinations ordered at one epoch boundary.
+    pub max_germinations_per_epoch: usize,
+    /// Most seeds in TRAINING at once (the rest wait in GERMINATED).
+    pub max_training: usize,
+    /// Most parameters blueprints may add to the model.
+    pub param_budget: usize,
+    /// Epochs a seed trains in isolation before its training gate.
+    pub training_epochs: u32,
+    /// The training gate's bound on the blueprint's output RMS, relative to the host chunk's
+    /// standard deviation.
+    pub max_output_ratio: f32,
+    /// The training gate's floor on the blueprint's output RMS (it must have learned something).
+    pub min_output_rms: f32,
+    /// Epochs in STABILIZATION before evaluation.
+    pub stabilization_epochs: u32,
+    /// Validation-loss reduction a seed must bring in EVALUATING to be kept.
+    pub min_contribution: f32,
+    /// Epochs in FINE_TUNING before the final gate.
+    pub fine_tuning_epochs: u32,
+    /// Failures after which a layer quarantines a seed (mirror of the layers' setting).
+    pub quarantine_after: u32,
+    /// Blueprint for seeds of Linear layers.
+    pub linear_blueprint: String,
+    /// Blueprint for seeds of Conv2d layers.
+    pub conv_blueprint: String,
+    /// Grafting strategy for every germination.
+    pub strategy: String,
+}
+
+impl Default for ControllerConfig {
+    fn default() -> Self {
+        Self {
+            plateau_delta: 0.002,
+            patience: 1,
+            accuracy_target: 0.99,
+            max_active_per_layer: 4,
+            max_active_total: 8,
+            max_germinations_per_epoch: 2,
+            max_training: 4,
+            param_budget: 200_000,
+            training_epochs: 1,
+            max_output_ratio: 10.0,
+            min_output_rms: 1e-6,
+            stabilization_epochs: 1,
+            min_contribution: 0.0,
+            fine_tuning_epochs: 1,
+            quarantine_after: 3,
+            linear_blueprint: "residual_mlp".into(),
+            conv_blueprint: "small_conv".into(),
+            strategy: "fixed_ramp".into(),
+        }
+    }
+}
+
+impl ControllerConfig {
+    /// Checks every value is in range; the error names the field and the allowed range.
+    pub fn validate(&self) -> Result<(), MorphogenError> {
+        let bad = |field: &str, hint: &str| {
+            Err(MorphogenError::InvalidConfig {
+                component: "controller".into(),
+                problem: format!("{field} is out of range"),
+                hint: hint.into(),
+            })
+        };
+        if !(self.plateau_delta.is_finite() && self.plateau_delta >= 0.0) {
+            return bad("plateau_delta", "use a finite value >= 0");
+        }
+        if !(0.0..=1.0).contains(&self.accuracy_target) {
+            return bad("accuracy_target", "use a value in [0, 1]");
+        }
+        if self.max_active_per_layer == 0 || self.max_active_total == 0 || self.max_training == 0 {
+            return bad("max_active_per_layer / max_active_total / max_training", "use at least 1");
+        }
+        if !(self.max_output_ratio > 0.0 && self.min_output_rms >= 0.0) {
+            return bad("max_output_ratio / min_output_rms", "use max_output_ratio > 0 and min_output_rms >= 0");
+        }
+        if !self.min_contribution.is_finite() {
+            return bad("min_contribution", "use a finite value");
+        }
+        if self.quarantine_after == 0 {
+            return bad("quarantine_after", "use at least 1");
+        }
+        if [&self.linear_blueprint, &self.conv_blueprint, &self.strategy].iter().any(|s| s.is_empty()) {
+            return bad("linear_blueprint / conv_blueprint / strategy", "name a registered blueprint and strategy");
+        }
+        Ok(())
+    }
+}

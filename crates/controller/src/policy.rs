@@ -1,0 +1,232 @@
+use crate::ControllerConfig;
+use morphogen_contracts::{
+    Command, Decisions, GlobalMetrics, LayerState, MorphogenError, SeedAddress, SeedHealth, SeedInfo, Stage,
+    SystemState,
+};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// What the controller remembers between epochs (serialisable, for checkpoints).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ControllerState {
+    /// Best validation accuracy seen.
+    pub best_val_accuracy: Option<f32>,
+    /// Epochs since validation accuracy last improved by more than the plateau delta.
+    pub epochs_without_progress: u32,
+    /// Validation loss when each seed entered FINE_TUNING: its final gate compares against it.
+    pub fine_tuning_entry: BTreeMap<String, f32>,
+}
+
+/// The heuristic controller; see the crate docs.
+#[derive(Clone, Debug)]
+pub struct Controller {
+    config: ControllerConfig,
+    state: ControllerState,
+}
+
+fn key(address: &SeedAddress) -> String {
+    format!("{}/{}", address.layer, address.seed)
+}
+
+impl Controller {
+    /// A controller with a validated config.
+    pub fn new(config: ControllerConfig) -> Result<Self, MorphogenError> {
+        config.validate()?;
+        Ok(Self { config, state: ControllerState::default() })
+    }
+
+    /// Resumes a controller from saved state.
+    pub fn with_state(mut self, state: ControllerState) -> Self {
+        self.state = state;
+        self
+    }
+
+    /// The config.
+    pub fn config(&self) -> &ControllerConfig {
+        &self.config
+    }
+
+    /// The state carried between epochs.
+    pub fn state(&self) -> &ControllerState {
+        &self.state
+    }
+
+    /// Decides what to do at one epoch boundary.
+    pub fn step(&mut self, system: &SystemState) -> Decisions {
+        let m = &system.metrics;
+        if !m.is_finite() {
+            let reason = format!(
+                "non-finite metrics at epoch {}: train loss {}, val loss {}",
+                m.epoch, m.train_loss, m.val_loss
+            );
+            return Decisions { commands: Vec::new(), rollback: Some(reason) };
+        }
+        let mut training = count(system, |s| s.stage == Stage::Training);
+        let mut commands = Vec::new();
+        for layer in &system.layers {
+            for seed in &layer.seeds {
+                let address = SeedAddress { layer: layer.layer.clone(), seed: seed.seed };
+                let health = layer.health.seeds.get(seed.seed);
+                if let Some(command) = self.gate(address, seed, health, system, &mut training) {
+                    commands.push(command);
+                }
+            }
+        }
+        if self.plateaued(m) {
+            let grown = self.germinate(system);
+            if !grown.is_empty() {
+                self.state.epochs_without_progress = 0;
+            }
+            commands.extend(grown);
+        }
+        Decisions { commands, rollback: None }
+    }
+
+    /// The next move of one seed, if its gate is due.
+    fn gate(
+        &mut self,
+        at: SeedAddress,
+        seed: &SeedInfo,
+        health: Option<&SeedHealth>,
+        system: &SystemState,
+        training: &mut usize,
+    ) -> Option<Command> {
+        let c = &self.config;
+        let m = &system.metrics;
+        let epochs = seed.epochs_in_stage;
+        match seed.stage {
+            Stage::Germinated if *training < c.max_training => {
+                *training += 1;
+                Some(Command::advance(at, Stage::Training, format!("promoted from the queue ({training}/{} training)", c.max_training)))
+            }
+            Stage::Training if epochs >= c.training_epochs => Some(self.training_gate(at, health)),
+            Stage::Grafting if seed.alpha >= 1.0 => Some(Command::advance(at, Stage::Stabilization, "alpha reached 1")),
+            Stage::Stabilization if epochs >= c.stabilization_epochs => {
+                Some(Command::advance(at, Stage::Evaluating, format!("settled for {epochs} epoch(s)")))
+            }
+            Stage::Evaluating => {
+                let eval = system.evaluations.iter().find(|e| e.seed == at)?;
+                let gain = eval.contribution();
+                let detail = format!(
+                    "val loss {:.4} with, {:.4} without (contribution {gain:+.4}, minimum {:+.4})",
+                    eval.loss_with, eval.loss_without, c.min_contribution
+                );
+                if gain >= c.min_contribution {
+                    self.state.fine_tuning_entry.insert(key(&at), m.val_loss);
+                    Some(Command::advance(at, Stage::FineTuning, format!("evaluation passed: {detail}")))
+                } else {
+                    Some(Command::advance(at, Stage::Culled, format!("evaluation failed: {detail}")))
+                }
+            }
+            Stage::FineTuning if epochs >= c.fine_tuning_epochs => {
+                // No baseline on record (e.g. a controller resumed without its state): take one
+                // now and judge at the next boundary rather than guess.
+                let Some(entry) = self.state.fine_tuning_entry.remove(&key(&at)) else {
+                    self.state.fine_tuning_entry.insert(key(&at), m.val_loss);
+                    return None;
+                };
+                let detail = format!("val loss {:.4} at entry, {:.4} now", entry, m.val_loss);
+                if m.val_loss < entry {
+                    Some(Command::advance(at, Stage::Fossilized, format!("global improvement: {detail}")))
+                } else {
+                    Some(Command::advance(at, Stage::Culled, format!("no global improvement: {detail}")))
+                }
+            }
+            Stage::Culled if seed.embargo_epochs_left == 0 && seed.failures < c.quarantine_after => {
+                Some(Command::advance(at, Stage::Dormant, "embargo over; the seed may grow again"))
+            }
+            Stage::Cancelled => Some(Command::advance(at, Stage::Dormant, "cancelled blueprint discarded")),
+            _ => None,
+        }
+    }
+
+    /// TRAINING -> GRAFTING when the blueprint learned something finite and bounded, else CULLED.
+    fn training_gate(&self, at: SeedAddress, health: Option<&SeedHealth>) -> Command {
+        let c = &self.config;
+        let Some(h) = health else {
+            return Command::advance(at, Stage::Culled, "training gate failed: no health report for the seed");
+        };
+        let host_std = h.variance.max(0.0).sqrt();
+        let bound = c.max_output_ratio * host_std.max(1e-6);
+        let detail = format!("blueprint output RMS {:.3e}, host std {:.3e}, bound {:.3e}", h.blueprint_rms, host_std, bound);
+        if h.blueprint_rms.is_finite() && h.blueprint_rms > c.min_output_rms && h.blueprint_rms <= bound {
+            Command::advance(at, Stage::Grafting, format!("training gate passed: {detail}"))
+        } else {
+            Command::advance(at, Stage::Culled, format!("training gate failed: {detail}"))
+        }
+    }
+
+    /// Tracks validation progress; true when growth is due.
+    fn plateaued(&mut self, m: &GlobalMetrics) -> bool {
+        let s = &mut self.state;
+        match s.best_val_accuracy {
+            Some(best) if m.val_accuracy <= best + self.config.plateau_delta => s.epochs_without_progress += 1,
+            _ => s.epochs_without_progress = 0,
+        }
+        s.best_val_accuracy = Some(s.best_val_accuracy.map_or(m.val_accuracy, |b| b.max(m.val_accuracy)));
+        s.epochs_without_progress >= self.config.patience && m.val_accuracy < self.config.accuracy_target
+    }
+
+    /// Germination orders for the unhealthiest usable dormant seeds, within every budget.
+    fn germinate(&self, system: &SystemState) -> Vec<Command> {
+        let c = &self.config;
+        let mut total_active = count(system, |s| s.stage.holds_blueprint());
+        let mut params = system.params_added;
+        let mut per_layer: BTreeMap<&str, usize> = system
+            .layers
+            .iter()
+            .map(|l| (l.layer.as_str(), l.seeds.iter().filter(|s| s.stage.holds_blueprint()).count()))
+            .collect();
+        let mut commands = Vec::new();
+        for (score, layer, seed, health) in self.candidates(system) {
+            if commands.len() >= c.max_germinations_per_epoch || total_active >= c.max_active_total {
+                break;
+            }
+            let blueprint = if layer.host == "Conv2d" { &c.conv_blueprint } else { &c.linear_blueprint };
+            let Some(&cost) = layer.blueprint_params.get(blueprint) else { continue };
+            let active = per_layer.entry(layer.layer.as_str()).or_default();
+            if *active >= c.max_active_per_layer || params + cost > c.param_budget {
+                continue;
+            }
+            *active += 1;
+            total_active += 1;
+            params += cost;
+            let reason = format!(
+                "plateau: val accuracy {:.4} gained <= {} for {} epoch(s); unhealthiest dormant seed (score {score:.3}: \
+                 variance {:.3e}, dead {:.2}, correlation {:.2}); +{cost} params",
+                system.metrics.val_accuracy,
+                c.plateau_delta,
+                self.state.epochs_without_progress,
+                health.variance,
+                health.dead_ratio,
+                health.correlation
+            );
+            let at = SeedAddress { layer: layer.layer.clone(), seed };
+            commands.push(Command::germinate(at, blueprint, &c.strategy, reason));
+        }
+        commands
+    }
+
+    /// Dormant seeds free to grow, unhealthiest first: dead features, redundancy (correlation)
+    /// and low variance relative to the layer's most varied seed all raise the score.
+    fn candidates<'a>(&self, system: &'a SystemState) -> Vec<(f32, &'a LayerState, usize, &'a SeedHealth)> {
+        let mut out = Vec::new();
+        for layer in &system.layers {
+            let max_var = layer.health.seeds.iter().map(|h| h.variance).fold(f32::MIN_POSITIVE, f32::max);
+            for seed in &layer.seeds {
+                let free = seed.stage == Stage::Dormant
+                    && seed.embargo_epochs_left == 0
+                    && seed.failures < self.config.quarantine_after;
+                let Some(health) = layer.health.seeds.get(seed.seed).filter(|_| free) else { continue };
+                let score = health.dead_ratio + health.correlation.max(0.0) + (1.0 - health.variance / max_var);
+                out.push((score, layer, seed.seed, health));
+            }
+        }
+        out.sort_by(|a, b| b.0.total_cmp(&a.0));
+        out
+    }
+}
+
+fn count(system: &SystemState, f: impl Fn(&SeedInfo) -> bool) -> usize {
+    system.layers.iter().flat_map(|l| &l.seeds).filter(|s| f(s)).count()
+}

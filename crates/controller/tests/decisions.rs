@@ -1,0 +1,208 @@
+//! The controller on scripted telemetry: plateaus, budgets, embargo, quarantine and gates.
+
+use morphogen_contracts::{
+    CommandKind, GlobalMetrics, LayerHealthReport, LayerState, SeedEvaluation, SeedHealth, SeedInfo, Stage,
+    SystemState,
+};
+use morphogen_controller::{Controller, ControllerConfig};
+
+fn seed(id: usize, stage: Stage) -> SeedInfo {
+    SeedInfo {
+        seed: id,
+        stage,
+        blueprint: None,
+        strategy: None,
+        alpha: 0.0,
+        epochs_in_stage: 1,
+        embargo_epochs_left: 0,
+        failures: 0,
+        chunk: id * 4..id * 4 + 4,
+    }
+}
+
+fn health(id: usize, variance: f32, dead: f32) -> SeedHealth {
+    SeedHealth {
+        seed: id,
+        stage: Stage::Dormant,
+        alpha: 0.0,
+        mean: 0.0,
+        variance,
+        dead_ratio: dead,
+        correlation: 0.0,
+        blueprint_rms: 0.0,
+    }
+}
+
+fn layer(name: &str, seeds: Vec<SeedInfo>, health: Vec<SeedHealth>) -> LayerState {
+    LayerState {
+        layer: name.into(),
+        host: "Linear".into(),
+        seeds,
+        health: LayerHealthReport { layer: name.into(), samples: 100, seeds: health },
+        blueprint_params: [("residual_mlp".to_string(), 100)].into(),
+    }
+}
+
+fn dormant_layer(name: &str, n: usize) -> LayerState {
+    layer(name, (0..n).map(|i| seed(i, Stage::Dormant)).collect(), (0..n).map(|i| health(i, 1.0, 0.0)).collect())
+}
+
+fn system(epoch: u32, val_accuracy: f32, layers: Vec<LayerState>) -> SystemState {
+    let metrics = GlobalMetrics { epoch, step: epoch as u64 * 10, train_loss: 0.5, train_accuracy: 0.8, val_loss: 0.5, val_accuracy };
+    SystemState { metrics, layers, evaluations: vec![], params_added: 0 }
+}
+
+fn germinated(d: &morphogen_contracts::Decisions) -> Vec<(String, usize)> {
+    d.commands
+        .iter()
+        .filter(|c| matches!(c.kind, CommandKind::Germinate { .. }))
+        .map(|c| (c.target.layer.clone(), c.target.seed))
+        .collect()
+}
+
+#[test]
+fn grows_at_the_unhealthiest_seed_only_on_a_plateau() {
+    let mut ctl = Controller::new(ControllerConfig { patience: 2, ..Default::default() }).unwrap();
+    let mut l = dormant_layer("fc1", 4);
+    l.health.seeds[2] = health(2, 0.01, 0.75); // low variance, mostly dead
+    assert!(germinated(&ctl.step(&system(1, 0.50, vec![l.clone()]))).is_empty(), "first epoch sets the baseline");
+    assert!(germinated(&ctl.step(&system(2, 0.60, vec![l.clone()]))).is_empty(), "still improving");
+    assert!(germinated(&ctl.step(&system(3, 0.6005, vec![l.clone()]))).is_empty(), "one flat epoch < patience");
+    let d = ctl.step(&system(4, 0.6008, vec![l.clone()]));
+    let grown = germinated(&d);
+    assert_eq!(grown[0], ("fc1".into(), 2), "{d:?}");
+    assert!(d.commands[0].reason.contains("plateau"), "{}", d.commands[0].reason);
+    assert_eq!(ctl.state().epochs_without_progress, 0, "growth restarts the patience count");
+}
+
+#[test]
+fn no_growth_at_target_accuracy() {
+    let mut ctl = Controller::new(ControllerConfig { patience: 1, accuracy_target: 0.9, ..Default::default() }).unwrap();
+    ctl.step(&system(1, 0.95, vec![dormant_layer("fc1", 4)]));
+    assert!(germinated(&ctl.step(&system(2, 0.95, vec![dormant_layer("fc1", 4)]))).is_empty());
+}
+
+#[test]
+fn budgets_cap_growth() {
+    let config = ControllerConfig {
+        patience: 1,
+        max_germinations_per_epoch: 10,
+        max_active_per_layer: 2,
+        max_active_total: 3,
+        param_budget: 10_000,
+        ..Default::default()
+    };
+    let mut ctl = Controller::new(config.clone()).unwrap();
+    let layers = vec![dormant_layer("a", 4), dormant_layer("b", 4)];
+    ctl.step(&system(1, 0.5, layers.clone()));
+    let grown = germinated(&ctl.step(&system(2, 0.5, layers.clone())));
+    assert_eq!(grown.len(), 3, "total cap: {grown:?}");
+    assert!(grown.iter().filter(|(l, _)| l == "a").count() <= 2, "per-layer cap: {grown:?}");
+
+    let mut ctl = Controller::new(ControllerConfig { param_budget: 250, ..config }).unwrap();
+    ctl.step(&system(1, 0.5, layers.clone()));
+    assert_eq!(germinated(&ctl.step(&system(2, 0.5, layers))).len(), 2, "100 params each, budget 250");
+}
+
+#[test]
+fn embargoed_and_quarantined_seeds_do_not_grow() {
+    let mut ctl = Controller::new(ControllerConfig { patience: 1, max_germinations_per_epoch: 10, ..Default::default() }).unwrap();
+    let mut l = dormant_layer("fc1", 3);
+    l.seeds[0].embargo_epochs_left = 2;
+    l.seeds[1].failures = 3;
+    ctl.step(&system(1, 0.5, vec![l.clone()]));
+    assert_eq!(germinated(&ctl.step(&system(2, 0.5, vec![l]))), vec![("fc1".to_string(), 2)]);
+}
+
+fn with_stage(stage: Stage, epochs: u32, h: SeedHealth) -> LayerState {
+    let mut s = seed(0, stage);
+    s.epochs_in_stage = epochs;
+    s.alpha = 1.0;
+    layer("fc1", vec![s], vec![h])
+}
+
+fn only(d: &morphogen_contracts::Decisions) -> (Stage, String) {
+    match &d.commands[..] {
+        [c] => match c.kind {
+            CommandKind::Advance { to } => (to, c.reason.clone()),
+            _ => panic!("{c:?}"),
+        },
+        other => panic!("expected one command, got {other:?}"),
+    }
+}
+
+#[test]
+fn training_gate_passes_bounded_learning_and_culls_the_rest() {
+    let mut ctl = Controller::new(ControllerConfig::default()).unwrap();
+    let learned = SeedHealth { blueprint_rms: 0.05, ..health(0, 1.0, 0.0) };
+    assert_eq!(only(&ctl.step(&system(1, 0.5, vec![with_stage(Stage::Training, 1, learned.clone())]))).0, Stage::Grafting);
+    let exploded = SeedHealth { blueprint_rms: f32::NAN, ..learned.clone() };
+    let (to, why) = only(&ctl.step(&system(2, 0.5, vec![with_stage(Stage::Training, 1, exploded)])));
+    assert_eq!(to, Stage::Culled);
+    assert!(why.contains("training gate failed"), "{why}");
+    let silent = SeedHealth { blueprint_rms: 0.0, ..learned.clone() };
+    assert_eq!(only(&ctl.step(&system(3, 0.5, vec![with_stage(Stage::Training, 1, silent)]))).0, Stage::Culled);
+    assert!(ctl.step(&system(4, 0.5, vec![with_stage(Stage::Training, 0, learned)])).commands.is_empty(), "not yet due");
+}
+
+#[test]
+fn evaluation_and_fine_tuning_gates() {
+    let mut ctl = Controller::new(ControllerConfig::default()).unwrap();
+    let h = health(0, 1.0, 0.0);
+    let eval = |loss_with: f32| SeedEvaluation {
+        seed: morphogen_contracts::SeedAddress { layer: "fc1".into(), seed: 0 },
+        loss_with,
+        loss_without: 0.6,
+        accuracy_with: 0.8,
+        accuracy_without: 0.79,
+    };
+    let mut s = system(1, 0.5, vec![with_stage(Stage::Evaluating, 1, h.clone())]);
+    assert!(ctl.step(&s).commands.is_empty(), "waits for a measurement");
+    s.evaluations = vec![eval(0.5)];
+    assert_eq!(only(&ctl.step(&s)).0, Stage::FineTuning);
+
+    let mut later = system(2, 0.5, vec![with_stage(Stage::FineTuning, 1, h.clone())]);
+    later.metrics.val_loss = 0.4;
+    let (to, why) = only(&ctl.step(&later));
+    assert_eq!(to, Stage::Fossilized, "{why}");
+
+    s.evaluations = vec![eval(0.7)];
+    assert_eq!(only(&ctl.step(&s)).0, Stage::Culled, "a seed that hurts is culled");
+    let mut worse = system(3, 0.5, vec![with_stage(Stage::FineTuning, 1, h)]);
+    worse.metrics.val_loss = 0.6;
+    assert!(ctl.step(&worse).commands.is_empty(), "no baseline on record: take one, judge later");
+    worse.metrics.val_loss = 0.9;
+    assert_eq!(only(&ctl.step(&worse)).0, Stage::Culled, "no improvement over the baseline: cull");
+}
+
+#[test]
+fn queue_limit_and_reset_after_embargo() {
+    let mut ctl = Controller::new(ControllerConfig { max_training: 1, ..Default::default() }).unwrap();
+    let l = layer(
+        "fc1",
+        vec![seed(0, Stage::Training), seed(1, Stage::Germinated), seed(2, Stage::Culled)],
+        (0..3).map(|i| health(i, 1.0, 0.0)).collect(),
+    );
+    let mut l0 = l.clone();
+    l0.seeds[0].epochs_in_stage = 0;
+    let d = ctl.step(&system(1, 0.5, vec![l0]));
+    assert!(!d.commands.iter().any(|c| c.target.seed == 1), "queue full: {d:?}");
+    assert!(d.commands.iter().any(|c| c.target.seed == 2 && matches!(c.kind, CommandKind::Advance { to: Stage::Dormant })));
+}
+
+#[test]
+fn non_finite_metrics_order_a_rollback() {
+    let mut ctl = Controller::new(ControllerConfig::default()).unwrap();
+    let mut s = system(1, 0.5, vec![dormant_layer("fc1", 2)]);
+    s.metrics.train_loss = f32::NAN;
+    let d = ctl.step(&s);
+    assert!(d.rollback.as_deref().is_some_and(|r| r.contains("non-finite")), "{d:?}");
+    let json = serde_json::to_string(&d).unwrap();
+    assert!(json.contains("rollback"));
+}
+
+#[test]
+fn bad_config_is_rejected_with_the_field_named() {
+    let err = Controller::new(ControllerConfig { accuracy_target: 1.5, ..Default::default() }).unwrap_err();
+    assert!(err.to_string().contains("accuracy_target"), "{err}");
+}
