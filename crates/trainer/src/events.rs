@@ -1,0 +1,90 @@
+//! The transition event log (JSON lines) and progress observers.
+
+use crate::TrainError;
+use morphogen_contracts::{GlobalMetrics, LayerState, Stage, TransitionEvent};
+use std::fmt;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// Every transition of a run, kept in memory and, if opened on a file, appended to it as one
+/// JSON object a line.
+#[derive(Debug, Default)]
+pub struct EventLog {
+    events: Vec<TransitionEvent>,
+    file: Option<(PathBuf, std::io::BufWriter<std::fs::File>)>,
+}
+
+impl EventLog {
+    /// A log kept in memory only.
+    pub fn in_memory() -> Self {
+        Self::default()
+    }
+
+    /// A log that also appends to `path` (created or truncated).
+    pub fn to_file(path: &Path) -> Result<Self, TrainError> {
+        let file = std::fs::File::create(path).map_err(|source| TrainError::Io { path: path.into(), source })?;
+        Ok(Self { events: Vec::new(), file: Some((path.into(), std::io::BufWriter::new(file))) })
+    }
+
+    /// Records one event.
+    pub fn push(&mut self, event: TransitionEvent) -> Result<(), TrainError> {
+        if let Some((path, file)) = &mut self.file {
+            let line = serde_json::to_string(&event).expect("events serialise");
+            writeln!(file, "{line}")
+                .and_then(|_| file.flush())
+                .map_err(|source| TrainError::Io { path: path.clone(), source })?;
+        }
+        self.events.push(event);
+        Ok(())
+    }
+
+    /// Every event so far.
+    pub fn events(&self) -> &[TransitionEvent] {
+        &self.events
+    }
+}
+
+/// How many seeds are in each stage, over every layer: the one-line seed summary.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StageCounts(pub [usize; 11]);
+
+impl StageCounts {
+    /// Counts the seeds of `layers`.
+    pub fn of(layers: &[LayerState]) -> Self {
+        let mut counts = [0; 11];
+        layers.iter().flat_map(|l| &l.seeds).for_each(|s| counts[s.stage.code() as usize] += 1);
+        Self(counts)
+    }
+
+    /// Seeds in `stage`.
+    pub fn get(&self, stage: Stage) -> usize {
+        self.0[stage.code() as usize]
+    }
+}
+
+impl fmt::Display for StageCounts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let parts: Vec<String> = Stage::ALL
+            .iter()
+            .filter(|s| self.get(**s) > 0)
+            .map(|s| format!("{} {}", s.name().to_lowercase(), self.get(*s)))
+            .collect();
+        f.write_str(&parts.join(" | "))
+    }
+}
+
+/// Receives progress as a run goes; every method has a do-nothing default.
+pub trait Observer {
+    /// An epoch of `steps` optimizer steps begins.
+    fn epoch_started(&mut self, _epoch: u32, _steps: usize) {}
+    /// One optimizer step finished with this loss.
+    fn step(&mut self, _loss: f32) {}
+    /// An epoch ended: its metrics and the seeds per stage after the controller's decisions.
+    fn epoch_ended(&mut self, _metrics: &GlobalMetrics, _seeds: &StageCounts) {}
+    /// A transition happened.
+    fn transition(&mut self, _event: &TransitionEvent) {}
+    /// The model went back to its last good state.
+    fn rolled_back(&mut self, _reason: &str) {}
+}
+
+impl Observer for () {}

@@ -1,0 +1,400 @@
+//! The epoch loop.
+
+use crate::{Dataset, EventLog, Observer, StageCounts, TrainError};
+use burn::module::AutodiffModule;
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::optim::{GradientsParams, Optimizer};
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::{Int, Tensor, TensorData};
+use morphogen_contracts::{
+    Command, GlobalMetrics, MorphogenError, SeedAddress, SeedEvaluation, Stage, SystemState, TransitionEvent,
+};
+use morphogen_controller::Controller;
+use morphogen_engine::{GraftSignals, SeededModel};
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use serde::{Deserialize, Serialize};
+
+/// A model that maps a batch of flattened images `[batch, pixels]` to class logits.
+pub trait Classifier<B: Backend> {
+    /// `[batch, pixels] -> [batch, classes]`.
+    fn logits(&self, images: Tensor<B, 2>) -> Tensor<B, 2>;
+}
+
+/// How the trainer runs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainerConfig {
+    /// Epochs to train.
+    pub epochs: u32,
+    /// Images per optimizer step.
+    pub batch_size: usize,
+    /// Learning rate.
+    pub learning_rate: f64,
+    /// Seed of the shuffling order.
+    pub seed: u64,
+    /// A step loss above this many times its moving average is a spike and triggers a rollback.
+    pub spike_factor: f32,
+    /// Rollbacks allowed before the run stops with an error.
+    pub max_rollbacks: u32,
+    /// Validation images used to measure each EVALUATING seed's contribution.
+    pub eval_samples: usize,
+    /// Most EVALUATING seeds measured per epoch (the rest wait for the next epoch).
+    pub max_evaluations_per_epoch: usize,
+}
+
+impl Default for TrainerConfig {
+    fn default() -> Self {
+        Self {
+            epochs: 10,
+            batch_size: 128,
+            learning_rate: 1e-3,
+            seed: 42,
+            spike_factor: 5.0,
+            max_rollbacks: 3,
+            eval_samples: 2000,
+            max_evaluations_per_epoch: 16,
+        }
+    }
+}
+
+impl TrainerConfig {
+    /// Checks every value is usable; the error names the field.
+    pub fn validate(&self) -> Result<(), MorphogenError> {
+        let problem = if self.epochs == 0 || self.batch_size == 0 || self.eval_samples == 0 {
+            Some("epochs, batch_size and eval_samples must be at least 1")
+        } else if !(self.learning_rate.is_finite() && self.learning_rate > 0.0) {
+            Some("learning_rate must be a finite value > 0")
+        } else if !(self.spike_factor > 1.0) {
+            Some("spike_factor must be > 1")
+        } else {
+            None
+        };
+        match problem {
+            None => Ok(()),
+            Some(problem) => Err(MorphogenError::InvalidConfig {
+                component: "trainer".into(),
+                problem: problem.into(),
+                hint: "fix the value in the config file or on the command line".into(),
+            }),
+        }
+    }
+}
+
+/// What a finished run hands back.
+pub struct TrainOutcome<M> {
+    /// The trained (and grown) model.
+    pub model: M,
+    /// Metrics of every completed epoch.
+    pub history: Vec<GlobalMetrics>,
+    /// Rollbacks that happened.
+    pub rollbacks: u32,
+}
+
+/// The last known-good state: where a rollback returns to.
+#[derive(Clone)]
+struct Snapshot<M, O> {
+    model: M,
+    optim: O,
+    controller: Controller,
+}
+
+/// How an epoch of training ended.
+enum EpochEnd<M> {
+    Done { model: M, loss: f32, accuracy: f32 },
+    Diverged(String),
+}
+
+/// The epoch loop: see the crate docs.
+pub struct Trainer {
+    config: TrainerConfig,
+    controller: Controller,
+    events: EventLog,
+    step: u64,
+}
+
+/// Builds the controller's input from a model: every layer's seeds and health (this resets the
+/// telemetry windows), the epoch's metrics, the measured evaluations and the parameters grown.
+pub fn measure_system<B: Backend, M: SeededModel<B>>(
+    model: &M,
+    metrics: GlobalMetrics,
+    evaluations: Vec<SeedEvaluation>,
+) -> SystemState {
+    SystemState { metrics, layers: model.layer_states(), evaluations, params_added: model.params_added() }
+}
+
+fn scalar<B: Backend, const D: usize>(t: Tensor<B, D>) -> f32 {
+    t.into_data().convert::<f32>().to_vec::<f32>().expect("f32 scalar")[0]
+}
+
+fn batch<B: Backend>(data: &Dataset, indices: &[usize], device: &B::Device) -> (Tensor<B, 2>, Tensor<B, 1, Int>) {
+    let n = indices.len();
+    let images = TensorData::new(data.gather_images(indices), [n, data.pixels()]);
+    let labels = TensorData::new(indices.iter().map(|&i| data.labels[i] as i64).collect::<Vec<_>>(), [n]);
+    (Tensor::from_data(images, device), Tensor::from_data(labels, device))
+}
+
+/// Mean loss and accuracy of `model` on the first `limit` images of `data`.
+fn evaluate<B: Backend, M: Classifier<B>>(model: &M, data: &Dataset, limit: usize, batch_size: usize, device: &B::Device) -> (f32, f32) {
+    let n = limit.min(data.len());
+    let loss_fn = CrossEntropyLossConfig::new().init(device);
+    let (mut loss, mut correct) = (0.0f64, 0.0f64);
+    for start in (0..n).step_by(batch_size) {
+        let indices: Vec<usize> = (start..(start + batch_size).min(n)).collect();
+        let (x, y) = batch::<B>(data, &indices, device);
+        let logits = model.logits(x);
+        loss += scalar(loss_fn.forward(logits.clone(), y.clone())) as f64 * indices.len() as f64;
+        correct += scalar(logits.argmax(1).reshape([indices.len()]).equal(y).int().sum().float()) as f64;
+    }
+    ((loss / n.max(1) as f64) as f32, (correct / n.max(1) as f64) as f32)
+}
+
+fn stage_of<B: Backend, M: SeededModel<B>>(model: &M, at: &SeedAddress) -> Option<Stage> {
+    let mut stage = None;
+    model.visit_seeded(&mut |name, layer| {
+        if name == at.layer {
+            stage = layer.seed_core().table().get(at.seed).map(|r| r.stage);
+        }
+    });
+    stage
+}
+
+impl Trainer {
+    /// A trainer with validated config, driving `controller`, logging to `events`.
+    pub fn new(config: TrainerConfig, controller: Controller, events: EventLog) -> Result<Self, TrainError> {
+        config.validate()?;
+        Ok(Self { config, controller, events, step: 0 })
+    }
+
+    /// The transitions so far.
+    pub fn events(&self) -> &EventLog {
+        &self.events
+    }
+
+    /// The controller (and its state).
+    pub fn controller(&self) -> &Controller {
+        &self.controller
+    }
+
+    /// Trains `model` on `train`, validating on `valid`, growing it as the controller decides.
+    pub fn run<B, M, O>(
+        &mut self,
+        mut model: M,
+        mut optim: O,
+        train: &Dataset,
+        valid: &Dataset,
+        observer: &mut dyn Observer,
+    ) -> Result<TrainOutcome<M>, TrainError>
+    where
+        B: AutodiffBackend,
+        M: AutodiffModule<B> + SeededModel<B> + Classifier<B>,
+        M::InnerModule: SeededModel<B::InnerBackend> + Classifier<B::InnerBackend>,
+        O: Optimizer<M, B>,
+    {
+        let device = model.devices().into_iter().next().unwrap_or_default();
+        let mut rng = StdRng::seed_from_u64(self.config.seed);
+        let mut good = Snapshot { model: model.clone(), optim: optim.clone(), controller: self.controller.clone() };
+        let (mut history, mut rollbacks, mut epoch) = (Vec::new(), 0, 1);
+        while epoch <= self.config.epochs {
+            let (trained, loss, accuracy) = match self.train_epoch(model, &mut optim, train, &mut rng, epoch, &device, observer)? {
+                EpochEnd::Done { model, loss, accuracy } => (model, loss, accuracy),
+                EpochEnd::Diverged(reason) => {
+                    rollbacks += 1;
+                    (model, optim) = self.roll_back(&good, &reason, rollbacks, epoch, observer)?;
+                    continue;
+                }
+            };
+            model = trained;
+            let inner = model.valid();
+            let (val_loss, val_accuracy) = evaluate(&inner, valid, valid.len(), self.config.batch_size, &device);
+            let metrics =
+                GlobalMetrics { epoch, step: self.step, train_loss: loss, train_accuracy: accuracy, val_loss, val_accuracy };
+            let evaluations = self.evaluate_seeds(&inner, valid, &device);
+            let decisions = self.controller.step(&measure_system(&model, metrics, evaluations));
+            if let Some(reason) = decisions.rollback {
+                rollbacks += 1;
+                (model, optim) = self.roll_back(&good, &reason, rollbacks, epoch, observer)?;
+                continue;
+            }
+            for command in &decisions.commands {
+                self.apply(&mut model, command, &metrics, observer)?;
+            }
+            model.end_epoch();
+            let counts = StageCounts::of(&model.layer_states());
+            observer.epoch_ended(&metrics, &counts);
+            history.push(metrics);
+            good = Snapshot { model: model.clone(), optim: optim.clone(), controller: self.controller.clone() };
+            epoch += 1;
+        }
+        Ok(TrainOutcome { model, history, rollbacks })
+    }
+
+    /// One pass over `train` in a fresh random order; stops early on a NaN/Inf or spiking loss.
+    #[allow(clippy::too_many_arguments)]
+    fn train_epoch<B, M, O>(
+        &mut self,
+        mut model: M,
+        optim: &mut O,
+        train: &Dataset,
+        rng: &mut StdRng,
+        epoch: u32,
+        device: &B::Device,
+        observer: &mut dyn Observer,
+    ) -> Result<EpochEnd<M>, TrainError>
+    where
+        B: AutodiffBackend,
+        M: AutodiffModule<B> + SeededModel<B> + Classifier<B>,
+        O: Optimizer<M, B>,
+    {
+        let mut order: Vec<usize> = (0..train.len()).collect();
+        order.shuffle(rng);
+        let batches: Vec<&[usize]> = order.chunks(self.config.batch_size).collect();
+        observer.epoch_started(epoch, batches.len());
+        let loss_fn = CrossEntropyLossConfig::new().init(device);
+        let mut correct = Tensor::<B, 1, Int>::zeros([1], device);
+        let (mut loss_sum, mut average) = (0.0f64, None::<f32>);
+        for indices in &batches {
+            let (x, y) = batch::<B>(train, indices, device);
+            let logits = model.logits(x);
+            let loss = loss_fn.forward(logits.clone(), y.clone());
+            let value = scalar(loss.clone());
+            if let Some(reason) = self.divergence(value, average) {
+                return Ok(EpochEnd::Diverged(format!("{reason} at epoch {epoch}, step {}", self.step)));
+            }
+            average = Some(average.map_or(value, |a| 0.95 * a + 0.05 * value));
+            loss_sum += value as f64;
+            correct = correct + logits.argmax(1).reshape([indices.len()]).equal(y).int().sum();
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            model = optim.step(self.config.learning_rate, model, grads);
+            model.graft_step(&GraftSignals::new().with_loss(loss.detach()))?;
+            self.step += 1;
+            observer.step(value);
+        }
+        let accuracy = scalar(correct.float()) / train.len().max(1) as f32;
+        Ok(EpochEnd::Done { model, loss: (loss_sum / batches.len().max(1) as f64) as f32, accuracy })
+    }
+
+    /// Why a step's loss means the run diverged, if it does.
+    fn divergence(&self, loss: f32, average: Option<f32>) -> Option<String> {
+        if !loss.is_finite() {
+            return Some(format!("non-finite loss {loss}"));
+        }
+        let average = average?;
+        (loss > self.config.spike_factor * average)
+            .then(|| format!("loss spike {loss:.4} > {} x moving average {average:.4}", self.config.spike_factor))
+    }
+
+    /// Measures every EVALUATING seed (up to the per-epoch cap): validation loss on the first
+    /// `eval_samples` images with the seed, and with its alpha forced to 0. One pass for the
+    /// baseline, one per measured seed.
+    fn evaluate_seeds<B, N>(&self, inner: &N, valid: &Dataset, device: &B::Device) -> Vec<SeedEvaluation>
+    where
+        B: Backend,
+        N: SeededModel<B> + Classifier<B> + Clone,
+    {
+        let mut targets = Vec::new();
+        inner.visit_seeded(&mut |name, layer| {
+            for (seed, row) in layer.seed_core().table().iter().enumerate() {
+                if row.stage == Stage::Evaluating {
+                    targets.push(SeedAddress { layer: name.to_string(), seed });
+                }
+            }
+        });
+        targets.truncate(self.config.max_evaluations_per_epoch);
+        if targets.is_empty() {
+            return Vec::new();
+        }
+        let (n, bs) = (self.config.eval_samples, self.config.batch_size);
+        let (loss_with, accuracy_with) = evaluate(inner, valid, n, bs, device);
+        targets
+            .into_iter()
+            .map(|seed| {
+                let mut ablated = inner.clone();
+                ablated.visit_seeded_mut(&mut |name, layer| {
+                    if name == seed.layer {
+                        layer.seed_core_mut().set_ablation(&[seed.seed]).expect("seed is EVALUATING");
+                    }
+                });
+                let (loss_without, accuracy_without) = evaluate(&ablated, valid, n, bs, device);
+                SeedEvaluation { seed, loss_with, loss_without, accuracy_with, accuracy_without }
+            })
+            .collect()
+    }
+
+    /// Applies one controller command and logs the transition.
+    fn apply<B: Backend, M: SeededModel<B>>(
+        &mut self,
+        model: &mut M,
+        command: &Command,
+        metrics: &GlobalMetrics,
+        observer: &mut dyn Observer,
+    ) -> Result<(), TrainError> {
+        let from = stage_of(model, &command.target).unwrap_or(Stage::Dormant);
+        model.apply_command(command)?;
+        let to = stage_of(model, &command.target).unwrap_or(from);
+        self.log(&command.target, from, to, &command.reason, metrics, observer)
+    }
+
+    fn log(
+        &mut self,
+        at: &SeedAddress,
+        from: Stage,
+        to: Stage,
+        reason: &str,
+        metrics: &GlobalMetrics,
+        observer: &mut dyn Observer,
+    ) -> Result<(), TrainError> {
+        let time = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+        let event = TransitionEvent {
+            time,
+            epoch: metrics.epoch,
+            step: self.step,
+            layer: at.layer.clone(),
+            seed: at.seed,
+            from,
+            to,
+            reason: reason.to_string(),
+            metrics: *metrics,
+        };
+        observer.transition(&event);
+        self.events.push(event)
+    }
+
+    /// Returns to the last good state; the seeds that were active there are ROLLED_BACK.
+    fn roll_back<B, M, O>(
+        &mut self,
+        good: &Snapshot<M, O>,
+        reason: &str,
+        rollbacks: u32,
+        epoch: u32,
+        observer: &mut dyn Observer,
+    ) -> Result<(M, O), TrainError>
+    where
+        B: AutodiffBackend,
+        M: AutodiffModule<B> + SeededModel<B>,
+        O: Optimizer<M, B>,
+    {
+        if rollbacks > self.config.max_rollbacks {
+            return Err(TrainError::Diverged { rollbacks: rollbacks - 1, reason: reason.to_string() });
+        }
+        observer.rolled_back(reason);
+        let mut model = good.model.clone();
+        model.health_reports(); // drop the statistics of the failed attempt
+        self.controller = good.controller.clone();
+        let mut active = Vec::new();
+        model.visit_seeded(&mut |name, layer| {
+            for (seed, row) in layer.seed_core().table().iter().enumerate() {
+                if row.stage.can_transition_to(Stage::RolledBack) {
+                    active.push((SeedAddress { layer: name.to_string(), seed }, row.stage));
+                }
+            }
+        });
+        let metrics = GlobalMetrics { epoch, step: self.step, ..Default::default() };
+        for (at, from) in active {
+            model.apply_command(&Command::advance(at.clone(), Stage::RolledBack, format!("rollback: {reason}")))?;
+            self.log(&at, from, Stage::RolledBack, &format!("rollback: {reason}"), &metrics, observer)?;
+        }
+        Ok((model, good.optim.clone()))
+    }
+}
