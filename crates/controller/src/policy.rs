@@ -97,7 +97,11 @@ impl Controller {
         match seed.stage {
             Stage::Germinated if *training < c.max_training => {
                 *training += 1;
-                Some(Command::advance(at, Stage::Training, format!("promoted from the queue ({training}/{} training)", c.max_training)))
+                Some(Command::advance(
+                    at,
+                    Stage::Training,
+                    format!("promoted from the queue ({training}/{} training)", c.max_training),
+                ))
             }
             Stage::Training if epochs >= c.training_epochs => Some(self.training_gate(at, health)),
             Stage::Grafting if seed.alpha >= 1.0 => Some(Command::advance(at, Stage::Stabilization, "alpha reached 1")),
@@ -148,7 +152,8 @@ impl Controller {
         };
         let host_std = h.variance.max(0.0).sqrt();
         let bound = c.max_output_ratio * host_std.max(1e-6);
-        let detail = format!("blueprint output RMS {:.3e}, host std {:.3e}, bound {:.3e}", h.blueprint_rms, host_std, bound);
+        let detail =
+            format!("blueprint output RMS {:.3e}, host std {:.3e}, bound {:.3e}", h.blueprint_rms, host_std, bound);
         if h.blueprint_rms.is_finite() && h.blueprint_rms > c.min_output_rms && h.blueprint_rms <= bound {
             Command::advance(at, Stage::Grafting, format!("training gate passed: {detail}"))
         } else {

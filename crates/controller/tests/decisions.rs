@@ -1,8 +1,7 @@
 //! The controller on scripted telemetry: plateaus, budgets, embargo, quarantine and gates.
 
 use morphogen_contracts::{
-    CommandKind, GlobalMetrics, LayerHealthReport, LayerState, SeedEvaluation, SeedHealth, SeedInfo, Stage,
-    SystemState,
+    CommandKind, GlobalMetrics, LayerHealthReport, LayerState, SeedEvaluation, SeedHealth, SeedInfo, Stage, SystemState,
 };
 use morphogen_controller::{Controller, ControllerConfig};
 
@@ -48,7 +47,14 @@ fn dormant_layer(name: &str, n: usize) -> LayerState {
 }
 
 fn system(epoch: u32, val_accuracy: f32, layers: Vec<LayerState>) -> SystemState {
-    let metrics = GlobalMetrics { epoch, step: epoch as u64 * 10, train_loss: 0.5, train_accuracy: 0.8, val_loss: 0.5, val_accuracy };
+    let metrics = GlobalMetrics {
+        epoch,
+        step: epoch as u64 * 10,
+        train_loss: 0.5,
+        train_accuracy: 0.8,
+        val_loss: 0.5,
+        val_accuracy,
+    };
     SystemState { metrics, layers, evaluations: vec![], params_added: 0 }
 }
 
@@ -77,7 +83,8 @@ fn grows_at_the_unhealthiest_seed_only_on_a_plateau() {
 
 #[test]
 fn no_growth_at_target_accuracy() {
-    let mut ctl = Controller::new(ControllerConfig { patience: 1, accuracy_target: 0.9, ..Default::default() }).unwrap();
+    let mut ctl =
+        Controller::new(ControllerConfig { patience: 1, accuracy_target: 0.9, ..Default::default() }).unwrap();
     ctl.step(&system(1, 0.95, vec![dormant_layer("fc1", 4)]));
     assert!(germinated(&ctl.step(&system(2, 0.95, vec![dormant_layer("fc1", 4)]))).is_empty());
 }
@@ -106,7 +113,9 @@ fn budgets_cap_growth() {
 
 #[test]
 fn embargoed_and_quarantined_seeds_do_not_grow() {
-    let mut ctl = Controller::new(ControllerConfig { patience: 1, max_germinations_per_epoch: 10, ..Default::default() }).unwrap();
+    let mut ctl =
+        Controller::new(ControllerConfig { patience: 1, max_germinations_per_epoch: 10, ..Default::default() })
+            .unwrap();
     let mut l = dormant_layer("fc1", 3);
     l.seeds[0].embargo_epochs_left = 2;
     l.seeds[1].failures = 3;
@@ -135,14 +144,20 @@ fn only(d: &morphogen_contracts::Decisions) -> (Stage, String) {
 fn training_gate_passes_bounded_learning_and_culls_the_rest() {
     let mut ctl = Controller::new(ControllerConfig::default()).unwrap();
     let learned = SeedHealth { blueprint_rms: 0.05, ..health(0, 1.0, 0.0) };
-    assert_eq!(only(&ctl.step(&system(1, 0.5, vec![with_stage(Stage::Training, 1, learned.clone())]))).0, Stage::Grafting);
+    assert_eq!(
+        only(&ctl.step(&system(1, 0.5, vec![with_stage(Stage::Training, 1, learned.clone())]))).0,
+        Stage::Grafting
+    );
     let exploded = SeedHealth { blueprint_rms: f32::NAN, ..learned.clone() };
     let (to, why) = only(&ctl.step(&system(2, 0.5, vec![with_stage(Stage::Training, 1, exploded)])));
     assert_eq!(to, Stage::Culled);
     assert!(why.contains("training gate failed"), "{why}");
     let silent = SeedHealth { blueprint_rms: 0.0, ..learned.clone() };
     assert_eq!(only(&ctl.step(&system(3, 0.5, vec![with_stage(Stage::Training, 1, silent)]))).0, Stage::Culled);
-    assert!(ctl.step(&system(4, 0.5, vec![with_stage(Stage::Training, 0, learned)])).commands.is_empty(), "not yet due");
+    assert!(
+        ctl.step(&system(4, 0.5, vec![with_stage(Stage::Training, 0, learned)])).commands.is_empty(),
+        "not yet due"
+    );
 }
 
 #[test]
@@ -187,7 +202,10 @@ fn queue_limit_and_reset_after_embargo() {
     l0.seeds[0].epochs_in_stage = 0;
     let d = ctl.step(&system(1, 0.5, vec![l0]));
     assert!(!d.commands.iter().any(|c| c.target.seed == 1), "queue full: {d:?}");
-    assert!(d.commands.iter().any(|c| c.target.seed == 2 && matches!(c.kind, CommandKind::Advance { to: Stage::Dormant })));
+    assert!(d
+        .commands
+        .iter()
+        .any(|c| c.target.seed == 2 && matches!(c.kind, CommandKind::Advance { to: Stage::Dormant })));
 }
 
 #[test]

@@ -861,10 +861,6 @@ impl<B: Backend> SeedCore<B> {
     /// Parameters added by the blueprints seeds hold now.
     pub fn params_added(&self) -> usize {
         let width = self.setup.chunks.width();
-        self.table
-            .iter()
-            .filter_map(|row| row.blueprint)
-            .map(|b| self.setup.blueprints.get(b).param_count(width))
-            .sum()
+        self.table.iter().filter_map(|row| row.blueprint).map(|b| self.setup.blueprints.get(b).param_count(width)).sum()
     }
 }

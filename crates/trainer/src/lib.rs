@@ -9,10 +9,12 @@
 
 mod data;
 mod events;
+mod models;
 mod trainer;
 
 pub use data::{fashion_mnist, Dataset, FASHION_MNIST_DIR};
 pub use events::{EventLog, Observer, StageCounts};
+pub use models::{Cnn, Mlp, ModelConfig, ModelKind};
 pub use trainer::{measure_system, Classifier, TrainOutcome, Trainer, TrainerConfig};
 
 use std::path::PathBuf;

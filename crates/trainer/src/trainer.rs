@@ -66,7 +66,7 @@ impl TrainerConfig {
             Some("epochs, batch_size and eval_samples must be at least 1")
         } else if !(self.learning_rate.is_finite() && self.learning_rate > 0.0) {
             Some("learning_rate must be a finite value > 0")
-        } else if !(self.spike_factor > 1.0) {
+        } else if self.spike_factor.is_nan() || self.spike_factor <= 1.0 {
             Some("spike_factor must be > 1")
         } else {
             None
@@ -83,9 +83,11 @@ impl TrainerConfig {
 }
 
 /// What a finished run hands back.
-pub struct TrainOutcome<M> {
+pub struct TrainOutcome<M, O> {
     /// The trained (and grown) model.
     pub model: M,
+    /// The optimizer, with its state for every parameter the model has.
+    pub optim: O,
     /// Metrics of every completed epoch.
     pub history: Vec<GlobalMetrics>,
     /// Rollbacks that happened.
@@ -136,7 +138,13 @@ fn batch<B: Backend>(data: &Dataset, indices: &[usize], device: &B::Device) -> (
 }
 
 /// Mean loss and accuracy of `model` on the first `limit` images of `data`.
-fn evaluate<B: Backend, M: Classifier<B>>(model: &M, data: &Dataset, limit: usize, batch_size: usize, device: &B::Device) -> (f32, f32) {
+fn evaluate<B: Backend, M: Classifier<B>>(
+    model: &M,
+    data: &Dataset,
+    limit: usize,
+    batch_size: usize,
+    device: &B::Device,
+) -> (f32, f32) {
     let n = limit.min(data.len());
     let loss_fn = CrossEntropyLossConfig::new().init(device);
     let (mut loss, mut correct) = (0.0f64, 0.0f64);
@@ -185,7 +193,7 @@ impl Trainer {
         train: &Dataset,
         valid: &Dataset,
         observer: &mut dyn Observer,
-    ) -> Result<TrainOutcome<M>, TrainError>
+    ) -> Result<TrainOutcome<M, O>, TrainError>
     where
         B: AutodiffBackend,
         M: AutodiffModule<B> + SeededModel<B> + Classifier<B>,
@@ -197,19 +205,26 @@ impl Trainer {
         let mut good = Snapshot { model: model.clone(), optim: optim.clone(), controller: self.controller.clone() };
         let (mut history, mut rollbacks, mut epoch) = (Vec::new(), 0, 1);
         while epoch <= self.config.epochs {
-            let (trained, loss, accuracy) = match self.train_epoch(model, &mut optim, train, &mut rng, epoch, &device, observer)? {
-                EpochEnd::Done { model, loss, accuracy } => (model, loss, accuracy),
-                EpochEnd::Diverged(reason) => {
-                    rollbacks += 1;
-                    (model, optim) = self.roll_back(&good, &reason, rollbacks, epoch, observer)?;
-                    continue;
-                }
-            };
+            let (trained, loss, accuracy) =
+                match self.train_epoch(model, &mut optim, train, &mut rng, epoch, &device, observer)? {
+                    EpochEnd::Done { model, loss, accuracy } => (model, loss, accuracy),
+                    EpochEnd::Diverged(reason) => {
+                        rollbacks += 1;
+                        (model, optim) = self.roll_back(&good, &reason, rollbacks, epoch, observer)?;
+                        continue;
+                    }
+                };
             model = trained;
             let inner = model.valid();
             let (val_loss, val_accuracy) = evaluate(&inner, valid, valid.len(), self.config.batch_size, &device);
-            let metrics =
-                GlobalMetrics { epoch, step: self.step, train_loss: loss, train_accuracy: accuracy, val_loss, val_accuracy };
+            let metrics = GlobalMetrics {
+                epoch,
+                step: self.step,
+                train_loss: loss,
+                train_accuracy: accuracy,
+                val_loss,
+                val_accuracy,
+            };
             let evaluations = self.evaluate_seeds(&inner, valid, &device);
             let decisions = self.controller.step(&measure_system(&model, metrics, evaluations));
             if let Some(reason) = decisions.rollback {
@@ -227,7 +242,7 @@ impl Trainer {
             good = Snapshot { model: model.clone(), optim: optim.clone(), controller: self.controller.clone() };
             epoch += 1;
         }
-        Ok(TrainOutcome { model, history, rollbacks })
+        Ok(TrainOutcome { model, optim, history, rollbacks })
     }
 
     /// One pass over `train` in a fresh random order; stops early on a NaN/Inf or spiking loss.

@@ -1,0 +1,140 @@
+//! The growth loop end to end on real Fashion-MNIST (Debian's `dataset-fashion-mnist`).
+
+use burn::backend::{Autodiff, NdArray};
+use burn::optim::{AdamConfig, Optimizer};
+use burn::tensor::backend::Backend;
+use burn::tensor::Tensor;
+use morphogen_contracts::Stage;
+use morphogen_controller::{Controller, ControllerConfig};
+use morphogen_engine::SeededModel;
+use morphogen_trainer::{
+    fashion_mnist, Classifier, Dataset, EventLog, Mlp, ModelConfig, TrainError, Trainer, TrainerConfig,
+    FASHION_MNIST_DIR,
+};
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+type B = Autodiff<NdArray>;
+
+fn data(train: usize, valid: usize) -> (Dataset, Dataset) {
+    let (t, v) = fashion_mnist(Path::new(FASHION_MNIST_DIR)).expect("install dataset-fashion-mnist (see README)");
+    (t.take(train), v.take(valid))
+}
+
+fn eager_controller() -> Controller {
+    Controller::new(ControllerConfig {
+        patience: 0,
+        max_germinations_per_epoch: 3,
+        max_active_per_layer: 3,
+        max_active_total: 6,
+        min_contribution: 0.001,
+        ..Default::default()
+    })
+    .unwrap()
+}
+
+#[test]
+fn a_full_lifecycle_fossilizes_and_culls_through_the_trainer() {
+    let (train, valid) = data(3000, 600);
+    let device = Default::default();
+    let model: Mlp<B> = ModelConfig { hidden: 16, seeds: 4, ..Default::default() }.mlp(&device).unwrap();
+    let config =
+        TrainerConfig { epochs: 9, batch_size: 64, learning_rate: 3e-3, eval_samples: 600, ..Default::default() };
+    let mut trainer = Trainer::new(config, eager_controller(), EventLog::in_memory()).unwrap();
+    let out = trainer.run(model, AdamConfig::new().init(), &train, &valid, &mut ()).unwrap();
+    let events = trainer.events().events();
+    let reached = |stage: Stage| events.iter().filter(|e| e.to == stage).count();
+    for e in events {
+        eprintln!("epoch {} {}/{} {} -> {}: {}", e.epoch, e.layer, e.seed, e.from, e.to, e.reason);
+    }
+    assert!(reached(Stage::Fossilized) >= 1, "no seed fossilized");
+    assert!(reached(Stage::Culled) >= 1, "no seed culled");
+    for e in events {
+        assert!(e.from.can_transition_to(e.to), "illegal logged transition {e:?}");
+        assert!(!e.reason.is_empty());
+    }
+    let last = out.history.last().unwrap();
+    assert!(last.val_accuracy > 0.6, "it learned: {last:?}");
+    assert_eq!(out.history.len(), 9);
+    assert!(out.model.params_added() > 0);
+    // The optimizer kept state for the host weights across every growth step.
+    assert!(out.optim.to_record().contains_key(&out.model.fc1.host.weight.id));
+}
+
+/// An MLP whose logits turn NaN on one chosen forward call.
+#[derive(burn::module::Module, Debug)]
+struct Poisoned<B: Backend> {
+    inner: Mlp<B>,
+    #[module(skip)]
+    calls: Arc<AtomicUsize>,
+    #[module(skip)]
+    poison_at: usize,
+}
+
+impl<B: Backend> morphogen_engine::SeededModel<B> for Poisoned<B> {
+    fn visit_seeded(&self, f: &mut dyn FnMut(&str, &dyn morphogen_engine::SeedControl<B>)) {
+        self.inner.visit_seeded(f)
+    }
+    fn visit_seeded_mut(&mut self, f: &mut dyn FnMut(&str, &mut dyn morphogen_engine::SeedControl<B>)) {
+        self.inner.visit_seeded_mut(f)
+    }
+}
+
+impl<B: Backend> Classifier<B> for Poisoned<B> {
+    fn logits(&self, images: Tensor<B, 2>) -> Tensor<B, 2> {
+        let logits = self.inner.logits(images);
+        match self.calls.fetch_add(1, Ordering::SeqCst) == self.poison_at {
+            true => logits * f32::NAN,
+            false => logits,
+        }
+    }
+}
+
+#[test]
+fn a_nan_loss_rolls_back_to_the_last_good_epoch() {
+    let (train, valid) = data(640, 200);
+    let device = Default::default();
+    let inner: Mlp<B> = ModelConfig { hidden: 16, seeds: 4, ..Default::default() }.mlp(&device).unwrap();
+    // An epoch is 10 training calls and 4 validation calls (validation copies share the
+    // counter), so call 32 is in the third epoch's training, when the seeds germinated after
+    // epoch 1 are TRAINING.
+    let model = Poisoned { inner, calls: Arc::new(AtomicUsize::new(0)), poison_at: 32 };
+    let config = TrainerConfig { epochs: 4, batch_size: 64, eval_samples: 200, ..Default::default() };
+    let mut trainer = Trainer::new(config, eager_controller(), EventLog::in_memory()).unwrap();
+    let out = trainer.run(model, AdamConfig::new().init(), &train, &valid, &mut ()).unwrap();
+    assert_eq!(out.rollbacks, 1);
+    assert_eq!(out.history.len(), 4, "the failed epoch was retried");
+    let rolled: Vec<_> = trainer.events().events().iter().filter(|e| e.to == Stage::RolledBack).collect();
+    assert!(!rolled.is_empty(), "seeds active at the failure are marked ROLLED_BACK");
+    assert!(rolled.iter().all(|e| e.reason.contains("non-finite loss")), "{rolled:?}");
+    assert!(out.history.iter().all(|m| m.train_loss.is_finite()));
+}
+
+#[test]
+fn repeated_divergence_stops_with_a_clear_error() {
+    let (train, valid) = data(256, 64);
+    let device = Default::default();
+    let mlp: Mlp<B> = ModelConfig::default().mlp(&device).unwrap();
+    let config =
+        TrainerConfig { epochs: 2, batch_size: 64, learning_rate: 1e30, max_rollbacks: 1, ..Default::default() };
+    let mut trainer = Trainer::new(config, eager_controller(), EventLog::in_memory()).unwrap();
+    match trainer.run(mlp, AdamConfig::new().init(), &train, &valid, &mut ()) {
+        Err(TrainError::Diverged { rollbacks: 1, reason }) => assert!(!reason.is_empty()),
+        Err(other) => panic!("wrong error: {other}"),
+        Ok(_) => panic!("a learning rate of 1e30 must diverge"),
+    }
+}
+
+#[test]
+fn missing_data_says_how_to_install_it() {
+    let err = fashion_mnist(Path::new("/nonexistent")).unwrap_err();
+    assert!(err.to_string().contains("apt-get install dataset-fashion-mnist"), "{err}");
+}
+
+#[test]
+fn bad_trainer_config_is_rejected_before_training() {
+    let err =
+        Trainer::new(TrainerConfig { batch_size: 0, ..Default::default() }, eager_controller(), EventLog::in_memory());
+    assert!(err.is_err());
+}
