@@ -31,6 +31,7 @@ pub use linear::{SeededLinear, SeededLinearConfig};
 pub use model::{SeedControl, SeededModel};
 pub use morphogen_contracts::*;
 pub use registry::{Registry, Spec};
+pub use seeds::GraftMemory;
 pub use seeds::{HostKind, SeedCore, SeedOptions, SeedParams};
 pub use state::{SeedRow, SeedTable, StateColumns, COLUMNS};
 pub use telemetry::WindowSums;

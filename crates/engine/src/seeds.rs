@@ -864,3 +864,58 @@ impl<B: Backend> SeedCore<B> {
         self.table.iter().filter_map(|row| row.blueprint).map(|b| self.setup.blueprints.get(b).param_count(width)).sum()
     }
 }
+
+/// The grafting gates' memory between steps: not part of the module record (it is not a
+/// parameter), so checkpoints save and restore it through [`SeedCore::graft_memory`] and
+/// [`SeedCore::restore_graft_memory`].
+#[derive(Clone, Debug)]
+pub struct GraftMemory<B: Backend> {
+    /// Each `LossImproving` strategy's loss moving average, shape `[1]`, by strategy id.
+    pub loss_ema: Vec<(usize, Tensor<B, 1>)>,
+    /// The host weight rows, `[features, fan_in]`, a drift gate measured last, if any.
+    pub drift_reference: Option<Tensor<B, 2>>,
+}
+
+/// Checkpoint support: the gate memory outside the module record.
+impl<B: Backend> SeedCore<B> {
+    /// A copy of the grafting gates' memory.
+    pub fn graft_memory(&self) -> GraftMemory<B> {
+        GraftMemory { loss_ema: self.gate_memory.loss_ema.clone(), drift_reference: self.drift_reference.clone() }
+    }
+
+    /// Replaces the grafting gates' memory with one saved by [`graft_memory`](Self::graft_memory),
+    /// moved to this layer's device. Every loss average must belong to a distinct `LossImproving`
+    /// strategy of this layer and have shape `[1]`; the drift reference must have one row per
+    /// feature. On error nothing changes.
+    pub fn restore_graft_memory(&mut self, memory: GraftMemory<B>) -> Result<(), MorphogenError> {
+        let invalid = |problem: String| MorphogenError::InvalidConfig {
+            component: format!("grafting memory of layer '{}'", self.setup.name),
+            problem,
+            hint: "restore memory saved from a layer with the same strategies and features".into(),
+        };
+        let mut seen = BTreeSet::new();
+        for (id, ema) in &memory.loss_ema {
+            let is_loss_gate =
+                self.setup.strategies.specs().get(*id).is_some_and(|s| matches!(s.gate, Gate::LossImproving { .. }));
+            if !is_loss_gate || !seen.insert(*id) {
+                return Err(invalid(format!("strategy id {id} is not a distinct LossImproving strategy")));
+            }
+            if ema.dims() != [1] {
+                return Err(invalid(format!("loss average of strategy {id} has shape {:?}, not [1]", ema.dims())));
+            }
+        }
+        if let Some(rows) = &memory.drift_reference {
+            if rows.dims()[0] != self.setup.chunks.features() {
+                return Err(invalid(format!(
+                    "drift reference has {} rows for {} features",
+                    rows.dims()[0],
+                    self.setup.chunks.features()
+                )));
+            }
+        }
+        let device = self.device();
+        self.gate_memory.loss_ema = memory.loss_ema.into_iter().map(|(id, t)| (id, t.to_device(&device))).collect();
+        self.drift_reference = memory.drift_reference.map(|t| t.to_device(&device));
+        Ok(())
+    }
+}
