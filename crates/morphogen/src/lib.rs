@@ -22,3 +22,5 @@
 #![warn(missing_docs)]
 
 pub use morphogen_engine::*;
+/// Checkpoints: save, verify, resume, roll back, and exchange weights with PyTorch.
+pub use morphogen_checkpoint as checkpoint;
