@@ -19,6 +19,9 @@ pub struct Cli {
 pub enum Command {
     /// Print the version and the backends this build can run on.
     Info,
+    /// Train a small host on Fashion-MNIST and let it grow: progress, a live seed summary, a
+    /// results table, and `runs/<name>/` with the config, metrics, events and final model.
+    Train(crate::train::TrainArgs),
     /// Run a benchmark (timings measured in this run, printed as a table).
     Bench {
         /// What to benchmark.

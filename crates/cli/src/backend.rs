@@ -1,4 +1,4 @@
-//! The backends a build can run on, and the one place the benchmark is instantiated for each.
+//! The backends a build can run on, and the one place each command is instantiated for each.
 
 use crate::bench::{self, Plan};
 use crate::error::CliError;
@@ -51,6 +51,17 @@ pub fn run_layer_bench(kind: BackendKind, plan: &Plan) -> Result<Report, CliErro
         BackendKind::Ndarray => bench::run::<Autodiff<NdArray<f32>>>(&Default::default(), plan),
         #[cfg(feature = "cuda")]
         BackendKind::Cuda => bench::run::<Autodiff<morphogen::burn::backend::Cuda<f32>>>(&Default::default(), plan),
+        #[allow(unreachable_patterns)] // unreachable when every backend is built
+        missing => Err(CliError::BackendNotBuilt(missing.name())),
+    }
+}
+
+/// Runs `morphogen train` on `kind` (with autodiff); a backend this binary lacks is an error.
+pub fn run_training(kind: BackendKind, config: &crate::train::RunConfig, quiet: bool) -> Result<(), CliError> {
+    match kind {
+        BackendKind::Ndarray => crate::train::run::<Autodiff<NdArray<f32>>>(config, quiet),
+        #[cfg(feature = "cuda")]
+        BackendKind::Cuda => crate::train::run::<Autodiff<morphogen::burn::backend::Cuda<f32>>>(config, quiet),
         #[allow(unreachable_patterns)] // unreachable when every backend is built
         missing => Err(CliError::BackendNotBuilt(missing.name())),
     }

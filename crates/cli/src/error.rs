@@ -24,6 +24,17 @@ pub enum CliError {
         /// Why.
         source: std::io::Error,
     },
+    /// A config file could not be read or parsed.
+    #[error("config {}: {problem}", path.display())]
+    Config {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        problem: String,
+    },
+    /// Training stopped.
+    #[error(transparent)]
+    Train(#[from] morphogen::trainer::TrainError),
     /// The rows could not be encoded as JSON.
     #[error("cannot encode the rows as JSON: {0}")]
     Json(#[from] serde_json::Error),
@@ -34,7 +45,8 @@ impl CliError {
     /// 1 for failures while running.
     pub fn exit_code(&self) -> u8 {
         match self {
-            CliError::BackendNotBuilt(_) => 2,
+            CliError::BackendNotBuilt(_) | CliError::Config { .. } => 2,
+            CliError::Engine(MorphogenError::InvalidConfig { .. }) => 2,
             _ => 1,
         }
     }

@@ -1,7 +1,8 @@
 //! `morphogen`: the command-line tool of the morphogen engine.
 //!
-//! `morphogen info` lists the version and the backends of this build; `morphogen bench layer`
-//! times a seeded layer against its host layer and against the per-seed reference loop.
+//! `morphogen train` trains a small host on Fashion-MNIST and lets it grow; `morphogen info`
+//! lists the version and the backends of this build; `morphogen bench layer` times a seeded
+//! layer against its host layer and against the per-seed reference loop.
 
 mod args;
 mod backend;
@@ -9,6 +10,7 @@ mod bench;
 mod error;
 mod report;
 mod timing;
+mod train;
 
 use args::{BenchTarget, Cli, Command, LayerArgs};
 use backend::BackendKind;
@@ -26,6 +28,7 @@ fn main() -> ExitCode {
             print!("{}", info());
             Ok(())
         }
+        Command::Train(args) => train::train(&args),
         Command::Bench { target: BenchTarget::Layer(args) } => bench_layer(&args),
     };
     match result {

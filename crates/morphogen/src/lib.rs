@@ -21,6 +21,11 @@
 //! ```
 #![warn(missing_docs)]
 
-pub use morphogen_engine::*;
 /// Checkpoints: save, verify, resume, roll back, and exchange weights with PyTorch.
 pub use morphogen_checkpoint as checkpoint;
+pub use morphogen_engine::*;
+
+/// The growth controller (Tamiyo).
+pub use morphogen_controller as controller;
+/// The trainer (Tolaria), data sets and preset models.
+pub use morphogen_trainer as trainer;

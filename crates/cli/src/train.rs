@@ -1,0 +1,328 @@
+//! `morphogen train`: the main job. Trains a small preset model on Fashion-MNIST and lets it
+//! grow, with progress bars, a live seed summary, a results table and a run folder.
+
+use crate::error::CliError;
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use morphogen::burn::module::AutodiffModule;
+use morphogen::burn::optim::AdamConfig;
+use morphogen::burn::record::{FullPrecisionSettings, NamedMpkFileRecorder};
+use morphogen::burn::tensor::backend::AutodiffBackend;
+use morphogen::controller::{Controller, ControllerConfig};
+use morphogen::trainer::{
+    fashion_mnist, Classifier, EventLog, ModelConfig, ModelKind, Observer, StageCounts, TrainOutcome, Trainer,
+    TrainerConfig, FASHION_MNIST_DIR,
+};
+use morphogen::{GlobalMetrics, SeededModel, Stage, TransitionEvent};
+use serde::{Deserialize, Serialize};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// Flags of `morphogen train`; each overrides the config file's value.
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    /// TOML config with `[run]`, `[model]`, `[trainer]` and `[controller]` tables (see
+    /// `docs/train.md`); flags override it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Folder with Fashion-MNIST's four IDX .gz files [default: /usr/share/datasets/fashion-mnist].
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<PathBuf>,
+    /// Host model preset.
+    #[arg(long, value_enum)]
+    pub model: Option<ModelArg>,
+    /// Epochs.
+    #[arg(long)]
+    pub epochs: Option<u32>,
+    /// Images per step.
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Adam learning rate.
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// Seeds per seeded layer.
+    #[arg(long)]
+    pub seeds: Option<usize>,
+    /// MLP hidden width.
+    #[arg(long)]
+    pub hidden: Option<usize>,
+    /// Use only the first N training images.
+    #[arg(long, value_name = "N")]
+    pub train_subset: Option<usize>,
+    /// Use only the first N test images for validation.
+    #[arg(long, value_name = "N")]
+    pub valid_subset: Option<usize>,
+    /// Shuffling seed.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Train the host only: the controller never germinates.
+    #[arg(long)]
+    pub no_growth: bool,
+    /// Run name: results go to `<runs-dir>/<name>/`.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Where run folders go.
+    #[arg(long, value_name = "DIR")]
+    pub runs_dir: Option<PathBuf>,
+    /// No progress bars (for logs and scripts).
+    #[arg(long)]
+    pub quiet: bool,
+    /// Backend.
+    #[arg(long, value_enum, default_value_t = crate::backend::BackendKind::Ndarray)]
+    pub backend: crate::backend::BackendKind,
+}
+
+/// Model presets on the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ModelArg {
+    /// `784 -> hidden -> hidden -> 10`, both hidden layers seeded.
+    Mlp,
+    /// Two seeded 3x3 conv layers with pooling, then a linear head.
+    Cnn,
+}
+
+/// Run-level settings: the `[run]` table.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RunSection {
+    /// Run name.
+    pub name: String,
+    /// Data folder.
+    pub data: PathBuf,
+    /// Training images used (0: all).
+    pub train_subset: usize,
+    /// Validation images used (0: all).
+    pub valid_subset: usize,
+    /// Whether the controller may grow the model.
+    pub growth: bool,
+    /// Where run folders go.
+    pub runs_dir: PathBuf,
+}
+
+impl Default for RunSection {
+    fn default() -> Self {
+        Self {
+            name: "fashion-mlp".into(),
+            data: FASHION_MNIST_DIR.into(),
+            train_subset: 0,
+            valid_subset: 0,
+            growth: true,
+            runs_dir: "runs".into(),
+        }
+    }
+}
+
+/// The whole configuration of a run, as read from TOML and written to the run folder.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RunConfig {
+    /// Run settings.
+    pub run: RunSection,
+    /// Host model.
+    pub model: ModelConfig,
+    /// Trainer.
+    pub trainer: TrainerConfig,
+    /// Controller.
+    pub controller: ControllerConfig,
+}
+
+impl RunConfig {
+    /// The config file (if any) with the flags applied, validated.
+    pub fn resolve(args: &TrainArgs) -> Result<Self, CliError> {
+        let mut config = match &args.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| CliError::Config { path: path.clone(), problem: e.to_string() })?;
+                toml::from_str(&text).map_err(|e| CliError::Config { path: path.clone(), problem: e.to_string() })?
+            }
+            None => RunConfig::default(),
+        };
+        set(&mut config.run.data, args.data.clone());
+        set(&mut config.run.name, args.name.clone());
+        set(&mut config.run.runs_dir, args.runs_dir.clone());
+        set(&mut config.run.train_subset, args.train_subset);
+        set(&mut config.run.valid_subset, args.valid_subset);
+        config.run.growth &= !args.no_growth;
+        set(&mut config.trainer.epochs, args.epochs);
+        set(&mut config.trainer.batch_size, args.batch_size);
+        set(&mut config.trainer.learning_rate, args.lr);
+        set(&mut config.trainer.seed, args.seed);
+        set(&mut config.model.seeds, args.seeds);
+        set(&mut config.model.hidden, args.hidden);
+        if let Some(model) = args.model {
+            config.model.kind = match model {
+                ModelArg::Mlp => ModelKind::Mlp,
+                ModelArg::Cnn => ModelKind::Cnn,
+            };
+        }
+        if !config.run.growth {
+            config.controller.max_germinations_per_epoch = 0;
+        }
+        config.trainer.validate()?;
+        config.controller.validate()?;
+        if config.run.name.is_empty() || config.run.name.contains(['/', '\\']) {
+            return Err(CliError::Config {
+                path: "--name".into(),
+                problem: "the run name must be a plain, non-empty file name".into(),
+            });
+        }
+        Ok(config)
+    }
+}
+
+/// Overrides `slot` with a flag's value when the flag was given.
+fn set<T>(slot: &mut T, value: Option<T>) {
+    if let Some(v) = value {
+        *slot = v;
+    }
+}
+
+/// `morphogen train`.
+pub fn train(args: &TrainArgs) -> Result<(), CliError> {
+    let config = RunConfig::resolve(args)?;
+    crate::backend::run_training(args.backend, &config, args.quiet)
+}
+
+/// Trains `config`'s preset on backend `B`: builds the model first, so a bad model config fails
+/// before any data is read.
+pub fn run<B: AutodiffBackend>(config: &RunConfig, quiet: bool) -> Result<(), CliError> {
+    let device = B::Device::default();
+    match config.model.kind {
+        ModelKind::Mlp => run_model::<B, _>(config.model.mlp(&device)?, config, quiet),
+        ModelKind::Cnn => run_model::<B, _>(config.model.cnn(&device)?, config, quiet),
+    }
+}
+
+fn run_model<B, M>(model: M, config: &RunConfig, quiet: bool) -> Result<(), CliError>
+where
+    B: AutodiffBackend,
+    M: AutodiffModule<B> + SeededModel<B> + Classifier<B>,
+    M::InnerModule: SeededModel<B::InnerBackend> + Classifier<B::InnerBackend>,
+{
+    let (train, valid) = fashion_mnist(&config.run.data)?;
+    let subset = |n: usize| if n == 0 { usize::MAX } else { n };
+    let (train, valid) = (train.take(subset(config.run.train_subset)), valid.take(subset(config.run.valid_subset)));
+    let dir = config.run.runs_dir.join(&config.run.name);
+    std::fs::create_dir_all(&dir).map_err(|source| CliError::Write { path: dir.clone(), source })?;
+    write(&dir.join("config.toml"), &toml::to_string_pretty(config).expect("configs serialise"))?;
+    let events = EventLog::to_file(&dir.join("events.jsonl"))?;
+    let controller = Controller::new(config.controller.clone())?;
+    let mut trainer = Trainer::new(config.trainer.clone(), controller, events)?;
+    let mut progress = Progress::new(&dir.join("metrics.jsonl"), quiet)?;
+    eprintln!(
+        "training {:?} on {} images ({} for validation), {} epochs, growth {}",
+        config.model.kind,
+        train.len(),
+        valid.len(),
+        config.trainer.epochs,
+        if config.run.growth { "on" } else { "off" }
+    );
+    let host_params = model.num_params();
+    let outcome = trainer.run(model, AdamConfig::new().init(), &train, &valid, &mut progress)?;
+    let recorder = NamedMpkFileRecorder::<FullPrecisionSettings>::new();
+    let model_path = dir.join("model");
+    outcome
+        .model
+        .clone()
+        .save_file(&model_path, &recorder)
+        .map_err(|e| CliError::Write { path: model_path, source: std::io::Error::other(e.to_string()) })?;
+    print!("{}", results(&outcome, trainer.events().events(), host_params));
+    println!("run folder: {}", dir.display());
+    Ok(())
+}
+
+fn write(path: &Path, text: &str) -> Result<(), CliError> {
+    std::fs::write(path, text).map_err(|source| CliError::Write { path: path.into(), source })
+}
+
+/// The results table: one row per epoch, then the growth summary.
+fn results<M: SeededModel<B>, B: morphogen::burn::tensor::backend::Backend, O>(
+    outcome: &TrainOutcome<M, O>,
+    events: &[TransitionEvent],
+    host_params: usize,
+) -> String {
+    let mut out = String::from("\n| epoch | train loss | train acc | val loss | val acc |\n|---|---|---|---|---|\n");
+    for m in &outcome.history {
+        out += &format!(
+            "| {} | {:.4} | {:.4} | {:.4} | {:.4} |\n",
+            m.epoch, m.train_loss, m.train_accuracy, m.val_loss, m.val_accuracy
+        );
+    }
+    let reached = |stage: Stage| events.iter().filter(|e| e.to == stage).count();
+    out += &format!(
+        "\nseeds germinated {}, fossilized {}, culled {}, rolled back {}; rollbacks {}\nparameters: host {host_params}, added by blueprints {}\n",
+        reached(Stage::Germinated),
+        reached(Stage::Fossilized),
+        reached(Stage::Culled),
+        reached(Stage::RolledBack),
+        outcome.rollbacks,
+        outcome.model.params_added(),
+    );
+    out
+}
+
+/// Progress bars, the live seed summary and `metrics.jsonl`.
+struct Progress {
+    bar: Option<ProgressBar>,
+    quiet: bool,
+    metrics: std::fs::File,
+    path: PathBuf,
+}
+
+impl Progress {
+    fn new(path: &Path, quiet: bool) -> Result<Self, CliError> {
+        let metrics = std::fs::File::create(path).map_err(|source| CliError::Write { path: path.into(), source })?;
+        Ok(Self { bar: None, quiet, metrics, path: path.into() })
+    }
+}
+
+impl Observer for Progress {
+    fn epoch_started(&mut self, epoch: u32, steps: usize) {
+        if self.quiet {
+            return;
+        }
+        let bar = ProgressBar::new(steps as u64);
+        bar.set_style(
+            ProgressStyle::with_template("epoch {prefix:>3} [{bar:30}] {pos}/{len} {msg}")
+                .expect("valid template")
+                .progress_chars("=> "),
+        );
+        bar.set_prefix(epoch.to_string());
+        self.bar = Some(bar);
+    }
+
+    fn step(&mut self, loss: f32) {
+        if let Some(bar) = &self.bar {
+            bar.set_message(format!("loss {loss:.4}"));
+            bar.inc(1);
+        }
+    }
+
+    fn epoch_ended(&mut self, m: &GlobalMetrics, seeds: &StageCounts) {
+        let line = format!(
+            "epoch {:>3}: train loss {:.4} acc {:.4} | val loss {:.4} acc {:.4} | seeds: {seeds}",
+            m.epoch, m.train_loss, m.train_accuracy, m.val_loss, m.val_accuracy
+        );
+        match self.bar.take() {
+            Some(bar) if !bar.is_hidden() => bar.finish_with_message(line),
+            _ => eprintln!("{line}"),
+        }
+        let json = serde_json::to_string(m).expect("metrics serialise");
+        if let Err(e) = writeln!(self.metrics, "{json}") {
+            eprintln!("warning: cannot append to {}: {e}", self.path.display());
+        }
+    }
+
+    fn transition(&mut self, e: &TransitionEvent) {
+        let line = format!("  {}/{}: {} -> {} ({})", e.layer, e.seed, e.from, e.to, e.reason);
+        match &self.bar {
+            Some(bar) if !bar.is_hidden() => bar.println(line),
+            _ if !self.quiet => eprintln!("{line}"),
+            _ => {}
+        }
+    }
+
+    fn rolled_back(&mut self, reason: &str) {
+        eprintln!("rollback to the last good epoch: {reason}");
+    }
+}

@@ -1,0 +1,63 @@
+//! `morphogen train` end to end on a small subset of the real Fashion-MNIST.
+
+use std::process::Command;
+
+fn morphogen(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_morphogen")).args(args).output().expect("the binary runs")
+}
+
+#[test]
+fn train_writes_a_complete_run_folder() {
+    let runs = std::env::temp_dir().join(format!("morphogen-train-{}", std::process::id()));
+    let out = morphogen(&[
+        "train",
+        "--train-subset",
+        "600",
+        "--valid-subset",
+        "200",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "100",
+        "--runs-dir",
+        runs.to_str().unwrap(),
+        "--name",
+        "smoke",
+        "--quiet",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(stdout.contains("| epoch | train loss"), "{stdout}");
+    assert!(stdout.contains("seeds germinated"), "{stdout}");
+    let dir = runs.join("smoke");
+    let metrics = std::fs::read_to_string(dir.join("metrics.jsonl")).unwrap();
+    assert_eq!(metrics.lines().count(), 2, "{metrics}");
+    assert!(metrics.contains("val_accuracy"));
+    let config = std::fs::read_to_string(dir.join("config.toml")).unwrap();
+    assert!(config.contains("epochs = 2"), "{config}");
+    assert!(dir.join("events.jsonl").exists());
+    assert!(std::fs::metadata(dir.join("model.mpk")).unwrap().len() > 1000);
+    std::fs::remove_dir_all(&runs).ok();
+}
+
+#[test]
+fn bad_values_are_rejected_before_training() {
+    let out = morphogen(&["train", "--lr=-1", "--epochs", "1"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("learning_rate"));
+
+    let file = std::env::temp_dir().join(format!("morphogen-bad-{}.toml", std::process::id()));
+    std::fs::write(&file, "[trainer]\nepochz = 3\n").unwrap();
+    let out = morphogen(&["train", "--config", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("epochz"), "{}", String::from_utf8_lossy(&out.stderr));
+    std::fs::remove_file(file).ok();
+}
+
+#[test]
+fn a_missing_data_folder_says_how_to_install_the_package() {
+    let out = morphogen(&["train", "--data", "/nonexistent/fashion", "--epochs", "1"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("apt-get install dataset-fashion-mnist"));
+}
