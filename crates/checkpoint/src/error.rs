@@ -89,13 +89,18 @@ pub enum CheckpointError {
         name: String,
     },
     /// The checkpoint holds a tensor the model has no place for.
-    #[error("the checkpoint holds tensor '{name}', which the model has no place for; was it written for another model?")]
+    #[error(
+        "the checkpoint holds tensor '{name}', which the model has no place for; was it written for another model?"
+    )]
     UnexpectedTensor {
         /// The tensor's name in the checkpoint.
         name: String,
     },
     /// A tensor's shape differs from the model's.
-    #[error("tensor '{name}'{}: the checkpoint holds shape {found:?}, the model expects {expected}", layer_note(layer))]
+    #[error(
+        "tensor '{name}'{}: the checkpoint holds shape {found:?}, the model expects {expected}",
+        layer_note(layer)
+    )]
     ShapeMismatch {
         /// The tensor's name.
         name: String,

@@ -130,7 +130,8 @@ where
     for param in torch_params(&params, &layers) {
         out.insert(param.name.clone(), torch_tensor(&param)?);
     }
-    let mut report = ExportReport { tensors: Vec::new(), merged: Vec::new(), residuals: Vec::new(), inactive: Vec::new() };
+    let mut report =
+        ExportReport { tensors: Vec::new(), merged: Vec::new(), residuals: Vec::new(), inactive: Vec::new() };
     let mut described = Vec::new();
     for (layer, core) in layers.iter().zip(paths::seed_cores(model)) {
         described.push(export_layer(layer, &core, &mut out, &mut report)?);
@@ -195,7 +196,9 @@ fn export_layer<B: Backend>(
         let ops = residual::split_ops(spec, width, bank_row(core, blueprint, slot));
         let entry = json!({"seed": seed, "start": range.start, "end": range.end, "blueprint": spec.name,
                            "stage": row.stage.name(), "scale": scale});
-        if host == HostKind::Linear && residual::is_affine(spec) && merge_into_host(out, &base, range.clone(), &ops, scale)
+        if host == HostKind::Linear
+            && residual::is_affine(spec)
+            && merge_into_host(out, &base, range.clone(), &ops, scale)
         {
             merged.push(entry);
             report.merged.push(address);
@@ -273,7 +276,8 @@ where
     let mut replacements: BTreeMap<String, (TensorData, ParamId)> = BTreeMap::new();
     let mut loaded = BTreeSet::new();
     for param in torch_params(&params, &layers) {
-        let stored = file.get(&param.name).ok_or_else(|| CheckpointError::MissingTensor { name: param.name.clone() })?;
+        let stored =
+            file.get(&param.name).ok_or_else(|| CheckpointError::MissingTensor { name: param.name.clone() })?;
         let data = imported_data(&param, stored)?;
         replacements.insert(param.entry.path.clone(), (data, param.entry.id));
         loaded.insert(param.name.clone());
@@ -296,10 +300,8 @@ fn imported_data(param: &TorchParam, stored: &StoredTensor) -> Result<TensorData
         });
     }
     let stored = if param.transpose { transposed(stored) } else { stored.clone() };
-    let data = stored.to_data().map_err(|problem| CheckpointError::TensorFile {
-        path: param.name.clone().into(),
-        problem,
-    })?;
+    let data =
+        stored.to_data().map_err(|problem| CheckpointError::TensorFile { path: param.name.clone().into(), problem })?;
     let (have, want) = (data.dtype, param.entry.dtype);
     match (have == want, is_float(have) && is_float(want)) {
         (true, _) => Ok(data),

@@ -212,7 +212,12 @@ fn verify_manifest_sum(dir: &Path, manifest: &[u8], sum: &[u8]) -> Result<(), Ch
     let expected = String::from_utf8_lossy(sum).trim().to_string();
     let actual = sha256_hex(manifest);
     if expected != actual {
-        return Err(CheckpointError::HashMismatch { path: dir.to_path_buf(), file: MANIFEST_FILE.into(), expected, actual });
+        return Err(CheckpointError::HashMismatch {
+            path: dir.to_path_buf(),
+            file: MANIFEST_FILE.into(),
+            expected,
+            actual,
+        });
     }
     Ok(())
 }

@@ -185,7 +185,11 @@ impl Replacer {
     }
 }
 
-fn replace_float<B: Backend, const D: usize>(param: Param<Tensor<B, D>>, data: TensorData, id: ParamId) -> Param<Tensor<B, D>> {
+fn replace_float<B: Backend, const D: usize>(
+    param: Param<Tensor<B, D>>,
+    data: TensorData,
+    id: ParamId,
+) -> Param<Tensor<B, D>> {
     let (_, old, mapper) = param.consume();
     let tensor = Tensor::<B, D>::from_data(data, &old.device());
     let tensor = if old.is_require_grad() { tensor.require_grad() } else { tensor };

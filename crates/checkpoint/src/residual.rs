@@ -128,8 +128,9 @@ fn dense_weight(p: &OpParams, keep_in: usize, keep_out: usize, host: HostKind) -
 fn conv_weight(p: &OpParams, keep_in: usize, keep_out: usize, kernel: usize) -> (Vec<f32>, Vec<usize>) {
     let kk = kernel * kernel;
     let row = p.widths.0 * kk;
-    let values =
-        (0..keep_out).flat_map(|o| (0..keep_in * kk).map(move |j| p.weight[o * row + (j / kk) * kk + j % kk])).collect();
+    let values = (0..keep_out)
+        .flat_map(|o| (0..keep_in * kk).map(move |j| p.weight[o * row + (j / kk) * kk + j % kk]))
+        .collect();
     (values, vec![keep_out, keep_in, kernel, kernel])
 }
 
@@ -146,7 +147,9 @@ fn describe(spec: &BlueprintSpec, ops: &[(usize, BlueprintOp, OpParams)], host: 
         BlueprintOp::Dense { bias, .. } => {
             let (i, o) = widths(index);
             match host {
-                HostKind::Conv2d => json!({"type": "conv2d", "in": i, "out": o, "kernel": 1, "padding": 0, "bias": bias}),
+                HostKind::Conv2d => {
+                    json!({"type": "conv2d", "in": i, "out": o, "kernel": 1, "padding": 0, "bias": bias})
+                }
                 _ => json!({"type": "linear", "in": i, "out": o, "bias": bias}),
             }
         }

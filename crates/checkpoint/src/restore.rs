@@ -339,13 +339,18 @@ impl Checkpoint {
         O: Optimizer<M, B>,
     {
         let problem = |problem: String| CheckpointError::Optimizer { problem };
-        let info =
-            self.manifest.optimizer.as_ref().ok_or_else(|| problem("the checkpoint holds no optimizer state".into()))?;
+        let info = self
+            .manifest
+            .optimizer
+            .as_ref()
+            .ok_or_else(|| problem("the checkpoint holds no optimizer state".into()))?;
         if info.encoding != OPTIMIZER_ENCODING {
             return Err(problem(format!("unknown encoding '{}'", info.encoding)));
         }
-        let stored =
-            self.tensors.get(&info.tensor).ok_or_else(|| CheckpointError::MissingTensor { name: info.tensor.clone() })?;
+        let stored = self
+            .tensors
+            .get(&info.tensor)
+            .ok_or_else(|| CheckpointError::MissingTensor { name: info.tensor.clone() })?;
         if stored.dtype != safetensors::Dtype::U8 || stored.shape.len() != 1 {
             return Err(problem(format!("'{}' is not a u8 vector", info.tensor)));
         }

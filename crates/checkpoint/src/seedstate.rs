@@ -122,11 +122,8 @@ pub fn check_table<B: Backend>(
     columns: &ColumnValues,
     capacities: &[Option<usize>],
 ) -> Result<(), CheckpointError> {
-    let invalid = |seed: usize, problem: String| CheckpointError::InvalidSeedState {
-        layer: layer.name.clone(),
-        seed,
-        problem,
-    };
+    let invalid =
+        |seed: usize, problem: String| CheckpointError::InvalidSeedState { layer: layer.name.clone(), seed, problem };
     let strategies = core.strategies().specs().len();
     let mut taken = BTreeSet::new();
     for seed in 0..core.num_seeds() {

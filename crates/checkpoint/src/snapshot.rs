@@ -71,7 +71,11 @@ impl Snapshot {
         Ok(snapshot)
     }
 
-    fn add_graft_memory<B: Backend>(&mut self, layer: &SeedLayerPath, core: &SeedCore<B>) -> Result<(), CheckpointError> {
+    fn add_graft_memory<B: Backend>(
+        &mut self,
+        layer: &SeedLayerPath,
+        core: &SeedCore<B>,
+    ) -> Result<(), CheckpointError> {
         let memory = core.graft_memory();
         for (id, ema) in memory.loss_ema {
             let name = graft_name(&layer.prefix, &format!("loss_ema.{id}"));

@@ -100,7 +100,10 @@ fn parse_name(name: &str) -> Option<(u64, u64)> {
         Some((step, n)) => (step, n.parse().ok()?),
         None => (rest, 0),
     };
-    (step.len() == 12 && step.bytes().all(|b| b.is_ascii_digit())).then(|| step.parse().ok()).flatten().map(|s| (s, suffix))
+    (step.len() == 12 && step.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| step.parse().ok())
+        .flatten()
+        .map(|s| (s, suffix))
 }
 
 impl CheckpointDir {
@@ -221,7 +224,11 @@ impl CheckpointDir {
     }
 
     /// [`rollback`](Self::rollback) restoring the optimizer's state too.
-    pub fn rollback_with_optimizer<B, M, O>(&self, model: &mut M, optimizer: &mut O) -> Result<Rollback, CheckpointError>
+    pub fn rollback_with_optimizer<B, M, O>(
+        &self,
+        model: &mut M,
+        optimizer: &mut O,
+    ) -> Result<Rollback, CheckpointError>
     where
         B: AutodiffBackend,
         M: AutodiffModule<B> + SeededModel<B>,
@@ -288,8 +295,9 @@ mod tests {
 
     #[test]
     fn retention_keeps_the_newest_and_the_best() {
-        let entries: Vec<Entry> =
-            [(1, Some(0.5)), (2, Some(0.1)), (3, Some(0.9)), (4, None), (5, Some(0.7))].map(|(s, m)| entry(s, m)).into();
+        let entries: Vec<Entry> = [(1, Some(0.5)), (2, Some(0.1)), (3, Some(0.9)), (4, None), (5, Some(0.7))]
+            .map(|(s, m)| entry(s, m))
+            .into();
         let keep = |last, best, goal| {
             let mut k = kept(&entries, Retention { keep_last: last, keep_best: best, goal });
             k.sort();

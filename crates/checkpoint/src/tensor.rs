@@ -41,13 +41,21 @@ impl StoredTensor {
         let shape = self.shape.clone();
         let expected = self.shape.iter().try_fold(element_bytes(self.dtype), |n, &d| n.checked_mul(d));
         if expected != Some(self.bytes.len()) {
-            return Err(format!("{} bytes do not hold a {:?} tensor of shape {:?}", self.bytes.len(), self.dtype, shape));
+            return Err(format!(
+                "{} bytes do not hold a {:?} tensor of shape {:?}",
+                self.bytes.len(),
+                self.dtype,
+                shape
+            ));
         }
         macro_rules! decode {
             ($t:ty) => {{
                 const N: usize = std::mem::size_of::<$t>();
-                let values: Vec<$t> =
-                    self.bytes.chunks_exact(N).map(|c| <$t>::from_le_bytes(c.try_into().expect("chunk of N"))).collect();
+                let values: Vec<$t> = self
+                    .bytes
+                    .chunks_exact(N)
+                    .map(|c| <$t>::from_le_bytes(c.try_into().expect("chunk of N")))
+                    .collect();
                 TensorData::new(values, shape)
             }};
         }
