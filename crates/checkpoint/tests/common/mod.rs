@@ -78,7 +78,13 @@ pub fn bits<const D: usize, Bk: Backend>(t: Tensor<Bk, D>) -> Vec<u32> {
     values(t).into_iter().map(f32::to_bits).collect()
 }
 
-struct Bits(Vec<(u64, Vec<usize>, Vec<u32>)>);
+/// A parameter's id, shape and bit pattern.
+pub type ParamBits = (u64, Vec<usize>, Vec<u32>);
+
+/// A seeded layer's host table and alpha bits.
+pub type SeedState = (SeedTable, Vec<u32>);
+
+struct Bits(Vec<ParamBits>);
 
 impl<Bk: Backend> ModuleVisitor<Bk> for Bits {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<Bk, D>>) {
@@ -87,14 +93,14 @@ impl<Bk: Backend> ModuleVisitor<Bk> for Bits {
 }
 
 /// Every float parameter of a module: id, shape and bit pattern, in visiting order.
-pub fn param_bits<Bk: Backend, M: Module<Bk>>(module: &M) -> Vec<(u64, Vec<usize>, Vec<u32>)> {
+pub fn param_bits<Bk: Backend, M: Module<Bk>>(module: &M) -> Vec<ParamBits> {
     let mut visitor = Bits(Vec::new());
     module.visit(&mut visitor);
     visitor.0
 }
 
 /// Every seeded layer's host table and alpha column (bit patterns).
-pub fn seed_states<Bk: Backend, M: SeededModel<Bk>>(model: &M) -> Vec<(SeedTable, Vec<u32>)> {
+pub fn seed_states<Bk: Backend, M: SeededModel<Bk>>(model: &M) -> Vec<SeedState> {
     let mut states = Vec::new();
     model.visit_seeded(&mut |_, layer| {
         let core = layer.seed_core();
@@ -104,8 +110,6 @@ pub fn seed_states<Bk: Backend, M: SeededModel<Bk>>(model: &M) -> Vec<(SeedTable
 }
 
 /// Everything a restore could change: parameters and seed states.
-pub fn fingerprint<Bk: Backend, M: Module<Bk> + SeededModel<Bk>>(
-    model: &M,
-) -> (Vec<(u64, Vec<usize>, Vec<u32>)>, Vec<(SeedTable, Vec<u32>)>) {
+pub fn fingerprint<Bk: Backend, M: Module<Bk> + SeededModel<Bk>>(model: &M) -> (Vec<ParamBits>, Vec<SeedState>) {
     (param_bits(model), seed_states(model))
 }
