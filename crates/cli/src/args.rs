@@ -36,6 +36,9 @@ pub enum BenchTarget {
     /// Time SeededLinear(hidden -> hidden) against its host Linear alone and against the
     /// per-seed reference loop, forward and forward+backward, over a grid of shapes.
     Layer(LayerArgs),
+    /// Train the same small host static, growing, and statically enlarged to the grown
+    /// parameter count, several seeds each; report accuracy mean and spread.
+    Growth(crate::growth::GrowthArgs),
 }
 
 /// Flags of `morphogen bench layer`. Grid flags left out take the default grid, or the quick

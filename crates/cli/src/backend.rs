@@ -66,3 +66,14 @@ pub fn run_training(kind: BackendKind, config: &crate::train::RunConfig, quiet: 
         missing => Err(CliError::BackendNotBuilt(missing.name())),
     }
 }
+
+/// Runs `morphogen bench growth` on `kind`; a backend this binary lacks is an error.
+pub fn run_growth(kind: BackendKind, args: &crate::growth::GrowthArgs) -> Result<Vec<crate::growth::RunRow>, CliError> {
+    match kind {
+        BackendKind::Ndarray => crate::growth::run::<Autodiff<NdArray<f32>>>(args),
+        #[cfg(feature = "cuda")]
+        BackendKind::Cuda => crate::growth::run::<Autodiff<morphogen::burn::backend::Cuda<f32>>>(args),
+        #[allow(unreachable_patterns)] // unreachable when every backend is built
+        missing => Err(CliError::BackendNotBuilt(missing.name())),
+    }
+}

@@ -8,6 +8,7 @@ mod args;
 mod backend;
 mod bench;
 mod error;
+mod growth;
 mod report;
 mod timing;
 mod train;
@@ -30,6 +31,7 @@ fn main() -> ExitCode {
         }
         Command::Train(args) => train::train(&args),
         Command::Bench { target: BenchTarget::Layer(args) } => bench_layer(&args),
+        Command::Bench { target: BenchTarget::Growth(args) } => bench_growth(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -63,6 +65,18 @@ fn bench_layer(args: &LayerArgs) -> Result<(), CliError> {
         let text = serde_json::to_string_pretty(&report)? + "\n";
         file.write_all(text.as_bytes()).map_err(|source| CliError::Write { path: path.to_path_buf(), source })?;
         eprintln!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+/// `morphogen bench growth`: runs every variant, prints the tables, writes the JSON if asked.
+fn bench_growth(args: &growth::GrowthArgs) -> Result<(), CliError> {
+    let json = args.json.as_deref().map(|path| create(path).map(|file| (path, file))).transpose()?;
+    let rows = backend::run_growth(args.run.backend, args)?;
+    print!("{}", growth::table(&rows));
+    if let Some((path, mut file)) = json {
+        let text = serde_json::to_string_pretty(&rows)? + "\n";
+        file.write_all(text.as_bytes()).map_err(|source| CliError::Write { path: path.to_path_buf(), source })?;
     }
     Ok(())
 }

@@ -4,13 +4,14 @@
 use crate::error::CliError;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use morphogen::burn::module::AutodiffModule;
+use morphogen::burn::module::{AutodiffModule, Module, ModuleVisitor, Param};
 use morphogen::burn::optim::AdamConfig;
 use morphogen::burn::record::{FullPrecisionSettings, NamedMpkFileRecorder};
 use morphogen::burn::tensor::backend::AutodiffBackend;
+use morphogen::burn::tensor::Tensor;
 use morphogen::controller::{Controller, ControllerConfig};
 use morphogen::trainer::{
-    fashion_mnist, Classifier, EventLog, ModelConfig, ModelKind, Observer, StageCounts, TrainOutcome, Trainer,
+    fashion_mnist, Classifier, Dataset, EventLog, ModelConfig, ModelKind, Observer, StageCounts, Trainer,
     TrainerConfig, FASHION_MNIST_DIR,
 };
 use morphogen::{GlobalMetrics, SeededModel, Stage, TransitionEvent};
@@ -199,36 +200,112 @@ where
     M: AutodiffModule<B> + SeededModel<B> + Classifier<B>,
     M::InnerModule: SeededModel<B::InnerBackend> + Classifier<B::InnerBackend>,
 {
-    let (train, valid) = fashion_mnist(&config.run.data)?;
-    let subset = |n: usize| if n == 0 { usize::MAX } else { n };
-    let (train, valid) = (train.take(subset(config.run.train_subset)), valid.take(subset(config.run.valid_subset)));
+    let data = load_data(config)?;
     let dir = config.run.runs_dir.join(&config.run.name);
     std::fs::create_dir_all(&dir).map_err(|source| CliError::Write { path: dir.clone(), source })?;
     write(&dir.join("config.toml"), &toml::to_string_pretty(config).expect("configs serialise"))?;
     let events = EventLog::to_file(&dir.join("events.jsonl"))?;
-    let controller = Controller::new(config.controller.clone())?;
-    let mut trainer = Trainer::new(config.trainer.clone(), controller, events)?;
     let mut progress = Progress::new(&dir.join("metrics.jsonl"), quiet)?;
     eprintln!(
         "training {:?} on {} images ({} for validation), {} epochs, growth {}",
         config.model.kind,
-        train.len(),
-        valid.len(),
+        data.0.len(),
+        data.1.len(),
         config.trainer.epochs,
         if config.run.growth { "on" } else { "off" }
     );
-    let host_params = model.num_params();
-    let outcome = trainer.run(model, AdamConfig::new().init(), &train, &valid, &mut progress)?;
+    let result = train_once(model, config, &data, events, &mut progress)?;
     let recorder = NamedMpkFileRecorder::<FullPrecisionSettings>::new();
     let model_path = dir.join("model");
-    outcome
+    result
         .model
         .clone()
         .save_file(&model_path, &recorder)
         .map_err(|e| CliError::Write { path: model_path, source: std::io::Error::other(e.to_string()) })?;
-    print!("{}", results(&outcome, trainer.events().events(), host_params));
+    print!("{}", results(&result));
     println!("run folder: {}", dir.display());
     Ok(())
+}
+
+/// The training and validation sets of `config`, cut to its subsets.
+pub fn load_data(config: &RunConfig) -> Result<(Dataset, Dataset), CliError> {
+    let (train, valid) = fashion_mnist(&config.run.data)?;
+    let subset = |n: usize| if n == 0 { usize::MAX } else { n };
+    Ok((train.take(subset(config.run.train_subset)), valid.take(subset(config.run.valid_subset))))
+}
+
+/// What one training run produced.
+pub struct RunResult<M> {
+    /// The final model.
+    pub model: M,
+    /// Metrics per epoch.
+    pub history: Vec<GlobalMetrics>,
+    /// Every transition.
+    pub events: Vec<TransitionEvent>,
+    /// Rollbacks done.
+    pub rollbacks: u32,
+    /// Trainable parameters before training (the host; banks are still empty).
+    pub host_params: usize,
+    /// Parameters the blueprints seeds hold at the end add.
+    pub params_added: usize,
+    /// Wall time of training, seconds.
+    pub seconds: f64,
+}
+
+impl<M> RunResult<M> {
+    /// Transitions into `stage`.
+    pub fn reached(&self, stage: Stage) -> usize {
+        self.events.iter().filter(|e| e.to == stage).count()
+    }
+
+    /// Validation accuracy after the last epoch.
+    pub fn final_accuracy(&self) -> f32 {
+        self.history.last().map_or(0.0, |m| m.val_accuracy)
+    }
+}
+
+/// Parameters that train (host weights and blueprint banks; not the seed-state columns).
+pub fn trainable_params<B: AutodiffBackend, M: Module<B>>(model: &M) -> usize {
+    struct Count(usize);
+    impl<B: AutodiffBackend> ModuleVisitor<B> for Count {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+            if param.is_require_grad() {
+                self.0 += param.shape().num_elements();
+            }
+        }
+    }
+    let mut count = Count(0);
+    model.visit(&mut count);
+    count.0
+}
+
+/// Trains `model` once with Adam as `config` says.
+pub fn train_once<B, M>(
+    model: M,
+    config: &RunConfig,
+    (train, valid): &(Dataset, Dataset),
+    events: EventLog,
+    observer: &mut dyn Observer,
+) -> Result<RunResult<M>, CliError>
+where
+    B: AutodiffBackend,
+    M: AutodiffModule<B> + SeededModel<B> + Classifier<B>,
+    M::InnerModule: SeededModel<B::InnerBackend> + Classifier<B::InnerBackend>,
+{
+    let controller = Controller::new(config.controller.clone())?;
+    let mut trainer = Trainer::new(config.trainer.clone(), controller, events)?;
+    let host_params = trainable_params(&model);
+    let start = std::time::Instant::now();
+    let outcome = trainer.run(model, AdamConfig::new().init(), train, valid, observer)?;
+    Ok(RunResult {
+        params_added: outcome.model.params_added(),
+        model: outcome.model,
+        history: outcome.history,
+        events: trainer.events().events().to_vec(),
+        rollbacks: outcome.rollbacks,
+        host_params,
+        seconds: start.elapsed().as_secs_f64(),
+    })
 }
 
 fn write(path: &Path, text: &str) -> Result<(), CliError> {
@@ -236,27 +313,24 @@ fn write(path: &Path, text: &str) -> Result<(), CliError> {
 }
 
 /// The results table: one row per epoch, then the growth summary.
-fn results<M: SeededModel<B>, B: morphogen::burn::tensor::backend::Backend, O>(
-    outcome: &TrainOutcome<M, O>,
-    events: &[TransitionEvent],
-    host_params: usize,
-) -> String {
+fn results<M>(run: &RunResult<M>) -> String {
     let mut out = String::from("\n| epoch | train loss | train acc | val loss | val acc |\n|---|---|---|---|---|\n");
-    for m in &outcome.history {
+    for m in &run.history {
         out += &format!(
             "| {} | {:.4} | {:.4} | {:.4} | {:.4} |\n",
             m.epoch, m.train_loss, m.train_accuracy, m.val_loss, m.val_accuracy
         );
     }
-    let reached = |stage: Stage| events.iter().filter(|e| e.to == stage).count();
     out += &format!(
-        "\nseeds germinated {}, fossilized {}, culled {}, rolled back {}; rollbacks {}\nparameters: host {host_params}, added by blueprints {}\n",
-        reached(Stage::Germinated),
-        reached(Stage::Fossilized),
-        reached(Stage::Culled),
-        reached(Stage::RolledBack),
-        outcome.rollbacks,
-        outcome.model.params_added(),
+        "\nseeds germinated {}, fossilized {}, culled {}, rolled back {}; rollbacks {}\nparameters: host {}, added by blueprints {}; {:.1} s\n",
+        run.reached(Stage::Germinated),
+        run.reached(Stage::Fossilized),
+        run.reached(Stage::Culled),
+        run.reached(Stage::RolledBack),
+        run.rollbacks,
+        run.host_params,
+        run.params_added,
+        run.seconds,
     );
     out
 }
