@@ -83,7 +83,7 @@ pub enum CheckpointError {
         problem: String,
     },
     /// The model expects a tensor the checkpoint does not hold.
-    #[error("tensor '{name}' is missing from the checkpoint; was it written for another model?")]
+    #[error("tensor '{name}' is missing from the file; was it written for another model?")]
     MissingTensor {
         /// The tensor's name in the checkpoint.
         name: String,
@@ -164,8 +164,8 @@ pub enum CheckpointError {
         /// What went wrong.
         problem: String,
     },
-    /// A tensor's element type has no safetensors equivalent.
-    #[error("tensor '{name}' has dtype {dtype}, which a safetensors file cannot hold")]
+    /// A tensor's element type has no equivalent on the other side (safetensors or Burn).
+    #[error("tensor '{name}' has dtype {dtype}, which cannot be converted between Burn and safetensors")]
     UnsupportedDtype {
         /// The tensor's name.
         name: String,

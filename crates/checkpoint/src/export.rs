@@ -300,8 +300,10 @@ fn imported_data(param: &TorchParam, stored: &StoredTensor) -> Result<TensorData
         });
     }
     let stored = if param.transpose { transposed(stored) } else { stored.clone() };
-    let data =
-        stored.to_data().map_err(|problem| CheckpointError::TensorFile { path: param.name.clone().into(), problem })?;
+    let data = stored.to_data().map_err(|_| CheckpointError::UnsupportedDtype {
+        name: param.name.clone(),
+        dtype: format!("{:?}", stored.dtype),
+    })?;
     let (have, want) = (data.dtype, param.entry.dtype);
     match (have == want, is_float(have) && is_float(want)) {
         (true, _) => Ok(data),

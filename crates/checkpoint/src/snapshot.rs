@@ -29,7 +29,8 @@ pub const GRAFT_PREFIX: &str = "graft";
 /// Name of the optimizer record tensor.
 pub const OPTIMIZER_TENSOR: &str = "optimizer.record";
 
-/// The contents of one checkpoint, held in memory until [`write`](crate::write_checkpoint)n.
+/// The contents of one checkpoint, held in memory until written with
+/// [`write_checkpoint`](crate::write_checkpoint) or [`CheckpointDir::save`](crate::CheckpointDir::save).
 #[derive(Clone, Debug)]
 pub struct Snapshot {
     pub(crate) tensors: TensorMap,
