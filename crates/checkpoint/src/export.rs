@@ -156,19 +156,30 @@ fn output_weight<B: Backend>(core: &SeedCore<B>, seed: usize, alpha: f32) -> f32
     }
 }
 
-/// One bank row's parameters, in `param_shapes` order.
-fn bank_row<B: Backend>(core: &SeedCore<B>, blueprint: usize, slot: usize) -> Vec<Vec<f32>> {
-    let bank = core.params().banks[blueprint].as_ref().expect("a held blueprint has a bank");
-    bank.stacked()
-        .into_iter()
-        .map(|t| {
-            let [_, a, b] = t.dims();
-            let row = t.narrow(0, slot, 1).into_data().convert::<f32>();
-            let values = row.to_vec::<f32>().expect("f32 after convert");
-            debug_assert_eq!(values.len(), a * b);
-            values
-        })
-        .collect()
+/// One bank parameter stacked over all pages: `f32` values and elements per row.
+type Stacked = (Vec<f32>, usize);
+
+/// Every allocated bank of a layer read back once, per blueprint id.
+struct BankValues(Vec<Option<Vec<Stacked>>>);
+
+impl BankValues {
+    fn read<B: Backend>(core: &SeedCore<B>) -> Self {
+        let banks = core.params().banks.iter().map(|bank| {
+            let stacked = bank.as_ref()?.stacked();
+            let params = stacked.into_iter().map(|t| {
+                let [_, a, b] = t.dims();
+                (t.into_data().convert::<f32>().to_vec::<f32>().expect("f32 after convert"), a * b)
+            });
+            Some(params.collect())
+        });
+        Self(banks.collect())
+    }
+
+    /// One bank row's parameters, in `param_shapes` order.
+    fn row(&self, blueprint: usize, slot: usize) -> Vec<Vec<f32>> {
+        let params = self.0[blueprint].as_ref().expect("a held blueprint has a bank");
+        params.iter().map(|(values, size)| values[slot * size..(slot + 1) * size].to_vec()).collect()
+    }
 }
 
 /// Exports one seeded layer's contributing seeds (merging or as residuals); returns its JSON.
@@ -181,6 +192,7 @@ fn export_layer<B: Backend>(
     let base = layer.layer_path();
     let alpha: Vec<f32> = core.params().state.alpha.val().into_data().convert::<f32>().to_vec().expect("f32 alpha");
     let (width, host) = (core.chunks().width(), core.host_kind());
+    let banks = BankValues::read(core);
     let mut residuals = Vec::new();
     let mut merged = Vec::new();
     for (seed, row) in core.table().iter().enumerate() {
@@ -193,7 +205,7 @@ fn export_layer<B: Backend>(
         }
         let spec = core.blueprints().get(blueprint);
         let range = core.chunks().range(seed);
-        let ops = residual::split_ops(spec, width, bank_row(core, blueprint, slot));
+        let ops = residual::split_ops(spec, width, banks.row(blueprint, slot));
         let entry = json!({"seed": seed, "start": range.start, "end": range.end, "blueprint": spec.name,
                            "stage": row.stage.name(), "scale": scale});
         if host == HostKind::Linear

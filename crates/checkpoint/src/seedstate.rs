@@ -12,6 +12,9 @@ use std::ops::Range;
 /// A layer's bank tensors by (blueprint id, page, param index), with their names.
 pub type BankTensors = BTreeMap<(usize, usize, usize), (String, StoredTensor)>;
 
+/// Most pages a bank may have: pages double, so even 2^32 seeds need fewer.
+const MAX_PAGES: usize = 33;
+
 /// Largest integer every column holds exactly (f32 mantissa).
 const MAX_EXACT: f32 = 16_777_216.0;
 
@@ -108,6 +111,23 @@ pub fn check_banks<B: Backend>(
                 }
             }
             first_row += rows;
+        }
+        if first_row > core.num_seeds() || pages.len() > MAX_PAGES {
+            let problem = format!(
+                "{} rows in {} pages; a bank holds at most one row per seed ({}) in at most {MAX_PAGES} pages",
+                first_row,
+                pages.len(),
+                core.num_seeds()
+            );
+            let last = pages.len() - 1;
+            return Err(CheckpointError::BankMismatch {
+                layer: layer.name.clone(),
+                blueprint: spec.name.clone(),
+                page: last,
+                param: 0,
+                problem,
+                seeds: Vec::new(),
+            });
         }
         *capacity = Some(first_row);
     }

@@ -195,6 +195,14 @@ fn impossible_seed_states_and_bank_shapes_are_named() {
     assert!(message.contains("residual_mlp") && message.contains("seeds 0, 2"), "{message}");
 
     let mut tensors = valid().tensors();
+    for (param, [a, b]) in [[3, 6], [1, 6], [6, 3], [1, 3]].into_iter().enumerate() {
+        let name = format!("model.fc1.seeds.banks.0.pages.1.params.{param}");
+        tensors.insert(name, StoredTensor::from_f32(vec![0.0; 4 * a * b], vec![4, a, b]));
+    }
+    let err = restore(&valid().clone().with_tensors(&tensors), &mut target()).unwrap_err();
+    assert!(err.to_string().contains("8 rows in 2 pages"), "{err}");
+
+    let mut tensors = valid().tensors();
     tensors.insert("model.fc9.weight".into(), StoredTensor::from_f32(vec![0.0], vec![1]));
     let err = restore(&valid().clone().with_tensors(&tensors), &mut target()).unwrap_err();
     assert!(matches!(&err, CheckpointError::UnexpectedTensor { name } if name == "model.fc9.weight"), "{err}");
