@@ -66,7 +66,6 @@ pub use error::CheckpointError;
 pub use export::{export_pytorch, import_pytorch, ExportReport, ImportReport, EXPORT_FORMAT};
 pub use io::{sha256_hex, write_checkpoint, Checkpoint, MANIFEST_FILE, MANIFEST_SUM_FILE, TEMP_PREFIX, TENSOR_FILE};
 pub use manifest::{Manifest, Progress, RngState, SCHEMA_VERSION};
-pub use paths::SeedLayerPath;
 pub use restore::STATE_COLUMNS;
 pub use snapshot::{Snapshot, GRAFT_PREFIX, MODEL_PREFIX, OPTIMIZER_TENSOR};
 pub use store::{active_seeds, CheckpointDir, Entry, Goal, Retention, Rollback, Saved};
