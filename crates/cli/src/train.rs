@@ -188,6 +188,7 @@ pub fn train(args: &TrainArgs) -> Result<(), CliError> {
 /// before any data is read.
 pub fn run<B: AutodiffBackend>(config: &RunConfig, quiet: bool) -> Result<(), CliError> {
     let device = B::Device::default();
+    B::seed(&device, config.trainer.seed);
     match config.model.kind {
         ModelKind::Mlp => run_model::<B, _>(config.model.mlp(&device)?, config, quiet),
         ModelKind::Cnn => run_model::<B, _>(config.model.cnn(&device)?, config, quiet),

@@ -13,8 +13,9 @@ pub struct ControllerState {
     pub best_val_accuracy: Option<f32>,
     /// Epochs since validation accuracy last improved by more than the plateau delta.
     pub epochs_without_progress: u32,
-    /// Validation loss when each seed entered FINE_TUNING: its final gate compares against it.
-    pub fine_tuning_entry: BTreeMap<String, f32>,
+    /// Validation loss and accuracy when each seed entered FINE_TUNING: its final gate compares
+    /// against them.
+    pub fine_tuning_entry: BTreeMap<String, (f32, f32)>,
 }
 
 /// The heuristic controller; see the crate docs.
@@ -116,21 +117,27 @@ impl Controller {
                     eval.loss_with, eval.loss_without, c.min_contribution
                 );
                 if gain >= c.min_contribution {
-                    self.state.fine_tuning_entry.insert(key(&at), m.val_loss);
+                    self.state.fine_tuning_entry.insert(key(&at), (m.val_loss, m.val_accuracy));
                     Some(Command::advance(at, Stage::FineTuning, format!("evaluation passed: {detail}")))
                 } else {
                     Some(Command::advance(at, Stage::Culled, format!("evaluation failed: {detail}")))
                 }
             }
             Stage::FineTuning if epochs >= c.fine_tuning_epochs => {
+                // FOSSILIZED on global improvement since entry, CULLED otherwise.
                 // No baseline on record (e.g. a controller resumed without its state): take one
                 // now and judge at the next boundary rather than guess.
-                let Some(entry) = self.state.fine_tuning_entry.remove(&key(&at)) else {
-                    self.state.fine_tuning_entry.insert(key(&at), m.val_loss);
+                let Some((loss, accuracy)) = self.state.fine_tuning_entry.remove(&key(&at)) else {
+                    self.state.fine_tuning_entry.insert(key(&at), (m.val_loss, m.val_accuracy));
                     return None;
                 };
-                let detail = format!("val loss {:.4} at entry, {:.4} now", entry, m.val_loss);
-                if m.val_loss < entry {
+                let detail = format!(
+                    "val loss {loss:.4} -> {:.4}, val accuracy {accuracy:.4} -> {:.4} since entry",
+                    m.val_loss, m.val_accuracy
+                );
+                // Improvement on either global measure: accuracy can hold while an overfitting
+                // model's loss drifts up, and the reverse.
+                if m.val_loss < loss || m.val_accuracy > accuracy {
                     Some(Command::advance(at, Stage::Fossilized, format!("global improvement: {detail}")))
                 } else {
                     Some(Command::advance(at, Stage::Culled, format!("no global improvement: {detail}")))

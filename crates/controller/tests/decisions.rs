@@ -177,7 +177,7 @@ fn evaluation_and_fine_tuning_gates() {
     assert_eq!(only(&ctl.step(&s)).0, Stage::FineTuning);
 
     let mut later = system(2, 0.5, vec![with_stage(Stage::FineTuning, 1, h.clone())]);
-    later.metrics.val_loss = 0.4;
+    later.metrics.val_loss = 0.4; // accuracy unchanged, loss improved
     let (to, why) = only(&ctl.step(&later));
     assert_eq!(to, Stage::Fossilized, "{why}");
 
@@ -188,6 +188,13 @@ fn evaluation_and_fine_tuning_gates() {
     assert!(ctl.step(&worse).commands.is_empty(), "no baseline on record: take one, judge later");
     worse.metrics.val_loss = 0.9;
     assert_eq!(only(&ctl.step(&worse)).0, Stage::Culled, "no improvement over the baseline: cull");
+
+    let mut ctl = Controller::new(ControllerConfig::default()).unwrap();
+    let mut accurate = system(4, 0.5, vec![with_stage(Stage::FineTuning, 1, health(0, 1.0, 0.0))]);
+    assert!(ctl.step(&accurate).commands.is_empty(), "baseline taken");
+    accurate.metrics.val_loss = 0.6;
+    accurate.metrics.val_accuracy = 0.55;
+    assert_eq!(only(&ctl.step(&accurate)).0, Stage::Fossilized, "higher accuracy counts as improvement");
 }
 
 #[test]
