@@ -89,6 +89,7 @@ fn one<B: AutodiffBackend>(
 ) -> Result<RunRow, CliError> {
     let mut config = config.clone();
     config.run.growth = growth;
+    config.trainer.checkpoint_dir = None; // nothing to resume: compare training alone
     if !growth {
         config.controller.max_germinations_per_epoch = 0;
     }

@@ -159,6 +159,9 @@ impl RunConfig {
         if !config.run.growth {
             config.controller.max_germinations_per_epoch = 0;
         }
+        if config.trainer.checkpoint_dir.is_none() {
+            config.trainer.checkpoint_dir = Some(config.run.runs_dir.join(&config.run.name).join("checkpoints"));
+        }
         config.trainer.validate()?;
         config.controller.validate()?;
         if config.run.name.is_empty() || config.run.name.contains(['/', '\\']) {

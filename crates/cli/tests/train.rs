@@ -38,6 +38,8 @@ fn train_writes_a_complete_run_folder() {
     assert!(config.contains("epochs = 2"), "{config}");
     assert!(dir.join("events.jsonl").exists());
     assert!(std::fs::metadata(dir.join("model.mpk")).unwrap().len() > 1000);
+    let checkpoints: Vec<_> = std::fs::read_dir(dir.join("checkpoints")).unwrap().collect();
+    assert!(!checkpoints.is_empty(), "a checkpoint after every epoch");
     std::fs::remove_dir_all(&runs).ok();
 }
 

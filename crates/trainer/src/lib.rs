@@ -50,6 +50,9 @@ pub enum TrainError {
         /// Why the last one happened.
         reason: String,
     },
+    /// Saving or restoring a checkpoint failed.
+    #[error(transparent)]
+    Checkpoint(Box<morphogen_checkpoint::CheckpointError>),
     /// Writing the event log failed.
     #[error("writing {path}: {source}")]
     Io {
@@ -58,4 +61,10 @@ pub enum TrainError {
         /// The error.
         source: std::io::Error,
     },
+}
+
+impl From<morphogen_checkpoint::CheckpointError> for TrainError {
+    fn from(error: morphogen_checkpoint::CheckpointError) -> Self {
+        TrainError::Checkpoint(Box::new(error))
+    }
 }

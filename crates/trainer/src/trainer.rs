@@ -6,6 +6,7 @@ use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::{GradientsParams, Optimizer};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Int, Tensor, TensorData};
+use morphogen_checkpoint::{CheckpointDir, Snapshot as CheckpointSnapshot};
 use morphogen_contracts::{
     Command, GlobalMetrics, MorphogenError, SeedAddress, SeedEvaluation, Stage, SystemState, TransitionEvent,
 };
@@ -42,6 +43,10 @@ pub struct TrainerConfig {
     pub eval_samples: usize,
     /// Most EVALUATING seeds measured per epoch (the rest wait for the next epoch).
     pub max_evaluations_per_epoch: usize,
+    /// Where to save a checkpoint (model, optimizer, controller state) after every epoch; a
+    /// rollback then restores the newest checkpoint that verifies. Without it, rollbacks use an
+    /// in-memory copy of the last good epoch.
+    pub checkpoint_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for TrainerConfig {
@@ -55,6 +60,7 @@ impl Default for TrainerConfig {
             max_rollbacks: 3,
             eval_samples: 2000,
             max_evaluations_per_epoch: 16,
+            checkpoint_dir: None,
         }
     }
 }
@@ -114,6 +120,7 @@ pub struct Trainer {
     controller: Controller,
     events: EventLog,
     step: u64,
+    checkpoints: Option<CheckpointDir>,
 }
 
 /// Builds the controller's input from a model: every layer's seeds and health (this resets the
@@ -172,7 +179,8 @@ impl Trainer {
     /// A trainer with validated config, driving `controller`, logging to `events`.
     pub fn new(config: TrainerConfig, controller: Controller, events: EventLog) -> Result<Self, TrainError> {
         config.validate()?;
-        Ok(Self { config, controller, events, step: 0 })
+        let checkpoints = config.checkpoint_dir.as_ref().map(CheckpointDir::open).transpose()?;
+        Ok(Self { config, controller, events, step: 0, checkpoints })
     }
 
     /// The transitions so far.
@@ -203,6 +211,7 @@ impl Trainer {
         let device = model.devices().into_iter().next().unwrap_or_default();
         let mut rng = StdRng::seed_from_u64(self.config.seed);
         let mut good = Snapshot { model: model.clone(), optim: optim.clone(), controller: self.controller.clone() };
+        self.save_checkpoint(&model, &optim, 0, None)?;
         let (mut history, mut rollbacks, mut epoch) = (Vec::new(), 0, 1);
         while epoch <= self.config.epochs {
             let (trained, loss, accuracy) =
@@ -239,6 +248,7 @@ impl Trainer {
             let counts = StageCounts::of(&model.layer_states());
             observer.epoch_ended(&metrics, &counts);
             history.push(metrics);
+            self.save_checkpoint(&model, &optim, epoch, Some(metrics.val_loss))?;
             good = Snapshot { model: model.clone(), optim: optim.clone(), controller: self.controller.clone() };
             epoch += 1;
         }
@@ -288,6 +298,33 @@ impl Trainer {
         }
         let accuracy = scalar(correct.float()) / train.len().max(1) as f32;
         Ok(EpochEnd::Done { model, loss: (loss_sum / batches.len().max(1) as f64) as f32, accuracy })
+    }
+
+    /// Saves the known-good state when a checkpoint directory is configured.
+    fn save_checkpoint<B, M, O>(
+        &self,
+        model: &M,
+        optim: &O,
+        epoch: u32,
+        val_loss: Option<f32>,
+    ) -> Result<(), TrainError>
+    where
+        B: AutodiffBackend,
+        M: AutodiffModule<B> + SeededModel<B>,
+        O: Optimizer<M, B>,
+    {
+        let Some(dir) = &self.checkpoints else { return Ok(()) };
+        let controller = serde_json::to_value(self.controller.state()).expect("controller state serialises");
+        let mut snapshot = CheckpointSnapshot::of(model)?
+            .with_optimizer(optim)?
+            .with_progress(epoch as u64, self.step)
+            .with_rng(self.config.seed, None)
+            .with_extra("controller", controller);
+        if let Some(loss) = val_loss {
+            snapshot = snapshot.with_metric(loss as f64);
+        }
+        dir.save(&snapshot)?;
+        Ok(())
     }
 
     /// Why a step's loss means the run diverged, if it does.
@@ -393,10 +430,22 @@ impl Trainer {
         if rollbacks > self.config.max_rollbacks {
             return Err(TrainError::Diverged { rollbacks: rollbacks - 1, reason: reason.to_string() });
         }
-        observer.rolled_back(reason);
         let mut model = good.model.clone();
-        model.health_reports(); // drop the statistics of the failed attempt
+        let mut optim = good.optim.clone();
         self.controller = good.controller.clone();
+        match &self.checkpoints {
+            Some(dir) => {
+                let restored = dir.rollback_with_optimizer(&mut model, &mut optim)?;
+                let state = restored.checkpoint.extra("controller").cloned().map(serde_json::from_value);
+                if let Some(Ok(state)) = state {
+                    self.controller = good.controller.clone().with_state(state);
+                }
+                let at = restored.checkpoint.path().display().to_string();
+                observer.rolled_back(&format!("{reason}; restored checkpoint {at}"));
+            }
+            None => observer.rolled_back(&format!("{reason}; restored the last good epoch from memory")),
+        }
+        model.health_reports(); // drop the statistics of the failed attempt
         let mut active = Vec::new();
         model.visit_seeded(&mut |name, layer| {
             for (seed, row) in layer.seed_core().table().iter().enumerate() {
@@ -410,6 +459,6 @@ impl Trainer {
             model.apply_command(&Command::advance(at.clone(), Stage::RolledBack, format!("rollback: {reason}")))?;
             self.log(&at, from, Stage::RolledBack, &format!("rollback: {reason}"), &metrics, observer)?;
         }
-        Ok((model, good.optim.clone()))
+        Ok((model, optim))
     }
 }

@@ -102,8 +102,20 @@ impl<B: Backend> Classifier<B> for Poisoned<B> {
     }
 }
 
-#[test]
-fn a_nan_loss_rolls_back_to_the_last_good_epoch() {
+/// Records what the trainer says about rollbacks.
+#[derive(Default)]
+struct Rollbacks(Vec<String>);
+
+impl morphogen_trainer::Observer for Rollbacks {
+    fn rolled_back(&mut self, reason: &str) {
+        self.0.push(reason.to_string());
+    }
+}
+
+/// Trains a model whose loss turns NaN once, in the third epoch, and returns what happened.
+fn poisoned_run(
+    checkpoint_dir: Option<std::path::PathBuf>,
+) -> (Vec<String>, Vec<morphogen_contracts::TransitionEvent>) {
     let (train, valid) = data(640, 200);
     let device = Default::default();
     let inner: Mlp<B> = ModelConfig { hidden: 16, seeds: 4, ..Default::default() }.mlp(&device).unwrap();
@@ -111,15 +123,33 @@ fn a_nan_loss_rolls_back_to_the_last_good_epoch() {
     // counter), so call 32 is in the third epoch's training, when the seeds germinated after
     // epoch 1 are TRAINING.
     let model = Poisoned { inner, calls: Arc::new(AtomicUsize::new(0)), poison_at: 32 };
-    let config = TrainerConfig { epochs: 4, batch_size: 64, eval_samples: 200, ..Default::default() };
+    let config = TrainerConfig { epochs: 4, batch_size: 64, eval_samples: 200, checkpoint_dir, ..Default::default() };
     let mut trainer = Trainer::new(config, eager_controller(), EventLog::in_memory()).unwrap();
-    let out = trainer.run(model, AdamConfig::new().init(), &train, &valid, &mut ()).unwrap();
+    let mut seen = Rollbacks::default();
+    let out = trainer.run(model, AdamConfig::new().init(), &train, &valid, &mut seen).unwrap();
     assert_eq!(out.rollbacks, 1);
     assert_eq!(out.history.len(), 4, "the failed epoch was retried");
-    let rolled: Vec<_> = trainer.events().events().iter().filter(|e| e.to == Stage::RolledBack).collect();
+    assert!(out.history.iter().all(|m| m.train_loss.is_finite()));
+    let rolled: Vec<_> = trainer.events().events().iter().filter(|e| e.to == Stage::RolledBack).cloned().collect();
     assert!(!rolled.is_empty(), "seeds active at the failure are marked ROLLED_BACK");
     assert!(rolled.iter().all(|e| e.reason.contains("non-finite loss")), "{rolled:?}");
-    assert!(out.history.iter().all(|m| m.train_loss.is_finite()));
+    (seen.0, rolled)
+}
+
+#[test]
+fn a_nan_loss_rolls_back_to_the_last_good_epoch() {
+    let (said, _) = poisoned_run(None);
+    assert!(said[0].contains("from memory"), "{said:?}");
+}
+
+#[test]
+fn a_nan_loss_rolls_back_to_the_newest_checkpoint_on_disk() {
+    let dir = std::env::temp_dir().join(format!("morphogen-rollback-{}", std::process::id()));
+    let (said, _) = poisoned_run(Some(dir.clone()));
+    assert!(said[0].contains("restored checkpoint") && said[0].contains(dir.to_str().unwrap()), "{said:?}");
+    let kept = morphogen_checkpoint::CheckpointDir::open(&dir).unwrap().list().unwrap();
+    assert!(!kept.is_empty(), "a checkpoint per epoch, thinned by retention");
+    std::fs::remove_dir_all(dir).ok();
 }
 
 #[test]
