@@ -28,6 +28,13 @@ pub enum Command {
         #[command(subcommand)]
         target: BenchTarget,
     },
+    /// Feature flags with staged rollout, kept in a TOML file (default: `morphogen-flags.toml`
+    /// in the current directory; `--file PATH` to pick another) with an audit log beside it.
+    Flags {
+        /// What to do with the flags.
+        #[command(subcommand)]
+        command: crate::flags::FlagsCommand,
+    },
 }
 
 /// What `morphogen bench` can measure.

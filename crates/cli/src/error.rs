@@ -35,6 +35,9 @@ pub enum CliError {
     /// Training stopped.
     #[error(transparent)]
     Train(#[from] morphogen::trainer::TrainError),
+    /// A feature flag command failed.
+    #[error(transparent)]
+    Flags(#[from] morphogen_flags::FlagError),
     /// The rows could not be encoded as JSON.
     #[error("cannot encode the rows as JSON: {0}")]
     Json(#[from] serde_json::Error),
@@ -47,6 +50,7 @@ impl CliError {
         match self {
             CliError::BackendNotBuilt(_) | CliError::Config { .. } => 2,
             CliError::Engine(MorphogenError::InvalidConfig { .. }) => 2,
+            CliError::Flags(error) if error.is_user_error() => 2,
             _ => 1,
         }
     }

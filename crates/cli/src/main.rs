@@ -8,6 +8,7 @@ mod args;
 mod backend;
 mod bench;
 mod error;
+mod flags;
 mod growth;
 mod report;
 mod timing;
@@ -32,6 +33,7 @@ fn main() -> ExitCode {
         Command::Train(args) => train::train(&args),
         Command::Bench { target: BenchTarget::Layer(args) } => bench_layer(&args),
         Command::Bench { target: BenchTarget::Growth(args) } => bench_growth(&args),
+        Command::Flags { command } => flags::run(&command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
