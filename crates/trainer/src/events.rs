@@ -1,7 +1,9 @@
 //! The transition event log (JSON lines) and progress observers.
 
 use crate::TrainError;
-use morphogen_contracts::{GlobalMetrics, LayerState, Stage, TransitionEvent};
+use burn::tensor::backend::Backend;
+use morphogen_contracts::{GlobalMetrics, Stage, TransitionEvent};
+use morphogen_engine::SeededModel;
 use std::fmt;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -49,10 +51,13 @@ impl EventLog {
 pub struct StageCounts(pub [usize; 11]);
 
 impl StageCounts {
-    /// Counts the seeds of `layers`.
-    pub fn of(layers: &[LayerState]) -> Self {
+    /// Counts the seeds of every seeded layer of `model` (from the host tables: no device read,
+    /// and the telemetry windows are left alone).
+    pub fn of<B: Backend, M: SeededModel<B>>(model: &M) -> Self {
         let mut counts = [0; 11];
-        layers.iter().flat_map(|l| &l.seeds).for_each(|s| counts[s.stage.code() as usize] += 1);
+        model.visit_seeded(&mut |_, layer| {
+            layer.seed_core().table().iter().for_each(|row| counts[row.stage.code() as usize] += 1)
+        });
         Self(counts)
     }
 

@@ -245,7 +245,7 @@ impl Trainer {
                 self.apply(&mut model, command, &metrics, observer)?;
             }
             model.end_epoch();
-            let counts = StageCounts::of(&model.layer_states());
+            let counts = StageCounts::of(&model);
             observer.epoch_ended(&metrics, &counts);
             history.push(metrics);
             self.save_checkpoint(&model, &optim, epoch, Some(metrics.val_loss))?;
