@@ -57,11 +57,15 @@ pub fn run_layer_bench(kind: BackendKind, plan: &Plan) -> Result<Report, CliErro
 }
 
 /// Runs `morphogen train` on `kind` (with autodiff); a backend this binary lacks is an error.
-pub fn run_training(kind: BackendKind, config: &crate::train::RunConfig, quiet: bool) -> Result<(), CliError> {
+pub fn run_training(
+    kind: BackendKind,
+    config: &crate::train::RunConfig,
+    output: crate::train::Output,
+) -> Result<(), CliError> {
     match kind {
-        BackendKind::Ndarray => crate::train::run::<Autodiff<NdArray<f32>>>(config, quiet),
+        BackendKind::Ndarray => crate::train::run::<Autodiff<NdArray<f32>>>(config, output),
         #[cfg(feature = "cuda")]
-        BackendKind::Cuda => crate::train::run::<Autodiff<morphogen::burn::backend::Cuda<f32>>>(config, quiet),
+        BackendKind::Cuda => crate::train::run::<Autodiff<morphogen::burn::backend::Cuda<f32>>>(config, output),
         #[allow(unreachable_patterns)] // unreachable when every backend is built
         missing => Err(CliError::BackendNotBuilt(missing.name())),
     }

@@ -96,7 +96,7 @@ fn one<B: AutodiffBackend>(
     B::seed(device, seed);
     let model = config.model.mlp::<B>(device)?;
     eprintln!("{variant} seed {seed}: hidden {}", config.model.hidden);
-    let run: RunResult<_> = train_once(model, &config, data, EventLog::in_memory(), &mut ())?;
+    let run: RunResult<_> = train_once(model, &config, data, EventLog::in_memory(), false, &mut ())?;
     Ok(RunRow {
         variant,
         seed,

@@ -68,6 +68,10 @@ pub struct TrainArgs {
     /// No progress bars (for logs and scripts).
     #[arg(long)]
     pub quiet: bool,
+    /// Continue the run `--name` from its newest checkpoint that verifies (model, optimizer,
+    /// controller state), up to `--epochs` in all; metrics and events are appended.
+    #[arg(long)]
+    pub resume: bool,
     /// Backend.
     #[arg(long, value_enum, default_value_t = crate::backend::BackendKind::Ndarray)]
     pub backend: crate::backend::BackendKind,
@@ -184,21 +188,30 @@ fn set<T>(slot: &mut T, value: Option<T>) {
 /// `morphogen train`.
 pub fn train(args: &TrainArgs) -> Result<(), CliError> {
     let config = RunConfig::resolve(args)?;
-    crate::backend::run_training(args.backend, &config, args.quiet)
+    crate::backend::run_training(args.backend, &config, Output { quiet: args.quiet, resume: args.resume })
+}
+
+/// How a run reports and whether it continues an earlier one.
+#[derive(Clone, Copy, Debug)]
+pub struct Output {
+    /// No progress bars.
+    pub quiet: bool,
+    /// Continue from the run folder's newest checkpoint.
+    pub resume: bool,
 }
 
 /// Trains `config`'s preset on backend `B`: builds the model first, so a bad model config fails
 /// before any data is read.
-pub fn run<B: AutodiffBackend>(config: &RunConfig, quiet: bool) -> Result<(), CliError> {
+pub fn run<B: AutodiffBackend>(config: &RunConfig, output: Output) -> Result<(), CliError> {
     let device = B::Device::default();
     B::seed(&device, config.trainer.seed);
     match config.model.kind {
-        ModelKind::Mlp => run_model::<B, _>(config.model.mlp(&device)?, config, quiet),
-        ModelKind::Cnn => run_model::<B, _>(config.model.cnn(&device)?, config, quiet),
+        ModelKind::Mlp => run_model::<B, _>(config.model.mlp(&device)?, config, output),
+        ModelKind::Cnn => run_model::<B, _>(config.model.cnn(&device)?, config, output),
     }
 }
 
-fn run_model<B, M>(model: M, config: &RunConfig, quiet: bool) -> Result<(), CliError>
+fn run_model<B, M>(model: M, config: &RunConfig, output: Output) -> Result<(), CliError>
 where
     B: AutodiffBackend,
     M: AutodiffModule<B> + SeededModel<B> + Classifier<B>,
@@ -208,8 +221,8 @@ where
     let dir = config.run.runs_dir.join(&config.run.name);
     std::fs::create_dir_all(&dir).map_err(|source| CliError::Write { path: dir.clone(), source })?;
     write(&dir.join("config.toml"), &toml::to_string_pretty(config).expect("configs serialise"))?;
-    let events = EventLog::to_file(&dir.join("events.jsonl"))?;
-    let mut progress = Progress::new(&dir.join("metrics.jsonl"), quiet)?;
+    let events = EventLog::to_file(&dir.join("events.jsonl"), output.resume)?;
+    let mut progress = Progress::new(&dir.join("metrics.jsonl"), output)?;
     eprintln!(
         "training {:?} on {} images ({} for validation), {} epochs, growth {}",
         config.model.kind,
@@ -218,7 +231,7 @@ where
         config.trainer.epochs,
         if config.run.growth { "on" } else { "off" }
     );
-    let result = train_once(model, config, &data, events, &mut progress)?;
+    let result = train_once(model, config, &data, events, output.resume, &mut progress)?;
     let recorder = NamedMpkFileRecorder::<FullPrecisionSettings>::new();
     let model_path = dir.join("model");
     result
@@ -289,6 +302,7 @@ pub fn train_once<B, M>(
     config: &RunConfig,
     (train, valid): &(Dataset, Dataset),
     events: EventLog,
+    resume: bool,
     observer: &mut dyn Observer,
 ) -> Result<RunResult<M>, CliError>
 where
@@ -298,9 +312,14 @@ where
 {
     let controller = Controller::new(config.controller.clone())?;
     let mut trainer = Trainer::new(config.trainer.clone(), controller, events)?;
+    let (mut model, mut optim) = (model, AdamConfig::new().init());
     let host_params = trainable_params(&model);
+    if resume {
+        let epoch = trainer.resume(&mut model, &mut optim)?;
+        eprintln!("resumed after epoch {epoch}");
+    }
     let start = std::time::Instant::now();
-    let outcome = trainer.run(model, AdamConfig::new().init(), train, valid, observer)?;
+    let outcome = trainer.run(model, optim, train, valid, observer)?;
     Ok(RunResult {
         params_added: outcome.model.params_added(),
         model: outcome.model,
@@ -348,9 +367,15 @@ struct Progress {
 }
 
 impl Progress {
-    fn new(path: &Path, quiet: bool) -> Result<Self, CliError> {
-        let metrics = std::fs::File::create(path).map_err(|source| CliError::Write { path: path.into(), source })?;
-        Ok(Self { bar: None, quiet, metrics, path: path.into() })
+    fn new(path: &Path, output: Output) -> Result<Self, CliError> {
+        let metrics = std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .append(output.resume)
+            .truncate(!output.resume)
+            .open(path)
+            .map_err(|source| CliError::Write { path: path.into(), source })?;
+        Ok(Self { bar: None, quiet: output.quiet, metrics, path: path.into() })
     }
 }
 

@@ -63,3 +63,28 @@ fn a_missing_data_folder_says_how_to_install_the_package() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("apt-get install dataset-fashion-mnist"));
 }
+
+#[test]
+fn resume_continues_a_run_from_its_newest_checkpoint() {
+    let runs = std::env::temp_dir().join(format!("morphogen-resume-{}", std::process::id()));
+    let common = ["--train-subset", "400", "--valid-subset", "100", "--batch-size", "100", "--quiet", "--name", "r"];
+    let run = |extra: &[&str]| {
+        let mut args = vec!["train", "--runs-dir", runs.to_str().unwrap()];
+        args.extend_from_slice(&common);
+        args.extend_from_slice(extra);
+        morphogen(&args)
+    };
+    let first = run(&["--epochs", "2"]);
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    let second = run(&["--epochs", "3", "--resume"]);
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(second.status.success(), "{stderr}");
+    assert!(stderr.contains("resumed after epoch 2"), "{stderr}");
+    let metrics = std::fs::read_to_string(runs.join("r").join("metrics.jsonl")).unwrap();
+    let epochs: Vec<u64> = metrics
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["epoch"].as_u64().unwrap())
+        .collect();
+    assert_eq!(epochs, [1, 2, 3], "the resumed run appended epoch 3 only");
+    std::fs::remove_dir_all(&runs).ok();
+}

@@ -22,9 +22,15 @@ impl EventLog {
         Self::default()
     }
 
-    /// A log that also appends to `path` (created or truncated).
-    pub fn to_file(path: &Path) -> Result<Self, TrainError> {
-        let file = std::fs::File::create(path).map_err(|source| TrainError::Io { path: path.into(), source })?;
+    /// A log that also writes to `path`: truncated, or appended to when `append` (a resumed run).
+    pub fn to_file(path: &Path, append: bool) -> Result<Self, TrainError> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .append(append)
+            .truncate(!append)
+            .open(path)
+            .map_err(|source| TrainError::Io { path: path.into(), source })?;
         Ok(Self { events: Vec::new(), file: Some((path.into(), std::io::BufWriter::new(file))) })
     }
 

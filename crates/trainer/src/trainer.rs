@@ -120,6 +120,7 @@ pub struct Trainer {
     controller: Controller,
     events: EventLog,
     step: u64,
+    first_epoch: u32,
     checkpoints: Option<CheckpointDir>,
 }
 
@@ -180,7 +181,7 @@ impl Trainer {
     pub fn new(config: TrainerConfig, controller: Controller, events: EventLog) -> Result<Self, TrainError> {
         config.validate()?;
         let checkpoints = config.checkpoint_dir.as_ref().map(CheckpointDir::open).transpose()?;
-        Ok(Self { config, controller, events, step: 0, checkpoints })
+        Ok(Self { config, controller, events, step: 0, first_epoch: 1, checkpoints })
     }
 
     /// The transitions so far.
@@ -191,6 +192,34 @@ impl Trainer {
     /// The controller (and its state).
     pub fn controller(&self) -> &Controller {
         &self.controller
+    }
+
+    /// Continues a run from the newest checkpoint in `checkpoint_dir` that verifies: restores
+    /// `model` and `optim` in place (a freshly built model is fine), the controller's state and
+    /// the step count. [`run`](Self::run) then starts at the next epoch. Returns the epoch the
+    /// checkpoint ended.
+    pub fn resume<B, M, O>(&mut self, model: &mut M, optim: &mut O) -> Result<u32, TrainError>
+    where
+        B: AutodiffBackend,
+        M: AutodiffModule<B> + SeededModel<B>,
+        O: Optimizer<M, B>,
+    {
+        let Some(dir) = &self.checkpoints else {
+            return Err(MorphogenError::InvalidConfig {
+                component: "trainer".into(),
+                problem: "resume needs checkpoint_dir".into(),
+                hint: "set trainer.checkpoint_dir to the run's checkpoint folder".into(),
+            }
+            .into());
+        };
+        let restored = dir.rollback_with_optimizer(model, optim)?;
+        if let Some(Ok(state)) = restored.checkpoint.extra("controller").cloned().map(serde_json::from_value) {
+            self.controller = self.controller.clone().with_state(state);
+        }
+        let progress = restored.checkpoint.progress();
+        self.step = progress.step;
+        self.first_epoch = progress.epoch as u32 + 1;
+        Ok(progress.epoch as u32)
     }
 
     /// Trains `model` on `train`, validating on `valid`, growing it as the controller decides.
@@ -209,11 +238,17 @@ impl Trainer {
         O: Optimizer<M, B>,
     {
         let device = model.devices().into_iter().next().unwrap_or_default();
-        let mut rng = StdRng::seed_from_u64(self.config.seed);
         let mut good = Snapshot { model: model.clone(), optim: optim.clone(), controller: self.controller.clone() };
-        self.save_checkpoint(&model, &optim, 0, None)?;
-        let (mut history, mut rollbacks, mut epoch) = (Vec::new(), 0, 1);
+        let mut epoch = self.first_epoch;
+        if epoch == 1 {
+            self.save_checkpoint(&model, &optim, 0, None)?;
+        }
+        let (mut history, mut rollbacks) = (Vec::new(), 0);
         while epoch <= self.config.epochs {
+            // One shuffling stream per epoch, so a resumed run sees the orders an uninterrupted
+            // one would.
+            let mut rng =
+                StdRng::seed_from_u64(self.config.seed ^ u64::from(epoch).wrapping_mul(0x9E37_79B9_7F4A_7C15));
             let (trained, loss, accuracy) =
                 match self.train_epoch(model, &mut optim, train, &mut rng, epoch, &device, observer)? {
                     EpochEnd::Done { model, loss, accuracy } => (model, loss, accuracy),
