@@ -89,6 +89,9 @@ pub struct LayerArgs {
     /// Turn the layer's health telemetry off (it is on by default), to see what it costs.
     #[arg(long)]
     pub no_telemetry: bool,
+    /// Accumulate telemetry on one forward pass in every N (1: every pass).
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = positive)]
+    pub telemetry_every: usize,
     /// Stage the active seeds are timed in.
     #[arg(long, value_enum, default_value_t = ActiveStage::Grafting)]
     pub stage: ActiveStage,
@@ -138,6 +141,7 @@ impl LayerArgs {
             reference_max_seeds: self.reference_max_seeds,
             reference_iters: self.reference_iters,
             telemetry: !self.no_telemetry,
+            telemetry_every: self.telemetry_every,
             stage: self.stage,
         }
     }

@@ -58,6 +58,8 @@ pub struct Plan {
     pub reference_iters: usize,
     /// Whether the seeded layer accumulates health telemetry.
     pub telemetry: bool,
+    /// Telemetry on one forward pass in every this many.
+    pub telemetry_every: usize,
     /// Stage of the active seeds.
     pub stage: ActiveStage,
 }
@@ -106,9 +108,11 @@ pub fn run<B: AutodiffBackend>(device: &B::Device, plan: &Plan) -> Result<Report
 /// One row: a layer set up for `case`, timed three ways forward and three ways
 /// forward+backward. A shape the engine refuses (more seeds than features) is a skipped row.
 fn measure<B: AutodiffBackend>(device: &B::Device, plan: &Plan, case: Case) -> Result<Row, CliError> {
-    let config = SeededLinearConfig::new(case.hidden, case.hidden)
-        .with_seeds(case.seeds)
-        .with_options(SeedOptions::new().with_lifecycle(LifecycleConfig::new().with_telemetry(plan.telemetry)));
+    let config = SeededLinearConfig::new(case.hidden, case.hidden).with_seeds(case.seeds).with_options(
+        SeedOptions::new().with_lifecycle(
+            LifecycleConfig::new().with_telemetry(plan.telemetry).with_telemetry_every(plan.telemetry_every),
+        ),
+    );
     let mut layer = match config.try_init::<B>(device) {
         Ok(layer) => layer,
         Err(refused) => return Ok(Row::skipped(case, refused.to_string())),

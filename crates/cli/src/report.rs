@@ -139,6 +139,8 @@ pub struct Settings {
     pub graft_steps: usize,
     /// Whether layer telemetry was on (the default).
     pub telemetry: bool,
+    /// Telemetry sampled one forward pass in every this many.
+    pub telemetry_every: usize,
     /// How `seeded_forward_gbps` is computed.
     pub gbps_formula: &'static str,
 }
@@ -159,6 +161,7 @@ impl Settings {
             strategy: STRATEGY,
             graft_steps: if plan.stage == ActiveStage::Grafting { GRAFT_STEPS } else { 0 },
             telemetry: plan.telemetry,
+            telemetry_every: plan.telemetry_every,
             gbps_formula: GBPS_FORMULA,
         }
     }
@@ -225,7 +228,11 @@ impl Report {
              - fwd: plain backend; f+b: autodiff backend, `output.sum().backward()`\n\
              - ref: host forward + `morphogen::reference::apply` (per-seed loop), median of {} after 1 warm-up, run only where seeds <= {}\n\
              - host fwd TFLOP/s = 2*batch*hidden^2 / host forward time; seeded fwd GB/s = {}\n",
-            s.version, s.backend, s.iters, s.warmup, s.blueprint, s.strategy, if s.telemetry { "on" } else { "off" }, s.reference_iters, s.reference_max_seeds, s.gbps_formula,
+            s.version, s.backend, s.iters, s.warmup, s.blueprint, s.strategy, match (s.telemetry, s.telemetry_every) {
+                (false, _) => "off".to_string(),
+                (true, 1) => "on".to_string(),
+                (true, n) => format!("on, one pass in {n}"),
+            }, s.reference_iters, s.reference_max_seeds, s.gbps_formula,
         )
     }
 

@@ -17,6 +17,10 @@ pub struct LifecycleConfig {
     /// Whether the forward pass accumulates health telemetry.
     #[config(default = true)]
     pub telemetry: bool,
+    /// Accumulate telemetry on one forward pass in every `telemetry_every` (1: every pass). The
+    /// statistics are means over the window, so sampling trades their precision for speed.
+    #[config(default = 1)]
+    pub telemetry_every: usize,
     /// Rows of a blueprint bank's first page; later pages double.
     #[config(default = 64)]
     pub bank_page_rows: usize,
@@ -25,14 +29,14 @@ pub struct LifecycleConfig {
 impl LifecycleConfig {
     /// Checks the values are usable.
     pub fn validate(&self, layer: &str) -> Result<(), crate::MorphogenError> {
-        if self.quarantine_after == 0 || self.bank_page_rows == 0 {
+        if self.quarantine_after == 0 || self.bank_page_rows == 0 || self.telemetry_every == 0 {
             return Err(crate::MorphogenError::InvalidConfig {
                 component: format!("lifecycle of layer '{layer}'"),
                 problem: format!(
-                    "quarantine_after = {}, bank_page_rows = {}",
-                    self.quarantine_after, self.bank_page_rows
+                    "quarantine_after = {}, bank_page_rows = {}, telemetry_every = {}",
+                    self.quarantine_after, self.bank_page_rows, self.telemetry_every
                 ),
-                hint: "both must be at least 1".into(),
+                hint: "each must be at least 1".into(),
             });
         }
         Ok(())

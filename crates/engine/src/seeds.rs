@@ -208,13 +208,25 @@ impl<B: Backend> SeedCore<B> {
     /// Applies every seed to the host output `h`: `[a, features, p]`. `spatial` is
     /// `[batch, height, width]` for Conv2d hosts. With no blueprint held, returns `h` untouched.
     pub fn apply(&self, h: Tensor<B, 3>, spatial: Option<[usize; 3]>) -> Tensor<B, 3> {
-        if self.setup.lifecycle.telemetry {
-            self.telemetry.lock().expect("telemetry lock").observe(h.clone(), &self.setup.chunks);
-        }
-        self.indices.iter().fold(h, |h, index| self.apply_bank(h, index, spatial))
+        let lifecycle = &self.setup.lifecycle;
+        let sampled = lifecycle.telemetry && {
+            let mut window = self.telemetry.lock().expect("telemetry lock");
+            let due = window.sample_pass(lifecycle.telemetry_every);
+            if due {
+                window.observe(h.clone(), &self.setup.chunks);
+            }
+            due
+        };
+        self.indices.iter().fold(h, |h, index| self.apply_bank(h, index, spatial, sampled))
     }
 
-    fn apply_bank(&self, h: Tensor<B, 3>, index: &BankIndex<B>, spatial: Option<[usize; 3]>) -> Tensor<B, 3> {
+    fn apply_bank(
+        &self,
+        h: Tensor<B, 3>,
+        index: &BankIndex<B>,
+        spatial: Option<[usize; 3]>,
+        sampled: bool,
+    ) -> Tensor<B, 3> {
         let [a, _, p] = h.dims();
         let width = self.setup.chunks.width();
         let rows = index.row_seeds.dims()[0];
@@ -243,7 +255,7 @@ impl<B: Backend> SeedCore<B> {
             })
             .collect();
         let b = self.setup.blueprints.get(index.blueprint).forward(&params, x, spatial);
-        if self.setup.lifecycle.telemetry {
+        if sampled {
             let per_row = (b.clone().detach() * index.mask.clone()).square().sum_dim(2).sum_dim(1).reshape([rows]);
             let per_seed = Tensor::zeros([self.num_seeds()], &h.device()).select_assign(
                 0,

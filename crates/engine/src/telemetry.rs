@@ -54,6 +54,8 @@ pub(crate) struct TelemetryWindow<B: Backend> {
     /// `[seeds]`: sum of squared blueprint contributions.
     blueprint: Tensor<B, 1>,
     samples: u64,
+    /// Forward passes seen (observed or skipped).
+    passes: u64,
 }
 
 impl<B: Backend> TelemetryWindow<B> {
@@ -64,6 +66,7 @@ impl<B: Backend> TelemetryWindow<B> {
             totals: Tensor::zeros([2, s], device),
             blueprint: Tensor::zeros([s], device),
             samples: 0,
+            passes: 0,
         }
     }
 
@@ -73,7 +76,15 @@ impl<B: Backend> TelemetryWindow<B> {
             totals: self.totals.to_device(device),
             blueprint: self.blueprint.to_device(device),
             samples: self.samples,
+            passes: self.passes,
         }
+    }
+
+    /// Counts a forward pass; true when it is one of the sampled ones (the first of every `every`).
+    pub fn sample_pass(&mut self, every: usize) -> bool {
+        let due = self.passes % every as u64 == 0;
+        self.passes += 1;
+        due
     }
 
     /// Adds the host output `h`: `[a, features, p]`, every `(a, p)` one sample.

@@ -82,3 +82,28 @@ fn blueprint_contribution_is_reported_for_active_seeds() {
     assert_eq!(report.seeds[1].blueprint_rms, 0.0, "a new blueprint outputs zero");
     assert!(report.seeds.iter().all(|s| s.blueprint_rms == 0.0));
 }
+
+#[test]
+fn telemetry_every_samples_one_pass_in_n() {
+    use morphogen_engine::{LifecycleConfig, SeedOptions};
+    let options = SeedOptions::new().with_lifecycle(LifecycleConfig::new().with_telemetry_every(3));
+    let layer = SeededLinearConfig::new(5, 6).with_seeds(2).with_options(options).init::<B>(&device());
+    let batches: Vec<_> = (0..7).map(|_| random([4, 5])).collect();
+    for x in &batches {
+        layer.forward(x.clone());
+    }
+    let report = layer.health_report();
+    assert_eq!(report.samples, 3 * 4, "passes 0, 3 and 6 of 7 are sampled");
+    let rows: Vec<Vec<f32>> = [0, 3, 6]
+        .iter()
+        .flat_map(|&i| {
+            values(layer.host.forward(batches[i].clone())).chunks(6).map(<[f32]>::to_vec).collect::<Vec<_>>()
+        })
+        .collect();
+    compare(&report.seeds, &reference::health(layer.chunks(), &rows, |_| Stage::Dormant));
+    let err = SeededLinearConfig::new(5, 6)
+        .with_options(SeedOptions::new().with_lifecycle(LifecycleConfig::new().with_telemetry_every(0)))
+        .try_init::<B>(&device())
+        .unwrap_err();
+    assert!(err.to_string().contains("telemetry_every = 0"), "{err}");
+}
