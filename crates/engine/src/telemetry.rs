@@ -82,7 +82,7 @@ impl<B: Backend> TelemetryWindow<B> {
 
     /// Counts a forward pass; true when it is one of the sampled ones (the first of every `every`).
     pub fn sample_pass(&mut self, every: usize) -> bool {
-        let due = self.passes % every as u64 == 0;
+        let due = self.passes.is_multiple_of(every as u64);
         self.passes += 1;
         due
     }
