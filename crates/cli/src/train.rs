@@ -75,6 +75,10 @@ pub struct TrainArgs {
     /// Backend.
     #[arg(long, value_enum, default_value_t = crate::backend::BackendKind::Ndarray)]
     pub backend: crate::backend::BackendKind,
+    /// Serve Prometheus metrics (`GET /metrics`) on this address while training, e.g.
+    /// `127.0.0.1:9464` (see `docs/metrics.md`).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 /// Model presets on the command line.
@@ -185,9 +189,18 @@ fn set<T>(slot: &mut T, value: Option<T>) {
     }
 }
 
+/// The `--metrics-addr` exporter's registry, fed beside the progress output.
+static METRICS: std::sync::OnceLock<morphogen_metrics::MetricsObserver> = std::sync::OnceLock::new();
+
 /// `morphogen train`.
 pub fn train(args: &TrainArgs) -> Result<(), CliError> {
     let config = RunConfig::resolve(args)?;
+    if let Some(addr) = args.metrics_addr {
+        let server = morphogen_metrics::serve(addr, METRICS.get_or_init(Default::default).clone()).map_err(|e| {
+            CliError::Config { path: "--metrics-addr".into(), problem: format!("cannot listen on {addr}: {e}") }
+        })?;
+        eprintln!("metrics: http://{}/metrics", server.local_addr());
+    }
     crate::backend::run_training(args.backend, &config, Output { quiet: args.quiet, resume: args.resume })
 }
 
@@ -231,7 +244,17 @@ where
         config.trainer.epochs,
         if config.run.growth { "on" } else { "off" }
     );
-    let result = train_once(model, config, &data, events, output.resume, &mut progress)?;
+    let result = train_once(
+        model,
+        config,
+        &data,
+        events,
+        output.resume,
+        &mut morphogen_metrics::Both(
+            morphogen_metrics::Borrowed(&mut progress),
+            METRICS.get().cloned().unwrap_or_default(),
+        ),
+    )?;
     let recorder = NamedMpkFileRecorder::<FullPrecisionSettings>::new();
     let model_path = dir.join("model");
     result

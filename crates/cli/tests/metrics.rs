@@ -1,0 +1,84 @@
+//! `morphogen train --metrics-addr`: the exporter is up during a real run and fed by it.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Kills the run however the test ends.
+struct Run(Child);
+
+impl Drop for Run {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn get(addr: SocketAddr, target: &str) -> std::io::Result<String> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(stream, "GET {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    Ok(response)
+}
+
+fn sample(text: &str, name: &str) -> Option<f64> {
+    text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.split_whitespace().next()?.parse().ok())
+}
+
+#[test]
+fn training_feeds_the_metrics_endpoint() {
+    let runs = std::env::temp_dir().join(format!("morphogen-metrics-{}", std::process::id()));
+    let mut run = Run(Command::new(env!("CARGO_BIN_EXE_morphogen"))
+        .args(["train", "--train-subset", "2000", "--valid-subset", "200", "--epochs", "20", "--batch-size", "50"])
+        .args(["--name", "metrics", "--quiet", "--metrics-addr", "127.0.0.1:0", "--runs-dir"])
+        .arg(&runs)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary runs"));
+    let stderr = BufReader::new(run.0.stderr.take().unwrap());
+    let mut lines = stderr.lines();
+    let addr: SocketAddr = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find_map(|l| l.strip_prefix("metrics: http://")?.strip_suffix("/metrics")?.parse().ok())
+        .expect("the run prints its metrics address");
+    // keep draining stderr so the run never blocks on a full pipe
+    std::thread::spawn(move || lines.for_each(drop));
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut last = String::new();
+    while Instant::now() < deadline {
+        match get(addr, "/metrics") {
+            Ok(body) => {
+                assert!(body.starts_with("HTTP/1.1 200"), "{body}");
+                if sample(&body, "morphogen_steps_total").is_some_and(|v| v > 0.0) {
+                    assert!(body.contains("morphogen_step_seconds_count"));
+                    let _ = std::fs::remove_dir_all(&runs);
+                    return;
+                }
+                last = body;
+            }
+            Err(e) => last = e.to_string(),
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let _ = std::fs::remove_dir_all(&runs);
+    panic!("no training steps seen at {addr} within 120 s; last: {last}");
+}
+
+#[test]
+fn a_taken_metrics_address_is_a_usage_error() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = Command::new(env!("CARGO_BIN_EXE_morphogen"))
+        .args(["train", "--quiet", "--metrics-addr", &addr, "--runs-dir"])
+        .arg(std::env::temp_dir().join(format!("morphogen-metrics-taken-{}", std::process::id())))
+        .output()
+        .expect("the binary runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--metrics-addr") && stderr.contains("cannot listen"), "{stderr}");
+}

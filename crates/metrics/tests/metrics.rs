@@ -1,0 +1,112 @@
+//! Metric values after a scripted sequence of observer calls, and the HTTP endpoint.
+
+mod common;
+
+use common::{get, sample, scripted_run};
+use morphogen_metrics::{serve, Borrowed, Both, MetricsObserver};
+use morphogen_trainer::Observer;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+#[test]
+fn scripted_run_gives_the_expected_values() {
+    let mut observer = MetricsObserver::new();
+    scripted_run(&mut observer);
+    let text = observer.encode();
+    let value = |name: &str| sample(&text, name).unwrap_or_else(|| panic!("no sample {name} in\n{text}"));
+    assert_eq!(value("morphogen_germinations_total"), 3.0);
+    assert_eq!(value("morphogen_fossilizations_total"), 1.0);
+    assert_eq!(value("morphogen_culls_total"), 1.0);
+    assert_eq!(value("morphogen_rollbacks_total"), 1.0);
+    assert_eq!(value("morphogen_steps_total"), 7.0);
+    assert_eq!(value("morphogen_transitions_total{from=\"dormant\",to=\"germinated\"}"), 3.0);
+    assert_eq!(value("morphogen_transitions_total{from=\"training\",to=\"culled\"}"), 1.0);
+    assert_eq!(value("morphogen_transitions_total{from=\"training\",to=\"rolled_back\"}"), 1.0);
+    // per layer, from the transitions
+    assert_eq!(value("morphogen_seeds{layer=\"fc1\",stage=\"germinated\"}"), 0.0);
+    assert_eq!(value("morphogen_seeds{layer=\"fc1\",stage=\"training\"}"), 0.0);
+    assert_eq!(value("morphogen_seeds{layer=\"fc1\",stage=\"culled\"}"), 1.0);
+    assert_eq!(value("morphogen_seeds{layer=\"fc1\",stage=\"rolled_back\"}"), 1.0);
+    assert_eq!(value("morphogen_seeds{layer=\"fc2\",stage=\"germinated\"}"), 0.0);
+    assert_eq!(value("morphogen_seeds{layer=\"fc2\",stage=\"fossilized\"}"), 1.0);
+    assert!(!text.contains("stage=\"dormant\",") && !text.contains("layer=\"fc1\",stage=\"dormant\""));
+    // over all layers, from the epoch end's counts
+    assert_eq!(value("morphogen_seeds_by_stage{stage=\"dormant\"}"), 13.0);
+    assert_eq!(value("morphogen_seeds_by_stage{stage=\"training\"}"), 1.0);
+    assert_eq!(value("morphogen_seeds_by_stage{stage=\"fossilized\"}"), 0.0);
+    // last epoch's gauges
+    assert_eq!(value("morphogen_epoch"), 2.0);
+    assert!((value("morphogen_val_loss") - 0.4).abs() < 1e-6);
+    assert!((value("morphogen_val_accuracy") - 0.85).abs() < 1e-6);
+    // histograms: 7 timed steps (the step before the rollback included), 2 finite alphas
+    assert_eq!(value("morphogen_step_seconds_count"), 7.0);
+    assert!(value("morphogen_step_seconds_sum") >= 0.006, "three steps slept 2 ms each");
+    assert_eq!(value("morphogen_seed_alpha_count"), 2.0);
+    assert_eq!(value("morphogen_seed_alpha_bucket{le=\"0.3\"}"), 1.0);
+    assert!(text.trim_end().ends_with("# EOF"));
+    // no per-seed labels
+    assert!(!text.contains("seed=\""));
+}
+
+#[test]
+fn both_forwards_every_call_to_each_observer() {
+    let (mut a, mut b) = (MetricsObserver::new(), MetricsObserver::new());
+    let mut plain = a.clone();
+    {
+        let mut both = Both(Borrowed(&mut plain as &mut dyn Observer), b.clone());
+        scripted_run_through(&mut both);
+    }
+    scripted_run(&mut a);
+    scripted_run(&mut b);
+    for name in ["morphogen_germinations_total", "morphogen_steps_total", "morphogen_rollbacks_total"] {
+        // each of a and b saw the script twice: once directly, once through Both
+        assert_eq!(sample(&a.encode(), name), sample(&b.encode(), name));
+    }
+    assert_eq!(sample(&a.encode(), "morphogen_germinations_total"), Some(6.0));
+}
+
+fn scripted_run_through(observer: &mut dyn Observer) {
+    use morphogen_contracts::Stage::*;
+    observer.epoch_started(1, 3);
+    for loss in [1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4] {
+        observer.step(loss);
+    }
+    for (seed, layer) in [(0, "fc1"), (1, "fc1"), (5, "fc2")] {
+        observer.transition(&common::event(layer, seed, Dormant, Germinated));
+    }
+    observer.rolled_back("scripted");
+}
+
+#[test]
+fn http_endpoint_serves_metrics_and_survives_bad_requests() {
+    let mut observer = MetricsObserver::new();
+    let server = serve("127.0.0.1:0", observer.clone()).expect("bind loopback");
+    let addr = server.local_addr();
+    scripted_run(&mut observer);
+
+    // garbage, an empty connection and a non-GET first: the server must keep serving
+    let mut junk = TcpStream::connect(addr).unwrap();
+    junk.write_all(b"\x00\xffnot http\r\n\r\n").unwrap();
+    let mut reply = String::new();
+    let _ = junk.read_to_string(&mut reply);
+    assert!(reply.starts_with("HTTP/1.1 4"), "{reply}");
+    drop(TcpStream::connect(addr).unwrap());
+    let mut post = TcpStream::connect(addr).unwrap();
+    post.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    post.write_all(b"POST /metrics HTTP/1.1\r\nContent-Length: 0\r\n\r\n").unwrap();
+    let mut reply = String::new();
+    let _ = post.read_to_string(&mut reply);
+    assert!(reply.starts_with("HTTP/1.1 405"), "{reply}");
+
+    let (status, body) = get(addr, "/nope").unwrap();
+    assert_eq!(status, 404, "{body}");
+    let (status, body) = get(addr, "/metrics").unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(sample(&body, "morphogen_germinations_total"), Some(3.0));
+    assert_eq!(sample(&body, "morphogen_epoch"), Some(2.0));
+    // later calls show up in the next scrape
+    observer.rolled_back("again");
+    let (_, body) = get(addr, "/metrics?x=1").unwrap();
+    assert_eq!(sample(&body, "morphogen_rollbacks_total"), Some(2.0));
+}
