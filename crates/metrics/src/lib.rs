@@ -13,7 +13,7 @@ mod server;
 
 pub use server::{serve, MetricsServer};
 
-use morphogen_contracts::{GlobalMetrics, Stage, TransitionEvent};
+use morphogen_contracts::{GlobalMetrics, LayerState, Stage, TransitionEvent};
 use morphogen_trainer::{Observer, StageCounts};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -166,8 +166,8 @@ impl MetricsObserver {
         out
     }
 
-    /// Records the alphas of active seeds (the trainer does not report alphas; a caller with the
-    /// model, e.g. its own loop, can).
+    /// Records alphas of active seeds by hand, for callers with their own loop; the trainer
+    /// reports them through `Observer::layers_measured` at every epoch end.
     pub fn observe_alphas(&self, alphas: &[f32]) {
         alphas.iter().filter(|a| a.is_finite()).for_each(|a| self.inner.alpha.observe(*a as f64));
     }
@@ -208,6 +208,19 @@ impl Observer for MetricsObserver {
         // The next epoch's first step is timed from its epoch_started, not from here.
         if let Ok(mut last) = m.last.lock() {
             *last = None;
+        }
+    }
+
+    fn layers_measured(&mut self, layers: &[LayerState]) {
+        let m = &self.inner;
+        for layer in layers {
+            let count = |stage: Stage| layer.seeds.iter().filter(|s| s.stage == stage).count() as i64;
+            for stage in Stage::ALL {
+                let key = LayerStage { layer: layer.layer.clone(), stage: stage_label(stage) };
+                m.seeds.get_or_create(&key).set(count(stage));
+            }
+            let active = layer.seeds.iter().filter(|s| s.stage.holds_blueprint() && s.stage != Stage::Germinated);
+            self.observe_alphas(&active.map(|s| s.alpha).collect::<Vec<_>>());
         }
     }
 
@@ -258,6 +271,11 @@ impl<A: Observer, B: Observer> Observer for Both<A, B> {
         self.1.epoch_ended(metrics, seeds);
     }
 
+    fn layers_measured(&mut self, layers: &[LayerState]) {
+        self.0.layers_measured(layers);
+        self.1.layers_measured(layers);
+    }
+
     fn transition(&mut self, event: &TransitionEvent) {
         self.0.transition(event);
         self.1.transition(event);
@@ -283,6 +301,10 @@ impl<O: Observer + ?Sized> Observer for Borrowed<'_, O> {
 
     fn epoch_ended(&mut self, metrics: &GlobalMetrics, seeds: &StageCounts) {
         self.0.epoch_ended(metrics, seeds);
+    }
+
+    fn layers_measured(&mut self, layers: &[LayerState]) {
+        self.0.layers_measured(layers);
     }
 
     fn transition(&mut self, event: &TransitionEvent) {

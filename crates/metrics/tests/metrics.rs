@@ -110,3 +110,39 @@ fn http_endpoint_serves_metrics_and_survives_bad_requests() {
     let (_, body) = get(addr, "/metrics?x=1").unwrap();
     assert_eq!(sample(&body, "morphogen_rollbacks_total"), Some(2.0));
 }
+
+#[test]
+fn measured_layers_set_exact_per_layer_counts_and_feed_the_alpha_histogram() {
+    use morphogen_contracts::{LayerHealthReport, LayerState, SeedInfo, Stage};
+    let seed = |id: usize, stage: Stage, alpha: f32| SeedInfo {
+        seed: id,
+        stage,
+        blueprint: None,
+        strategy: None,
+        alpha,
+        epochs_in_stage: 0,
+        embargo_epochs_left: 0,
+        failures: 0,
+        chunk: id..id + 1,
+    };
+    let layer = LayerState {
+        layer: "fc1".into(),
+        host: "Linear".into(),
+        seeds: vec![
+            seed(0, Stage::Dormant, 0.0),
+            seed(1, Stage::Dormant, 0.0),
+            seed(2, Stage::Grafting, 0.25),
+            seed(3, Stage::Germinated, 0.0),
+        ],
+        health: LayerHealthReport { layer: "fc1".into(), samples: 0, seeds: vec![] },
+        blueprint_params: Default::default(),
+    };
+    let mut observer = MetricsObserver::new();
+    observer.layers_measured(&[layer]);
+    let text = observer.encode();
+    let value = |name: &str| sample(&text, name).unwrap_or_else(|| panic!("no sample {name} in\n{text}"));
+    assert_eq!(value("morphogen_seeds{layer=\"fc1\",stage=\"dormant\"}"), 2.0);
+    assert_eq!(value("morphogen_seeds{layer=\"fc1\",stage=\"grafting\"}"), 1.0);
+    assert_eq!(value("morphogen_seeds{layer=\"fc1\",stage=\"fossilized\"}"), 0.0);
+    assert_eq!(value("morphogen_seed_alpha_count"), 1.0, "only seeds past GERMINATED have a blending alpha");
+}

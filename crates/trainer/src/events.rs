@@ -2,7 +2,7 @@
 
 use crate::TrainError;
 use burn::tensor::backend::Backend;
-use morphogen_contracts::{GlobalMetrics, Stage, TransitionEvent};
+use morphogen_contracts::{GlobalMetrics, LayerState, Stage, TransitionEvent};
 use morphogen_engine::SeededModel;
 use std::fmt;
 use std::io::Write;
@@ -92,6 +92,8 @@ pub trait Observer {
     fn step(&mut self, _loss: f32) {}
     /// An epoch ended: its metrics and the seeds per stage after the controller's decisions.
     fn epoch_ended(&mut self, _metrics: &GlobalMetrics, _seeds: &StageCounts) {}
+    /// Every seeded layer's state as measured at an epoch end, before the controller decides.
+    fn layers_measured(&mut self, _layers: &[LayerState]) {}
     /// A transition happened.
     fn transition(&mut self, _event: &TransitionEvent) {}
     /// The model went back to its last good state.

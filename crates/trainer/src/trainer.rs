@@ -270,7 +270,9 @@ impl Trainer {
                 val_accuracy,
             };
             let evaluations = self.evaluate_seeds(&inner, valid, &device);
-            let decisions = self.controller.step(&measure_system(&model, metrics, evaluations));
+            let system = measure_system(&model, metrics, evaluations);
+            observer.layers_measured(&system.layers);
+            let decisions = self.controller.step(&system);
             if let Some(reason) = decisions.rollback {
                 rollbacks += 1;
                 (model, optim) = self.roll_back(&good, &reason, rollbacks, epoch, observer)?;
