@@ -68,6 +68,10 @@ pub struct TrainArgs {
     /// No progress bars (for logs and scripts).
     #[arg(long)]
     pub quiet: bool,
+    /// Check every seeded layer's invariants after every step (slow; stops on the first
+    /// violation with the layer named).
+    #[arg(long)]
+    pub debug: bool,
     /// Continue the run `--name` from its newest checkpoint that verifies (model, optimizer,
     /// controller state), up to `--epochs` in all; metrics and events are appended.
     #[arg(long)]
@@ -152,6 +156,7 @@ impl RunConfig {
         set(&mut config.run.train_subset, args.train_subset);
         set(&mut config.run.valid_subset, args.valid_subset);
         config.run.growth &= !args.no_growth;
+        config.trainer.debug |= args.debug;
         set(&mut config.trainer.epochs, args.epochs);
         set(&mut config.trainer.batch_size, args.batch_size);
         set(&mut config.trainer.learning_rate, args.lr);

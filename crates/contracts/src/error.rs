@@ -130,6 +130,15 @@ pub enum MorphogenError {
         /// How to provide it.
         hint: String,
     },
+    /// A debug-mode invariant check failed: the layer's state is not one the lifecycle can
+    /// produce, or its numbers are not finite.
+    #[error("layer '{layer}': invariant broken: {problem}; this is a bug or a diverged run: roll back and report it")]
+    InvariantBroken {
+        /// Layer name.
+        layer: String,
+        /// What is wrong.
+        problem: String,
+    },
     /// A seed-model address naming a layer that does not exist.
     #[error("no seeded layer named '{layer}'; layers: {}", known.join(", "))]
     UnknownLayer {

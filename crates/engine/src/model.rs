@@ -88,6 +88,17 @@ pub trait SeededModel<B: Backend> {
         })
     }
 
+    /// Runs every seeded layer's invariant checks (reads the device: for debug mode).
+    fn check_invariants(&self) -> Result<(), MorphogenError> {
+        let mut result = Ok(());
+        self.visit_seeded(&mut |_, layer| {
+            if result.is_ok() {
+                result = layer.seed_core().check_invariants();
+            }
+        });
+        result
+    }
+
     /// Counts an epoch on every seeded layer.
     fn end_epoch(&mut self) {
         self.visit_seeded_mut(&mut |_, layer| layer.seed_core_mut().end_epoch());

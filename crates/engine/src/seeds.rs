@@ -931,3 +931,37 @@ impl<B: Backend> SeedCore<B> {
         Ok(())
     }
 }
+
+/// Debug-mode checks.
+impl<B: Backend> SeedCore<B> {
+    /// Checks what must always hold, reading the device (for debug mode, not every step of a real
+    /// run): the device columns equal the host table, every alpha is finite and in `[0, 1]`, every
+    /// seed holds a blueprint exactly in the stages that have one, and every bank parameter is
+    /// finite.
+    pub fn check_invariants(&self) -> Result<(), MorphogenError> {
+        let broken = |problem: String| MorphogenError::InvariantBroken { layer: self.setup.name.clone(), problem };
+        let (device_table, alpha) = self.params.state.read();
+        if device_table != self.table {
+            return Err(broken("the device state columns differ from the host table".into()));
+        }
+        if let Some((seed, a)) = alpha.iter().enumerate().find(|(_, a)| !(0.0..=1.0).contains(*a)) {
+            return Err(broken(format!("seed {seed} has alpha {a}")));
+        }
+        if let Some((seed, row)) =
+            self.table.iter().enumerate().find(|(_, r)| r.stage.holds_blueprint() != r.slot.is_some())
+        {
+            return Err(broken(format!("seed {seed} is {} with bank row {:?}", row.stage, row.slot)));
+        }
+        for (id, bank) in self.params.banks.iter().enumerate() {
+            let Some(bank) = bank else { continue };
+            for w in bank.stacked() {
+                let finite = w.is_finite().all().into_data().convert::<bool>().to_vec::<bool>().expect("bool");
+                if !finite[0] {
+                    let name = &self.setup.blueprints.get(id).name;
+                    return Err(broken(format!("blueprint bank '{name}' holds a non-finite parameter")));
+                }
+            }
+        }
+        Ok(())
+    }
+}

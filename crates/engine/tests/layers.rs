@@ -134,3 +134,27 @@ fn a_dormant_seed_costs_at_most_32_bytes() {
     assert!(layer.state_bytes() <= 32 * 1000, "{} bytes", layer.state_bytes());
     assert_eq!(layer.bank_bytes(), 0, "banks are allocated lazily");
 }
+
+#[test]
+fn invariant_checks_catch_non_finite_blueprints() {
+    use burn::module::Module;
+    let mut layer = linear(2);
+    layer.request_germination(0, "residual_mlp", "fixed_ramp").unwrap();
+    layer.check_invariants().unwrap();
+    struct Poison;
+    impl burn::module::ModuleMapper<B> for Poison {
+        fn map_float<const D: usize>(
+            &mut self,
+            p: burn::module::Param<Tensor<B, D>>,
+        ) -> burn::module::Param<Tensor<B, D>> {
+            if D == 3 {
+                p.map(|t| t * f32::NAN)
+            } else {
+                p
+            }
+        }
+    }
+    let layer = layer.map(&mut Poison);
+    let err = layer.check_invariants().unwrap_err();
+    assert!(err.to_string().contains("non-finite") && err.to_string().contains("residual_mlp"), "{err}");
+}

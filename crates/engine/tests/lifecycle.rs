@@ -77,6 +77,7 @@ proptest! {
                 Err(_) => prop_assert_eq!(&before, layer.table(), "a failed {:?} changed state", op),
             }
             check_invariants(&layer.seeds);
+            layer.check_invariants().unwrap();
         }
     }
 }

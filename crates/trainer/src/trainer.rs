@@ -47,6 +47,9 @@ pub struct TrainerConfig {
     /// rollback then restores the newest checkpoint that verifies. Without it, rollbacks use an
     /// in-memory copy of the last good epoch.
     pub checkpoint_dir: Option<std::path::PathBuf>,
+    /// Check every seeded layer's invariants after every step (legal states, alpha in range,
+    /// finite blueprints): slow, for debugging; a violation stops the run with the layer named.
+    pub debug: bool,
 }
 
 impl Default for TrainerConfig {
@@ -61,6 +64,7 @@ impl Default for TrainerConfig {
             eval_samples: 2000,
             max_evaluations_per_epoch: 16,
             checkpoint_dir: None,
+            debug: false,
         }
     }
 }
@@ -330,6 +334,9 @@ impl Trainer {
             let grads = GradientsParams::from_grads(loss.backward(), &model);
             model = optim.step(self.config.learning_rate, model, grads);
             model.graft_step(&GraftSignals::new().with_loss(loss.detach()))?;
+            if self.config.debug {
+                model.check_invariants()?;
+            }
             self.step += 1;
             observer.step(value);
         }

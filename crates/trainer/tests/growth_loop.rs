@@ -168,6 +168,18 @@ fn repeated_divergence_stops_with_a_clear_error() {
 }
 
 #[test]
+fn debug_mode_checks_invariants_every_step() {
+    let (train, valid) = data(256, 64);
+    let device = Default::default();
+    let model: Mlp<B> = ModelConfig::default().mlp(&device).unwrap();
+    let config = TrainerConfig { epochs: 3, batch_size: 64, eval_samples: 64, debug: true, ..Default::default() };
+    let mut trainer = Trainer::new(config, eager_controller(), EventLog::in_memory()).unwrap();
+    let out = trainer.run(model, AdamConfig::new().init(), &train, &valid, &mut ()).unwrap();
+    assert_eq!(out.history.len(), 3);
+    assert!(!trainer.events().events().is_empty(), "seeds moved while every step was checked");
+}
+
+#[test]
 fn missing_data_says_how_to_install_it() {
     let err = fashion_mnist(Path::new("/nonexistent")).unwrap_err();
     assert!(err.to_string().contains("apt-get install dataset-fashion-mnist"), "{err}");
