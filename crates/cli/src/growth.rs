@@ -88,11 +88,8 @@ fn one<B: AutodiffBackend>(
     device: &B::Device,
 ) -> Result<RunRow, CliError> {
     let mut config = config.clone();
-    config.run.growth = growth;
+    config.set_growth(growth);
     config.trainer.checkpoint_dir = None; // nothing to resume: compare training alone
-    if !growth {
-        config.controller.max_germinations_per_epoch = 0;
-    }
     B::seed(device, seed);
     let model = config.model.mlp::<B>(device)?;
     eprintln!("{variant} seed {seed}: hidden {}", config.model.hidden);

@@ -140,6 +140,14 @@ pub struct RunConfig {
 }
 
 impl RunConfig {
+    /// Turns growth on or off: off, the controller never germinates.
+    pub fn set_growth(&mut self, on: bool) {
+        self.run.growth = on;
+        if !on {
+            self.controller.max_germinations_per_epoch = 0;
+        }
+    }
+
     /// The config file (if any) with the flags applied, validated.
     pub fn resolve(args: &TrainArgs) -> Result<Self, CliError> {
         let mut config = match &args.config {
@@ -169,9 +177,7 @@ impl RunConfig {
                 ModelArg::Cnn => ModelKind::Cnn,
             };
         }
-        if !config.run.growth {
-            config.controller.max_germinations_per_epoch = 0;
-        }
+        config.set_growth(config.run.growth);
         if config.trainer.checkpoint_dir.is_none() {
             config.trainer.checkpoint_dir = Some(config.run.runs_dir.join(&config.run.name).join("checkpoints"));
         }

@@ -496,19 +496,24 @@ impl<B: Backend> SeedCore<B> {
     /// One seed's state (reads its alpha from the device).
     pub fn seed(&self, seed: usize) -> Result<SeedInfo, MorphogenError> {
         self.check_seeds(&[seed])?;
-        let row = self.table[seed];
         let alpha = self.params.state.alpha.val().narrow(0, seed, 1).into_data();
-        Ok(SeedInfo {
+        Ok(self.info(seed, alpha.convert::<f32>().to_vec::<f32>().expect("f32")[0]))
+    }
+
+    /// One seed's state from the host table and its alpha.
+    fn info(&self, seed: usize, alpha: f32) -> SeedInfo {
+        let row = self.table[seed];
+        SeedInfo {
             seed,
             stage: row.stage,
             blueprint: row.blueprint.map(|b| self.setup.blueprints.get(b).name.clone()),
             strategy: row.strategy.map(|s| self.setup.strategies.get(s).name.clone()),
-            alpha: alpha.convert::<f32>().to_vec::<f32>().expect("f32")[0],
+            alpha,
             epochs_in_stage: row.epochs_in_stage,
             embargo_epochs_left: row.embargo,
             failures: row.failures,
             chunk: self.setup.chunks.range(seed),
-        })
+        }
     }
 
     /// Per-seed health for the window since the last report, read in one transfer; resets the
@@ -841,21 +846,7 @@ impl<B: Backend> SeedCore<B> {
     /// Every seed's state, reading alpha back in one transfer.
     pub fn seed_infos(&self) -> Vec<SeedInfo> {
         let alpha: Vec<f32> = self.params.state.alpha.val().into_data().convert::<f32>().to_vec().expect("f32 alpha");
-        self.table
-            .iter()
-            .enumerate()
-            .map(|(seed, row)| SeedInfo {
-                seed,
-                stage: row.stage,
-                blueprint: row.blueprint.map(|b| self.setup.blueprints.get(b).name.clone()),
-                strategy: row.strategy.map(|s| self.setup.strategies.get(s).name.clone()),
-                alpha: alpha[seed],
-                epochs_in_stage: row.epochs_in_stage,
-                embargo_epochs_left: row.embargo,
-                failures: row.failures,
-                chunk: self.setup.chunks.range(seed),
-            })
-            .collect()
+        (0..self.num_seeds()).map(|seed| self.info(seed, alpha[seed])).collect()
     }
 
     /// Parameters one seed's blueprint adds, for each blueprint this layer can grow.
