@@ -83,6 +83,40 @@ pub struct TrainArgs {
     /// `127.0.0.1:9464` (see `docs/metrics.md`).
     #[arg(long, value_name = "ADDR")]
     pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Export OpenTelemetry traces over OTLP/HTTP to this collector, e.g.
+    /// `http://127.0.0.1:4318` (spans go to `<URL>/v1/traces`; see `docs/metrics.md`). An
+    /// unreachable collector is reported once and training goes on.
+    #[arg(long, value_name = "URL")]
+    pub otlp_endpoint: Option<String>,
+    /// Print OpenTelemetry traces on stdout instead.
+    #[arg(long, conflicts_with = "otlp_endpoint")]
+    pub trace_stdout: bool,
+    /// Lowest span level exported: `info` (run, epochs, decisions, commands, checkpoints,
+    /// rollbacks), `debug` (also every step), `trace` (also every seeded layer's forward work).
+    #[arg(long, value_enum, default_value_t = TraceLevel::Info)]
+    pub trace_level: TraceLevel,
+}
+
+/// Span levels on the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum TraceLevel {
+    /// Run, epochs, controller decisions, commands, checkpoints and rollbacks.
+    Info,
+    /// Also every optimizer step.
+    Debug,
+    /// Also every seeded layer's forward work.
+    Trace,
+}
+
+impl TrainArgs {
+    /// Where `--otlp-endpoint` / `--trace-stdout` send spans, if anywhere.
+    fn trace_export(&self) -> Option<morphogen_telemetry::Export> {
+        match (&self.otlp_endpoint, self.trace_stdout) {
+            (Some(endpoint), _) => Some(morphogen_telemetry::Export::Otlp { endpoint: endpoint.clone() }),
+            (None, true) => Some(morphogen_telemetry::Export::Stdout),
+            (None, false) => None,
+        }
+    }
 }
 
 /// Model presets on the command line.
@@ -212,6 +246,19 @@ pub fn train(args: &TrainArgs) -> Result<(), CliError> {
         })?;
         eprintln!("metrics: http://{}/metrics", server.local_addr());
     }
+    let level = match args.trace_level {
+        TraceLevel::Info => morphogen_telemetry::Level::INFO,
+        TraceLevel::Debug => morphogen_telemetry::Level::DEBUG,
+        TraceLevel::Trace => morphogen_telemetry::Level::TRACE,
+    };
+    // Flushed when dropped, after training.
+    let _tracing = args
+        .trace_export()
+        .map(|export| {
+            morphogen_telemetry::install(&export, level)
+                .map_err(|e| CliError::Config { path: "--otlp-endpoint".into(), problem: e.to_string() })
+        })
+        .transpose()?;
     crate::backend::run_training(args.backend, &config, Output { quiet: args.quiet, resume: args.resume })
 }
 
@@ -413,6 +460,16 @@ impl Progress {
     }
 }
 
+impl Progress {
+    /// A line above the progress bar, or on stderr without one.
+    fn note(&self, line: String) {
+        match &self.bar {
+            Some(bar) if !bar.is_hidden() => bar.println(line),
+            _ => eprintln!("{line}"),
+        }
+    }
+}
+
 impl Observer for Progress {
     fn epoch_started(&mut self, epoch: u32, steps: usize) {
         if self.quiet {
@@ -461,5 +518,13 @@ impl Observer for Progress {
 
     fn rolled_back(&mut self, reason: &str) {
         eprintln!("rollback to the last good epoch: {reason}");
+    }
+
+    fn fast_path_fell_back(&mut self, layer: &str, reason: &str) {
+        self.note(format!("  {layer}: fast path fell back ({reason})"));
+    }
+
+    fn flag_disabled(&mut self, feature: &str, reason: &str) {
+        self.note(format!("feature flag {feature} disabled for the rest of this run ({reason})"));
     }
 }

@@ -208,6 +208,7 @@ impl<B: Backend> SeedCore<B> {
     /// Applies every seed to the host output `h`: `[a, features, p]`. `spatial` is
     /// `[batch, height, width]` for Conv2d hosts. With no blueprint held, returns `h` untouched.
     pub fn apply(&self, h: Tensor<B, 3>, spatial: Option<[usize; 3]>) -> Tensor<B, 3> {
+        let _span = tracing::trace_span!("seeded_layer", layer = self.setup.name.as_str()).entered();
         let lifecycle = &self.setup.lifecycle;
         let sampled = lifecycle.telemetry && {
             let mut window = self.telemetry.lock().expect("telemetry lock");

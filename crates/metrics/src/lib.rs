@@ -14,7 +14,7 @@ mod server;
 pub use server::{serve, MetricsServer};
 
 use morphogen_contracts::{GlobalMetrics, LayerState, Stage, TransitionEvent};
-use morphogen_trainer::{Observer, StageCounts};
+use morphogen_trainer::{ErrorKind, Observer, Resources, StageCounts};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -45,6 +45,35 @@ struct FromTo {
     to: String,
 }
 
+/// Labels of the per-layer metrics.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LayerLabel {
+    layer: String,
+}
+
+/// Labels of the error counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabel {
+    kind: String,
+}
+
+/// Labels of the rollback rule counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RuleLabel {
+    rule: String,
+}
+
+/// Labels of the disabled-flag gauge.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FeatureLabel {
+    feature: String,
+}
+
+/// Buckets of the seeded-layer overhead ratio: 0.001 .. ~8 (doubling).
+fn overhead_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.001, 2.0, 14))
+}
+
 /// The label value of a stage: its name in lower case (`dormant`, `training`, ...).
 pub fn stage_label(stage: Stage) -> String {
     stage.name().to_lowercase()
@@ -66,6 +95,14 @@ struct Metrics {
     val_accuracy: Gauge<f64, AtomicU64>,
     alpha: Histogram,
     step_seconds: Histogram,
+    errors: Family<KindLabel, Counter>,
+    fallbacks: Family<LayerLabel, Counter>,
+    rule_firings: Family<RuleLabel, Counter>,
+    flags_disabled: Family<FeatureLabel, Gauge>,
+    overhead: Family<LayerLabel, Histogram, fn() -> Histogram>,
+    overhead_total: Gauge<f64, AtomicU64>,
+    resident_bytes: Gauge,
+    bank_bytes: Family<LayerLabel, Gauge>,
     /// When the last step (or the epoch) started, for the step latency.
     last: Mutex<Option<Instant>>,
 }
@@ -137,6 +174,53 @@ impl MetricsObserver {
             "Wall time of one optimizer step (forward, backward, update, graft step), seconds",
             step_seconds.clone(),
         );
+        let errors = Family::<KindLabel, Counter>::default();
+        let fallbacks = Family::<LayerLabel, Counter>::default();
+        let rule_firings = Family::<RuleLabel, Counter>::default();
+        let flags_disabled = Family::<FeatureLabel, Gauge>::default();
+        let overhead = Family::<LayerLabel, Histogram, fn() -> Histogram>::new_with_constructor(overhead_histogram);
+        let overhead_total = Gauge::<f64, AtomicU64>::default();
+        let (resident_bytes, bank_bytes) = (Gauge::default(), Family::<LayerLabel, Gauge>::default());
+        registry.register(
+            "morphogen_errors",
+            "Errors by kind (survived, and the one that stopped a run)",
+            errors.clone(),
+        );
+        registry.register(
+            "morphogen_fast_path_fallbacks",
+            "Forward passes of a seeded layer that left the fast path for the general one",
+            fallbacks.clone(),
+        );
+        registry.register(
+            "morphogen_rollback_rule_firings",
+            "Automatic rollback rules that fired",
+            rule_firings.clone(),
+        );
+        registry.register(
+            "morphogen_flag_disabled",
+            "1 for a feature flag a rollback rule switched off for the rest of the run",
+            flags_disabled.clone(),
+        );
+        registry.register(
+            "morphogen_seeded_overhead_ratio",
+            "Seed work of a seeded layer over the host's share of a timed forward pass, at each epoch end",
+            overhead.clone(),
+        );
+        registry.register(
+            "morphogen_seeded_overhead",
+            "All seeded layers' work over the host's share of the last timed forward pass",
+            overhead_total.clone(),
+        );
+        registry.register(
+            "morphogen_resident_memory_bytes",
+            "Resident memory of the training process at the last epoch end",
+            resident_bytes.clone(),
+        );
+        registry.register(
+            "morphogen_bank_bytes",
+            "Bytes of blueprint bank parameters of a seeded layer on its device",
+            bank_bytes.clone(),
+        );
         Self {
             inner: Arc::new(Metrics {
                 registry,
@@ -154,6 +238,14 @@ impl MetricsObserver {
                 val_accuracy,
                 alpha,
                 step_seconds,
+                errors,
+                fallbacks,
+                rule_firings,
+                flags_disabled,
+                overhead,
+                overhead_total,
+                resident_bytes,
+                bank_bytes,
                 last: Mutex::new(None),
             }),
         }
@@ -250,6 +342,35 @@ impl Observer for MetricsObserver {
             *last = None;
         }
     }
+
+    fn resources_measured(&mut self, resources: &Resources) {
+        let m = &self.inner;
+        if let Some(rss) = resources.rss_bytes {
+            m.resident_bytes.set(i64::try_from(rss).unwrap_or(i64::MAX));
+        }
+        m.overhead_total.set(resources.overhead_ratio());
+        for layer in &resources.layers {
+            let key = LayerLabel { layer: layer.layer.clone() };
+            m.bank_bytes.get_or_create(&key).set(i64::try_from(layer.bank_bytes).unwrap_or(i64::MAX));
+            m.overhead.get_or_create(&key).observe(resources.layer_overhead_ratio(layer));
+        }
+    }
+
+    fn fast_path_fell_back(&mut self, layer: &str, _reason: &str) {
+        self.inner.fallbacks.get_or_create(&LayerLabel { layer: layer.to_string() }).inc();
+    }
+
+    fn error(&mut self, kind: ErrorKind, _message: &str) {
+        self.inner.errors.get_or_create(&KindLabel { kind: kind.as_str().to_string() }).inc();
+    }
+
+    fn rule_fired(&mut self, rule: &str, _reason: &str) {
+        self.inner.rule_firings.get_or_create(&RuleLabel { rule: rule.to_string() }).inc();
+    }
+
+    fn flag_disabled(&mut self, feature: &str, _reason: &str) {
+        self.inner.flags_disabled.get_or_create(&FeatureLabel { feature: feature.to_string() }).set(1);
+    }
 }
 
 /// Two observers fed with every call, `0` first: `Both(&mut progress, &mut metrics)`.
@@ -285,6 +406,31 @@ impl<A: Observer, B: Observer> Observer for Both<A, B> {
         self.0.rolled_back(reason);
         self.1.rolled_back(reason);
     }
+
+    fn resources_measured(&mut self, resources: &Resources) {
+        self.0.resources_measured(resources);
+        self.1.resources_measured(resources);
+    }
+
+    fn fast_path_fell_back(&mut self, layer: &str, reason: &str) {
+        self.0.fast_path_fell_back(layer, reason);
+        self.1.fast_path_fell_back(layer, reason);
+    }
+
+    fn error(&mut self, kind: ErrorKind, message: &str) {
+        self.0.error(kind, message);
+        self.1.error(kind, message);
+    }
+
+    fn rule_fired(&mut self, rule: &str, reason: &str) {
+        self.0.rule_fired(rule, reason);
+        self.1.rule_fired(rule, reason);
+    }
+
+    fn flag_disabled(&mut self, feature: &str, reason: &str) {
+        self.0.flag_disabled(feature, reason);
+        self.1.flag_disabled(feature, reason);
+    }
 }
 
 /// A mutable borrow of an observer (e.g. `&mut dyn Observer`) inside [`Both`].
@@ -313,5 +459,25 @@ impl<O: Observer + ?Sized> Observer for Borrowed<'_, O> {
 
     fn rolled_back(&mut self, reason: &str) {
         self.0.rolled_back(reason);
+    }
+
+    fn resources_measured(&mut self, resources: &Resources) {
+        self.0.resources_measured(resources);
+    }
+
+    fn fast_path_fell_back(&mut self, layer: &str, reason: &str) {
+        self.0.fast_path_fell_back(layer, reason);
+    }
+
+    fn error(&mut self, kind: ErrorKind, message: &str) {
+        self.0.error(kind, message);
+    }
+
+    fn rule_fired(&mut self, rule: &str, reason: &str) {
+        self.0.rule_fired(rule, reason);
+    }
+
+    fn flag_disabled(&mut self, feature: &str, reason: &str) {
+        self.0.flag_disabled(feature, reason);
     }
 }

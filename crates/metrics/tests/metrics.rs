@@ -146,3 +146,45 @@ fn measured_layers_set_exact_per_layer_counts_and_feed_the_alpha_histogram() {
     assert_eq!(value("morphogen_seeds{layer=\"fc1\",stage=\"fossilized\"}"), 0.0);
     assert_eq!(value("morphogen_seed_alpha_count"), 1.0, "only seeds past GERMINATED have a blending alpha");
 }
+
+#[test]
+fn costs_errors_fallbacks_and_rules_are_exported() {
+    use morphogen_trainer::{ErrorKind, LayerResources, Resources};
+    let mut observer = MetricsObserver::new();
+    let layer = |name: &str, bank_bytes, seeded_seconds| LayerResources {
+        layer: name.into(),
+        bank_bytes,
+        state_bytes: 256,
+        seeded_seconds,
+    };
+    // Host share 0.008 s: fc1's seed work is 0.25 of it, fc2's 0.0.
+    let resources = Resources {
+        rss_bytes: Some(64 << 20),
+        forward_seconds: 0.010,
+        layers: vec![layer("fc1", 4096, 0.002), layer("fc2", 0, 0.0)],
+    };
+    observer.resources_measured(&resources);
+    for _ in 0..3 {
+        observer.fast_path_fell_back("fc1", "unsupported shape");
+    }
+    observer.error(ErrorKind::NonFiniteLoss, "non-finite loss NaN");
+    observer.error(ErrorKind::NonFiniteLoss, "non-finite loss inf");
+    observer.error(ErrorKind::Checkpoint, "disk full");
+    observer.rule_fired("memory_growth", "scripted");
+    observer.flag_disabled("kernels", "scripted");
+    let text = observer.encode();
+    let value = |name: &str| sample(&text, name).unwrap_or_else(|| panic!("no sample {name} in\n{text}"));
+    assert_eq!(value("morphogen_resident_memory_bytes"), (64 << 20) as f64);
+    assert_eq!(value("morphogen_bank_bytes{layer=\"fc1\"}"), 4096.0);
+    assert_eq!(value("morphogen_bank_bytes{layer=\"fc2\"}"), 0.0);
+    assert!((value("morphogen_seeded_overhead") - 0.25).abs() < 1e-9);
+    assert!((value("morphogen_seeded_overhead_ratio_sum{layer=\"fc1\"}") - 0.25).abs() < 1e-9);
+    assert_eq!(value("morphogen_seeded_overhead_ratio_bucket{le=\"0.256\",layer=\"fc1\"}"), 1.0);
+    assert_eq!(value("morphogen_seeded_overhead_ratio_bucket{le=\"0.128\",layer=\"fc1\"}"), 0.0);
+    assert_eq!(value("morphogen_seeded_overhead_ratio_count{layer=\"fc2\"}"), 1.0);
+    assert_eq!(value("morphogen_fast_path_fallbacks_total{layer=\"fc1\"}"), 3.0);
+    assert_eq!(value("morphogen_errors_total{kind=\"non_finite_loss\"}"), 2.0);
+    assert_eq!(value("morphogen_errors_total{kind=\"checkpoint\"}"), 1.0);
+    assert_eq!(value("morphogen_rollback_rule_firings_total{rule=\"memory_growth\"}"), 1.0);
+    assert_eq!(value("morphogen_flag_disabled{feature=\"kernels\"}"), 1.0);
+}

@@ -1,6 +1,6 @@
 //! The transition event log (JSON lines) and progress observers.
 
-use crate::TrainError;
+use crate::{ErrorKind, Resources, TrainError};
 use burn::tensor::backend::Backend;
 use morphogen_contracts::{GlobalMetrics, LayerState, Stage, TransitionEvent};
 use morphogen_engine::SeededModel;
@@ -98,6 +98,20 @@ pub trait Observer {
     fn transition(&mut self, _event: &TransitionEvent) {}
     /// The model went back to its last good state.
     fn rolled_back(&mut self, _reason: &str) {}
+    /// Memory and the seeded layers' share of a forward pass, measured at an epoch end before
+    /// the rollback rules are checked.
+    fn resources_measured(&mut self, _resources: &Resources) {}
+    /// A layer left its fast path for the general one (reported through
+    /// [`Signals`](crate::Signals)).
+    fn fast_path_fell_back(&mut self, _layer: &str, _reason: &str) {}
+    /// An error happened: one the run survives (a diverged step, something reported through
+    /// [`Signals`](crate::Signals)), or the one that stops it, just before `run` returns it.
+    fn error(&mut self, _kind: ErrorKind, _message: &str) {}
+    /// The rollback rule `rule` fired (the rollback itself follows as
+    /// [`rolled_back`](Self::rolled_back)).
+    fn rule_fired(&mut self, _rule: &str, _reason: &str) {}
+    /// A feature flag was switched off for the rest of this run (the flag file is not touched).
+    fn flag_disabled(&mut self, _feature: &str, _reason: &str) {}
 }
 
 impl Observer for () {}

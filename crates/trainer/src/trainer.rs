@@ -1,6 +1,9 @@
 //! The epoch loop.
 
-use crate::{Dataset, EventLog, Observer, StageCounts, TrainError};
+use crate::resources::{measure, process_rss_bytes, Resources};
+use crate::rules::{EpochFacts, RollbackRule};
+use crate::signals::Signal;
+use crate::{Dataset, ErrorKind, EventLog, Observer, Signals, StageCounts, TrainError};
 use burn::module::AutodiffModule;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::{GradientsParams, Optimizer};
@@ -12,10 +15,13 @@ use morphogen_contracts::{
 };
 use morphogen_controller::Controller;
 use morphogen_engine::{GraftSignals, SeededModel};
+use morphogen_flags::Feature;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+use tracing::field::Empty;
 
 /// A model that maps a batch of flattened images `[batch, pixels]` to class logits.
 pub trait Classifier<B: Backend> {
@@ -50,6 +56,10 @@ pub struct TrainerConfig {
     /// Check every seeded layer's invariants after every step (legal states, alpha in range,
     /// finite blueprints): slow, for debugging; a violation stops the run with the layer named.
     pub debug: bool,
+    /// Conditions checked at every epoch end that roll the run back to its last good state
+    /// (and may switch a feature flag off for the rest of the run); none by default.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rollback_rules: Vec<RollbackRule>,
 }
 
 impl Default for TrainerConfig {
@@ -65,6 +75,7 @@ impl Default for TrainerConfig {
             max_evaluations_per_epoch: 16,
             checkpoint_dir: None,
             debug: false,
+            rollback_rules: Vec::new(),
         }
     }
 }
@@ -81,14 +92,14 @@ impl TrainerConfig {
         } else {
             None
         };
-        match problem {
-            None => Ok(()),
-            Some(problem) => Err(MorphogenError::InvalidConfig {
+        if let Some(problem) = problem {
+            return Err(MorphogenError::InvalidConfig {
                 component: "trainer".into(),
                 problem: problem.into(),
                 hint: "fix the value in the config file or on the command line".into(),
-            }),
+            });
         }
+        self.rollback_rules.iter().enumerate().try_for_each(|(i, rule)| rule.validate(i))
     }
 }
 
@@ -114,9 +125,19 @@ struct Snapshot<M, O> {
 
 /// How an epoch of training ended.
 enum EpochEnd<M> {
-    Done { model: M, loss: f32, accuracy: f32 },
+    /// Every step ran; `errors` counts the errors and fallbacks reported meanwhile.
+    Done {
+        model: M,
+        loss: f32,
+        accuracy: f32,
+        steps: usize,
+        errors: u64,
+    },
     Diverged(String),
 }
+
+/// Reads the process's resident memory at each epoch end.
+type MemoryProbe = Box<dyn FnMut() -> Option<u64> + Send>;
 
 /// The epoch loop: see the crate docs.
 pub struct Trainer {
@@ -126,6 +147,10 @@ pub struct Trainer {
     step: u64,
     first_epoch: u32,
     checkpoints: Option<CheckpointDir>,
+    signals: Signals,
+    disabled_flags: BTreeSet<Feature>,
+    memory: MemoryProbe,
+    baseline_rss: Option<u64>,
 }
 
 /// Builds the controller's input from a model: every layer's seeds and health (this resets the
@@ -185,7 +210,42 @@ impl Trainer {
     pub fn new(config: TrainerConfig, controller: Controller, events: EventLog) -> Result<Self, TrainError> {
         config.validate()?;
         let checkpoints = config.checkpoint_dir.as_ref().map(CheckpointDir::open).transpose()?;
-        Ok(Self { config, controller, events, step: 0, first_epoch: 1, checkpoints })
+        Ok(Self {
+            config,
+            controller,
+            events,
+            step: 0,
+            first_epoch: 1,
+            checkpoints,
+            signals: Signals::default(),
+            disabled_flags: BTreeSet::new(),
+            memory: Box::new(process_rss_bytes),
+            baseline_rss: None,
+        })
+    }
+
+    /// Reads resident memory from `probe` instead of `/proc/self/status` (for a process that
+    /// knows better, such as a device allocator's own count).
+    pub fn with_memory_probe(mut self, probe: impl FnMut() -> Option<u64> + Send + 'static) -> Self {
+        self.memory = Box::new(probe);
+        self
+    }
+
+    /// The handle through which other code reports errors and fast-path fallbacks to this
+    /// trainer while it runs.
+    pub fn signals(&self) -> Signals {
+        self.signals.clone()
+    }
+
+    /// Feature flags a rollback rule switched off for the rest of this run.
+    pub fn disabled_flags(&self) -> &BTreeSet<Feature> {
+        &self.disabled_flags
+    }
+
+    /// Whether `feature` is on for `id` in `flags` and no rollback rule switched it off in this
+    /// run: the check for code guarded by a flag.
+    pub fn flag_enabled(&self, flags: &morphogen_flags::Flags, feature: Feature, id: &str) -> bool {
+        !self.disabled_flags.contains(&feature) && flags.is_enabled_for(feature, id)
     }
 
     /// The transitions so far.
@@ -227,7 +287,35 @@ impl Trainer {
     }
 
     /// Trains `model` on `train`, validating on `valid`, growing it as the controller decides.
+    /// An error that stops the run is also passed to `observer.error` before it is returned.
     pub fn run<B, M, O>(
+        &mut self,
+        model: M,
+        optim: O,
+        train: &Dataset,
+        valid: &Dataset,
+        observer: &mut dyn Observer,
+    ) -> Result<TrainOutcome<M, O>, TrainError>
+    where
+        B: AutodiffBackend,
+        M: AutodiffModule<B> + SeededModel<B> + Classifier<B>,
+        M::InnerModule: SeededModel<B::InnerBackend> + Classifier<B::InnerBackend>,
+        O: Optimizer<M, B>,
+    {
+        let span = tracing::info_span!(
+            "run",
+            first_epoch = i64::from(self.first_epoch),
+            epochs = i64::from(self.config.epochs)
+        );
+        let _run = span.enter();
+        let result = self.run_epochs(model, optim, train, valid, observer);
+        if let Err(error) = &result {
+            observer.error(error.kind(), &error.to_string());
+        }
+        result
+    }
+
+    fn run_epochs<B, M, O>(
         &mut self,
         mut model: M,
         mut optim: O,
@@ -247,16 +335,27 @@ impl Trainer {
         if epoch == 1 {
             self.save_checkpoint(&model, &optim, 0, None)?;
         }
-        let (mut history, mut rollbacks) = (Vec::new(), 0);
+        let (mut history, mut rollbacks, mut last_good_val_loss) = (Vec::new(), 0, None);
         while epoch <= self.config.epochs {
+            let span = tracing::info_span!(
+                "epoch",
+                epoch = i64::from(epoch),
+                attempt = i64::from(rollbacks),
+                train_loss = Empty,
+                val_loss = Empty,
+                val_accuracy = Empty,
+                outcome = Empty
+            );
+            let _epoch = span.enter();
             // One shuffling stream per epoch, so a resumed run sees the orders an uninterrupted
             // one would.
             let mut rng =
                 StdRng::seed_from_u64(self.config.seed ^ u64::from(epoch).wrapping_mul(0x9E37_79B9_7F4A_7C15));
-            let (trained, loss, accuracy) =
+            let (trained, loss, accuracy, steps, errors) =
                 match self.train_epoch(model, &mut optim, train, &mut rng, epoch, &device, observer)? {
-                    EpochEnd::Done { model, loss, accuracy } => (model, loss, accuracy),
+                    EpochEnd::Done { model, loss, accuracy, steps, errors } => (model, loss, accuracy, steps, errors),
                     EpochEnd::Diverged(reason) => {
+                        span.record("outcome", "diverged");
                         rollbacks += 1;
                         (model, optim) = self.roll_back(&good, &reason, rollbacks, epoch, observer)?;
                         continue;
@@ -265,6 +364,7 @@ impl Trainer {
             model = trained;
             let inner = model.valid();
             let (val_loss, val_accuracy) = evaluate(&inner, valid, valid.len(), self.config.batch_size, &device);
+            span.record("train_loss", loss).record("val_loss", val_loss).record("val_accuracy", val_accuracy);
             let metrics = GlobalMetrics {
                 epoch,
                 step: self.step,
@@ -273,11 +373,41 @@ impl Trainer {
                 val_loss,
                 val_accuracy,
             };
+            let resources = self.measure_resources(&inner, valid, &device);
+            observer.resources_measured(&resources);
+            let errors = errors + self.pass_signals(observer);
+            let facts = EpochFacts {
+                metrics: &metrics,
+                last_good_val_loss,
+                errors,
+                steps,
+                resources: &resources,
+                baseline_rss: self.baseline_rss,
+            };
+            if let Some(reason) = self.check_rules(&facts, observer) {
+                span.record("outcome", "rollback_rule");
+                rollbacks += 1;
+                (model, optim) = self.roll_back(&good, &reason, rollbacks, epoch, observer)?;
+                continue;
+            }
             let evaluations = self.evaluate_seeds(&inner, valid, &device);
             let system = measure_system(&model, metrics, evaluations);
             observer.layers_measured(&system.layers);
-            let decisions = self.controller.step(&system);
+            let decisions = {
+                let decide = tracing::info_span!(
+                    "controller.decide",
+                    epoch = i64::from(epoch),
+                    commands = Empty,
+                    rollback = Empty
+                );
+                let _decide = decide.enter();
+                let decisions = self.controller.step(&system);
+                decide.record("commands", decisions.commands.len() as i64);
+                decide.record("rollback", decisions.rollback.as_deref().unwrap_or(""));
+                decisions
+            };
             if let Some(reason) = decisions.rollback {
+                span.record("outcome", "controller_rollback");
                 rollbacks += 1;
                 (model, optim) = self.roll_back(&good, &reason, rollbacks, epoch, observer)?;
                 continue;
@@ -290,10 +420,42 @@ impl Trainer {
             observer.epoch_ended(&metrics, &counts);
             history.push(metrics);
             self.save_checkpoint(&model, &optim, epoch, Some(metrics.val_loss))?;
+            span.record("outcome", "done");
             good = Snapshot { model: model.clone(), optim: optim.clone(), controller: self.controller.clone() };
+            last_good_val_loss = Some(metrics.val_loss);
             epoch += 1;
         }
         Ok(TrainOutcome { model, optim, history, rollbacks })
+    }
+
+    /// Memory, bank bytes and the seeded share of a forward pass over the first validation
+    /// batch; the first measurement of the run is the memory baseline.
+    fn measure_resources<B, N>(&mut self, inner: &N, valid: &Dataset, device: &B::Device) -> Resources
+    where
+        B: Backend,
+        N: SeededModel<B> + Classifier<B>,
+    {
+        let _span = tracing::debug_span!("measure_resources").entered();
+        let indices: Vec<usize> = (0..self.config.batch_size.min(valid.len())).collect();
+        let (images, _) = batch::<B>(valid, &indices, device);
+        let rss = (self.memory)();
+        self.baseline_rss = self.baseline_rss.or(rss);
+        measure(inner, |x| inner.logits(x), images, rss)
+    }
+
+    /// The first rollback rule that fires, reported to the observer with the flag it switches
+    /// off; its reason is the rollback's.
+    fn check_rules(&mut self, facts: &EpochFacts, observer: &mut dyn Observer) -> Option<String> {
+        let firing = self.config.rollback_rules.iter().find_map(|rule| rule.check(facts))?;
+        tracing::warn!(rule = firing.rule, reason = %firing.reason, "rollback rule fired");
+        observer.rule_fired(firing.rule, &firing.reason);
+        if let Some(feature) = firing.flag {
+            if self.disabled_flags.insert(feature) {
+                tracing::warn!(flag = feature.name(), rule = firing.rule, "feature flag disabled for this run");
+                observer.flag_disabled(feature.name(), &firing.reason);
+            }
+        }
+        Some(firing.reason)
     }
 
     /// One pass over `train` in a fresh random order; stops early on a NaN/Inf or spiking loss.
@@ -319,14 +481,18 @@ impl Trainer {
         observer.epoch_started(epoch, batches.len());
         let loss_fn = CrossEntropyLossConfig::new().init(device);
         let mut correct = Tensor::<B, 1, Int>::zeros([1], device);
-        let (mut loss_sum, mut average) = (0.0f64, None::<f32>);
+        let (mut loss_sum, mut average, mut errors) = (0.0f64, None::<f32>, 0);
         for indices in &batches {
+            let _step = tracing::debug_span!("step", step = self.step as i64).entered();
             let (x, y) = batch::<B>(train, indices, device);
             let logits = model.logits(x);
             let loss = loss_fn.forward(logits.clone(), y.clone());
             let value = scalar(loss.clone());
-            if let Some(reason) = self.divergence(value, average) {
-                return Ok(EpochEnd::Diverged(format!("{reason} at epoch {epoch}, step {}", self.step)));
+            errors += self.pass_signals(observer);
+            if let Some((kind, reason)) = self.divergence(value, average) {
+                let reason = format!("{reason} at epoch {epoch}, step {}", self.step);
+                observer.error(kind, &reason);
+                return Ok(EpochEnd::Diverged(reason));
             }
             average = Some(average.map_or(value, |a| 0.95 * a + 0.05 * value));
             loss_sum += value as f64;
@@ -338,10 +504,24 @@ impl Trainer {
                 model.check_invariants()?;
             }
             self.step += 1;
+            errors += self.pass_signals(observer);
             observer.step(value);
         }
         let accuracy = scalar(correct.float()) / train.len().max(1) as f32;
-        Ok(EpochEnd::Done { model, loss: (loss_sum / batches.len().max(1) as f64) as f32, accuracy })
+        let loss = (loss_sum / batches.len().max(1) as f64) as f32;
+        Ok(EpochEnd::Done { model, loss, accuracy, steps: batches.len(), errors })
+    }
+
+    /// Hands what was reported through [`Signals`] to the observer; returns how many.
+    fn pass_signals(&self, observer: &mut dyn Observer) -> u64 {
+        let signals = self.signals.take();
+        for signal in &signals {
+            match signal {
+                Signal::FastPathFallback { layer, reason } => observer.fast_path_fell_back(layer, reason),
+                Signal::Error { kind, message } => observer.error(*kind, message),
+            }
+        }
+        signals.len() as u64
     }
 
     /// Saves the known-good state when a checkpoint directory is configured.
@@ -358,6 +538,14 @@ impl Trainer {
         O: Optimizer<M, B>,
     {
         let Some(dir) = &self.checkpoints else { return Ok(()) };
+        let span = tracing::info_span!(
+            "checkpoint.save",
+            epoch = i64::from(epoch),
+            step = self.step as i64,
+            path = Empty,
+            bytes = Empty
+        );
+        let _save = span.enter();
         let controller = serde_json::to_value(self.controller.state()).expect("controller state serialises");
         let mut snapshot = CheckpointSnapshot::of(model)?
             .with_optimizer(optim)?
@@ -367,18 +555,21 @@ impl Trainer {
         if let Some(loss) = val_loss {
             snapshot = snapshot.with_metric(loss as f64);
         }
-        dir.save(&snapshot)?;
+        let saved = dir.save(&snapshot)?;
+        span.record("path", saved.path.display().to_string()).record("bytes", saved.bytes as i64);
         Ok(())
     }
 
     /// Why a step's loss means the run diverged, if it does.
-    fn divergence(&self, loss: f32, average: Option<f32>) -> Option<String> {
+    fn divergence(&self, loss: f32, average: Option<f32>) -> Option<(ErrorKind, String)> {
         if !loss.is_finite() {
-            return Some(format!("non-finite loss {loss}"));
+            return Some((ErrorKind::NonFiniteLoss, format!("non-finite loss {loss}")));
         }
         let average = average?;
-        (loss > self.config.spike_factor * average)
-            .then(|| format!("loss spike {loss:.4} > {} x moving average {average:.4}", self.config.spike_factor))
+        (loss > self.config.spike_factor * average).then(|| {
+            let reason = format!("loss spike {loss:.4} > {} x moving average {average:.4}", self.config.spike_factor);
+            (ErrorKind::LossSpike, reason)
+        })
     }
 
     /// Measures every EVALUATING seed (up to the per-epoch cap): validation loss on the first
@@ -427,8 +618,19 @@ impl Trainer {
         observer: &mut dyn Observer,
     ) -> Result<(), TrainError> {
         let from = stage_of(model, &command.target).unwrap_or(Stage::Dormant);
+        let span = tracing::info_span!(
+            "command",
+            layer = %command.target.layer,
+            seed = command.target.seed as i64,
+            kind = ?command.kind,
+            reason = %command.reason,
+            from = from.name(),
+            to = Empty
+        );
+        let _command = span.enter();
         model.apply_command(command)?;
         let to = stage_of(model, &command.target).unwrap_or(from);
+        span.record("to", to.name());
         self.log(&command.target, from, to, &command.reason, metrics, observer)
     }
 
@@ -471,6 +673,15 @@ impl Trainer {
         M: AutodiffModule<B> + SeededModel<B>,
         O: Optimizer<M, B>,
     {
+        let span = tracing::info_span!(
+            "rollback",
+            epoch = i64::from(epoch),
+            rollbacks = i64::from(rollbacks),
+            reason,
+            source = Empty,
+            seeds = Empty
+        );
+        let _rollback = span.enter();
         if rollbacks > self.config.max_rollbacks {
             return Err(TrainError::Diverged { rollbacks: rollbacks - 1, reason: reason.to_string() });
         }
@@ -479,7 +690,11 @@ impl Trainer {
         self.controller = good.controller.clone();
         match &self.checkpoints {
             Some(dir) => {
-                let restored = dir.rollback_with_optimizer(&mut model, &mut optim)?;
+                let load = tracing::info_span!("checkpoint.load", path = Empty, skipped = Empty);
+                let restored = load.in_scope(|| dir.rollback_with_optimizer(&mut model, &mut optim))?;
+                load.record("path", restored.checkpoint.path().display().to_string());
+                load.record("skipped", restored.skipped.len() as i64);
+                span.record("source", "checkpoint");
                 let state = restored.checkpoint.extra("controller").cloned().map(serde_json::from_value);
                 if let Some(Ok(state)) = state {
                     self.controller = good.controller.clone().with_state(state);
@@ -487,7 +702,10 @@ impl Trainer {
                 let at = restored.checkpoint.path().display().to_string();
                 observer.rolled_back(&format!("{reason}; restored checkpoint {at}"));
             }
-            None => observer.rolled_back(&format!("{reason}; restored the last good epoch from memory")),
+            None => {
+                span.record("source", "memory");
+                observer.rolled_back(&format!("{reason}; restored the last good epoch from memory"))
+            }
         }
         model.health_reports(); // drop the statistics of the failed attempt
         let mut active = Vec::new();
@@ -498,6 +716,7 @@ impl Trainer {
                 }
             }
         });
+        span.record("seeds", active.len() as i64);
         let metrics = GlobalMetrics { epoch, step: self.step, ..Default::default() };
         for (at, from) in active {
             model.apply_command(&Command::advance(at.clone(), Stage::RolledBack, format!("rollback: {reason}")))?;
