@@ -35,6 +35,13 @@ pub enum Command {
         #[command(subcommand)]
         command: crate::flags::FlagsCommand,
     },
+    /// Serve a live web dashboard of a run folder (or a folder of runs) on loopback: the seed
+    /// lattice, health heatmaps, training curves and the event log (`docs/dashboard.md`).
+    Dashboard(crate::dashboard::DashboardArgs),
+    /// Write one self-contained HTML file with the dashboard's views of a run.
+    Report(crate::dashboard::ReportArgs),
+    /// A terminal view of a run: stages per layer, the lattice in miniature, the latest events.
+    Watch(crate::dashboard::WatchArgs),
 }
 
 /// What `morphogen bench` can measure.

@@ -38,6 +38,9 @@ pub enum CliError {
     /// A feature flag command failed.
     #[error(transparent)]
     Flags(#[from] morphogen_flags::FlagError),
+    /// A dashboard, report or watch command failed.
+    #[error(transparent)]
+    Dashboard(#[from] morphogen_dashboard::DashboardError),
     /// The rows could not be encoded as JSON.
     #[error("cannot encode the rows as JSON: {0}")]
     Json(#[from] serde_json::Error),
@@ -51,6 +54,7 @@ impl CliError {
             CliError::BackendNotBuilt(_) | CliError::Config { .. } => 2,
             CliError::Engine(MorphogenError::InvalidConfig { .. }) => 2,
             CliError::Flags(error) if error.is_user_error() => 2,
+            CliError::Dashboard(error) if error.is_user_error() => 2,
             _ => 1,
         }
     }

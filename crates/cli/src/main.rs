@@ -7,6 +7,7 @@
 mod args;
 mod backend;
 mod bench;
+mod dashboard;
 mod error;
 mod flags;
 mod growth;
@@ -34,6 +35,9 @@ fn main() -> ExitCode {
         Command::Bench { target: BenchTarget::Layer(args) } => bench_layer(&args),
         Command::Bench { target: BenchTarget::Growth(args) } => bench_growth(&args),
         Command::Flags { command } => flags::run(&command),
+        Command::Dashboard(args) => dashboard::dashboard(&args),
+        Command::Report(args) => dashboard::report(&args),
+        Command::Watch(args) => dashboard::watch(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

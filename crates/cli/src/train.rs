@@ -14,7 +14,7 @@ use morphogen::trainer::{
     fashion_mnist, Classifier, Dataset, EventLog, ModelConfig, ModelKind, Observer, StageCounts, Trainer,
     TrainerConfig, FASHION_MNIST_DIR,
 };
-use morphogen::{GlobalMetrics, SeededModel, Stage, TransitionEvent};
+use morphogen::{GlobalMetrics, LayerState, SeededModel, Stage, TransitionEvent};
 use serde::{Deserialize, Serialize};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -439,12 +439,13 @@ fn results<M>(run: &RunResult<M>) -> String {
     out
 }
 
-/// Progress bars, the live seed summary and `metrics.jsonl`.
+/// Progress bars, the live seed summary, `metrics.jsonl` and `layers.jsonl` (per-seed state).
 struct Progress {
     bar: Option<ProgressBar>,
     quiet: bool,
     metrics: std::fs::File,
     path: PathBuf,
+    layers: morphogen_dashboard::LayersLog,
 }
 
 impl Progress {
@@ -456,7 +457,10 @@ impl Progress {
             .truncate(!output.resume)
             .open(path)
             .map_err(|source| CliError::Write { path: path.into(), source })?;
-        Ok(Self { bar: None, quiet: output.quiet, metrics, path: path.into() })
+        let layers_path = path.with_file_name("layers.jsonl");
+        let layers = morphogen_dashboard::LayersLog::open(&layers_path, output.resume)
+            .map_err(|source| CliError::Write { path: layers_path, source })?;
+        Ok(Self { bar: None, quiet: output.quiet, metrics, path: path.into(), layers })
     }
 }
 
@@ -505,6 +509,13 @@ impl Observer for Progress {
         if let Err(e) = writeln!(self.metrics, "{json}") {
             eprintln!("warning: cannot append to {}: {e}", self.path.display());
         }
+        if let Err(e) = self.layers.epoch_ended(m.epoch) {
+            eprintln!("warning: cannot append to {}: {e}", self.layers.path().display());
+        }
+    }
+
+    fn layers_measured(&mut self, layers: &[LayerState]) {
+        self.layers.measured(layers);
     }
 
     fn transition(&mut self, e: &TransitionEvent) {

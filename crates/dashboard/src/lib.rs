@@ -1,0 +1,37 @@
+//! Seed visualization for morphogen runs, read from the run folder `morphogen train` writes.
+//!
+//! - [`Server`]: the live dashboard, a local web page (embedded in the binary, no external
+//!   assets) with the seed lattice, health heatmaps, training curves and the event log,
+//!   following a run while it trains by polling a JSON API.
+//! - [`write_report`]: the same page as one self-contained HTML file, data inlined.
+//! - [`WatchView`] and [`watch`]: a terminal view (ratatui) of stages per layer, the lattice in
+//!   miniature and the latest events.
+//!
+//! All three read a [`Run`] (or a [`RunSet`], a folder of runs) through [`JsonlTail`]s: files
+//! re-read incrementally by offset, malformed lines skipped and counted, an unfinished last line
+//! left for later. [`LayersLog`] writes the per-seed state they need (`layers.jsonl`, in
+//! [`EpochLayers`] columns) from a trainer observer. See `docs/dashboard.md`.
+#![warn(missing_docs)]
+
+mod demo;
+mod error;
+mod layers;
+mod page;
+mod run;
+mod server;
+mod tail;
+mod view;
+mod watch;
+
+pub use demo::DemoRun;
+pub use error::DashboardError;
+pub use layers::{EpochLayers, LayerColumns, LayersLog};
+pub use page::{live_page, report_page, write_report, STAGE_COLORS};
+pub use run::{Run, RunSet, RUN_FILES};
+pub use server::{router, Server};
+pub use tail::{FileState, JsonlTail, Record};
+pub use view::{
+    heatmaps, lattice, lifecycle, EventFilter, EventRow, Heatmap, LatticeLayer, RunView, SeedEpoch, SeedLifecycle,
+    HEATMAP_BINS,
+};
+pub use watch::{watch, WatchView};
