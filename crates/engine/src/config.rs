@@ -21,6 +21,10 @@ pub struct LifecycleConfig {
     /// statistics are means over the window, so sampling trades their precision for speed.
     #[config(default = 1)]
     pub telemetry_every: usize,
+    /// Use morphogen's CubeCL kernels where the backend has them (CUDA, wgpu builds); the tensor
+    /// path, which gives the same results, otherwise.
+    #[config(default = true)]
+    pub kernels: bool,
     /// Rows of a blueprint bank's first page; later pages double.
     #[config(default = 64)]
     pub bank_page_rows: usize,

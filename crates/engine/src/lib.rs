@@ -12,6 +12,8 @@ mod blueprint;
 mod chunks;
 mod config;
 mod conv;
+#[cfg(feature = "kernels")]
+mod cube;
 mod grafting;
 mod linear;
 mod model;

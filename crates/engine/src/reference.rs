@@ -7,6 +7,7 @@
 use crate::blueprint::{BlueprintOp, BlueprintSpec};
 use crate::chunks::ChunkMap;
 use crate::seeds::SeedCore;
+use crate::telemetry::narrow_for_reshape;
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 use morphogen_contracts::{SeedHealth, Stage};
@@ -90,7 +91,8 @@ fn narrow_to_chunk<B: Backend>(
                 if i == 0 {
                     let [_, o, _] = weight.dims();
                     let k2 = kernel * kernel;
-                    weight = weight.reshape([1, o, width, k2]).narrow(2, 0, chunk).reshape([1, o, chunk * k2]);
+                    weight =
+                        narrow_for_reshape(weight.reshape([1, o, width, k2]), 2, 0, chunk).reshape([1, o, chunk * k2]);
                 }
                 if i == last {
                     weight = weight.narrow(1, 0, chunk);

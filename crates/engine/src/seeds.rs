@@ -214,7 +214,7 @@ impl<B: Backend> SeedCore<B> {
             let mut window = self.telemetry.lock().expect("telemetry lock");
             let due = window.sample_pass(lifecycle.telemetry_every);
             if due {
-                window.observe(h.clone(), &self.setup.chunks);
+                window.observe(h.clone(), &self.setup.chunks, lifecycle.kernels);
             }
             due
         };
@@ -676,6 +676,12 @@ impl<B: Backend> SeedCore<B> {
     /// Bytes of the telemetry window on device.
     pub fn telemetry_bytes(&self) -> usize {
         self.telemetry.lock().expect("telemetry lock").bytes()
+    }
+
+    /// Forward passes since the last health report whose telemetry ran on a CubeCL kernel
+    /// (always 0 on backends without kernels, or with `LifecycleConfig::kernels` off).
+    pub fn telemetry_kernel_passes(&self) -> u64 {
+        self.telemetry.lock().expect("telemetry lock").kernel_passes()
     }
 
     fn with_params<B2: Backend>(&self, params: SeedParams<B2>) -> SeedCore<B2> {

@@ -15,6 +15,18 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 use morphogen_contracts::{LayerHealthReport, SeedHealth};
 
+#[cfg(feature = "kernels")]
+pub(crate) mod kernel;
+
+#[cfg(feature = "kernels")]
+use kernel::accumulate as kernel_accumulate;
+
+/// Without the `kernels` feature no backend has the kernel.
+#[cfg(not(feature = "kernels"))]
+fn kernel_accumulate<B: Backend>(_: &Sums<B>, _: &Tensor<B, 3>, _: &ChunkMap) -> Option<Sums<B>> {
+    None
+}
+
 /// Sums a per-feature quantity `[a, features, p]` to per-seed chunk totals `[a, seeds, p]`
 /// with one reshape and reduction per uniform group.
 pub(crate) fn chunk_totals<B: Backend>(x: Tensor<B, 3>, chunks: &ChunkMap) -> Tensor<B, 3> {
@@ -23,14 +35,31 @@ pub(crate) fn chunk_totals<B: Backend>(x: Tensor<B, 3>, chunks: &ChunkMap) -> Te
         .groups()
         .into_iter()
         .map(|g| {
-            x.clone()
-                .narrow(1, g.first_feature, g.seeds * g.chunk)
+            narrow_for_reshape(x.clone(), 1, g.first_feature, g.seeds * g.chunk)
                 .reshape([a, g.seeds, g.chunk, p])
                 .sum_dim(2)
                 .reshape([a, g.seeds, p])
         })
         .collect();
     Tensor::cat(parts, 1)
+}
+
+/// `x.narrow(dim, start, len)`, copied when it is a strict part of `x` so it can be reshaped:
+/// Burn 0.21's CubeCL backends can reshape such a view into the wrong elements (seen on wgpu
+/// with `[8, 40 of 48, 1] -> [8, 8, 5, 1]`; the kernel tests caught it).
+pub(crate) fn narrow_for_reshape<B: Backend, const D: usize>(
+    x: Tensor<B, D>,
+    dim: usize,
+    start: usize,
+    len: usize,
+) -> Tensor<B, D> {
+    let whole = x.dims()[dim] == len;
+    let part = x.narrow(dim, start, len);
+    if whole {
+        part
+    } else {
+        part.mul_scalar(1.0)
+    }
 }
 
 /// Sums `[k, a, n, p]` over its samples (`a` and `p`) to `[k, n]`, skipping the reduction of a
@@ -42,41 +71,61 @@ fn sum_samples<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 2> {
     x.reshape([k, n])
 }
 
-/// The running sums of one telemetry window. Quantities are stacked so one forward pass costs
-/// two reductions, not one per statistic: each op is a launch, and on a GPU the dormant path's
-/// cost is launches, not bytes.
+/// The host-output sums of a telemetry window.
+#[derive(Clone, Debug)]
+pub(crate) struct Sums<B: Backend> {
+    /// `[3, features]`: sum, sum of squares, count of positive values.
+    pub features: Tensor<B, 2>,
+    /// `[2, seeds]`: sum and sum of squares of the chunk totals.
+    pub totals: Tensor<B, 2>,
+}
+
+/// Adds the host output `h` (`[a, features, p]`, every `(a, p)` one sample, detached) to `sums`.
+/// Quantities are stacked so a pass costs two reductions, not one per statistic: on a GPU the
+/// dormant path's cost is launches, not bytes. The `kernel` module does it in one pass.
+pub(crate) fn accumulate<B: Backend>(sums: &Sums<B>, h: &Tensor<B, 3>, chunks: &ChunkMap) -> Sums<B> {
+    let positive = h.clone().greater_elem(0.0).float();
+    let per_feature = Tensor::stack(vec![h.clone(), h.clone().square(), positive], 0);
+    let totals = chunk_totals(h.clone(), chunks);
+    let per_seed = Tensor::stack(vec![totals.clone(), totals.square()], 0);
+    Sums {
+        features: sums.features.clone() + sum_samples(per_feature),
+        totals: sums.totals.clone() + sum_samples(per_seed),
+    }
+}
+
+/// The running sums of one telemetry window.
 #[derive(Clone, Debug)]
 pub(crate) struct TelemetryWindow<B: Backend> {
-    /// `[3, features]`: sum, sum of squares, count of positive values.
-    features: Tensor<B, 2>,
-    /// `[2, seeds]`: sum and sum of squares of the chunk totals.
-    totals: Tensor<B, 2>,
+    sums: Sums<B>,
     /// `[seeds]`: sum of squared blueprint contributions.
     blueprint: Tensor<B, 1>,
     samples: u64,
     /// Forward passes seen (observed or skipped).
     passes: u64,
+    /// Observed passes whose sums the kernel computed.
+    kernel_passes: u64,
 }
 
 impl<B: Backend> TelemetryWindow<B> {
     pub fn new(chunks: &ChunkMap, device: &B::Device) -> Self {
         let (f, s) = (chunks.features(), chunks.seeds());
         Self {
-            features: Tensor::zeros([3, f], device),
-            totals: Tensor::zeros([2, s], device),
+            sums: Sums { features: Tensor::zeros([3, f], device), totals: Tensor::zeros([2, s], device) },
             blueprint: Tensor::zeros([s], device),
             samples: 0,
             passes: 0,
+            kernel_passes: 0,
         }
     }
 
     pub fn moved_to(self, device: &B::Device) -> Self {
         Self {
-            features: self.features.to_device(device),
-            totals: self.totals.to_device(device),
+            sums: Sums { features: self.sums.features.to_device(device), totals: self.sums.totals.to_device(device) },
             blueprint: self.blueprint.to_device(device),
             samples: self.samples,
             passes: self.passes,
+            kernel_passes: self.kernel_passes,
         }
     }
 
@@ -87,16 +136,14 @@ impl<B: Backend> TelemetryWindow<B> {
         due
     }
 
-    /// Adds the host output `h`: `[a, features, p]`, every `(a, p)` one sample.
-    pub fn observe(&mut self, h: Tensor<B, 3>, chunks: &ChunkMap) {
+    /// Adds the host output `h`: `[a, features, p]`, every `(a, p)` one sample; through the
+    /// kernel when `kernels` and the backend has it.
+    pub fn observe(&mut self, h: Tensor<B, 3>, chunks: &ChunkMap, kernels: bool) {
         let [a, _, p] = h.dims();
         let h = h.detach();
-        let positive = h.clone().greater_elem(0.0).float();
-        let per_feature = Tensor::stack(vec![h.clone(), h.clone().square(), positive], 0);
-        self.features = self.features.clone() + sum_samples(per_feature);
-        let totals = chunk_totals(h, chunks);
-        let per_seed = Tensor::stack(vec![totals.clone(), totals.square()], 0);
-        self.totals = self.totals.clone() + sum_samples(per_seed);
+        let fast = if kernels { kernel_accumulate(&self.sums, &h, chunks) } else { None };
+        self.kernel_passes += u64::from(fast.is_some());
+        self.sums = fast.unwrap_or_else(|| accumulate(&self.sums, &h, chunks));
         self.samples += (a * p) as u64;
     }
 
@@ -105,21 +152,37 @@ impl<B: Backend> TelemetryWindow<B> {
         self.blueprint = self.blueprint.clone() + sumsq_per_seed.detach();
     }
 
+    /// Observed passes of this window whose sums the kernel computed.
+    pub fn kernel_passes(&self) -> u64 {
+        self.kernel_passes
+    }
+
     /// Bytes of device memory the window holds.
     pub fn bytes(&self) -> usize {
-        let elems = self.features.shape().num_elements() + 3 * self.blueprint.dims()[0];
+        let elems = self.sums.features.shape().num_elements() + 3 * self.blueprint.dims()[0];
         elems * self.blueprint.dtype().size()
     }
 
     /// Reads the window (with `alpha`, `[num_seeds]`) in one transfer.
     pub fn read(&self, alpha: Tensor<B, 1>) -> WindowSums {
-        let features = self.features.dims()[1];
-        let data = Tensor::cat(
-            vec![self.features.clone().reshape([-1]), self.totals.clone().reshape([-1]), self.blueprint.clone(), alpha],
-            0,
-        )
-        .into_data();
+        let Sums { features: f, totals } = &self.sums;
+        let features = f.dims()[1];
+        let data =
+            Tensor::cat(vec![f.clone().reshape([-1]), totals.clone().reshape([-1]), self.blueprint.clone(), alpha], 0)
+                .into_data();
         WindowSums::split(data, features, self.samples)
+    }
+}
+
+/// The variance from a sum and a sum of squares over `n` samples; zero when it is within f32
+/// rounding of the mean square (a constant signal), so rounding noise never reads as structure.
+fn variance(sum: f64, sumsq: f64, n: f64) -> f64 {
+    let mean_square = sumsq / n;
+    let var = mean_square - (sum / n).powi(2);
+    if var <= 1e-5 * mean_square {
+        0.0
+    } else {
+        var
     }
 }
 
@@ -175,11 +238,9 @@ impl WindowSums {
                 let sum: f64 = self.feature_sum[range.clone()].iter().sum();
                 let sumsq: f64 = self.feature_sumsq[range.clone()].iter().sum();
                 let mean = sum / (n * c);
-                let feature_vars: f64 = range
-                    .clone()
-                    .map(|i| (self.feature_sumsq[i] / n - (self.feature_sum[i] / n).powi(2)).max(0.0))
-                    .sum();
-                let total_var = self.total_sumsq[s] / n - (self.total_sum[s] / n).powi(2);
+                let feature_vars: f64 =
+                    range.clone().map(|i| variance(self.feature_sum[i], self.feature_sumsq[i], n)).sum();
+                let total_var = variance(self.total_sum[s], self.total_sumsq[s], n);
                 let correlation = if range.len() > 1 && feature_vars > 1e-12 {
                     ((total_var - feature_vars) / ((c - 1.0) * feature_vars)).clamp(-1.0, 1.0)
                 } else {

@@ -1,0 +1,151 @@
+//! CubeCL kernels against the tensor path and the reference statistics, on real CubeCL backends:
+//! wgpu (in CI on Mesa's software Vulkan: `--features wgpu`) and CUDA (`--features cuda`, opt-in
+//! with `MORPHOGEN_CUDA_TESTS=1` since CI has no GPU).
+#![cfg(any(feature = "wgpu", feature = "cuda"))]
+mod common;
+
+use burn::module::Module;
+use burn::tensor::backend::Backend;
+use burn::tensor::{Distribution, Tensor};
+use common::{assert_close, values};
+use morphogen_engine::{reference, LifecycleConfig, SeedHealth, SeedOptions, Stage};
+use morphogen_engine::{SeededConv2d, SeededConv2dConfig, SeededLinear, SeededLinearConfig};
+use proptest::prelude::*;
+
+/// Widest chunk every device's tile takes (the smallest tile is 64 features wide).
+const ALWAYS_IN_TILE: usize = 64;
+
+fn options(kernels: bool) -> SeedOptions {
+    SeedOptions::new().with_lifecycle(LifecycleConfig::new().with_kernels(kernels))
+}
+
+/// A kernel layer and a tensor-path layer with the same weights.
+fn linear_pair<B: Backend>(d_in: usize, features: usize, seeds: usize) -> (SeededLinear<B>, SeededLinear<B>) {
+    let device = Default::default();
+    let config = SeededLinearConfig::new(d_in, features).with_seeds(seeds);
+    let fast = config.clone().with_options(options(true)).init::<B>(&device);
+    // Burn initialises parameters lazily, per clone: read them before cloning the record.
+    let _ = (fast.host.weight.val(), fast.host.bias.as_ref().map(|b| b.val()));
+    let slow = config.with_options(options(false)).init::<B>(&device).load_record(fast.clone().into_record());
+    (fast, slow)
+}
+
+fn conv_pair<B: Backend>(channels: [usize; 2], seeds: usize) -> (SeededConv2d<B>, SeededConv2d<B>) {
+    let device = Default::default();
+    let config = SeededConv2dConfig::new(channels, [3, 3]).with_seeds(seeds);
+    let fast = config.clone().with_options(options(true)).init::<B>(&device);
+    let _ = (fast.host.weight.val(), fast.host.bias.as_ref().map(|b| b.val()));
+    let slow = config.with_options(options(false)).init::<B>(&device).load_record(fast.clone().into_record());
+    (fast, slow)
+}
+
+fn random<B: Backend, const D: usize>(shape: [usize; D]) -> Tensor<B, D> {
+    Tensor::random(shape, Distribution::Normal(0.0, 1.0), &Default::default())
+}
+
+/// Kernel and tensor path agree closely (same sums, other summation order); both match the
+/// statistics computed from the raw outputs.
+fn check(kernel: &[SeedHealth], tensor: &[SeedHealth], direct: &[SeedHealth]) {
+    assert_eq!(kernel.len(), direct.len());
+    for ((k, t), d) in kernel.iter().zip(tensor).zip(direct) {
+        let what = format!("seed {}", k.seed);
+        let stats = |h: &SeedHealth| [h.mean, h.variance];
+        assert_close(&stats(k), &stats(t), 1e-4, &format!("{what}: kernel vs tensor path"));
+        assert_close(&stats(k), &stats(d), 1e-3, &format!("{what}: kernel vs direct"));
+        // The one-pass correlation subtracts near-equal sums: f32 order effects reach ~1e-2.
+        for (other, name) in [(t, "tensor path"), (d, "direct")] {
+            let (a, b) = (k.correlation, other.correlation);
+            assert!((a - b).abs() < 2e-2, "{what} correlation {a} vs {b} ({name})");
+        }
+        assert_eq!(k.dead_ratio, t.dead_ratio, "{what} dead ratio, kernel vs tensor path");
+        assert_eq!(k.dead_ratio, d.dead_ratio, "{what} dead ratio, kernel vs direct");
+    }
+}
+
+fn linear_case<B: Backend>(d_in: usize, features: usize, seeds: usize, batches: &[[usize; 2]]) {
+    let (fast, slow) = linear_pair::<B>(d_in, features, seeds);
+    let mut rows = Vec::new();
+    for &[a, b] in batches {
+        let x = random::<B, 3>([a, b, d_in]);
+        rows.extend(values(fast.host.forward(x.clone())).chunks(features).map(<[f32]>::to_vec));
+        fast.forward(x.clone());
+        slow.forward(x);
+    }
+    if fast.chunks().width() <= ALWAYS_IN_TILE {
+        assert_eq!(fast.telemetry_kernel_passes(), batches.len() as u64, "every pass on the kernel");
+    }
+    assert_eq!(slow.telemetry_kernel_passes(), 0, "kernels off: tensor path");
+    let (k, t) = (fast.health_report(), slow.health_report());
+    assert_eq!(k.samples, rows.len() as u64);
+    check(&k.seeds, &t.seeds, &reference::health(fast.chunks(), &rows, |_| Stage::Dormant));
+}
+
+fn conv_case<B: Backend>(channels: [usize; 2], seeds: usize, batch: usize, side: usize) {
+    let (fast, slow) = conv_pair::<B>(channels, seeds);
+    let x = random::<B, 4>([batch, channels[0], side, side]);
+    let h = fast.host.forward(x.clone());
+    let rows: Vec<Vec<f32>> = values(h.permute([0, 2, 3, 1])).chunks(channels[1]).map(<[f32]>::to_vec).collect();
+    fast.forward(x.clone());
+    slow.forward(x);
+    assert_eq!(fast.telemetry_kernel_passes(), 1, "conv telemetry on the kernel");
+    let (k, t) = (fast.health_report(), slow.health_report());
+    check(&k.seeds, &t.seeds, &reference::health(fast.chunks(), &rows, |_| Stage::Dormant));
+}
+
+/// The proptest strategy: features, a seed count from 1 (one wide chunk) to one per feature,
+/// and one to three batches of `[a, b]` leading dims (at least 8 samples each: the statistics are
+/// ill-conditioned on fewer).
+fn linear_shapes() -> impl Strategy<Value = (usize, usize, Vec<[usize; 2]>)> {
+    (1usize..700, 0.0f64..1.0, proptest::collection::vec((1usize..9, 8usize..24), 1..4)).prop_map(
+        |(features, frac, batches)| {
+            let seeds = 1 + ((features - 1) as f64 * frac) as usize;
+            (features, seeds, batches.into_iter().map(|(a, b)| [a, b]).collect())
+        },
+    )
+}
+
+macro_rules! kernel_tests {
+    ($module:ident, $backend:ty, $enabled:expr) => {
+        mod $module {
+            use super::*;
+            type W = $backend;
+            type Wd = burn::backend::Autodiff<$backend>;
+
+            proptest! {
+                #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+                #[test]
+                fn linear_telemetry_kernel_matches((features, seeds, batches) in linear_shapes()) {
+                    if $enabled {
+                        linear_case::<Wd>(6, features, seeds, &batches);
+                    }
+                }
+            }
+
+            #[test]
+            fn bare_backend_and_edge_chunks() {
+                if !$enabled {
+                    return;
+                }
+                linear_case::<W>(4, 64, 1, &[[3, 5]]); // one chunk, the widest any tile takes
+                linear_case::<W>(4, 300, 300, &[[2, 40]]); // one feature per seed, several spans
+                linear_case::<W>(4, 1000, 7, &[[1, 9], [2, 8]]); // chunks wider than a small tile
+            }
+
+            #[test]
+            fn conv_telemetry_kernel_matches() {
+                if !$enabled {
+                    return;
+                }
+                conv_case::<Wd>([3, 10], 3, 2, 5);
+                conv_case::<W>([2, 33], 33, 3, 4);
+            }
+        }
+    };
+}
+
+#[cfg(feature = "wgpu")]
+kernel_tests!(wgpu, burn::backend::Wgpu, true);
+
+#[cfg(feature = "cuda")]
+kernel_tests!(cuda, burn::backend::Cuda, std::env::var_os("MORPHOGEN_CUDA_TESTS").is_some());
