@@ -93,6 +93,10 @@ pub struct LayerArgs {
     /// Timed iterations of the (slow) reference loop, after one warm-up.
     #[arg(long, value_name = "N", default_value_t = 3, value_parser = positive)]
     pub reference_iters: usize,
+    /// Calls per timed sample, back to back between two syncs; the sample is their mean. Above 1
+    /// the launch-and-sync latency of one call is amortised, as CUDA-event timing would.
+    #[arg(long, value_name = "N", default_value_t = 10, value_parser = positive)]
+    pub burst: usize,
     /// Turn the layer's health telemetry off (it is on by default), to see what it costs.
     #[arg(long)]
     pub no_telemetry: bool,
@@ -147,6 +151,7 @@ impl LayerArgs {
             warmup: self.warmup.unwrap_or(preset.warmup),
             reference_max_seeds: self.reference_max_seeds,
             reference_iters: self.reference_iters,
+            burst: self.burst,
             telemetry: !self.no_telemetry,
             telemetry_every: self.telemetry_every,
             stage: self.stage,

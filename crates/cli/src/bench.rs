@@ -2,7 +2,7 @@
 //! [`crate::backend`].
 
 use crate::error::CliError;
-use crate::report::{Case, Measured, Report, Row, Settings, Timings};
+use crate::report::{Case, Measured, Report, Row, Settings, TelemetryPass, Timings};
 use crate::timing::Timer;
 use clap::ValueEnum;
 use morphogen::burn::module::AutodiffModule;
@@ -56,6 +56,8 @@ pub struct Plan {
     pub reference_max_seeds: usize,
     /// Timed iterations of the reference loop (after one warm-up).
     pub reference_iters: usize,
+    /// Calls per timed sample (not for the reference loop).
+    pub burst: usize,
     /// Whether the seeded layer accumulates health telemetry.
     pub telemetry: bool,
     /// Telemetry on one forward pass in every this many.
@@ -82,11 +84,11 @@ impl Plan {
     }
 
     fn timer(&self) -> Timer {
-        Timer { warmup: self.warmup, iters: self.iters }
+        Timer { warmup: self.warmup, iters: self.iters, burst: self.burst }
     }
 
     fn reference_timer(&self) -> Timer {
-        Timer { warmup: 1, iters: self.reference_iters }
+        Timer { warmup: 1, iters: self.reference_iters, burst: 1 }
     }
 }
 
@@ -105,37 +107,76 @@ pub fn run<B: AutodiffBackend>(device: &B::Device, plan: &Plan) -> Result<Report
     Ok(Report { settings: Settings::new(backend, plan), rows })
 }
 
-/// One row: a layer set up for `case`, timed three ways forward and three ways
-/// forward+backward. A shape the engine refuses (more seeds than features) is a skipped row.
+/// One row: the layer set up for `case` twice (CubeCL kernels on and off), timed four ways
+/// forward and four ways forward+backward, plus the telemetry pass alone. A shape the engine
+/// refuses (more seeds than features) is a skipped row.
 fn measure<B: AutodiffBackend>(device: &B::Device, plan: &Plan, case: Case) -> Result<Row, CliError> {
-    let config = SeededLinearConfig::new(case.hidden, case.hidden).with_seeds(case.seeds).with_options(
-        SeedOptions::new().with_lifecycle(
-            LifecycleConfig::new().with_telemetry(plan.telemetry).with_telemetry_every(plan.telemetry_every),
-        ),
-    );
-    let mut layer = match config.try_init::<B>(device) {
-        Ok(layer) => layer,
-        Err(refused) => return Ok(Row::skipped(case, refused.to_string())),
+    let (layer, tensor_layer) = match (build::<B>(device, plan, case, true)?, build::<B>(device, plan, case, false)?) {
+        (Ok(layer), Ok(tensor_layer)) => (layer, tensor_layer),
+        (Err(refused), _) | (_, Err(refused)) => return Ok(Row::skipped(case, refused.to_string())),
     };
-    activate(&mut layer, case.active_seeds, plan.stage)?;
     let alpha = (case.active_seeds > 0).then(|| layer.seed(0)).transpose()?.map(|s| s.alpha);
     let reference = (case.seeds <= plan.reference_max_seeds).then(|| plan.reference_timer());
     let x = Tensor::<B::InnerBackend, 2>::random([case.batch, case.hidden], Distribution::Normal(0.0, 1.0), device);
-    let forward = time_three(&layer.valid(), x.clone(), plan.timer(), reference, |y| y)?;
+    let layers = [layer.valid(), tensor_layer.valid()];
+    let forward = time_paths(&layers, x.clone(), plan.timer(), reference, |y| y)?;
     let backward = |y: Tensor<B, 2>| y.sum().backward();
-    let forward_backward = time_three(&layer, Tensor::from_inner(x), plan.timer(), reference, backward)?;
+    let forward_backward =
+        time_paths(&[layer.clone(), tensor_layer], Tensor::from_inner(x.clone()), plan.timer(), reference, backward)?;
+    let telemetry =
+        (case.active_seeds == 0 && plan.telemetry).then(|| telemetry_pass(&layers, x, plan.timer())).transpose()?;
     Ok(Row::measured(
         case,
         Measured {
             host_forward_tflops: host_tflops(case, forward.host_ms),
-            seeded_forward_gbps: seeded_gbps(case, forward.seeded_ms),
+            seeded_forward_gbps: seeded_gbps(case, forward.kernel_ms),
             forward,
             forward_backward,
+            telemetry,
+            kernels_used: layer.telemetry_kernel_passes() > 0,
             state_bytes_per_seed: layer.state_bytes() / case.seeds,
             bank_bytes: layer.bank_bytes(),
             alpha,
         },
     ))
+}
+
+/// The layer for `case`, with morphogen's kernels on or off; the inner `Err` is a shape the
+/// engine refuses.
+fn build<B: AutodiffBackend>(
+    device: &B::Device,
+    plan: &Plan,
+    case: Case,
+    kernels: bool,
+) -> Result<Result<SeededLinear<B>, MorphogenError>, CliError> {
+    let lifecycle = LifecycleConfig::new()
+        .with_telemetry(plan.telemetry)
+        .with_telemetry_every(plan.telemetry_every)
+        .with_kernels(kernels);
+    let config = SeededLinearConfig::new(case.hidden, case.hidden)
+        .with_seeds(case.seeds)
+        .with_options(SeedOptions::new().with_lifecycle(lifecycle));
+    let mut layer = match config.try_init::<B>(device) {
+        Ok(layer) => layer,
+        Err(refused) => return Ok(Err(refused)),
+    };
+    activate(&mut layer, case.active_seeds, plan.stage)?;
+    Ok(Ok(layer))
+}
+
+/// Median milliseconds of the seeded layer's work on a precomputed host output, every seed
+/// dormant: the telemetry pass alone, `[kernel, tensor path]`.
+fn telemetry_pass<B: Backend>(
+    [kernel, tensor]: &[SeededLinear<B>; 2],
+    x: Tensor<B, 2>,
+    timer: Timer,
+) -> Result<TelemetryPass, ExecutionError> {
+    let h = kernel.host.forward(x);
+    let [batch, hidden] = h.dims();
+    let h = h.reshape([batch, hidden, 1]);
+    let device = h.device();
+    let time = |layer: &SeededLinear<B>| timer.median_ms::<B, _>(&device, || layer.seeds.apply(h.clone(), None));
+    Ok(TelemetryPass::new(batch * hidden, time(kernel)?, time(tensor)?))
 }
 
 /// Germinates seeds `0..count` with [`BLUEPRINT`]/[`STRATEGY`] and moves them to `stage`; in
@@ -163,23 +204,24 @@ fn activate<B: Backend>(layer: &mut SeededLinear<B>, count: usize, stage: Active
     Ok(())
 }
 
-/// Times the host layer alone, the seeded layer, and (if given a timer) host plus the reference
-/// loop, each followed by `finish` (identity for forward, `sum().backward()` for
-/// forward+backward).
-fn time_three<B: Backend, T>(
-    layer: &SeededLinear<B>,
+/// Times the host layer alone, the seeded layer on the kernel path (`layers[0]`) and on the
+/// tensor path (`layers[1]`), and (if given a timer) host plus the reference loop, each followed
+/// by `finish` (identity for forward, `sum().backward()` for forward+backward).
+fn time_paths<B: Backend, T>(
+    [kernel, tensor]: &[SeededLinear<B>; 2],
     x: Tensor<B, 2>,
     timer: Timer,
     reference: Option<Timer>,
     finish: impl Fn(Tensor<B, 2>) -> T,
 ) -> Result<Timings, ExecutionError> {
     let device = x.device();
-    let host = timer.median_ms::<B, _>(&device, || finish(layer.host.forward(x.clone())))?;
-    let seeded = timer.median_ms::<B, _>(&device, || finish(layer.forward(x.clone())))?;
+    let time = |layer: &SeededLinear<B>| timer.median_ms::<B, _>(&device, || finish(layer.forward(x.clone())));
+    let host = timer.median_ms::<B, _>(&device, || finish(kernel.host.forward(x.clone())))?;
+    let (kernel_ms, tensor_ms) = (time(kernel)?, time(tensor)?);
     let reference = reference
-        .map(|timer| timer.median_ms::<B, _>(&device, || finish(reference_forward(layer, x.clone()))))
+        .map(|timer| timer.median_ms::<B, _>(&device, || finish(reference_forward(kernel, x.clone()))))
         .transpose()?;
-    Ok(Timings::new(host, seeded, reference))
+    Ok(Timings::new(host, tensor_ms, kernel_ms, reference))
 }
 
 /// The legacy path: host forward, then [`reference::apply`] looping over seeds.

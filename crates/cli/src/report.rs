@@ -41,31 +41,58 @@ impl fmt::Display for Case {
     }
 }
 
-/// Median milliseconds of the three paths, and their ratios.
+/// Median milliseconds of the four paths, and their ratios.
 #[derive(Clone, Copy, Debug, Serialize)]
 pub struct Timings {
     /// The host layer alone.
     pub host_ms: f64,
-    /// The seeded layer.
-    pub seeded_ms: f64,
+    /// The seeded layer on the tensor path (`LifecycleConfig::kernels` off).
+    pub tensor_ms: f64,
+    /// The seeded layer with morphogen's kernels on (the tensor path where the backend has none).
+    pub kernel_ms: f64,
     /// Host plus the per-seed reference loop; `None` where it was skipped.
     pub reference_ms: Option<f64>,
-    /// `seeded_ms / host_ms`: the seeds' overhead factor.
-    pub seeded_over_host: f64,
-    /// `reference_ms / seeded_ms`: the speed-up over the reference loop.
-    pub reference_over_seeded: Option<f64>,
+    /// `tensor_ms / host_ms`.
+    pub tensor_over_host: f64,
+    /// `kernel_ms / host_ms`: the seeds' overhead factor.
+    pub kernel_over_host: f64,
+    /// `reference_ms / kernel_ms`: the speed-up over the reference loop.
+    pub reference_over_kernel: Option<f64>,
 }
 
 impl Timings {
     /// Timings with their ratios.
-    pub fn new(host_ms: f64, seeded_ms: f64, reference_ms: Option<f64>) -> Self {
+    pub fn new(host_ms: f64, tensor_ms: f64, kernel_ms: f64, reference_ms: Option<f64>) -> Self {
         Timings {
             host_ms,
-            seeded_ms,
+            tensor_ms,
+            kernel_ms,
             reference_ms,
-            seeded_over_host: seeded_ms / host_ms,
-            reference_over_seeded: reference_ms.map(|r| r / seeded_ms),
+            tensor_over_host: tensor_ms / host_ms,
+            kernel_over_host: kernel_ms / host_ms,
+            reference_over_kernel: reference_ms.map(|r| r / kernel_ms),
         }
+    }
+}
+
+/// The telemetry pass alone (every seed dormant, on a precomputed host output).
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct TelemetryPass {
+    /// With morphogen's kernels.
+    pub kernel_ms: f64,
+    /// On the tensor path.
+    pub tensor_ms: f64,
+    /// GB/s of the kernel pass: the f32 host output read once, over `kernel_ms`.
+    pub kernel_gbps: f64,
+    /// The same bytes over `tensor_ms`.
+    pub tensor_gbps: f64,
+}
+
+impl TelemetryPass {
+    /// The pass over `elements` f32 host outputs.
+    pub fn new(elements: usize, kernel_ms: f64, tensor_ms: f64) -> Self {
+        let gbps = |ms: f64| (4 * elements) as f64 / (ms * 1e-3) / 1e9;
+        TelemetryPass { kernel_ms, tensor_ms, kernel_gbps: gbps(kernel_ms), tensor_gbps: gbps(tensor_ms) }
     }
 }
 
@@ -76,6 +103,10 @@ pub struct Measured {
     pub forward: Timings,
     /// Forward, `sum()`, backward, on the autodiff backend.
     pub forward_backward: Timings,
+    /// The telemetry pass alone; `None` with active seeds or telemetry off.
+    pub telemetry: Option<TelemetryPass>,
+    /// Whether the kernel path really ran a kernel (a CubeCL backend, chunks within its tile).
+    pub kernels_used: bool,
     /// `state_bytes() / seeds`: device bytes of seed-state columns per seed.
     pub state_bytes_per_seed: usize,
     /// Device bytes of blueprint bank parameters.
@@ -84,7 +115,7 @@ pub struct Measured {
     pub alpha: Option<f32>,
     /// Achieved TFLOP/s of the host forward (`2 * batch * hidden^2` flops).
     pub host_forward_tflops: f64,
-    /// Achieved GB/s of the seeded forward (see [`GBPS_FORMULA`]).
+    /// Achieved GB/s of the seeded forward, kernel path (see [`GBPS_FORMULA`]).
     pub seeded_forward_gbps: f64,
 }
 
@@ -129,6 +160,8 @@ pub struct Settings {
     pub reference_max_seeds: usize,
     /// Timed iterations of the reference loop.
     pub reference_iters: usize,
+    /// Calls per timed sample, back to back between syncs.
+    pub burst: usize,
     /// Stage of the active seeds.
     pub active_stage: ActiveStage,
     /// Blueprint of the active seeds.
@@ -156,6 +189,7 @@ impl Settings {
             warmup: plan.warmup,
             reference_max_seeds: plan.reference_max_seeds,
             reference_iters: plan.reference_iters,
+            burst: plan.burst,
             active_stage: plan.stage,
             blueprint: BLUEPRINT,
             strategy: STRATEGY,
@@ -177,21 +211,28 @@ pub struct Report {
 }
 
 /// Column titles of the table.
-const COLUMNS: [&str; 17] = [
+const COLUMNS: [&str; 24] = [
     "batch",
     "hidden",
     "seeds",
     "active",
     "fwd host ms",
-    "fwd seeded ms",
+    "fwd tensor ms",
+    "fwd kernel ms",
     "fwd ref ms",
-    "fwd seeded/host",
-    "fwd ref/seeded",
+    "fwd tensor/host",
+    "fwd kernel/host",
+    "fwd ref/kernel",
     "f+b host ms",
-    "f+b seeded ms",
+    "f+b tensor ms",
+    "f+b kernel ms",
     "f+b ref ms",
-    "f+b seeded/host",
-    "f+b ref/seeded",
+    "f+b tensor/host",
+    "f+b kernel/host",
+    "f+b ref/kernel",
+    "telemetry kernel GB/s",
+    "telemetry tensor GB/s",
+    "kernel ran",
     "state B/seed",
     "host fwd TFLOP/s",
     "seeded fwd GB/s",
@@ -223,12 +264,14 @@ impl Report {
         };
         format!(
             "morphogen {} bench layer: SeededLinear(hidden -> hidden), backend {}\n\n\
-             - median of {} timed iterations after {} warm-up, backend synced before and after each\n\
+             - median of {} timed samples after {} warm-up; a sample is the mean of {} back-to-back calls, backend synced before and after\n\
              - active seeds: `{}` blueprint, `{}` strategy, in {stage}; telemetry {}\n\
              - fwd: plain backend; f+b: autodiff backend, `output.sum().backward()`\n\
+             - tensor: the seeded layer with `LifecycleConfig::kernels` off; kernel: on (CubeCL kernels where the backend has them: see `kernel ran`)\n\
+             - telemetry GB/s: the seeded layer's pass alone on a precomputed host output, all seeds dormant: 4 B x batch x hidden read / time\n\
              - ref: host forward + `morphogen::reference::apply` (per-seed loop), median of {} after 1 warm-up, run only where seeds <= {}\n\
              - host fwd TFLOP/s = 2*batch*hidden^2 / host forward time; seeded fwd GB/s = {}\n",
-            s.version, s.backend, s.iters, s.warmup, s.blueprint, s.strategy, match (s.telemetry, s.telemetry_every) {
+            s.version, s.backend, s.iters, s.warmup, s.burst, s.blueprint, s.strategy, match (s.telemetry, s.telemetry_every) {
                 (false, _) => "off".to_string(),
                 (true, 1) => "on".to_string(),
                 (true, n) => format!("on, one pass in {n}"),
@@ -262,6 +305,11 @@ fn cells(row: &Row) -> Vec<String> {
         (Some(m), _) => {
             cells.extend(timing_cells(&m.forward));
             cells.extend(timing_cells(&m.forward_backward));
+            let gbps =
+                |f: fn(&TelemetryPass) -> f64| m.telemetry.as_ref().map_or("-".into(), |t| format!("{:.0}", f(t)));
+            cells.push(gbps(|t| t.kernel_gbps));
+            cells.push(gbps(|t| t.tensor_gbps));
+            cells.push(if m.kernels_used { "yes" } else { "no" }.into());
             cells.push(m.state_bytes_per_seed.to_string());
             cells.push(format!("{:.3}", m.host_forward_tflops));
             cells.push(format!("{:.2}", m.seeded_forward_gbps));
@@ -274,15 +322,17 @@ fn cells(row: &Row) -> Vec<String> {
     cells
 }
 
-/// Host, seeded, reference milliseconds and the two ratios.
-fn timing_cells(t: &Timings) -> [String; 5] {
+/// Host, tensor, kernel, reference milliseconds and the three ratios.
+fn timing_cells(t: &Timings) -> [String; 7] {
     let skipped = || "skipped".to_string();
     [
         format!("{:.3}", t.host_ms),
-        format!("{:.3}", t.seeded_ms),
+        format!("{:.3}", t.tensor_ms),
+        format!("{:.3}", t.kernel_ms),
         t.reference_ms.map_or_else(skipped, |ms| format!("{ms:.3}")),
-        ratio(t.seeded_over_host),
-        t.reference_over_seeded.map_or_else(skipped, ratio),
+        ratio(t.tensor_over_host),
+        ratio(t.kernel_over_host),
+        t.reference_over_kernel.map_or_else(skipped, ratio),
     ]
 }
 

@@ -10,12 +10,14 @@ pub struct Timer {
     pub warmup: usize,
     /// Timed iterations (at least 1).
     pub iters: usize,
+    /// Calls per timed iteration, back to back (at least 1); the iteration's time is their mean.
+    pub burst: usize,
 }
 
 impl Timer {
-    /// Median milliseconds of `work` on `device`. The backend is synced before each call and
-    /// after it, and the result is dropped only after the second sync, so the time covers all
-    /// the work the call queued and nothing of the next one.
+    /// Median milliseconds of one call of `work` on `device`. The backend is synced before and
+    /// after each burst of calls, and results are dropped only after the second sync, so the
+    /// time covers all the work the burst queued and nothing of the next one.
     pub fn median_ms<B: Backend, T>(
         &self,
         device: &B::Device,
@@ -30,10 +32,10 @@ impl Timer {
         for _ in 0..self.iters {
             B::sync(device)?;
             let start = Instant::now();
-            let out = work();
+            let outs: Vec<T> = (0..self.burst).map(|_| work()).collect();
             B::sync(device)?;
-            times.push(start.elapsed().as_secs_f64() * 1e3);
-            drop(out);
+            times.push(start.elapsed().as_secs_f64() * 1e3 / self.burst as f64);
+            drop(outs);
         }
         Ok(median(&mut times))
     }

@@ -72,6 +72,11 @@ pub struct TrainArgs {
     /// violation with the layer named).
     #[arg(long)]
     pub debug: bool,
+    /// Feature-flag file: the seeded layers use morphogen's GPU kernels only where the `kernels`
+    /// flag is on for this run's name (see `morphogen flags`). Without it the kernels are on,
+    /// each checked against the tensor path and dropped for it if they ever disagree.
+    #[arg(long, value_name = "FILE")]
+    pub flags: Option<PathBuf>,
     /// Continue the run `--name` from its newest checkpoint that verifies (model, optimizer,
     /// controller state), up to `--epochs` in all; metrics and events are appended.
     #[arg(long)]
@@ -212,6 +217,13 @@ impl RunConfig {
             };
         }
         config.set_growth(config.run.growth);
+        if let Some(path) = &args.flags {
+            let (flags, warning) = morphogen_flags::Flags::load(path);
+            if let Some(warning) = warning {
+                eprintln!("warning: {warning}");
+            }
+            config.model.kernels = flags.is_enabled_for(morphogen_flags::Feature::Kernels, &config.run.name);
+        }
         if config.trainer.checkpoint_dir.is_none() {
             config.trainer.checkpoint_dir = Some(config.run.runs_dir.join(&config.run.name).join("checkpoints"));
         }

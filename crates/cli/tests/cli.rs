@@ -36,12 +36,16 @@ fn quick_layer_bench_writes_positive_times() {
     for row in rows {
         let measured = &row["measured"];
         for pass in ["forward", "forward_backward"] {
-            for path in ["host_ms", "seeded_ms", "reference_ms"] {
+            for path in ["host_ms", "tensor_ms", "kernel_ms", "reference_ms"] {
                 let ms = measured[pass][path].as_f64().unwrap_or_else(|| panic!("{pass}.{path} in {row}"));
                 assert!(ms > 0.0, "{pass}.{path} = {ms} in {row}");
             }
         }
         assert_eq!(measured["state_bytes_per_seed"].as_u64(), Some(32), "{row}");
+        assert_eq!(measured["kernels_used"].as_bool(), Some(false), "ndarray has no kernels: {row}");
+        let dormant = row["active_seeds"].as_u64() == Some(0);
+        let gbps = measured["telemetry"]["kernel_gbps"].as_f64();
+        assert_eq!(gbps.is_some_and(|g| g > 0.0), dormant, "telemetry pass timed exactly when all dormant: {row}");
     }
 }
 

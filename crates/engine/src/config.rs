@@ -25,6 +25,15 @@ pub struct LifecycleConfig {
     /// path, which gives the same results, otherwise.
     #[config(default = true)]
     pub kernels: bool,
+    /// Check the kernel against the tensor path on its first pass and every this many kernel
+    /// passes after (0: never). A check reads both results back to the host once; a
+    /// disagreement sends the layer to the tensor path for the rest of the run.
+    #[config(default = 1000)]
+    pub kernel_check_every: usize,
+    /// Largest difference a check accepts, relative to `max(1, |tensor path value|)`. Suits
+    /// f32; raise it for f16/bf16 backends, whose tensor path sums in the half type.
+    #[config(default = 1e-3)]
+    pub kernel_check_tolerance: f32,
     /// Rows of a blueprint bank's first page; later pages double.
     #[config(default = 64)]
     pub bank_page_rows: usize,
@@ -33,6 +42,13 @@ pub struct LifecycleConfig {
 impl LifecycleConfig {
     /// Checks the values are usable.
     pub fn validate(&self, layer: &str) -> Result<(), crate::MorphogenError> {
+        if self.kernel_check_tolerance.is_nan() || self.kernel_check_tolerance < 0.0 {
+            return Err(crate::MorphogenError::InvalidConfig {
+                component: format!("lifecycle of layer '{layer}'"),
+                problem: format!("kernel_check_tolerance = {}", self.kernel_check_tolerance),
+                hint: "use a tolerance >= 0 (1e-3 suits f32)".into(),
+            });
+        }
         if self.quarantine_after == 0 || self.bank_page_rows == 0 || self.telemetry_every == 0 {
             return Err(crate::MorphogenError::InvalidConfig {
                 component: format!("lifecycle of layer '{layer}'"),

@@ -214,7 +214,7 @@ impl<B: Backend> SeedCore<B> {
             let mut window = self.telemetry.lock().expect("telemetry lock");
             let due = window.sample_pass(lifecycle.telemetry_every);
             if due {
-                window.observe(h.clone(), &self.setup.chunks, lifecycle.kernels);
+                window.observe(h.clone(), &self.setup.chunks, lifecycle);
             }
             due
         };
@@ -522,7 +522,7 @@ impl<B: Backend> SeedCore<B> {
     pub fn health_report(&self) -> LayerHealthReport {
         let mut window = self.telemetry.lock().expect("telemetry lock");
         let sums = window.read(self.params.state.alpha.val());
-        *window = TelemetryWindow::new(&self.setup.chunks, &self.device());
+        window.reset(&self.setup.chunks, &self.device());
         sums.report(&self.setup.name, &self.setup.chunks, |s| self.table[s].stage)
     }
 
@@ -682,6 +682,25 @@ impl<B: Backend> SeedCore<B> {
     /// (always 0 on backends without kernels, or with `LifecycleConfig::kernels` off).
     pub fn telemetry_kernel_passes(&self) -> u64 {
         self.telemetry.lock().expect("telemetry lock").kernel_passes()
+    }
+
+    /// Why this layer left the kernel path (a failed check, or [`fall_back_from_kernels`](Self::fall_back_from_kernels)), if it did.
+    pub fn kernel_fallback(&self) -> Option<String> {
+        self.telemetry.lock().expect("telemetry lock").fallback().map(str::to_string)
+    }
+
+    /// A fallback not yet taken: `Some(reason)` once after a failed kernel check, then `None`.
+    /// The trainer reports it as a fast-path fallback.
+    pub fn take_kernel_fallback(&self) -> Option<String> {
+        self.telemetry.lock().expect("telemetry lock").take_fallback()
+    }
+
+    /// Sends this layer to the tensor path for the rest of its life (e.g. the `kernels` flag was
+    /// switched off for the run). Not reported as a failure by [`take_kernel_fallback`](Self::take_kernel_fallback).
+    pub fn fall_back_from_kernels(&self, reason: &str) {
+        let mut window = self.telemetry.lock().expect("telemetry lock");
+        window.fall_back(reason.to_string());
+        window.take_fallback();
     }
 
     fn with_params<B2: Backend>(&self, params: SeedParams<B2>) -> SeedCore<B2> {

@@ -11,6 +11,7 @@
 //! weights pairs by their standard deviations.
 
 use crate::chunks::ChunkMap;
+use crate::config::LifecycleConfig;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 use morphogen_contracts::{LayerHealthReport, SeedHealth};
@@ -105,6 +106,21 @@ pub(crate) struct TelemetryWindow<B: Backend> {
     passes: u64,
     /// Observed passes whose sums the kernel computed.
     kernel_passes: u64,
+    /// Kept across windows: whether the kernel is still trusted.
+    guard: KernelGuard,
+}
+
+/// The guarded fast path: the kernel's sums are checked against the tensor path on its first
+/// pass and every `kernel_check_every` passes after; a disagreement (or a switch from outside)
+/// sends the layer to the tensor path for good.
+#[derive(Clone, Debug, Default)]
+struct KernelGuard {
+    /// Kernel passes over the layer's life.
+    passes: u64,
+    /// Why the layer left the kernel path, if it did.
+    fell_back: Option<String>,
+    /// Whether `fell_back` is yet to be taken by [`TelemetryWindow::take_fallback`].
+    unreported: bool,
 }
 
 impl<B: Backend> TelemetryWindow<B> {
@@ -116,6 +132,7 @@ impl<B: Backend> TelemetryWindow<B> {
             samples: 0,
             passes: 0,
             kernel_passes: 0,
+            guard: KernelGuard::default(),
         }
     }
 
@@ -126,6 +143,7 @@ impl<B: Backend> TelemetryWindow<B> {
             samples: self.samples,
             passes: self.passes,
             kernel_passes: self.kernel_passes,
+            guard: self.guard,
         }
     }
 
@@ -136,15 +154,63 @@ impl<B: Backend> TelemetryWindow<B> {
         due
     }
 
+    /// A fresh window on `device`; the kernel guard carries over.
+    pub fn reset(&mut self, chunks: &ChunkMap, device: &B::Device) {
+        let guard = std::mem::take(&mut self.guard);
+        *self = Self { guard, ..Self::new(chunks, device) };
+    }
+
     /// Adds the host output `h`: `[a, features, p]`, every `(a, p)` one sample; through the
-    /// kernel when `kernels` and the backend has it.
-    pub fn observe(&mut self, h: Tensor<B, 3>, chunks: &ChunkMap, kernels: bool) {
+    /// kernel when `lifecycle.kernels`, the backend has it and the guard still trusts it.
+    pub fn observe(&mut self, h: Tensor<B, 3>, chunks: &ChunkMap, lifecycle: &LifecycleConfig) {
         let [a, _, p] = h.dims();
         let h = h.detach();
-        let fast = if kernels { kernel_accumulate(&self.sums, &h, chunks) } else { None };
-        self.kernel_passes += u64::from(fast.is_some());
-        self.sums = fast.unwrap_or_else(|| accumulate(&self.sums, &h, chunks));
+        let trusted = lifecycle.kernels && self.guard.fell_back.is_none();
+        let fast = if trusted { kernel_accumulate(&self.sums, &h, chunks) } else { None };
+        self.sums = match fast {
+            Some(fast) => self.checked(fast, &h, chunks, lifecycle),
+            None => accumulate(&self.sums, &h, chunks),
+        };
         self.samples += (a * p) as u64;
+    }
+
+    /// The kernel's sums, or on a check pass where they disagree with the tensor path beyond
+    /// `lifecycle.kernel_check_tolerance`, the tensor path's (and the layer falls back). A check
+    /// reads both results back: one device read every `kernel_check_every` kernel passes.
+    fn checked(&mut self, fast: Sums<B>, h: &Tensor<B, 3>, chunks: &ChunkMap, lifecycle: &LifecycleConfig) -> Sums<B> {
+        self.kernel_passes += 1;
+        self.guard.passes += 1;
+        let every = lifecycle.kernel_check_every as u64;
+        if every == 0 || !(self.guard.passes - 1).is_multiple_of(every) {
+            return fast;
+        }
+        let slow = accumulate(&self.sums, h, chunks);
+        match disagreement(&fast, &slow, lifecycle.kernel_check_tolerance) {
+            None => fast,
+            Some(reason) => {
+                self.fall_back(format!("telemetry kernel check failed on kernel pass {}: {reason}", self.guard.passes));
+                self.kernel_passes -= 1;
+                slow
+            }
+        }
+    }
+
+    /// Leaves the kernel path for good; `reason` is taken once by [`Self::take_fallback`].
+    pub fn fall_back(&mut self, reason: String) {
+        if self.guard.fell_back.is_none() {
+            self.guard = KernelGuard { fell_back: Some(reason), unreported: true, ..self.guard.clone() };
+        }
+    }
+
+    /// Why the layer left the kernel path, if it did.
+    pub fn fallback(&self) -> Option<&str> {
+        self.guard.fell_back.as_deref()
+    }
+
+    /// The fallback reason, once: `None` again after it was taken (or when there is none).
+    pub fn take_fallback(&mut self) -> Option<String> {
+        let unreported = std::mem::take(&mut self.guard.unreported);
+        unreported.then(|| self.guard.fell_back.clone()).flatten()
     }
 
     /// Adds each seed's sum of squared blueprint contributions, `[num_seeds]`.
@@ -172,6 +238,21 @@ impl<B: Backend> TelemetryWindow<B> {
                 .into_data();
         WindowSums::split(data, features, self.samples)
     }
+}
+
+/// Where the kernel's sums and the tensor path's differ by more than `tolerance` relative to
+/// `max(1, |tensor path|)` (NaN agreeing with NaN), as a message; `None` when they agree.
+fn disagreement<B: Backend>(kernel: &Sums<B>, tensor: &Sums<B>, tolerance: f32) -> Option<String> {
+    let flat = |s: &Sums<B>| -> Vec<f32> {
+        let both = Tensor::cat(vec![s.features.clone().reshape([-1]), s.totals.clone().reshape([-1])], 0);
+        both.into_data().convert::<f32>().to_vec().expect("f32 sums")
+    };
+    let (k, t) = (flat(kernel), flat(tensor));
+    let (i, (a, b)) = k.iter().zip(&t).enumerate().find(|(_, (a, b))| {
+        let same = a == b || (a.is_nan() && b.is_nan()) || (*a - *b).abs() <= tolerance * b.abs().max(1.0);
+        !same
+    })?;
+    Some(format!("sum {i} is {a} on the kernel, {b} on the tensor path (tolerance {tolerance})"))
 }
 
 /// The variance from a sum and a sum of squares over `n` samples; zero when it is within f32

@@ -75,6 +75,7 @@ fn linear_case<B: Backend>(d_in: usize, features: usize, seeds: usize, batches: 
         assert_eq!(fast.telemetry_kernel_passes(), batches.len() as u64, "every pass on the kernel");
     }
     assert_eq!(slow.telemetry_kernel_passes(), 0, "kernels off: tensor path");
+    assert_eq!(fast.kernel_fallback(), None, "the first-pass check agrees");
     let (k, t) = (fast.health_report(), slow.health_report());
     assert_eq!(k.samples, rows.len() as u64);
     check(&k.seeds, &t.seeds, &reference::health(fast.chunks(), &rows, |_| Stage::Dormant));
@@ -104,6 +105,37 @@ fn linear_shapes() -> impl Strategy<Value = (usize, usize, Vec<[usize; 2]>)> {
     )
 }
 
+/// A kernel check that can only fail (tolerance 0 against a different summation order) sends
+/// the layer to the tensor path with the tensor path's sums: nothing is lost, it is reported
+/// once; `fall_back_from_kernels` does the same without a report.
+fn guarded_fallback<B: Backend>() {
+    let device = Default::default();
+    let strict = LifecycleConfig::new().with_kernel_check_every(1).with_kernel_check_tolerance(0.0);
+    let config = SeededLinearConfig::new(16, 300).with_seeds(30);
+    let fast = config.clone().with_options(SeedOptions::new().with_lifecycle(strict)).init::<B>(&device);
+    let _ = (fast.host.weight.val(), fast.host.bias.as_ref().map(|b| b.val()));
+    let slow = config.with_options(options(false)).init::<B>(&device).load_record(fast.clone().into_record());
+    for _ in 0..3 {
+        let x = random::<B, 2>([64, 16]);
+        fast.forward(x.clone());
+        slow.forward(x);
+    }
+    let reason = fast.take_kernel_fallback().expect("a zero-tolerance check fails");
+    assert!(reason.contains("kernel check failed on kernel pass 1"), "{reason}");
+    assert_eq!(fast.take_kernel_fallback(), None, "reported once");
+    assert_eq!(fast.kernel_fallback().as_deref(), Some(reason.as_str()), "still on the tensor path");
+    assert_eq!(fast.telemetry_kernel_passes(), 0, "every pass on the tensor path");
+    let (k, t) = (fast.health_report(), slow.health_report());
+    assert_eq!(k, t, "the window holds the tensor path's sums");
+
+    let (on, _) = linear_pair::<B>(8, 40, 4);
+    on.fall_back_from_kernels("flag 'kernels' off for this run");
+    on.forward(random::<B, 2>([9, 8]));
+    assert_eq!(on.telemetry_kernel_passes(), 0);
+    assert_eq!(on.take_kernel_fallback(), None, "a deliberate switch is no failure to report");
+    assert_eq!(on.kernel_fallback().as_deref(), Some("flag 'kernels' off for this run"));
+}
+
 macro_rules! kernel_tests {
     ($module:ident, $backend:ty, $enabled:expr) => {
         mod $module {
@@ -130,6 +162,13 @@ macro_rules! kernel_tests {
                 linear_case::<W>(4, 64, 1, &[[3, 5]]); // one chunk, the widest any tile takes
                 linear_case::<W>(4, 300, 300, &[[2, 40]]); // one feature per seed, several spans
                 linear_case::<W>(4, 1000, 7, &[[1, 9], [2, 8]]); // chunks wider than a small tile
+            }
+
+            #[test]
+            fn failed_check_falls_back_to_the_tensor_path() {
+                if $enabled {
+                    guarded_fallback::<Wd>();
+                }
             }
 
             #[test]

@@ -39,6 +39,8 @@ pub struct ModelConfig {
     pub blueprint_hidden_ratio: f32,
     /// Epochs a culled seed waits before it may grow again.
     pub embargo_epochs: u32,
+    /// Use morphogen's CubeCL kernels where the backend has them (`LifecycleConfig::kernels`).
+    pub kernels: bool,
 }
 
 impl Default for ModelConfig {
@@ -50,6 +52,7 @@ impl Default for ModelConfig {
             seeds: 8,
             blueprint_hidden_ratio: 4.0,
             embargo_epochs: 2,
+            kernels: true,
         }
     }
 }
@@ -61,7 +64,7 @@ impl ModelConfig {
             .register(morphogen_engine::BlueprintSpec::residual_mlp(self.blueprint_hidden_ratio))?;
         Ok(SeedOptions::new()
             .with_blueprints(blueprints)
-            .with_lifecycle(LifecycleConfig::new().with_embargo_epochs(self.embargo_epochs)))
+            .with_lifecycle(LifecycleConfig::new().with_embargo_epochs(self.embargo_epochs).with_kernels(self.kernels)))
     }
 
     /// Builds the MLP preset.

@@ -475,6 +475,7 @@ impl Trainer {
         M: AutodiffModule<B> + SeededModel<B> + Classifier<B>,
         O: Optimizer<M, B>,
     {
+        self.apply_disabled_kernels(&model);
         let mut order: Vec<usize> = (0..train.len()).collect();
         order.shuffle(rng);
         let batches: Vec<&[usize]> = order.chunks(self.config.batch_size).collect();
@@ -500,6 +501,7 @@ impl Trainer {
             let grads = GradientsParams::from_grads(loss.backward(), &model);
             model = optim.step(self.config.learning_rate, model, grads);
             model.graft_step(&GraftSignals::new().with_loss(loss.detach()))?;
+            self.report_kernel_fallbacks(&model);
             if self.config.debug {
                 model.check_invariants()?;
             }
@@ -510,6 +512,26 @@ impl Trainer {
         let accuracy = scalar(correct.float()) / train.len().max(1) as f32;
         let loss = (loss_sum / batches.len().max(1) as f64) as f32;
         Ok(EpochEnd::Done { model, loss, accuracy, steps: batches.len(), errors })
+    }
+
+    /// With the `kernels` flag switched off for this run, every seeded layer takes the tensor
+    /// path (again after a rollback restored fresh layers).
+    fn apply_disabled_kernels<B: Backend, M: SeededModel<B>>(&self, model: &M) {
+        if self.disabled_flags.contains(&Feature::Kernels) {
+            let reason = "the 'kernels' flag was switched off for this run by a rollback rule";
+            model.visit_seeded(&mut |_, layer| layer.seed_core().fall_back_from_kernels(reason));
+        }
+    }
+
+    /// Layers whose kernel check failed since the last step become fast-path fallbacks (an
+    /// event, a metric, an error for the error-rate rule); training goes on, on the tensor path.
+    fn report_kernel_fallbacks<B: Backend, M: SeededModel<B>>(&self, model: &M) {
+        model.visit_seeded(&mut |name, layer| {
+            if let Some(reason) = layer.seed_core().take_kernel_fallback() {
+                tracing::warn!(layer = name, %reason, "seeded layer fell back to the tensor path");
+                self.signals.fast_path_fell_back(name, &reason);
+            }
+        });
     }
 
     /// Hands what was reported through [`Signals`] to the observer; returns how many.
