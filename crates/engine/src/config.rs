@@ -31,7 +31,7 @@ pub struct LifecycleConfig {
     #[config(default = 1000)]
     pub kernel_check_every: usize,
     /// Largest difference a check accepts, relative to `max(1, |tensor path value|)`. Suits
-    /// f32; raise it for f16/bf16 backends, whose tensor path sums in the half type.
+    /// f32; on f16/bf16 outputs at least 0.1 is used, as the tensor path sums in the half type.
     #[config(default = 1e-3)]
     pub kernel_check_tolerance: f32,
     /// Rows of a blueprint bank's first page; later pages double.

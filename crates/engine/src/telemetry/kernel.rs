@@ -7,6 +7,9 @@
 //! input's float type), sums per feature (sum, sum of squares, positive count) and per seed (sum
 //! and sum of squares of the chunk total), and writes one row of partial sums.
 //! Launch 2 (`finish`): adds the row groups' partial sums to the window, writing the new window.
+//! Outputs are allocated contiguous (Burn's default allocation may pitch rows on CUDA, which
+//! flat indexing would misread: the CUDA tests caught exactly that); inputs are read through
+//! their strides.
 //! Two launches per sampled forward, whatever the number of seeds.
 
 use super::Sums;
@@ -14,8 +17,7 @@ use crate::chunks::ChunkMap;
 use crate::cube::{with_cube, CubePrimitive};
 use burn::tensor::backend::Backend;
 use burn::tensor::{DType, Shape, Tensor as BurnTensor, TensorPrimitive};
-use burn_cubecl::kernel::into_contiguous;
-use burn_cubecl::ops::numeric::empty_device_dtype;
+use burn_cubecl::ops::numeric::empty_device_contiguous_dtype;
 use burn_cubecl::tensor::CubeTensor;
 use burn_cubecl::CubeRuntime;
 use cubecl::prelude::*;
@@ -91,18 +93,19 @@ fn partial_sums<F: Float>(
     let span = seed_start(seed_hi, base, big) - f_lo;
 
     // Each thread owns the accumulators it initialises, updates and writes: no sync needed.
-    let mut c = t;
-    while c < span {
-        feature_acc[c] = f32::new(0.0);
-        feature_acc[acc_stride + c] = f32::new(0.0);
-        feature_acc[2 * acc_stride + c] = f32::new(0.0);
-        c += threads;
+    // (Names are never reused: every loop variable is distinct.)
+    let mut init_col = t;
+    while init_col < span {
+        feature_acc[init_col] = f32::new(0.0);
+        feature_acc[acc_stride + init_col] = f32::new(0.0);
+        feature_acc[2 * acc_stride + init_col] = f32::new(0.0);
+        init_col += threads;
     }
-    let mut k = t;
-    while k < ns {
-        seed_acc[k] = f32::new(0.0);
-        seed_acc[acc_stride + k] = f32::new(0.0);
-        k += threads;
+    let mut init_seed = t;
+    while init_seed < ns {
+        seed_acc[init_seed] = f32::new(0.0);
+        seed_acc[acc_stride + init_seed] = f32::new(0.0);
+        init_seed += threads;
     }
 
     let r_begin = CUBE_POS_X as usize * rows_per_group;
@@ -117,83 +120,86 @@ fn partial_sums<F: Float>(
             nr = tile_cap;
         }
         // Load in memory order: along features for [rows, features] outputs, along the
-        // spatial positions for [batch, channels, positions] ones.
-        let mut e = t;
-        while e < nr * span {
-            let mut row = e / span;
-            let mut col = e % span;
+        // spatial positions for [batch, channels, positions] ones. Addresses use `h`'s strides:
+        // Burn's CUDA matmul may hand back a strided output that still counts as contiguous.
+        let mut load = t;
+        while load < nr * span {
+            let mut load_row = load / span;
+            let mut load_col = load % span;
             if spatial > 1 {
-                col = e / nr;
-                row = e % nr;
+                load_col = load / nr;
+                load_row = load % nr;
             }
-            let r = r0 + row;
-            let at = (r / spatial) * features * spatial + (f_lo + col) * spatial + r % spatial;
-            tile[row * span + col] = f32::cast_from(h[at]);
-            e += threads;
+            let r = r0 + load_row;
+            let at = (r / spatial) * h.stride(0) + (f_lo + load_col) * h.stride(1) + (r % spatial) * h.stride(2);
+            tile[load_row * span + load_col] = f32::cast_from(h[at]);
+            load += threads;
         }
         sync_cube();
 
-        let mut c = t;
-        while c < span {
+        let mut col = t;
+        while col < span {
             let mut sum = f32::new(0.0);
             let mut sumsq = f32::new(0.0);
             let mut positive = f32::new(0.0);
             for row in 0..nr {
-                let v = tile[row * span + c];
+                let v = tile[row * span + col];
                 sum += v;
                 sumsq += v * v;
-                if v > f32::new(0.0) {
-                    positive += f32::new(1.0);
-                }
+                positive += select(v > f32::new(0.0), f32::new(1.0), f32::new(0.0));
             }
-            feature_acc[c] += sum;
-            feature_acc[acc_stride + c] += sumsq;
-            feature_acc[2 * acc_stride + c] += positive;
-            c += threads;
+            feature_acc[col] += sum;
+            feature_acc[acc_stride + col] += sumsq;
+            feature_acc[2 * acc_stride + col] += positive;
+            col += threads;
         }
 
-        let mut e = t;
-        while e < nr * ns {
-            let row = e / ns;
-            let k = e % ns;
-            let first = seed_start(seed_lo + k, base, big) - f_lo;
-            let end = seed_start(seed_lo + k + 1, base, big) - f_lo;
+        let mut pair = t;
+        while pair < nr * ns {
+            let pair_row = pair / ns;
+            let pair_seed = pair % ns;
+            let first = seed_start(seed_lo + pair_seed, base, big) - f_lo;
+            let end = seed_start(seed_lo + pair_seed + 1, base, big) - f_lo;
             let mut total = f32::new(0.0);
-            for c in first..end {
-                total += tile[row * span + c];
+            for feature in first..end {
+                total += tile[pair_row * span + feature];
             }
-            row_totals[row * ns + k] = total;
-            e += threads;
+            row_totals[pair_row * ns + pair_seed] = total;
+            pair += threads;
         }
         sync_cube();
 
-        let mut k = t;
-        while k < ns {
-            for row in 0..nr {
-                let total = row_totals[row * ns + k];
-                seed_acc[k] += total;
-                seed_acc[acc_stride + k] += total * total;
+        let mut own_seed = t;
+        while own_seed < ns {
+            let mut seed_sum = f32::new(0.0);
+            let mut seed_sumsq = f32::new(0.0);
+            for total_row in 0..nr {
+                let total = row_totals[total_row * ns + own_seed];
+                seed_sum += total;
+                seed_sumsq += total * total;
             }
-            k += threads;
+            seed_acc[own_seed] += seed_sum;
+            seed_acc[acc_stride + own_seed] += seed_sumsq;
+            own_seed += threads;
         }
         sync_cube();
         r0 += tile_cap;
     }
 
     let out = CUBE_POS_X as usize * (3 * features + 2 * seeds);
-    let mut c = t;
-    while c < span {
-        partial[out + f_lo + c] = feature_acc[c];
-        partial[out + features + f_lo + c] = feature_acc[acc_stride + c];
-        partial[out + 2 * features + f_lo + c] = feature_acc[2 * acc_stride + c];
-        c += threads;
+    let mut out_col = t;
+    while out_col < span {
+        partial[out + f_lo + out_col] = feature_acc[out_col];
+        partial[out + features + f_lo + out_col] = feature_acc[acc_stride + out_col];
+        partial[out + 2 * features + f_lo + out_col] = feature_acc[2 * acc_stride + out_col];
+        out_col += threads;
     }
     let stats = out + 3 * features;
-    let mut k = t;
-    while k < ns {
-        partial[stats + seed_lo + k] = seed_acc[k];
-        partial[stats + seeds + seed_lo + k] = seed_acc[acc_stride + k];
-        k += threads;
+    let mut out_seed = t;
+    while out_seed < ns {
+        partial[stats + seed_lo + out_seed] = seed_acc[out_seed];
+        partial[stats + seeds + seed_lo + out_seed] = seed_acc[acc_stride + out_seed];
+        out_seed += threads;
     }
 }
 
@@ -218,11 +224,17 @@ fn finish<F: Float>(
     for g in 0..groups {
         sum += partial[g * width + j];
     }
+    // The old window is read through its strides (Burn may pitch a tensor's rows); the new one
+    // was allocated contiguous.
     if j < feature_len {
-        new_features[j] = F::cast_from(f32::cast_from(old_features[j]) + sum);
+        let features = feature_len / 3;
+        let old = old_features[(j / features) * old_features.stride(0) + (j % features) * old_features.stride(1)];
+        new_features[j] = F::cast_from(f32::cast_from(old) + sum);
     } else {
         let i = j - feature_len;
-        new_totals[i] = F::cast_from(f32::cast_from(old_totals[i]) + sum);
+        let seeds = (width - feature_len) / 2;
+        let old = old_totals[(i / seeds) * old_totals.stride(0) + (i % seeds) * old_totals.stride(1)];
+        new_totals[i] = F::cast_from(f32::cast_from(old) + sum);
     }
 }
 
@@ -252,7 +264,6 @@ impl CubePrimitive<3, 2> for Launch<'_> {
         if widest > tile.span_max as usize {
             return None;
         }
-        let h = into_contiguous(h);
         let [a, f, p] = h.meta.shape().dims::<3>();
         let (rows, seeds) = (a * p, chunks.seeds());
         let seeds_per_span = tile.span_max as usize / widest;
@@ -262,7 +273,8 @@ impl CubePrimitive<3, 2> for Launch<'_> {
         let groups = rows.div_ceil(rows_per_group).max(1);
         let width = 3 * f + 2 * seeds;
         let (client, device, dtype) = (h.client.clone(), h.device.clone(), h.dtype);
-        let partial = empty_device_dtype::<R>(client.clone(), device.clone(), Shape::new([groups, width]), DType::F32);
+        let partial =
+            empty_device_contiguous_dtype::<R>(client.clone(), device.clone(), Shape::new([groups, width]), DType::F32);
         partial_sums::launch::<R>(
             &client,
             CubeCount::Static(groups as u32, spans as u32, 1),
@@ -281,16 +293,17 @@ impl CubePrimitive<3, 2> for Launch<'_> {
             tile.span_max,
             dtype.into(),
         );
-        let new_features = empty_device_dtype::<R>(client.clone(), device.clone(), Shape::new([3, f]), dtype);
-        let new_totals = empty_device_dtype::<R>(client.clone(), device, Shape::new([2, seeds]), dtype);
+        let new_features =
+            empty_device_contiguous_dtype::<R>(client.clone(), device.clone(), Shape::new([3, f]), dtype);
+        let new_totals = empty_device_contiguous_dtype::<R>(client.clone(), device, Shape::new([2, seeds]), dtype);
         let cube_dim = CubeDim::new_1d(THREADS);
         finish::launch::<R>(
             &client,
             calculate_cube_count_elemwise(&client, width, cube_dim),
             cube_dim,
             partial.into_tensor_arg(),
-            into_contiguous(features).into_tensor_arg(),
-            into_contiguous(totals).into_tensor_arg(),
+            features.into_tensor_arg(),
+            totals.into_tensor_arg(),
             new_features.clone().into_tensor_arg(),
             new_totals.clone().into_tensor_arg(),
             groups,
