@@ -698,9 +698,7 @@ impl<B: Backend> SeedCore<B> {
     /// Sends this layer to the tensor path for the rest of its life (e.g. the `kernels` flag was
     /// switched off for the run). Not reported as a failure by [`take_kernel_fallback`](Self::take_kernel_fallback).
     pub fn fall_back_from_kernels(&self, reason: &str) {
-        let mut window = self.telemetry.lock().expect("telemetry lock");
-        window.fall_back(reason.to_string());
-        window.take_fallback();
+        self.telemetry.lock().expect("telemetry lock").fall_back(reason.to_string(), false);
     }
 
     fn with_params<B2: Backend>(&self, params: SeedParams<B2>) -> SeedCore<B2> {

@@ -186,12 +186,30 @@ impl<B: Backend> TelemetryWindow<B> {
     /// `lifecycle.kernel_check_tolerance`, the tensor path's (and the layer falls back). A check
     /// reads both results back: one device read every `kernel_check_every` kernel passes.
     fn checked(&mut self, fast: Sums<B>, h: &Tensor<B, 3>, chunks: &ChunkMap, lifecycle: &LifecycleConfig) -> Sums<B> {
-        self.kernel_passes += 1;
         self.guard.passes += 1;
         let every = lifecycle.kernel_check_every as u64;
-        if every == 0 || !(self.guard.passes - 1).is_multiple_of(every) {
-            return fast;
+        let due = every > 0 && (self.guard.passes - 1).is_multiple_of(every);
+        match due.then(|| self.check(&fast, h, chunks, lifecycle)).flatten() {
+            None => {
+                self.kernel_passes += 1;
+                fast
+            }
+            Some((slow, reason)) => {
+                let pass = self.guard.passes;
+                self.fall_back(format!("telemetry kernel check failed on kernel pass {pass}: {reason}"), true);
+                slow
+            }
         }
+    }
+
+    /// The tensor path's sums and why, when they disagree with the kernel's `fast` ones.
+    fn check(
+        &self,
+        fast: &Sums<B>,
+        h: &Tensor<B, 3>,
+        chunks: &ChunkMap,
+        lifecycle: &LifecycleConfig,
+    ) -> Option<(Sums<B>, String)> {
         let slow = accumulate(&self.sums, h, chunks);
         // The tensor path sums half-precision outputs in the half type, the kernel in f32.
         let tolerance = if h.dtype().size() < 4 {
@@ -199,20 +217,15 @@ impl<B: Backend> TelemetryWindow<B> {
         } else {
             lifecycle.kernel_check_tolerance
         };
-        match disagreement(&fast, &slow, tolerance) {
-            None => fast,
-            Some(reason) => {
-                self.fall_back(format!("telemetry kernel check failed on kernel pass {}: {reason}", self.guard.passes));
-                self.kernel_passes -= 1;
-                slow
-            }
-        }
+        disagreement(fast, &slow, tolerance).map(|reason| (slow, reason))
     }
 
-    /// Leaves the kernel path for good; `reason` is taken once by [`Self::take_fallback`].
-    pub fn fall_back(&mut self, reason: String) {
+    /// Leaves the kernel path for good (a first reason stands); when `report`, the reason is
+    /// taken once by [`Self::take_fallback`].
+    pub fn fall_back(&mut self, reason: String, report: bool) {
         if self.guard.fell_back.is_none() {
-            self.guard = KernelGuard { fell_back: Some(reason), unreported: true, ..self.guard.clone() };
+            self.guard.fell_back = Some(reason);
+            self.guard.unreported = report;
         }
     }
 
