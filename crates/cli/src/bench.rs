@@ -43,8 +43,8 @@ pub struct Grid {
     pub active_percent: Vec<usize>,
 }
 
-/// Everything a benchmark run needs besides the backend.
-#[derive(Clone, Debug)]
+/// Everything a benchmark run needs besides the backend (written into the JSON settings).
+#[derive(Clone, Debug, Serialize)]
 pub struct Plan {
     /// The shapes.
     pub grid: Grid,
@@ -63,6 +63,7 @@ pub struct Plan {
     /// Telemetry on one forward pass in every this many.
     pub telemetry_every: usize,
     /// Stage of the active seeds.
+    #[serde(rename = "active_stage")]
     pub stage: ActiveStage,
 }
 

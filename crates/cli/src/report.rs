@@ -1,6 +1,6 @@
 //! Rows of the layer benchmark, printed as a markdown table or written as JSON.
 
-use crate::bench::{ActiveStage, Grid, Plan, BLUEPRINT, GRAFT_STEPS, STRATEGY};
+use crate::bench::{ActiveStage, Plan, BLUEPRINT, GRAFT_STEPS, STRATEGY};
 use serde::Serialize;
 use std::fmt::{self, Write as _};
 
@@ -150,30 +150,15 @@ pub struct Settings {
     pub version: &'static str,
     /// Burn's name for the backend, and the device.
     pub backend: String,
-    /// The grid asked for.
-    pub grid: Grid,
-    /// Timed iterations per measurement.
-    pub iters: usize,
-    /// Untimed iterations before each measurement.
-    pub warmup: usize,
-    /// The reference loop ran only where seeds <= this.
-    pub reference_max_seeds: usize,
-    /// Timed iterations of the reference loop.
-    pub reference_iters: usize,
-    /// Calls per timed sample, back to back between syncs.
-    pub burst: usize,
-    /// Stage of the active seeds.
-    pub active_stage: ActiveStage,
+    /// The plan: grid, iterations, telemetry, active stage.
+    #[serde(flatten)]
+    pub plan: Plan,
     /// Blueprint of the active seeds.
     pub blueprint: &'static str,
     /// Grafting strategy of the active seeds.
     pub strategy: &'static str,
     /// `graft_step` calls made in GRAFTING.
     pub graft_steps: usize,
-    /// Whether layer telemetry was on (the default).
-    pub telemetry: bool,
-    /// Telemetry sampled one forward pass in every this many.
-    pub telemetry_every: usize,
     /// How `seeded_forward_gbps` is computed.
     pub gbps_formula: &'static str,
 }
@@ -184,18 +169,10 @@ impl Settings {
         Settings {
             version: env!("CARGO_PKG_VERSION"),
             backend,
-            grid: plan.grid.clone(),
-            iters: plan.iters,
-            warmup: plan.warmup,
-            reference_max_seeds: plan.reference_max_seeds,
-            reference_iters: plan.reference_iters,
-            burst: plan.burst,
-            active_stage: plan.stage,
+            plan: plan.clone(),
             blueprint: BLUEPRINT,
             strategy: STRATEGY,
             graft_steps: if plan.stage == ActiveStage::Grafting { GRAFT_STEPS } else { 0 },
-            telemetry: plan.telemetry,
-            telemetry_every: plan.telemetry_every,
             gbps_formula: GBPS_FORMULA,
         }
     }
@@ -254,7 +231,7 @@ impl Report {
     /// Lines describing how the numbers were taken.
     fn header(&self) -> String {
         let s = &self.settings;
-        let stage = match s.active_stage {
+        let stage = match s.plan.stage {
             ActiveStage::Grafting => format!(
                 "GRAFTING after {} graft_step calls (alpha {})",
                 s.graft_steps,
@@ -271,11 +248,11 @@ impl Report {
              - telemetry GB/s: the seeded layer's pass alone on a precomputed host output, all seeds dormant: 4 B x batch x hidden read / time\n\
              - ref: host forward + `morphogen::reference::apply` (per-seed loop), median of {} after 1 warm-up, run only where seeds <= {}\n\
              - host fwd TFLOP/s = 2*batch*hidden^2 / host forward time; seeded fwd GB/s = {}\n",
-            s.version, s.backend, s.iters, s.warmup, s.burst, s.blueprint, s.strategy, match (s.telemetry, s.telemetry_every) {
+            s.version, s.backend, s.plan.iters, s.plan.warmup, s.plan.burst, s.blueprint, s.strategy, match (s.plan.telemetry, s.plan.telemetry_every) {
                 (false, _) => "off".to_string(),
                 (true, 1) => "on".to_string(),
                 (true, n) => format!("on, one pass in {n}"),
-            }, s.reference_iters, s.reference_max_seeds, s.gbps_formula,
+            }, s.plan.reference_iters, s.plan.reference_max_seeds, s.gbps_formula,
         )
     }
 
