@@ -8,6 +8,7 @@
 #![warn(missing_docs)]
 
 mod bank;
+mod blend;
 mod blueprint;
 mod chunks;
 mod config;

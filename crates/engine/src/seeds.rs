@@ -6,6 +6,7 @@
 //! Conv2d: `a` = batch, `p` = pixels).
 
 use crate::bank::BlueprintBank;
+use crate::blend::{apply_bank, kernel_apply_bank, BankIndex, BankPass, RowRole};
 use crate::blueprint::BlueprintRegistry;
 use crate::chunks::ChunkMap;
 use crate::config::LifecycleConfig;
@@ -20,10 +21,11 @@ use burn::module::{
 };
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::IndexingUpdateOp;
-use burn::tensor::{Int, Tensor, TensorData};
+use burn::tensor::{Tensor, TensorData};
 use morphogen_contracts::{LayerHealthReport, SeedInfo, Stage};
 use std::collections::BTreeSet;
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// The kind of layer a seed core sits on.
@@ -67,29 +69,6 @@ pub struct SeedParams<B: Backend> {
     pub banks: Vec<Option<BlueprintBank<B>>>,
 }
 
-/// Device tensors one bank's forward pass needs, derived from the host table at each transition
-/// so the pass itself reads only `alpha` from the state: stage gates are fixed between
-/// transitions. Every `[rows, 1, width]` factor is zero on padding and on free rows.
-#[derive(Clone, Debug)]
-struct BankIndex<B: Backend> {
-    /// Blueprint id.
-    blueprint: usize,
-    /// Seed of each row (free rows point at seed 0 and are masked).
-    row_seeds: Tensor<B, 1, Int>,
-    /// Feature of each padded position of each row, `[rows * width]`.
-    features: Tensor<B, 1, Int>,
-    /// 1 on real positions of occupied rows.
-    mask: Tensor<B, 3>,
-    /// Output weight of rows whose weight is fixed by their stage (1 or 0).
-    fixed: Tensor<B, 3>,
-    /// 1 on GRAFTING rows, whose weight is their alpha; `None` if there are none.
-    grafting: Option<Tensor<B, 3>>,
-    /// 1 on TRAINING rows (detached input, straight-through output); `None` if there are none.
-    training: Option<Tensor<B, 3>>,
-    /// `[rows, 1, 1]`, 1 on rows whose blueprint trains; `None` if none does.
-    trainable: Option<Tensor<B, 3>>,
-}
-
 /// Everything a seeded layer adds to its host: see the module docs.
 #[derive(Clone, Debug)]
 pub struct SeedCore<B: Backend> {
@@ -105,6 +84,8 @@ pub struct SeedCore<B: Backend> {
     drift_reference: Option<Tensor<B, 2>>,
     /// Shared by clones, so the window survives optimizer steps that rebuild the module.
     telemetry: Arc<Mutex<TelemetryWindow<B>>>,
+    /// Bank passes the active-seed kernel ran (shared by clones).
+    blend_kernel_passes: Arc<AtomicU64>,
 }
 
 /// The pieces of a core that are not tensors, carried across backends and devices.
@@ -154,6 +135,7 @@ impl<B: Backend> SeedCore<B> {
             gate_memory: GateMemory::default(),
             drift_reference: None,
             telemetry: Arc::new(Mutex::new(window)),
+            blend_kernel_passes: Arc::default(),
         };
         core.rebuild_caches();
         core
@@ -218,66 +200,28 @@ impl<B: Backend> SeedCore<B> {
             }
             due
         };
-        self.indices.iter().fold(h, |h, index| self.apply_bank(h, index, spatial, sampled))
-    }
-
-    fn apply_bank(
-        &self,
-        h: Tensor<B, 3>,
-        index: &BankIndex<B>,
-        spatial: Option<[usize; 3]>,
-        sampled: bool,
-    ) -> Tensor<B, 3> {
-        let [a, _, p] = h.dims();
-        let width = self.setup.chunks.width();
-        let rows = index.row_seeds.dims()[0];
-
-        // Gather every row's chunk: [a, rows*width, p] -> [rows, a*p, width].
-        let x = h
-            .clone()
-            .select(1, index.features.clone())
-            .reshape([a, rows, width, p])
-            .permute([1, 0, 3, 2])
-            .reshape([rows, a * p, width]);
-        // TRAINING rows learn on a detached input, so the host gets no gradient through them.
-        let x = match &index.training {
-            None => x * index.mask.clone(),
-            Some(training) => x.clone() * (index.mask.clone() - training.clone()) + x.detach() * training.clone(),
-        };
-        // Frozen rows see detached parameters: same values, no gradient.
-        let params: Vec<_> = self.params.banks[index.blueprint]
-            .as_ref()
-            .expect("indexed banks exist")
-            .stacked()
-            .into_iter()
-            .map(|w| match &index.trainable {
-                None => w.detach(),
-                Some(t) => w.clone() * t.clone() + w.detach() * (t.clone().neg() + 1.0),
-            })
-            .collect();
-        let b = self.setup.blueprints.get(index.blueprint).forward(&params, x, spatial);
-        if sampled {
-            let per_row = (b.clone().detach() * index.mask.clone()).square().sum_dim(2).sum_dim(1).reshape([rows]);
-            let per_seed = Tensor::zeros([self.num_seeds()], &h.device()).select_assign(
-                0,
-                index.row_seeds.clone(),
-                per_row,
-                IndexingUpdateOp::Add,
-            );
-            self.telemetry.lock().expect("telemetry lock").observe_blueprints(per_seed);
-        }
-        let mut weight = index.fixed.clone();
-        if let Some(grafting) = &index.grafting {
-            let alpha = self.params.state.alpha.val().select(0, index.row_seeds.clone());
-            weight = weight + alpha.reshape([rows, 1, 1]) * grafting.clone();
-        }
-        let mut contribution = b.clone() * weight;
-        if let Some(training) = &index.training {
-            // Adds exactly zero while passing the gradient of alpha = 1 to the blueprint.
-            contribution = contribution + (b.clone() - b.detach()) * training.clone();
-        }
-        let back = contribution.reshape([rows, a, p, width]).permute([1, 0, 3, 2]).reshape([a, rows * width, p]);
-        h.select_assign(1, index.features.clone(), back, IndexingUpdateOp::Add)
+        let alpha = self.params.state.alpha.val();
+        let trusted = lifecycle.kernels && self.kernel_fallback().is_none();
+        self.indices.iter().fold(h, |h, index| {
+            let pass = BankPass {
+                index,
+                bank: self.params.banks[index.blueprint].as_ref().expect("indexed banks exist"),
+                spec: self.setup.blueprints.get(index.blueprint),
+                chunks: &self.setup.chunks,
+                alpha: alpha.clone(),
+                spatial,
+                sampled,
+            };
+            let fast = if trusted { kernel_apply_bank(&h, &pass) } else { None };
+            if fast.is_some() {
+                self.blend_kernel_passes.fetch_add(1, Ordering::Relaxed);
+            }
+            let (h, sumsq) = fast.unwrap_or_else(|| apply_bank(h, &pass));
+            if let Some(sumsq) = sumsq {
+                self.telemetry.lock().expect("telemetry lock").observe_blueprints(sumsq);
+            }
+            h
+        })
     }
 
     // ----- lifecycle -----------------------------------------------------------------------
@@ -620,47 +564,23 @@ impl<B: Backend> SeedCore<B> {
 
     /// Builds one bank's index and stage factors from the seed occupying each row.
     fn bank_index(&self, blueprint: usize, occupant: &[Option<usize>], device: &B::Device) -> BankIndex<B> {
-        let (rows, width) = (occupant.len(), self.setup.chunks.width());
-        let stage_of = |o: &Option<usize>| o.map(|seed| self.table[seed].stage);
-        let fixed_weight = |o: &Option<usize>| match stage_of(o) {
-            Some(Stage::Evaluating) if self.ablated.contains(&o.unwrap_or(0)) => 0.0,
-            Some(Stage::Stabilization | Stage::Evaluating | Stage::FineTuning | Stage::Fossilized) => 1.0,
-            _ => 0.0,
-        };
-        let is = |stage: Stage| move |o: &Option<usize>| if stage_of(o) == Some(stage) { 1.0 } else { 0.0 };
-        let (mut features, mut mask) = (Vec::new(), Vec::new());
-        for o in occupant {
-            for (feature, real) in self.setup.chunks.padded_positions(o.unwrap_or(0)) {
-                features.push(feature as i64);
-                mask.push(if real && o.is_some() { 1.0f32 } else { 0.0 });
+        let role = |o: &Option<usize>| {
+            let Some(seed) = *o else { return RowRole::default() };
+            let stage = self.table[seed].stage;
+            let fixed = match stage {
+                Stage::Evaluating if self.ablated.contains(&seed) => 0.0,
+                Stage::Stabilization | Stage::Evaluating | Stage::FineTuning | Stage::Fossilized => 1.0,
+                _ => 0.0,
+            };
+            RowRole {
+                seed: Some(seed),
+                fixed,
+                grafting: stage == Stage::Grafting,
+                training: stage == Stage::Training,
+                trainable: stage.trains_blueprint(),
             }
-        }
-        // A per-row factor spread over the row's real positions: [rows, 1, width].
-        let spread = |factor: &dyn Fn(&Option<usize>) -> f32| -> Option<Tensor<B, 3>> {
-            let values: Vec<f32> = (0..rows * width).map(|i| mask[i] * factor(&occupant[i / width])).collect();
-            values
-                .iter()
-                .any(|&v| v != 0.0)
-                .then(|| Tensor::from_data(TensorData::new(values, [rows, 1, width]), device))
         };
-        let zeros = || Tensor::zeros([rows, 1, width], device);
-        let trainable: Vec<f32> =
-            occupant.iter().map(|o| if stage_of(o).is_some_and(Stage::trains_blueprint) { 1.0 } else { 0.0 }).collect();
-        BankIndex {
-            blueprint,
-            row_seeds: Tensor::from_data(
-                TensorData::new(occupant.iter().map(|o| o.unwrap_or(0) as i64).collect::<Vec<_>>(), [rows]),
-                device,
-            ),
-            features: Tensor::from_data(TensorData::new(features, [rows * width]), device),
-            fixed: spread(&fixed_weight).unwrap_or_else(zeros),
-            grafting: spread(&is(Stage::Grafting)),
-            training: spread(&is(Stage::Training)),
-            trainable: trainable
-                .contains(&1.0)
-                .then(|| Tensor::from_data(TensorData::new(trainable, [rows, 1, 1]), device)),
-            mask: spread(&|_| 1.0).unwrap_or_else(zeros),
-        }
+        BankIndex::new(blueprint, occupant.iter().map(role).collect(), &self.setup.chunks, device)
     }
 
     /// Bytes of seed-state columns on device (32 per seed with f32 columns).
@@ -682,6 +602,13 @@ impl<B: Backend> SeedCore<B> {
     /// (always 0 on backends without kernels, or with `LifecycleConfig::kernels` off).
     pub fn telemetry_kernel_passes(&self) -> u64 {
         self.telemetry.lock().expect("telemetry lock").kernel_passes()
+    }
+
+    /// Bank passes (one per blueprint bank per forward) that ran on the active-seed kernel, over
+    /// the layer's life: 0 where the backend has no kernels or no bank holds a blueprint the
+    /// kernel runs.
+    pub fn blend_kernel_passes(&self) -> u64 {
+        self.blend_kernel_passes.load(Ordering::Relaxed)
     }
 
     /// Why this layer left the kernel path (a failed check, or [`fall_back_from_kernels`](Self::fall_back_from_kernels)), if it did.

@@ -2,8 +2,11 @@
 #![allow(dead_code)]
 
 use burn::backend::{Autodiff, NdArray};
-use burn::tensor::backend::Backend;
+use burn::module::{ModuleMapper, Param};
+use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Distribution, Tensor};
+use morphogen_engine::{Activation, BlueprintOp, BlueprintRegistry, BlueprintSpec, SeedCore, Stage, Width};
+use proptest::prelude::*;
 
 pub type Inner = NdArray<f32>;
 pub type B = Autodiff<Inner>;
@@ -29,5 +32,149 @@ pub fn assert_close(a: &[f32], b: &[f32], tol: f32, what: &str) {
     for (i, (x, y)) in a.iter().zip(b).enumerate() {
         let scale = 1.0f32.max(x.abs()).max(y.abs());
         assert!((x - y).abs() <= tol * scale, "{what}[{i}]: {x} vs {y}");
+    }
+}
+
+/// Replaces every bank parameter (the only rank-3 tensors) with random values, so blueprints
+/// contribute something measurable.
+pub struct RandomBanks;
+
+impl<Bk: Backend> ModuleMapper<Bk> for RandomBanks {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<Bk, D>>) -> Param<Tensor<Bk, D>> {
+        if D != 3 {
+            return param;
+        }
+        param.map(|t| Tensor::random(t.shape(), Distribution::Normal(0.0, 0.5), &t.device()).require_grad())
+    }
+}
+
+/// A custom blueprint beside the built-ins: GELU and tanh, three dense maps.
+pub fn gelu_tanh() -> BlueprintSpec {
+    BlueprintSpec {
+        name: "gelu_tanh".into(),
+        ops: vec![
+            BlueprintOp::Dense { out: Width::Fixed(3), bias: false },
+            BlueprintOp::Act(Activation::Gelu),
+            BlueprintOp::Dense { out: Width::Ratio(1.5), bias: true },
+            BlueprintOp::Act(Activation::Tanh),
+            BlueprintOp::Dense { out: Width::Chunk, bias: true },
+        ],
+    }
+}
+
+/// A custom two-map blueprint with tanh and no first bias.
+pub fn tanh_mlp() -> BlueprintSpec {
+    BlueprintSpec {
+        name: "tanh_mlp".into(),
+        ops: vec![
+            BlueprintOp::Dense { out: Width::Fixed(3), bias: false },
+            BlueprintOp::Act(Activation::Tanh),
+            BlueprintOp::Dense { out: Width::Chunk, bias: true },
+        ],
+    }
+}
+
+/// The built-in blueprints plus [`gelu_tanh`] and [`tanh_mlp`].
+pub fn registry() -> BlueprintRegistry {
+    BlueprintRegistry::default().register(gelu_tanh()).unwrap().register(tanh_mlp()).unwrap()
+}
+
+/// The built-in grafting strategies.
+pub const STRATEGIES: [&str; 4] = ["fixed_ramp", "performance_linked", "drift_controlled", "grad_norm_gated"];
+
+/// Drives a seed along legal edges to `target`, growing `blueprint` with `strategy`.
+pub fn reach<Bk: Backend>(
+    core: &mut SeedCore<Bk>,
+    seed: usize,
+    target: Stage,
+    blueprint: &str,
+    strategy: &str,
+    alpha: f32,
+) {
+    use Stage::*;
+    let path: &[Stage] = match target {
+        Dormant => &[],
+        Germinated => &[Germinated],
+        Training => &[Germinated, Training],
+        Grafting => &[Germinated, Training, Grafting],
+        Stabilization => &[Germinated, Training, Grafting, Stabilization],
+        Evaluating => &[Germinated, Training, Grafting, Stabilization, Evaluating],
+        FineTuning => &[Germinated, Training, Grafting, Stabilization, Evaluating, FineTuning],
+        Fossilized => &[Germinated, Training, Grafting, Stabilization, Evaluating, FineTuning, Fossilized],
+        Culled => &[Germinated, Training, Culled],
+        Cancelled => &[Germinated, Cancelled],
+        RolledBack => &[Germinated, Training, RolledBack],
+    };
+    for &stage in path {
+        match stage {
+            Germinated => core.request_germination(seed, blueprint, strategy).unwrap(),
+            _ => core.advance(seed, stage).unwrap(),
+        }
+        if stage == Grafting && target == Grafting {
+            core.set_alpha(&[seed], alpha).unwrap();
+        }
+    }
+}
+
+/// A random layer shape and, per seed: stage index, blueprint index, strategy index, alpha and
+/// whether to ablate it (when EVALUATING).
+#[derive(Debug, Clone)]
+pub struct Case {
+    pub features: usize,
+    pub seeds: usize,
+    pub d_in: usize,
+    pub batch: usize,
+    pub stages: Vec<(usize, usize, usize, f32, bool)>,
+}
+
+/// Cases with up to `max_features` features.
+pub fn case(max_features: usize) -> impl Strategy<Value = Case> {
+    (1usize..max_features, 1usize..6, 1usize..4).prop_flat_map(|(features, d_in, batch)| {
+        (1usize..=features).prop_flat_map(move |seeds| {
+            let per_seed = (0usize..11, 0usize..10, 0usize..4, 0.0f32..1.0, any::<bool>());
+            proptest::collection::vec(per_seed, seeds).prop_map(move |stages| Case {
+                features,
+                seeds,
+                d_in,
+                batch,
+                stages,
+            })
+        })
+    })
+}
+
+/// Puts every seed of `case` in its stage, with its blueprint (from `blueprints`) and strategy.
+pub fn populate<Bk: Backend>(core: &mut SeedCore<Bk>, case: &Case, blueprints: &[&str]) {
+    let mut ablate = Vec::new();
+    for (seed, &(stage, bp, strategy, alpha, abl)) in case.stages.iter().enumerate() {
+        let stage = Stage::ALL[stage];
+        reach(core, seed, stage, blueprints[bp % blueprints.len()], STRATEGIES[strategy], alpha);
+        if stage == Stage::Evaluating && abl {
+            ablate.push(seed);
+        }
+    }
+    core.set_ablation(&ablate).unwrap();
+}
+
+/// Every bank parameter of `core`.
+pub fn bank_tensors<Bk: Backend>(core: &SeedCore<Bk>) -> Vec<Tensor<Bk, 3>> {
+    core.params().banks.iter().flatten().flat_map(|b| &b.pages).flat_map(|p| &p.params).map(|p| p.val()).collect()
+}
+
+/// Bank parameter gradients agree within `tol`; a missing gradient counts as zero.
+pub fn check_grads<Bk: AutodiffBackend>(
+    grads_fast: &Bk::Gradients,
+    grads_ref: &Bk::Gradients,
+    params: &[Tensor<Bk, 3>],
+    tol: f32,
+) {
+    for (i, p) in params.iter().enumerate() {
+        let (f, r) = (p.grad(grads_fast), p.grad(grads_ref));
+        match (f, r) {
+            (Some(f), Some(r)) => assert_close(&values(f), &values(r), tol, &format!("bank param {i} gradient")),
+            (None, Some(r)) => assert!(values(r).iter().all(|v| *v == 0.0), "bank param {i}: reference has a gradient"),
+            (Some(f), None) => assert!(values(f).iter().all(|v| *v == 0.0), "bank param {i}: fast path has a gradient"),
+            (None, None) => {}
+        }
     }
 }

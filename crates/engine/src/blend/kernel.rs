@@ -1,0 +1,595 @@
+//! The active-seed kernels: [`apply_bank`](super::apply_bank) fused, for CubeCL backends.
+//!
+//! For blueprints of the form `Dense -> [ReLU | Tanh] -> Dense` (biases optional: the built-in
+//! `residual_mlp` and `low_rank`), each bank page is one differentiable op:
+//! - forward, one launch (after a copy of the host output): a cube per bank row streams the
+//!   row's chunk through shared memory in tiles of samples, runs both dense maps from the row's
+//!   parameters, and adds the weighed result onto the chunk in place (the SGMV pattern: every
+//!   row its own small GEMM, all rows in one launch). It also writes each row's sum of squared
+//!   outputs for telemetry;
+//! - backward, one launch (plus a copy of the output gradient unless it can be written in
+//!   place): the same cube per row recomputes the hidden activations, accumulates the row's
+//!   parameter gradients in shared memory (f32) over every sample, and adds the input gradient
+//!   onto the chunk's gradient.
+//!
+//! Per layer and step that is `1 + P` launches forward and `P` (or `P + 1`) backward for a bank
+//! of `P` pages, whatever the number of active seeds. Other blueprints (convolutions, longer
+//! chains, GELU) and chunks too wide for shared memory take the tensor path.
+
+use super::{per_seed, BankPass};
+use crate::blueprint::{Activation, BlueprintOp, BlueprintSpec};
+use crate::cube::{with_cube_differentiable, Constant, CubeDifferentiable};
+use burn::tensor::backend::Backend;
+use burn::tensor::{DType, Shape, Tensor as BurnTensor, TensorPrimitive};
+use burn_cubecl::ops::numeric::empty_device_contiguous_dtype;
+use burn_cubecl::tensor::CubeTensor;
+use burn_cubecl::CubeRuntime;
+use cubecl::prelude::*;
+use cubecl::CubeDim;
+
+/// Threads per cube (one cube per bank row).
+const THREADS: u32 = 256;
+/// Most samples a cube stages per tile.
+const MAX_TILE: usize = 64;
+
+/// The first feature of `seed`: the first `big` chunks hold `base + 1` features.
+#[cube]
+fn chunk_start(seed: usize, base: usize, big: usize) -> usize {
+    let mut extra = seed;
+    if big < seed {
+        extra = big;
+    }
+    seed * base + extra
+}
+
+/// Address of feature `feature` of sample `sample` in a `[a, features, p]` tensor.
+#[cube]
+fn at<F: Float>(t: &Tensor<F>, sample: usize, feature: usize, spatial: usize) -> usize {
+    (sample / spatial) * t.stride(0) + feature * t.stride(1) + (sample % spatial) * t.stride(2)
+}
+
+/// Element `[row, i, j]` of a stacked `[rows, a, b]` parameter.
+#[cube]
+fn param<F: Float>(t: &Tensor<F>, row: usize, i: usize, j: usize) -> f32 {
+    f32::cast_from(t[row * t.stride(0) + i * t.stride(1) + j * t.stride(2)])
+}
+
+/// The activation (0: none, 1: ReLU, 2: tanh).
+#[cube]
+fn activate(z: f32, act: u32) -> f32 {
+    let mut y = z;
+    if act == 1 {
+        y = f32::max(z, f32::new(0.0));
+    } else if act == 2 {
+        y = f32::tanh(z);
+    }
+    y
+}
+
+/// The activation's derivative at pre-activation `z`.
+#[cube]
+fn activate_slope(z: f32, act: u32) -> f32 {
+    let mut d = f32::new(1.0);
+    if act == 1 {
+        d = select(z > f32::new(0.0), f32::new(1.0), f32::new(0.0));
+    } else if act == 2 {
+        let y = f32::tanh(z);
+        d = f32::new(1.0) - y * y;
+    }
+    d
+}
+
+/// A row's output weight: 1 when its stage fixes it so, alpha while GRAFTING, else 0.
+#[cube]
+fn row_weight<F: Float>(flags: i32, alpha: &Tensor<F>, seed: usize) -> f32 {
+    let mut weight = f32::new(0.0);
+    if (flags & 1) != 0 {
+        weight = f32::new(1.0);
+    } else if (flags & 2) != 0 {
+        weight = f32::cast_from(alpha[seed * alpha.stride(0)]);
+    }
+    weight
+}
+
+/// The shapes and launch constants shared by both kernels.
+#[derive(CubeType, CubeLaunch, Clone, Copy)]
+struct Dims {
+    first_row: usize,
+    samples: usize,
+    spatial: usize,
+    base: usize,
+    big: usize,
+    width: usize,
+    hidden: usize,
+    tile: usize,
+    act: u32,
+    bias1: u32,
+    bias2: u32,
+    sampled: u32,
+}
+
+#[cube(launch)]
+#[allow(clippy::too_many_arguments)]
+fn blend_forward<F: Float>(
+    out: &mut Tensor<F>,
+    w1: &Tensor<F>,
+    b1: &Tensor<F>,
+    w2: &Tensor<F>,
+    b2: &Tensor<F>,
+    alpha: &Tensor<F>,
+    table: &Tensor<i32>,
+    sumsq: &mut Tensor<F>,
+    d: Dims,
+    #[comptime] tile_x: usize,
+    #[comptime] tile_h: usize,
+    #[define(F)] _dtype: StorageType,
+) {
+    let row = CUBE_POS_X as usize;
+    let t = UNIT_POS_X as usize;
+    let threads = CUBE_DIM_X as usize;
+    let mut xs = SharedMemory::<f32>::new(tile_x);
+    let mut hs = SharedMemory::<f32>::new(tile_h);
+    let mut partial = SharedMemory::<f32>::new(THREADS as usize);
+
+    let entry = (d.first_row + row) * table.stride(0);
+    let seed_id = table[entry];
+    let flags = table[entry + table.stride(1)];
+    let mut seed = 0;
+    if seed_id > 0 {
+        seed = usize::cast_from(seed_id);
+    }
+    let start = chunk_start(seed, d.base, d.big);
+    let real = chunk_start(seed + 1, d.base, d.big) - start;
+    let weight = row_weight::<F>(flags, alpha, seed);
+    // Barriers stay outside data-dependent branches (WGSL requires uniform control flow): a row
+    // with nothing to do still walks the tiles, doing no work.
+    let active = seed_id >= 0 && (weight != f32::new(0.0) || d.sampled != 0);
+    let mut total = f32::new(0.0);
+
+    let mut s0 = 0;
+    while s0 < d.samples {
+        let mut e = t;
+        while e < d.tile * d.width {
+            let (s, c) = (s0 + e / d.width, e % d.width);
+            let mut v = f32::new(0.0);
+            if active && s < d.samples && c < real {
+                v = f32::cast_from(out[at::<F>(out, s, start + c, d.spatial)]);
+            }
+            xs[e] = v;
+            e += threads;
+        }
+        sync_cube();
+        let mut e = t;
+        while e < d.tile * d.hidden {
+            let (s, j) = (e / d.hidden, e % d.hidden);
+            let mut z = f32::new(0.0);
+            if active && s0 + s < d.samples {
+                if d.bias1 != 0 {
+                    z = param::<F>(b1, row, 0, j);
+                }
+                for i in 0..d.width {
+                    z += xs[s * d.width + i] * param::<F>(w1, row, i, j);
+                }
+            }
+            hs[e] = activate(z, d.act);
+            e += threads;
+        }
+        sync_cube();
+        let mut e = t;
+        while e < d.tile * d.width {
+            let (s, c) = (e / d.width, e % d.width);
+            if active && s0 + s < d.samples && c < real {
+                let mut y = f32::new(0.0);
+                if d.bias2 != 0 {
+                    y = param::<F>(b2, row, 0, c);
+                }
+                for j in 0..d.hidden {
+                    y += hs[s * d.hidden + j] * param::<F>(w2, row, j, c);
+                }
+                total += y * y;
+                if weight != f32::new(0.0) {
+                    let o = at::<F>(out, s0 + s, start + c, d.spatial);
+                    out[o] = F::cast_from(f32::cast_from(out[o]) + weight * y);
+                }
+            }
+            e += threads;
+        }
+        sync_cube();
+        s0 += d.tile;
+    }
+
+    partial[t] = total;
+    sync_cube();
+    if t == 0 {
+        let mut sum = f32::new(0.0);
+        for k in 0..threads {
+            sum += partial[k];
+        }
+        sumsq[row] = F::cast_from(sum);
+    }
+}
+
+#[cube(launch)]
+#[allow(clippy::too_many_arguments)]
+fn blend_backward<F: Float>(
+    h: &Tensor<F>,
+    grad: &mut Tensor<F>,
+    w1: &Tensor<F>,
+    b1: &Tensor<F>,
+    w2: &Tensor<F>,
+    alpha: &Tensor<F>,
+    table: &Tensor<i32>,
+    gw1: &mut Tensor<F>,
+    gb1: &mut Tensor<F>,
+    gw2: &mut Tensor<F>,
+    gb2: &mut Tensor<F>,
+    d: Dims,
+    #[comptime] tile_x: usize,
+    #[comptime] tile_h: usize,
+    #[comptime] params: usize,
+    #[define(F)] _dtype: StorageType,
+) {
+    let row = CUBE_POS_X as usize;
+    let t = UNIT_POS_X as usize;
+    let threads = CUBE_DIM_X as usize;
+    let mut xs = SharedMemory::<f32>::new(tile_x);
+    let mut gs = SharedMemory::<f32>::new(tile_x);
+    let mut zs = SharedMemory::<f32>::new(tile_h);
+    let mut gz = SharedMemory::<f32>::new(tile_h);
+    // The row's parameter gradients, in f32: dW1 [width, hidden] | db1 | dW2 [hidden, width] | db2.
+    let mut acc = SharedMemory::<f32>::new(params);
+    let (wk, k) = (d.width * d.hidden, d.hidden);
+    let (off_b1, off_w2) = (wk, wk + k);
+    let off_b2 = off_w2 + wk;
+
+    let entry = (d.first_row + row) * table.stride(0);
+    let seed_id = table[entry];
+    let flags = table[entry + table.stride(1)];
+    let mut seed = 0;
+    if seed_id > 0 {
+        seed = usize::cast_from(seed_id);
+    }
+    let start = chunk_start(seed, d.base, d.big);
+    let real = chunk_start(seed + 1, d.base, d.big) - start;
+    // Gradient weights: the input's is the output weight (zero while TRAINING: detached input);
+    // the parameters' is the output weight, or 1 while TRAINING, on rows that train.
+    let input_weight = row_weight::<F>(flags, alpha, seed);
+    let mut param_weight = f32::new(0.0);
+    if (flags & 8) != 0 {
+        param_weight = input_weight;
+        if (flags & 4) != 0 {
+            param_weight = f32::new(1.0);
+        }
+    }
+    let active = seed_id >= 0 && (input_weight != f32::new(0.0) || param_weight != f32::new(0.0));
+
+    let mut e = t;
+    while e < params {
+        acc[e] = f32::new(0.0);
+        e += threads;
+    }
+    sync_cube();
+
+    let mut s0 = 0;
+    while s0 < d.samples {
+        let mut e = t;
+        while e < d.tile * d.width {
+            let (s, c) = (s0 + e / d.width, e % d.width);
+            let mut x = f32::new(0.0);
+            let mut g = f32::new(0.0);
+            if active && s < d.samples && c < real {
+                x = f32::cast_from(h[at::<F>(h, s, start + c, d.spatial)]);
+                g = f32::cast_from(grad[at::<F>(grad, s, start + c, d.spatial)]);
+            }
+            xs[e] = x;
+            gs[e] = g;
+            e += threads;
+        }
+        sync_cube();
+        let mut e = t;
+        while e < d.tile * d.hidden {
+            let (s, j) = (e / d.hidden, e % d.hidden);
+            let mut z = f32::new(0.0);
+            if active {
+                if d.bias1 != 0 {
+                    z = param::<F>(b1, row, 0, j);
+                }
+                for i in 0..d.width {
+                    z += xs[s * d.width + i] * param::<F>(w1, row, i, j);
+                }
+            }
+            zs[e] = z;
+            e += threads;
+        }
+        sync_cube();
+        // Gradient at the hidden pre-activations, and the second map's parameter gradients.
+        let mut e = t;
+        while e < d.tile * d.hidden {
+            let (s, j) = (e / d.hidden, e % d.hidden);
+            let mut g = f32::new(0.0);
+            for c in 0..d.width {
+                g += gs[s * d.width + c] * param::<F>(w2, row, j, c);
+            }
+            gz[e] = g * activate_slope(zs[e], d.act);
+            e += threads;
+        }
+        let mut e = t;
+        while e < wk {
+            let (j, c) = (e / d.width, e % d.width);
+            let mut sum = f32::new(0.0);
+            for s in 0..d.tile {
+                sum += activate(zs[s * d.hidden + j], d.act) * gs[s * d.width + c];
+            }
+            acc[off_w2 + e] += sum;
+            e += threads;
+        }
+        let mut e = t;
+        while e < d.width {
+            let mut sum = f32::new(0.0);
+            for s in 0..d.tile {
+                sum += gs[s * d.width + e];
+            }
+            acc[off_b2 + e] += sum;
+            e += threads;
+        }
+        sync_cube();
+        // The first map's parameter gradients, and the input's gradient added onto the chunk's.
+        let mut e = t;
+        while e < wk {
+            let (i, j) = (e / d.hidden, e % d.hidden);
+            let mut sum = f32::new(0.0);
+            for s in 0..d.tile {
+                sum += xs[s * d.width + i] * gz[s * d.hidden + j];
+            }
+            acc[e] += sum;
+            e += threads;
+        }
+        let mut e = t;
+        while e < d.hidden {
+            let mut sum = f32::new(0.0);
+            for s in 0..d.tile {
+                sum += gz[s * d.hidden + e];
+            }
+            acc[off_b1 + e] += sum;
+            e += threads;
+        }
+        let mut e = t;
+        while e < d.tile * d.width {
+            let (s, i) = (e / d.width, e % d.width);
+            if active && input_weight != f32::new(0.0) && s0 + s < d.samples && i < real {
+                let mut dx = f32::new(0.0);
+                for j in 0..d.hidden {
+                    dx += gz[s * d.hidden + j] * param::<F>(w1, row, i, j);
+                }
+                let o = at::<F>(grad, s0 + s, start + i, d.spatial);
+                grad[o] = F::cast_from(f32::cast_from(grad[o]) + input_weight * dx);
+            }
+            e += threads;
+        }
+        sync_cube();
+        s0 += d.tile;
+    }
+
+    let mut e = t;
+    while e < params {
+        let g = F::cast_from(param_weight * acc[e]);
+        if e < off_b1 {
+            gw1[row * wk + e] = g;
+        } else if e < off_w2 {
+            gb1[row * k + e - off_b1] = g;
+        } else if e < off_b2 {
+            gw2[row * wk + e - off_w2] = g;
+        } else {
+            gb2[row * d.width + e - off_b2] = g;
+        }
+        e += threads;
+    }
+}
+
+/// A blueprint the kernels run: `Dense -> [ReLU | Tanh] -> Dense`, biases optional.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Chain {
+    width: usize,
+    hidden: usize,
+    act: u32,
+    bias1: bool,
+    bias2: bool,
+}
+
+impl Chain {
+    /// The chain of `spec` at padded chunk width `width`; `None` for any other blueprint.
+    fn of(spec: &BlueprintSpec, width: usize) -> Option<Self> {
+        let (first, act, second) = match spec.ops.as_slice() {
+            [first, BlueprintOp::Act(act), second] => (first, Some(*act), second),
+            [first, second] => (first, None, second),
+            _ => return None,
+        };
+        let act = match act {
+            None => 0,
+            Some(Activation::Relu) => 1,
+            Some(Activation::Tanh) => 2,
+            Some(Activation::Gelu) => return None,
+        };
+        let (BlueprintOp::Dense { bias: bias1, .. }, BlueprintOp::Dense { bias: bias2, .. }) = (first, second) else {
+            return None;
+        };
+        let hidden = spec.param_shapes(width)[0].dims[1];
+        Some(Self { width, hidden, act, bias1: *bias1, bias2: *bias2 })
+    }
+
+    /// Parameters of one row: `2 * width * hidden + hidden + width` (gradient layout, biases
+    /// included whether or not the blueprint has them).
+    fn row_params(&self) -> usize {
+        2 * self.width * self.hidden + self.hidden + self.width
+    }
+
+    /// Samples per tile so the backward kernel's shared memory fits `max_shared_bytes`.
+    fn tile(&self, max_shared_bytes: usize) -> Option<usize> {
+        let floats = max_shared_bytes / 4;
+        let fixed = self.row_params() + THREADS as usize;
+        let per_sample = 2 * (self.width + self.hidden);
+        let tile = floats.checked_sub(fixed)? / per_sample;
+        (tile >= 1).then_some(tile.min(MAX_TILE))
+    }
+}
+
+/// One bank page's pass: the [`CubeDifferentiable`] behind [`apply_bank`].
+/// Inputs: the host output, then `w1, b1, w2, b2` (absent biases stand in as detached copies of
+/// `w1`); constants: alpha `[seeds]` and the bank's row table `[rows, 2]`.
+#[derive(Clone, Debug)]
+struct PagePass {
+    chain: Chain,
+    first_row: usize,
+    base: usize,
+    big: usize,
+    sampled: bool,
+}
+
+impl PagePass {
+    fn dims<R: CubeRuntime>(&self, h: &CubeTensor<R>, tile: usize) -> DimsLaunch<R> {
+        let [a, _, p] = h.meta.shape().dims::<3>();
+        let c = self.chain;
+        DimsLaunch::new(
+            self.first_row,
+            a * p,
+            p,
+            self.base,
+            self.big,
+            c.width,
+            c.hidden,
+            tile,
+            c.act,
+            c.bias1 as u32,
+            c.bias2 as u32,
+            self.sampled as u32,
+        )
+    }
+
+    fn tile<R: CubeRuntime>(&self, h: &CubeTensor<R>) -> Option<usize> {
+        self.chain.tile(h.client.properties().hardware.max_shared_memory_size)
+    }
+}
+
+/// A tensor's own buffer to write into: itself when nothing else holds it, else a copy.
+fn writable<R: CubeRuntime>(t: CubeTensor<R>) -> CubeTensor<R> {
+    if t.can_mut() && t.is_nonoverlapping() {
+        t
+    } else {
+        t.copy()
+    }
+}
+
+impl CubeDifferentiable<5> for PagePass {
+    fn accepts<R: CubeRuntime>(&self, inputs: &[CubeTensor<R>; 5], constants: &[CubeTensor<R>]) -> bool {
+        constants[1].dtype == DType::I32 && self.tile(&inputs[0]).is_some()
+    }
+
+    fn forward<R: CubeRuntime>(&self, inputs: &[CubeTensor<R>; 5], constants: &[CubeTensor<R>]) -> [CubeTensor<R>; 2] {
+        let [h, w1, b1, w2, b2] = inputs.clone();
+        let [alpha, table] = [constants[0].clone(), constants[1].clone()];
+        let tile = self.tile(&h).expect("accepted");
+        let rows = w1.meta.shape().dims::<3>()[0];
+        let (client, device, dtype) = (h.client.clone(), h.device.clone(), h.dtype);
+        let out = h.copy();
+        let sumsq = empty_device_contiguous_dtype::<R>(client.clone(), device, Shape::new([rows]), dtype);
+        let c = self.chain;
+        blend_forward::launch::<R>(
+            &client,
+            CubeCount::Static(rows as u32, 1, 1),
+            CubeDim::new_1d(THREADS),
+            out.clone().into_tensor_arg(),
+            w1.into_tensor_arg(),
+            b1.into_tensor_arg(),
+            w2.into_tensor_arg(),
+            b2.into_tensor_arg(),
+            alpha.into_tensor_arg(),
+            table.into_tensor_arg(),
+            sumsq.clone().into_tensor_arg(),
+            self.dims(&h, tile),
+            tile * c.width,
+            tile * c.hidden,
+            dtype.into(),
+        );
+        [out, sumsq]
+    }
+
+    fn backward<R: CubeRuntime>(
+        &self,
+        inputs: &[CubeTensor<R>; 5],
+        constants: &[CubeTensor<R>],
+        grad: CubeTensor<R>,
+        wanted: [bool; 5],
+    ) -> [Option<CubeTensor<R>>; 5] {
+        let [h, w1, b1, w2, _] = inputs.clone();
+        let [alpha, table] = [constants[0].clone(), constants[1].clone()];
+        let tile = self.tile(&h).expect("accepted");
+        let rows = w1.meta.shape().dims::<3>()[0];
+        let c = self.chain;
+        let (client, device, dtype) = (h.client.clone(), h.device.clone(), w1.dtype);
+        let grad = writable(grad);
+        let shapes = [[rows, c.width, c.hidden], [rows, 1, c.hidden], [rows, c.hidden, c.width], [rows, 1, c.width]];
+        let [gw1, gb1, gw2, gb2] = shapes
+            .map(|shape| empty_device_contiguous_dtype::<R>(client.clone(), device.clone(), Shape::new(shape), dtype));
+        blend_backward::launch::<R>(
+            &client,
+            CubeCount::Static(rows as u32, 1, 1),
+            CubeDim::new_1d(THREADS),
+            h.clone().into_tensor_arg(),
+            grad.clone().into_tensor_arg(),
+            w1.into_tensor_arg(),
+            b1.into_tensor_arg(),
+            w2.into_tensor_arg(),
+            alpha.into_tensor_arg(),
+            table.into_tensor_arg(),
+            gw1.clone().into_tensor_arg(),
+            gb1.clone().into_tensor_arg(),
+            gw2.clone().into_tensor_arg(),
+            gb2.clone().into_tensor_arg(),
+            self.dims(&h, tile),
+            tile * c.width,
+            tile * c.hidden,
+            c.row_params(),
+            dtype.into(),
+        );
+        let out = [Some(grad), Some(gw1), c.bias1.then_some(gb1), Some(gw2), c.bias2.then_some(gb2)];
+        let mut wanted = wanted.into_iter();
+        out.map(|g| g.filter(|_| wanted.next().unwrap_or(false)))
+    }
+}
+
+/// The kernel form of [`apply_bank`](super::apply_bank): `None` when `B` is not a CubeCL backend
+/// this build knows, the blueprint is not a two-map chain, or a row does not fit shared memory.
+pub(crate) fn apply_bank<B: Backend>(
+    h: &BurnTensor<B, 3>,
+    pass: &BankPass<'_, B>,
+) -> Option<(BurnTensor<B, 3>, Option<BurnTensor<B, 1>>)> {
+    let chain = Chain::of(pass.spec, pass.chunks.width())?;
+    let (features, seeds) = (pass.chunks.features(), pass.chunks.seeds());
+    let float = |t: BurnTensor<B, 3>| t.into_primitive().tensor();
+    let mut out = h.clone();
+    let mut sums = Vec::new();
+    let mut first_row = 0;
+    for page in &pass.bank.pages {
+        let rows = page.params[0].dims()[0];
+        // A page whose rows are all frozen passes detached parameters: no gradients at all.
+        let trainable = pass.index.roles[first_row..first_row + rows].iter().any(|r| r.trainable);
+        let mut params = page.params.iter().map(|p| if trainable { p.val() } else { p.val().detach() });
+        let w1 = params.next()?;
+        let stand_in = || w1.clone().detach();
+        let b1 = if chain.bias1 { params.next()? } else { stand_in() };
+        let w2 = params.next()?;
+        let b2 = if chain.bias2 { params.next()? } else { stand_in() };
+        let op = PagePass { chain, first_row, base: features / seeds, big: features % seeds, sampled: pass.sampled };
+        let constants = vec![
+            Constant::Float(pass.alpha.clone().into_primitive().tensor()),
+            Constant::Int(pass.index.table.clone().into_primitive()),
+        ];
+        let inputs = [out, w1, b1, w2, b2].map(float);
+        let [result, sumsq] = with_cube_differentiable::<B, _, 5>(inputs, constants, &op)?;
+        out = BurnTensor::from_primitive(TensorPrimitive::Float(result));
+        sums.push(BurnTensor::<B, 1>::from_primitive(TensorPrimitive::Float(sumsq)));
+        first_row += rows;
+    }
+    let sumsq = pass.sampled.then(|| per_seed(BurnTensor::cat(sums, 0), pass.index, seeds));
+    Some((out, sumsq))
+}

@@ -1,0 +1,127 @@
+//! The active-seed kernel (`blend::kernel`) against the per-seed reference loop, on real CubeCL
+//! backends: outputs and gradients (input, host weights, every bank parameter) on random shapes,
+//! uneven chunks, every stage and strategy, several bank pages, and blueprints the kernel runs
+//! (`residual_mlp`, `low_rank`, a tanh chain) beside ones it leaves to the tensor path
+//! (`gelu_tanh`, `small_conv`). wgpu runs in CI on Mesa's software Vulkan; CUDA is opt-in with
+//! `MORPHOGEN_CUDA_TESTS=1`.
+#![cfg(any(feature = "wgpu", feature = "cuda"))]
+mod common;
+
+use burn::module::Module;
+use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::{Distribution, Tensor};
+use common::{assert_close, bank_tensors, case, check_grads, populate, registry, values, Case};
+use morphogen_engine::{reference, LifecycleConfig, SeedOptions, SeededConv2dConfig, SeededLinearConfig, Stage};
+use proptest::prelude::*;
+
+/// Blueprints the kernel runs.
+const KERNEL_BLUEPRINTS: [&str; 3] = ["residual_mlp", "low_rank", "tanh_mlp"];
+
+/// Kernels on, small bank pages (several pages per bank), the custom blueprints registered.
+fn options() -> SeedOptions {
+    let lifecycle = LifecycleConfig::new().with_kernel_check_every(0).with_bank_page_rows(2);
+    SeedOptions::new().with_lifecycle(lifecycle).with_blueprints(registry())
+}
+
+fn random<B: AutodiffBackend, const D: usize>(shape: [usize; D]) -> Tensor<B, D> {
+    Tensor::random(shape, Distribution::Normal(0.0, 1.0), &Default::default())
+}
+
+/// Whether some seed of `case` holds one of `kernel_blueprints` (drawn from `blueprints`).
+fn holds_kernel_blueprint(case: &Case, blueprints: &[&str]) -> bool {
+    case.stages.iter().any(|&(stage, bp, ..)| {
+        let holds = !matches!(Stage::ALL[stage], Stage::Dormant | Stage::Culled | Stage::Cancelled | Stage::RolledBack);
+        holds && KERNEL_BLUEPRINTS.contains(&blueprints[bp % blueprints.len()])
+    })
+}
+
+fn linear_case<B: AutodiffBackend>(case: &Case, blueprints: &[&str], tol: f32) {
+    let mut layer = SeededLinearConfig::new(case.d_in, case.features)
+        .with_seeds(case.seeds)
+        .with_options(options())
+        .init::<B>(&Default::default());
+    populate(&mut layer.seeds, case, blueprints);
+    let layer = layer.map(&mut common::RandomBanks);
+    let x = random::<B, 3>([case.batch, 5, case.d_in]).require_grad();
+    let weights = random::<B, 3>([case.batch, 5, case.features]);
+
+    let fast = layer.forward(x.clone());
+    let rows = case.batch * 5;
+    let h = layer.host.forward(x.clone()).reshape([rows, case.features, 1]);
+    let slow = reference::apply(&layer.seeds, h, None).reshape([case.batch, 5, case.features]);
+    assert_close(&values(fast.clone()), &values(slow.clone()), tol, "output");
+    if holds_kernel_blueprint(case, blueprints) {
+        assert!(layer.blend_kernel_passes() > 0, "the kernel ran");
+    }
+
+    let g_fast = (fast * weights.clone()).sum().backward();
+    let g_slow = (slow * weights).sum().backward();
+    assert_close(&values(x.grad(&g_fast).unwrap()), &values(x.grad(&g_slow).unwrap()), tol, "input gradient");
+    let (wf, ws) = (layer.host.weight.grad(&g_fast).unwrap(), layer.host.weight.grad(&g_slow).unwrap());
+    assert_close(&values(wf), &values(ws), tol, "host weight gradient");
+    check_grads::<B>(&g_fast, &g_slow, &bank_tensors(&layer.seeds), tol);
+}
+
+fn conv_case<B: AutodiffBackend>(case: &Case, side: usize, tol: f32) {
+    let blueprints = ["residual_mlp", "small_conv", "low_rank", "tanh_mlp"];
+    let mut layer = SeededConv2dConfig::new([case.d_in, case.features], [3, 3])
+        .with_padding(burn::nn::PaddingConfig2d::Same)
+        .with_seeds(case.seeds)
+        .with_options(options())
+        .init::<B>(&Default::default());
+    populate(&mut layer.seeds, case, &blueprints);
+    let layer = layer.map(&mut common::RandomBanks);
+    let x = random::<B, 4>([case.batch, case.d_in, side, side]).require_grad();
+    let weights = random::<B, 4>([case.batch, case.features, side, side]);
+
+    let fast = layer.forward(x.clone());
+    let h = layer.host.forward(x.clone()).reshape([case.batch, case.features, side * side]);
+    let slow = reference::apply(&layer.seeds, h, Some([case.batch, side, side])).reshape([
+        case.batch,
+        case.features,
+        side,
+        side,
+    ]);
+    assert_close(&values(fast.clone()), &values(slow.clone()), tol, "output");
+    if holds_kernel_blueprint(case, &blueprints) {
+        assert!(layer.blend_kernel_passes() > 0, "the kernel ran");
+    }
+
+    let g_fast = (fast * weights.clone()).sum().backward();
+    let g_slow = (slow * weights).sum().backward();
+    assert_close(&values(x.grad(&g_fast).unwrap()), &values(x.grad(&g_slow).unwrap()), tol, "input gradient");
+    check_grads::<B>(&g_fast, &g_slow, &bank_tensors(&layer.seeds), tol);
+}
+
+macro_rules! active_kernel_tests {
+    ($module:ident, $backend:ty, $enabled:expr) => {
+        mod $module {
+            use super::*;
+            type Wd = burn::backend::Autodiff<$backend>;
+
+            proptest! {
+                #![proptest_config(ProptestConfig { cases: 16, ..ProptestConfig::default() })]
+
+                #[test]
+                fn linear_active_kernel_matches_reference(case in case(40)) {
+                    if $enabled {
+                        linear_case::<Wd>(&case, &["residual_mlp", "low_rank", "tanh_mlp", "gelu_tanh"], 1e-4);
+                    }
+                }
+
+                #[test]
+                fn conv_active_kernel_matches_reference(case in case(9), side in 1usize..5) {
+                    if $enabled {
+                        conv_case::<Wd>(&case, side, 1e-4);
+                    }
+                }
+            }
+        }
+    };
+}
+
+#[cfg(feature = "wgpu")]
+active_kernel_tests!(wgpu, burn::backend::Wgpu, true);
+
+#[cfg(feature = "cuda")]
+active_kernel_tests!(cuda, burn::backend::Cuda, std::env::var_os("MORPHOGEN_CUDA_TESTS").is_some());
