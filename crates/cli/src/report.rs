@@ -105,8 +105,11 @@ pub struct Measured {
     pub forward_backward: Timings,
     /// The telemetry pass alone; `None` with active seeds or telemetry off.
     pub telemetry: Option<TelemetryPass>,
-    /// Whether the kernel path really ran a kernel (a CubeCL backend, chunks within its tile).
-    pub kernels_used: bool,
+    /// Whether the kernel path really ran the telemetry kernel (a CubeCL backend, chunks within
+    /// its tile).
+    pub telemetry_kernel_ran: bool,
+    /// Whether it ran the active-seed kernel (a CubeCL backend, a blueprint it runs, active seeds).
+    pub active_kernel_ran: bool,
     /// `state_bytes() / seeds`: device bytes of seed-state columns per seed.
     pub state_bytes_per_seed: usize,
     /// Device bytes of blueprint bank parameters.
@@ -209,7 +212,7 @@ const COLUMNS: [&str; 24] = [
     "f+b ref/kernel",
     "telemetry kernel GB/s",
     "telemetry tensor GB/s",
-    "kernel ran",
+    "kernels ran (telemetry / active)",
     "state B/seed",
     "host fwd TFLOP/s",
     "seeded fwd GB/s",
@@ -244,7 +247,7 @@ impl Report {
              - median of {} timed samples after {} warm-up; a sample is the mean of {} back-to-back calls, backend synced before and after\n\
              - active seeds: `{}` blueprint, `{}` strategy, in {stage}; telemetry {}\n\
              - fwd: plain backend; f+b: autodiff backend, `output.sum().backward()`\n\
-             - tensor: the seeded layer with `LifecycleConfig::kernels` off; kernel: on (CubeCL kernels where the backend has them: see `kernel ran`)\n\
+             - tensor: the seeded layer with `LifecycleConfig::kernels` off; kernel: on (CubeCL kernels where the backend has them: see `kernels ran`)\n\
              - telemetry GB/s: the seeded layer's pass alone on a precomputed host output, all seeds dormant: 4 B x batch x hidden read / time\n\
              - ref: host forward + `morphogen::reference::apply` (per-seed loop), median of {} after 1 warm-up, run only where seeds <= {}\n\
              - host fwd TFLOP/s = 2*batch*hidden^2 / host forward time; seeded fwd GB/s = {}\n",
@@ -286,7 +289,8 @@ fn cells(row: &Row) -> Vec<String> {
                 |f: fn(&TelemetryPass) -> f64| m.telemetry.as_ref().map_or("-".into(), |t| format!("{:.0}", f(t)));
             cells.push(gbps(|t| t.kernel_gbps));
             cells.push(gbps(|t| t.tensor_gbps));
-            cells.push(if m.kernels_used { "yes" } else { "no" }.into());
+            let ran = |yes: bool| if yes { "yes" } else { "no" };
+            cells.push(format!("{} / {}", ran(m.telemetry_kernel_ran), ran(m.active_kernel_ran)));
             cells.push(m.state_bytes_per_seed.to_string());
             cells.push(format!("{:.3}", m.host_forward_tflops));
             cells.push(format!("{:.2}", m.seeded_forward_gbps));
