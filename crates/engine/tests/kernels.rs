@@ -230,3 +230,15 @@ fn cuda_f16_and_bf16_outputs() {
     half_case::<burn::backend::Autodiff<burn::backend::Cuda<burn::tensor::f16>>>();
     half_case::<burn::backend::Cuda<burn::tensor::bf16>>();
 }
+
+/// Chunks wider than 256 features take the kernel's 512-feature span (wgpu devices, software
+/// Vulkan included, allow 512 threads a cube).
+#[cfg(feature = "wgpu")]
+#[test]
+fn wgpu_wide_chunks_take_the_kernel() {
+    type W = burn::backend::Wgpu;
+    linear_case::<W>(4, 900, 2, &[[2, 40], [3, 9]]); // 450-feature chunks
+    let (fast, _) = linear_pair::<W>(4, 900, 2);
+    fast.forward(random::<W, 2>([16, 4]));
+    assert_eq!(fast.telemetry_kernel_passes(), 1, "a 450-feature chunk on the kernel");
+}
