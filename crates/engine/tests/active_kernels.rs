@@ -94,7 +94,7 @@ fn conv_case<B: AutodiffBackend>(case: &Case, side: usize, tol: f32) {
 }
 
 macro_rules! active_kernel_tests {
-    ($module:ident, $backend:ty, $enabled:expr) => {
+    ($module:ident, $backend:ty, $enabled:expr, $tol:expr) => {
         mod $module {
             use super::*;
             type Wd = burn::backend::Autodiff<$backend>;
@@ -105,14 +105,14 @@ macro_rules! active_kernel_tests {
                 #[test]
                 fn linear_active_kernel_matches_reference(case in case(40)) {
                     if $enabled {
-                        linear_case::<Wd>(&case, &["residual_mlp", "low_rank", "tanh_mlp", "gelu_tanh"], 1e-4);
+                        linear_case::<Wd>(&case, &["residual_mlp", "low_rank", "tanh_mlp", "gelu_tanh"], $tol);
                     }
                 }
 
                 #[test]
                 fn conv_active_kernel_matches_reference(case in case(9), side in 1usize..5) {
                     if $enabled {
-                        conv_case::<Wd>(&case, side, 1e-4);
+                        conv_case::<Wd>(&case, side, $tol);
                     }
                 }
             }
@@ -121,7 +121,10 @@ macro_rules! active_kernel_tests {
 }
 
 #[cfg(feature = "wgpu")]
-active_kernel_tests!(wgpu, burn::backend::Wgpu, true);
+active_kernel_tests!(wgpu, burn::backend::Wgpu, true, 1e-4);
 
+// Burn's CUDA matmul runs f32 through TF32 tensor cores (10-bit mantissa, cubek-matmul's
+// `adjust_dtypes`), so the reference loop's blueprint maps round at about 5e-4; the kernel
+// computes in f32. Differences seen on an H100: up to 8e-4 relative.
 #[cfg(feature = "cuda")]
-active_kernel_tests!(cuda, burn::backend::Cuda, std::env::var_os("MORPHOGEN_CUDA_TESTS").is_some());
+active_kernel_tests!(cuda, burn::backend::Cuda, std::env::var_os("MORPHOGEN_CUDA_TESTS").is_some(), 5e-3);
