@@ -26,10 +26,7 @@ pub(crate) use kernel::apply_bank as kernel_apply_bank;
 
 /// Without the `kernels` feature no backend has the kernel.
 #[cfg(not(feature = "kernels"))]
-pub(crate) fn kernel_apply_bank<B: Backend>(
-    _: &Tensor<B, 3>,
-    _: &BankPass<'_, B>,
-) -> Option<(Tensor<B, 3>, Option<Tensor<B, 1>>)> {
+pub(crate) fn kernel_apply_bank<B: Backend>(_: &Tensor<B, 3>, _: &BankPass<'_, B>) -> Option<BankResult<B>> {
     None
 }
 
@@ -145,9 +142,12 @@ pub(crate) struct BankPass<'a, B: Backend> {
     pub sampled: bool,
 }
 
-/// Applies one bank to the host output `h` (`[a, features, p]`). Returns the new output and,
-/// when `pass.sampled`, each seed's sum of squared (unweighted) blueprint outputs, `[seeds]`.
-pub(crate) fn apply_bank<B: Backend>(h: Tensor<B, 3>, pass: &BankPass<'_, B>) -> (Tensor<B, 3>, Option<Tensor<B, 1>>) {
+/// A bank pass's new output and, when sampled, each seed's sum of squared (unweighted) blueprint
+/// outputs, `[seeds]`.
+pub(crate) type BankResult<B> = (Tensor<B, 3>, Option<Tensor<B, 1>>);
+
+/// Applies one bank to the host output `h` (`[a, features, p]`).
+pub(crate) fn apply_bank<B: Backend>(h: Tensor<B, 3>, pass: &BankPass<'_, B>) -> BankResult<B> {
     let index = pass.index;
     let [a, _, p] = h.dims();
     let width = pass.chunks.width();

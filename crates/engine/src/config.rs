@@ -25,13 +25,15 @@ pub struct LifecycleConfig {
     /// path, which gives the same results, otherwise.
     #[config(default = true)]
     pub kernels: bool,
-    /// Check the kernel against the tensor path on its first pass and every this many kernel
-    /// passes after (0: never). A check reads both results back to the host once; a
+    /// Check each kernel (telemetry; active seeds) against the tensor path on its first pass and
+    /// every this many kernel passes after (0: never). A check reads both results back to the host once; a
     /// disagreement sends the layer to the tensor path for the rest of the run.
     #[config(default = 1000)]
     pub kernel_check_every: usize,
     /// Largest difference a check accepts, relative to `max(1, |tensor path value|)`. Suits
     /// f32; on f16/bf16 outputs at least 0.1 is used, as the tensor path sums in the half type.
+    /// The active-seed kernel's check (its forward output) allows ten times this: the tensor
+    /// path's blueprint matmuls may run through TF32 on CUDA.
     #[config(default = 1e-3)]
     pub kernel_check_tolerance: f32,
     /// Rows of a blueprint bank's first page; later pages double.

@@ -6,13 +6,13 @@
 //! Conv2d: `a` = batch, `p` = pixels).
 
 use crate::bank::BlueprintBank;
-use crate::blend::{apply_bank, kernel_apply_bank, BankIndex, BankPass, RowRole};
+use crate::blend::{apply_bank, kernel_apply_bank, BankIndex, BankPass, BankResult, RowRole};
 use crate::blueprint::BlueprintRegistry;
 use crate::chunks::ChunkMap;
 use crate::config::LifecycleConfig;
 use crate::grafting::{gate_factor, Gate, GateMemory, GraftSignals, StrategyRegistry};
 use crate::state::{SeedRow, SeedTable, StateColumns};
-use crate::telemetry::{chunk_totals, TelemetryWindow};
+use crate::telemetry::{check_tolerance, chunk_totals, first_difference, TelemetryWindow};
 use crate::MorphogenError;
 use burn::config::Config;
 use burn::module::{
@@ -68,6 +68,10 @@ pub struct SeedParams<B: Backend> {
     /// One bank per registered blueprint, allocated on its first germination.
     pub banks: Vec<Option<BlueprintBank<B>>>,
 }
+
+/// How much looser an active-seed kernel check is than `kernel_check_tolerance`: the tensor
+/// path's blueprint maps may run through TF32 on CUDA (Burn's matmul), about 1e-3 relative.
+const BLEND_CHECK_SLACK: f32 = 10.0;
 
 /// Everything a seeded layer adds to its host: see the module docs.
 #[derive(Clone, Debug)]
@@ -201,7 +205,6 @@ impl<B: Backend> SeedCore<B> {
             due
         };
         let alpha = self.params.state.alpha.val();
-        let trusted = lifecycle.kernels && self.kernel_fallback().is_none();
         self.indices.iter().fold(h, |h, index| {
             let pass = BankPass {
                 index,
@@ -212,16 +215,40 @@ impl<B: Backend> SeedCore<B> {
                 spatial,
                 sampled,
             };
+            let trusted = lifecycle.kernels && self.kernel_fallback().is_none();
             let fast = if trusted { kernel_apply_bank(&h, &pass) } else { None };
-            if fast.is_some() {
-                self.blend_kernel_passes.fetch_add(1, Ordering::Relaxed);
-            }
-            let (h, sumsq) = fast.unwrap_or_else(|| apply_bank(h, &pass));
+            let (h, sumsq) = match fast {
+                Some(fast) => self.checked_blend(fast, h, &pass),
+                None => apply_bank(h, &pass),
+            };
             if let Some(sumsq) = sumsq {
                 self.telemetry.lock().expect("telemetry lock").observe_blueprints(sumsq);
             }
             h
         })
+    }
+
+    /// The active-seed kernel's result, or on a check pass (its first bank pass and every
+    /// `kernel_check_every` after) where its output disagrees with the tensor path's, the tensor
+    /// path's result, and the layer falls back like a failed telemetry check. Only the forward
+    /// output is compared; the kernel tests cover gradients.
+    fn checked_blend(&self, fast: BankResult<B>, h: Tensor<B, 3>, pass: &BankPass<'_, B>) -> BankResult<B> {
+        let passes = self.blend_kernel_passes.fetch_add(1, Ordering::Relaxed) + 1;
+        let lifecycle = &self.setup.lifecycle;
+        let every = lifecycle.kernel_check_every as u64;
+        if every == 0 || !(passes - 1).is_multiple_of(every) {
+            return fast;
+        }
+        let tolerance = check_tolerance(lifecycle.kernel_check_tolerance * BLEND_CHECK_SLACK, h.dtype());
+        let slow = apply_bank(h, pass);
+        match first_difference(fast.0.clone(), slow.0.clone(), tolerance) {
+            None => fast,
+            Some(reason) => {
+                let reason = format!("active-seed kernel check failed on bank pass {passes}: output {reason}");
+                self.telemetry.lock().expect("telemetry lock").fall_back(reason, true);
+                slow
+            }
+        }
     }
 
     // ----- lifecycle -----------------------------------------------------------------------

@@ -211,12 +211,7 @@ impl<B: Backend> TelemetryWindow<B> {
         lifecycle: &LifecycleConfig,
     ) -> Option<(Sums<B>, String)> {
         let slow = accumulate(&self.sums, h, chunks);
-        // The tensor path sums half-precision outputs in the half type, the kernel in f32.
-        let tolerance = if h.dtype().size() < 4 {
-            lifecycle.kernel_check_tolerance.max(HALF_CHECK_TOLERANCE)
-        } else {
-            lifecycle.kernel_check_tolerance
-        };
+        let tolerance = check_tolerance(lifecycle.kernel_check_tolerance, h.dtype());
         disagreement(fast, &slow, tolerance).map(|reason| (slow, reason))
     }
 
@@ -267,19 +262,38 @@ impl<B: Backend> TelemetryWindow<B> {
     }
 }
 
-/// Where the kernel's sums and the tensor path's differ by more than `tolerance` relative to
-/// `max(1, |tensor path|)` (NaN agreeing with NaN), as a message; `None` when they agree.
+/// Where the kernel's sums and the tensor path's differ by more than `tolerance` (see
+/// [`first_difference`]), as a message; `None` when they agree.
 fn disagreement<B: Backend>(kernel: &Sums<B>, tensor: &Sums<B>, tolerance: f32) -> Option<String> {
-    let flat = |s: &Sums<B>| -> Vec<f32> {
-        let both = Tensor::cat(vec![s.features.clone().reshape([-1]), s.totals.clone().reshape([-1])], 0);
-        both.into_data().convert::<f32>().to_vec().expect("f32 sums")
-    };
+    let flat = |s: &Sums<B>| Tensor::cat(vec![s.features.clone().reshape([-1]), s.totals.clone().reshape([-1])], 0);
+    first_difference(flat(kernel), flat(tensor), tolerance).map(|d| format!("sum {d}"))
+}
+
+/// The first element where `kernel` and `tensor` differ by more than `tolerance` relative to
+/// `max(1, |tensor|)` (NaN agreeing with NaN), as `"i is a on the kernel, b on the tensor path"`;
+/// `None` when they agree. Reads both back to the host.
+pub(crate) fn first_difference<B: Backend, const D: usize>(
+    kernel: Tensor<B, D>,
+    tensor: Tensor<B, D>,
+    tolerance: f32,
+) -> Option<String> {
+    let flat = |t: Tensor<B, D>| -> Vec<f32> { t.into_data().convert::<f32>().to_vec().expect("f32 values") };
     let (k, t) = (flat(kernel), flat(tensor));
     let (i, (a, b)) = k.iter().zip(&t).enumerate().find(|(_, (a, b))| {
         let same = a == b || (a.is_nan() && b.is_nan()) || (*a - *b).abs() <= tolerance * b.abs().max(1.0);
         !same
     })?;
-    Some(format!("sum {i} is {a} on the kernel, {b} on the tensor path (tolerance {tolerance})"))
+    Some(format!("{i} is {a} on the kernel, {b} on the tensor path (tolerance {tolerance})"))
+}
+
+/// The tolerance a kernel check uses on outputs of `dtype`: `tolerance`, raised to
+/// [`HALF_CHECK_TOLERANCE`] for f16/bf16, whose tensor-path sums round in the half type.
+pub(crate) fn check_tolerance(tolerance: f32, dtype: burn::tensor::DType) -> f32 {
+    if dtype.size() < 4 {
+        tolerance.max(HALF_CHECK_TOLERANCE)
+    } else {
+        tolerance
+    }
 }
 
 /// The variance from a sum and a sum of squares over `n` samples; zero when it is within f32

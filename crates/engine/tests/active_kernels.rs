@@ -128,3 +128,35 @@ active_kernel_tests!(wgpu, burn::backend::Wgpu, true, 1e-4);
 // computes in f32. Differences seen on an H100: up to 8e-4 relative.
 #[cfg(feature = "cuda")]
 active_kernel_tests!(cuda, burn::backend::Cuda, std::env::var_os("MORPHOGEN_CUDA_TESTS").is_some(), 5e-3);
+
+/// A check that can only fail (tolerance 0 against another summation order) sends the layer to
+/// the tensor path with the tensor path's output: reported once, every later pass on the tensor
+/// path, and the output equal to a tensor-path layer's.
+fn failed_check_falls_back<B: AutodiffBackend>() {
+    let strict =
+        LifecycleConfig::new().with_telemetry(false).with_kernel_check_every(1).with_kernel_check_tolerance(0.0);
+    let config = SeededLinearConfig::new(6, 40).with_seeds(8);
+    let mut layer =
+        config.clone().with_options(SeedOptions::new().with_lifecycle(strict)).init::<B>(&Default::default());
+    for seed in 0..4 {
+        common::reach(&mut layer.seeds, seed, Stage::FineTuning, "residual_mlp", "fixed_ramp", 1.0);
+    }
+    let layer = layer.map(&mut common::RandomBanks);
+    let x = random::<B, 2>([32, 6]);
+    let first = layer.forward(x.clone());
+    let reason = layer.take_kernel_fallback().expect("a zero-tolerance check fails");
+    assert!(reason.contains("active-seed kernel check failed on bank pass 1"), "{reason}");
+    assert_eq!(layer.take_kernel_fallback(), None, "reported once");
+    let second = layer.forward(x.clone());
+    assert_eq!(layer.blend_kernel_passes(), 1, "after the fallback, the tensor path");
+    let h = layer.host.forward(x).reshape([32, 40, 1]);
+    let slow = reference::apply(&layer.seeds, h, None).reshape([32, 40]);
+    assert_close(&values(first), &values(slow.clone()), 1e-5, "the failed pass returns the tensor path's output");
+    assert_close(&values(second), &values(slow), 1e-5, "later passes");
+}
+
+#[cfg(feature = "wgpu")]
+#[test]
+fn wgpu_failed_active_check_falls_back() {
+    failed_check_falls_back::<burn::backend::Autodiff<burn::backend::Wgpu>>();
+}

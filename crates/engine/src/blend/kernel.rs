@@ -16,7 +16,7 @@
 //! of `P` pages, whatever the number of active seeds. Other blueprints (convolutions, longer
 //! chains, GELU) and chunks too wide for shared memory take the tensor path.
 
-use super::{per_seed, BankPass};
+use super::{per_seed, BankPass, BankResult};
 use crate::blueprint::{Activation, BlueprintOp, BlueprintSpec};
 use crate::cube::{with_cube_differentiable, Constant, CubeDifferentiable};
 use burn::tensor::backend::Backend;
@@ -559,10 +559,7 @@ impl CubeDifferentiable<5> for PagePass {
 
 /// The kernel form of [`apply_bank`](super::apply_bank): `None` when `B` is not a CubeCL backend
 /// this build knows, the blueprint is not a two-map chain, or a row does not fit shared memory.
-pub(crate) fn apply_bank<B: Backend>(
-    h: &BurnTensor<B, 3>,
-    pass: &BankPass<'_, B>,
-) -> Option<(BurnTensor<B, 3>, Option<BurnTensor<B, 1>>)> {
+pub(crate) fn apply_bank<B: Backend>(h: &BurnTensor<B, 3>, pass: &BankPass<'_, B>) -> Option<BankResult<B>> {
     let chain = Chain::of(pass.spec, pass.chunks.width())?;
     let (features, seeds) = (pass.chunks.features(), pass.chunks.seeds());
     let float = |t: BurnTensor<B, 3>| t.into_primitive().tensor();
