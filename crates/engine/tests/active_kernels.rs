@@ -35,20 +35,21 @@ fn holds_kernel_blueprint(case: &Case, blueprints: &[&str]) -> bool {
     })
 }
 
-fn linear_case<B: AutodiffBackend>(case: &Case, blueprints: &[&str], tol: f32) {
+/// `case` on a Linear host with inputs `[case.batch, per_batch, d_in]`.
+fn linear_case<B: AutodiffBackend>(case: &Case, per_batch: usize, blueprints: &[&str], tol: f32) {
     let mut layer = SeededLinearConfig::new(case.d_in, case.features)
         .with_seeds(case.seeds)
         .with_options(options())
         .init::<B>(&Default::default());
     populate(&mut layer.seeds, case, blueprints);
     let layer = layer.map(&mut common::RandomBanks);
-    let x = random::<B, 3>([case.batch, 5, case.d_in]).require_grad();
-    let weights = random::<B, 3>([case.batch, 5, case.features]);
+    let x = random::<B, 3>([case.batch, per_batch, case.d_in]).require_grad();
+    let weights = random::<B, 3>([case.batch, per_batch, case.features]);
 
     let fast = layer.forward(x.clone());
-    let rows = case.batch * 5;
+    let rows = case.batch * per_batch;
     let h = layer.host.forward(x.clone()).reshape([rows, case.features, 1]);
-    let slow = reference::apply(&layer.seeds, h, None).reshape([case.batch, 5, case.features]);
+    let slow = reference::apply(&layer.seeds, h, None).reshape([case.batch, per_batch, case.features]);
     assert_close(&values(fast.clone()), &values(slow.clone()), tol, "output");
     if holds_kernel_blueprint(case, blueprints) {
         assert!(layer.blend_kernel_passes() > 0, "the kernel ran");
@@ -105,7 +106,16 @@ macro_rules! active_kernel_tests {
                 #[test]
                 fn linear_active_kernel_matches_reference(case in case(40)) {
                     if $enabled {
-                        linear_case::<Wd>(&case, &["residual_mlp", "low_rank", "tanh_mlp", "gelu_tanh"], $tol);
+                        linear_case::<Wd>(&case, 5, &["residual_mlp", "low_rank", "tanh_mlp", "gelu_tanh"], $tol);
+                    }
+                }
+
+                /// Hundreds of samples: rows split their samples over several cubes, whose
+                /// parameter gradients are summed.
+                #[test]
+                fn linear_active_kernel_with_sample_groups(case in case(24)) {
+                    if $enabled {
+                        linear_case::<Wd>(&Case { batch: 2, ..case }, 150, &KERNEL_BLUEPRINTS, $tol);
                     }
                 }
 
@@ -159,4 +169,12 @@ fn failed_check_falls_back<B: AutodiffBackend>() {
 #[test]
 fn wgpu_failed_active_check_falls_back() {
     failed_check_falls_back::<burn::backend::Autodiff<burn::backend::Wgpu>>();
+}
+
+#[cfg(feature = "cuda")]
+#[test]
+fn cuda_failed_active_check_falls_back() {
+    if std::env::var_os("MORPHOGEN_CUDA_TESTS").is_some() {
+        failed_check_falls_back::<burn::backend::Autodiff<burn::backend::Cuda>>();
+    }
 }

@@ -1,20 +1,21 @@
 //! The active-seed kernels: [`apply_bank`](super::apply_bank) fused, for CubeCL backends.
 //!
 //! For blueprints of the form `Dense -> [ReLU | Tanh] -> Dense` (biases optional: the built-in
-//! `residual_mlp` and `low_rank`), each bank page is one differentiable op:
-//! - forward, one launch (after a copy of the host output): a cube per bank row streams the
-//!   row's chunk through shared memory in tiles of samples, runs both dense maps from the row's
+//! `residual_mlp` and `low_rank`), each bank page is one differentiable op. A cube takes one bank
+//! row and a group of its samples (groups are sized so a page fills about four cubes per SM):
+//! - forward, one launch after a copy of the host output: each cube streams its samples of the
+//!   row's chunk through shared memory in tiles, runs both dense maps from the row's
 //!   parameters, and adds the weighed result onto the chunk in place (the SGMV pattern: every
-//!   row its own small GEMM, all rows in one launch). It also writes each row's sum of squared
-//!   outputs for telemetry;
-//! - backward, one launch (plus a copy of the output gradient unless it can be written in
-//!   place): the same cube per row recomputes the hidden activations, accumulates the row's
-//!   parameter gradients in shared memory (f32) over every sample, and adds the input gradient
-//!   onto the chunk's gradient.
+//!   row its own small GEMM, all rows in one launch). It also writes its sum of squared outputs
+//!   for telemetry;
+//! - backward, two launches (after a copy of the output gradient unless it can be written in
+//!   place): each cube recomputes the hidden activations, accumulates its samples' parameter
+//!   gradients in shared memory (f32) and adds the input gradient onto the chunk's gradient;
+//!   then the groups' parameter gradients are summed.
 //!
-//! Per layer and step that is `1 + P` launches forward and `P` (or `P + 1`) backward for a bank
-//! of `P` pages, whatever the number of active seeds. Other blueprints (convolutions, longer
-//! chains, GELU) and chunks too wide for shared memory take the tensor path.
+//! Per layer and step that is `1 + P` launches forward and `2P` (or `2P + 1`) backward for a
+//! bank of `P` pages, whatever the number of active seeds. Other blueprints (convolutions,
+//! longer chains, GELU) and chunks too wide for shared memory take the tensor path.
 
 use super::{per_seed, BankPass, BankResult};
 use crate::blueprint::{Activation, BlueprintOp, BlueprintSpec};
@@ -25,12 +26,15 @@ use burn_cubecl::ops::numeric::empty_device_contiguous_dtype;
 use burn_cubecl::tensor::CubeTensor;
 use burn_cubecl::CubeRuntime;
 use cubecl::prelude::*;
-use cubecl::CubeDim;
+use cubecl::{calculate_cube_count_elemwise, CubeDim};
 
 /// Threads per cube (one cube per bank row).
 const THREADS: u32 = 256;
 /// Most samples a cube stages per tile.
 const MAX_TILE: usize = 64;
+/// Cubes worth filling the GPU with: four per SM of an H100/H200 (132 SMs). Rows split their
+/// samples into groups, a cube each, until there are about this many.
+const TARGET_CUBES: usize = 4 * 132;
 
 /// The first feature of `seed`: the first `big` chunks hold `base + 1` features.
 #[cube]
@@ -102,6 +106,7 @@ struct Dims {
     width: usize,
     hidden: usize,
     tile: usize,
+    group_samples: usize,
     act: u32,
     bias1: u32,
     bias2: u32,
@@ -146,13 +151,18 @@ fn blend_forward<F: Float>(
     let active = seed_id >= 0 && (weight != f32::new(0.0) || d.sampled != 0);
     let mut total = f32::new(0.0);
 
-    let mut s0 = 0;
-    while s0 < d.samples {
+    // This cube's samples: group `CUBE_POS_Y` of `group_samples` (a whole number of tiles).
+    let mut s0 = CUBE_POS_Y as usize * d.group_samples;
+    let mut end = s0 + d.group_samples;
+    if end > d.samples {
+        end = d.samples;
+    }
+    while s0 < end {
         let mut e = t;
         while e < d.tile * d.width {
             let (s, c) = (s0 + e / d.width, e % d.width);
             let mut v = f32::new(0.0);
-            if active && s < d.samples && c < real {
+            if active && s < end && c < real {
                 v = f32::cast_from(out[at::<F>(out, s, start + c, d.spatial)]);
             }
             xs[e] = v;
@@ -163,7 +173,7 @@ fn blend_forward<F: Float>(
         while e < d.tile * d.hidden {
             let (s, j) = (e / d.hidden, e % d.hidden);
             let mut z = f32::new(0.0);
-            if active && s0 + s < d.samples {
+            if active && s0 + s < end {
                 if d.bias1 != 0 {
                     z = param::<F>(b1, row, 0, j);
                 }
@@ -178,7 +188,7 @@ fn blend_forward<F: Float>(
         let mut e = t;
         while e < d.tile * d.width {
             let (s, c) = (e / d.width, e % d.width);
-            if active && s0 + s < d.samples && c < real {
+            if active && s0 + s < end && c < real {
                 let mut y = f32::new(0.0);
                 if d.bias2 != 0 {
                     y = param::<F>(b2, row, 0, c);
@@ -205,7 +215,7 @@ fn blend_forward<F: Float>(
         for k in 0..threads {
             sum += partial[k];
         }
-        sumsq[row] = F::cast_from(sum);
+        sumsq[CUBE_POS_Y as usize * CUBE_COUNT_X as usize + row] = F::cast_from(sum);
     }
 }
 
@@ -219,10 +229,7 @@ fn blend_backward<F: Float>(
     w2: &Tensor<F>,
     alpha: &Tensor<F>,
     table: &Tensor<i32>,
-    gw1: &mut Tensor<F>,
-    gb1: &mut Tensor<F>,
-    gw2: &mut Tensor<F>,
-    gb2: &mut Tensor<F>,
+    partial: &mut Tensor<f32>,
     d: Dims,
     #[comptime] tile_x: usize,
     #[comptime] tile_h: usize,
@@ -270,14 +277,19 @@ fn blend_backward<F: Float>(
     }
     sync_cube();
 
-    let mut s0 = 0;
-    while s0 < d.samples {
+    // This cube's samples: group `CUBE_POS_Y` of `group_samples` (a whole number of tiles).
+    let mut s0 = CUBE_POS_Y as usize * d.group_samples;
+    let mut end = s0 + d.group_samples;
+    if end > d.samples {
+        end = d.samples;
+    }
+    while s0 < end {
         let mut e = t;
         while e < d.tile * d.width {
             let (s, c) = (s0 + e / d.width, e % d.width);
             let mut x = f32::new(0.0);
             let mut g = f32::new(0.0);
-            if active && s < d.samples && c < real {
+            if active && s < end && c < real {
                 x = f32::cast_from(h[at::<F>(h, s, start + c, d.spatial)]);
                 g = f32::cast_from(grad[at::<F>(grad, s, start + c, d.spatial)]);
             }
@@ -356,7 +368,7 @@ fn blend_backward<F: Float>(
         let mut e = t;
         while e < d.tile * d.width {
             let (s, i) = (e / d.width, e % d.width);
-            if active && input_weight != f32::new(0.0) && s0 + s < d.samples && i < real {
+            if active && input_weight != f32::new(0.0) && s0 + s < end && i < real {
                 let mut dx = f32::new(0.0);
                 for j in 0..d.hidden {
                     dx += gz[s * d.hidden + j] * param::<F>(w1, row, i, j);
@@ -370,19 +382,50 @@ fn blend_backward<F: Float>(
         s0 += d.tile;
     }
 
+    let out = (CUBE_POS_Y as usize * CUBE_COUNT_X as usize + row) * params;
     let mut e = t;
     while e < params {
-        let g = F::cast_from(param_weight * acc[e]);
-        if e < off_b1 {
-            gw1[row * wk + e] = g;
-        } else if e < off_w2 {
-            gb1[row * k + e - off_b1] = g;
-        } else if e < off_b2 {
-            gw2[row * wk + e - off_w2] = g;
-        } else {
-            gb2[row * d.width + e - off_b2] = g;
-        }
+        partial[out + e] = param_weight * acc[e];
         e += threads;
+    }
+}
+
+/// Adds the sample groups' parameter gradients (`partial`, `[groups, rows, params]`) into the
+/// four gradient tensors.
+#[cube(launch)]
+#[allow(clippy::too_many_arguments)]
+fn sum_groups<F: Float>(
+    partial: &Tensor<f32>,
+    gw1: &mut Tensor<F>,
+    gb1: &mut Tensor<F>,
+    gw2: &mut Tensor<F>,
+    gb2: &mut Tensor<F>,
+    groups: usize,
+    rows: usize,
+    width: usize,
+    hidden: usize,
+    #[define(F)] _dtype: StorageType,
+) {
+    let params = 2 * width * hidden + hidden + width;
+    let at = ABSOLUTE_POS;
+    if at >= rows * params {
+        terminate!();
+    }
+    let mut sum = f32::new(0.0);
+    for g in 0..groups {
+        sum += partial[g * rows * params + at];
+    }
+    let (row, e) = (at / params, at % params);
+    let (wk, k) = (width * hidden, hidden);
+    let g = F::cast_from(sum);
+    if e < wk {
+        gw1[row * wk + e] = g;
+    } else if e < wk + k {
+        gb1[row * k + e - wk] = g;
+    } else if e < 2 * wk + k {
+        gw2[row * wk + e - wk - k] = g;
+    } else {
+        gb2[row * width + e - 2 * wk - k] = g;
     }
 }
 
@@ -445,8 +488,35 @@ struct PagePass {
     sampled: bool,
 }
 
+/// How a launch covers a page: `rows x groups` cubes, each taking `group_samples` samples (whole
+/// tiles) of one row.
+#[derive(Clone, Copy, Debug)]
+struct Grid {
+    rows: usize,
+    groups: usize,
+    group_samples: usize,
+    tile: usize,
+}
+
+impl Grid {
+    fn cubes(&self) -> CubeCount {
+        CubeCount::Static(self.rows as u32, self.groups as u32, 1)
+    }
+}
+
 impl PagePass {
-    fn dims<R: CubeRuntime>(&self, h: &CubeTensor<R>, tile: usize) -> DimsLaunch<R> {
+    /// The grid for host output `h` and a page of `rows` rows; `None` when a row's tile does not
+    /// fit shared memory.
+    fn grid<R: CubeRuntime>(&self, h: &CubeTensor<R>, rows: usize) -> Option<Grid> {
+        let tile = self.chain.tile(h.client.properties().hardware.max_shared_memory_size)?;
+        let [a, _, p] = h.meta.shape().dims::<3>();
+        let tiles = (a * p).div_ceil(tile).max(1);
+        let wanted = TARGET_CUBES.div_ceil(rows.max(1)).clamp(1, tiles);
+        let group_samples = tiles.div_ceil(wanted) * tile;
+        Some(Grid { rows, groups: (a * p).div_ceil(group_samples).max(1), group_samples, tile })
+    }
+
+    fn dims<R: CubeRuntime>(&self, h: &CubeTensor<R>, grid: Grid) -> DimsLaunch<R> {
         let [a, _, p] = h.meta.shape().dims::<3>();
         let c = self.chain;
         DimsLaunch::new(
@@ -457,17 +527,19 @@ impl PagePass {
             self.big,
             c.width,
             c.hidden,
-            tile,
+            grid.tile,
+            grid.group_samples,
             c.act,
             c.bias1 as u32,
             c.bias2 as u32,
             self.sampled as u32,
         )
     }
+}
 
-    fn tile<R: CubeRuntime>(&self, h: &CubeTensor<R>) -> Option<usize> {
-        self.chain.tile(h.client.properties().hardware.max_shared_memory_size)
-    }
+/// Rows of a page: the first dimension of its first parameter.
+fn page_rows<R: CubeRuntime>(w1: &CubeTensor<R>) -> usize {
+    w1.meta.shape().dims::<3>()[0]
 }
 
 /// A tensor's own buffer to write into: itself when nothing else holds it, else a copy.
@@ -481,21 +553,21 @@ fn writable<R: CubeRuntime>(t: CubeTensor<R>) -> CubeTensor<R> {
 
 impl CubeDifferentiable<5> for PagePass {
     fn accepts<R: CubeRuntime>(&self, inputs: &[CubeTensor<R>; 5], constants: &[CubeTensor<R>]) -> bool {
-        constants[1].dtype == DType::I32 && self.tile(&inputs[0]).is_some()
+        constants[1].dtype == DType::I32 && self.grid(&inputs[0], page_rows(&inputs[1])).is_some()
     }
 
     fn forward<R: CubeRuntime>(&self, inputs: &[CubeTensor<R>; 5], constants: &[CubeTensor<R>]) -> [CubeTensor<R>; 2] {
         let [h, w1, b1, w2, b2] = inputs.clone();
         let [alpha, table] = [constants[0].clone(), constants[1].clone()];
-        let tile = self.tile(&h).expect("accepted");
-        let rows = w1.meta.shape().dims::<3>()[0];
+        let grid = self.grid(&h, page_rows(&w1)).expect("accepted");
         let (client, device, dtype) = (h.client.clone(), h.device.clone(), h.dtype);
         let out = h.copy();
-        let sumsq = empty_device_contiguous_dtype::<R>(client.clone(), device, Shape::new([rows]), dtype);
+        let shape = Shape::new([grid.groups, grid.rows]);
+        let sumsq = empty_device_contiguous_dtype::<R>(client.clone(), device, shape, dtype);
         let c = self.chain;
         blend_forward::launch::<R>(
             &client,
-            CubeCount::Static(rows as u32, 1, 1),
+            grid.cubes(),
             CubeDim::new_1d(THREADS),
             out.clone().into_tensor_arg(),
             w1.into_tensor_arg(),
@@ -505,9 +577,9 @@ impl CubeDifferentiable<5> for PagePass {
             alpha.into_tensor_arg(),
             table.into_tensor_arg(),
             sumsq.clone().into_tensor_arg(),
-            self.dims(&h, tile),
-            tile * c.width,
-            tile * c.hidden,
+            self.dims(&h, grid),
+            grid.tile * c.width,
+            grid.tile * c.hidden,
             dtype.into(),
         );
         [out, sumsq]
@@ -522,17 +594,16 @@ impl CubeDifferentiable<5> for PagePass {
     ) -> [Option<CubeTensor<R>>; 5] {
         let [h, w1, b1, w2, _] = inputs.clone();
         let [alpha, table] = [constants[0].clone(), constants[1].clone()];
-        let tile = self.tile(&h).expect("accepted");
-        let rows = w1.meta.shape().dims::<3>()[0];
-        let c = self.chain;
+        let grid = self.grid(&h, page_rows(&w1)).expect("accepted");
+        let (rows, c) = (grid.rows, self.chain);
         let (client, device, dtype) = (h.client.clone(), h.device.clone(), w1.dtype);
         let grad = writable(grad);
-        let shapes = [[rows, c.width, c.hidden], [rows, 1, c.hidden], [rows, c.hidden, c.width], [rows, 1, c.width]];
-        let [gw1, gb1, gw2, gb2] = shapes
-            .map(|shape| empty_device_contiguous_dtype::<R>(client.clone(), device.clone(), Shape::new(shape), dtype));
+        let new =
+            |shape: Shape, dtype| empty_device_contiguous_dtype::<R>(client.clone(), device.clone(), shape, dtype);
+        let partial = new(Shape::new([grid.groups, rows, c.row_params()]), DType::F32);
         blend_backward::launch::<R>(
             &client,
-            CubeCount::Static(rows as u32, 1, 1),
+            grid.cubes(),
             CubeDim::new_1d(THREADS),
             h.clone().into_tensor_arg(),
             grad.clone().into_tensor_arg(),
@@ -541,14 +612,29 @@ impl CubeDifferentiable<5> for PagePass {
             w2.into_tensor_arg(),
             alpha.into_tensor_arg(),
             table.into_tensor_arg(),
+            partial.clone().into_tensor_arg(),
+            self.dims(&h, grid),
+            grid.tile * c.width,
+            grid.tile * c.hidden,
+            c.row_params(),
+            dtype.into(),
+        );
+        let shapes = [[rows, c.width, c.hidden], [rows, 1, c.hidden], [rows, c.hidden, c.width], [rows, 1, c.width]];
+        let [gw1, gb1, gw2, gb2] = shapes.map(|shape| new(Shape::new(shape), dtype));
+        let cube_dim = CubeDim::new_1d(THREADS);
+        sum_groups::launch::<R>(
+            &client,
+            calculate_cube_count_elemwise(&client, rows * c.row_params(), cube_dim),
+            cube_dim,
+            partial.into_tensor_arg(),
             gw1.clone().into_tensor_arg(),
             gb1.clone().into_tensor_arg(),
             gw2.clone().into_tensor_arg(),
             gb2.clone().into_tensor_arg(),
-            self.dims(&h, tile),
-            tile * c.width,
-            tile * c.hidden,
-            c.row_params(),
+            grid.groups,
+            rows,
+            c.width,
+            c.hidden,
             dtype.into(),
         );
         let out = [Some(grad), Some(gw1), c.bias1.then_some(gb1), Some(gw2), c.bias2.then_some(gb2)];
@@ -584,7 +670,11 @@ pub(crate) fn apply_bank<B: Backend>(h: &BurnTensor<B, 3>, pass: &BankPass<'_, B
         let inputs = [out, w1, b1, w2, b2].map(float);
         let [result, sumsq] = with_cube_differentiable::<B, _, 5>(inputs, constants, &op)?;
         out = BurnTensor::from_primitive(TensorPrimitive::Float(result));
-        sums.push(BurnTensor::<B, 1>::from_primitive(TensorPrimitive::Float(sumsq)));
+        if pass.sampled {
+            // [groups, rows]: one sum per sample group.
+            let sumsq = BurnTensor::<B, 2>::from_primitive(TensorPrimitive::Float(sumsq));
+            sums.push(sumsq.sum_dim(0).reshape([rows]));
+        }
         first_row += rows;
     }
     let sumsq = pass.sampled.then(|| per_seed(BurnTensor::cat(sums, 0), pass.index, seeds));
