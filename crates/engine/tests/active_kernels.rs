@@ -95,7 +95,7 @@ fn conv_case<B: AutodiffBackend>(case: &Case, side: usize, tol: f32) {
 }
 
 macro_rules! active_kernel_tests {
-    ($module:ident, $backend:ty, $enabled:expr, $tol:expr) => {
+    ($module:ident, $backend:ty, $enabled:expr, $tol:expr, $many:expr) => {
         mod $module {
             use super::*;
             type Wd = burn::backend::Autodiff<$backend>;
@@ -115,7 +115,7 @@ macro_rules! active_kernel_tests {
                 #[test]
                 fn linear_active_kernel_with_sample_groups(case in case(24)) {
                     if $enabled {
-                        linear_case::<Wd>(&Case { batch: 2, ..case }, 150, &KERNEL_BLUEPRINTS, $tol);
+                        linear_case::<Wd>(&Case { batch: 2, ..case }, 150, &KERNEL_BLUEPRINTS, $tol * $many);
                     }
                 }
 
@@ -131,13 +131,15 @@ macro_rules! active_kernel_tests {
 }
 
 #[cfg(feature = "wgpu")]
-active_kernel_tests!(wgpu, burn::backend::Wgpu, true, 1e-4);
+active_kernel_tests!(wgpu, burn::backend::Wgpu, true, 1e-4, 1.0);
 
 // Burn's CUDA matmul runs f32 through TF32 tensor cores (10-bit mantissa, cubek-matmul's
 // `adjust_dtypes`), so the reference loop's blueprint maps round at about 5e-4; the kernel
-// computes in f32. Differences seen on an H100: up to 8e-4 relative.
+// computes in f32. Differences seen on an H100: up to 8e-4 relative with 15 samples, and about
+// 1e-2 in gradients summed over 300 samples (TF32 rounding grows as the square root of the
+// samples summed), hence 6x the tolerance for that test.
 #[cfg(feature = "cuda")]
-active_kernel_tests!(cuda, burn::backend::Cuda, std::env::var_os("MORPHOGEN_CUDA_TESTS").is_some(), 5e-3);
+active_kernel_tests!(cuda, burn::backend::Cuda, std::env::var_os("MORPHOGEN_CUDA_TESTS").is_some(), 5e-3, 6.0);
 
 /// A check that can only fail (tolerance 0 against another summation order) sends the layer to
 /// the tensor path with the tensor path's output: reported once, every later pass on the tensor
