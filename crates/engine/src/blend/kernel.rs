@@ -58,6 +58,28 @@ fn param<F: Float>(t: &Tensor<F>, row: usize, i: usize, j: usize) -> f32 {
     f32::cast_from(t[row * t.stride(0) + i * t.stride(1) + j * t.stride(2)])
 }
 
+/// Hidden unit `j`'s pre-activation for tile sample `s`: `b1[j] + sum_i xs[s, i] w1[i, j]`.
+#[cube]
+#[allow(clippy::too_many_arguments)]
+fn first_map<F: Float>(
+    xs: &SharedMemory<f32>,
+    w1: &Tensor<F>,
+    b1: &Tensor<F>,
+    row: usize,
+    s: usize,
+    j: usize,
+    d: &Dims,
+) -> f32 {
+    let mut z = f32::new(0.0);
+    if d.bias1 != 0 {
+        z = param::<F>(b1, row, 0, j);
+    }
+    for i in 0..d.width {
+        z += xs[s * d.width + i] * param::<F>(w1, row, i, j);
+    }
+    z
+}
+
 /// The activation (0: none, 1: ReLU, 2: tanh).
 #[cube]
 fn activate(z: f32, act: u32) -> f32 {
@@ -113,6 +135,42 @@ struct Dims {
     sampled: u32,
 }
 
+/// A bank row as the table gives it: its seed (`seed_id` -1 when free, `seed` then 0), its stage
+/// flags, and its chunk's first feature and real width.
+#[derive(CubeType)]
+struct Row {
+    seed_id: i32,
+    seed: usize,
+    flags: i32,
+    start: usize,
+    real: usize,
+}
+
+/// Row `row` of the page starting at `d.first_row`.
+#[cube]
+fn row_of(table: &Tensor<i32>, row: usize, d: &Dims) -> Row {
+    let entry = (d.first_row + row) * table.stride(0);
+    let seed_id = table[entry];
+    let mut seed = 0;
+    if seed_id > 0 {
+        seed = usize::cast_from(seed_id);
+    }
+    let start = chunk_start(seed, d.base, d.big);
+    let real = chunk_start(seed + 1, d.base, d.big) - start;
+    Row { seed_id, seed, flags: table[entry + table.stride(1)], start, real }
+}
+
+/// The end of this cube's samples: it takes group `CUBE_POS_Y` of `group_samples` (a whole
+/// number of tiles), starting at `CUBE_POS_Y * group_samples`.
+#[cube]
+fn group_end(d: &Dims) -> usize {
+    let mut end = (CUBE_POS_Y as usize + 1) * d.group_samples;
+    if end > d.samples {
+        end = d.samples;
+    }
+    end
+}
+
 #[cube(launch)]
 #[allow(clippy::too_many_arguments)]
 fn blend_forward<F: Float>(
@@ -136,34 +194,22 @@ fn blend_forward<F: Float>(
     let mut hs = SharedMemory::<f32>::new(tile_h);
     let mut partial = SharedMemory::<f32>::new(THREADS as usize);
 
-    let entry = (d.first_row + row) * table.stride(0);
-    let seed_id = table[entry];
-    let flags = table[entry + table.stride(1)];
-    let mut seed = 0;
-    if seed_id > 0 {
-        seed = usize::cast_from(seed_id);
-    }
-    let start = chunk_start(seed, d.base, d.big);
-    let real = chunk_start(seed + 1, d.base, d.big) - start;
-    let weight = row_weight::<F>(flags, alpha, seed);
+    let r = row_of(table, row, &d);
+    let weight = row_weight::<F>(r.flags, alpha, r.seed);
     // Barriers stay outside data-dependent branches (WGSL requires uniform control flow): a row
     // with nothing to do still walks the tiles, doing no work.
-    let active = seed_id >= 0 && (weight != f32::new(0.0) || d.sampled != 0);
+    let active = r.seed_id >= 0 && (weight != f32::new(0.0) || d.sampled != 0);
     let mut total = f32::new(0.0);
 
-    // This cube's samples: group `CUBE_POS_Y` of `group_samples` (a whole number of tiles).
     let mut s0 = CUBE_POS_Y as usize * d.group_samples;
-    let mut end = s0 + d.group_samples;
-    if end > d.samples {
-        end = d.samples;
-    }
+    let end = group_end(&d);
     while s0 < end {
         let mut e = t;
         while e < d.tile * d.width {
             let (s, c) = (s0 + e / d.width, e % d.width);
             let mut v = f32::new(0.0);
-            if active && s < end && c < real {
-                v = f32::cast_from(out[at::<F>(out, s, start + c, d.spatial)]);
+            if active && s < end && c < r.real {
+                v = f32::cast_from(out[at::<F>(out, s, r.start + c, d.spatial)]);
             }
             xs[e] = v;
             e += threads;
@@ -174,12 +220,7 @@ fn blend_forward<F: Float>(
             let (s, j) = (e / d.hidden, e % d.hidden);
             let mut z = f32::new(0.0);
             if active && s0 + s < end {
-                if d.bias1 != 0 {
-                    z = param::<F>(b1, row, 0, j);
-                }
-                for i in 0..d.width {
-                    z += xs[s * d.width + i] * param::<F>(w1, row, i, j);
-                }
+                z = first_map::<F>(&xs, w1, b1, row, s, j, &d);
             }
             hs[e] = activate(z, d.act);
             e += threads;
@@ -188,7 +229,7 @@ fn blend_forward<F: Float>(
         let mut e = t;
         while e < d.tile * d.width {
             let (s, c) = (e / d.width, e % d.width);
-            if active && s0 + s < end && c < real {
+            if active && s0 + s < end && c < r.real {
                 let mut y = f32::new(0.0);
                 if d.bias2 != 0 {
                     y = param::<F>(b2, row, 0, c);
@@ -198,7 +239,7 @@ fn blend_forward<F: Float>(
                 }
                 total += y * y;
                 if weight != f32::new(0.0) {
-                    let o = at::<F>(out, s0 + s, start + c, d.spatial);
+                    let o = at::<F>(out, s0 + s, r.start + c, d.spatial);
                     out[o] = F::cast_from(f32::cast_from(out[o]) + weight * y);
                 }
             }
@@ -249,26 +290,18 @@ fn blend_backward<F: Float>(
     let (off_b1, off_w2) = (wk, wk + k);
     let off_b2 = off_w2 + wk;
 
-    let entry = (d.first_row + row) * table.stride(0);
-    let seed_id = table[entry];
-    let flags = table[entry + table.stride(1)];
-    let mut seed = 0;
-    if seed_id > 0 {
-        seed = usize::cast_from(seed_id);
-    }
-    let start = chunk_start(seed, d.base, d.big);
-    let real = chunk_start(seed + 1, d.base, d.big) - start;
+    let r = row_of(table, row, &d);
     // Gradient weights: the input's is the output weight (zero while TRAINING: detached input);
     // the parameters' is the output weight, or 1 while TRAINING, on rows that train.
-    let input_weight = row_weight::<F>(flags, alpha, seed);
+    let input_weight = row_weight::<F>(r.flags, alpha, r.seed);
     let mut param_weight = f32::new(0.0);
-    if (flags & 8) != 0 {
+    if (r.flags & 8) != 0 {
         param_weight = input_weight;
-        if (flags & 4) != 0 {
+        if (r.flags & 4) != 0 {
             param_weight = f32::new(1.0);
         }
     }
-    let active = seed_id >= 0 && (input_weight != f32::new(0.0) || param_weight != f32::new(0.0));
+    let active = r.seed_id >= 0 && (input_weight != f32::new(0.0) || param_weight != f32::new(0.0));
 
     let mut e = t;
     while e < params {
@@ -277,21 +310,17 @@ fn blend_backward<F: Float>(
     }
     sync_cube();
 
-    // This cube's samples: group `CUBE_POS_Y` of `group_samples` (a whole number of tiles).
     let mut s0 = CUBE_POS_Y as usize * d.group_samples;
-    let mut end = s0 + d.group_samples;
-    if end > d.samples {
-        end = d.samples;
-    }
+    let end = group_end(&d);
     while s0 < end {
         let mut e = t;
         while e < d.tile * d.width {
             let (s, c) = (s0 + e / d.width, e % d.width);
             let mut x = f32::new(0.0);
             let mut g = f32::new(0.0);
-            if active && s < end && c < real {
-                x = f32::cast_from(h[at::<F>(h, s, start + c, d.spatial)]);
-                g = f32::cast_from(grad[at::<F>(grad, s, start + c, d.spatial)]);
+            if active && s < end && c < r.real {
+                x = f32::cast_from(h[at::<F>(h, s, r.start + c, d.spatial)]);
+                g = f32::cast_from(grad[at::<F>(grad, s, r.start + c, d.spatial)]);
             }
             xs[e] = x;
             gs[e] = g;
@@ -303,12 +332,7 @@ fn blend_backward<F: Float>(
             let (s, j) = (e / d.hidden, e % d.hidden);
             let mut z = f32::new(0.0);
             if active {
-                if d.bias1 != 0 {
-                    z = param::<F>(b1, row, 0, j);
-                }
-                for i in 0..d.width {
-                    z += xs[s * d.width + i] * param::<F>(w1, row, i, j);
-                }
+                z = first_map::<F>(&xs, w1, b1, row, s, j, &d);
             }
             zs[e] = z;
             e += threads;
@@ -368,12 +392,12 @@ fn blend_backward<F: Float>(
         let mut e = t;
         while e < d.tile * d.width {
             let (s, i) = (e / d.width, e % d.width);
-            if active && input_weight != f32::new(0.0) && s0 + s < end && i < real {
+            if active && input_weight != f32::new(0.0) && s0 + s < end && i < r.real {
                 let mut dx = f32::new(0.0);
                 for j in 0..d.hidden {
                     dx += gz[s * d.hidden + j] * param::<F>(w1, row, i, j);
                 }
-                let o = at::<F>(grad, s0 + s, start + i, d.spatial);
+                let o = at::<F>(grad, s0 + s, r.start + i, d.spatial);
                 grad[o] = F::cast_from(f32::cast_from(grad[o]) + input_weight * dx);
             }
             e += threads;
