@@ -58,24 +58,49 @@ fn param<F: Float>(t: &Tensor<F>, row: usize, i: usize, j: usize) -> f32 {
     f32::cast_from(t[row * t.stride(0) + i * t.stride(1) + j * t.stride(2)])
 }
 
-/// Hidden unit `j`'s pre-activation for tile sample `s`: `b1[j] + sum_i xs[s, i] w1[i, j]`.
+/// Stages row `row`'s parameters in shared memory as `W1 [width, hidden] | b1 | W2 [hidden,
+/// width] | b2` (absent biases as zeros), so the inner loops read shared memory, not global.
 #[cube]
 #[allow(clippy::too_many_arguments)]
-fn first_map<F: Float>(
-    xs: &SharedMemory<f32>,
+fn stage_params<F: Float>(
+    ws: &mut SharedMemory<f32>,
     w1: &Tensor<F>,
     b1: &Tensor<F>,
+    w2: &Tensor<F>,
+    b2: &Tensor<F>,
     row: usize,
-    s: usize,
-    j: usize,
     d: &Dims,
-) -> f32 {
-    let mut z = f32::new(0.0);
-    if d.bias1 != 0 {
-        z = param::<F>(b1, row, 0, j);
+) {
+    let (wk, k) = (d.width * d.hidden, d.hidden);
+    let params = 2 * wk + k + d.width;
+    let mut e = UNIT_POS_X as usize;
+    while e < params {
+        let mut v = f32::new(0.0);
+        if e < wk {
+            v = param::<F>(w1, row, e / k, e % k);
+        } else if e < wk + k {
+            if d.bias1 != 0 {
+                v = param::<F>(b1, row, 0, e - wk);
+            }
+        } else if e < 2 * wk + k {
+            let f = e - wk - k;
+            v = param::<F>(w2, row, f / d.width, f % d.width);
+        } else if d.bias2 != 0 {
+            v = param::<F>(b2, row, 0, e - 2 * wk - k);
+        }
+        ws[e] = v;
+        e += CUBE_DIM_X as usize;
     }
+}
+
+/// Hidden unit `j`'s pre-activation for tile sample `s`: `b1[j] + sum_i xs[s, i] W1[i, j]`, from
+/// the staged parameters `ws`.
+#[cube]
+fn first_map(xs: &SharedMemory<f32>, ws: &SharedMemory<f32>, s: usize, j: usize, d: &Dims) -> f32 {
+    let k = d.hidden;
+    let mut z = ws[d.width * k + j];
     for i in 0..d.width {
-        z += xs[s * d.width + i] * param::<F>(w1, row, i, j);
+        z += xs[s * d.width + i] * ws[i * k + j];
     }
     z
 }
@@ -185,6 +210,7 @@ fn blend_forward<F: Float>(
     d: Dims,
     #[comptime] tile_x: usize,
     #[comptime] tile_h: usize,
+    #[comptime] params: usize,
     #[define(F)] _dtype: StorageType,
 ) {
     let row = CUBE_POS_X as usize;
@@ -193,6 +219,9 @@ fn blend_forward<F: Float>(
     let mut xs = SharedMemory::<f32>::new(tile_x);
     let mut hs = SharedMemory::<f32>::new(tile_h);
     let mut partial = SharedMemory::<f32>::new(THREADS as usize);
+    let mut ws = SharedMemory::<f32>::new(params);
+    stage_params::<F>(&mut ws, w1, b1, w2, b2, row, &d);
+    let (w2_at, b2_at) = (d.width * d.hidden + d.hidden, 2 * d.width * d.hidden + d.hidden);
 
     let r = row_of(table, row, &d);
     let weight = row_weight::<F>(r.flags, alpha, r.seed);
@@ -220,7 +249,7 @@ fn blend_forward<F: Float>(
             let (s, j) = (e / d.hidden, e % d.hidden);
             let mut z = f32::new(0.0);
             if active && s0 + s < end {
-                z = first_map::<F>(&xs, w1, b1, row, s, j, &d);
+                z = first_map(&xs, &ws, s, j, &d);
             }
             hs[e] = activate(z, d.act);
             e += threads;
@@ -230,12 +259,9 @@ fn blend_forward<F: Float>(
         while e < d.tile * d.width {
             let (s, c) = (e / d.width, e % d.width);
             if active && s0 + s < end && c < r.real {
-                let mut y = f32::new(0.0);
-                if d.bias2 != 0 {
-                    y = param::<F>(b2, row, 0, c);
-                }
+                let mut y = ws[b2_at + c];
                 for j in 0..d.hidden {
-                    y += hs[s * d.hidden + j] * param::<F>(w2, row, j, c);
+                    y += hs[s * d.hidden + j] * ws[w2_at + j * d.width + c];
                 }
                 total += y * y;
                 if weight != f32::new(0.0) {
@@ -268,6 +294,7 @@ fn blend_backward<F: Float>(
     w1: &Tensor<F>,
     b1: &Tensor<F>,
     w2: &Tensor<F>,
+    b2: &Tensor<F>,
     alpha: &Tensor<F>,
     table: &Tensor<i32>,
     partial: &mut Tensor<f32>,
@@ -286,6 +313,8 @@ fn blend_backward<F: Float>(
     let mut gz = SharedMemory::<f32>::new(tile_h);
     // The row's parameter gradients, in f32: dW1 [width, hidden] | db1 | dW2 [hidden, width] | db2.
     let mut acc = SharedMemory::<f32>::new(params);
+    let mut ws = SharedMemory::<f32>::new(params);
+    stage_params::<F>(&mut ws, w1, b1, w2, b2, row, &d);
     let (wk, k) = (d.width * d.hidden, d.hidden);
     let (off_b1, off_w2) = (wk, wk + k);
     let off_b2 = off_w2 + wk;
@@ -332,7 +361,7 @@ fn blend_backward<F: Float>(
             let (s, j) = (e / d.hidden, e % d.hidden);
             let mut z = f32::new(0.0);
             if active {
-                z = first_map::<F>(&xs, w1, b1, row, s, j, &d);
+                z = first_map(&xs, &ws, s, j, &d);
             }
             zs[e] = z;
             e += threads;
@@ -344,7 +373,7 @@ fn blend_backward<F: Float>(
             let (s, j) = (e / d.hidden, e % d.hidden);
             let mut g = f32::new(0.0);
             for c in 0..d.width {
-                g += gs[s * d.width + c] * param::<F>(w2, row, j, c);
+                g += gs[s * d.width + c] * ws[off_w2 + j * d.width + c];
             }
             gz[e] = g * activate_slope(zs[e], d.act);
             e += threads;
@@ -395,7 +424,7 @@ fn blend_backward<F: Float>(
             if active && input_weight != f32::new(0.0) && s0 + s < end && i < r.real {
                 let mut dx = f32::new(0.0);
                 for j in 0..d.hidden {
-                    dx += gz[s * d.hidden + j] * param::<F>(w1, row, i, j);
+                    dx += gz[s * d.hidden + j] * ws[i * d.hidden + j];
                 }
                 let o = at::<F>(grad, s0 + s, r.start + i, d.spatial);
                 grad[o] = F::cast_from(f32::cast_from(grad[o]) + input_weight * dx);
@@ -493,7 +522,8 @@ impl Chain {
     /// Samples per tile so the backward kernel's shared memory fits `max_shared_bytes`.
     fn tile(&self, max_shared_bytes: usize) -> Option<usize> {
         let floats = max_shared_bytes / 4;
-        let fixed = self.row_params() + THREADS as usize;
+        // Backward: staged parameters and their gradients; forward needs less.
+        let fixed = 2 * self.row_params() + THREADS as usize;
         let per_sample = 2 * (self.width + self.hidden);
         let tile = floats.checked_sub(fixed)? / per_sample;
         (tile >= 1).then_some(tile.min(MAX_TILE))
@@ -604,6 +634,7 @@ impl CubeDifferentiable<5> for PagePass {
             self.dims(&h, grid),
             grid.tile * c.width,
             grid.tile * c.hidden,
+            c.row_params(),
             dtype.into(),
         );
         [out, sumsq]
@@ -616,7 +647,7 @@ impl CubeDifferentiable<5> for PagePass {
         grad: CubeTensor<R>,
         wanted: [bool; 5],
     ) -> [Option<CubeTensor<R>>; 5] {
-        let [h, w1, b1, w2, _] = inputs.clone();
+        let [h, w1, b1, w2, b2] = inputs.clone();
         let [alpha, table] = [constants[0].clone(), constants[1].clone()];
         let grid = self.grid(&h, page_rows(&w1)).expect("accepted");
         let (rows, c) = (grid.rows, self.chain);
@@ -634,6 +665,7 @@ impl CubeDifferentiable<5> for PagePass {
             w1.into_tensor_arg(),
             b1.into_tensor_arg(),
             w2.into_tensor_arg(),
+            b2.into_tensor_arg(),
             alpha.into_tensor_arg(),
             table.into_tensor_arg(),
             partial.clone().into_tensor_arg(),
