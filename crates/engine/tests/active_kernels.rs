@@ -23,6 +23,33 @@ fn options() -> SeedOptions {
     SeedOptions::new().with_lifecycle(lifecycle).with_blueprints(registry())
 }
 
+/// How the kernel's values are compared with the reference loop's.
+#[derive(Clone, Copy, Debug)]
+enum Tolerance {
+    /// Every element within this relative tolerance (`common::assert_close`): both sides in f32.
+    Elementwise(f32),
+    /// Per tensor, `|kernel - reference| <= tol * |reference|` in the Euclidean norm: for CUDA,
+    /// where the reference loop's matmuls run through TF32 (10-bit mantissa) and single elements
+    /// that cancel can differ by several percent.
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+    Normwise(f32),
+}
+
+impl Tolerance {
+    fn check(self, kernel: &[f32], reference: &[f32], what: &str) {
+        match self {
+            Tolerance::Elementwise(tol) => assert_close(kernel, reference, tol, what),
+            Tolerance::Normwise(tol) => {
+                assert_eq!(kernel.len(), reference.len(), "{what}: lengths differ");
+                let norm = |v: &mut dyn Iterator<Item = f32>| v.map(|x| (x as f64).powi(2)).sum::<f64>().sqrt();
+                let diff = norm(&mut kernel.iter().zip(reference).map(|(a, b)| a - b));
+                let scale = norm(&mut reference.iter().copied()).max(1e-6);
+                assert!(diff <= tol as f64 * scale, "{what}: |kernel - reference| = {diff} > {tol} x {scale}");
+            }
+        }
+    }
+}
+
 fn random<B: AutodiffBackend, const D: usize>(shape: [usize; D]) -> Tensor<B, D> {
     Tensor::random(shape, Distribution::Normal(0.0, 1.0), &Default::default())
 }
@@ -36,7 +63,7 @@ fn holds_kernel_blueprint(case: &Case, blueprints: &[&str]) -> bool {
 }
 
 /// `case` on a Linear host with inputs `[case.batch, per_batch, d_in]`.
-fn linear_case<B: AutodiffBackend>(case: &Case, per_batch: usize, blueprints: &[&str], tol: f32) {
+fn linear_case<B: AutodiffBackend>(case: &Case, per_batch: usize, blueprints: &[&str], tol: Tolerance) {
     let mut layer = SeededLinearConfig::new(case.d_in, case.features)
         .with_seeds(case.seeds)
         .with_options(options())
@@ -50,20 +77,20 @@ fn linear_case<B: AutodiffBackend>(case: &Case, per_batch: usize, blueprints: &[
     let rows = case.batch * per_batch;
     let h = layer.host.forward(x.clone()).reshape([rows, case.features, 1]);
     let slow = reference::apply(&layer.seeds, h, None).reshape([case.batch, per_batch, case.features]);
-    assert_close(&values(fast.clone()), &values(slow.clone()), tol, "output");
+    tol.check(&values(fast.clone()), &values(slow.clone()), "output");
     if holds_kernel_blueprint(case, blueprints) {
         assert!(layer.blend_kernel_passes() > 0, "the kernel ran");
     }
 
     let g_fast = (fast * weights.clone()).sum().backward();
     let g_slow = (slow * weights).sum().backward();
-    assert_close(&values(x.grad(&g_fast).unwrap()), &values(x.grad(&g_slow).unwrap()), tol, "input gradient");
+    tol.check(&values(x.grad(&g_fast).unwrap()), &values(x.grad(&g_slow).unwrap()), "input gradient");
     let (wf, ws) = (layer.host.weight.grad(&g_fast).unwrap(), layer.host.weight.grad(&g_slow).unwrap());
-    assert_close(&values(wf), &values(ws), tol, "host weight gradient");
-    check_grads::<B>(&g_fast, &g_slow, &bank_tensors(&layer.seeds), tol);
+    tol.check(&values(wf), &values(ws), "host weight gradient");
+    check_grads::<B>(&g_fast, &g_slow, &bank_tensors(&layer.seeds), |a, b, w| tol.check(a, b, w));
 }
 
-fn conv_case<B: AutodiffBackend>(case: &Case, side: usize, tol: f32) {
+fn conv_case<B: AutodiffBackend>(case: &Case, side: usize, tol: Tolerance) {
     let blueprints = ["residual_mlp", "small_conv", "low_rank", "tanh_mlp"];
     let mut layer = SeededConv2dConfig::new([case.d_in, case.features], [3, 3])
         .with_padding(burn::nn::PaddingConfig2d::Same)
@@ -83,19 +110,19 @@ fn conv_case<B: AutodiffBackend>(case: &Case, side: usize, tol: f32) {
         side,
         side,
     ]);
-    assert_close(&values(fast.clone()), &values(slow.clone()), tol, "output");
+    tol.check(&values(fast.clone()), &values(slow.clone()), "output");
     if holds_kernel_blueprint(case, &blueprints) {
         assert!(layer.blend_kernel_passes() > 0, "the kernel ran");
     }
 
     let g_fast = (fast * weights.clone()).sum().backward();
     let g_slow = (slow * weights).sum().backward();
-    assert_close(&values(x.grad(&g_fast).unwrap()), &values(x.grad(&g_slow).unwrap()), tol, "input gradient");
-    check_grads::<B>(&g_fast, &g_slow, &bank_tensors(&layer.seeds), tol);
+    tol.check(&values(x.grad(&g_fast).unwrap()), &values(x.grad(&g_slow).unwrap()), "input gradient");
+    check_grads::<B>(&g_fast, &g_slow, &bank_tensors(&layer.seeds), |a, b, w| tol.check(a, b, w));
 }
 
 macro_rules! active_kernel_tests {
-    ($module:ident, $backend:ty, $enabled:expr, $tol:expr, $many:expr) => {
+    ($module:ident, $backend:ty, $enabled:expr, $tol:expr) => {
         mod $module {
             use super::*;
             type Wd = burn::backend::Autodiff<$backend>;
@@ -115,7 +142,7 @@ macro_rules! active_kernel_tests {
                 #[test]
                 fn linear_active_kernel_with_sample_groups(case in case(24)) {
                     if $enabled {
-                        linear_case::<Wd>(&Case { batch: 2, ..case }, 150, &KERNEL_BLUEPRINTS, $tol * $many);
+                        linear_case::<Wd>(&Case { batch: 2, ..case }, 150, &KERNEL_BLUEPRINTS, $tol);
                     }
                 }
 
@@ -131,15 +158,19 @@ macro_rules! active_kernel_tests {
 }
 
 #[cfg(feature = "wgpu")]
-active_kernel_tests!(wgpu, burn::backend::Wgpu, true, 1e-4, 1.0);
+active_kernel_tests!(wgpu, burn::backend::Wgpu, true, Tolerance::Elementwise(1e-4));
 
 // Burn's CUDA matmul runs f32 through TF32 tensor cores (10-bit mantissa, cubek-matmul's
-// `adjust_dtypes`), so the reference loop's blueprint maps round at about 5e-4; the kernel
-// computes in f32. Differences seen on an H100: up to 8e-4 relative with 15 samples, and about
-// 1e-2 in gradients summed over 300 samples (TF32 rounding grows as the square root of the
-// samples summed), hence 6x the tolerance for that test.
+// `adjust_dtypes`), so the reference loop rounds at about 5e-4 per product while the kernel
+// computes in f32. Element by element that reached 3% on an H100 where terms cancel (host weight
+// gradients summed over samples), so CUDA compares whole tensors.
 #[cfg(feature = "cuda")]
-active_kernel_tests!(cuda, burn::backend::Cuda, std::env::var_os("MORPHOGEN_CUDA_TESTS").is_some(), 5e-3, 6.0);
+active_kernel_tests!(
+    cuda,
+    burn::backend::Cuda,
+    std::env::var_os("MORPHOGEN_CUDA_TESTS").is_some(),
+    Tolerance::Normwise(1e-2)
+);
 
 /// A check that can only fail (tolerance 0 against another summation order) sends the layer to
 /// the tensor path with the tensor path's output: reported once, every later pass on the tensor

@@ -34,7 +34,7 @@ proptest! {
         assert_close(&values(x.grad(&g_fast).unwrap()), &values(x.grad(&g_slow).unwrap()), 1e-4, "input gradient");
         let (wf, ws) = (layer.host.weight.grad(&g_fast).unwrap(), layer.host.weight.grad(&g_slow).unwrap());
         assert_close(&values(wf), &values(ws), 1e-4, "host weight gradient");
-        check_grads::<B>(&g_fast, &g_slow, &bank_tensors(&layer.seeds), 1e-4);
+        check_grads::<B>(&g_fast, &g_slow, &bank_tensors(&layer.seeds), |a, b, w| assert_close(a, b, 1e-4, w));
     }
 
     #[test]
@@ -58,6 +58,6 @@ proptest! {
         let g_fast = (fast * weights.clone()).sum().backward();
         let g_slow = (slow * weights).sum().backward();
         assert_close(&values(x.grad(&g_fast).unwrap()), &values(x.grad(&g_slow).unwrap()), 1e-4, "input gradient");
-        check_grads::<B>(&g_fast, &g_slow, &bank_tensors(&layer.seeds), 1e-4);
+        check_grads::<B>(&g_fast, &g_slow, &bank_tensors(&layer.seeds), |a, b, w| assert_close(a, b, 1e-4, w));
     }
 }
