@@ -164,14 +164,17 @@ active_kernel_tests!(wgpu, burn::backend::Wgpu, true, Tolerance::Elementwise(1e-
 
 // Burn's CUDA matmul runs f32 through TF32 tensor cores (10-bit mantissa, cubek-matmul's
 // `adjust_dtypes`), so the reference loop rounds at about 5e-4 per product while the kernel
-// computes in f32. Element by element that reached 3% on an H100 where terms cancel (host weight
-// gradients summed over samples), so CUDA compares whole tensors.
+// computes in f32; where a hidden pre-activation sits near zero the two disagree on the ReLU gate
+// and that sample's whole term differs. On an H100: up to 3% for single elements, 1.6% by norm
+// for gradients summed over 300 samples. CUDA therefore compares whole tensors at 5e-2, which
+// still catches wrong gating, rows or sample groups (errors of order 1); precision is checked on
+// wgpu, element by element at 1e-4, with the same kernel source.
 #[cfg(feature = "cuda")]
 active_kernel_tests!(
     cuda,
     burn::backend::Cuda,
     std::env::var_os("MORPHOGEN_CUDA_TESTS").is_some(),
-    Tolerance::Normwise(1e-2)
+    Tolerance::Normwise(5e-2)
 );
 
 /// A check that can only fail (tolerance 0 against another summation order) sends the layer to
