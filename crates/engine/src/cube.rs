@@ -36,58 +36,64 @@ pub(crate) fn with_cube<B: Backend, K: CubePrimitive<N, M>, const N: usize, cons
     inputs: [B::FloatTensorPrimitive; N],
     op: &K,
 ) -> Option<[B::FloatTensorPrimitive; M]> {
+    dispatch::<B, _>(Detached::<B, K, N, M> { inputs, op, outputs: PhantomData }).flatten()
+}
+
+/// Something to run on whichever form of CubeCL tensor `B`'s float primitive is.
+trait OnCube<B: Backend>: Sized {
+    type Out;
+    /// Runs on form `W`; called only when `B`'s float primitive is `W::Primitive`.
+    fn on<W: Tracking>(self) -> Self::Out;
+}
+
+/// Runs `task` on the form of CubeCL tensor `B` uses: each runtime this build has (features
+/// `cuda`, `wgpu`), bare or under autodiff with f32, f16 and bf16 floats (Burn's defaults for
+/// ints and bools). `None` when `B` is none of them.
+fn dispatch<B: Backend, T: OnCube<B>>(task: T) -> Option<T::Out> {
     #[cfg(feature = "cuda")]
-    let inputs = match try_runtime::<B, cubecl::cuda::CudaRuntime, u8, K, N, M>(inputs, op) {
-        Err(out) => return out,
-        Ok(inputs) => inputs,
+    let task = match on_runtime::<B, cubecl::cuda::CudaRuntime, u8, T>(task) {
+        Err(out) => return Some(out),
+        Ok(task) => task,
     };
     #[cfg(feature = "wgpu")]
-    let inputs = match try_runtime::<B, cubecl::wgpu::WgpuRuntime, u32, K, N, M>(inputs, op) {
-        Err(out) => return out,
-        Ok(inputs) => inputs,
+    let task = match on_runtime::<B, cubecl::wgpu::WgpuRuntime, u32, T>(task) {
+        Err(out) => return Some(out),
+        Ok(task) => task,
     };
-    let _ = (inputs, op);
+    let _ = task;
     None
 }
 
-/// `Ok(inputs)`: `B` is not this form, try the next. `Err(result)`: it is, and this is the result
-/// (the early exit `?` gives).
-type Attempt<B, const N: usize, const M: usize> =
-    Result<[<B as BackendTypes>::FloatTensorPrimitive; N], Option<[<B as BackendTypes>::FloatTensorPrimitive; M]>>;
-
-/// Tries runtime `R` bare and under autodiff with f32, f16 and bf16 floats (Burn's defaults for
-/// ints and bools).
-fn try_runtime<B, R, BT, K, const N: usize, const M: usize>(
-    inputs: [B::FloatTensorPrimitive; N],
-    op: &K,
-) -> Attempt<B, N, M>
-where
-    B: Backend,
-    R: CubeRuntime,
-    BT: BoolElement,
-    K: CubePrimitive<N, M>,
-{
-    let inputs = try_wrapping::<B, Bare<R>, K, N, M>(inputs, op)?;
-    let inputs = try_wrapping::<B, Diff<R, f32, i32, BT>, K, N, M>(inputs, op)?;
-    let inputs = try_wrapping::<B, Diff<R, f16, i32, BT>, K, N, M>(inputs, op)?;
-    try_wrapping::<B, Diff<R, bf16, i32, BT>, K, N, M>(inputs, op)
+/// `Ok(task)`: `B` is not a form of runtime `R`, try the next. `Err(out)`: it is, and this is
+/// the result (the early exit `?` gives).
+fn on_runtime<B: Backend, R: CubeRuntime, BT: BoolElement, T: OnCube<B>>(task: T) -> Result<T, T::Out> {
+    let task = on_form::<B, Bare<R>, T>(task)?;
+    let task = on_form::<B, Diff<R, f32, i32, BT>, T>(task)?;
+    let task = on_form::<B, Diff<R, f16, i32, BT>, T>(task)?;
+    on_form::<B, Diff<R, bf16, i32, BT>, T>(task)
 }
 
-/// Runs `op` if `B`'s float primitive is `W::Primitive`.
-fn try_wrapping<B, W, K, const N: usize, const M: usize>(
-    inputs: [B::FloatTensorPrimitive; N],
-    op: &K,
-) -> Attempt<B, N, M>
-where
-    B: Backend,
-    W: Wrapping,
-    K: CubePrimitive<N, M>,
-{
+/// Runs `task` if `B`'s float primitive is `W::Primitive`.
+fn on_form<B: Backend, W: Tracking, T: OnCube<B>>(task: T) -> Result<T, T::Out> {
     if TypeId::of::<B::FloatTensorPrimitive>() != TypeId::of::<W::Primitive>() {
-        return Ok(inputs);
+        return Ok(task);
     }
-    let cube = inputs.map(|p| W::unwrap(same_type(p)));
-    Err(op.run(cube).map(|out| out.map(|t| same_type(W::wrap(t)))))
+    Err(task.on::<W>())
+}
+
+/// A [`CubePrimitive`] and its inputs, for [`with_cube`].
+struct Detached<'a, B: Backend, K, const N: usize, const M: usize> {
+    inputs: [B::FloatTensorPrimitive; N],
+    op: &'a K,
+    outputs: PhantomData<[(); M]>,
+}
+
+impl<B: Backend, K: CubePrimitive<N, M>, const N: usize, const M: usize> OnCube<B> for Detached<'_, B, K, N, M> {
+    type Out = Option<[B::FloatTensorPrimitive; M]>;
+    fn on<W: Tracking>(self) -> Self::Out {
+        let cube = self.inputs.map(|p| W::unwrap(same_type(p)));
+        self.op.run(cube).map(|out| out.map(|t| same_type(W::wrap(t))))
+    }
 }
 
 /// Moves a value between two names of one type (checked by `TypeId` before every call).
@@ -167,61 +173,33 @@ pub(crate) fn with_cube_differentiable<B: Backend, K: CubeDifferentiable<N>, con
     constants: Vec<Constant<B>>,
     op: &K,
 ) -> Option<[B::FloatTensorPrimitive; 2]> {
-    let args = (inputs, constants);
-    #[cfg(feature = "cuda")]
-    let args = match try_runtime_differentiable::<B, cubecl::cuda::CudaRuntime, u8, K, N>(args, op) {
-        Err(out) => return out,
-        Ok(args) => args,
-    };
-    #[cfg(feature = "wgpu")]
-    let args = match try_runtime_differentiable::<B, cubecl::wgpu::WgpuRuntime, u32, K, N>(args, op) {
-        Err(out) => return out,
-        Ok(args) => args,
-    };
-    let _ = (args, op);
-    None
+    dispatch::<B, _>(Differentiable { inputs, constants, op }).flatten()
 }
 
-/// The arguments of [`with_cube_differentiable`], passed on while no form matches.
-type Args<B, const N: usize> = ([<B as BackendTypes>::FloatTensorPrimitive; N], Vec<Constant<B>>);
-
-/// `Ok(args)`: `B` is not this form. `Err(result)`: it is, and this is the result.
-type DiffAttempt<B, const N: usize> = Result<Args<B, N>, Option<[<B as BackendTypes>::FloatTensorPrimitive; 2]>>;
-
-fn try_runtime_differentiable<B, R, BT, K, const N: usize>(args: Args<B, N>, op: &K) -> DiffAttempt<B, N>
-where
-    B: Backend,
-    R: CubeRuntime,
-    BT: BoolElement,
-    K: CubeDifferentiable<N>,
-{
-    if TypeId::of::<B::IntTensorPrimitive>() != TypeId::of::<CubeTensor<R>>() {
-        return Ok(args);
-    }
-    let args = try_differentiable::<B, Bare<R>, K, N>(args, op)?;
-    let args = try_differentiable::<B, Diff<R, f32, i32, BT>, K, N>(args, op)?;
-    let args = try_differentiable::<B, Diff<R, f16, i32, BT>, K, N>(args, op)?;
-    try_differentiable::<B, Diff<R, bf16, i32, BT>, K, N>(args, op)
+/// A [`CubeDifferentiable`] and its arguments, for [`with_cube_differentiable`].
+struct Differentiable<'a, B: Backend, K, const N: usize> {
+    inputs: [B::FloatTensorPrimitive; N],
+    constants: Vec<Constant<B>>,
+    op: &'a K,
 }
 
-fn try_differentiable<B, W, K, const N: usize>((inputs, constants): Args<B, N>, op: &K) -> DiffAttempt<B, N>
-where
-    B: Backend,
-    W: Tracking,
-    K: CubeDifferentiable<N>,
-{
-    if TypeId::of::<B::FloatTensorPrimitive>() != TypeId::of::<W::Primitive>() {
-        return Ok((inputs, constants));
+impl<B: Backend, K: CubeDifferentiable<N>, const N: usize> OnCube<B> for Differentiable<'_, B, K, N> {
+    type Out = Option<[B::FloatTensorPrimitive; 2]>;
+    fn on<W: Tracking>(self) -> Self::Out {
+        if TypeId::of::<B::IntTensorPrimitive>() != TypeId::of::<CubeTensor<W::Runtime>>() {
+            return None;
+        }
+        let constants: Vec<CubeTensor<W::Runtime>> = self
+            .constants
+            .into_iter()
+            .map(|c| match c {
+                Constant::Float(p) => W::unwrap(same_type(p)),
+                Constant::Int(p) => same_type(p),
+            })
+            .collect();
+        let inputs = self.inputs.map(same_type::<_, W::Primitive>);
+        W::run(inputs, constants, self.op).map(|out| out.map(same_type))
     }
-    let constants: Vec<CubeTensor<W::Runtime>> = constants
-        .into_iter()
-        .map(|c| match c {
-            Constant::Float(p) => W::unwrap(same_type(p)),
-            Constant::Int(p) => same_type(p),
-        })
-        .collect();
-    let inputs = inputs.map(same_type::<_, W::Primitive>);
-    Err(W::run(inputs, constants, op).map(|out| out.map(same_type)))
 }
 
 /// A [`Wrapping`] that can also record a backward.
