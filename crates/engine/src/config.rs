@@ -42,6 +42,13 @@ pub struct LifecycleConfig {
 }
 
 impl LifecycleConfig {
+    /// Whether a kernel's `pass`-th pass (counted from 1) is checked against the tensor path:
+    /// the first and every `kernel_check_every` after; none with 0.
+    pub(crate) fn kernel_check_due(&self, pass: u64) -> bool {
+        let every = self.kernel_check_every as u64;
+        every > 0 && (pass - 1).is_multiple_of(every)
+    }
+
     /// Checks the values are usable.
     pub fn validate(&self, layer: &str) -> Result<(), crate::MorphogenError> {
         if self.kernel_check_tolerance.is_nan() || self.kernel_check_tolerance < 0.0 {

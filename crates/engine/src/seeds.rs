@@ -215,7 +215,7 @@ impl<B: Backend> SeedCore<B> {
                 spatial,
                 sampled,
             };
-            let trusted = lifecycle.kernels && self.kernel_fallback().is_none();
+            let trusted = self.telemetry.lock().expect("telemetry lock").trusts_kernels(lifecycle);
             let fast = if trusted { kernel_apply_bank(&h, &pass) } else { None };
             let (h, sumsq) = match fast {
                 Some(fast) => self.checked_blend(fast, h, &pass),
@@ -235,8 +235,7 @@ impl<B: Backend> SeedCore<B> {
     fn checked_blend(&self, fast: BankResult<B>, h: Tensor<B, 3>, pass: &BankPass<'_, B>) -> BankResult<B> {
         let passes = self.blend_kernel_passes.fetch_add(1, Ordering::Relaxed) + 1;
         let lifecycle = &self.setup.lifecycle;
-        let every = lifecycle.kernel_check_every as u64;
-        if every == 0 || !(passes - 1).is_multiple_of(every) {
+        if !lifecycle.kernel_check_due(passes) {
             return fast;
         }
         let tolerance = check_tolerance(lifecycle.kernel_check_tolerance * BLEND_CHECK_SLACK, h.dtype());

@@ -173,8 +173,7 @@ impl<B: Backend> TelemetryWindow<B> {
     pub fn observe(&mut self, h: Tensor<B, 3>, chunks: &ChunkMap, lifecycle: &LifecycleConfig) {
         let [a, _, p] = h.dims();
         let h = h.detach();
-        let trusted = lifecycle.kernels && self.guard.fell_back.is_none();
-        let fast = if trusted { kernel_accumulate(&self.sums, &h, chunks) } else { None };
+        let fast = if self.trusts_kernels(lifecycle) { kernel_accumulate(&self.sums, &h, chunks) } else { None };
         self.sums = match fast {
             Some(fast) => self.checked(fast, &h, chunks, lifecycle),
             None => accumulate(&self.sums, &h, chunks),
@@ -187,8 +186,7 @@ impl<B: Backend> TelemetryWindow<B> {
     /// reads both results back: one device read every `kernel_check_every` kernel passes.
     fn checked(&mut self, fast: Sums<B>, h: &Tensor<B, 3>, chunks: &ChunkMap, lifecycle: &LifecycleConfig) -> Sums<B> {
         self.guard.passes += 1;
-        let every = lifecycle.kernel_check_every as u64;
-        let due = every > 0 && (self.guard.passes - 1).is_multiple_of(every);
+        let due = lifecycle.kernel_check_due(self.guard.passes);
         match due.then(|| self.check(&fast, h, chunks, lifecycle)).flatten() {
             None => {
                 self.kernel_passes += 1;
@@ -213,6 +211,11 @@ impl<B: Backend> TelemetryWindow<B> {
         let slow = accumulate(&self.sums, h, chunks);
         let tolerance = check_tolerance(lifecycle.kernel_check_tolerance, h.dtype());
         disagreement(fast, &slow, tolerance).map(|reason| (slow, reason))
+    }
+
+    /// Whether kernels may run: `lifecycle.kernels` is on and the layer has not fallen back.
+    pub fn trusts_kernels(&self, lifecycle: &LifecycleConfig) -> bool {
+        lifecycle.kernels && self.guard.fell_back.is_none()
     }
 
     /// Leaves the kernel path for good (a first reason stands); when `report`, the reason is
