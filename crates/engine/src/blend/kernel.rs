@@ -28,7 +28,7 @@ use burn_cubecl::CubeRuntime;
 use cubecl::prelude::*;
 use cubecl::{calculate_cube_count_elemwise, CubeDim};
 
-/// Threads per cube (one cube per bank row).
+/// Threads per cube (one cube per bank row and sample group).
 const THREADS: u32 = 256;
 /// Most samples a cube stages per tile.
 const MAX_TILE: usize = 64;
@@ -58,8 +58,24 @@ fn param<F: Float>(t: &Tensor<F>, row: usize, i: usize, j: usize) -> f32 {
     f32::cast_from(t[row * t.stride(0) + i * t.stride(1) + j * t.stride(2)])
 }
 
-/// Stages row `row`'s parameters in shared memory as `W1 [width, hidden] | b1 | W2 [hidden,
-/// width] | b2` (absent biases as zeros), so the inner loops read shared memory, not global.
+/// Where a row's parameters (and their gradients) sit in one flat run: `W1 [width, hidden] | b1
+/// [hidden] | W2 [hidden, width] | b2 [width]`, `params` in all.
+#[derive(CubeType)]
+struct Layout {
+    b1: usize,
+    w2: usize,
+    b2: usize,
+    params: usize,
+}
+
+#[cube]
+fn layout(width: usize, hidden: usize) -> Layout {
+    let wk = width * hidden;
+    Layout { b1: wk, w2: wk + hidden, b2: 2 * wk + hidden, params: 2 * wk + hidden + width }
+}
+
+/// Stages row `row`'s parameters in shared memory in the [`Layout`] (absent biases as zeros), so
+/// the inner loops read shared memory, not global.
 #[cube]
 #[allow(clippy::too_many_arguments)]
 fn stage_params<F: Float>(
@@ -71,22 +87,21 @@ fn stage_params<F: Float>(
     row: usize,
     d: &Dims,
 ) {
-    let (wk, k) = (d.width * d.hidden, d.hidden);
-    let params = 2 * wk + k + d.width;
+    let slot = layout(d.width, d.hidden);
     let mut e = UNIT_POS_X as usize;
-    while e < params {
+    while e < slot.params {
         let mut v = f32::new(0.0);
-        if e < wk {
-            v = param::<F>(w1, row, e / k, e % k);
-        } else if e < wk + k {
+        if e < slot.b1 {
+            v = param::<F>(w1, row, e / d.hidden, e % d.hidden);
+        } else if e < slot.w2 {
             if d.bias1 != 0 {
-                v = param::<F>(b1, row, 0, e - wk);
+                v = param::<F>(b1, row, 0, e - slot.b1);
             }
-        } else if e < 2 * wk + k {
-            let f = e - wk - k;
+        } else if e < slot.b2 {
+            let f = e - slot.w2;
             v = param::<F>(w2, row, f / d.width, f % d.width);
         } else if d.bias2 != 0 {
-            v = param::<F>(b2, row, 0, e - 2 * wk - k);
+            v = param::<F>(b2, row, 0, e - slot.b2);
         }
         ws[e] = v;
         e += CUBE_DIM_X as usize;
@@ -97,10 +112,9 @@ fn stage_params<F: Float>(
 /// the staged parameters `ws`.
 #[cube]
 fn first_map(xs: &SharedMemory<f32>, ws: &SharedMemory<f32>, s: usize, j: usize, d: &Dims) -> f32 {
-    let k = d.hidden;
-    let mut z = ws[d.width * k + j];
+    let mut z = ws[layout(d.width, d.hidden).b1 + j];
     for i in 0..d.width {
-        z += xs[s * d.width + i] * ws[i * k + j];
+        z += xs[s * d.width + i] * ws[i * d.hidden + j];
     }
     z
 }
@@ -221,7 +235,7 @@ fn blend_forward<F: Float>(
     let mut partial = SharedMemory::<f32>::new(THREADS as usize);
     let mut ws = SharedMemory::<f32>::new(params);
     stage_params::<F>(&mut ws, w1, b1, w2, b2, row, &d);
-    let (w2_at, b2_at) = (d.width * d.hidden + d.hidden, 2 * d.width * d.hidden + d.hidden);
+    let slot = layout(d.width, d.hidden);
 
     let r = row_of(table, row, &d);
     let weight = row_weight::<F>(r.flags, alpha, r.seed);
@@ -259,9 +273,9 @@ fn blend_forward<F: Float>(
         while e < d.tile * d.width {
             let (s, c) = (e / d.width, e % d.width);
             if active && s0 + s < end && c < r.real {
-                let mut y = ws[b2_at + c];
+                let mut y = ws[slot.b2 + c];
                 for j in 0..d.hidden {
-                    y += hs[s * d.hidden + j] * ws[w2_at + j * d.width + c];
+                    y += hs[s * d.hidden + j] * ws[slot.w2 + j * d.width + c];
                 }
                 total += y * y;
                 if weight != f32::new(0.0) {
@@ -311,13 +325,12 @@ fn blend_backward<F: Float>(
     let mut gs = SharedMemory::<f32>::new(tile_x);
     let mut zs = SharedMemory::<f32>::new(tile_h);
     let mut gz = SharedMemory::<f32>::new(tile_h);
-    // The row's parameter gradients, in f32: dW1 [width, hidden] | db1 | dW2 [hidden, width] | db2.
+    // The row's parameter gradients, in f32, in the parameters' `Layout`.
     let mut acc = SharedMemory::<f32>::new(params);
     let mut ws = SharedMemory::<f32>::new(params);
     stage_params::<F>(&mut ws, w1, b1, w2, b2, row, &d);
-    let (wk, k) = (d.width * d.hidden, d.hidden);
-    let (off_b1, off_w2) = (wk, wk + k);
-    let off_b2 = off_w2 + wk;
+    let slot = layout(d.width, d.hidden);
+    let wk = slot.b1;
 
     let r = row_of(table, row, &d);
     // Gradient weights: the input's is the output weight (zero while TRAINING: detached input);
@@ -373,7 +386,7 @@ fn blend_backward<F: Float>(
             let (s, j) = (e / d.hidden, e % d.hidden);
             let mut g = f32::new(0.0);
             for c in 0..d.width {
-                g += gs[s * d.width + c] * ws[off_w2 + j * d.width + c];
+                g += gs[s * d.width + c] * ws[slot.w2 + j * d.width + c];
             }
             gz[e] = g * activate_slope(zs[e], d.act);
             e += threads;
@@ -385,7 +398,7 @@ fn blend_backward<F: Float>(
             for s in 0..d.tile {
                 sum += activate(zs[s * d.hidden + j], d.act) * gs[s * d.width + c];
             }
-            acc[off_w2 + e] += sum;
+            acc[slot.w2 + e] += sum;
             e += threads;
         }
         let mut e = t;
@@ -394,7 +407,7 @@ fn blend_backward<F: Float>(
             for s in 0..d.tile {
                 sum += gs[s * d.width + e];
             }
-            acc[off_b2 + e] += sum;
+            acc[slot.b2 + e] += sum;
             e += threads;
         }
         sync_cube();
@@ -415,7 +428,7 @@ fn blend_backward<F: Float>(
             for s in 0..d.tile {
                 sum += gz[s * d.hidden + e];
             }
-            acc[off_b1 + e] += sum;
+            acc[slot.b1 + e] += sum;
             e += threads;
         }
         let mut e = t;
@@ -459,26 +472,26 @@ fn sum_groups<F: Float>(
     hidden: usize,
     #[define(F)] _dtype: StorageType,
 ) {
-    let params = 2 * width * hidden + hidden + width;
-    let at = ABSOLUTE_POS;
-    if at >= rows * params {
+    let slot = layout(width, hidden);
+    let i = ABSOLUTE_POS;
+    if i >= rows * slot.params {
         terminate!();
     }
     let mut sum = f32::new(0.0);
     for g in 0..groups {
-        sum += partial[g * rows * params + at];
+        sum += partial[g * rows * slot.params + i];
     }
-    let (row, e) = (at / params, at % params);
-    let (wk, k) = (width * hidden, hidden);
+    let (row, e) = (i / slot.params, i % slot.params);
+    let wk = slot.b1;
     let g = F::cast_from(sum);
-    if e < wk {
+    if e < slot.b1 {
         gw1[row * wk + e] = g;
-    } else if e < wk + k {
-        gb1[row * k + e - wk] = g;
-    } else if e < 2 * wk + k {
-        gw2[row * wk + e - wk - k] = g;
+    } else if e < slot.w2 {
+        gb1[row * hidden + e - slot.b1] = g;
+    } else if e < slot.b2 {
+        gw2[row * wk + e - slot.w2] = g;
     } else {
-        gb2[row * width + e - 2 * wk - k] = g;
+        gb2[row * width + e - slot.b2] = g;
     }
 }
 
