@@ -9,8 +9,7 @@ mod common;
 
 use burn::module::Module;
 use burn::tensor::backend::AutodiffBackend;
-use burn::tensor::{Distribution, Tensor};
-use common::{assert_close, bank_tensors, case, check_grads, populate, registry, values, Case};
+use common::{assert_close, case, compare_with_reference, populate, random_on, registry, values, Case};
 use morphogen_engine::{reference, LifecycleConfig, SeedOptions, SeededConv2dConfig, SeededLinearConfig, Stage};
 use proptest::prelude::*;
 
@@ -52,10 +51,6 @@ impl Tolerance {
     }
 }
 
-fn random<B: AutodiffBackend, const D: usize>(shape: [usize; D]) -> Tensor<B, D> {
-    Tensor::random(shape, Distribution::Normal(0.0, 1.0), &Default::default())
-}
-
 /// Whether some seed of `case` holds one of `kernel_blueprints` (drawn from `blueprints`).
 fn holds_kernel_blueprint(case: &Case, blueprints: &[&str]) -> bool {
     case.stages.iter().any(|&(stage, bp, ..)| {
@@ -72,24 +67,19 @@ fn linear_case<B: AutodiffBackend>(case: &Case, per_batch: usize, blueprints: &[
         .init::<B>(&Default::default());
     populate(&mut layer.seeds, case, blueprints);
     let layer = layer.map(&mut common::RandomBanks);
-    let x = random::<B, 3>([case.batch, per_batch, case.d_in]).require_grad();
-    let weights = random::<B, 3>([case.batch, per_batch, case.features]);
+    let x = random_on::<B, 3>([case.batch, per_batch, case.d_in]).require_grad();
+    let weights = random_on::<B, 3>([case.batch, per_batch, case.features]);
 
     let fast = layer.forward(x.clone());
     let rows = case.batch * per_batch;
     let h = layer.host.forward(x.clone()).reshape([rows, case.features, 1]);
     let slow = reference::apply(&layer.seeds, h, None).reshape([case.batch, per_batch, case.features]);
-    tol.check(&values(fast.clone()), &values(slow.clone()), "output");
+    let check = |a: &[f32], b: &[f32], what: &str| tol.check(a, b, what);
+    let host_weight = layer.host.weight.val();
+    compare_with_reference(fast, slow, &x, weights, Some(&host_weight), &layer.seeds, check, check);
     if holds_kernel_blueprint(case, blueprints) {
         assert!(layer.blend_kernel_passes() > 0, "the kernel ran");
     }
-
-    let g_fast = (fast * weights.clone()).sum().backward();
-    let g_slow = (slow * weights).sum().backward();
-    tol.check(&values(x.grad(&g_fast).unwrap()), &values(x.grad(&g_slow).unwrap()), "input gradient");
-    let (wf, ws) = (layer.host.weight.grad(&g_fast).unwrap(), layer.host.weight.grad(&g_slow).unwrap());
-    tol.check(&values(wf), &values(ws), "host weight gradient");
-    check_grads::<B>(&g_fast, &g_slow, &bank_tensors(&layer.seeds), |a, b, w| tol.check(a, b, w));
 }
 
 fn conv_case<B: AutodiffBackend>(case: &Case, side: usize, tol: Tolerance) {
@@ -101,8 +91,8 @@ fn conv_case<B: AutodiffBackend>(case: &Case, side: usize, tol: Tolerance) {
         .init::<B>(&Default::default());
     populate(&mut layer.seeds, case, &blueprints);
     let layer = layer.map(&mut common::RandomBanks);
-    let x = random::<B, 4>([case.batch, case.d_in, side, side]).require_grad();
-    let weights = random::<B, 4>([case.batch, case.features, side, side]);
+    let x = random_on::<B, 4>([case.batch, case.d_in, side, side]).require_grad();
+    let weights = random_on::<B, 4>([case.batch, case.features, side, side]);
 
     let fast = layer.forward(x.clone());
     let h = layer.host.forward(x.clone()).reshape([case.batch, case.features, side * side]);
@@ -112,15 +102,11 @@ fn conv_case<B: AutodiffBackend>(case: &Case, side: usize, tol: Tolerance) {
         side,
         side,
     ]);
-    tol.check(&values(fast.clone()), &values(slow.clone()), "output");
+    let check = |a: &[f32], b: &[f32], what: &str| tol.check(a, b, what);
+    compare_with_reference(fast, slow, &x, weights, None, &layer.seeds, check, check);
     if holds_kernel_blueprint(case, &blueprints) {
         assert!(layer.blend_kernel_passes() > 0, "the kernel ran");
     }
-
-    let g_fast = (fast * weights.clone()).sum().backward();
-    let g_slow = (slow * weights).sum().backward();
-    tol.check(&values(x.grad(&g_fast).unwrap()), &values(x.grad(&g_slow).unwrap()), "input gradient");
-    check_grads::<B>(&g_fast, &g_slow, &bank_tensors(&layer.seeds), |a, b, w| tol.check(a, b, w));
 }
 
 macro_rules! active_kernel_tests {
@@ -190,7 +176,7 @@ fn failed_check_falls_back<B: AutodiffBackend>() {
         common::reach(&mut layer.seeds, seed, Stage::FineTuning, "residual_mlp", "fixed_ramp", 1.0);
     }
     let layer = layer.map(&mut common::RandomBanks);
-    let x = random::<B, 2>([32, 6]);
+    let x = random_on::<B, 2>([32, 6]);
     let first = layer.forward(x.clone());
     let reason = layer.take_kernel_fallback().expect("a zero-tolerance check fails");
     assert!(reason.contains("active-seed kernel check failed on bank pass 1"), "{reason}");

@@ -16,7 +16,12 @@ pub fn device() -> burn::tensor::Device<B> {
 }
 
 pub fn random<const D: usize>(shape: [usize; D]) -> Tensor<B, D> {
-    Tensor::random(shape, Distribution::Normal(0.0, 1.0), &device())
+    random_on::<B, D>(shape)
+}
+
+/// Standard normal values on backend `Bk`'s default device.
+pub fn random_on<Bk: Backend, const D: usize>(shape: [usize; D]) -> Tensor<Bk, D> {
+    Tensor::random(shape, Distribution::Normal(0.0, 1.0), &Default::default())
 }
 
 pub fn values<const D: usize, Bk: Backend>(t: Tensor<Bk, D>) -> Vec<f32> {
@@ -178,4 +183,29 @@ pub fn check_grads<Bk: AutodiffBackend>(
             (None, None) => {}
         }
     }
+}
+
+/// A seeded layer's output `fast` against the reference loop's `slow` for the same input `x`:
+/// the outputs by `output`, then, after backpropagating `sum(out * weights)` through each, the
+/// gradients of `x`, of the host weight (when given) and of every bank parameter of `core` by
+/// `gradient`.
+#[allow(clippy::too_many_arguments)]
+pub fn compare_with_reference<Bk: AutodiffBackend, const D: usize>(
+    fast: Tensor<Bk, D>,
+    slow: Tensor<Bk, D>,
+    x: &Tensor<Bk, D>,
+    weights: Tensor<Bk, D>,
+    host_weight: Option<&Tensor<Bk, 2>>,
+    core: &SeedCore<Bk>,
+    output: impl Fn(&[f32], &[f32], &str),
+    gradient: impl Fn(&[f32], &[f32], &str),
+) {
+    output(&values(fast.clone()), &values(slow.clone()), "output");
+    let g_fast = (fast * weights.clone()).sum().backward();
+    let g_slow = (slow * weights).sum().backward();
+    gradient(&values(x.grad(&g_fast).unwrap()), &values(x.grad(&g_slow).unwrap()), "input gradient");
+    if let Some(w) = host_weight {
+        gradient(&values(w.grad(&g_fast).unwrap()), &values(w.grad(&g_slow).unwrap()), "host weight gradient");
+    }
+    check_grads::<Bk>(&g_fast, &g_slow, &bank_tensors(core), gradient);
 }

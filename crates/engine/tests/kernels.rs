@@ -6,8 +6,7 @@ mod common;
 
 use burn::module::Module;
 use burn::tensor::backend::Backend;
-use burn::tensor::{Distribution, Tensor};
-use common::{assert_close, values};
+use common::{assert_close, random_on, values};
 use morphogen_engine::{reference, LifecycleConfig, SeedHealth, SeedOptions, Stage};
 use morphogen_engine::{SeededConv2d, SeededConv2dConfig, SeededLinear, SeededLinearConfig};
 use proptest::prelude::*;
@@ -40,10 +39,6 @@ fn conv_pair<B: Backend>(channels: [usize; 2], seeds: usize) -> (SeededConv2d<B>
     (fast, slow)
 }
 
-fn random<B: Backend, const D: usize>(shape: [usize; D]) -> Tensor<B, D> {
-    Tensor::random(shape, Distribution::Normal(0.0, 1.0), &Default::default())
-}
-
 /// Kernel and tensor path agree closely (same sums, other summation order); both match the
 /// statistics computed from the raw outputs.
 fn check(kernel: &[SeedHealth], tensor: &[SeedHealth], direct: &[SeedHealth]) {
@@ -68,7 +63,7 @@ fn linear_case<B: Backend>(d_in: usize, features: usize, seeds: usize, batches: 
     let (fast, slow) = linear_pair::<B>(d_in, features, seeds);
     let mut rows = Vec::new();
     for &[a, b] in batches {
-        let x = random::<B, 3>([a, b, d_in]);
+        let x = random_on::<B, 3>([a, b, d_in]);
         rows.extend(values(fast.host.forward(x.clone())).chunks(features).map(<[f32]>::to_vec));
         fast.forward(x.clone());
         slow.forward(x);
@@ -84,7 +79,7 @@ fn linear_case<B: Backend>(d_in: usize, features: usize, seeds: usize, batches: 
 
 fn conv_case<B: Backend>(channels: [usize; 2], seeds: usize, batch: usize, side: usize) {
     let (fast, slow) = conv_pair::<B>(channels, seeds);
-    let x = random::<B, 4>([batch, channels[0], side, side]);
+    let x = random_on::<B, 4>([batch, channels[0], side, side]);
     let h = fast.host.forward(x.clone());
     let rows: Vec<Vec<f32>> = values(h.permute([0, 2, 3, 1])).chunks(channels[1]).map(<[f32]>::to_vec).collect();
     fast.forward(x.clone());
@@ -117,7 +112,7 @@ fn guarded_fallback<B: Backend>() {
     let _ = (fast.host.weight.val(), fast.host.bias.as_ref().map(|b| b.val()));
     let slow = config.with_options(options(false)).init::<B>(&device).load_record(fast.clone().into_record());
     for _ in 0..3 {
-        let x = random::<B, 2>([64, 16]);
+        let x = random_on::<B, 2>([64, 16]);
         fast.forward(x.clone());
         slow.forward(x);
     }
@@ -131,13 +126,13 @@ fn guarded_fallback<B: Backend>() {
 
     let (on, _) = linear_pair::<B>(8, 40, 4);
     on.fall_back_from_kernels("flag 'kernels' off for this run");
-    on.forward(random::<B, 2>([9, 8]));
+    on.forward(random_on::<B, 2>([9, 8]));
     assert_eq!(on.telemetry_kernel_passes(), 0);
     assert_eq!(on.take_kernel_fallback(), None, "a deliberate switch is no failure to report");
     assert_eq!(on.kernel_fallback().as_deref(), Some("flag 'kernels' off for this run"));
 
     let checked = SeededLinearConfig::new(16, 300).with_seeds(30).init::<B>(&device); // default guard
-    checked.forward(random::<B, 2>([64, 16]));
+    checked.forward(random_on::<B, 2>([64, 16]));
     assert_eq!(checked.kernel_fallback(), None, "the default first-pass check agrees");
     assert_eq!(checked.telemetry_kernel_passes(), 1);
 }
@@ -204,7 +199,7 @@ fn half_case<B: Backend>() {
     }
     let layer =
         SeededLinearConfig::new(32, 1000).with_seeds(100).with_options(options(true)).init::<B>(&Default::default());
-    let x = random::<B, 2>([256, 32]);
+    let x = random_on::<B, 2>([256, 32]);
     let rows: Vec<Vec<f32>> = values(layer.host.forward(x.clone())).chunks(1000).map(<[f32]>::to_vec).collect();
     layer.forward(x);
     assert_eq!(layer.kernel_fallback(), None, "the half-precision check agrees");
@@ -239,6 +234,6 @@ fn wgpu_wide_chunks_take_the_kernel() {
     type W = burn::backend::Wgpu;
     linear_case::<W>(4, 900, 2, &[[2, 40], [3, 9]]); // 450-feature chunks
     let (fast, _) = linear_pair::<W>(4, 900, 2);
-    fast.forward(random::<W, 2>([16, 4]));
+    fast.forward(random_on::<W, 2>([16, 4]));
     assert_eq!(fast.telemetry_kernel_passes(), 1, "a 450-feature chunk on the kernel");
 }

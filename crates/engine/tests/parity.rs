@@ -8,6 +8,15 @@ use morphogen_engine::reference;
 use morphogen_engine::{SeedOptions, SeededConv2dConfig, SeededLinearConfig};
 use proptest::prelude::*;
 
+/// Outputs agree within 1e-5, gradients within 1e-4 (relative to `max(1, |x|)`).
+fn output_within(a: &[f32], b: &[f32], what: &str) {
+    assert_close(a, b, 1e-5, what);
+}
+
+fn gradient_within(a: &[f32], b: &[f32], what: &str) {
+    assert_close(a, b, 1e-4, what);
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
 
@@ -27,14 +36,8 @@ proptest! {
         let rows = case.batch * 2;
         let slow = reference::apply(&layer.seeds, h.reshape([rows, case.features, 1]), None)
             .reshape([case.batch, 2, case.features]);
-        assert_close(&values(fast.clone()), &values(slow.clone()), 1e-5, "output");
-
-        let g_fast = (fast * weights.clone()).sum().backward();
-        let g_slow = (slow * weights).sum().backward();
-        assert_close(&values(x.grad(&g_fast).unwrap()), &values(x.grad(&g_slow).unwrap()), 1e-4, "input gradient");
-        let (wf, ws) = (layer.host.weight.grad(&g_fast).unwrap(), layer.host.weight.grad(&g_slow).unwrap());
-        assert_close(&values(wf), &values(ws), 1e-4, "host weight gradient");
-        check_grads::<B>(&g_fast, &g_slow, &bank_tensors(&layer.seeds), |a, b, w| assert_close(a, b, 1e-4, w));
+        let host_weight = layer.host.weight.val();
+        compare_with_reference(fast, slow, &x, weights, Some(&host_weight), &layer.seeds, output_within, gradient_within);
     }
 
     #[test]
@@ -53,11 +56,6 @@ proptest! {
         let h = layer.host.forward(x.clone());
         let slow = reference::apply(&layer.seeds, h.reshape([case.batch, case.features, height * width]), Some([case.batch, height, width]))
             .reshape([case.batch, case.features, height, width]);
-        assert_close(&values(fast.clone()), &values(slow.clone()), 1e-5, "output");
-
-        let g_fast = (fast * weights.clone()).sum().backward();
-        let g_slow = (slow * weights).sum().backward();
-        assert_close(&values(x.grad(&g_fast).unwrap()), &values(x.grad(&g_slow).unwrap()), 1e-4, "input gradient");
-        check_grads::<B>(&g_fast, &g_slow, &bank_tensors(&layer.seeds), |a, b, w| assert_close(a, b, 1e-4, w));
+        compare_with_reference(fast, slow, &x, weights, None, &layer.seeds, output_within, gradient_within);
     }
 }
