@@ -11,6 +11,7 @@
 //! touches other checkpoints. Leftover temporary directories (`.tmp-*`) are ignored by readers.
 
 use crate::error::CheckpointError;
+use crate::legacy;
 use crate::manifest::{self, FileDigest, Manifest, ParseError, FORMAT, SCHEMA_VERSION, SUPPORTED_SCHEMAS};
 use crate::snapshot::Snapshot;
 use crate::tensor::{self, StoredTensor, TensorMap};
@@ -129,12 +130,16 @@ impl Checkpoint {
     /// Reads and verifies the checkpoint directory `dir`.
     pub fn read(dir: &Path) -> Result<Self, CheckpointError> {
         let manifest = read_manifest(dir)?;
-        let tensors = read_tensors(dir, &manifest)?;
+        let mut tensors = read_tensors(dir, &manifest)?;
+        if legacy::names_seed_cores_old(manifest.schema_version) {
+            tensors = legacy::rename_tensors(tensors);
+        }
         check_header(dir, &manifest, &tensors)?;
         Ok(Self { path: dir.to_path_buf(), manifest, tensors })
     }
 
-    /// Reads and verifies only the manifest (checksum and schema), not the tensor file.
+    /// Reads and verifies only the manifest (checksum and schema), not the tensor file; names
+    /// are today's whatever schema wrote them.
     pub fn read_manifest(dir: &Path) -> Result<Manifest, CheckpointError> {
         read_manifest(dir)
     }
@@ -196,7 +201,7 @@ fn read_manifest(dir: &Path) -> Result<Manifest, CheckpointError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
         Err(e) => return Err(CheckpointError::io("read", &sum_path)(e)),
     };
-    let manifest = manifest::parse(&bytes).map_err(|e| match e {
+    let mut manifest = manifest::parse(&bytes).map_err(|e| match e {
         ParseError::Invalid(problem) => manifest_error(dir, problem),
         ParseError::Unsupported(found) => {
             CheckpointError::UnsupportedSchema { path: dir.to_path_buf(), found, supported: SUPPORTED_SCHEMAS.to_vec() }
@@ -204,6 +209,9 @@ fn read_manifest(dir: &Path) -> Result<Manifest, CheckpointError> {
     })?;
     if manifest.schema_version >= 2 && !has_sum {
         return Err(manifest_error(dir, format!("{MANIFEST_SUM_FILE} is missing")));
+    }
+    if legacy::names_seed_cores_old(manifest.schema_version) {
+        legacy::rename_manifest(&mut manifest);
     }
     Ok(manifest)
 }

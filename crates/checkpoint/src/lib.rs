@@ -32,7 +32,7 @@
 //!
 //! type B = NdArray;
 //! let device = Default::default();
-//! let net = |device| Net::<B> { fc: SeededLinearConfig::new(4, 6).with_seeds(3).init(device) };
+//! let net = |device| Net::<B> { fc: SeededLinearConfig::new(4, 6).with_num_seeds(3).init(device) };
 //! let mut model = net(&device);
 //! model.fc.request_germination(1, "residual_mlp", "fixed_ramp")?;
 //!
@@ -53,6 +53,7 @@
 mod error;
 mod export;
 mod io;
+mod legacy;
 pub mod manifest;
 mod paths;
 mod residual;

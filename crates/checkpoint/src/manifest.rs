@@ -1,6 +1,8 @@
 //! The JSON manifest of a checkpoint, its schema versions and the reader for older ones.
 //!
-//! - **v2** (current): [`Manifest`]. Progress and RNG are objects, every seeded layer's
+//! - **v3** (current): as v2, with seed cores at `<layer>.core` (the seeded layers' field was
+//!   `seeds` before). v1 and v2 checkpoints are read under the new names (`legacy`).
+//! - **v2**: [`Manifest`]. Progress and RNG are objects, every seeded layer's
 //!   blueprints and strategies are recorded (so a checkpoint of another model is refused), the
 //!   grafting gates' memory is saved as `graft.*` tensors, and `manifest.sha256` holds the
 //!   SHA-256 of the manifest's bytes.
@@ -16,9 +18,9 @@ use std::collections::BTreeMap;
 /// The `format` field of every manifest.
 pub const FORMAT: &str = "morphogen-checkpoint";
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 /// Schema versions this build reads.
-pub const SUPPORTED_SCHEMAS: [u32; 2] = [1, 2];
+pub const SUPPORTED_SCHEMAS: [u32; 3] = [1, 2, 3];
 /// How an optimizer record is encoded in its `u8` tensor: Burn's `BinBytesRecorder` with full
 /// precision (a plain data format; nothing in it can execute).
 pub const OPTIMIZER_ENCODING: &str = "burn-bin-bytes-full-precision";
@@ -75,7 +77,7 @@ pub struct TensorInfo {
 pub struct LayerInfo {
     /// Name the model lists the layer under.
     pub name: String,
-    /// Module path of its seed core (`fc1.seeds`).
+    /// Module path of its seed core (`fc1.core`).
     pub path: String,
     /// Host kind (`Linear`, `Conv2d`).
     pub host: String,
@@ -99,7 +101,7 @@ pub struct OptimizerInfo {
     pub encoding: String,
 }
 
-/// A checkpoint's manifest, schema v2.
+/// A checkpoint's manifest, schema v2 and v3.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
@@ -197,7 +199,7 @@ pub fn parse(bytes: &[u8]) -> Result<Manifest, ParseError> {
     let invalid = |e: serde_json::Error| ParseError::Invalid(e.to_string());
     match probe.schema_version {
         1 => Ok(serde_json::from_slice::<ManifestV1>(bytes).map_err(invalid)?.into()),
-        2 => serde_json::from_slice::<Manifest>(bytes).map_err(invalid),
+        2 | 3 => serde_json::from_slice::<Manifest>(bytes).map_err(invalid),
         other => Err(ParseError::Unsupported(other)),
     }
 }

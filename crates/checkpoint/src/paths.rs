@@ -1,5 +1,5 @@
 //! Module paths: every parameter of a model by its dotted Burn path (`fc1.host.weight`,
-//! `fc1.seeds.banks.0.pages.1.params.2`), and where each seeded layer sits.
+//! `fc1.core.banks.0.pages.1.params.2`), and where each seeded layer sits.
 
 use crate::error::CheckpointError;
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
@@ -25,7 +25,7 @@ pub struct ParamEntry {
     pub data: Option<TensorData>,
 }
 
-/// Path prefix of a seeded layer's seed core, e.g. `fc1.seeds`.
+/// Path prefix of a seeded layer's seed core, e.g. `fc1.core`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SeedLayerPath {
     /// The layer's name as the model lists it ([`SeededModel::seeded_layer_names`]).
@@ -35,7 +35,7 @@ pub struct SeedLayerPath {
 }
 
 impl SeedLayerPath {
-    /// Path of the host layer beside the seed core (`fc1` for `fc1.seeds`).
+    /// Path of the host layer beside the seed core (`fc1` for `fc1.core`).
     pub fn host_prefix(&self) -> String {
         match self.prefix.rsplit_once('.') {
             Some((parent, _)) => format!("{parent}.host"),
@@ -43,7 +43,7 @@ impl SeedLayerPath {
         }
     }
 
-    /// Path of the seeded layer itself (`fc1` for `fc1.seeds`).
+    /// Path of the seeded layer itself (`fc1` for `fc1.core`).
     pub fn layer_path(&self) -> String {
         self.prefix.rsplit_once('.').map(|(parent, _)| parent.to_string()).unwrap_or_default()
     }

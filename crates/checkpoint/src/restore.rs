@@ -18,7 +18,8 @@ use burn::optim::Optimizer;
 use burn::record::{BinBytesRecorder, FullPrecisionSettings, Recorder};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Tensor, TensorData};
-use morphogen_engine::{BankPage, BlueprintBank, GraftMemory, SeedCore, SeedParams, SeededModel, StateColumns};
+use morphogen_engine::storage::{BankPage, BlueprintBank, SeedParams, StateColumns};
+use morphogen_engine::{GraftMemory, SeedCore, SeededModel};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Names of the state columns, in [`StateColumns`] field order.

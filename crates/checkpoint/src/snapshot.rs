@@ -4,8 +4,8 @@
 //! Tensor names in the tensor file:
 //! - `model.<path>`: every parameter of the model by its Burn module path, host weights in Burn's
 //!   layout (`model.fc1.host.weight` is `[d_input, d_output]`), seed-state columns
-//!   (`model.fc1.seeds.state.stage`, ...) and the allocated pages of blueprint banks
-//!   (`model.fc1.seeds.banks.<blueprint id>.pages.<page>.params.<param>`, `[rows, a, b]`);
+//!   (`model.fc1.core.state.stage`, ...) and the allocated pages of blueprint banks
+//!   (`model.fc1.core.banks.<blueprint id>.pages.<page>.params.<param>`, `[rows, a, b]`);
 //! - `graft.<seed core path>.loss_ema.<strategy id>` (`[1]`) and
 //!   `graft.<seed core path>.drift_reference` (`[features, fan_in]`): grafting gate memory;
 //! - `optimizer.record`: the optimizer's record, a `u8` vector (see

@@ -139,6 +139,35 @@ pub enum MorphogenError {
         /// What is wrong.
         problem: String,
     },
+    /// An operation that needs its seeds in certain stages was asked of a seed in another.
+    #[error(
+        "layer '{layer}' seed {seed} is {stage}; {action} needs a seed in {}; nothing changed",
+        list_stages(required)
+    )]
+    WrongStage {
+        /// Layer name.
+        layer: String,
+        /// The seed.
+        seed: usize,
+        /// The stage it is in.
+        stage: Stage,
+        /// The stages the operation accepts.
+        required: Vec<Stage>,
+        /// The operation asked for, e.g. "set_alpha".
+        action: String,
+    },
+    /// An argument of a call is out of range or of the wrong kind (not a configuration value).
+    #[error("layer '{layer}': {argument} {problem}; {hint}; nothing changed")]
+    InvalidArgument {
+        /// Layer name.
+        layer: String,
+        /// The argument, e.g. "alpha".
+        argument: String,
+        /// What is wrong with it.
+        problem: String,
+        /// What to pass or call instead.
+        hint: String,
+    },
     /// A seed-model address naming a layer that does not exist.
     #[error("no seeded layer named '{layer}'; layers: {}", known.join(", "))]
     UnknownLayer {
@@ -185,5 +214,20 @@ mod tests {
             allowed: vec![],
         };
         assert!(err.to_string().contains("terminal"));
+    }
+
+    #[test]
+    fn wrong_stage_names_the_stages_required() {
+        let err = MorphogenError::WrongStage {
+            layer: "fc1".into(),
+            seed: 2,
+            stage: Stage::Training,
+            required: vec![Stage::Grafting],
+            action: "set_alpha".into(),
+        };
+        let msg = err.to_string();
+        for needle in ["fc1", "seed 2", "TRAINING", "set_alpha", "GRAFTING", "nothing changed"] {
+            assert!(msg.contains(needle), "{msg} lacks {needle}");
+        }
     }
 }

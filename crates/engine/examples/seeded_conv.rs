@@ -14,7 +14,7 @@ fn main() -> Result<(), morphogen_engine::MorphogenError> {
     let device = Default::default();
     let mut conv = SeededConv2dConfig::new([3, 16], [3, 3])
         .with_padding(PaddingConfig2d::Same)
-        .with_seeds(5) // 16 channels: chunks of 4, 3, 3, 3, 3
+        .with_num_seeds(5) // 16 channels: chunks of 4, 3, 3, 3, 3
         .with_name("conv1".into())
         .try_init::<B>(&device)?;
     conv.request_germination(0, "small_conv", "fixed_ramp")?;
@@ -24,7 +24,7 @@ fn main() -> Result<(), morphogen_engine::MorphogenError> {
     let x = Tensor::<B, 4>::random([2, 3, 8, 8], Distribution::Normal(0.0, 1.0), &device);
     let fast = conv.forward(x.clone());
     let h = conv.host.forward(x).reshape([2, 16, 64]);
-    let slow = reference::apply(&conv.seeds, h, Some([2, 8, 8])).reshape([2, 16, 8, 8]);
+    let slow = reference::apply(&conv.core, h, Some([2, 8, 8])).reshape([2, 16, 8, 8]);
     let gap = (fast - slow).abs().max().into_scalar();
     println!("seed 0: {:?}", conv.seed(0)?);
     println!("max |vectorized - reference| = {gap:e}");

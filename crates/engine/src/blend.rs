@@ -45,12 +45,24 @@ pub(crate) struct RowRole {
     pub trainable: bool,
 }
 
+/// Bits of a row's role as the kernels read it from the bank's row table ([`RowRole::flags`]).
+/// Weight fixed at 1 by the stage.
+pub(crate) const ROLE_FIXED_ONE: i32 = 1;
+/// Weighed by alpha.
+pub(crate) const ROLE_GRAFTING: i32 = 2;
+/// Detached input, zero output, blueprint trained as at weight 1.
+pub(crate) const ROLE_TRAINING: i32 = 4;
+/// Blueprint parameters get gradients.
+pub(crate) const ROLE_TRAINABLE: i32 = 8;
+
 impl RowRole {
-    /// The role as the kernels read it: bit 0 fixed weight 1, bit 1 grafting, bit 2 training,
-    /// bit 3 trainable.
+    /// The role as the kernels read it: the `ROLE_*` bits.
     fn flags(&self) -> i64 {
-        let bit = |on: bool, b: i64| if on { 1 << b } else { 0 };
-        bit(self.fixed == 1.0, 0) | bit(self.grafting, 1) | bit(self.training, 2) | bit(self.trainable, 3)
+        let bit = |on: bool, flag: i32| if on { i64::from(flag) } else { 0 };
+        bit(self.fixed == 1.0, ROLE_FIXED_ONE)
+            | bit(self.grafting, ROLE_GRAFTING)
+            | bit(self.training, ROLE_TRAINING)
+            | bit(self.trainable, ROLE_TRAINABLE)
     }
 }
 

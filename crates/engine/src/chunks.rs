@@ -16,7 +16,7 @@ pub struct ChunkMap {
 
 /// A run of consecutive seeds whose chunks all have the same size.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct UniformGroup {
+pub(crate) struct UniformGroup {
     /// First feature of the group.
     pub first_feature: usize,
     /// Number of seeds in the group.
@@ -48,11 +48,13 @@ impl ChunkMap {
         self.seeds
     }
 
-    fn base(&self) -> usize {
+    /// Features of the narrow chunks (wide ones hold one more).
+    pub(crate) fn base(&self) -> usize {
         self.features / self.seeds
     }
 
-    fn big_chunks(&self) -> usize {
+    /// Chunks one feature wider than `base`: the first ones.
+    pub(crate) fn big_chunks(&self) -> usize {
         self.features % self.seeds
     }
 
@@ -64,13 +66,14 @@ impl ChunkMap {
     /// The features owned by `seed` (caller checks `seed < seeds`).
     pub fn range(&self, seed: usize) -> Range<usize> {
         let (base, big) = (self.base(), self.big_chunks());
-        let start = if seed < big { seed * (base + 1) } else { big * (base + 1) + (seed - big) * base };
+        // The kernels' `cube::chunk_start` computes the same on the device.
+        let start = seed * base + seed.min(big);
         let len = if seed < big { base + 1 } else { base };
         start..start + len
     }
 
     /// The (at most two) uniform groups, in seed order.
-    pub fn groups(&self) -> Vec<UniformGroup> {
+    pub(crate) fn groups(&self) -> Vec<UniformGroup> {
         let (base, big) = (self.base(), self.big_chunks());
         let mut groups = Vec::with_capacity(2);
         if big > 0 {

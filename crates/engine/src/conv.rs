@@ -1,7 +1,8 @@
 //! [`SeededConv2d`]: a Conv2d layer whose output channels are split into seeds.
 
 use crate::grafting::GraftSignals;
-use crate::seeds::{seeded_layer, HostKind, SeedCore, SeedOptions};
+use crate::seeded_layer::seeded_layer;
+use crate::seeds::{HostKind, SeedCore, SeedOptions};
 use crate::MorphogenError;
 use burn::config::Config;
 use burn::module::{Initializer, Module};
@@ -35,9 +36,9 @@ pub struct SeededConv2dConfig {
     /// Host weight initializer (Burn's Conv2d default).
     #[config(default = "Initializer::KaimingUniform{gain: 1.0 / 3.0f64.sqrt(), fan_out_only: false}")]
     pub initializer: Initializer,
-    /// Number of seeds (groups of output channels); `1 <= seeds <= channels[1]`.
+    /// Number of seeds (groups of output channels); `1 <= num_seeds <= channels[1]`.
     #[config(default = 1)]
-    pub seeds: usize,
+    pub num_seeds: usize,
     /// Name used in errors, reports and controller addresses.
     #[config(default = "String::from(\"seeded_conv2d\")")]
     pub name: String,
@@ -47,14 +48,14 @@ pub struct SeededConv2dConfig {
 }
 
 /// A Conv2d host layer whose output channels are split into seeds. Dense blueprints act per
-/// pixel on a seed's channels; conv blueprints see its channels as an image. Dereferences to
-/// its [`SeedCore`] for the lifecycle API.
+/// pixel on a seed's channels; conv blueprints see its channels as an image. The lifecycle API
+/// is the layer's own, as on [`SeededLinear`](crate::SeededLinear); `core` holds the rest.
 #[derive(Module, Debug)]
 pub struct SeededConv2d<B: Backend> {
     /// The host layer.
     pub host: Conv2d<B>,
-    /// Seed state, banks and telemetry.
-    pub seeds: SeedCore<B>,
+    /// Seed state, banks, telemetry and kernel guard.
+    pub core: SeedCore<B>,
 }
 
 impl SeededConv2dConfig {
@@ -75,8 +76,8 @@ impl SeededConv2dConfig {
             .with_padding(self.padding.clone())
             .with_bias(self.bias)
             .with_initializer(self.initializer.clone());
-        let seeds = SeedCore::new(&self.name, HostKind::Conv2d, [c_out, self.seeds], &self.options, device)?;
-        Ok(SeededConv2d { host: host.init(device), seeds })
+        let core = SeedCore::new(&self.name, HostKind::Conv2d, [c_out, self.num_seeds], &self.options, device)?;
+        Ok(SeededConv2d { host: host.init(device), core })
     }
 
     /// Builds the layer; panics with [`try_init`](Self::try_init)'s error (Burn's convention).
@@ -90,7 +91,7 @@ impl<B: Backend> SeededConv2d<B> {
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         let h = self.host.forward(x);
         let [n, c, height, width] = h.dims();
-        self.seeds.apply(h.reshape([n, c, height * width]), Some([n, height, width])).reshape([n, c, height, width])
+        self.core.apply(h.reshape([n, c, height * width]), Some([n, height, width])).reshape([n, c, height, width])
     }
 
     /// [`forward`](Self::forward) with the input's channels checked first.
@@ -98,7 +99,7 @@ impl<B: Backend> SeededConv2d<B> {
         let c_in = self.host.weight.dims()[1] * self.host.groups;
         if x.dims()[1] != c_in {
             return Err(MorphogenError::ShapeMismatch {
-                layer: self.seeds.name().to_string(),
+                layer: self.core.name().to_string(),
                 expected: format!("[batch, {c_in}, height, width]"),
                 got: x.dims().to_vec(),
             });
@@ -110,7 +111,7 @@ impl<B: Backend> SeededConv2d<B> {
     pub fn graft_step(&mut self, signals: &GraftSignals<B>) -> Result<(), MorphogenError> {
         let weight = self.host.weight.val();
         let c_out = weight.dims()[0];
-        self.seeds.graft_step_with(signals, || weight.reshape([c_out as i32, -1]))
+        self.core.graft_step_with(signals, || weight.reshape([c_out as i32, -1]))
     }
 }
 

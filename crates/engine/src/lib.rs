@@ -2,9 +2,11 @@
 //! trains, every seed of a layer running in one vectorized pass.
 //!
 //! Start with [`SeededLinearConfig`] or [`SeededConv2dConfig`] in place of Burn's layers; drive
-//! seeds through their lifecycle with the methods of [`SeedCore`] (which the layers dereference
-//! to); list a model's seeded layers with [`SeededModel`]. [`reference`](mod@reference) holds the per-seed loop
-//! used as the oracle in tests and the legacy baseline in benchmarks.
+//! seeds through their lifecycle with the layers' methods (`request_germination`, `advance`,
+//! `health_report`, ...; each layer's [`SeedCore`] holds the rest); list a model's seeded layers
+//! with [`SeededModel`]. [`reference`](mod@reference) holds the per-seed loop used as the oracle in
+//! tests and the legacy baseline in benchmarks; [`storage`] names how seed state and blueprint
+//! banks are laid out, for checkpoints and tools.
 #![warn(missing_docs)]
 
 mod bank;
@@ -16,17 +18,18 @@ mod conv;
 #[cfg(feature = "kernels")]
 mod cube;
 mod grafting;
+mod guard;
 mod linear;
 mod model;
 pub mod reference;
 mod registry;
+mod seeded_layer;
 mod seeds;
 mod state;
 mod telemetry;
 
-pub use bank::{BankPage, BlueprintBank};
 pub use blueprint::{Activation, BlueprintOp, BlueprintRegistry, BlueprintSpec, ParamShape, Width};
-pub use chunks::{ChunkMap, UniformGroup};
+pub use chunks::ChunkMap;
 pub use config::LifecycleConfig;
 pub use conv::{SeededConv2d, SeededConv2dConfig};
 pub use grafting::{Gate, GraftSignals, GraftingConfig, GraftingSpec, StrategyRegistry};
@@ -34,10 +37,16 @@ pub use linear::{SeededLinear, SeededLinearConfig};
 pub use model::{SeedControl, SeededModel};
 pub use morphogen_contracts::*;
 pub use registry::{Registry, Spec};
-pub use seeds::GraftMemory;
-pub use seeds::{HostKind, SeedCore, SeedOptions, SeedParams};
-pub use state::{SeedRow, SeedTable, StateColumns, COLUMNS};
-pub use telemetry::WindowSums;
+pub use seeds::{GraftMemory, HostKind, SeedCore, SeedOptions};
+
+/// How a layer's seed state and blueprint banks are stored: the module record a checkpoint
+/// saves ([`SeedParams`](storage::SeedParams)), the device state columns and their host copy,
+/// and the bank pages. Training code does not need these; checkpoints and tools do.
+pub mod storage {
+    pub use crate::bank::{BankPage, BlueprintBank};
+    pub use crate::seeds::SeedParams;
+    pub use crate::state::{SeedRow, SeedTable, StateColumns, COLUMNS};
+}
 
 /// Burn, re-exported so users and macros name the exact version morphogen is built on.
 pub use burn;

@@ -1,7 +1,8 @@
 //! [`SeededLinear`]: a Linear layer carrying seeds, used wherever `burn::nn::Linear` would be.
 
 use crate::grafting::GraftSignals;
-use crate::seeds::{seeded_layer, HostKind, SeedCore, SeedOptions};
+use crate::seeded_layer::seeded_layer;
+use crate::seeds::{HostKind, SeedCore, SeedOptions};
 use crate::MorphogenError;
 use burn::config::Config;
 use burn::module::{Initializer, Module};
@@ -14,12 +15,12 @@ use burn::tensor::Tensor;
 pub struct SeededLinearConfig {
     /// Input features.
     pub d_input: usize,
-    /// Output features, split into `seeds` chunks.
+    /// Output features, split into `num_seeds` chunks.
     pub d_output: usize,
     /// Number of seeds (chunks of the output features, sizes differing by at most one);
-    /// `1 <= seeds <= d_output`.
+    /// `1 <= num_seeds <= d_output`.
     #[config(default = 1)]
-    pub seeds: usize,
+    pub num_seeds: usize,
     /// Whether the host layer has a bias.
     #[config(default = true)]
     pub bias: bool,
@@ -38,15 +39,15 @@ pub struct SeededLinearConfig {
 ///
 /// Output: `host(x)` plus, for each seed holding a blueprint, its contribution on its chunk as
 /// its stage dictates (see [`morphogen_contracts::Stage`]). With every seed dormant the output
-/// and the host's gradients are exactly those of `host` alone. Dereferences to its
-/// [`SeedCore`], which holds the lifecycle API (`request_germination`, `advance`, `seed`,
-/// `health_report`, ...).
+/// and the host's gradients are exactly those of `host` alone. The lifecycle API
+/// (`request_germination`, `advance`, `seed`, `health_report`, ...) is the layer's own; `core`
+/// holds the rest.
 #[derive(Module, Debug)]
 pub struct SeededLinear<B: Backend> {
     /// The host layer: weight `[d_input, d_output]`, bias `[d_output]`.
     pub host: Linear<B>,
-    /// Seed state, banks and telemetry.
-    pub seeds: SeedCore<B>,
+    /// Seed state, banks, telemetry and kernel guard.
+    pub core: SeedCore<B>,
 }
 
 impl SeededLinearConfig {
@@ -55,8 +56,8 @@ impl SeededLinearConfig {
         let host = LinearConfig::new(self.d_input, self.d_output)
             .with_bias(self.bias)
             .with_initializer(self.initializer.clone());
-        let seeds = SeedCore::new(&self.name, HostKind::Linear, [self.d_output, self.seeds], &self.options, device)?;
-        Ok(SeededLinear { host: host.init(device), seeds })
+        let core = SeedCore::new(&self.name, HostKind::Linear, [self.d_output, self.num_seeds], &self.options, device)?;
+        Ok(SeededLinear { host: host.init(device), core })
     }
 
     /// Builds the layer; panics with [`try_init`](Self::try_init)'s error (Burn's convention).
@@ -75,8 +76,8 @@ impl SeededLinearConfig {
             });
         }
         let device = host.weight.device();
-        let seeds = SeedCore::new(&self.name, HostKind::Linear, [d_output, self.seeds], &self.options, &device)?;
-        Ok(SeededLinear { host, seeds })
+        let core = SeedCore::new(&self.name, HostKind::Linear, [d_output, self.num_seeds], &self.options, &device)?;
+        Ok(SeededLinear { host, core })
     }
 }
 
@@ -87,7 +88,7 @@ impl<B: Backend> SeededLinear<B> {
         let dims = h.dims();
         let features = dims[D - 1];
         let rows = dims[..D - 1].iter().product();
-        self.seeds.apply(h.reshape([rows, features, 1]), None).reshape(dims)
+        self.core.apply(h.reshape([rows, features, 1]), None).reshape(dims)
     }
 
     /// [`forward`](Self::forward) with the input's shape checked first.
@@ -95,7 +96,7 @@ impl<B: Backend> SeededLinear<B> {
         let d_input = self.host.weight.dims()[0];
         if D == 0 || x.dims()[D - 1] != d_input {
             return Err(MorphogenError::ShapeMismatch {
-                layer: self.seeds.name().to_string(),
+                layer: self.core.name().to_string(),
                 expected: format!("[..., {d_input}]"),
                 got: x.dims().to_vec(),
             });
@@ -106,7 +107,7 @@ impl<B: Backend> SeededLinear<B> {
     /// Moves every GRAFTING seed's alpha one step by its strategy (on device).
     pub fn graft_step(&mut self, signals: &GraftSignals<B>) -> Result<(), MorphogenError> {
         let weight = self.host.weight.val();
-        self.seeds.graft_step_with(signals, || weight.transpose())
+        self.core.graft_step_with(signals, || weight.transpose())
     }
 }
 

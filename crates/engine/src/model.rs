@@ -73,13 +73,13 @@ pub trait SeededModel<B: Backend> {
         let mut outcome = None;
         self.visit_seeded_mut(&mut |name, layer| {
             if name == command.target.layer {
-                let seeds = layer.seed_core_mut();
+                let core = layer.seed_core_mut();
                 let seed = command.target.seed;
                 outcome = Some(match &command.kind {
                     CommandKind::Germinate { blueprint, strategy } => {
-                        seeds.request_germination(seed, blueprint, strategy)
+                        core.request_germination(seed, blueprint, strategy)
                     }
-                    CommandKind::Advance { to } => seeds.advance(seed, *to),
+                    CommandKind::Advance { to } => core.advance(seed, *to),
                 });
             }
         });

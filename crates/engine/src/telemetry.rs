@@ -12,6 +12,7 @@
 
 use crate::chunks::ChunkMap;
 use crate::config::LifecycleConfig;
+use crate::guard::{first_difference, Kernel, KernelGuard};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 use morphogen_contracts::{LayerHealthReport, SeedHealth};
@@ -76,10 +77,6 @@ fn sum_samples<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 2> {
     x.reshape([k, n])
 }
 
-/// The least tolerance of a kernel check on f16/bf16 outputs, whose tensor-path sums round at
-/// every addition (8-bit bf16 mantissas: a few percent over a batch).
-const HALF_CHECK_TOLERANCE: f32 = 0.1;
-
 /// The host-output sums of a telemetry window.
 #[derive(Clone, Debug)]
 pub(crate) struct Sums<B: Backend> {
@@ -114,21 +111,6 @@ pub(crate) struct TelemetryWindow<B: Backend> {
     passes: u64,
     /// Observed passes whose sums the kernel computed.
     kernel_passes: u64,
-    /// Kept across windows: whether the kernel is still trusted.
-    guard: KernelGuard,
-}
-
-/// The guarded fast path: the kernel's sums are checked against the tensor path on its first
-/// pass and every `kernel_check_every` passes after; a disagreement (or a switch from outside)
-/// sends the layer to the tensor path for good.
-#[derive(Clone, Debug, Default)]
-struct KernelGuard {
-    /// Kernel passes over the layer's life.
-    passes: u64,
-    /// Why the layer left the kernel path, if it did.
-    fell_back: Option<String>,
-    /// Whether `fell_back` is yet to be taken by [`TelemetryWindow::take_fallback`].
-    unreported: bool,
 }
 
 impl<B: Backend> TelemetryWindow<B> {
@@ -140,7 +122,6 @@ impl<B: Backend> TelemetryWindow<B> {
             samples: 0,
             passes: 0,
             kernel_passes: 0,
-            guard: KernelGuard::default(),
         }
     }
 
@@ -151,7 +132,6 @@ impl<B: Backend> TelemetryWindow<B> {
             samples: self.samples,
             passes: self.passes,
             kernel_passes: self.kernel_passes,
-            guard: self.guard,
         }
     }
 
@@ -162,80 +142,33 @@ impl<B: Backend> TelemetryWindow<B> {
         due
     }
 
-    /// A fresh window on `device`; the kernel guard carries over.
+    /// A fresh window on `device`.
     pub fn reset(&mut self, chunks: &ChunkMap, device: &B::Device) {
-        let guard = std::mem::take(&mut self.guard);
-        *self = Self { guard, ..Self::new(chunks, device) };
+        *self = Self::new(chunks, device);
     }
 
     /// Adds the host output `h`: `[a, features, p]`, every `(a, p)` one sample; through the
-    /// kernel when `lifecycle.kernels`, the backend has it and the guard still trusts it.
-    pub fn observe(&mut self, h: Tensor<B, 3>, chunks: &ChunkMap, lifecycle: &LifecycleConfig) {
+    /// kernel when the backend has it and `guard` trusts it (checked by the guard).
+    pub fn observe(
+        &mut self,
+        h: Tensor<B, 3>,
+        chunks: &ChunkMap,
+        lifecycle: &LifecycleConfig,
+        guard: &mut KernelGuard,
+    ) {
         let [a, _, p] = h.dims();
         let h = h.detach();
-        let fast = if self.trusts_kernels(lifecycle) { kernel_accumulate(&self.sums, &h, chunks) } else { None };
+        let fast = if guard.trusts_kernels(lifecycle) { kernel_accumulate(&self.sums, &h, chunks) } else { None };
         self.sums = match fast {
-            Some(fast) => self.checked(fast, &h, chunks, lifecycle),
+            Some(fast) => {
+                let slow = || accumulate(&self.sums, &h, chunks);
+                let (sums, kept) = guard.checked(Kernel::Telemetry, lifecycle, fast, slow, disagreement, h.dtype());
+                self.kernel_passes += u64::from(kept);
+                sums
+            }
             None => accumulate(&self.sums, &h, chunks),
         };
         self.samples += (a * p) as u64;
-    }
-
-    /// The kernel's sums, or on a check pass where they disagree with the tensor path beyond
-    /// `lifecycle.kernel_check_tolerance`, the tensor path's (and the layer falls back). A check
-    /// reads both results back: one device read every `kernel_check_every` kernel passes.
-    fn checked(&mut self, fast: Sums<B>, h: &Tensor<B, 3>, chunks: &ChunkMap, lifecycle: &LifecycleConfig) -> Sums<B> {
-        self.guard.passes += 1;
-        let due = lifecycle.kernel_check_due(self.guard.passes);
-        match due.then(|| self.check(&fast, h, chunks, lifecycle)).flatten() {
-            None => {
-                self.kernel_passes += 1;
-                fast
-            }
-            Some((slow, reason)) => {
-                let pass = self.guard.passes;
-                self.fall_back(format!("telemetry kernel check failed on kernel pass {pass}: {reason}"), true);
-                slow
-            }
-        }
-    }
-
-    /// The tensor path's sums and why, when they disagree with the kernel's `fast` ones.
-    fn check(
-        &self,
-        fast: &Sums<B>,
-        h: &Tensor<B, 3>,
-        chunks: &ChunkMap,
-        lifecycle: &LifecycleConfig,
-    ) -> Option<(Sums<B>, String)> {
-        let slow = accumulate(&self.sums, h, chunks);
-        let tolerance = check_tolerance(lifecycle.kernel_check_tolerance, h.dtype());
-        disagreement(fast, &slow, tolerance).map(|reason| (slow, reason))
-    }
-
-    /// Whether kernels may run: `lifecycle.kernels` is on and the layer has not fallen back.
-    pub fn trusts_kernels(&self, lifecycle: &LifecycleConfig) -> bool {
-        lifecycle.kernels && self.guard.fell_back.is_none()
-    }
-
-    /// Leaves the kernel path for good (a first reason stands); when `report`, the reason is
-    /// taken once by [`Self::take_fallback`].
-    pub fn fall_back(&mut self, reason: String, report: bool) {
-        if self.guard.fell_back.is_none() {
-            self.guard.fell_back = Some(reason);
-            self.guard.unreported = report;
-        }
-    }
-
-    /// Why the layer left the kernel path, if it did.
-    pub fn fallback(&self) -> Option<&str> {
-        self.guard.fell_back.as_deref()
-    }
-
-    /// The fallback reason, once: `None` again after it was taken (or when there is none).
-    pub fn take_fallback(&mut self) -> Option<String> {
-        let unreported = std::mem::take(&mut self.guard.unreported);
-        unreported.then(|| self.guard.fell_back.clone()).flatten()
     }
 
     /// Adds each seed's sum of squared blueprint contributions, `[num_seeds]`.
@@ -272,33 +205,6 @@ fn disagreement<B: Backend>(kernel: &Sums<B>, tensor: &Sums<B>, tolerance: f32) 
     first_difference(flat(kernel), flat(tensor), tolerance).map(|d| format!("sum {d}"))
 }
 
-/// The first element where `kernel` and `tensor` differ by more than `tolerance` relative to
-/// `max(1, |tensor|)` (NaN agreeing with NaN), as `"i is a on the kernel, b on the tensor path"`;
-/// `None` when they agree. Reads both back to the host.
-pub(crate) fn first_difference<B: Backend, const D: usize>(
-    kernel: Tensor<B, D>,
-    tensor: Tensor<B, D>,
-    tolerance: f32,
-) -> Option<String> {
-    let flat = |t: Tensor<B, D>| -> Vec<f32> { t.into_data().convert::<f32>().to_vec().expect("f32 values") };
-    let (k, t) = (flat(kernel), flat(tensor));
-    let (i, (a, b)) = k.iter().zip(&t).enumerate().find(|(_, (a, b))| {
-        let same = a == b || (a.is_nan() && b.is_nan()) || (*a - *b).abs() <= tolerance * b.abs().max(1.0);
-        !same
-    })?;
-    Some(format!("{i} is {a} on the kernel, {b} on the tensor path (tolerance {tolerance})"))
-}
-
-/// The tolerance a kernel check uses on outputs of `dtype`: `tolerance`, raised to
-/// [`HALF_CHECK_TOLERANCE`] for f16/bf16, whose tensor-path sums round in the half type.
-pub(crate) fn check_tolerance(tolerance: f32, dtype: burn::tensor::DType) -> f32 {
-    if dtype.size() < 4 {
-        tolerance.max(HALF_CHECK_TOLERANCE)
-    } else {
-        tolerance
-    }
-}
-
 /// The variance from a sum and a sum of squares over `n` samples; zero when it is within f32
 /// rounding of the mean square (a constant signal), so rounding noise never reads as structure.
 fn variance(sum: f64, sumsq: f64, n: f64) -> f64 {
@@ -313,7 +219,7 @@ fn variance(sum: f64, sumsq: f64, n: f64) -> f64 {
 
 /// A telemetry window read back to the host.
 #[derive(Clone, Debug, PartialEq)]
-pub struct WindowSums {
+pub(crate) struct WindowSums {
     /// Per-feature sum.
     pub feature_sum: Vec<f64>,
     /// Per-feature sum of squares.

@@ -35,7 +35,7 @@ fn main() -> Result<(), morphogen::MorphogenError> {
     let device = Default::default();
     let mut model = Mlp {
         fc1: SeededLinearConfig::new(8, 32)
-            .with_seeds(8)
+            .with_num_seeds(8)
             .with_name("fc1".into())
             // Grafting ramps alpha from 0 to 1 within one epoch of 25 steps.
             .with_options(

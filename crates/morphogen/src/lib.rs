@@ -11,7 +11,7 @@
 //!
 //! type B = Autodiff<NdArray>;
 //! let device = Default::default();
-//! let mut fc1 = SeededLinearConfig::new(784, 256).with_seeds(64).init::<B>(&device);
+//! let mut fc1 = SeededLinearConfig::new(784, 256).with_num_seeds(64).init::<B>(&device);
 //! let y = fc1.forward(Tensor::<B, 2>::zeros([8, 784], &device));
 //! assert_eq!(y.dims(), [8, 256]);
 //! fc1.request_germination(3, "residual_mlp", "fixed_ramp")?;

@@ -5,11 +5,10 @@
 //! (`gelu_tanh`, `small_conv`). wgpu runs in CI on Mesa's software Vulkan; CUDA is opt-in with
 //! `MORPHOGEN_CUDA_TESTS=1`.
 #![cfg(any(feature = "wgpu", feature = "cuda"))]
-mod common;
 
+use crate::common::{assert_close, case, compare_with_reference, populate, random_on, registry, values, Case};
 use burn::module::Module;
 use burn::tensor::backend::AutodiffBackend;
-use common::{assert_close, case, compare_with_reference, populate, random_on, registry, values, Case};
 use morphogen_engine::{reference, LifecycleConfig, SeedOptions, SeededConv2dConfig, SeededLinearConfig, Stage};
 use proptest::prelude::*;
 
@@ -25,7 +24,7 @@ fn options() -> SeedOptions {
 /// How the kernel's values are compared with the reference loop's.
 #[derive(Clone, Copy, Debug)]
 enum Tolerance {
-    /// Every element within this relative tolerance (`common::assert_close`): both sides in f32.
+    /// Every element within this relative tolerance (`crate::common::assert_close`): both sides in f32.
     #[cfg_attr(not(feature = "wgpu"), allow(dead_code))]
     Elementwise(f32),
     /// Per tensor, `|kernel - reference| <= tol * max(1, |reference|)` in the Euclidean norm (the
@@ -62,23 +61,23 @@ fn holds_kernel_blueprint(case: &Case, blueprints: &[&str]) -> bool {
 /// `case` on a Linear host with inputs `[case.batch, per_batch, d_in]`.
 fn linear_case<B: AutodiffBackend>(case: &Case, per_batch: usize, blueprints: &[&str], tol: Tolerance) {
     let mut layer = SeededLinearConfig::new(case.d_in, case.features)
-        .with_seeds(case.seeds)
+        .with_num_seeds(case.seeds)
         .with_options(options())
         .init::<B>(&Default::default());
-    populate(&mut layer.seeds, case, blueprints);
-    let layer = layer.map(&mut common::RandomBanks);
+    populate(&mut layer.core, case, blueprints);
+    let layer = layer.map(&mut crate::common::RandomBanks);
     let x = random_on::<B, 3>([case.batch, per_batch, case.d_in]).require_grad();
     let weights = random_on::<B, 3>([case.batch, per_batch, case.features]);
 
     let fast = layer.forward(x.clone());
     let rows = case.batch * per_batch;
     let h = layer.host.forward(x.clone()).reshape([rows, case.features, 1]);
-    let slow = reference::apply(&layer.seeds, h, None).reshape([case.batch, per_batch, case.features]);
+    let slow = reference::apply(&layer.core, h, None).reshape([case.batch, per_batch, case.features]);
     let check = |a: &[f32], b: &[f32], what: &str| tol.check(a, b, what);
     let host_weight = layer.host.weight.val();
-    compare_with_reference(fast, slow, &x, weights, Some(&host_weight), &layer.seeds, check, check);
+    compare_with_reference(fast, slow, &x, weights, Some(&host_weight), &layer.core, check, check);
     if holds_kernel_blueprint(case, blueprints) {
-        assert!(layer.blend_kernel_passes() > 0, "the kernel ran");
+        assert!(layer.core.blend_kernel_passes() > 0, "the kernel ran");
     }
 }
 
@@ -86,26 +85,26 @@ fn conv_case<B: AutodiffBackend>(case: &Case, side: usize, tol: Tolerance) {
     let blueprints = ["residual_mlp", "small_conv", "low_rank", "tanh_mlp"];
     let mut layer = SeededConv2dConfig::new([case.d_in, case.features], [3, 3])
         .with_padding(burn::nn::PaddingConfig2d::Same)
-        .with_seeds(case.seeds)
+        .with_num_seeds(case.seeds)
         .with_options(options())
         .init::<B>(&Default::default());
-    populate(&mut layer.seeds, case, &blueprints);
-    let layer = layer.map(&mut common::RandomBanks);
+    populate(&mut layer.core, case, &blueprints);
+    let layer = layer.map(&mut crate::common::RandomBanks);
     let x = random_on::<B, 4>([case.batch, case.d_in, side, side]).require_grad();
     let weights = random_on::<B, 4>([case.batch, case.features, side, side]);
 
     let fast = layer.forward(x.clone());
     let h = layer.host.forward(x.clone()).reshape([case.batch, case.features, side * side]);
-    let slow = reference::apply(&layer.seeds, h, Some([case.batch, side, side])).reshape([
+    let slow = reference::apply(&layer.core, h, Some([case.batch, side, side])).reshape([
         case.batch,
         case.features,
         side,
         side,
     ]);
     let check = |a: &[f32], b: &[f32], what: &str| tol.check(a, b, what);
-    compare_with_reference(fast, slow, &x, weights, None, &layer.seeds, check, check);
+    compare_with_reference(fast, slow, &x, weights, None, &layer.core, check, check);
     if holds_kernel_blueprint(case, &blueprints) {
-        assert!(layer.blend_kernel_passes() > 0, "the kernel ran");
+        assert!(layer.core.blend_kernel_passes() > 0, "the kernel ran");
     }
 }
 
@@ -169,22 +168,22 @@ active_kernel_tests!(
 fn failed_check_falls_back<B: AutodiffBackend>() {
     let strict =
         LifecycleConfig::new().with_telemetry(false).with_kernel_check_every(1).with_kernel_check_tolerance(0.0);
-    let config = SeededLinearConfig::new(6, 40).with_seeds(8);
+    let config = SeededLinearConfig::new(6, 40).with_num_seeds(8);
     let mut layer =
         config.clone().with_options(SeedOptions::new().with_lifecycle(strict)).init::<B>(&Default::default());
     for seed in 0..4 {
-        common::reach(&mut layer.seeds, seed, Stage::FineTuning, "residual_mlp", "fixed_ramp", 1.0);
+        crate::common::reach(&mut layer.core, seed, Stage::FineTuning, "residual_mlp", "fixed_ramp", 1.0);
     }
-    let layer = layer.map(&mut common::RandomBanks);
+    let layer = layer.map(&mut crate::common::RandomBanks);
     let x = random_on::<B, 2>([32, 6]);
     let first = layer.forward(x.clone());
-    let reason = layer.take_kernel_fallback().expect("a zero-tolerance check fails");
+    let reason = layer.core.take_kernel_fallback().expect("a zero-tolerance check fails");
     assert!(reason.contains("active-seed kernel check failed on bank pass 1"), "{reason}");
-    assert_eq!(layer.take_kernel_fallback(), None, "reported once");
+    assert_eq!(layer.core.take_kernel_fallback(), None, "reported once");
     let second = layer.forward(x.clone());
-    assert_eq!(layer.blend_kernel_passes(), 1, "after the fallback, the tensor path");
+    assert_eq!(layer.core.blend_kernel_passes(), 1, "after the fallback, the tensor path");
     let h = layer.host.forward(x).reshape([32, 40, 1]);
-    let slow = reference::apply(&layer.seeds, h, None).reshape([32, 40]);
+    let slow = reference::apply(&layer.core, h, None).reshape([32, 40]);
     assert_close(&values(first), &values(slow.clone()), 1e-5, "the failed pass returns the tensor path's output");
     assert_close(&values(second), &values(slow), 1e-5, "later passes");
 }

@@ -1,9 +1,8 @@
 //! The vectorized path against the per-seed reference loop: outputs and gradients, random
 //! shapes, uneven chunks, every stage and strategy, every built-in blueprint and two custom ones.
-mod common;
 
+use crate::common::*;
 use burn::module::Module;
-use common::*;
 use morphogen_engine::reference;
 use morphogen_engine::{SeedOptions, SeededConv2dConfig, SeededLinearConfig};
 use proptest::prelude::*;
@@ -23,10 +22,10 @@ proptest! {
     #[test]
     fn linear_fast_path_matches_reference(case in case(20)) {
         let mut layer = SeededLinearConfig::new(case.d_in, case.features)
-            .with_seeds(case.seeds)
+            .with_num_seeds(case.seeds)
             .with_options(SeedOptions::new().with_blueprints(registry()))
             .init::<B>(&device());
-        populate(&mut layer.seeds, &case, &["residual_mlp", "low_rank", "gelu_tanh", "tanh_mlp"]);
+        populate(&mut layer.core, &case, &["residual_mlp", "low_rank", "gelu_tanh", "tanh_mlp"]);
         let layer = layer.map(&mut RandomBanks);
         let x = random([case.batch, 2, case.d_in]).require_grad();
         let weights = random([case.batch, 2, case.features]);
@@ -34,28 +33,28 @@ proptest! {
         let fast = layer.forward(x.clone());
         let h = layer.host.forward(x.clone());
         let rows = case.batch * 2;
-        let slow = reference::apply(&layer.seeds, h.reshape([rows, case.features, 1]), None)
+        let slow = reference::apply(&layer.core, h.reshape([rows, case.features, 1]), None)
             .reshape([case.batch, 2, case.features]);
         let host_weight = layer.host.weight.val();
-        compare_with_reference(fast, slow, &x, weights, Some(&host_weight), &layer.seeds, output_within, gradient_within);
+        compare_with_reference(fast, slow, &x, weights, Some(&host_weight), &layer.core, output_within, gradient_within);
     }
 
     #[test]
     fn conv_fast_path_matches_reference(case in case(9), height in 1usize..5, width in 1usize..5) {
         let mut layer = SeededConv2dConfig::new([case.d_in, case.features], [3, 3])
             .with_padding(burn::nn::PaddingConfig2d::Same)
-            .with_seeds(case.seeds)
+            .with_num_seeds(case.seeds)
             .with_options(SeedOptions::new().with_blueprints(registry()))
             .init::<B>(&device());
-        populate(&mut layer.seeds, &case, &["small_conv", "residual_mlp", "low_rank", "gelu_tanh", "tanh_mlp"]);
+        populate(&mut layer.core, &case, &["small_conv", "residual_mlp", "low_rank", "gelu_tanh", "tanh_mlp"]);
         let layer = layer.map(&mut RandomBanks);
         let x = random([case.batch, case.d_in, height, width]).require_grad();
         let weights = random([case.batch, case.features, height, width]);
 
         let fast = layer.forward(x.clone());
         let h = layer.host.forward(x.clone());
-        let slow = reference::apply(&layer.seeds, h.reshape([case.batch, case.features, height * width]), Some([case.batch, height, width]))
+        let slow = reference::apply(&layer.core, h.reshape([case.batch, case.features, height * width]), Some([case.batch, height, width]))
             .reshape([case.batch, case.features, height, width]);
-        compare_with_reference(fast, slow, &x, weights, None, &layer.seeds, output_within, gradient_within);
+        compare_with_reference(fast, slow, &x, weights, None, &layer.core, output_within, gradient_within);
     }
 }

@@ -1,13 +1,12 @@
 //! The lifecycle graph, its errors and its bookkeeping: bank rows, embargo, quarantine.
-mod common;
 
-use common::*;
+use crate::common::*;
 use morphogen_engine::{LifecycleConfig, MorphogenError, SeedOptions, SeededLinear, SeededLinearConfig, Stage};
 use proptest::prelude::*;
 
 fn layer(seeds: usize) -> SeededLinear<B> {
     SeededLinearConfig::new(4, 16)
-        .with_seeds(seeds)
+        .with_num_seeds(seeds)
         .with_name("fc1".into())
         .with_options(SeedOptions::new().with_lifecycle(
             LifecycleConfig::new().with_embargo_epochs(2).with_quarantine_after(2).with_bank_page_rows(2),
@@ -42,7 +41,7 @@ proptest! {
         let mut layer = layer(8);
         let blueprints = ["residual_mlp", "low_rank", "no_such_blueprint"];
         for op in ops {
-            let before = layer.table().clone();
+            let before = layer.core.table().clone();
             let result = match &op {
                 Op::Germinate(s, b) => layer.request_germination(*s, blueprints[*b], "fixed_ramp"),
                 Op::Advance(s, t) => layer.advance(*s, Stage::ALL[*t]),
@@ -51,13 +50,13 @@ proptest! {
             };
             match result {
                 Ok(()) => {
-                    for (seed, (old, new)) in before.iter().zip(layer.table()).enumerate() {
+                    for (seed, (old, new)) in before.iter().zip(layer.core.table()).enumerate() {
                         if old.stage != new.stage {
                             prop_assert!(old.stage.can_transition_to(new.stage), "seed {}: {} -> {}", seed, old.stage, new.stage);
                         }
                     }
                 }
-                Err(_) => prop_assert_eq!(&before, layer.table(), "a failed {:?} changed state", op),
+                Err(_) => prop_assert_eq!(&before, layer.core.table(), "a failed {:?} changed state", op),
             }
             layer.check_invariants().unwrap();
         }
@@ -85,16 +84,16 @@ fn illegal_transition_is_a_specific_error_naming_everything() {
         layer.request_germinations(&[1, 1], "low_rank", "fixed_ramp"),
         Err(MorphogenError::DuplicateSeed { .. })
     ));
-    assert!(layer.table().iter().all(|r| r.stage == Stage::Dormant), "errors changed state");
+    assert!(layer.core.table().iter().all(|r| r.stage == Stage::Dormant), "errors changed state");
 }
 
 #[test]
 fn batch_requests_are_all_or_nothing() {
     let mut layer = layer(8);
     layer.request_germination(5, "low_rank", "fixed_ramp").unwrap();
-    let before = layer.table().clone();
+    let before = layer.core.table().clone();
     assert!(layer.request_germinations(&[1, 2, 5], "residual_mlp", "fixed_ramp").is_err());
-    assert_eq!(&before, layer.table());
+    assert_eq!(&before, layer.core.table());
     layer.request_germinations(&[1, 2, 3], "residual_mlp", "fixed_ramp").unwrap();
     assert_eq!(layer.seed(3).unwrap().blueprint.as_deref(), Some("residual_mlp"));
 }
@@ -103,14 +102,14 @@ fn batch_requests_are_all_or_nothing() {
 fn culled_rows_are_freed_and_reused_embargo_then_quarantine() {
     let mut layer = layer(8);
     layer.request_germinations(&[0, 1, 2], "residual_mlp", "fixed_ramp").unwrap();
-    assert_eq!(layer.table()[2].slot, Some(2));
-    let capacity = layer.params().banks[0].as_ref().unwrap().pages.len();
+    assert_eq!(layer.core.table()[2].slot, Some(2));
+    let capacity = layer.core.params().banks[0].as_ref().unwrap().pages.len();
     layer.advance_many(&[1], Stage::Training).unwrap();
     layer.advance(1, Stage::Culled).unwrap();
-    assert_eq!(layer.table()[1].slot, None, "cull frees the row");
+    assert_eq!(layer.core.table()[1].slot, None, "cull frees the row");
     layer.request_germination(6, "residual_mlp", "fixed_ramp").unwrap();
-    assert_eq!(layer.table()[6].slot, Some(1), "the freed row is reused");
-    assert_eq!(layer.params().banks[0].as_ref().unwrap().pages.len(), capacity, "no growth needed");
+    assert_eq!(layer.core.table()[6].slot, Some(1), "the freed row is reused");
+    assert_eq!(layer.core.params().banks[0].as_ref().unwrap().pages.len(), capacity, "no growth needed");
 
     // Embargo: CULLED -> DORMANT waits, then germination is allowed again.
     assert!(matches!(layer.advance(1, Stage::Dormant), Err(MorphogenError::Embargoed { epochs_left: 2, .. })));
@@ -130,10 +129,10 @@ fn culled_rows_are_freed_and_reused_embargo_then_quarantine() {
 
 #[test]
 fn ten_thousand_germinations_are_one_call_and_banks_grow_by_pages() {
-    let mut layer = SeededLinearConfig::new(4, 10_000).with_seeds(10_000).init::<B>(&device());
+    let mut layer = SeededLinearConfig::new(4, 10_000).with_num_seeds(10_000).init::<B>(&device());
     let seeds: Vec<usize> = (0..10_000).collect();
     layer.request_germinations(&seeds, "residual_mlp", "fixed_ramp").unwrap();
-    let bank = layer.params().banks[0].as_ref().unwrap();
+    let bank = layer.core.params().banks[0].as_ref().unwrap();
     assert_eq!(bank.capacity(), 10_000);
     let pages: Vec<usize> = bank.pages.iter().map(|p| p.params[0].dims()[0]).collect();
     assert_eq!(pages[..3], [64, 128, 256], "pages double: {pages:?}");

@@ -1,12 +1,11 @@
 //! Seeded layers against their plain host layers and the lifecycle's output semantics.
-mod common;
 
+use crate::common::*;
 use burn::tensor::Tensor;
-use common::*;
 use morphogen_engine::{GraftSignals, SeededConv2dConfig, SeededLinearConfig, Stage};
 
 fn linear(seeds: usize) -> morphogen_engine::SeededLinear<B> {
-    SeededLinearConfig::new(12, 10).with_seeds(seeds).with_name("fc".into()).init(&device())
+    SeededLinearConfig::new(12, 10).with_num_seeds(seeds).with_name("fc".into()).init(&device())
 }
 
 #[test]
@@ -27,7 +26,7 @@ fn all_dormant_linear_is_bit_identical_to_host_with_leading_dims() {
 
 #[test]
 fn all_dormant_conv_is_bit_identical_to_host() {
-    let layer = SeededConv2dConfig::new([3, 7], [3, 3]).with_seeds(3).init::<B>(&device());
+    let layer = SeededConv2dConfig::new([3, 7], [3, 3]).with_num_seeds(3).init::<B>(&device());
     let x = random([2, 3, 6, 5]);
     let seeded = layer.forward(x.clone());
     let plain = layer.host.forward(x);
@@ -52,7 +51,7 @@ fn germination_and_training_never_change_output_or_host_gradients() {
     assert_eq!(values(y.clone()), before, "TRAINING changed the output");
     let grads = y.powi_scalar(2).sum().backward();
     assert_eq!(values(layer.host.weight.grad(&grads).unwrap()), host_grad, "TRAINING changed host gradients");
-    let bank = layer.params().banks[0].as_ref().unwrap();
+    let bank = layer.core.params().banks[0].as_ref().unwrap();
     let last_weight = &bank.pages[0].params[2];
     let g = values(last_weight.grad(&grads).unwrap());
     assert!(g.iter().any(|v| *v != 0.0), "the blueprint must learn in TRAINING");
@@ -60,7 +59,7 @@ fn germination_and_training_never_change_output_or_host_gradients() {
 
 fn blueprint_grad_nonzero(layer: &morphogen_engine::SeededLinear<B>, x: Tensor<B, 2>) -> bool {
     let grads = layer.forward(x).powi_scalar(2).sum().backward();
-    let bank = layer.params().banks[0].as_ref().unwrap();
+    let bank = layer.core.params().banks[0].as_ref().unwrap();
     bank.pages[0].params.iter().any(|p| p.grad(&grads).is_some_and(|g| values(g).iter().any(|v| *v != 0.0)))
 }
 
@@ -90,7 +89,7 @@ fn frozen_stages_get_no_gradient_and_full_contribution() {
 
 #[test]
 fn conv_layer_grows_small_conv_and_dense_blueprints() {
-    let mut layer = SeededConv2dConfig::new([2, 6], [3, 3]).with_seeds(4).init::<B>(&device());
+    let mut layer = SeededConv2dConfig::new([2, 6], [3, 3]).with_num_seeds(4).init::<B>(&device());
     layer.request_germination(0, "small_conv", "fixed_ramp").unwrap();
     layer.request_germination(3, "residual_mlp", "fixed_ramp").unwrap();
     layer.advance_many(&[0, 3], Stage::Training).unwrap();
@@ -98,7 +97,7 @@ fn conv_layer_grows_small_conv_and_dense_blueprints() {
     let y = layer.forward(x.clone());
     assert_eq!(values(y.clone()), values(layer.host.forward(x)));
     let grads = y.sum().backward();
-    let conv_bank = layer.params().banks[2].as_ref().unwrap();
+    let conv_bank = layer.core.params().banks[2].as_ref().unwrap();
     assert!(conv_bank.pages[0].params[2].grad(&grads).is_some());
 }
 
@@ -113,11 +112,11 @@ fn one_seed_per_feature_works() {
 
 #[test]
 fn invalid_configs_are_errors_not_panics() {
-    let err = SeededLinearConfig::new(4, 3).with_seeds(4).try_init::<B>(&device()).unwrap_err();
+    let err = SeededLinearConfig::new(4, 3).with_num_seeds(4).try_init::<B>(&device()).unwrap_err();
     assert!(err.to_string().contains("num_seeds = 4"), "{err}");
     let err = SeededConv2dConfig::new([3, 4], [3, 3]).with_groups(2).try_init::<B>(&device()).unwrap_err();
     assert!(err.to_string().contains("groups"), "{err}");
-    let panic = std::panic::catch_unwind(|| SeededLinearConfig::new(4, 3).with_seeds(0).init::<B>(&device()));
+    let panic = std::panic::catch_unwind(|| SeededLinearConfig::new(4, 3).with_num_seeds(0).init::<B>(&device()));
     assert!(panic.is_err());
 }
 
@@ -130,7 +129,7 @@ fn wrong_input_shape_is_a_typed_error() {
 
 #[test]
 fn a_dormant_seed_costs_at_most_32_bytes() {
-    let layer = SeededLinearConfig::new(64, 4096).with_seeds(1000).init::<B>(&device());
+    let layer = SeededLinearConfig::new(64, 4096).with_num_seeds(1000).init::<B>(&device());
     assert!(layer.state_bytes() <= 32 * 1000, "{} bytes", layer.state_bytes());
     assert_eq!(layer.bank_bytes(), 0, "banks are allocated lazily");
 }

@@ -1,8 +1,7 @@
 //! Grafting strategies move alpha on device, each gated by its own signal.
-mod common;
 
+use crate::common::*;
 use burn::tensor::Tensor;
-use common::*;
 use morphogen_engine::{
     Gate, GraftSignals, GraftingConfig, GraftingSpec, MorphogenError, SeedOptions, SeededLinear, SeededLinearConfig,
     Stage, StrategyRegistry,
@@ -15,7 +14,7 @@ fn grafting(strategy: &str) -> SeededLinear<B> {
             .register(GraftingSpec { name: "slow".into(), ramp_steps: 8, gate: Gate::Always })
             .unwrap();
     let mut layer = SeededLinearConfig::new(3, 4)
-        .with_seeds(2)
+        .with_num_seeds(2)
         .with_options(SeedOptions::new().with_strategies(strategies))
         .init::<B>(&device());
     layer.request_germination(0, "low_rank", strategy).unwrap();
@@ -94,7 +93,7 @@ fn seed_grad_norms_come_from_the_blueprint_gradients() {
     let mut layer = grafting("grad_norm_gated");
     layer.set_alpha(&[0], 1.0).unwrap();
     let grads = layer.forward(random([5, 3])).powi_scalar(2).sum().backward();
-    let norms = values(layer.seeds.seed_grad_norms(&grads));
+    let norms = values(layer.core.seed_grad_norms(&grads));
     assert!(norms[0] > 0.0, "seed 0 trains: {norms:?}");
     assert_eq!(norms[1], 0.0, "seed 1 has no blueprint");
 }

@@ -1,8 +1,7 @@
 //! Health telemetry against statistics computed directly from the raw outputs.
-mod common;
 
+use crate::common::*;
 use burn::tensor::Tensor;
-use common::*;
 use morphogen_engine::reference;
 use morphogen_engine::{SeededConv2dConfig, SeededLinearConfig, Stage};
 use proptest::prelude::*;
@@ -29,7 +28,7 @@ proptest! {
     #[test]
     fn linear_window_matches_direct_statistics(features in 1usize..24, seed_frac in 0.0f64..1.0, batches in 1usize..4) {
         let seeds = 1 + ((features - 1) as f64 * seed_frac) as usize;
-        let layer = SeededLinearConfig::new(5, features).with_seeds(seeds).init::<B>(&device());
+        let layer = SeededLinearConfig::new(5, features).with_num_seeds(seeds).init::<B>(&device());
         let mut rows = Vec::new();
         for _ in 0..batches {
             let x = random([7, 5]);
@@ -46,7 +45,7 @@ proptest! {
 
 #[test]
 fn conv_window_counts_every_pixel_as_a_sample() {
-    let layer = SeededConv2dConfig::new([2, 5], [1, 1]).with_seeds(2).init::<B>(&device());
+    let layer = SeededConv2dConfig::new([2, 5], [1, 1]).with_num_seeds(2).init::<B>(&device());
     let x = random([3, 2, 4, 4]);
     let h = layer.host.forward(x.clone()); // [3, 5, 4, 4]
     let rows: Vec<Vec<f32>> = values(h.permute([0, 2, 3, 1])).chunks(5).map(<[f32]>::to_vec).collect();
@@ -59,11 +58,11 @@ fn conv_window_counts_every_pixel_as_a_sample() {
 #[test]
 fn dead_and_redundant_chunks_are_visible() {
     // Weights make seed 0's features copies of one another and seed 1's features never positive.
-    let layer = SeededLinearConfig::new(1, 4).with_seeds(2).with_bias(false).init::<B>(&device());
+    let layer = SeededLinearConfig::new(1, 4).with_num_seeds(2).with_bias(false).init::<B>(&device());
     let weight = Tensor::<B, 2>::from_floats([[1.0, 1.0, -1.0, -1.0]], &device());
     let layer = morphogen_engine::SeededLinear {
         host: burn::nn::Linear { weight: burn::module::Param::from_tensor(weight), bias: None },
-        seeds: layer.seeds,
+        core: layer.core,
     };
     layer.forward(Tensor::<B, 2>::from_floats([[1.0], [2.0], [3.0]], &device()));
     let report = layer.health_report();
@@ -74,7 +73,7 @@ fn dead_and_redundant_chunks_are_visible() {
 
 #[test]
 fn blueprint_contribution_is_reported_for_active_seeds() {
-    let mut layer = SeededLinearConfig::new(3, 6).with_seeds(3).init::<B>(&device());
+    let mut layer = SeededLinearConfig::new(3, 6).with_num_seeds(3).init::<B>(&device());
     layer.request_germination(1, "low_rank", "fixed_ramp").unwrap();
     layer.forward(random([4, 3]));
     let report = layer.health_report();
@@ -87,7 +86,7 @@ fn blueprint_contribution_is_reported_for_active_seeds() {
 fn telemetry_every_samples_one_pass_in_n() {
     use morphogen_engine::{LifecycleConfig, SeedOptions};
     let options = SeedOptions::new().with_lifecycle(LifecycleConfig::new().with_telemetry_every(3));
-    let layer = SeededLinearConfig::new(5, 6).with_seeds(2).with_options(options).init::<B>(&device());
+    let layer = SeededLinearConfig::new(5, 6).with_num_seeds(2).with_options(options).init::<B>(&device());
     let batches: Vec<_> = (0..7).map(|_| random([4, 5])).collect();
     for x in &batches {
         layer.forward(x.clone());

@@ -2,11 +2,10 @@
 //! wgpu (in CI on Mesa's software Vulkan: `--features wgpu`) and CUDA (`--features cuda`, opt-in
 //! with `MORPHOGEN_CUDA_TESTS=1` since CI has no GPU).
 #![cfg(any(feature = "wgpu", feature = "cuda"))]
-mod common;
 
+use crate::common::{assert_close, random_on, values};
 use burn::module::Module;
 use burn::tensor::backend::Backend;
-use common::{assert_close, random_on, values};
 use morphogen_engine::{reference, LifecycleConfig, SeedHealth, SeedOptions, Stage};
 use morphogen_engine::{SeededConv2d, SeededConv2dConfig, SeededLinear, SeededLinearConfig};
 use proptest::prelude::*;
@@ -22,7 +21,7 @@ fn options(kernels: bool) -> SeedOptions {
 /// A kernel layer and a tensor-path layer with the same weights.
 fn linear_pair<B: Backend>(d_in: usize, features: usize, seeds: usize) -> (SeededLinear<B>, SeededLinear<B>) {
     let device = Default::default();
-    let config = SeededLinearConfig::new(d_in, features).with_seeds(seeds);
+    let config = SeededLinearConfig::new(d_in, features).with_num_seeds(seeds);
     let fast = config.clone().with_options(options(true)).init::<B>(&device);
     // Burn initialises parameters lazily, per clone: read them before cloning the record.
     let _ = (fast.host.weight.val(), fast.host.bias.as_ref().map(|b| b.val()));
@@ -32,7 +31,7 @@ fn linear_pair<B: Backend>(d_in: usize, features: usize, seeds: usize) -> (Seede
 
 fn conv_pair<B: Backend>(channels: [usize; 2], seeds: usize) -> (SeededConv2d<B>, SeededConv2d<B>) {
     let device = Default::default();
-    let config = SeededConv2dConfig::new(channels, [3, 3]).with_seeds(seeds);
+    let config = SeededConv2dConfig::new(channels, [3, 3]).with_num_seeds(seeds);
     let fast = config.clone().with_options(options(true)).init::<B>(&device);
     let _ = (fast.host.weight.val(), fast.host.bias.as_ref().map(|b| b.val()));
     let slow = config.with_options(options(false)).init::<B>(&device).load_record(fast.clone().into_record());
@@ -69,9 +68,9 @@ fn linear_case<B: Backend>(d_in: usize, features: usize, seeds: usize, batches: 
         slow.forward(x);
     }
     if fast.chunks().width() <= ALWAYS_IN_TILE {
-        assert_eq!(fast.telemetry_kernel_passes(), batches.len() as u64, "every pass on the kernel");
+        assert_eq!(fast.core.telemetry_kernel_passes(), batches.len() as u64, "every pass on the kernel");
     }
-    assert_eq!(slow.telemetry_kernel_passes(), 0, "kernels off: tensor path");
+    assert_eq!(slow.core.telemetry_kernel_passes(), 0, "kernels off: tensor path");
     let (k, t) = (fast.health_report(), slow.health_report());
     assert_eq!(k.samples, rows.len() as u64);
     check(&k.seeds, &t.seeds, &reference::health(fast.chunks(), &rows, |_| Stage::Dormant));
@@ -84,7 +83,7 @@ fn conv_case<B: Backend>(channels: [usize; 2], seeds: usize, batch: usize, side:
     let rows: Vec<Vec<f32>> = values(h.permute([0, 2, 3, 1])).chunks(channels[1]).map(<[f32]>::to_vec).collect();
     fast.forward(x.clone());
     slow.forward(x);
-    assert_eq!(fast.telemetry_kernel_passes(), 1, "conv telemetry on the kernel");
+    assert_eq!(fast.core.telemetry_kernel_passes(), 1, "conv telemetry on the kernel");
     let (k, t) = (fast.health_report(), slow.health_report());
     check(&k.seeds, &t.seeds, &reference::health(fast.chunks(), &rows, |_| Stage::Dormant));
 }
@@ -107,7 +106,7 @@ fn linear_shapes() -> impl Strategy<Value = (usize, usize, Vec<[usize; 2]>)> {
 fn guarded_fallback<B: Backend>() {
     let device = Default::default();
     let strict = LifecycleConfig::new().with_kernel_check_every(1).with_kernel_check_tolerance(0.0);
-    let config = SeededLinearConfig::new(16, 300).with_seeds(30);
+    let config = SeededLinearConfig::new(16, 300).with_num_seeds(30);
     let fast = config.clone().with_options(SeedOptions::new().with_lifecycle(strict)).init::<B>(&device);
     let _ = (fast.host.weight.val(), fast.host.bias.as_ref().map(|b| b.val()));
     let slow = config.with_options(options(false)).init::<B>(&device).load_record(fast.clone().into_record());
@@ -116,25 +115,25 @@ fn guarded_fallback<B: Backend>() {
         fast.forward(x.clone());
         slow.forward(x);
     }
-    let reason = fast.take_kernel_fallback().expect("a zero-tolerance check fails");
+    let reason = fast.core.take_kernel_fallback().expect("a zero-tolerance check fails");
     assert!(reason.contains("kernel check failed on kernel pass 1"), "{reason}");
-    assert_eq!(fast.take_kernel_fallback(), None, "reported once");
+    assert_eq!(fast.core.take_kernel_fallback(), None, "reported once");
     assert_eq!(fast.kernel_fallback().as_deref(), Some(reason.as_str()), "still on the tensor path");
-    assert_eq!(fast.telemetry_kernel_passes(), 0, "every pass on the tensor path");
+    assert_eq!(fast.core.telemetry_kernel_passes(), 0, "every pass on the tensor path");
     let (k, t) = (fast.health_report(), slow.health_report());
     assert_eq!(k, t, "the window holds the tensor path's sums");
 
     let (on, _) = linear_pair::<B>(8, 40, 4);
-    on.fall_back_from_kernels("flag 'kernels' off for this run");
+    on.core.fall_back_from_kernels("flag 'kernels' off for this run");
     on.forward(random_on::<B, 2>([9, 8]));
-    assert_eq!(on.telemetry_kernel_passes(), 0);
-    assert_eq!(on.take_kernel_fallback(), None, "a deliberate switch is no failure to report");
+    assert_eq!(on.core.telemetry_kernel_passes(), 0);
+    assert_eq!(on.core.take_kernel_fallback(), None, "a deliberate switch is no failure to report");
     assert_eq!(on.kernel_fallback().as_deref(), Some("flag 'kernels' off for this run"));
 
-    let checked = SeededLinearConfig::new(16, 300).with_seeds(30).init::<B>(&device); // default guard
+    let checked = SeededLinearConfig::new(16, 300).with_num_seeds(30).init::<B>(&device); // default guard
     checked.forward(random_on::<B, 2>([64, 16]));
     assert_eq!(checked.kernel_fallback(), None, "the default first-pass check agrees");
-    assert_eq!(checked.telemetry_kernel_passes(), 1);
+    assert_eq!(checked.core.telemetry_kernel_passes(), 1);
 }
 
 macro_rules! kernel_tests {
@@ -197,13 +196,15 @@ fn half_case<B: Backend>() {
     if std::env::var_os("MORPHOGEN_CUDA_TESTS").is_none() {
         return;
     }
-    let layer =
-        SeededLinearConfig::new(32, 1000).with_seeds(100).with_options(options(true)).init::<B>(&Default::default());
+    let layer = SeededLinearConfig::new(32, 1000)
+        .with_num_seeds(100)
+        .with_options(options(true))
+        .init::<B>(&Default::default());
     let x = random_on::<B, 2>([256, 32]);
     let rows: Vec<Vec<f32>> = values(layer.host.forward(x.clone())).chunks(1000).map(<[f32]>::to_vec).collect();
     layer.forward(x);
     assert_eq!(layer.kernel_fallback(), None, "the half-precision check agrees");
-    assert_eq!(layer.telemetry_kernel_passes(), 1);
+    assert_eq!(layer.core.telemetry_kernel_passes(), 1);
     let report = layer.health_report();
     let direct = reference::health(layer.chunks(), &rows, |_| Stage::Dormant);
     for (k, d) in report.seeds.iter().zip(&direct) {
@@ -235,5 +236,5 @@ fn wgpu_wide_chunks_take_the_kernel() {
     linear_case::<W>(4, 900, 2, &[[2, 40], [3, 9]]); // 450-feature chunks
     let (fast, _) = linear_pair::<W>(4, 900, 2);
     fast.forward(random_on::<W, 2>([16, 4]));
-    assert_eq!(fast.telemetry_kernel_passes(), 1, "a 450-feature chunk on the kernel");
+    assert_eq!(fast.core.telemetry_kernel_passes(), 1, "a 450-feature chunk on the kernel");
 }

@@ -1,10 +1,9 @@
 //! Whole models: records, devices and addressing seeds by layer name.
-mod common;
 
+use crate::common::*;
 use burn::module::Module;
 use burn::record::{BinBytesRecorder, FullPrecisionSettings, Recorder};
 use burn::tensor::Tensor;
-use common::*;
 use morphogen_engine::{
     seeded_model, Command, CommandKind, MorphogenError, SeedAddress, SeededLinear, SeededLinearConfig, SeededModel,
     Stage,
@@ -20,8 +19,8 @@ seeded_model!(Mlp { fc1, fc2 });
 
 fn mlp() -> Mlp<B> {
     Mlp {
-        fc1: SeededLinearConfig::new(6, 8).with_seeds(4).with_name("fc1".into()).init(&device()),
-        fc2: SeededLinearConfig::new(8, 3).with_seeds(3).with_name("fc2".into()).init(&device()),
+        fc1: SeededLinearConfig::new(6, 8).with_num_seeds(4).with_name("fc1".into()).init(&device()),
+        fc2: SeededLinearConfig::new(8, 3).with_num_seeds(3).with_name("fc2".into()).init(&device()),
     }
 }
 
@@ -77,7 +76,7 @@ fn records_round_trip_into_a_fresh_model() {
     let record = recorder.load(bytes, &device()).unwrap();
     let fresh = mlp().load_record(record);
 
-    assert_eq!(fresh.fc1.table(), model.fc1.table());
+    assert_eq!(fresh.fc1.core.table(), model.fc1.core.table());
     assert_eq!(fresh.fc1.seed(3).unwrap().alpha, 0.4);
     let x = random([3, 6]);
     assert_eq!(values(fresh.forward(x.clone())), values(model.forward(x)));
@@ -92,7 +91,7 @@ fn validation_copies_run_on_the_inner_backend() {
     let inner = model.valid();
     let y_inner = inner.forward(x.clone().inner());
     assert_eq!(values(y_inner), values(model.forward(x)));
-    assert_eq!(inner.fc1.table(), model.fc1.table());
+    assert_eq!(inner.fc1.core.table(), model.fc1.core.table());
 }
 
 /// Growing a bank adds a page and never replaces one, so an optimizer's state for existing rows,
@@ -101,7 +100,7 @@ fn validation_copies_run_on_the_inner_backend() {
 fn optimizer_state_survives_bank_growth() {
     use burn::optim::{AdamConfig, GradientsParams, Optimizer};
     let mut layer = SeededLinearConfig::new(4, 8)
-        .with_seeds(8)
+        .with_num_seeds(8)
         .with_options(
             morphogen_engine::SeedOptions::new()
                 .with_lifecycle(morphogen_engine::LifecycleConfig::new().with_bank_page_rows(2)),
@@ -119,15 +118,15 @@ fn optimizer_state_survives_bank_growth() {
         optim.step(1e-2, layer, grads)
     };
     layer = step(layer, &mut optim);
-    let first_page = layer.params().banks[0].as_ref().unwrap().pages[0].params[2].clone();
+    let first_page = layer.core.params().banks[0].as_ref().unwrap().pages[0].params[2].clone();
     assert!(optim.to_record().contains_key(&first_page.id), "Adam keeps state for the first page");
 
     layer.request_germinations(&[2, 3, 4], "residual_mlp", "fixed_ramp").unwrap();
-    let bank = layer.params().banks[0].as_ref().unwrap();
+    let bank = layer.core.params().banks[0].as_ref().unwrap();
     assert_eq!(bank.pages.len(), 2, "the bank grew by a page");
     assert_eq!(bank.pages[0].params[2].id, first_page.id, "the first page kept its parameter id");
     layer = step(layer, &mut optim);
-    let after = layer.params().banks[0].as_ref().unwrap().pages[0].params[2].val();
+    let after = layer.core.params().banks[0].as_ref().unwrap().pages[0].params[2].val();
     assert_ne!(values(after), values(first_page.val()), "the first page kept training");
     assert!(optim.to_record().contains_key(&first_page.id));
 }

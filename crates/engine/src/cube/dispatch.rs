@@ -1,4 +1,4 @@
-//! Finding the CubeCL tensor inside a backend's float tensor, so kernels run automatically on
+//! Dispatch: finding the CubeCL tensor inside a backend's float tensor, so kernels run automatically on
 //! CubeCL backends (with or without autodiff) and every other backend keeps the tensor path.
 //!
 //! Burn's usual backend extension is a trait every backend must implement; a bound like that

@@ -1,0 +1,280 @@
+//! Device code of the dormant-telemetry kernel (launched from the parent module).
+
+use crate::cube::chunk_start;
+use cubecl::prelude::*;
+
+/// The finishing launch's cube: this many columns of partial sums ...
+pub(super) const FINISH_COLUMNS: usize = 32;
+/// ... by this many slices of the row groups.
+pub(super) const FINISH_SLICES: usize = 8;
+
+/// Floats per tile row for `span` features: one pad word every 32 (see `padded`).
+pub(super) const fn tile_stride(span: usize) -> usize {
+    span + span / 32
+}
+
+/// The shape of a `partial_sums` launch: the host output's rows (samples) and features, the
+/// chunk layout, and how the grid splits them into row groups and spans.
+#[derive(CubeType, CubeLaunch, Clone, Copy)]
+pub(super) struct Grid {
+    /// Samples: `a * p` rows of `[a, features, p]`.
+    rows: usize,
+    features: usize,
+    /// `p`: positions per sample index `a`.
+    spatial: usize,
+    seeds: usize,
+    /// The chunk layout ([`chunk_start`]).
+    base: usize,
+    big: usize,
+    /// Spans over the wide chunks, and seeds per wide and per narrow span.
+    wide_spans: usize,
+    per_wide: usize,
+    per_narrow: usize,
+    /// Rows each cube of the grid's first axis takes.
+    rows_per_group: usize,
+}
+
+/// The first seed of span `y` (`seeds` for the last span's end): spans of `per_wide` seeds
+/// through the `big` wider chunks, then of `per_narrow`, so narrow spans fill the cube too.
+#[cube]
+fn span_start(y: usize, g: &Grid) -> usize {
+    let narrow = max(y, g.wide_spans) - g.wide_spans;
+    select(y <= g.wide_spans, min(y * g.per_wide, g.big), min(g.big + narrow * g.per_narrow, g.seeds))
+}
+
+/// Where span column `col` lies in a tile row: a pad word every 32 columns puts the threads of a
+/// warp summing neighbouring chunks (columns a chunk width apart) on distinct banks.
+#[cube]
+fn padded(col: usize) -> usize {
+    col + col / 32
+}
+
+/// One feature's running sums.
+#[derive(CubeType)]
+struct FeatureSums {
+    sum: f32,
+    sumsq: f32,
+    positive: f32,
+}
+
+#[cube]
+impl FeatureSums {
+    fn new() -> Self {
+        FeatureSums { sum: f32::new(0.0), sumsq: f32::new(0.0), positive: f32::new(0.0) }
+    }
+
+    fn add(&mut self, v: f32) {
+        self.sum += v;
+        self.sumsq += v * v;
+        self.positive += select(v > f32::new(0.0), f32::new(1.0), f32::new(0.0));
+    }
+}
+
+/// One seed's running sums of chunk totals.
+#[derive(CubeType)]
+struct SeedSums {
+    sum: f32,
+    sumsq: f32,
+}
+
+#[cube]
+impl SeedSums {
+    fn new() -> Self {
+        SeedSums { sum: f32::new(0.0), sumsq: f32::new(0.0) }
+    }
+
+    fn add(&mut self, total: f32) {
+        self.sum += total;
+        self.sumsq += total * total;
+    }
+}
+
+/// Loads rows `r0..r0 + nr` of the feature whose column offset in `h` is `column` into tile
+/// column `col`, adding them to `acc`. Branch-free, so the loads can all be in flight at once:
+/// rows past `nr` re-read the last one and count as zeros (the tile's rows past `nr` are never
+/// read).
+#[cube]
+#[allow(clippy::too_many_arguments)]
+fn load_tile<F: Float>(
+    h: &Tensor<F>,
+    tile: &mut SharedMemory<f32>,
+    acc: &mut FeatureSums,
+    r0: usize,
+    nr: usize,
+    column: usize,
+    col: usize,
+    spatial: usize,
+    #[comptime] tile_rows: usize,
+    #[comptime] stride: usize,
+) {
+    // Row r is sample (r / spatial, r % spatial): stepped along, one division per tile.
+    let mut sample = r0 / spatial;
+    let mut position = r0 % spatial;
+    let (sample_stride, position_stride) = (h.stride(0), h.stride(2));
+    #[unroll]
+    for row in 0..tile_rows {
+        let v = f32::cast_from(h[sample * sample_stride + position * position_stride + column]);
+        let v = select(row < nr, v, f32::new(0.0));
+        acc.add(v);
+        tile[row * stride + col] = v;
+        position += select(row + 1 < nr, 1, 0);
+        let wrap = position == spatial;
+        position = select(wrap, 0, position);
+        sample += select(wrap, 1, 0);
+    }
+}
+
+/// Adds to `acc` the chunk totals (columns `first..end`) of tile rows `lane`, `lane + lanes`, ...
+#[cube]
+#[allow(clippy::too_many_arguments)]
+fn sum_chunks(
+    tile: &SharedMemory<f32>,
+    acc: &mut SeedSums,
+    lane: usize,
+    lanes: usize,
+    nr: usize,
+    first: usize,
+    end: usize,
+    #[comptime] stride: usize,
+) {
+    let mut row = lane;
+    while row < nr {
+        let mut total = f32::new(0.0);
+        for col in first..end {
+            total += tile[row * stride + padded(col)];
+        }
+        acc.add(total);
+        row += lanes;
+    }
+}
+
+#[cube(launch)]
+pub(super) fn partial_sums<F: Float>(
+    h: &Tensor<F>,
+    partial: &mut Tensor<f32>,
+    g: Grid,
+    #[comptime] tile_rows: usize,
+    #[comptime] span_max: usize,
+    #[define(F)] _dtype: StorageType,
+) {
+    let stride = comptime!(tile_stride(span_max));
+    let mut tile = SharedMemory::<f32>::new(tile_rows * stride);
+    let t = UNIT_POS_X as usize;
+    let threads = CUBE_DIM_X as usize;
+
+    // The span: seeds `seed_lo..seed_lo + ns`, features `f_lo..f_lo + span`.
+    let y = CUBE_POS_Y as usize;
+    let seed_lo = span_start(y, &g);
+    let ns = span_start(y + 1, &g) - seed_lo;
+    let f_lo = chunk_start(seed_lo, g.base, g.big);
+    let span = chunk_start(seed_lo + ns, g.base, g.big) - f_lo;
+    // Thread t owns feature t (threads past the span repeat the last one, never written out) and
+    // sums the chunk of seed `t % ns` in tile rows `t / ns`, `+ lanes`, ...
+    let feature = f_lo + min(t, span - 1);
+    let lanes = threads / ns;
+    let lane = t / ns;
+    let own = seed_lo + t % ns;
+    let first = chunk_start(own, g.base, g.big) - f_lo;
+    let end = chunk_start(own + 1, g.base, g.big) - f_lo;
+
+    let mut feature_acc = FeatureSums::new();
+    let mut seed_acc = SeedSums::new();
+    let r_begin = CUBE_POS_X as usize * g.rows_per_group;
+    let r_end = min(r_begin + g.rows_per_group, g.rows);
+    let mut r0 = r_begin;
+    while r0 < r_end {
+        let nr = min(r_end - r0, tile_rows);
+        load_tile::<F>(
+            h,
+            &mut tile,
+            &mut feature_acc,
+            r0,
+            nr,
+            feature * h.stride(1),
+            padded(t),
+            g.spatial,
+            tile_rows,
+            stride,
+        );
+        sync_cube();
+        if lane < lanes {
+            sum_chunks(&tile, &mut seed_acc, lane, lanes, nr, first, end, stride);
+        }
+        sync_cube();
+        r0 += tile_rows;
+    }
+
+    let (features, seeds) = (g.features, g.seeds);
+    let out = CUBE_POS_X as usize * (3 * features + 2 * seeds);
+    if t < span {
+        partial[out + feature] = feature_acc.sum;
+        partial[out + features + feature] = feature_acc.sumsq;
+        partial[out + 2 * features + feature] = feature_acc.positive;
+    }
+    // The lanes of a seed combine through the tile (free since the last barrier).
+    if lane < lanes {
+        tile[t] = seed_acc.sum;
+        tile[threads + t] = seed_acc.sumsq;
+    }
+    sync_cube();
+    if t < ns {
+        let mut sum = f32::new(0.0);
+        let mut sumsq = f32::new(0.0);
+        for l in 0..lanes {
+            sum += tile[l * ns + t];
+            sumsq += tile[threads + l * ns + t];
+        }
+        let at = out + 3 * features + seed_lo + t;
+        partial[at] = sum;
+        partial[at + seeds] = sumsq;
+    }
+}
+
+#[cube(launch)]
+#[allow(clippy::too_many_arguments)]
+pub(super) fn finish<F: Float>(
+    partial: &Tensor<f32>,
+    old_features: &Tensor<F>,
+    old_totals: &Tensor<F>,
+    new_features: &mut Tensor<F>,
+    new_totals: &mut Tensor<F>,
+    groups: usize,
+    width: usize,
+    feature_len: usize,
+    #[define(F)] _dtype: StorageType,
+) {
+    // A cube sums `FINISH_COLUMNS` columns, each thread row taking every `FINISH_SLICES`-th group,
+    // so no thread waits on more than a few loads.
+    let (x, slice) = (UNIT_POS_X as usize, UNIT_POS_Y as usize);
+    let j = CUBE_POS * FINISH_COLUMNS + x;
+    let mut slice_sums = SharedMemory::<f32>::new(comptime!(FINISH_COLUMNS * FINISH_SLICES));
+    let mut sum = f32::new(0.0);
+    if j < width {
+        let mut g = slice;
+        while g < groups {
+            sum += partial[g * width + j];
+            g += FINISH_SLICES;
+        }
+    }
+    slice_sums[slice * FINISH_COLUMNS + x] = sum;
+    sync_cube();
+    if slice != 0 || j >= width {
+        terminate!();
+    }
+    let mut total = f32::new(0.0);
+    for s in 0..FINISH_SLICES {
+        total += slice_sums[s * FINISH_COLUMNS + x];
+    }
+    // The old window is read through its strides (Burn may pitch a tensor's rows); the new one
+    // was allocated contiguous.
+    if j < feature_len {
+        let features = feature_len / 3;
+        let old = old_features[(j / features) * old_features.stride(0) + (j % features) * old_features.stride(1)];
+        new_features[j] = F::cast_from(f32::cast_from(old) + total);
+    } else {
+        let i = j - feature_len;
+        let seeds = (width - feature_len) / 2;
+        let old = old_totals[(i / seeds) * old_totals.stride(0) + (i % seeds) * old_totals.stride(1)];
+        new_totals[i] = F::cast_from(f32::cast_from(old) + total);
+    }
+}

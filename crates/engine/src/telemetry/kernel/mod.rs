@@ -1,0 +1,132 @@
+//! The dormant-telemetry kernel: [`accumulate`](super::accumulate) in one pass over the host
+//! output, for CubeCL backends. Two launches per sampled forward, whatever the number of seeds.
+//!
+//! Launch 1 (`partial_sums`): the grid is row groups x *spans*, a span being whole seeds that fill
+//! one cube's threads (256 features; 512 when a chunk is wider), so a seed's chunk totals never
+//! straddle two cubes. Each thread owns one feature and keeps its sum, sum of squares and
+//! positive count in registers over all its group's rows (f32 whatever the input's float type).
+//! Rows pass through a shared tile, 32 at a time (15 on 16 KB devices; 17 and 7 for 512-feature
+//! spans): each thread loads its feature's rows (independent loads, coalesced along features),
+//! storing them in the tile; after a barrier, each thread sums one seed's chunk in some of the
+//! tile's rows, keeping that seed's sum and sum of squares of chunk totals in registers; a second
+//! barrier frees the tile. At the end each cube combines its seed sums once and writes one row of
+//! partial sums.
+//! Launch 2 (`finish`): adds the row groups' partial sums to the window (32 columns a cube, the
+//! groups split over 8 thread rows), writing the new window.
+//! Outputs are allocated contiguous (Burn's default allocation may pitch rows on CUDA, which
+//! flat indexing would misread: the CUDA tests caught exactly that); inputs are read through
+//! their strides.
+
+mod device;
+
+use super::Sums;
+use crate::chunks::ChunkMap;
+use crate::cube::{streaming_multiprocessors, with_cube, CubePrimitive};
+use burn::tensor::backend::Backend;
+use burn::tensor::{DType, Shape, Tensor as BurnTensor, TensorPrimitive};
+use burn_cubecl::ops::numeric::empty_device_contiguous_dtype;
+use burn_cubecl::tensor::CubeTensor;
+use burn_cubecl::CubeRuntime;
+use cubecl::prelude::*;
+use cubecl::{calculate_cube_count_elemwise, CubeDim};
+use device::{finish, partial_sums, tile_stride, GridLaunch, FINISH_COLUMNS, FINISH_SLICES};
+
+/// Span widths, i.e. threads per cube (one per feature): the first that takes the widest chunk.
+const SPANS: [usize; 2] = [256, 512];
+/// The most rows a tile stages between barriers.
+const MAX_TILE_ROWS: usize = 32;
+/// The most shared memory a tile takes: 32 x 256 features is 34 KB, so six cubes fit an H100 SM.
+const TILE_BYTES: usize = 36 * 1024;
+/// Cubes per SM worth launching (six fit, by shared memory).
+const CUBES_PER_SM: usize = 4;
+
+/// The tile a cube stages in shared memory: `rows` x `span` features, one thread per feature.
+#[derive(Clone, Copy, Debug)]
+struct Tile {
+    rows: usize,
+    span: usize,
+}
+
+impl Tile {
+    /// The tile for chunks up to `widest` features on this device; `None` when none fits (at
+    /// least two rows, so the tile also holds each thread's two seed sums when they combine).
+    fn for_device(widest: usize, max_units_per_cube: usize, max_shared_bytes: usize) -> Option<Self> {
+        let span = SPANS.into_iter().find(|&s| widest <= s && s <= max_units_per_cube)?;
+        let rows = (max_shared_bytes.min(TILE_BYTES) / (tile_stride(span) * 4)).min(MAX_TILE_ROWS);
+        (rows >= 2).then_some(Tile { rows, span })
+    }
+}
+
+/// The kernel form of [`accumulate`](super::accumulate): `None` when `B` is not a CubeCL backend
+/// this build knows, or no tile this device holds takes the widest chunk (over 512 features, or
+/// too little shared memory; the caller then takes the tensor path).
+pub(crate) fn accumulate<B: Backend>(sums: &Sums<B>, h: &BurnTensor<B, 3>, chunks: &ChunkMap) -> Option<Sums<B>> {
+    let float = |t: TensorPrimitive<B>| t.tensor();
+    let inputs = [
+        float(sums.features.clone().into_primitive()),
+        float(sums.totals.clone().into_primitive()),
+        float(h.clone().into_primitive()),
+    ];
+    let outputs = with_cube::<B, _, 3, 2>(inputs, &Launch(chunks))?;
+    let [features, totals] = outputs.map(|p| BurnTensor::from_primitive(TensorPrimitive::Float(p)));
+    Some(Sums { features, totals })
+}
+
+/// The two launches, for whichever CubeCL runtime `with_cube` found.
+struct Launch<'a>(&'a ChunkMap);
+
+impl CubePrimitive<3, 2> for Launch<'_> {
+    fn run<R: CubeRuntime>(&self, [features, totals, h]: [CubeTensor<R>; 3]) -> Option<[CubeTensor<R>; 2]> {
+        let chunks = self.0;
+        let hardware = &h.client.properties().hardware;
+        let widest = chunks.width();
+        let tile = Tile::for_device(widest, hardware.max_units_per_cube as usize, hardware.max_shared_memory_size)?;
+        let sms = streaming_multiprocessors(&h.client);
+        let [a, f, p] = h.meta.shape().dims::<3>();
+        let (rows, seeds) = (a * p, chunks.seeds());
+        let (base, big) = (chunks.base(), chunks.big_chunks());
+        // Unused (no wide spans) when every chunk is `base` wide, which may fill the span.
+        let per_wide = (tile.span / (base + 1)).max(1);
+        let per_narrow = tile.span / base;
+        let wide_spans = big.div_ceil(per_wide);
+        let spans = wide_spans + (seeds - big).div_ceil(per_narrow);
+        let wanted_groups = (CUBES_PER_SM * sms).div_ceil(spans).clamp(1, rows.div_ceil(tile.rows).max(1));
+        let rows_per_group = rows.div_ceil(wanted_groups).next_multiple_of(tile.rows).max(1);
+        let groups = rows.div_ceil(rows_per_group).max(1);
+        let width = 3 * f + 2 * seeds;
+        let (client, device, dtype) = (h.client.clone(), h.device.clone(), h.dtype);
+        let partial =
+            empty_device_contiguous_dtype::<R>(client.clone(), device.clone(), Shape::new([groups, width]), DType::F32);
+        partial_sums::launch::<R>(
+            &client,
+            CubeCount::Static(groups as u32, spans as u32, 1),
+            CubeDim::new_1d(tile.span as u32),
+            h.into_tensor_arg(),
+            partial.clone().into_tensor_arg(),
+            GridLaunch::new(rows, f, p, seeds, base, big, wide_spans, per_wide, per_narrow, rows_per_group),
+            tile.rows,
+            tile.span,
+            dtype.into(),
+        );
+        let new_features =
+            empty_device_contiguous_dtype::<R>(client.clone(), device.clone(), Shape::new([3, f]), dtype);
+        let new_totals = empty_device_contiguous_dtype::<R>(client.clone(), device, Shape::new([2, seeds]), dtype);
+        let cube_dim = CubeDim::new_2d(FINISH_COLUMNS as u32, FINISH_SLICES as u32);
+        finish::launch::<R>(
+            &client,
+            // One cube per `FINISH_COLUMNS` columns.
+            calculate_cube_count_elemwise(&client, width * FINISH_SLICES, cube_dim),
+            cube_dim,
+            partial.into_tensor_arg(),
+            features.into_tensor_arg(),
+            totals.into_tensor_arg(),
+            new_features.clone().into_tensor_arg(),
+            new_totals.clone().into_tensor_arg(),
+            groups,
+            width,
+            3 * f,
+            dtype.into(),
+        );
+        Some([new_features, new_totals])
+    }
+}
