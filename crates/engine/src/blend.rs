@@ -73,11 +73,13 @@ impl RowRole {
 pub(crate) struct BankIndex<B: Backend> {
     /// Blueprint id.
     pub blueprint: usize,
-    /// Each row's role (host copy).
+    /// Each row's role (host copy; read by the kernels).
+    #[cfg_attr(not(feature = "kernels"), allow(dead_code))]
     pub roles: Vec<RowRole>,
     /// Seed of each row (free rows point at seed 0 and are masked).
     pub row_seeds: Tensor<B, 1, Int>,
     /// `[rows, 2]`: seed (-1 when free) and [`RowRole::flags`], for the kernels.
+    #[cfg_attr(not(feature = "kernels"), allow(dead_code))]
     pub table: Tensor<B, 2, Int>,
     /// Feature of each padded position of each row, `[rows * width]`.
     features: Tensor<B, 1, Int>,
