@@ -1,14 +1,14 @@
 //! Integrity: truncated, corrupted, wrong-schema and wrong-model checkpoints are typed errors
 //! that name the problem and leave the model (and optimizer) as they were; corruption fuzzing.
-mod common;
 
+use crate::common::*;
 use burn::optim::{AdamConfig, Optimizer};
-use common::*;
 use morphogen_checkpoint::{
     sha256_hex, write_checkpoint, Checkpoint, CheckpointError, Snapshot, StoredTensor, TensorMap, MANIFEST_FILE,
     MANIFEST_SUM_FILE, TENSOR_FILE,
 };
 use morphogen_engine::{BlueprintRegistry, BlueprintSpec, SeedOptions, SeededLinearConfig};
+use morphogen_testkit::*;
 use proptest::prelude::*;
 use serde_json::Value;
 use std::path::{Path, PathBuf};

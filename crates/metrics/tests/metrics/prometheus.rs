@@ -2,9 +2,7 @@
 //! every second; one metric is queried back through its HTTP API. Skips, saying so, when the
 //! `prometheus` binary is not installed.
 
-mod common;
-
-use common::{get, scripted_run};
+use crate::common::{get, scripted_run};
 use morphogen_metrics::{serve, MetricsObserver};
 use std::net::{SocketAddr, TcpListener};
 use std::process::{Child, Command, Stdio};

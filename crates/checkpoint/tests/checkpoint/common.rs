@@ -1,20 +1,14 @@
-//! Models and helpers shared by the checkpoint tests.
-#![allow(dead_code)]
+//! Models and helpers shared by the checkpoint tests (generic tensor helpers come from
+//! `morphogen_testkit`).
 
-use burn::backend::{Autodiff, NdArray};
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::backend::Backend;
-use burn::tensor::{Distribution, Tensor};
+use burn::tensor::Tensor;
 use morphogen_engine::{
     seeded_model, GraftingConfig, SeedOptions, SeedTable, SeededLinear, SeededLinearConfig, SeededModel, Stage,
     StrategyRegistry,
 };
-
-pub type B = Autodiff<NdArray<f32>>;
-
-pub fn device() -> burn::tensor::Device<B> {
-    Default::default()
-}
+use morphogen_testkit::bits;
 
 /// A two-layer MLP whose layers are both seeded.
 #[derive(Module, Debug)]
@@ -64,18 +58,6 @@ pub fn grown<Bk: Backend>(device: &Bk::Device) -> Net<Bk> {
     model.fc2.request_germination(1, "residual_mlp", "fixed_ramp").unwrap();
     advance(&mut model.fc2, &[1], &[Stage::Training]);
     model
-}
-
-pub fn random<const D: usize>(shape: [usize; D]) -> Tensor<B, D> {
-    Tensor::random(shape, Distribution::Normal(0.0, 1.0), &device())
-}
-
-pub fn values<const D: usize, Bk: Backend>(t: Tensor<Bk, D>) -> Vec<f32> {
-    t.into_data().convert::<f32>().to_vec().unwrap()
-}
-
-pub fn bits<const D: usize, Bk: Backend>(t: Tensor<Bk, D>) -> Vec<u32> {
-    values(t).into_iter().map(f32::to_bits).collect()
 }
 
 /// A parameter's id, shape and bit pattern.

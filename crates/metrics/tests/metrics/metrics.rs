@@ -1,8 +1,6 @@
 //! Metric values after a scripted sequence of observer calls, and the HTTP endpoint.
 
-mod common;
-
-use common::{get, sample, scripted_run};
+use crate::common::{get, sample, scripted_run};
 use morphogen_metrics::{serve, Borrowed, Both, MetricsObserver};
 use morphogen_trainer::Observer;
 use std::io::{Read, Write};
@@ -73,7 +71,7 @@ fn scripted_run_through(observer: &mut dyn Observer) {
         observer.step(loss);
     }
     for (seed, layer) in [(0, "fc1"), (1, "fc1"), (5, "fc2")] {
-        observer.transition(&common::event(layer, seed, Dormant, Germinated));
+        observer.transition(&crate::common::event(layer, seed, Dormant, Germinated));
     }
     observer.rolled_back("scripted");
 }

@@ -1,9 +1,9 @@
 //! A checkpoint directory: naming, retention, `latest`, and rollback to the last good state.
-mod common;
 
-use common::*;
+use crate::common::*;
 use morphogen_checkpoint::{active_seeds, CheckpointDir, CheckpointError, Goal, Retention, Snapshot, TENSOR_FILE};
 use morphogen_engine::{SeedAddress, Stage};
+use morphogen_testkit::*;
 
 fn steps(dir: &CheckpointDir) -> Vec<u64> {
     dir.list().unwrap().iter().map(|e| e.progress.step).collect()

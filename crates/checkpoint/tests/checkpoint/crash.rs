@@ -1,15 +1,17 @@
 //! Crash safety: a child process killed by SIGKILL in the middle of a save leaves the previous
 //! checkpoint intact and loadable.
-mod common;
 
-use common::*;
+use crate::common::*;
 use morphogen_checkpoint::{Checkpoint, CheckpointDir, Goal, Retention, Snapshot, TEMP_PREFIX};
 use morphogen_engine::SeededLinearConfig;
+use morphogen_testkit::*;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const CHILD_DIR: &str = "MORPHOGEN_CHECKPOINT_CRASH_CHILD_DIR";
+/// The child's test by its full name in this test binary.
+const CHILD_TEST: &str = "crash::crash_child_saves_forever";
 
 #[derive(burn::module::Module, Debug)]
 struct Big<B: burn::tensor::backend::Backend> {
@@ -42,7 +44,7 @@ fn temporaries(dir: &Path) -> usize {
 /// kill landed mid-save (a temporary directory was left behind).
 fn kill_child_mid_save(dir: &Path) -> bool {
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["crash_child_saves_forever", "--exact", "--nocapture", "--test-threads=1"])
+        .args([CHILD_TEST, "--exact", "--nocapture", "--test-threads=1"])
         .env(CHILD_DIR, dir)
         .stdout(Stdio::null())
         .stderr(Stdio::null())

@@ -1,5 +1,4 @@
 //! Helpers shared by the metrics tests: a scripted run and a minimal HTTP GET.
-#![allow(dead_code)]
 
 use morphogen_contracts::{GlobalMetrics, Stage, TransitionEvent};
 use morphogen_metrics::MetricsObserver;

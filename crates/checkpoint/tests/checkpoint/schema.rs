@@ -1,15 +1,15 @@
 //! Schema evolution: the checked-in fixture `tests/fixtures/v1-checkpoint` was written in the
 //! previous schema (v1: flat epoch/step/rng_seed, no seeded-layer records, no gate memory, no
 //! manifest checksum); this build reads it into a fresh model.
-mod common;
 
+use crate::common::*;
 use burn::module::{Module, ModuleMapper, Param};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
-use common::*;
 use morphogen_checkpoint::manifest::{Manifest, ManifestV1};
 use morphogen_checkpoint::{write_checkpoint, Checkpoint, Snapshot, MANIFEST_FILE, MANIFEST_SUM_FILE, TENSOR_FILE};
 use morphogen_engine::Stage;
+use morphogen_testkit::*;
 use std::path::PathBuf;
 
 fn fixture() -> PathBuf {
@@ -62,7 +62,8 @@ fn expected() -> Net<B> {
     model.map(&mut Deterministic { path: Vec::new(), count: 0 })
 }
 
-/// Writes the fixture as the v1 writer did: run with `--ignored` after changing `expected()`.
+/// Writes the fixture as the v1 writer did: after changing `expected()`, run
+/// `cargo test -p morphogen-checkpoint --test checkpoint -- --ignored --exact schema::regenerate_v1_fixture`.
 #[test]
 #[ignore = "regenerates the checked-in fixture"]
 fn regenerate_v1_fixture() {

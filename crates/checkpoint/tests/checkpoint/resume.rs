@@ -1,13 +1,13 @@
 //! Resume determinism: train N steps, save, train M more, versus restore into a fresh model and
 //! optimizer and train the same M steps: bitwise-identical parameters, seed states and gate
 //! memory on CPU.
-mod common;
 
+use crate::common::*;
 use burn::optim::{AdamConfig, GradientsParams, Optimizer, SgdConfig};
 use burn::tensor::Tensor;
-use common::*;
 use morphogen_checkpoint::{write_checkpoint, Checkpoint, Snapshot};
 use morphogen_engine::{GraftSignals, SeededModel, Stage};
+use morphogen_testkit::*;
 
 type Batch = (Tensor<B, 2>, Tensor<B, 2>);
 

@@ -1,9 +1,9 @@
 //! Saving a grown model and restoring it into a freshly built one.
-mod common;
 
-use common::*;
+use crate::common::*;
 use morphogen_checkpoint::{write_checkpoint, Checkpoint, Snapshot};
 use morphogen_engine::{GraftSignals, SeededModel, Stage};
+use morphogen_testkit::*;
 use serde_json::json;
 
 /// A grown model after a few grafting steps, so alpha, loss averages and drift references

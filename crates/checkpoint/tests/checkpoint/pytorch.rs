@@ -1,39 +1,19 @@
 //! Interchange with PyTorch: export a grown model as a plain state dict, import host weights
 //! back, and check the export's forward pass in Python (numpy) with `examples/pytorch_interop.py`.
-mod common;
 
-use burn::module::{Module, ModuleMapper, Param};
+use crate::common::*;
+use burn::module::Module;
 use burn::nn::PaddingConfig2d;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Distribution, Tensor};
-use common::*;
 use morphogen_checkpoint::{export_pytorch, import_pytorch, CheckpointError, StoredTensor};
 use morphogen_engine::{
     seeded_model, SeedAddress, SeededConv2d, SeededConv2dConfig, SeededLinear, SeededLinearConfig, Stage,
 };
+use morphogen_testkit::*;
 use std::collections::HashMap;
 use std::path::Path;
 use std::process::Command;
-
-/// Gives every blueprint bank (the only rank-3 parameters) random values, so every blueprint
-/// contributes (their last layers start at zero).
-struct RandomBanks;
-
-impl<Bk: Backend> ModuleMapper<Bk> for RandomBanks {
-    fn map_float<const D: usize>(&mut self, param: Param<Tensor<Bk, D>>) -> Param<Tensor<Bk, D>> {
-        if D != 3 {
-            return param;
-        }
-        param.map(|t| {
-            let fresh = Tensor::random(t.shape(), Distribution::Normal(0.0, 0.5), &t.device());
-            if t.is_require_grad() {
-                fresh.require_grad()
-            } else {
-                fresh
-            }
-        })
-    }
-}
 
 /// A conv net with every blueprint kind: conv (7 channels, 3 seeds) -> relu -> flatten -> fc1
 /// (175 -> 10, 4 seeds) -> relu -> fc2 (10 -> 3, 2 seeds). Chunk sizes are uneven, so padded
@@ -264,7 +244,8 @@ fn python_recomputes_the_exported_forward_pass() {
 
 /// Writes the interop files into `$MORPHOGEN_INTEROP_DIR` for a manual `--torch` run (e.g. on a
 /// machine with PyTorch): `MORPHOGEN_INTEROP_DIR=/tmp/x cargo test -p morphogen-checkpoint
-/// --test pytorch -- --ignored`, then `python3 examples/pytorch_interop.py /tmp/x --torch`.
+/// --test checkpoint -- --ignored --exact pytorch::write_interop_files_for_a_manual_run`, then
+/// `python3 examples/pytorch_interop.py /tmp/x --torch`.
 #[test]
 #[ignore = "writes files for a manual run of the Python script"]
 fn write_interop_files_for_a_manual_run() {
