@@ -1,10 +1,9 @@
-//! The backends a build can run on, and the one place each command is instantiated for each.
+//! The backends a build can run on, and the one place a command is instantiated for each.
 
-use crate::bench::{self, Plan};
 use crate::error::CliError;
-use crate::report::Report;
 use clap::ValueEnum;
 use morphogen::burn::backend::{Autodiff, NdArray};
+use morphogen::burn::tensor::backend::AutodiffBackend;
 
 /// A backend named on the command line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -44,39 +43,23 @@ impl BackendKind {
     }
 }
 
-/// Runs the layer benchmark on `kind`, with autodiff on top for the forward+backward timings;
-/// a backend this binary lacks is an error.
-pub fn run_layer_bench(kind: BackendKind, plan: &Plan) -> Result<Report, CliError> {
-    match kind {
-        BackendKind::Ndarray => bench::run::<Autodiff<NdArray<f32>>>(&Default::default(), plan),
-        #[cfg(feature = "cuda")]
-        BackendKind::Cuda => bench::run::<Autodiff<morphogen::burn::backend::Cuda<f32>>>(&Default::default(), plan),
-        #[allow(unreachable_patterns)] // unreachable when every backend is built
-        missing => Err(CliError::BackendNotBuilt(missing.name())),
-    }
+/// Work generic over the backend: a command implements it once, and [`run_on`] instantiates
+/// it for the backend named on the command line.
+pub trait OnBackend {
+    /// What the work returns.
+    type Output;
+
+    /// Does the work on backend `B` (with autodiff) on `device`.
+    fn run<B: AutodiffBackend>(self, device: &B::Device) -> Result<Self::Output, CliError>;
 }
 
-/// Runs `morphogen train` on `kind` (with autodiff); a backend this binary lacks is an error.
-pub fn run_training(
-    kind: BackendKind,
-    config: &crate::train::RunConfig,
-    output: crate::train::Output,
-) -> Result<(), CliError> {
+/// Runs `task` on `kind` with autodiff on top, on the backend's default device; a backend this
+/// binary lacks is an error.
+pub fn run_on<T: OnBackend>(kind: BackendKind, task: T) -> Result<T::Output, CliError> {
     match kind {
-        BackendKind::Ndarray => crate::train::run::<Autodiff<NdArray<f32>>>(config, output),
+        BackendKind::Ndarray => task.run::<Autodiff<NdArray<f32>>>(&Default::default()),
         #[cfg(feature = "cuda")]
-        BackendKind::Cuda => crate::train::run::<Autodiff<morphogen::burn::backend::Cuda<f32>>>(config, output),
-        #[allow(unreachable_patterns)] // unreachable when every backend is built
-        missing => Err(CliError::BackendNotBuilt(missing.name())),
-    }
-}
-
-/// Runs `morphogen bench growth` on `kind`; a backend this binary lacks is an error.
-pub fn run_growth(kind: BackendKind, args: &crate::growth::GrowthArgs) -> Result<Vec<crate::growth::RunRow>, CliError> {
-    match kind {
-        BackendKind::Ndarray => crate::growth::run::<Autodiff<NdArray<f32>>>(args),
-        #[cfg(feature = "cuda")]
-        BackendKind::Cuda => crate::growth::run::<Autodiff<morphogen::burn::backend::Cuda<f32>>>(args),
+        BackendKind::Cuda => task.run::<Autodiff<morphogen::burn::backend::Cuda<f32>>>(&Default::default()),
         #[allow(unreachable_patterns)] // unreachable when every backend is built
         missing => Err(CliError::BackendNotBuilt(missing.name())),
     }

@@ -1,21 +1,16 @@
-//! Runs the built `morphogen` binary end to end.
+//! `morphogen info` and `morphogen bench layer` end to end.
 
+use crate::common::{run, scratch};
 use std::path::PathBuf;
-use std::process::{Command, Output};
 
-/// Runs the binary with `args`, returning its output.
-fn morphogen(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_morphogen")).args(args).output().expect("the morphogen binary runs")
-}
-
-/// A file path private to this test run.
+/// A JSON file path private to this test.
 fn temp_json(name: &str) -> PathBuf {
-    std::env::temp_dir().join(format!("morphogen-cli-{}-{name}.json", std::process::id()))
+    scratch(&format!("bench-{name}")).join("rows.json")
 }
 
 #[test]
 fn info_lists_the_ndarray_backend() {
-    let out = morphogen(&["info"]);
+    let out = run(&["info"]);
     assert!(out.status.success(), "{out:?}");
     let text = String::from_utf8(out.stdout).expect("utf-8");
     assert!(text.contains(env!("CARGO_PKG_VERSION")), "{text}");
@@ -25,8 +20,7 @@ fn info_lists_the_ndarray_backend() {
 #[test]
 fn quick_layer_bench_writes_positive_times() {
     let path = temp_json("quick");
-    let out =
-        morphogen(&["bench", "layer", "--quick", "--iters", "1", "--warmup", "0", "--json", path.to_str().unwrap()]);
+    let out = run(&["bench", "layer", "--quick", "--iters", "1", "--warmup", "0", "--json", path.to_str().unwrap()]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("| batch |"));
     let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).expect("json written")).unwrap();
@@ -53,13 +47,13 @@ fn quick_layer_bench_writes_positive_times() {
 
 #[test]
 fn bad_flags_and_missing_backends_exit_2_with_a_message() {
-    let out = morphogen(&["bench", "layer", "--active", "150"]);
+    let out = run(&["bench", "layer", "--active", "150"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("over 100 percent"));
-    let out = morphogen(&["bench", "layer", "--seeds", "0"]);
+    let out = run(&["bench", "layer", "--seeds", "0"]);
     assert_eq!(out.status.code(), Some(2));
     if !cfg!(feature = "cuda") {
-        let out = morphogen(&["bench", "layer", "--quick", "--backend", "cuda"]);
+        let out = run(&["bench", "layer", "--quick", "--backend", "cuda"]);
         assert_eq!(out.status.code(), Some(2));
         assert!(String::from_utf8_lossy(&out.stderr).contains("--features cuda"));
     }
@@ -69,7 +63,7 @@ fn bad_flags_and_missing_backends_exit_2_with_a_message() {
 fn seeds_beyond_features_are_skipped_rows() {
     let path = temp_json("skipped");
     let args = ["bench", "layer", "--quick", "--seeds", "512", "--active", "0", "--iters", "1", "--warmup", "0"];
-    let out = morphogen(&[&args[..], &["--json", path.to_str().unwrap()]].concat());
+    let out = run(&[&args[..], &["--json", path.to_str().unwrap()]].concat());
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).expect("json written")).unwrap();
     std::fs::remove_file(&path).ok();

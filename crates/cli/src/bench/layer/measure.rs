@@ -1,101 +1,20 @@
-//! The layer benchmark: one function generic over the backend, instantiated per backend in
-//! [`crate::backend`].
+//! The measuring of `morphogen bench layer`: every case of the plan built as a seeded layer and
+//! timed, generic over the backend.
 
+use super::plan::{ActiveStage, Case, Plan, BLUEPRINT, GRAFT_STEPS, STRATEGY};
+use super::results::{Measured, Results, Row, Settings, TelemetryPass, Timings};
+use super::timer::Timer;
 use crate::error::CliError;
-use crate::report::{Case, Measured, Report, Row, Settings, TelemetryPass, Timings};
-use crate::timing::Timer;
-use clap::ValueEnum;
 use morphogen::burn::module::AutodiffModule;
 use morphogen::burn::tensor::backend::{AutodiffBackend, Backend, ExecutionError};
 use morphogen::burn::tensor::{Distribution, Tensor};
 use morphogen::{
     reference, GraftSignals, LifecycleConfig, MorphogenError, SeedOptions, SeededLinear, SeededLinearConfig, Stage,
 };
-use serde::Serialize;
-
-/// Blueprint every active seed grows.
-pub const BLUEPRINT: &str = "residual_mlp";
-/// Grafting strategy of every active seed.
-pub const STRATEGY: &str = "fixed_ramp";
-/// `graft_step` calls made in GRAFTING to move alpha off zero.
-pub const GRAFT_STEPS: usize = 10;
-
-/// The stage active seeds are timed in.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ActiveStage {
-    /// GRAFTING, alpha moved off zero by a few fixed-ramp steps: the blueprint is blended in.
-    Grafting,
-    /// FINE_TUNING: alpha 1, the blueprint fully active and still training.
-    FineTuning,
-}
-
-/// The shapes to measure: every combination of the four lists.
-#[derive(Clone, Debug, Serialize)]
-pub struct Grid {
-    /// Batch sizes.
-    pub batches: Vec<usize>,
-    /// Hidden sizes (the layer is hidden -> hidden).
-    pub hidden: Vec<usize>,
-    /// Seed counts.
-    pub seeds: Vec<usize>,
-    /// Percent of seeds holding an active blueprint.
-    pub active_percent: Vec<usize>,
-}
-
-/// Everything a benchmark run needs besides the backend (written into the JSON settings).
-#[derive(Clone, Debug, Serialize)]
-pub struct Plan {
-    /// The shapes.
-    pub grid: Grid,
-    /// Timed iterations per measurement.
-    pub iters: usize,
-    /// Untimed iterations before each measurement.
-    pub warmup: usize,
-    /// The reference loop runs only where seeds <= this.
-    pub reference_max_seeds: usize,
-    /// Timed iterations of the reference loop (after one warm-up).
-    pub reference_iters: usize,
-    /// Calls per timed sample (not for the reference loop).
-    pub burst: usize,
-    /// Whether the seeded layer accumulates health telemetry.
-    pub telemetry: bool,
-    /// Telemetry on one forward pass in every this many.
-    pub telemetry_every: usize,
-    /// Stage of the active seeds.
-    #[serde(rename = "active_stage")]
-    pub stage: ActiveStage,
-}
-
-impl Plan {
-    /// The grid's combinations, batch slowest, active percent fastest.
-    fn cases(&self) -> Vec<Case> {
-        let g = &self.grid;
-        let mut cases = Vec::new();
-        for &batch in &g.batches {
-            for &hidden in &g.hidden {
-                for &seeds in &g.seeds {
-                    for &active_percent in &g.active_percent {
-                        cases.push(Case::new(batch, hidden, seeds, active_percent));
-                    }
-                }
-            }
-        }
-        cases
-    }
-
-    fn timer(&self) -> Timer {
-        Timer { warmup: self.warmup, iters: self.iters, burst: self.burst }
-    }
-
-    fn reference_timer(&self) -> Timer {
-        Timer { warmup: 1, iters: self.reference_iters, burst: 1 }
-    }
-}
 
 /// Measures every case of `plan` on `device`: forward on `B::InnerBackend`, forward+backward
 /// on `B`. Progress goes to stderr.
-pub fn run<B: AutodiffBackend>(device: &B::Device, plan: &Plan) -> Result<Report, CliError> {
+pub fn run<B: AutodiffBackend>(device: &B::Device, plan: &Plan) -> Result<Results, CliError> {
     let cases = plan.cases();
     let mut rows = Vec::with_capacity(cases.len());
     for (i, case) in cases.iter().enumerate() {
@@ -105,7 +24,7 @@ pub fn run<B: AutodiffBackend>(device: &B::Device, plan: &Plan) -> Result<Report
         rows.push(row);
     }
     let backend = format!("{} on {device:?}", <B::InnerBackend as Backend>::name(device));
-    Ok(Report { settings: Settings::new(backend, plan), rows })
+    Ok(Results { settings: Settings::new(backend, plan), rows })
 }
 
 /// One row: the layer set up for `case` twice (CubeCL kernels on and off), timed four ways

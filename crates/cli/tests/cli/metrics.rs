@@ -1,8 +1,9 @@
 //! `morphogen train --metrics-addr`: the exporter is up during a real run and fed by it.
 
+use crate::common::{morphogen, scratch};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 /// Kills the run however the test ends.
@@ -30,8 +31,8 @@ fn sample(text: &str, name: &str) -> Option<f64> {
 
 #[test]
 fn training_feeds_the_metrics_endpoint() {
-    let runs = std::env::temp_dir().join(format!("morphogen-metrics-{}", std::process::id()));
-    let mut run = Run(Command::new(env!("CARGO_BIN_EXE_morphogen"))
+    let runs = scratch("metrics");
+    let mut run = Run(morphogen()
         .args(["train", "--train-subset", "2000", "--valid-subset", "200", "--epochs", "20", "--batch-size", "50"])
         .args(["--name", "metrics", "--quiet", "--metrics-addr", "127.0.0.1:0", "--runs-dir"])
         .arg(&runs)
@@ -73,9 +74,9 @@ fn training_feeds_the_metrics_endpoint() {
 fn a_taken_metrics_address_is_a_usage_error() {
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
-    let out = Command::new(env!("CARGO_BIN_EXE_morphogen"))
+    let out = morphogen()
         .args(["train", "--quiet", "--metrics-addr", &addr, "--runs-dir"])
-        .arg(std::env::temp_dir().join(format!("morphogen-metrics-taken-{}", std::process::id())))
+        .arg(scratch("metrics-taken"))
         .output()
         .expect("the binary runs");
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -1,17 +1,22 @@
-//! Helpers of the dashboard tests: a real training run, the `morphogen dashboard` server as a
-//! child process, a plain HTTP client and a WebDriver client for headless Chromium.
-#![allow(dead_code)] // each test binary uses its own part of these helpers
+//! Helpers of the CLI tests: the binary, scratch folders, a real training run, the
+//! `morphogen dashboard` server as a child process, a plain HTTP client and a WebDriver client
+//! for headless Chromium.
 
 pub mod http;
 pub mod webdriver;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 
 /// The `morphogen` binary.
 pub fn morphogen() -> Command {
     Command::new(env!("CARGO_BIN_EXE_morphogen"))
+}
+
+/// Runs the binary with `args` to the end, returning its output.
+pub fn run(args: &[&str]) -> Output {
+    morphogen().args(args).output().expect("the morphogen binary runs")
 }
 
 /// A fresh folder under the target dir's temp space, removed first if it exists.

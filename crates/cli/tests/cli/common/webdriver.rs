@@ -38,11 +38,6 @@ impl Image {
         [self.rgba[i], self.rgba[i + 1], self.rgba[i + 2]]
     }
 
-    /// How many pixels have exactly this colour.
-    pub fn count(&self, color: [u8; 3]) -> usize {
-        self.rgba.chunks(4).filter(|p| p[..3] == color).count()
-    }
-
     /// How many different colours the image has.
     pub fn distinct_colors(&self) -> usize {
         self.rgba.chunks(4).map(|p| [p[0], p[1], p[2]]).collect::<std::collections::HashSet<_>>().len()

@@ -1,18 +1,16 @@
 //! `morphogen train --otlp-endpoint`: a collector that is not there costs one warning, never
 //! the run; a malformed endpoint is a usage error before training.
 
+use crate::common::{morphogen, scratch};
 use std::net::TcpListener;
-use std::process::Command;
 
-/// A fresh folder under the system's temporary directory.
+/// A fresh folder private to this test.
 fn runs_dir(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("morphogen-tracing-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
+    scratch(&format!("tracing-{name}"))
 }
 
 fn train(runs: &std::path::Path, extra: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_morphogen"))
+    morphogen()
         .args(["train", "--train-subset", "256", "--valid-subset", "64", "--epochs", "2", "--batch-size", "64"])
         .args(["--name", "traced", "--quiet", "--runs-dir"])
         .arg(runs)

@@ -1,10 +1,8 @@
 //! `morphogen dashboard`, `report` and `watch` on real run folders: the JSON API, the page and
 //! the report in headless Chromium, the terminal view in a pseudo-terminal.
 
-mod common;
-
-use common::webdriver::{Browser, Image};
-use common::{morphogen, scratch, train, Dashboard};
+use crate::common::webdriver::{Browser, Image};
+use crate::common::{self, morphogen, scratch, train, Dashboard};
 use serde_json::Value;
 use std::io::Write;
 use std::path::Path;

@@ -1,15 +1,11 @@
 //! `morphogen train` end to end on a small subset of the real Fashion-MNIST.
 
-use std::process::Command;
-
-fn morphogen(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_morphogen")).args(args).output().expect("the binary runs")
-}
+use crate::common::{run, scratch};
 
 #[test]
 fn train_writes_a_complete_run_folder() {
-    let runs = std::env::temp_dir().join(format!("morphogen-train-{}", std::process::id()));
-    let out = morphogen(&[
+    let runs = scratch("train");
+    let out = run(&[
         "train",
         "--train-subset",
         "600",
@@ -45,13 +41,13 @@ fn train_writes_a_complete_run_folder() {
 
 #[test]
 fn bad_values_are_rejected_before_training() {
-    let out = morphogen(&["train", "--lr=-1", "--epochs", "1"]);
+    let out = run(&["train", "--lr=-1", "--epochs", "1"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("learning_rate"));
 
-    let file = std::env::temp_dir().join(format!("morphogen-bad-{}.toml", std::process::id()));
+    let file = scratch("train-bad").join("bad.toml");
     std::fs::write(&file, "[trainer]\nepochz = 3\n").unwrap();
-    let out = morphogen(&["train", "--config", file.to_str().unwrap()]);
+    let out = run(&["train", "--config", file.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("epochz"), "{}", String::from_utf8_lossy(&out.stderr));
     std::fs::remove_file(file).ok();
@@ -59,24 +55,24 @@ fn bad_values_are_rejected_before_training() {
 
 #[test]
 fn a_missing_data_folder_says_how_to_install_the_package() {
-    let out = morphogen(&["train", "--data", "/nonexistent/fashion", "--epochs", "1"]);
+    let out = run(&["train", "--data", "/nonexistent/fashion", "--epochs", "1"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("apt-get install dataset-fashion-mnist"));
 }
 
 #[test]
 fn resume_continues_a_run_from_its_newest_checkpoint() {
-    let runs = std::env::temp_dir().join(format!("morphogen-resume-{}", std::process::id()));
+    let runs = scratch("train-resume");
     let common = ["--train-subset", "400", "--valid-subset", "100", "--batch-size", "100", "--quiet", "--name", "r"];
-    let run = |extra: &[&str]| {
+    let train = |extra: &[&str]| {
         let mut args = vec!["train", "--runs-dir", runs.to_str().unwrap()];
         args.extend_from_slice(&common);
         args.extend_from_slice(extra);
-        morphogen(&args)
+        run(&args)
     };
-    let first = run(&["--epochs", "2"]);
+    let first = train(&["--epochs", "2"]);
     assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
-    let second = run(&["--epochs", "3", "--resume"]);
+    let second = train(&["--epochs", "3", "--resume"]);
     let stderr = String::from_utf8_lossy(&second.stderr);
     assert!(second.status.success(), "{stderr}");
     assert!(stderr.contains("resumed after epoch 2"), "{stderr}");

@@ -1,0 +1,51 @@
+//! `morphogen bench growth`: does growing help? The same small host trained for the same epochs
+//! (1) static, (2) growing with morphogen, (3) static but enlarged to the parameter count (2)
+//! ended with; several seeds each; accuracy mean and spread, growth counts and wall time.
+//!
+//! The [`variants`] are trained and summed up in a [`table`], and written as JSON if asked.
+
+mod table;
+mod variants;
+
+use super::json_file::JsonFile;
+use crate::backend::{self, OnBackend};
+use crate::error::CliError;
+use crate::train::args::TrainArgs;
+use clap::Args;
+use morphogen::burn::tensor::backend::AutodiffBackend;
+use std::path::PathBuf;
+use variants::RunRow;
+
+/// Flags of `morphogen bench growth`: the training flags of `morphogen train`, plus repeats.
+#[derive(Args, Debug)]
+pub struct GrowthArgs {
+    /// The run to compare (same flags and config file as `morphogen train`; MLP preset only).
+    #[command(flatten)]
+    pub run: TrainArgs,
+    /// Seeds (repeats) per variant.
+    #[arg(long, default_value_t = 3)]
+    pub repeats: u64,
+    /// Also write every run as JSON to this file.
+    #[arg(long, value_name = "PATH")]
+    pub json: Option<PathBuf>,
+}
+
+/// `morphogen bench growth`: runs every variant, prints the tables, writes the JSON if asked.
+pub fn run(args: &GrowthArgs) -> Result<(), CliError> {
+    let mut json = JsonFile::create(args.json.as_deref())?;
+    let rows = backend::run_on(args.run.backend, args)?;
+    print!("{}", table::table(&rows));
+    if let Some(file) = &mut json {
+        file.write(&rows)?;
+    }
+    Ok(())
+}
+
+impl OnBackend for &GrowthArgs {
+    type Output = Vec<RunRow>;
+
+    /// Trains every variant `repeats` times.
+    fn run<B: AutodiffBackend>(self, device: &B::Device) -> Result<Vec<RunRow>, CliError> {
+        variants::run::<B>(device, &self.run, self.repeats)
+    }
+}

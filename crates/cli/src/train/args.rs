@@ -1,0 +1,108 @@
+//! The flags of `morphogen train` (also the run flags of `morphogen bench growth`).
+
+use crate::backend::BackendKind;
+use clap::Args;
+use std::path::PathBuf;
+
+/// Flags of `morphogen train`; each overrides the config file's value.
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    /// TOML config with `[run]`, `[model]`, `[trainer]` and `[controller]` tables (see
+    /// `docs/train.md`); flags override it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Folder with Fashion-MNIST's four IDX .gz files [default: /usr/share/datasets/fashion-mnist].
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<PathBuf>,
+    /// Host model preset.
+    #[arg(long, value_enum)]
+    pub model: Option<ModelArg>,
+    /// Epochs.
+    #[arg(long)]
+    pub epochs: Option<u32>,
+    /// Images per step.
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Adam learning rate.
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// Seeds per seeded layer.
+    #[arg(long)]
+    pub seeds: Option<usize>,
+    /// MLP hidden width.
+    #[arg(long)]
+    pub hidden: Option<usize>,
+    /// Use only the first N training images.
+    #[arg(long, value_name = "N")]
+    pub train_subset: Option<usize>,
+    /// Use only the first N test images for validation.
+    #[arg(long, value_name = "N")]
+    pub valid_subset: Option<usize>,
+    /// Shuffling seed.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Train the host only: the controller never germinates.
+    #[arg(long)]
+    pub no_growth: bool,
+    /// Run name: results go to `<runs-dir>/<name>/`.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Where run folders go.
+    #[arg(long, value_name = "DIR")]
+    pub runs_dir: Option<PathBuf>,
+    /// No progress bars (for logs and scripts).
+    #[arg(long)]
+    pub quiet: bool,
+    /// Check every seeded layer's invariants after every step (slow; stops on the first
+    /// violation with the layer named).
+    #[arg(long)]
+    pub debug: bool,
+    /// Feature-flag file: the seeded layers use morphogen's GPU kernels only where the `kernels`
+    /// flag is on for this run's name (see `morphogen flags`). Without it the kernels are on,
+    /// each checked against the tensor path and dropped for it if they ever disagree.
+    #[arg(long, value_name = "FILE")]
+    pub flags: Option<PathBuf>,
+    /// Continue the run `--name` from its newest checkpoint that verifies (model, optimizer,
+    /// controller state), up to `--epochs` in all; metrics and events are appended.
+    #[arg(long)]
+    pub resume: bool,
+    /// Backend.
+    #[arg(long, value_enum, default_value_t = BackendKind::Ndarray)]
+    pub backend: BackendKind,
+    /// Serve Prometheus metrics (`GET /metrics`) on this address while training, e.g.
+    /// `127.0.0.1:9464` (see `docs/metrics.md`).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Export OpenTelemetry traces over OTLP/HTTP to this collector, e.g.
+    /// `http://127.0.0.1:4318` (spans go to `<URL>/v1/traces`; see `docs/metrics.md`). An
+    /// unreachable collector is reported once and training goes on.
+    #[arg(long, value_name = "URL")]
+    pub otlp_endpoint: Option<String>,
+    /// Print OpenTelemetry traces on stdout instead.
+    #[arg(long, conflicts_with = "otlp_endpoint")]
+    pub trace_stdout: bool,
+    /// Lowest span level exported: `info` (run, epochs, decisions, commands, checkpoints,
+    /// rollbacks), `debug` (also every step), `trace` (also every seeded layer's forward work).
+    #[arg(long, value_enum, default_value_t = TraceLevel::Info)]
+    pub trace_level: TraceLevel,
+}
+
+/// Span levels on the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum TraceLevel {
+    /// Run, epochs, controller decisions, commands, checkpoints and rollbacks.
+    Info,
+    /// Also every optimizer step.
+    Debug,
+    /// Also every seeded layer's forward work.
+    Trace,
+}
+
+/// Model presets on the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ModelArg {
+    /// `784 -> hidden -> hidden -> 10`, both hidden layers seeded.
+    Mlp,
+    /// Two seeded 3x3 conv layers with pooling, then a linear head.
+    Cnn,
+}

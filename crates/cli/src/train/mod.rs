@@ -1,0 +1,33 @@
+//! `morphogen train`: the main job. Trains a small preset model on Fashion-MNIST and lets it
+//! grow, with progress bars, a live seed summary, a results table and a run folder.
+//!
+//! The flags ([`args`]) resolve into a [`config`]; [`run`] builds the model, reads the [`data`],
+//! trains it [`once`] while [`progress`] reports and [`exporters`] serve metrics and traces,
+//! and leaves everything in the [`run_folder`] and the [`summary`] table.
+
+pub mod args;
+pub mod config;
+pub mod data;
+mod exporters;
+pub mod once;
+mod progress;
+mod run;
+mod run_folder;
+mod summary;
+
+use crate::backend;
+use crate::error::CliError;
+use args::TrainArgs;
+use config::RunConfig;
+use progress::RunMode;
+use run::Training;
+
+/// `morphogen train`.
+pub fn train(args: &TrainArgs) -> Result<(), CliError> {
+    let config = RunConfig::resolve(args)?;
+    let metrics = exporters::serve_metrics(args)?;
+    // Flushed when dropped, after training.
+    let _tracing = exporters::install_tracing(args)?;
+    let mode = RunMode { quiet: args.quiet, resume: args.resume };
+    backend::run_on(args.backend, Training { config: &config, mode, metrics })
+}

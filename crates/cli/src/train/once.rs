@@ -1,0 +1,92 @@
+//! One training run with Adam, and what it produced: the step `morphogen train` and every run
+//! of `morphogen bench growth` share.
+
+use super::config::RunConfig;
+use crate::error::CliError;
+use morphogen::burn::module::{AutodiffModule, Module, ModuleVisitor, Param};
+use morphogen::burn::optim::AdamConfig;
+use morphogen::burn::tensor::backend::AutodiffBackend;
+use morphogen::burn::tensor::Tensor;
+use morphogen::controller::Controller;
+use morphogen::trainer::{Classifier, Dataset, EventLog, Observer, Trainer};
+use morphogen::{GlobalMetrics, SeededModel, Stage, TransitionEvent};
+
+/// What one training run produced.
+pub struct RunResult<M> {
+    /// The final model.
+    pub model: M,
+    /// Metrics per epoch.
+    pub history: Vec<GlobalMetrics>,
+    /// Every transition.
+    pub events: Vec<TransitionEvent>,
+    /// Rollbacks done.
+    pub rollbacks: u32,
+    /// Trainable parameters before training (the host; banks are still empty).
+    pub host_params: usize,
+    /// Parameters the blueprints seeds hold at the end add.
+    pub params_added: usize,
+    /// Wall time of training, seconds.
+    pub seconds: f64,
+}
+
+impl<M> RunResult<M> {
+    /// Transitions into `stage`.
+    pub fn reached(&self, stage: Stage) -> usize {
+        self.events.iter().filter(|e| e.to == stage).count()
+    }
+
+    /// Validation accuracy after the last epoch.
+    pub fn final_accuracy(&self) -> f32 {
+        self.history.last().map_or(0.0, |m| m.val_accuracy)
+    }
+}
+
+/// Parameters that train (host weights and blueprint banks; not the seed-state columns).
+fn trainable_params<B: AutodiffBackend, M: Module<B>>(model: &M) -> usize {
+    struct Count(usize);
+    impl<B: AutodiffBackend> ModuleVisitor<B> for Count {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+            if param.is_require_grad() {
+                self.0 += param.shape().num_elements();
+            }
+        }
+    }
+    let mut count = Count(0);
+    model.visit(&mut count);
+    count.0
+}
+
+/// Trains `model` once with Adam as `config` says.
+pub fn train_once<B, M>(
+    model: M,
+    config: &RunConfig,
+    (train, valid): &(Dataset, Dataset),
+    events: EventLog,
+    resume: bool,
+    observer: &mut dyn Observer,
+) -> Result<RunResult<M>, CliError>
+where
+    B: AutodiffBackend,
+    M: AutodiffModule<B> + SeededModel<B> + Classifier<B>,
+    M::InnerModule: SeededModel<B::InnerBackend> + Classifier<B::InnerBackend>,
+{
+    let controller = Controller::new(config.controller.clone())?;
+    let mut trainer = Trainer::new(config.trainer.clone(), controller, events)?;
+    let (mut model, mut optim) = (model, AdamConfig::new().init());
+    let host_params = trainable_params(&model);
+    if resume {
+        let epoch = trainer.resume(&mut model, &mut optim)?;
+        eprintln!("resumed after epoch {epoch}");
+    }
+    let start = std::time::Instant::now();
+    let outcome = trainer.run(model, optim, train, valid, observer)?;
+    Ok(RunResult {
+        params_added: outcome.model.params_added(),
+        model: outcome.model,
+        history: outcome.history,
+        events: trainer.events().events().to_vec(),
+        rollbacks: outcome.rollbacks,
+        host_params,
+        seconds: start.elapsed().as_secs_f64(),
+    })
+}

@@ -1,0 +1,10 @@
+//! The `morphogen` binary end to end, one module per command family; one test binary, so Burn
+//! is linked once.
+
+mod common;
+mod dashboard;
+mod flags;
+mod info_and_bench;
+mod metrics;
+mod tracing;
+mod train;
