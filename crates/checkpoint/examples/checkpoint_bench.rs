@@ -28,7 +28,7 @@ struct Bench<B: Backend> {
 seeded_model!(Bench { fc });
 
 fn fresh(device: &burn::tensor::Device<B>) -> Bench<B> {
-    Bench { fc: SeededLinearConfig::new(64, 10_000).with_seeds(10_000).with_name("fc".into()).init(device) }
+    Bench { fc: SeededLinearConfig::new(64, 10_000).with_num_seeds(10_000).with_name("fc".into()).init(device) }
 }
 
 fn median(mut times: Vec<Duration>) -> Duration {
@@ -69,7 +69,7 @@ fn measure<O: Optimizer<Bench<B>, B>>(model: &Bench<B>, optimizer: &mut O, with_
             checkpoint.restore(&mut target).unwrap();
         }
         loads.push(start.elapsed());
-        assert_eq!(target.fc.table(), model.fc.table());
+        assert_eq!(target.fc.core.table(), model.fc.core.table());
     }
     let label = if with_optimizer { "model + Adam state" } else { "model" };
     println!("| {label} | {:.2} MB | {} | {} |", size as f64 / 1e6, ms(median(saves)), ms(median(loads)));
@@ -95,7 +95,7 @@ fn main() {
     let grads = GradientsParams::from_grads(model.fc.forward(x).powi_scalar(2).mean().backward(), &model);
     let model = optimizer.step(1e-3, model, grads);
 
-    let bank_rows = model.fc.params().banks[0].as_ref().map_or(0, |b| b.capacity());
+    let bank_rows = model.fc.core.params().banks[0].as_ref().map_or(0, |b| b.capacity());
     println!(
         "SeededLinear 64 -> 10000, 10000 seeds, {} active (residual_mlp, TRAINING), {bank_rows} bank rows; \
          {} parameters; median of {reps}",

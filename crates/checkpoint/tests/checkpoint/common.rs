@@ -5,8 +5,8 @@ use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 use morphogen_engine::{
-    seeded_model, GraftingConfig, SeedOptions, SeedTable, SeededLinear, SeededLinearConfig, SeededModel, Stage,
-    StrategyRegistry,
+    seeded_model, storage::SeedTable, GraftingConfig, SeedOptions, SeededLinear, SeededLinearConfig, SeededModel,
+    Stage, StrategyRegistry,
 };
 use morphogen_testkit::bits;
 
@@ -34,8 +34,16 @@ pub fn options() -> SeedOptions {
 /// A freshly built `Net` (every seed dormant, no bank allocated).
 pub fn net<Bk: Backend>(device: &Bk::Device) -> Net<Bk> {
     Net {
-        fc1: SeededLinearConfig::new(6, 10).with_seeds(4).with_name("fc1".into()).with_options(options()).init(device),
-        fc2: SeededLinearConfig::new(10, 3).with_seeds(3).with_name("fc2".into()).with_options(options()).init(device),
+        fc1: SeededLinearConfig::new(6, 10)
+            .with_num_seeds(4)
+            .with_name("fc1".into())
+            .with_options(options())
+            .init(device),
+        fc2: SeededLinearConfig::new(10, 3)
+            .with_num_seeds(3)
+            .with_name("fc2".into())
+            .with_options(options())
+            .init(device),
     }
 }
 

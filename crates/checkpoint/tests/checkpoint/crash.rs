@@ -24,7 +24,7 @@ morphogen_engine::seeded_model!(Big { fc });
 #[test]
 fn crash_child_saves_forever() {
     let Ok(dir) = std::env::var(CHILD_DIR) else { return };
-    let mut model = Big::<B> { fc: SeededLinearConfig::new(512, 4096).with_seeds(512).init(&device()) };
+    let mut model = Big::<B> { fc: SeededLinearConfig::new(512, 4096).with_num_seeds(512).init(&device()) };
     model.fc.request_germinations(&[1, 5, 9], "residual_mlp", "fixed_ramp").unwrap();
     let retention = Retention { keep_last: 1000, keep_best: 0, goal: Goal::Minimize };
     let checkpoints = CheckpointDir::open(dir).unwrap().with_retention(retention);

@@ -123,8 +123,11 @@ fn a_missing_tensor_is_named() {
 #[test]
 fn a_host_shape_mismatch_names_tensor_and_layer() {
     let mut other = target();
-    other.fc1 =
-        SeededLinearConfig::new(7, 10).with_seeds(4).with_name("fc1".into()).with_options(options()).init(&device());
+    other.fc1 = SeededLinearConfig::new(7, 10)
+        .with_num_seeds(4)
+        .with_name("fc1".into())
+        .with_options(options())
+        .init(&device());
     let err = restore(valid(), &mut other).unwrap_err();
     let message = err.to_string();
     assert!(matches!(err, CheckpointError::ShapeMismatch { .. }), "{message}");
@@ -155,9 +158,10 @@ fn an_edited_manifest_fails_its_checksum_and_a_future_schema_is_refused() {
     assert!(matches!(&err, CheckpointError::HashMismatch { file, .. } if file == MANIFEST_FILE), "{err}");
 
     let mut manifest = valid().manifest_json();
-    manifest["schema_version"] = 3.into();
+    let future = morphogen_checkpoint::SCHEMA_VERSION + 1;
+    manifest["schema_version"] = future.into();
     let err = restore(&valid().clone().with_manifest(&manifest), &mut target()).unwrap_err();
-    assert!(matches!(err, CheckpointError::UnsupportedSchema { found: 3, .. }), "{err}");
+    assert!(matches!(err, CheckpointError::UnsupportedSchema { found, .. } if found == u64::from(future)), "{err}");
 }
 
 #[test]
@@ -165,7 +169,7 @@ fn a_model_with_other_blueprints_is_refused() {
     let wide = BlueprintRegistry::default().register(BlueprintSpec::residual_mlp(4.0)).unwrap();
     let mut other = target();
     other.fc1 = SeededLinearConfig::new(6, 10)
-        .with_seeds(4)
+        .with_num_seeds(4)
         .with_name("fc1".into())
         .with_options(SeedOptions::new().with_blueprints(wide).with_strategies(options().strategies))
         .init(&device());
@@ -179,14 +183,14 @@ fn a_model_with_other_blueprints_is_refused() {
 #[test]
 fn impossible_seed_states_and_bank_shapes_are_named() {
     let mut tensors = valid().tensors();
-    let stage = tensors.get_mut("model.fc1.seeds.state.stage").unwrap();
+    let stage = tensors.get_mut("model.fc1.core.state.stage").unwrap();
     stage.bytes[8..12].copy_from_slice(&42f32.to_le_bytes());
     let err = restore(&valid().clone().with_tensors(&tensors), &mut target()).unwrap_err();
     assert!(matches!(err, CheckpointError::InvalidSeedState { seed: 2, .. }), "{err}");
 
     let mut tensors = valid().tensors();
     tensors.insert(
-        "model.fc1.seeds.banks.0.pages.0.params.0".into(),
+        "model.fc1.core.banks.0.pages.0.params.0".into(),
         StoredTensor::from_f32(vec![0.0; 4 * 3 * 5], vec![4, 3, 5]),
     );
     let err = restore(&valid().clone().with_tensors(&tensors), &mut target()).unwrap_err();
@@ -196,7 +200,7 @@ fn impossible_seed_states_and_bank_shapes_are_named() {
 
     let mut tensors = valid().tensors();
     for (param, [a, b]) in [[3, 6], [1, 6], [6, 3], [1, 3]].into_iter().enumerate() {
-        let name = format!("model.fc1.seeds.banks.0.pages.1.params.{param}");
+        let name = format!("model.fc1.core.banks.0.pages.1.params.{param}");
         tensors.insert(name, StoredTensor::from_f32(vec![0.0; 4 * a * b], vec![4, a, b]));
     }
     let err = restore(&valid().clone().with_tensors(&tensors), &mut target()).unwrap_err();

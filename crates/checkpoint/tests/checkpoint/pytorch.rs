@@ -31,12 +31,12 @@ impl<B: Backend> ConvNet<B> {
     fn new(device: &B::Device) -> Self {
         let conv = SeededConv2dConfig::new([2, 7], [3, 3])
             .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
-            .with_seeds(3)
+            .with_num_seeds(3)
             .with_name("conv".into());
         Self {
             conv: conv.init(device),
-            fc1: SeededLinearConfig::new(175, 10).with_seeds(4).with_name("fc1".into()).init(device),
-            fc2: SeededLinearConfig::new(10, 3).with_seeds(2).with_name("fc2".into()).init(device),
+            fc1: SeededLinearConfig::new(175, 10).with_num_seeds(4).with_name("fc1".into()).init(device),
+            fc2: SeededLinearConfig::new(10, 3).with_num_seeds(2).with_name("fc2".into()).init(device),
         }
     }
 
@@ -59,7 +59,7 @@ fn walk<Bk: Backend>(core: &mut morphogen_engine::SeedCore<Bk>, seed: usize, sta
 
 fn grown_conv_net() -> ConvNet<B> {
     let mut model = ConvNet::<B>::new(&device());
-    let conv = &mut model.conv.seeds;
+    let conv = &mut model.conv.core;
     conv.request_germination(0, "small_conv", "fixed_ramp").unwrap();
     walk(conv, 0, &TO_FINE_TUNING);
     conv.request_germination(1, "residual_mlp", "fixed_ramp").unwrap();
@@ -67,7 +67,7 @@ fn grown_conv_net() -> ConvNet<B> {
     conv.set_alpha(&[1], 0.3).unwrap();
     conv.request_germination(2, "low_rank", "fixed_ramp").unwrap();
     walk(conv, 2, &[TO_FINE_TUNING.as_slice(), &[Stage::Fossilized]].concat());
-    let fc1 = &mut model.fc1.seeds;
+    let fc1 = &mut model.fc1.core;
     fc1.request_germinations(&[0, 2], "residual_mlp", "fixed_ramp").unwrap();
     walk(fc1, 0, &TO_FINE_TUNING);
     walk(fc1, 2, &TO_FINE_TUNING[..1]);
@@ -75,7 +75,7 @@ fn grown_conv_net() -> ConvNet<B> {
     walk(fc1, 1, &TO_FINE_TUNING[..2]);
     fc1.set_alpha(&[1], 0.6).unwrap();
     walk(fc1, 3, &TO_FINE_TUNING[..4]);
-    let fc2 = &mut model.fc2.seeds;
+    let fc2 = &mut model.fc2.core;
     fc2.request_germination(0, "residual_mlp", "fixed_ramp").unwrap();
     walk(fc2, 0, &TO_FINE_TUNING[..3]);
     fc2.request_germination(1, "low_rank", "fixed_ramp").unwrap();

@@ -33,16 +33,18 @@ fn a_fresh_model_restores_state_banks_gate_memory_and_outputs() {
     assert!(bytes > 0);
 
     let mut fresh = net::<B>(&device());
-    assert!(fresh.fc1.params().banks.iter().all(Option::is_none), "a fresh model has no bank");
+    assert!(fresh.fc1.core.params().banks.iter().all(Option::is_none), "a fresh model has no bank");
     let checkpoint = Checkpoint::read(&path).unwrap();
     checkpoint.restore(&mut fresh).unwrap();
 
     assert_eq!(fingerprint(&fresh), fingerprint(&model), "parameters (with ids), tables and alpha");
     let memory = |m: &Net<B>| {
-        let g = m.fc1.graft_memory();
+        let g = m.fc1.core.graft_memory();
         (g.loss_ema.iter().map(|(id, t)| (*id, bits(t.clone()))).collect::<Vec<_>>(), g.drift_reference.map(bits))
     };
-    assert!(!model.fc1.graft_memory().loss_ema.is_empty() && model.fc1.graft_memory().drift_reference.is_some());
+    assert!(
+        !model.fc1.core.graft_memory().loss_ema.is_empty() && model.fc1.core.graft_memory().drift_reference.is_some()
+    );
     assert_eq!(memory(&fresh), memory(&model), "grafting gate memory");
     let x = random([5, 6]);
     assert_eq!(bits(fresh.forward(x.clone())), bits(model.forward(x)));
@@ -64,10 +66,10 @@ fn a_restored_model_keeps_training_and_growing() {
     // Lifecycle continues from the restored table.
     fresh.fc1.advance_many(&[0, 2], Stage::Stabilization).unwrap();
     fresh.fc2.request_germination(0, "low_rank", "fixed_ramp").unwrap();
-    assert_eq!(fresh.fc2.params().banks[1].as_ref().unwrap().capacity(), 3);
+    assert_eq!(fresh.fc2.core.params().banks[1].as_ref().unwrap().capacity(), 3);
     // Gradients flow into restored banks.
     let grads = fresh.forward(random([3, 6])).sum().backward();
-    let page = &fresh.fc2.params().banks[0].as_ref().unwrap().pages[0];
+    let page = &fresh.fc2.core.params().banks[0].as_ref().unwrap().pages[0];
     assert!(page.params[3].grad(&grads).is_some(), "the TRAINING seed's blueprint gets a gradient");
 }
 
@@ -80,7 +82,7 @@ fn restoring_over_a_model_with_other_banks_replaces_them() {
     other.fc2.request_germinations(&[0, 1, 2], "low_rank", "fixed_ramp").unwrap();
     Checkpoint::read(&dir.path().join("c")).unwrap().restore(&mut other).unwrap();
     assert_eq!(fingerprint(&other), fingerprint(&model));
-    assert!(other.fc2.params().banks[1].is_none(), "the checkpoint had no low_rank bank on fc2");
+    assert!(other.fc2.core.params().banks[1].is_none(), "the checkpoint had no low_rank bank on fc2");
 }
 
 #[test]
@@ -91,15 +93,15 @@ fn the_tensor_file_uses_documented_names() {
     for expected in [
         "model.fc1.host.weight",
         "model.fc1.host.bias",
-        "model.fc1.seeds.state.stage",
-        "model.fc1.seeds.state.alpha",
-        "model.fc1.seeds.banks.0.pages.0.params.0",
-        "model.fc1.seeds.banks.1.pages.0.params.1",
-        "model.fc2.seeds.banks.0.pages.0.params.3",
-        "graft.fc1.seeds.loss_ema.1",
-        "graft.fc1.seeds.drift_reference",
+        "model.fc1.core.state.stage",
+        "model.fc1.core.state.alpha",
+        "model.fc1.core.banks.0.pages.0.params.0",
+        "model.fc1.core.banks.1.pages.0.params.1",
+        "model.fc2.core.banks.0.pages.0.params.3",
+        "graft.fc1.core.loss_ema.1",
+        "graft.fc1.core.drift_reference",
     ] {
         assert!(names.contains(&expected), "{expected} missing from {names:?}");
     }
-    assert!(!names.iter().any(|n| n.starts_with("model.fc2.seeds.banks.1")), "unallocated banks are not saved");
+    assert!(!names.iter().any(|n| n.starts_with("model.fc2.core.banks.1")), "unallocated banks are not saved");
 }

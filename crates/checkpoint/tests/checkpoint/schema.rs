@@ -117,7 +117,8 @@ fn the_v1_fixture_restores_into_a_fresh_model() {
 #[test]
 fn v1_checkpoints_are_still_checked_against_the_model() {
     let mut other = net::<B>(&device());
-    other.fc2 = morphogen_engine::SeededLinearConfig::new(10, 4).with_seeds(3).with_name("fc2".into()).init(&device());
+    other.fc2 =
+        morphogen_engine::SeededLinearConfig::new(10, 4).with_num_seeds(3).with_name("fc2".into()).init(&device());
     let before = fingerprint(&other);
     let err = Checkpoint::read(&fixture()).unwrap().restore(&mut other).unwrap_err();
     assert!(err.to_string().contains("model.fc2"), "{err}");

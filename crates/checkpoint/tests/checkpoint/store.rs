@@ -81,7 +81,8 @@ fn rollback_without_a_usable_checkpoint_changes_nothing() {
     let dir = CheckpointDir::open(root.path()).unwrap();
     let saved = dir.save(&Snapshot::of(&grown::<B>(&device())).unwrap()).unwrap();
     let mut other = net::<B>(&device());
-    other.fc1 = morphogen_engine::SeededLinearConfig::new(6, 10).with_seeds(5).with_name("fc1".into()).init(&device());
+    other.fc1 =
+        morphogen_engine::SeededLinearConfig::new(6, 10).with_num_seeds(5).with_name("fc1".into()).init(&device());
     let before = fingerprint(&other);
     let err = dir.rollback(&mut other).unwrap_err();
     assert!(err.to_string().contains(&saved.path.display().to_string()), "{err}");

@@ -1,57 +1,11 @@
 //! Helpers shared by the engine's integration tests.
-#![allow(dead_code)]
 
-use burn::backend::{Autodiff, NdArray};
-use burn::module::{ModuleMapper, Param};
 use burn::tensor::backend::{AutodiffBackend, Backend};
-use burn::tensor::{Distribution, Tensor};
+use burn::tensor::Tensor;
 use morphogen_engine::{Activation, BlueprintOp, BlueprintRegistry, BlueprintSpec, SeedCore, Stage, Width};
 use proptest::prelude::*;
 
-pub type Inner = NdArray<f32>;
-pub type B = Autodiff<Inner>;
-
-pub fn device() -> burn::tensor::Device<B> {
-    Default::default()
-}
-
-pub fn random<const D: usize>(shape: [usize; D]) -> Tensor<B, D> {
-    random_on::<B, D>(shape)
-}
-
-/// Standard normal values on backend `Bk`'s default device.
-pub fn random_on<Bk: Backend, const D: usize>(shape: [usize; D]) -> Tensor<Bk, D> {
-    Tensor::random(shape, Distribution::Normal(0.0, 1.0), &Default::default())
-}
-
-pub fn values<const D: usize, Bk: Backend>(t: Tensor<Bk, D>) -> Vec<f32> {
-    t.into_data().convert::<f32>().to_vec().unwrap()
-}
-
-pub fn bits<const D: usize, Bk: Backend>(t: Tensor<Bk, D>) -> Vec<u32> {
-    values(t).into_iter().map(f32::to_bits).collect()
-}
-
-pub fn assert_close(a: &[f32], b: &[f32], tol: f32, what: &str) {
-    assert_eq!(a.len(), b.len(), "{what}: lengths differ");
-    for (i, (x, y)) in a.iter().zip(b).enumerate() {
-        let scale = 1.0f32.max(x.abs()).max(y.abs());
-        assert!((x - y).abs() <= tol * scale, "{what}[{i}]: {x} vs {y}");
-    }
-}
-
-/// Replaces every bank parameter (the only rank-3 tensors) with random values, so blueprints
-/// contribute something measurable.
-pub struct RandomBanks;
-
-impl<Bk: Backend> ModuleMapper<Bk> for RandomBanks {
-    fn map_float<const D: usize>(&mut self, param: Param<Tensor<Bk, D>>) -> Param<Tensor<Bk, D>> {
-        if D != 3 {
-            return param;
-        }
-        param.map(|t| Tensor::random(t.shape(), Distribution::Normal(0.0, 0.5), &t.device()).require_grad())
-    }
-}
+pub use morphogen_testkit::{assert_close, bits, device, random, random_on, values, RandomBanks, B};
 
 /// A custom blueprint beside the built-ins: GELU and tanh, three dense maps.
 pub fn gelu_tanh() -> BlueprintSpec {
