@@ -53,8 +53,8 @@ fn measure<B: AutodiffBackend>(device: &B::Device, plan: &Plan, case: Case) -> R
             forward,
             forward_backward,
             telemetry,
-            telemetry_kernel_ran: layer.telemetry_kernel_passes() > 0,
-            active_kernel_ran: layer.blend_kernel_passes() > 0,
+            telemetry_kernel_ran: layer.core.telemetry_kernel_passes() > 0,
+            active_kernel_ran: layer.core.blend_kernel_passes() > 0,
             state_bytes_per_seed: layer.state_bytes() / case.seeds,
             bank_bytes: layer.bank_bytes(),
             alpha,
@@ -75,7 +75,7 @@ fn build<B: AutodiffBackend>(
         .with_telemetry_every(plan.telemetry_every)
         .with_kernels(kernels);
     let config = SeededLinearConfig::new(case.hidden, case.hidden)
-        .with_seeds(case.seeds)
+        .with_num_seeds(case.seeds)
         .with_options(SeedOptions::new().with_lifecycle(lifecycle));
     let mut layer = match config.try_init::<B>(device) {
         Ok(layer) => layer,
@@ -96,7 +96,7 @@ fn telemetry_pass<B: Backend>(
     let [batch, hidden] = h.dims();
     let h = h.reshape([batch, hidden, 1]);
     let device = h.device();
-    let time = |layer: &SeededLinear<B>| timer.median_ms::<B, _>(&device, || layer.seeds.apply(h.clone(), None));
+    let time = |layer: &SeededLinear<B>| timer.median_ms::<B, _>(&device, || layer.core.apply(h.clone(), None));
     Ok(TelemetryPass::new(batch * hidden, time(kernel)?, time(tensor)?))
 }
 
@@ -149,7 +149,7 @@ fn time_paths<B: Backend, T>(
 fn reference_forward<B: Backend>(layer: &SeededLinear<B>, x: Tensor<B, 2>) -> Tensor<B, 2> {
     let h = layer.host.forward(x);
     let [batch, hidden] = h.dims();
-    reference::apply(&layer.seeds, h.reshape([batch, hidden, 1]), None).reshape([batch, hidden])
+    reference::apply(&layer.core, h.reshape([batch, hidden, 1]), None).reshape([batch, hidden])
 }
 
 /// Achieved TFLOP/s of the host matmul: `2 * batch * hidden^2` flops.
