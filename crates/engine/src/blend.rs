@@ -21,13 +21,17 @@ use burn::tensor::{IndexingUpdateOp, Int, Tensor, TensorData};
 #[cfg(feature = "kernels")]
 pub(crate) mod kernel;
 
-#[cfg(feature = "kernels")]
-pub(crate) use kernel::apply_bank as kernel_apply_bank;
-
 /// Without the `kernels` feature no backend has the kernel.
 #[cfg(not(feature = "kernels"))]
-pub(crate) fn kernel_apply_bank<B: Backend>(_: &Tensor<B, 3>, _: &BankPass<'_, B>) -> Option<BankResult<B>> {
-    None
+pub(crate) mod kernel {
+    use super::{BankPass, BankResult};
+    use burn::tensor::backend::Backend;
+    use burn::tensor::Tensor;
+
+    /// Always `None`: the caller takes the tensor path.
+    pub(crate) fn apply_bank<B: Backend>(_: &Tensor<B, 3>, _: &BankPass<'_, B>) -> Option<BankResult<B>> {
+        None
+    }
 }
 
 /// How one bank row takes part in the pass, from its seed's stage.

@@ -6,12 +6,12 @@
 //! and is stored in checkpoints. Users register their own with [`BlueprintRegistry::register`].
 
 use crate::registry::{Registry, Spec};
-use crate::MorphogenError;
 use burn::tensor::activation::{gelu, relu, tanh};
 use burn::tensor::backend::Backend;
 use burn::tensor::module::conv2d;
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::Tensor;
+use morphogen_contracts::MorphogenError;
 use serde::{Deserialize, Serialize};
 
 /// Width of an op's output, relative to the layer's padded chunk width.

@@ -4,7 +4,7 @@
 //! `features % seeds` chunks hold one feature more. That makes the chunks two *uniform groups*,
 //! so per-seed reductions are a reshape and a sum per group, never a loop over seeds.
 
-use crate::MorphogenError;
+use morphogen_contracts::MorphogenError;
 use std::ops::Range;
 
 /// The chunk layout of one seeded layer, computed once.

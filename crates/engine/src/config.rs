@@ -50,16 +50,16 @@ impl LifecycleConfig {
     }
 
     /// Checks the values are usable.
-    pub fn validate(&self, layer: &str) -> Result<(), crate::MorphogenError> {
+    pub fn validate(&self, layer: &str) -> Result<(), morphogen_contracts::MorphogenError> {
         if self.kernel_check_tolerance.is_nan() || self.kernel_check_tolerance < 0.0 {
-            return Err(crate::MorphogenError::InvalidConfig {
+            return Err(morphogen_contracts::MorphogenError::InvalidConfig {
                 component: format!("lifecycle of layer '{layer}'"),
                 problem: format!("kernel_check_tolerance = {}", self.kernel_check_tolerance),
                 hint: "use a tolerance >= 0 (1e-3 suits f32)".into(),
             });
         }
         if self.quarantine_after == 0 || self.bank_page_rows == 0 || self.telemetry_every == 0 {
-            return Err(crate::MorphogenError::InvalidConfig {
+            return Err(morphogen_contracts::MorphogenError::InvalidConfig {
                 component: format!("lifecycle of layer '{layer}'"),
                 problem: format!(
                     "quarantine_after = {}, bank_page_rows = {}, telemetry_every = {}",

@@ -3,13 +3,13 @@
 use crate::grafting::GraftSignals;
 use crate::seeded_layer::seeded_layer;
 use crate::seeds::{HostKind, SeedCore, SeedOptions};
-use crate::MorphogenError;
 use burn::config::Config;
 use burn::module::{Initializer, Module};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::PaddingConfig2d;
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
+use morphogen_contracts::MorphogenError;
 
 /// Configuration of a [`SeededConv2d`]; reads like Burn's `Conv2dConfig`, plus seeds.
 #[derive(Config, Debug)]

@@ -6,10 +6,10 @@
 //! [`StrategyRegistry::register`].
 
 use crate::registry::{Registry, Spec};
-use crate::MorphogenError;
 use burn::config::Config;
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
+use morphogen_contracts::MorphogenError;
 use serde::{Deserialize, Serialize};
 
 /// What slows or pauses a ramp.
@@ -175,6 +175,17 @@ impl<B: Backend> GraftSignals<B> {
         self.seed_grad_norms = Some(norms);
         self
     }
+}
+
+/// The grafting gates' memory between steps: not part of the module record (it is not a
+/// parameter), so checkpoints save and restore it through [`SeedCore::graft_memory`](crate::SeedCore::graft_memory) and
+/// [`SeedCore::restore_graft_memory`](crate::SeedCore::restore_graft_memory).
+#[derive(Clone, Debug)]
+pub struct GraftMemory<B: Backend> {
+    /// Each `LossImproving` strategy's loss moving average, shape `[1]`, by strategy id.
+    pub loss_ema: Vec<(usize, Tensor<B, 1>)>,
+    /// The host weight rows, `[features, fan_in]`, a drift gate measured last, if any.
+    pub drift_reference: Option<Tensor<B, 2>>,
 }
 
 /// Per-layer device state the gates keep between steps.

@@ -32,12 +32,12 @@ pub use blueprint::{Activation, BlueprintOp, BlueprintRegistry, BlueprintSpec, P
 pub use chunks::ChunkMap;
 pub use config::LifecycleConfig;
 pub use conv::{SeededConv2d, SeededConv2dConfig};
-pub use grafting::{Gate, GraftSignals, GraftingConfig, GraftingSpec, StrategyRegistry};
+pub use grafting::{Gate, GraftMemory, GraftSignals, GraftingConfig, GraftingSpec, StrategyRegistry};
 pub use linear::{SeededLinear, SeededLinearConfig};
 pub use model::{SeedControl, SeededModel};
 pub use morphogen_contracts::*;
 pub use registry::{Registry, Spec};
-pub use seeds::{GraftMemory, HostKind, SeedCore, SeedOptions};
+pub use seeds::{HostKind, SeedCore, SeedOptions};
 
 /// How a layer's seed state and blueprint banks are stored: the module record a checkpoint
 /// saves ([`SeedParams`](storage::SeedParams)), the device state columns and their host copy,

@@ -3,12 +3,12 @@
 use crate::grafting::GraftSignals;
 use crate::seeded_layer::seeded_layer;
 use crate::seeds::{HostKind, SeedCore, SeedOptions};
-use crate::MorphogenError;
 use burn::config::Config;
 use burn::module::{Initializer, Module};
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
+use morphogen_contracts::MorphogenError;
 
 /// Configuration of a [`SeededLinear`]; reads like Burn's `LinearConfig`, plus seeds.
 #[derive(Config, Debug)]

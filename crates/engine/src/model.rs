@@ -2,8 +2,8 @@
 
 use crate::grafting::GraftSignals;
 use crate::seeds::SeedCore;
-use crate::MorphogenError;
 use burn::tensor::backend::Backend;
+use morphogen_contracts::MorphogenError;
 use morphogen_contracts::{Command, CommandKind, LayerHealthReport, LayerState};
 
 /// What every seeded layer exposes to model-level code, whatever its host kind.

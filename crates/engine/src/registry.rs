@@ -1,6 +1,6 @@
 //! A named, validated list of specs: the shared shape of the blueprint and strategy registries.
 
-use crate::MorphogenError;
+use morphogen_contracts::MorphogenError;
 use serde::{Deserialize, Serialize};
 
 /// What a registry holds: a named spec that can check itself.

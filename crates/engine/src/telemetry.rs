@@ -10,95 +10,34 @@
 //! equals the mean pairwise correlation when the features have equal variances, and otherwise
 //! weights pairs by their standard deviations.
 
+mod sums;
+
+#[cfg(feature = "kernels")]
+mod kernel;
+
+/// Without the `kernels` feature no backend has the kernel.
+#[cfg(not(feature = "kernels"))]
+mod kernel {
+    use super::sums::Sums;
+    use crate::chunks::ChunkMap;
+    use burn::tensor::backend::Backend;
+    use burn::tensor::Tensor;
+
+    /// Always `None`: the caller takes the tensor path.
+    pub(crate) fn accumulate<B: Backend>(_: &Sums<B>, _: &Tensor<B, 3>, _: &ChunkMap) -> Option<Sums<B>> {
+        None
+    }
+}
+
+pub(crate) use sums::{chunk_totals, narrow_for_reshape};
+
 use crate::chunks::ChunkMap;
 use crate::config::LifecycleConfig;
 use crate::guard::{first_difference, Kernel, KernelGuard};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 use morphogen_contracts::{LayerHealthReport, SeedHealth};
-
-#[cfg(feature = "kernels")]
-pub(crate) mod kernel;
-
-#[cfg(feature = "kernels")]
-use kernel::accumulate as kernel_accumulate;
-
-/// Without the `kernels` feature no backend has the kernel.
-#[cfg(not(feature = "kernels"))]
-fn kernel_accumulate<B: Backend>(_: &Sums<B>, _: &Tensor<B, 3>, _: &ChunkMap) -> Option<Sums<B>> {
-    None
-}
-
-/// Sums a per-feature quantity `[a, features, p]` to per-seed chunk totals `[a, seeds, p]`
-/// with one reshape and reduction per uniform group.
-pub(crate) fn chunk_totals<B: Backend>(x: Tensor<B, 3>, chunks: &ChunkMap) -> Tensor<B, 3> {
-    let [a, _, p] = x.dims();
-    let parts = chunks
-        .groups()
-        .into_iter()
-        .map(|g| {
-            let part = narrow_for_reshape(x.clone(), 1, g.first_feature, g.seeds * g.chunk);
-            // Linear outputs (p = 1) avoid a trailing unit dim: Burn 0.21's CUDA backend reshapes
-            // a matmul output into [a, seeds, chunk, 1] wrongly (the CUDA kernel tests caught it).
-            if p == 1 {
-                part.reshape([a, g.seeds, g.chunk]).sum_dim(2)
-            } else {
-                part.reshape([a, g.seeds, g.chunk, p]).sum_dim(2).reshape([a, g.seeds, p])
-            }
-        })
-        .collect();
-    Tensor::cat(parts, 1)
-}
-
-/// `x.narrow(dim, start, len)`, copied when it is a strict part of `x` so it can be reshaped:
-/// Burn 0.21's CubeCL backends can reshape such a view into the wrong elements (seen on wgpu
-/// with `[8, 40 of 48, 1] -> [8, 8, 5, 1]`; the kernel tests caught it).
-pub(crate) fn narrow_for_reshape<B: Backend, const D: usize>(
-    x: Tensor<B, D>,
-    dim: usize,
-    start: usize,
-    len: usize,
-) -> Tensor<B, D> {
-    let whole = x.dims()[dim] == len;
-    let part = x.narrow(dim, start, len);
-    if whole {
-        part
-    } else {
-        part.mul_scalar(1.0)
-    }
-}
-
-/// Sums `[k, a, n, p]` over its samples (`a` and `p`) to `[k, n]`, skipping the reduction of a
-/// unit `p`.
-fn sum_samples<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 2> {
-    let [k, _, n, p] = x.dims();
-    let x = x.sum_dim(1);
-    let x = if p == 1 { x } else { x.sum_dim(3) };
-    x.reshape([k, n])
-}
-
-/// The host-output sums of a telemetry window.
-#[derive(Clone, Debug)]
-pub(crate) struct Sums<B: Backend> {
-    /// `[3, features]`: sum, sum of squares, count of positive values.
-    pub features: Tensor<B, 2>,
-    /// `[2, seeds]`: sum and sum of squares of the chunk totals.
-    pub totals: Tensor<B, 2>,
-}
-
-/// Adds the host output `h` (`[a, features, p]`, every `(a, p)` one sample, detached) to `sums`.
-/// Quantities are stacked so a pass costs two reductions, not one per statistic: on a GPU the
-/// dormant path's cost is launches, not bytes. The `kernel` module does it in one pass.
-pub(crate) fn accumulate<B: Backend>(sums: &Sums<B>, h: &Tensor<B, 3>, chunks: &ChunkMap) -> Sums<B> {
-    let positive = h.clone().greater_elem(0.0).float();
-    let per_feature = Tensor::stack(vec![h.clone(), h.clone().square(), positive], 0);
-    let totals = chunk_totals(h.clone(), chunks);
-    let per_seed = Tensor::stack(vec![totals.clone(), totals.square()], 0);
-    Sums {
-        features: sums.features.clone() + sum_samples(per_feature),
-        totals: sums.totals.clone() + sum_samples(per_seed),
-    }
-}
+use sums::{accumulate, Sums};
 
 /// The running sums of one telemetry window.
 #[derive(Clone, Debug)]
@@ -158,7 +97,7 @@ impl<B: Backend> TelemetryWindow<B> {
     ) {
         let [a, _, p] = h.dims();
         let h = h.detach();
-        let fast = if guard.trusts_kernels(lifecycle) { kernel_accumulate(&self.sums, &h, chunks) } else { None };
+        let fast = if guard.trusts_kernels(lifecycle) { kernel::accumulate(&self.sums, &h, chunks) } else { None };
         self.sums = match fast {
             Some(fast) => {
                 let slow = || accumulate(&self.sums, &h, chunks);

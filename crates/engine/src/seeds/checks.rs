@@ -3,9 +3,9 @@
 //! device (except [`SeedCore::check_invariants`], the debug-mode check).
 
 use super::{HostKind, SeedCore};
-use crate::grafting::Gate;
-use crate::MorphogenError;
+use crate::grafting::{Gate, GraftMemory};
 use burn::tensor::backend::Backend;
+use morphogen_contracts::MorphogenError;
 use morphogen_contracts::Stage;
 use std::collections::BTreeSet;
 
@@ -137,7 +137,7 @@ impl<B: Backend> SeedCore<B> {
     /// A grafting memory another layer saved fits this one: every loss average belongs to a
     /// distinct `LossImproving` strategy of this layer and has shape `[1]`, and the drift
     /// reference has one row per feature.
-    pub(super) fn check_graft_memory(&self, memory: &super::GraftMemory<B>) -> Result<(), MorphogenError> {
+    pub(super) fn check_graft_memory(&self, memory: &GraftMemory<B>) -> Result<(), MorphogenError> {
         let invalid = |problem: String| MorphogenError::InvalidArgument {
             layer: self.layer(),
             argument: "grafting memory".into(),

@@ -2,7 +2,7 @@
 //! kernel while the guard trusts it.
 
 use super::SeedCore;
-use crate::blend::{apply_bank, kernel_apply_bank, BankPass, BankResult};
+use crate::blend::{apply_bank, kernel, BankPass, BankResult};
 use crate::guard::{first_difference, Kernel};
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
@@ -52,7 +52,7 @@ impl<B: Backend> SeedCore<B> {
     fn blend(&self, h: Tensor<B, 3>, pass: &BankPass<'_, B>) -> BankResult<B> {
         let lifecycle = &self.setup.lifecycle;
         let trusted = self.shared.guard().trusts_kernels(lifecycle);
-        let Some(fast) = trusted.then(|| kernel_apply_bank(&h, pass)).flatten() else {
+        let Some(fast) = trusted.then(|| kernel::apply_bank(&h, pass)).flatten() else {
             return apply_bank(h, pass);
         };
         let dtype = h.dtype();

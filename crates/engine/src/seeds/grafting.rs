@@ -2,22 +2,11 @@
 //! strategy's signal; the gates' memory is kept between steps (and saved by checkpoints).
 
 use super::SeedCore;
-use crate::grafting::{gate_factor, Gate, GraftSignals};
+use crate::grafting::{gate_factor, Gate, GraftMemory, GraftSignals};
 use crate::telemetry::chunk_totals;
-use crate::MorphogenError;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{IndexingUpdateOp, Tensor};
-
-/// The grafting gates' memory between steps: not part of the module record (it is not a
-/// parameter), so checkpoints save and restore it through [`SeedCore::graft_memory`] and
-/// [`SeedCore::restore_graft_memory`].
-#[derive(Clone, Debug)]
-pub struct GraftMemory<B: Backend> {
-    /// Each `LossImproving` strategy's loss moving average, shape `[1]`, by strategy id.
-    pub loss_ema: Vec<(usize, Tensor<B, 1>)>,
-    /// The host weight rows, `[features, fan_in]`, a drift gate measured last, if any.
-    pub drift_reference: Option<Tensor<B, 2>>,
-}
+use morphogen_contracts::MorphogenError;
 
 impl<B: Backend> SeedCore<B> {
     /// Whether a grafting seed uses a drift gate (the host layer then supplies its weights).

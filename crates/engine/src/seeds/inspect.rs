@@ -2,8 +2,8 @@
 
 use super::{HostKind, SeedCore};
 use crate::bank::BlueprintBank;
-use crate::MorphogenError;
 use burn::tensor::backend::Backend;
+use morphogen_contracts::MorphogenError;
 use morphogen_contracts::{LayerHealthReport, SeedInfo};
 use std::collections::BTreeMap;
 

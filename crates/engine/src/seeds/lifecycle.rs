@@ -5,8 +5,8 @@
 use super::SeedCore;
 use crate::bank::BlueprintBank;
 use crate::state::SeedRow;
-use crate::MorphogenError;
 use burn::tensor::backend::Backend;
+use morphogen_contracts::MorphogenError;
 use morphogen_contracts::Stage;
 use std::collections::BTreeSet;
 

@@ -18,8 +18,6 @@ mod inspect;
 mod lifecycle;
 mod module;
 
-pub use grafting::GraftMemory;
-
 use crate::bank::BlueprintBank;
 use crate::blend::BankIndex;
 use crate::blueprint::BlueprintRegistry;
@@ -29,11 +27,11 @@ use crate::grafting::{GateMemory, StrategyRegistry};
 use crate::guard::KernelGuard;
 use crate::state::{SeedRow, SeedTable, StateColumns};
 use crate::telemetry::TelemetryWindow;
-use crate::MorphogenError;
 use burn::config::Config;
 use burn::module::Module;
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
+use morphogen_contracts::MorphogenError;
 use std::collections::BTreeSet;
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};

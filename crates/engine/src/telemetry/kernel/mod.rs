@@ -1,4 +1,4 @@
-//! The dormant-telemetry kernel: [`accumulate`](super::accumulate) in one pass over the host
+//! The dormant-telemetry kernel: [`accumulate`](super::sums::accumulate) in one pass over the host
 //! output, for CubeCL backends. Two launches per sampled forward, whatever the number of seeds.
 //!
 //! Launch 1 (`partial_sums`): the grid is row groups x *spans*, a span being whole seeds that fill
@@ -19,7 +19,7 @@
 
 mod device;
 
-use super::Sums;
+use super::sums::Sums;
 use crate::chunks::ChunkMap;
 use crate::cube::{streaming_multiprocessors, with_cube, CubePrimitive};
 use burn::tensor::backend::Backend;
@@ -57,7 +57,7 @@ impl Tile {
     }
 }
 
-/// The kernel form of [`accumulate`](super::accumulate): `None` when `B` is not a CubeCL backend
+/// The kernel form of [`accumulate`](super::sums::accumulate): `None` when `B` is not a CubeCL backend
 /// this build knows, or no tile this device holds takes the widest chunk (over 512 features, or
 /// too little shared memory; the caller then takes the tensor path).
 pub(crate) fn accumulate<B: Backend>(sums: &Sums<B>, h: &BurnTensor<B, 3>, chunks: &ChunkMap) -> Option<Sums<B>> {
