@@ -18,8 +18,7 @@ pub use evaluation::measure_system;
 pub use types::{Classifier, Training, TrainingTypes};
 
 use crate::resources::process_rss_bytes;
-use crate::Dataset;
-use crate::{EventLog, Observer, Signals, TrainError};
+use crate::{Dataset, EventLog, Observer, Signals, TrainError};
 use morphogen_checkpoint::CheckpointDir;
 use morphogen_contracts::GlobalMetrics;
 use morphogen_controller::Controller;
@@ -121,6 +120,9 @@ impl Trainer {
 
     /// Trains `model` on `train`, validating on `valid`, growing it as the controller decides.
     /// An error that stops the run is also passed to `observer.error` before it is returned.
+    /// `B`, `M` and `O` are inferred from the arguments: `M` is a seeded [`Classifier`] on the
+    /// autodiff backend `B` (its `valid()` model one too) and `O` an optimizer for it, as
+    /// [`TrainingTypes`] says.
     pub fn run<B, M, O>(
         &mut self,
         model: M,
