@@ -1,11 +1,11 @@
 //! Errors and fast-path fallbacks reported to a running trainer from anywhere in the process.
 
-use crate::ErrorKind;
+use crate::{ErrorKind, Observer};
 use std::sync::{Arc, Mutex};
 
 /// Something reported while the trainer runs.
 #[derive(Clone, Debug, PartialEq)]
-pub(crate) enum Signal {
+enum Signal {
     /// A layer left its fast path for the general one.
     FastPathFallback { layer: String, reason: String },
     /// An error the run survives.
@@ -38,8 +38,20 @@ impl Signals {
         }
     }
 
+    /// Hands everything reported since the last call to `observer`; returns how many.
+    pub(crate) fn pass_to(&self, observer: &mut dyn Observer) -> u64 {
+        let signals = self.take();
+        for signal in &signals {
+            match signal {
+                Signal::FastPathFallback { layer, reason } => observer.fast_path_fell_back(layer, reason),
+                Signal::Error { kind, message } => observer.error(*kind, message),
+            }
+        }
+        signals.len() as u64
+    }
+
     /// Everything reported since the last call.
-    pub(crate) fn take(&self) -> Vec<Signal> {
+    fn take(&self) -> Vec<Signal> {
         self.pending.lock().map(|mut p| std::mem::take(&mut *p)).unwrap_or_default()
     }
 }

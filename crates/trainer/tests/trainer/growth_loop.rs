@@ -1,26 +1,16 @@
 //! The growth loop end to end on real Fashion-MNIST (Debian's `dataset-fashion-mnist`).
 
-use burn::backend::{Autodiff, NdArray};
+use crate::common::{data, B};
 use burn::optim::{AdamConfig, Optimizer};
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 use morphogen_contracts::Stage;
 use morphogen_controller::{Controller, ControllerConfig};
 use morphogen_engine::SeededModel;
-use morphogen_trainer::{
-    fashion_mnist, Classifier, Dataset, EventLog, Mlp, ModelConfig, TrainError, Trainer, TrainerConfig,
-    FASHION_MNIST_DIR,
-};
+use morphogen_trainer::{fashion_mnist, Classifier, EventLog, Mlp, ModelConfig, TrainError, Trainer, TrainerConfig};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-
-type B = Autodiff<NdArray>;
-
-fn data(train: usize, valid: usize) -> (Dataset, Dataset) {
-    let (t, v) = fashion_mnist(Path::new(FASHION_MNIST_DIR)).expect("install dataset-fashion-mnist (see README)");
-    (t.take(train), v.take(valid))
-}
 
 fn eager_controller() -> Controller {
     Controller::new(ControllerConfig {

@@ -1,26 +1,18 @@
 //! Automatic rollback rules on real Fashion-MNIST training: each rule fires on its scripted
 //! condition, rolls the run back and switches its flag off; none fires on a healthy run.
 
-use burn::backend::{Autodiff, NdArray};
+use crate::common::{data, B};
 use burn::optim::AdamConfig;
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 use morphogen_controller::{Controller, ControllerConfig};
 use morphogen_flags::Feature;
 use morphogen_trainer::{
-    fashion_mnist, Classifier, Dataset, ErrorKind, EventLog, Mlp, ModelConfig, Observer, Resources, RollbackRule,
-    Signals, TrainError, Trainer, TrainerConfig, FASHION_MNIST_DIR,
+    Classifier, ErrorKind, EventLog, Mlp, ModelConfig, Observer, Resources, RollbackRule, Signals, TrainError, Trainer,
+    TrainerConfig,
 };
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-
-type B = Autodiff<NdArray>;
-
-fn data() -> (Dataset, Dataset) {
-    let (t, v) = fashion_mnist(Path::new(FASHION_MNIST_DIR)).expect("install dataset-fashion-mnist (see README)");
-    (t.take(640), v.take(200))
-}
 
 /// What the scripted fault does to the model while it is armed.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -159,7 +151,7 @@ impl Observer for Seen {
 
 /// Trains three epochs with `rules`, the fault acting in epoch 2's first attempt.
 fn run(fault: Fault, rules: Vec<RollbackRule>) -> (Result<u32, TrainError>, Seen, Vec<Feature>) {
-    let (train, valid) = data();
+    let (train, valid) = data(640, 200);
     let device = Default::default();
     B::seed(&device, 11);
     let script = Arc::new(Script {

@@ -1,0 +1,111 @@
+//! What can stop a training run, and the kinds of error a run reports.
+
+use std::path::PathBuf;
+
+/// What can stop a training run.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// The data set is not where it was looked for.
+    #[error(
+        "Fashion-MNIST not found in {dir}: install Debian's package with `apt-get install dataset-fashion-mnist`, \
+         or pass --data DIR with train-images-idx3-ubyte.gz and the three other IDX files"
+    )]
+    MissingData {
+        /// The folder searched.
+        dir: PathBuf,
+    },
+    /// A data file is unreadable or malformed.
+    #[error("{path}: {problem}")]
+    Data {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// A morphogen operation failed (bad config, illegal command, missing signal...).
+    #[error(transparent)]
+    Morphogen(#[from] morphogen_contracts::MorphogenError),
+    /// Training diverged more often than the configured number of rollbacks allows.
+    #[error("training diverged {rollbacks} times (last: {reason}); lower the learning rate or raise max_rollbacks")]
+    Diverged {
+        /// Rollbacks done.
+        rollbacks: u32,
+        /// Why the last one happened.
+        reason: String,
+    },
+    /// Saving or restoring a checkpoint failed.
+    #[error(transparent)]
+    Checkpoint(Box<morphogen_checkpoint::CheckpointError>),
+    /// Writing the event log failed.
+    #[error("writing {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+impl TrainError {
+    /// The kind of this error, as the observer and the error counter see it.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            TrainError::MissingData { .. } | TrainError::Data { .. } => ErrorKind::Data,
+            TrainError::Morphogen(_) => ErrorKind::Engine,
+            TrainError::Diverged { .. } => ErrorKind::Diverged,
+            TrainError::Checkpoint(_) => ErrorKind::Checkpoint,
+            TrainError::Io { .. } => ErrorKind::Io,
+        }
+    }
+}
+
+/// What kind of error a run reports to its observer (the `kind` label of
+/// `morphogen_errors_total`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// A step's loss was NaN or infinite (the run rolls back).
+    NonFiniteLoss,
+    /// A step's loss spiked above `spike_factor` times its moving average (the run rolls back).
+    LossSpike,
+    /// The engine refused an operation (bad config, illegal command, broken invariant).
+    Engine,
+    /// Saving or restoring a checkpoint failed.
+    Checkpoint,
+    /// The data set is missing or malformed.
+    Data,
+    /// Writing a run file failed.
+    Io,
+    /// Rollbacks ran out.
+    Diverged,
+    /// Reported by other code through [`Signals`](crate::Signals) under its own judgement.
+    Other,
+}
+
+impl ErrorKind {
+    /// The label value: `non_finite_loss`, `loss_spike`, `engine`, ...
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::NonFiniteLoss => "non_finite_loss",
+            ErrorKind::LossSpike => "loss_spike",
+            ErrorKind::Engine => "engine",
+            ErrorKind::Checkpoint => "checkpoint",
+            ErrorKind::Data => "data",
+            ErrorKind::Io => "io",
+            ErrorKind::Diverged => "diverged",
+            ErrorKind::Other => "other",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl From<morphogen_checkpoint::CheckpointError> for TrainError {
+    fn from(error: morphogen_checkpoint::CheckpointError) -> Self {
+        TrainError::Checkpoint(Box::new(error))
+    }
+}

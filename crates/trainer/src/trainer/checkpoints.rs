@@ -1,0 +1,92 @@
+//! Checkpoints: the known-good state saved after every epoch, and the newest one that verifies
+//! restored to resume a run or to roll it back.
+
+use super::types::TrainingTypes;
+use super::Trainer;
+use crate::TrainError;
+use morphogen_checkpoint::{Checkpoint, Snapshot};
+use morphogen_contracts::MorphogenError;
+use std::path::PathBuf;
+use tracing::field::Empty;
+
+impl Trainer {
+    /// Saves the known-good state (model, optimizer, controller state, progress) when a
+    /// checkpoint directory is configured.
+    pub(super) fn save_checkpoint<T: TrainingTypes>(
+        &self,
+        model: &T::Model,
+        optim: &T::Optimizer,
+        epoch: u32,
+        val_loss: Option<f32>,
+    ) -> Result<(), TrainError> {
+        let Some(dir) = &self.checkpoints else { return Ok(()) };
+        let span = tracing::info_span!(
+            "checkpoint.save",
+            epoch = i64::from(epoch),
+            step = self.step as i64,
+            path = Empty,
+            bytes = Empty
+        );
+        let _save = span.enter();
+        let controller = serde_json::to_value(self.controller.state()).expect("controller state serialises");
+        let mut snapshot = Snapshot::of(model)?
+            .with_optimizer(optim)?
+            .with_progress(epoch as u64, self.step)
+            .with_rng(self.config.seed, None)
+            .with_extra("controller", controller);
+        if let Some(loss) = val_loss {
+            snapshot = snapshot.with_metric(loss as f64);
+        }
+        let saved = dir.save(&snapshot)?;
+        span.record("path", saved.path.display().to_string()).record("bytes", saved.bytes as i64);
+        Ok(())
+    }
+
+    /// [`Trainer::resume`]'s work: restores `model`, `optim`, the controller's state and the
+    /// step count from the newest checkpoint that verifies; the run continues after the epoch
+    /// it ended, which is returned.
+    pub(super) fn resume_from_newest<T: TrainingTypes>(
+        &mut self,
+        model: &mut T::Model,
+        optim: &mut T::Optimizer,
+    ) -> Result<u32, TrainError> {
+        let Some(dir) = &self.checkpoints else {
+            return Err(MorphogenError::InvalidConfig {
+                component: "trainer".into(),
+                problem: "resume needs checkpoint_dir".into(),
+                hint: "set trainer.checkpoint_dir to the run's checkpoint folder".into(),
+            }
+            .into());
+        };
+        let restored = dir.rollback_with_optimizer(model, optim)?;
+        self.restore_controller_state(&restored.checkpoint);
+        let progress = restored.checkpoint.progress();
+        self.step = progress.step;
+        self.first_epoch = progress.epoch as u32 + 1;
+        Ok(progress.epoch as u32)
+    }
+
+    /// A rollback's restore: the newest checkpoint that verifies over `model` and `optim`, and
+    /// the controller's state saved with it. Returns the checkpoint's path; `None` (nothing
+    /// restored) without a checkpoint directory.
+    pub(super) fn load_newest<T: TrainingTypes>(
+        &mut self,
+        model: &mut T::Model,
+        optim: &mut T::Optimizer,
+    ) -> Result<Option<PathBuf>, TrainError> {
+        let Some(dir) = &self.checkpoints else { return Ok(None) };
+        let load = tracing::info_span!("checkpoint.load", path = Empty, skipped = Empty);
+        let restored = load.in_scope(|| dir.rollback_with_optimizer(model, optim))?;
+        load.record("path", restored.checkpoint.path().display().to_string());
+        load.record("skipped", restored.skipped.len() as i64);
+        self.restore_controller_state(&restored.checkpoint);
+        Ok(Some(restored.checkpoint.path().to_path_buf()))
+    }
+
+    /// Continues the controller from the state saved in `checkpoint`, if it holds one.
+    fn restore_controller_state(&mut self, checkpoint: &Checkpoint) {
+        if let Some(Ok(state)) = checkpoint.extra("controller").cloned().map(serde_json::from_value) {
+            self.controller = self.controller.clone().with_state(state);
+        }
+    }
+}

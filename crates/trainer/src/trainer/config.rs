@@ -1,0 +1,79 @@
+//! How the trainer runs: [`TrainerConfig`] and its validation.
+
+use crate::RollbackRule;
+use morphogen_contracts::MorphogenError;
+use serde::{Deserialize, Serialize};
+
+/// How the trainer runs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainerConfig {
+    /// Epochs to train.
+    pub epochs: u32,
+    /// Images per optimizer step.
+    pub batch_size: usize,
+    /// Learning rate.
+    pub learning_rate: f64,
+    /// Seed of the shuffling order.
+    pub seed: u64,
+    /// A step loss above this many times its moving average is a spike and triggers a rollback.
+    pub spike_factor: f32,
+    /// Rollbacks allowed before the run stops with an error.
+    pub max_rollbacks: u32,
+    /// Validation images used to measure each EVALUATING seed's contribution.
+    pub eval_samples: usize,
+    /// Most EVALUATING seeds measured per epoch (the rest wait for the next epoch).
+    pub max_evaluations_per_epoch: usize,
+    /// Where to save a checkpoint (model, optimizer, controller state) after every epoch; a
+    /// rollback then restores the newest checkpoint that verifies. Without it, rollbacks use an
+    /// in-memory copy of the last good epoch.
+    pub checkpoint_dir: Option<std::path::PathBuf>,
+    /// Check every seeded layer's invariants after every step (legal states, alpha in range,
+    /// finite blueprints): slow, for debugging; a violation stops the run with the layer named.
+    pub debug: bool,
+    /// Conditions checked at every epoch end that roll the run back to its last good state
+    /// (and may switch a feature flag off for the rest of the run); none by default.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rollback_rules: Vec<RollbackRule>,
+}
+
+impl Default for TrainerConfig {
+    fn default() -> Self {
+        Self {
+            epochs: 10,
+            batch_size: 128,
+            learning_rate: 1e-3,
+            seed: 42,
+            spike_factor: 5.0,
+            max_rollbacks: 3,
+            eval_samples: 2000,
+            max_evaluations_per_epoch: 16,
+            checkpoint_dir: None,
+            debug: false,
+            rollback_rules: Vec::new(),
+        }
+    }
+}
+
+impl TrainerConfig {
+    /// Checks every value is usable; the error names the field.
+    pub fn validate(&self) -> Result<(), MorphogenError> {
+        let problem = if self.epochs == 0 || self.batch_size == 0 || self.eval_samples == 0 {
+            Some("epochs, batch_size and eval_samples must be at least 1")
+        } else if !(self.learning_rate.is_finite() && self.learning_rate > 0.0) {
+            Some("learning_rate must be a finite value > 0")
+        } else if self.spike_factor.is_nan() || self.spike_factor <= 1.0 {
+            Some("spike_factor must be > 1")
+        } else {
+            None
+        };
+        if let Some(problem) = problem {
+            return Err(MorphogenError::InvalidConfig {
+                component: "trainer".into(),
+                problem: problem.into(),
+                hint: "fix the value in the config file or on the command line".into(),
+            });
+        }
+        self.rollback_rules.iter().enumerate().try_for_each(|(i, rule)| rule.validate(i))
+    }
+}

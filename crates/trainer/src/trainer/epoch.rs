@@ -1,0 +1,201 @@
+//! The epoch loop: each epoch trains, validates, checks the rollback rules and lets the
+//! controller decide; its result becomes the new known-good state, or the run rolls back to
+//! the last one and tries the epoch again.
+
+use super::context::RunContext;
+use super::evaluation::{evaluate, evaluate_seeds, measure_system};
+use super::rollback::KnownGood;
+use super::steps::{EpochEnd, Trained};
+use super::tensors::batch;
+use super::types::{Classifier, TrainingTypes};
+use super::{TrainOutcome, Trainer};
+use crate::resources::{measure, Resources};
+use crate::rules::EpochFacts;
+use crate::{Dataset, Observer, StageCounts, TrainError};
+use burn::module::{AutodiffModule, Module};
+use burn::tensor::backend::Backend;
+use morphogen_contracts::{Command, Decisions, GlobalMetrics, SystemState};
+use morphogen_engine::SeededModel;
+use tracing::field::Empty;
+use tracing::Span;
+
+/// How an attempt at an epoch ended.
+enum Attempt<M> {
+    /// The epoch stands: `model` is the model after the controller's commands.
+    Kept { model: M, metrics: GlobalMetrics },
+    /// The run returns to its last good state for `reason`; `outcome` labels the epoch's span.
+    RollBack { outcome: &'static str, reason: String },
+}
+
+impl Trainer {
+    /// The epochs from `first_epoch` to the configured last, each tried again after a rollback.
+    pub(super) fn run_epochs<T: TrainingTypes>(
+        &mut self,
+        mut model: T::Model,
+        mut optim: T::Optimizer,
+        train: &Dataset,
+        valid: &Dataset,
+        observer: &mut dyn Observer,
+    ) -> Result<TrainOutcome<T::Model, T::Optimizer>, TrainError> {
+        let device = model.devices().into_iter().next().unwrap_or_default();
+        let mut run = RunContext::<T> { train, valid, device, observer };
+        let mut good = KnownGood::<T>::new(&model, &optim, &self.controller, None);
+        let mut epoch = self.first_epoch;
+        if epoch == 1 {
+            self.save_checkpoint::<T>(&model, &optim, 0, None)?;
+        }
+        let (mut history, mut rollbacks) = (Vec::new(), 0);
+        while epoch <= self.config.epochs {
+            let span = epoch_span(epoch, rollbacks);
+            let _epoch = span.enter();
+            match self.attempt_epoch(model, &mut optim, epoch, good.val_loss, &span, &mut run)? {
+                Attempt::Kept { model: kept, metrics } => {
+                    model = kept;
+                    history.push(metrics);
+                    self.save_checkpoint::<T>(&model, &optim, epoch, Some(metrics.val_loss))?;
+                    span.record("outcome", "done");
+                    good = KnownGood::new(&model, &optim, &self.controller, Some(metrics.val_loss));
+                    epoch += 1;
+                }
+                Attempt::RollBack { outcome, reason } => {
+                    span.record("outcome", outcome);
+                    rollbacks += 1;
+                    (model, optim) = self.roll_back(&good, &reason, rollbacks, epoch, run.observer)?;
+                }
+            }
+        }
+        Ok(TrainOutcome { model, optim, history, rollbacks })
+    }
+
+    /// Trains one epoch on `model` and judges it: a diverged step, a firing rollback rule or the
+    /// controller's call rolls it back; otherwise the controller's commands grow the model.
+    fn attempt_epoch<T: TrainingTypes>(
+        &mut self,
+        model: T::Model,
+        optim: &mut T::Optimizer,
+        epoch: u32,
+        last_good_val_loss: Option<f32>,
+        span: &Span,
+        run: &mut RunContext<T>,
+    ) -> Result<Attempt<T::Model>, TrainError> {
+        let trained = match self.train_epoch(model, optim, epoch, run)? {
+            EpochEnd::Done(trained) => trained,
+            EpochEnd::Diverged(reason) => return Ok(Attempt::RollBack { outcome: "diverged", reason }),
+        };
+        let inner = trained.model.valid();
+        let metrics = self.validate(&inner, &trained, epoch, span, run);
+        if let Some(reason) = self.check_epoch(&inner, &metrics, &trained, last_good_val_loss, run) {
+            return Ok(Attempt::RollBack { outcome: "rollback_rule", reason });
+        }
+        let evaluations = evaluate_seeds(&inner, run.valid, &self.config, &run.device);
+        let system = measure_system(&trained.model, metrics, evaluations);
+        run.observer.layers_measured(&system.layers);
+        let decisions = self.decide(&system, epoch);
+        if let Some(reason) = decisions.rollback {
+            return Ok(Attempt::RollBack { outcome: "controller_rollback", reason });
+        }
+        let model = self.grow(trained.model, &decisions.commands, &metrics, run.observer)?;
+        Ok(Attempt::Kept { model, metrics })
+    }
+
+    /// The epoch's metrics: the training pass's, and loss and accuracy on the whole validation
+    /// set (also recorded on the epoch's span).
+    fn validate<T: TrainingTypes>(
+        &self,
+        inner: &T::ValidModel,
+        trained: &Trained<T::Model>,
+        epoch: u32,
+        span: &Span,
+        run: &RunContext<T>,
+    ) -> GlobalMetrics {
+        let (val_loss, val_accuracy) = evaluate(inner, run.valid, run.valid.len(), self.config.batch_size, &run.device);
+        span.record("train_loss", trained.loss).record("val_loss", val_loss).record("val_accuracy", val_accuracy);
+        GlobalMetrics {
+            epoch,
+            step: self.step,
+            train_loss: trained.loss,
+            train_accuracy: trained.accuracy,
+            val_loss,
+            val_accuracy,
+        }
+    }
+
+    /// Measures the epoch's resources and errors and checks the rollback rules on them: the
+    /// reason of the first rule that fires.
+    fn check_epoch<T: TrainingTypes>(
+        &mut self,
+        inner: &T::ValidModel,
+        metrics: &GlobalMetrics,
+        trained: &Trained<T::Model>,
+        last_good_val_loss: Option<f32>,
+        run: &mut RunContext<T>,
+    ) -> Option<String> {
+        let resources = self.measure_resources(inner, run.valid, &run.device);
+        run.observer.resources_measured(&resources);
+        let errors = trained.errors + self.signals.pass_to(run.observer);
+        let facts = EpochFacts {
+            metrics,
+            last_good_val_loss,
+            errors,
+            steps: trained.steps,
+            resources: &resources,
+            baseline_rss: self.baseline_rss,
+        };
+        self.check_rules(&facts, run.observer)
+    }
+
+    /// Memory, bank bytes and the seeded share of a forward pass over the first validation
+    /// batch; the first measurement of the run is the memory baseline.
+    fn measure_resources<B, N>(&mut self, inner: &N, valid: &Dataset, device: &B::Device) -> Resources
+    where
+        B: Backend,
+        N: SeededModel<B> + Classifier<B>,
+    {
+        let _span = tracing::debug_span!("measure_resources").entered();
+        let indices: Vec<usize> = (0..self.config.batch_size.min(valid.len())).collect();
+        let (images, _) = batch::<B>(valid, &indices, device);
+        let rss = (self.memory)();
+        self.baseline_rss = self.baseline_rss.or(rss);
+        measure(inner, |x| inner.logits(x), images, rss)
+    }
+
+    /// The controller's decisions on `system`.
+    fn decide(&mut self, system: &SystemState, epoch: u32) -> Decisions {
+        let decide =
+            tracing::info_span!("controller.decide", epoch = i64::from(epoch), commands = Empty, rollback = Empty);
+        let _decide = decide.enter();
+        let decisions = self.controller.step(system);
+        decide.record("commands", decisions.commands.len() as i64);
+        decide.record("rollback", decisions.rollback.as_deref().unwrap_or(""));
+        decisions
+    }
+
+    /// Applies the controller's `commands` to `model` and ends its epoch.
+    fn grow<B: Backend, M: SeededModel<B>>(
+        &mut self,
+        mut model: M,
+        commands: &[Command],
+        metrics: &GlobalMetrics,
+        observer: &mut dyn Observer,
+    ) -> Result<M, TrainError> {
+        for command in commands {
+            self.apply(&mut model, command, metrics, observer)?;
+        }
+        model.end_epoch();
+        observer.epoch_ended(metrics, &StageCounts::of(&model));
+        Ok(model)
+    }
+}
+
+/// The span of one attempt at `epoch`, after `rollbacks` rollbacks in the run.
+fn epoch_span(epoch: u32, rollbacks: u32) -> Span {
+    tracing::info_span!(
+        "epoch",
+        epoch = i64::from(epoch),
+        attempt = i64::from(rollbacks),
+        train_loss = Empty,
+        val_loss = Empty,
+        val_accuracy = Empty,
+        outcome = Empty
+    )
+}

@@ -1,0 +1,149 @@
+//! The epoch loop, [`Trainer`]: see the crate docs. Its parts, one a file: the config, the
+//! types a run bundles, the epoch loop, one pass of optimizer steps, validation and seed
+//! evaluation, seed transitions, checkpoints, and rollback.
+
+mod checkpoints;
+mod config;
+mod context;
+mod epoch;
+mod evaluation;
+mod rollback;
+mod steps;
+mod tensors;
+mod transitions;
+mod types;
+
+pub use config::TrainerConfig;
+pub use evaluation::measure_system;
+pub use types::{Classifier, Training, TrainingTypes};
+
+use crate::resources::process_rss_bytes;
+use crate::{Dataset, EventLog, Observer, Signals, TrainError};
+use morphogen_checkpoint::CheckpointDir;
+use morphogen_contracts::GlobalMetrics;
+use morphogen_controller::Controller;
+use morphogen_flags::Feature;
+use std::collections::BTreeSet;
+
+/// What a finished run hands back.
+pub struct TrainOutcome<M, O> {
+    /// The trained (and grown) model.
+    pub model: M,
+    /// The optimizer, with its state for every parameter the model has.
+    pub optim: O,
+    /// Metrics of every completed epoch.
+    pub history: Vec<GlobalMetrics>,
+    /// Rollbacks that happened.
+    pub rollbacks: u32,
+}
+
+/// Reads the process's resident memory at each epoch end.
+type MemoryProbe = Box<dyn FnMut() -> Option<u64> + Send>;
+
+/// The epoch loop: see the crate docs.
+pub struct Trainer {
+    config: TrainerConfig,
+    controller: Controller,
+    events: EventLog,
+    step: u64,
+    first_epoch: u32,
+    checkpoints: Option<CheckpointDir>,
+    signals: Signals,
+    disabled_flags: BTreeSet<Feature>,
+    memory: MemoryProbe,
+    baseline_rss: Option<u64>,
+}
+
+impl Trainer {
+    /// A trainer with validated config, driving `controller`, logging to `events`.
+    pub fn new(config: TrainerConfig, controller: Controller, events: EventLog) -> Result<Self, TrainError> {
+        config.validate()?;
+        let checkpoints = config.checkpoint_dir.as_ref().map(CheckpointDir::open).transpose()?;
+        Ok(Self {
+            config,
+            controller,
+            events,
+            step: 0,
+            first_epoch: 1,
+            checkpoints,
+            signals: Signals::default(),
+            disabled_flags: BTreeSet::new(),
+            memory: Box::new(process_rss_bytes),
+            baseline_rss: None,
+        })
+    }
+
+    /// Reads resident memory from `probe` instead of `/proc/self/status` (for a process that
+    /// knows better, such as a device allocator's own count).
+    pub fn with_memory_probe(mut self, probe: impl FnMut() -> Option<u64> + Send + 'static) -> Self {
+        self.memory = Box::new(probe);
+        self
+    }
+
+    /// The handle through which other code reports errors and fast-path fallbacks to this
+    /// trainer while it runs.
+    pub fn signals(&self) -> Signals {
+        self.signals.clone()
+    }
+
+    /// Feature flags a rollback rule switched off for the rest of this run.
+    pub fn disabled_flags(&self) -> &BTreeSet<Feature> {
+        &self.disabled_flags
+    }
+
+    /// Whether `feature` is on for `id` in `flags` and no rollback rule switched it off in this
+    /// run: the check for code guarded by a flag.
+    pub fn flag_enabled(&self, flags: &morphogen_flags::Flags, feature: Feature, id: &str) -> bool {
+        !self.disabled_flags.contains(&feature) && flags.is_enabled_for(feature, id)
+    }
+
+    /// The transitions so far.
+    pub fn events(&self) -> &EventLog {
+        &self.events
+    }
+
+    /// The controller (and its state).
+    pub fn controller(&self) -> &Controller {
+        &self.controller
+    }
+
+    /// Continues a run from the newest checkpoint in `checkpoint_dir` that verifies: restores
+    /// `model` and `optim` in place (a freshly built model is fine), the controller's state and
+    /// the step count. [`run`](Self::run) then starts at the next epoch. Returns the epoch the
+    /// checkpoint ended.
+    pub fn resume<B, M, O>(&mut self, model: &mut M, optim: &mut O) -> Result<u32, TrainError>
+    where
+        Training<B, M, O>: TrainingTypes<Model = M, Optimizer = O>,
+    {
+        self.resume_from_newest::<Training<B, M, O>>(model, optim)
+    }
+
+    /// Trains `model` on `train`, validating on `valid`, growing it as the controller decides.
+    /// An error that stops the run is also passed to `observer.error` before it is returned.
+    /// `B`, `M` and `O` are inferred from the arguments: `M` is a seeded [`Classifier`] on the
+    /// autodiff backend `B` (its `valid()` model one too) and `O` an optimizer for it, as
+    /// [`TrainingTypes`] says.
+    pub fn run<B, M, O>(
+        &mut self,
+        model: M,
+        optim: O,
+        train: &Dataset,
+        valid: &Dataset,
+        observer: &mut dyn Observer,
+    ) -> Result<TrainOutcome<M, O>, TrainError>
+    where
+        Training<B, M, O>: TrainingTypes<Model = M, Optimizer = O>,
+    {
+        let span = tracing::info_span!(
+            "run",
+            first_epoch = i64::from(self.first_epoch),
+            epochs = i64::from(self.config.epochs)
+        );
+        let _run = span.enter();
+        let result = self.run_epochs::<Training<B, M, O>>(model, optim, train, valid, observer);
+        if let Err(error) = &result {
+            observer.error(error.kind(), &error.to_string());
+        }
+        result
+    }
+}
