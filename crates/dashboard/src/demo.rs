@@ -34,7 +34,7 @@ impl DemoRun {
     pub fn write(&self, dir: &Path) -> Result<(), DashboardError> {
         let io = |source| DashboardError::Io { path: dir.into(), source };
         std::fs::create_dir_all(dir).map_err(io)?;
-        let config = format!("# demo run\n[model]\nseeds = {}\n[trainer]\nepochs = {}\n", self.seeds, self.epochs);
+        let config = format!("# demo run\n[model]\nnum_seeds = {}\n[trainer]\nepochs = {}\n", self.seeds, self.epochs);
         std::fs::write(dir.join("config.toml"), config).map_err(io)?;
         let mut lines = [String::new(), String::new(), String::new()];
         let mut state: Vec<LayerColumns> = (0..self.layers).map(|l| self.fresh_layer(l)).collect();

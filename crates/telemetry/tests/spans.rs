@@ -45,7 +45,7 @@ fn traced_run(dir: &Path) -> Vec<SpanData> {
     let (train, valid) = (train.take(640), valid.take(200));
     let device = Default::default();
     B::seed(&device, 5);
-    let model: Mlp<B> = ModelConfig { hidden: 16, seeds: 4, ..Default::default() }.mlp(&device).unwrap();
+    let model: Mlp<B> = ModelConfig { hidden: 16, num_seeds: 4, ..Default::default() }.mlp(&device).unwrap();
     let controller =
         Controller::new(ControllerConfig { patience: 0, max_germinations_per_epoch: 2, ..Default::default() }).unwrap();
     let config = TrainerConfig {

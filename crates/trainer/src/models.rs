@@ -33,8 +33,9 @@ pub struct ModelConfig {
     pub hidden: usize,
     /// CNN channels of the two conv layers.
     pub channels: [usize; 2],
-    /// Seeds per seeded layer.
-    pub seeds: usize,
+    /// Seeds per seeded layer (`seeds` in configs written before it was renamed).
+    #[serde(alias = "seeds")]
+    pub num_seeds: usize,
     /// Hidden width of `residual_mlp` blueprints, as a multiple of the chunk.
     pub blueprint_hidden_ratio: f32,
     /// Epochs a culled seed waits before it may grow again.
@@ -49,7 +50,7 @@ impl Default for ModelConfig {
             kind: ModelKind::Mlp,
             hidden: 32,
             channels: [8, 16],
-            seeds: 8,
+            num_seeds: 8,
             blueprint_hidden_ratio: 4.0,
             embargo_epochs: 2,
             kernels: true,
@@ -71,7 +72,7 @@ impl ModelConfig {
     pub fn mlp<B: Backend>(&self, device: &B::Device) -> Result<Mlp<B>, MorphogenError> {
         let seeded = |name: &str, d_in: usize| {
             SeededLinearConfig::new(d_in, self.hidden)
-                .with_seeds(self.seeds)
+                .with_num_seeds(self.num_seeds)
                 .with_name(name.into())
                 .with_options(self.options()?)
                 .try_init(device)
@@ -89,7 +90,7 @@ impl ModelConfig {
         let seeded = |name: &str, channels: [usize; 2]| {
             SeededConv2dConfig::new(channels, [3, 3])
                 .with_padding(PaddingConfig2d::Same)
-                .with_seeds(self.seeds.min(channels[1]))
+                .with_num_seeds(self.num_seeds.min(channels[1]))
                 .with_name(name.into())
                 .with_options(self.options()?)
                 .try_init(device)

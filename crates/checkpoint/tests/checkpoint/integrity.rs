@@ -264,7 +264,7 @@ fn edit_manifest(files: Files, kind: usize, i: usize) -> Files {
     let count = m["tensors"].as_array().unwrap().len();
     let entry = i % count;
     match kind {
-        0 => m["schema_version"] = [0, 3, 99][i % 3].into(),
+        0 => m["schema_version"] = [0, morphogen_checkpoint::SCHEMA_VERSION + 1, 99][i % 3].into(),
         1 => m["format"] = "something-else".into(),
         2 => m["tensor_file"]["sha256"] = sha256_hex(b"other").into(),
         3 => m["tensor_file"]["bytes"] = (files.tensors.len() + 1 + i % 7).into(),

@@ -83,7 +83,7 @@ impl RunConfig {
         set(&mut config.trainer.batch_size, args.batch_size);
         set(&mut config.trainer.learning_rate, args.lr);
         set(&mut config.trainer.seed, args.seed);
-        set(&mut config.model.seeds, args.seeds);
+        set(&mut config.model.num_seeds, args.seeds);
         set(&mut config.model.hidden, args.hidden);
         if let Some(model) = args.model {
             config.model.kind = match model {

@@ -30,7 +30,7 @@ fn a_full_lifecycle_fossilizes_and_culls_through_the_trainer() {
     let device = Default::default();
     let seed: u64 = std::env::var("LIFECYCLE_SEED").map_or(7, |s| s.parse().expect("a number"));
     B::seed(&device, seed);
-    let model: Mlp<B> = ModelConfig { hidden: 16, seeds: 4, ..Default::default() }.mlp(&device).unwrap();
+    let model: Mlp<B> = ModelConfig { hidden: 16, num_seeds: 4, ..Default::default() }.mlp(&device).unwrap();
     // Twelve epochs give the first seeds (germinated at epoch 1) time to pass all gates, and
     // their successors time to fail some: a seed needs about seven epochs from germination to
     // its last gate.
@@ -108,7 +108,7 @@ fn poisoned_run(
 ) -> (Vec<String>, Vec<morphogen_contracts::TransitionEvent>) {
     let (train, valid) = data(640, 200);
     let device = Default::default();
-    let inner: Mlp<B> = ModelConfig { hidden: 16, seeds: 4, ..Default::default() }.mlp(&device).unwrap();
+    let inner: Mlp<B> = ModelConfig { hidden: 16, num_seeds: 4, ..Default::default() }.mlp(&device).unwrap();
     // An epoch is 10 training calls and 4 validation calls (validation copies share the
     // counter), so call 32 is in the third epoch's training, when the seeds germinated after
     // epoch 1 are TRAINING.

@@ -178,7 +178,7 @@ fn run(fault: Fault, rules: Vec<RollbackRule>) -> (Result<u32, TrainError>, Seen
     let mut trainer = Trainer::new(config, controller, EventLog::in_memory())
         .unwrap()
         .with_memory_probe(move || Some(probe.memory.load(Ordering::SeqCst)));
-    let inner: Mlp<B> = ModelConfig { hidden: 16, seeds: 4, ..Default::default() }.mlp(&device).unwrap();
+    let inner: Mlp<B> = ModelConfig { hidden: 16, num_seeds: 4, ..Default::default() }.mlp(&device).unwrap();
     let model = Scripted { inner, script: script.clone(), signals: trainer.signals() };
     let mut seen = Seen { script: Some(script), ..Default::default() };
     let outcome = trainer.run(model, AdamConfig::new().init(), &train, &valid, &mut seen);
