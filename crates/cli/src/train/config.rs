@@ -120,3 +120,18 @@ fn set<T>(slot: &mut T, value: Option<T>) {
         *slot = v;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::RunConfig;
+
+    #[test]
+    fn the_seed_count_reads_under_its_old_name_too() {
+        for key in ["num_seeds", "seeds"] {
+            let config: RunConfig = toml::from_str(&format!("[model]\n{key} = 4\n")).unwrap();
+            assert_eq!(config.model.num_seeds, 4, "{key}");
+        }
+        let shipped: RunConfig = toml::from_str(include_str!("../../../../configs/small-host.toml")).unwrap();
+        assert_eq!(shipped.model.num_seeds, 4);
+    }
+}
