@@ -43,7 +43,7 @@
 //! let mut fresh = net(&device); // no bank allocated yet
 //! let checkpoint = Checkpoint::read(&saved.path)?;
 //! checkpoint.restore(&mut fresh)?;
-//! assert_eq!(fresh.fc.table(), model.fc.table());
+//! assert_eq!(fresh.fc.core.table(), model.fc.core.table());
 //! assert_eq!(checkpoint.progress().step, 10);
 //! # std::fs::remove_dir_all(&dir).ok();
 //! # Ok::<(), Box<dyn std::error::Error>>(())
