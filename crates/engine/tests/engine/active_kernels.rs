@@ -6,7 +6,9 @@
 //! `MORPHOGEN_CUDA_TESTS=1`.
 #![cfg(any(feature = "wgpu", feature = "cuda"))]
 
-use crate::common::{assert_close, case, compare_with_reference, populate, random_on, registry, values, Case};
+use crate::common::{
+    assert_close, case, compare_with_reference, own_leaves, populate, random_on, registry, values, Case, Side,
+};
 use burn::module::Module;
 use burn::tensor::backend::AutodiffBackend;
 use morphogen_engine::{reference, LifecycleConfig, SeedOptions, SeededConv2dConfig, SeededLinearConfig, Stage};
@@ -70,12 +72,19 @@ fn linear_case<B: AutodiffBackend>(case: &Case, per_batch: usize, blueprints: &[
     let weights = random_on::<B, 3>([case.batch, per_batch, case.features]);
 
     let fast = layer.forward(x.clone());
+    // After the forward: the host's lazily initialized weights exist, so the twin copies them.
+    let (twin, x_twin) = (own_leaves(layer.clone()), x.clone().detach().require_grad());
     let rows = case.batch * per_batch;
-    let h = layer.host.forward(x.clone()).reshape([rows, case.features, 1]);
-    let slow = reference::apply(&layer.core, h, None).reshape([case.batch, per_batch, case.features]);
+    let h = twin.host.forward(x_twin.clone()).reshape([rows, case.features, 1]);
+    let slow = reference::apply(&twin.core, h, None).reshape([case.batch, per_batch, case.features]);
     let check = |a: &[f32], b: &[f32], what: &str| tol.check(a, b, what);
-    let host_weight = layer.host.weight.val();
-    compare_with_reference(fast, slow, &x, weights, Some(&host_weight), &layer.core, check, check);
+    compare_with_reference(
+        Side { out: fast, x: &x, host_weight: Some(layer.host.weight.val()), core: &layer.core },
+        Side { out: slow, x: &x_twin, host_weight: Some(twin.host.weight.val()), core: &twin.core },
+        weights,
+        check,
+        check,
+    );
     if holds_kernel_blueprint(case, blueprints) {
         assert!(layer.core.blend_kernel_passes() > 0, "the kernel ran");
     }
@@ -94,15 +103,23 @@ fn conv_case<B: AutodiffBackend>(case: &Case, side: usize, tol: Tolerance) {
     let weights = random_on::<B, 4>([case.batch, case.features, side, side]);
 
     let fast = layer.forward(x.clone());
-    let h = layer.host.forward(x.clone()).reshape([case.batch, case.features, side * side]);
-    let slow = reference::apply(&layer.core, h, Some([case.batch, side, side])).reshape([
+    // After the forward: the host's lazily initialized weights exist, so the twin copies them.
+    let (twin, x_twin) = (own_leaves(layer.clone()), x.clone().detach().require_grad());
+    let h = twin.host.forward(x_twin.clone()).reshape([case.batch, case.features, side * side]);
+    let slow = reference::apply(&twin.core, h, Some([case.batch, side, side])).reshape([
         case.batch,
         case.features,
         side,
         side,
     ]);
     let check = |a: &[f32], b: &[f32], what: &str| tol.check(a, b, what);
-    compare_with_reference(fast, slow, &x, weights, None, &layer.core, check, check);
+    compare_with_reference(
+        Side { out: fast, x: &x, host_weight: None, core: &layer.core },
+        Side { out: slow, x: &x_twin, host_weight: None, core: &twin.core },
+        weights,
+        check,
+        check,
+    );
     if holds_kernel_blueprint(case, &blueprints) {
         assert!(layer.core.blend_kernel_passes() > 0, "the kernel ran");
     }

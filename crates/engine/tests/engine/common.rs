@@ -1,5 +1,6 @@
 //! Helpers shared by the engine's integration tests.
 
+use burn::module::{Module, ModuleMapper, Param};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::Tensor;
 use morphogen_engine::{Activation, BlueprintOp, BlueprintRegistry, BlueprintSpec, SeedCore, Stage, Width};
@@ -120,46 +121,56 @@ pub fn bank_tensors<Bk: Backend>(core: &SeedCore<Bk>) -> Vec<Tensor<Bk, 3>> {
     core.params().banks.iter().flatten().flat_map(|b| &b.pages).flat_map(|p| &p.params).map(|p| p.val()).collect()
 }
 
-/// Bank parameter gradients agree by `compare(fast, reference, what)`; a missing gradient counts
+/// `module` with every trainable parameter its own new leaf (same values and ids): a reference
+/// computed on it shares no autodiff node with the original, so the two sides' backward passes
+/// cannot touch each other's graph.
+pub fn own_leaves<Bk: AutodiffBackend, M: Module<Bk>>(module: M) -> M {
+    module.map(&mut OwnLeaves)
+}
+
+struct OwnLeaves;
+
+impl<Bk: AutodiffBackend> ModuleMapper<Bk> for OwnLeaves {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<Bk, D>>) -> Param<Tensor<Bk, D>> {
+        param.map(|t| if t.is_require_grad() { t.detach().require_grad() } else { t })
+    }
+}
+
+/// One side of a comparison with the reference loop: its output for input `x`, and the layer
+/// that computed it (host weight given for Linear hosts).
+pub struct Side<'a, Bk: AutodiffBackend, const D: usize> {
+    pub out: Tensor<Bk, D>,
+    pub x: &'a Tensor<Bk, D>,
+    pub host_weight: Option<Tensor<Bk, 2>>,
+    pub core: &'a SeedCore<Bk>,
+}
+
+/// A seeded layer's side `fast` against the reference loop's side `slow` (computed on
+/// [`own_leaves`] copies of the input and layer): the outputs by `output`, then, after
+/// backpropagating `sum(out * weights)` through each, the gradients of the input, of the host
+/// weight (when given) and of every bank parameter by `gradient`; a missing bank gradient counts
 /// as zero.
-pub fn check_grads<Bk: AutodiffBackend>(
-    grads_fast: &Bk::Gradients,
-    grads_ref: &Bk::Gradients,
-    params: &[Tensor<Bk, 3>],
-    compare: impl Fn(&[f32], &[f32], &str),
+pub fn compare_with_reference<Bk: AutodiffBackend, const D: usize>(
+    fast: Side<'_, Bk, D>,
+    slow: Side<'_, Bk, D>,
+    weights: Tensor<Bk, D>,
+    output: impl Fn(&[f32], &[f32], &str),
+    gradient: impl Fn(&[f32], &[f32], &str),
 ) {
-    for (i, p) in params.iter().enumerate() {
-        let (f, r) = (p.grad(grads_fast), p.grad(grads_ref));
-        match (f, r) {
-            (Some(f), Some(r)) => compare(&values(f), &values(r), &format!("bank param {i} gradient")),
-            (None, Some(r)) => assert!(values(r).iter().all(|v| *v == 0.0), "bank param {i}: reference has a gradient"),
+    output(&values(fast.out.clone()), &values(slow.out.clone()), "output");
+    let g_fast = (fast.out * weights.clone()).sum().backward();
+    let g_slow = (slow.out * weights).sum().backward();
+    gradient(&values(fast.x.grad(&g_fast).unwrap()), &values(slow.x.grad(&g_slow).unwrap()), "input gradient");
+    if let (Some(f), Some(s)) = (&fast.host_weight, &slow.host_weight) {
+        gradient(&values(f.grad(&g_fast).unwrap()), &values(s.grad(&g_slow).unwrap()), "host weight gradient");
+    }
+    let banks = bank_tensors(fast.core).into_iter().zip(bank_tensors(slow.core)).enumerate();
+    for (i, (f, s)) in banks {
+        match (f.grad(&g_fast), s.grad(&g_slow)) {
+            (Some(f), Some(s)) => gradient(&values(f), &values(s), &format!("bank param {i} gradient")),
+            (None, Some(s)) => assert!(values(s).iter().all(|v| *v == 0.0), "bank param {i}: reference has a gradient"),
             (Some(f), None) => assert!(values(f).iter().all(|v| *v == 0.0), "bank param {i}: fast path has a gradient"),
             (None, None) => {}
         }
     }
-}
-
-/// A seeded layer's output `fast` against the reference loop's `slow` for the same input `x`:
-/// the outputs by `output`, then, after backpropagating `sum(out * weights)` through each, the
-/// gradients of `x`, of the host weight (when given) and of every bank parameter of `core` by
-/// `gradient`.
-#[allow(clippy::too_many_arguments)]
-pub fn compare_with_reference<Bk: AutodiffBackend, const D: usize>(
-    fast: Tensor<Bk, D>,
-    slow: Tensor<Bk, D>,
-    x: &Tensor<Bk, D>,
-    weights: Tensor<Bk, D>,
-    host_weight: Option<&Tensor<Bk, 2>>,
-    core: &SeedCore<Bk>,
-    output: impl Fn(&[f32], &[f32], &str),
-    gradient: impl Fn(&[f32], &[f32], &str),
-) {
-    output(&values(fast.clone()), &values(slow.clone()), "output");
-    let g_fast = (fast * weights.clone()).sum().backward();
-    let g_slow = (slow * weights).sum().backward();
-    gradient(&values(x.grad(&g_fast).unwrap()), &values(x.grad(&g_slow).unwrap()), "input gradient");
-    if let Some(w) = host_weight {
-        gradient(&values(w.grad(&g_fast).unwrap()), &values(w.grad(&g_slow).unwrap()), "host weight gradient");
-    }
-    check_grads::<Bk>(&g_fast, &g_slow, &bank_tensors(core), gradient);
 }

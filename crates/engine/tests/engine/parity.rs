@@ -31,12 +31,19 @@ proptest! {
         let weights = random([case.batch, 2, case.features]);
 
         let fast = layer.forward(x.clone());
-        let h = layer.host.forward(x.clone());
+        // After the forward: the host's lazily initialized weights exist, so the twin copies them.
+        let (twin, x_twin) = (own_leaves(layer.clone()), x.clone().detach().require_grad());
+        let h = twin.host.forward(x_twin.clone());
         let rows = case.batch * 2;
-        let slow = reference::apply(&layer.core, h.reshape([rows, case.features, 1]), None)
+        let slow = reference::apply(&twin.core, h.reshape([rows, case.features, 1]), None)
             .reshape([case.batch, 2, case.features]);
-        let host_weight = layer.host.weight.val();
-        compare_with_reference(fast, slow, &x, weights, Some(&host_weight), &layer.core, output_within, gradient_within);
+        compare_with_reference(
+            Side { out: fast, x: &x, host_weight: Some(layer.host.weight.val()), core: &layer.core },
+            Side { out: slow, x: &x_twin, host_weight: Some(twin.host.weight.val()), core: &twin.core },
+            weights,
+            output_within,
+            gradient_within,
+        );
     }
 
     #[test]
@@ -52,9 +59,17 @@ proptest! {
         let weights = random([case.batch, case.features, height, width]);
 
         let fast = layer.forward(x.clone());
-        let h = layer.host.forward(x.clone());
-        let slow = reference::apply(&layer.core, h.reshape([case.batch, case.features, height * width]), Some([case.batch, height, width]))
+        // After the forward: the host's lazily initialized weights exist, so the twin copies them.
+        let (twin, x_twin) = (own_leaves(layer.clone()), x.clone().detach().require_grad());
+        let h = twin.host.forward(x_twin.clone());
+        let slow = reference::apply(&twin.core, h.reshape([case.batch, case.features, height * width]), Some([case.batch, height, width]))
             .reshape([case.batch, case.features, height, width]);
-        compare_with_reference(fast, slow, &x, weights, None, &layer.core, output_within, gradient_within);
+        compare_with_reference(
+            Side { out: fast, x: &x, host_weight: None, core: &layer.core },
+            Side { out: slow, x: &x_twin, host_weight: None, core: &twin.core },
+            weights,
+            output_within,
+            gradient_within,
+        );
     }
 }
