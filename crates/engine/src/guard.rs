@@ -69,18 +69,27 @@ impl KernelGuard {
         }
     }
 
-    /// The kernel's result `fast` and `true`, or, on a check pass where it differs from the
-    /// tensor path's result `slow()` (compared by `differ`, which says where), that result and
-    /// `false`: the layer then falls back.
-    pub fn checked<T>(
+    /// A pass of `kernel` on `input`: the kernel's result `fast(&input)` where the layer trusts
+    /// its kernels and the kernel takes the input (`Some`), checked against the tensor path's
+    /// result `slow(input)` when a check is due (compared by `differ`, which says where they
+    /// differ); otherwise, and when a check fails (the layer then falls back), the tensor path's.
+    /// The tensor path owns `input`, so it can work in place. The flag says whether the kernel's
+    /// result was kept.
+    #[allow(clippy::too_many_arguments)]
+    pub fn guarded<I, T>(
         &mut self,
         kernel: Kernel,
         lifecycle: &LifecycleConfig,
-        fast: T,
-        slow: impl FnOnce() -> T,
+        input: I,
+        fast: impl FnOnce(&I) -> Option<T>,
+        slow: impl FnOnce(I) -> T,
         differ: impl FnOnce(&T, &T, f32) -> Option<String>,
         dtype: DType,
     ) -> (T, bool) {
+        let fast = if self.trusts_kernels(lifecycle) { fast(&input) } else { None };
+        let Some(fast) = fast else {
+            return (slow(input), false);
+        };
         let passes = match kernel {
             Kernel::Telemetry => &mut self.telemetry_passes,
             Kernel::Blend => &mut self.blend_passes,
@@ -90,7 +99,7 @@ impl KernelGuard {
         if !lifecycle.kernel_check_due(pass) {
             return (fast, true);
         }
-        let slow = slow();
+        let slow = slow(input);
         let tolerance = check_tolerance(lifecycle.kernel_check_tolerance * kernel.slack(), dtype);
         match differ(&fast, &slow, tolerance) {
             None => (fast, true),
@@ -162,7 +171,7 @@ mod tests {
     fn a_disagreeing_check_falls_back_once_and_reports_once() {
         let mut guard = KernelGuard::default();
         let differ = |a: &f32, b: &f32, _: f32| (a != b).then(|| format!("{a} vs {b}"));
-        let (value, kept) = guard.checked(Kernel::Blend, &lifecycle(2), 1.0, || 2.0, differ, DType::F32);
+        let (value, kept) = guard.guarded(Kernel::Blend, &lifecycle(2), (), |_| Some(1.0), |_| 2.0, differ, DType::F32);
         assert_eq!((value, kept), (2.0, false), "the first pass is checked and the tensor path wins");
         assert!(!guard.trusts_kernels(&lifecycle(2)));
         let reason = guard.take_fallback().expect("reported once");
@@ -177,11 +186,12 @@ mod tests {
         let mut guard = KernelGuard::default();
         let mut checks = 0;
         for _ in 0..5 {
-            let (_, kept) = guard.checked(
+            let (_, kept) = guard.guarded(
                 Kernel::Telemetry,
                 &lifecycle(3),
-                0.0,
-                || {
+                (),
+                |_| Some(0.0),
+                |_| {
                     checks += 1;
                     0.0
                 },
@@ -191,6 +201,19 @@ mod tests {
             assert!(kept);
         }
         assert_eq!(checks, 2, "passes 1 and 4 are checked with kernel_check_every = 3");
+    }
+
+    #[test]
+    fn without_trust_or_a_kernel_the_tensor_path_runs_uncounted() {
+        let mut guard = KernelGuard::default();
+        let never = |_: &f32, _: &f32, _: f32| -> Option<String> { panic!("nothing to compare") };
+        let declined = guard.guarded(Kernel::Blend, &lifecycle(1), (), |_| None, |_| 2.0, never, DType::F32);
+        assert_eq!(declined, (2.0, false));
+        let off = LifecycleConfig::new().with_kernels(false);
+        let kernel = |_: &()| -> Option<f32> { panic!("kernels are off") };
+        let untrusted = guard.guarded(Kernel::Blend, &off, (), kernel, |_| 3.0, never, DType::F32);
+        assert_eq!(untrusted, (3.0, false));
+        assert_eq!(guard.passes(Kernel::Blend), 0);
     }
 
     #[test]

@@ -97,16 +97,12 @@ impl<B: Backend> TelemetryWindow<B> {
     ) {
         let [a, _, p] = h.dims();
         let h = h.detach();
-        let fast = if guard.trusts_kernels(lifecycle) { kernel::accumulate(&self.sums, &h, chunks) } else { None };
-        self.sums = match fast {
-            Some(fast) => {
-                let slow = || accumulate(&self.sums, &h, chunks);
-                let (sums, kept) = guard.checked(Kernel::Telemetry, lifecycle, fast, slow, disagreement, h.dtype());
-                self.kernel_passes += u64::from(kept);
-                sums
-            }
-            None => accumulate(&self.sums, &h, chunks),
-        };
+        let dtype = h.dtype();
+        let fast = |h: &Tensor<B, 3>| kernel::accumulate(&self.sums, h, chunks);
+        let slow = |h: Tensor<B, 3>| accumulate(&self.sums, &h, chunks);
+        let (sums, kept) = guard.guarded(Kernel::Telemetry, lifecycle, h, fast, slow, disagreement, dtype);
+        self.sums = sums;
+        self.kernel_passes += u64::from(kept);
         self.samples += (a * p) as u64;
     }
 
