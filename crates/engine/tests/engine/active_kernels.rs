@@ -7,7 +7,7 @@
 #![cfg(any(feature = "wgpu", feature = "cuda"))]
 
 use crate::common::{
-    assert_close, case, compare_with_reference, own_leaves, populate, random_on, registry, values, Case, Side,
+    assert_close, case, conv_matches_reference, linear_matches_reference, populate, random_on, registry, values, Case,
 };
 use burn::module::Module;
 use burn::tensor::backend::AutodiffBackend;
@@ -68,23 +68,10 @@ fn linear_case<B: AutodiffBackend>(case: &Case, per_batch: usize, blueprints: &[
         .init::<B>(&Default::default());
     populate(&mut layer.core, case, blueprints);
     let layer = layer.map(&mut crate::common::RandomBanks);
-    let x = random_on::<B, 3>([case.batch, per_batch, case.d_in]).require_grad();
+    let x = random_on::<B, 3>([case.batch, per_batch, case.d_in]);
     let weights = random_on::<B, 3>([case.batch, per_batch, case.features]);
-
-    let fast = layer.forward(x.clone());
-    // After the forward: the host's lazily initialized weights exist, so the twin copies them.
-    let (twin, x_twin) = (own_leaves(layer.clone()), x.clone().detach().require_grad());
-    let rows = case.batch * per_batch;
-    let h = twin.host.forward(x_twin.clone()).reshape([rows, case.features, 1]);
-    let slow = reference::apply(&twin.core, h, None).reshape([case.batch, per_batch, case.features]);
     let check = |a: &[f32], b: &[f32], what: &str| tol.check(a, b, what);
-    compare_with_reference(
-        Side { out: fast, x: &x, host_weight: Some(layer.host.weight.val()), core: &layer.core },
-        Side { out: slow, x: &x_twin, host_weight: Some(twin.host.weight.val()), core: &twin.core },
-        weights,
-        check,
-        check,
-    );
+    linear_matches_reference(&layer, x, weights, check, check);
     if holds_kernel_blueprint(case, blueprints) {
         assert!(layer.core.blend_kernel_passes() > 0, "the kernel ran");
     }
@@ -99,27 +86,10 @@ fn conv_case<B: AutodiffBackend>(case: &Case, side: usize, tol: Tolerance) {
         .init::<B>(&Default::default());
     populate(&mut layer.core, case, &blueprints);
     let layer = layer.map(&mut crate::common::RandomBanks);
-    let x = random_on::<B, 4>([case.batch, case.d_in, side, side]).require_grad();
+    let x = random_on::<B, 4>([case.batch, case.d_in, side, side]);
     let weights = random_on::<B, 4>([case.batch, case.features, side, side]);
-
-    let fast = layer.forward(x.clone());
-    // After the forward: the host's lazily initialized weights exist, so the twin copies them.
-    let (twin, x_twin) = (own_leaves(layer.clone()), x.clone().detach().require_grad());
-    let h = twin.host.forward(x_twin.clone()).reshape([case.batch, case.features, side * side]);
-    let slow = reference::apply(&twin.core, h, Some([case.batch, side, side])).reshape([
-        case.batch,
-        case.features,
-        side,
-        side,
-    ]);
     let check = |a: &[f32], b: &[f32], what: &str| tol.check(a, b, what);
-    compare_with_reference(
-        Side { out: fast, x: &x, host_weight: None, core: &layer.core },
-        Side { out: slow, x: &x_twin, host_weight: None, core: &twin.core },
-        weights,
-        check,
-        check,
-    );
+    conv_matches_reference(&layer, x, weights, check, check);
     if holds_kernel_blueprint(case, &blueprints) {
         assert!(layer.core.blend_kernel_passes() > 0, "the kernel ran");
     }

@@ -3,6 +3,7 @@
 use burn::module::{Module, ModuleMapper, Param};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::Tensor;
+use morphogen_engine::{reference, SeededConv2d, SeededLinear};
 use morphogen_engine::{Activation, BlueprintOp, BlueprintRegistry, BlueprintSpec, SeedCore, Stage, Width};
 use proptest::prelude::*;
 
@@ -124,7 +125,7 @@ pub fn bank_tensors<Bk: Backend>(core: &SeedCore<Bk>) -> Vec<Tensor<Bk, 3>> {
 /// `module` with every trainable parameter its own new leaf (same values and ids): a reference
 /// computed on it shares no autodiff node with the original, so the two sides' backward passes
 /// cannot touch each other's graph.
-pub fn own_leaves<Bk: AutodiffBackend, M: Module<Bk>>(module: M) -> M {
+fn own_leaves<Bk: AutodiffBackend, M: Module<Bk>>(module: M) -> M {
     module.map(&mut OwnLeaves)
 }
 
@@ -136,13 +137,64 @@ impl<Bk: AutodiffBackend> ModuleMapper<Bk> for OwnLeaves {
     }
 }
 
+/// A seeded Linear layer on `x` (`[batch, n, d_in]`) against the reference loop on
+/// [`own_leaves`] copies of `x` and the layer: see [`compare_with_reference`].
+pub fn linear_matches_reference<Bk: AutodiffBackend>(
+    layer: &SeededLinear<Bk>,
+    x: Tensor<Bk, 3>,
+    weights: Tensor<Bk, 3>,
+    output: impl Fn(&[f32], &[f32], &str),
+    gradient: impl Fn(&[f32], &[f32], &str),
+) {
+    let x = x.require_grad();
+    let fast = layer.forward(x.clone());
+    // After the forward: the host's lazily initialized weights exist, so the twin copies them.
+    let (twin, x_twin) = (own_leaves(layer.clone()), x.clone().detach().require_grad());
+    let [batch, n, _] = x.dims();
+    let features = fast.dims()[2];
+    let h = twin.host.forward(x_twin.clone()).reshape([batch * n, features, 1]);
+    let slow = reference::apply(&twin.core, h, None).reshape([batch, n, features]);
+    compare_with_reference(
+        Side { out: fast, x: &x, host_weight: Some(layer.host.weight.val()), core: &layer.core },
+        Side { out: slow, x: &x_twin, host_weight: Some(twin.host.weight.val()), core: &twin.core },
+        weights,
+        output,
+        gradient,
+    );
+}
+
+/// A seeded Conv2d layer on `x` (`[batch, c_in, height, width]`, same padding) against the
+/// reference loop on [`own_leaves`] copies of `x` and the layer: see [`compare_with_reference`].
+pub fn conv_matches_reference<Bk: AutodiffBackend>(
+    layer: &SeededConv2d<Bk>,
+    x: Tensor<Bk, 4>,
+    weights: Tensor<Bk, 4>,
+    output: impl Fn(&[f32], &[f32], &str),
+    gradient: impl Fn(&[f32], &[f32], &str),
+) {
+    let x = x.require_grad();
+    let fast = layer.forward(x.clone());
+    // After the forward: the host's lazily initialized weights exist, so the twin copies them.
+    let (twin, x_twin) = (own_leaves(layer.clone()), x.clone().detach().require_grad());
+    let [batch, features, height, width] = fast.dims();
+    let h = twin.host.forward(x_twin.clone()).reshape([batch, features, height * width]);
+    let slow = reference::apply(&twin.core, h, Some([batch, height, width])).reshape([batch, features, height, width]);
+    compare_with_reference(
+        Side { out: fast, x: &x, host_weight: None, core: &layer.core },
+        Side { out: slow, x: &x_twin, host_weight: None, core: &twin.core },
+        weights,
+        output,
+        gradient,
+    );
+}
+
 /// One side of a comparison with the reference loop: its output for input `x`, and the layer
 /// that computed it (host weight given for Linear hosts).
-pub struct Side<'a, Bk: AutodiffBackend, const D: usize> {
-    pub out: Tensor<Bk, D>,
-    pub x: &'a Tensor<Bk, D>,
-    pub host_weight: Option<Tensor<Bk, 2>>,
-    pub core: &'a SeedCore<Bk>,
+struct Side<'a, Bk: AutodiffBackend, const D: usize> {
+    out: Tensor<Bk, D>,
+    x: &'a Tensor<Bk, D>,
+    host_weight: Option<Tensor<Bk, 2>>,
+    core: &'a SeedCore<Bk>,
 }
 
 /// A seeded layer's side `fast` against the reference loop's side `slow` (computed on
@@ -150,7 +202,7 @@ pub struct Side<'a, Bk: AutodiffBackend, const D: usize> {
 /// backpropagating `sum(out * weights)` through each, the gradients of the input, of the host
 /// weight (when given) and of every bank parameter by `gradient`; a missing bank gradient counts
 /// as zero.
-pub fn compare_with_reference<Bk: AutodiffBackend, const D: usize>(
+fn compare_with_reference<Bk: AutodiffBackend, const D: usize>(
     fast: Side<'_, Bk, D>,
     slow: Side<'_, Bk, D>,
     weights: Tensor<Bk, D>,

@@ -3,7 +3,6 @@
 
 use crate::common::*;
 use burn::module::Module;
-use morphogen_engine::reference;
 use morphogen_engine::{SeedOptions, SeededConv2dConfig, SeededLinearConfig};
 use proptest::prelude::*;
 
@@ -27,23 +26,9 @@ proptest! {
             .init::<B>(&device());
         populate(&mut layer.core, &case, &["residual_mlp", "low_rank", "gelu_tanh", "tanh_mlp"]);
         let layer = layer.map(&mut RandomBanks);
-        let x = random([case.batch, 2, case.d_in]).require_grad();
+        let x = random([case.batch, 2, case.d_in]);
         let weights = random([case.batch, 2, case.features]);
-
-        let fast = layer.forward(x.clone());
-        // After the forward: the host's lazily initialized weights exist, so the twin copies them.
-        let (twin, x_twin) = (own_leaves(layer.clone()), x.clone().detach().require_grad());
-        let h = twin.host.forward(x_twin.clone());
-        let rows = case.batch * 2;
-        let slow = reference::apply(&twin.core, h.reshape([rows, case.features, 1]), None)
-            .reshape([case.batch, 2, case.features]);
-        compare_with_reference(
-            Side { out: fast, x: &x, host_weight: Some(layer.host.weight.val()), core: &layer.core },
-            Side { out: slow, x: &x_twin, host_weight: Some(twin.host.weight.val()), core: &twin.core },
-            weights,
-            output_within,
-            gradient_within,
-        );
+        linear_matches_reference(&layer, x, weights, output_within, gradient_within);
     }
 
     #[test]
@@ -55,21 +40,8 @@ proptest! {
             .init::<B>(&device());
         populate(&mut layer.core, &case, &["small_conv", "residual_mlp", "low_rank", "gelu_tanh", "tanh_mlp"]);
         let layer = layer.map(&mut RandomBanks);
-        let x = random([case.batch, case.d_in, height, width]).require_grad();
+        let x = random([case.batch, case.d_in, height, width]);
         let weights = random([case.batch, case.features, height, width]);
-
-        let fast = layer.forward(x.clone());
-        // After the forward: the host's lazily initialized weights exist, so the twin copies them.
-        let (twin, x_twin) = (own_leaves(layer.clone()), x.clone().detach().require_grad());
-        let h = twin.host.forward(x_twin.clone());
-        let slow = reference::apply(&twin.core, h.reshape([case.batch, case.features, height * width]), Some([case.batch, height, width]))
-            .reshape([case.batch, case.features, height, width]);
-        compare_with_reference(
-            Side { out: fast, x: &x, host_weight: None, core: &layer.core },
-            Side { out: slow, x: &x_twin, host_weight: None, core: &twin.core },
-            weights,
-            output_within,
-            gradient_within,
-        );
+        conv_matches_reference(&layer, x, weights, output_within, gradient_within);
     }
 }
