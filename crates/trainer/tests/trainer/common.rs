@@ -12,3 +12,18 @@ pub fn data(train: usize, valid: usize) -> (Dataset, Dataset) {
     let (t, v) = fashion_mnist(Path::new(FASHION_MNIST_DIR)).expect("install dataset-fashion-mnist (see README)");
     (t.take(train), v.take(valid))
 }
+
+/// Implements `SeededModel` for a test wrapper whose seeded layers are those of its `inner` model.
+macro_rules! seeded_through_inner {
+    ($wrapper:ident) => {
+        impl<B: burn::tensor::backend::Backend> morphogen_engine::SeededModel<B> for $wrapper<B> {
+            fn visit_seeded(&self, f: &mut dyn FnMut(&str, &dyn morphogen_engine::SeedControl<B>)) {
+                self.inner.visit_seeded(f)
+            }
+            fn visit_seeded_mut(&mut self, f: &mut dyn FnMut(&str, &mut dyn morphogen_engine::SeedControl<B>)) {
+                self.inner.visit_seeded_mut(f)
+            }
+        }
+    };
+}
+pub(crate) use seeded_through_inner;

@@ -1,6 +1,6 @@
 //! The growth loop end to end on real Fashion-MNIST (Debian's `dataset-fashion-mnist`).
 
-use crate::common::{data, B};
+use crate::common::{data, seeded_through_inner, B};
 use burn::optim::{AdamConfig, Optimizer};
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
@@ -73,14 +73,7 @@ struct Poisoned<B: Backend> {
     poison_at: usize,
 }
 
-impl<B: Backend> morphogen_engine::SeededModel<B> for Poisoned<B> {
-    fn visit_seeded(&self, f: &mut dyn FnMut(&str, &dyn morphogen_engine::SeedControl<B>)) {
-        self.inner.visit_seeded(f)
-    }
-    fn visit_seeded_mut(&mut self, f: &mut dyn FnMut(&str, &mut dyn morphogen_engine::SeedControl<B>)) {
-        self.inner.visit_seeded_mut(f)
-    }
-}
+seeded_through_inner!(Poisoned);
 
 impl<B: Backend> Classifier<B> for Poisoned<B> {
     fn logits(&self, images: Tensor<B, 2>) -> Tensor<B, 2> {

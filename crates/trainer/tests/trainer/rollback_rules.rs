@@ -1,7 +1,7 @@
 //! Automatic rollback rules on real Fashion-MNIST training: each rule fires on its scripted
 //! condition, rolls the run back and switches its flag off; none fires on a healthy run.
 
-use crate::common::{data, B};
+use crate::common::{data, seeded_through_inner, B};
 use burn::optim::AdamConfig;
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
@@ -54,14 +54,7 @@ struct Scripted<B: Backend> {
     signals: Signals,
 }
 
-impl<B: Backend> morphogen_engine::SeededModel<B> for Scripted<B> {
-    fn visit_seeded(&self, f: &mut dyn FnMut(&str, &dyn morphogen_engine::SeedControl<B>)) {
-        self.inner.visit_seeded(f)
-    }
-    fn visit_seeded_mut(&mut self, f: &mut dyn FnMut(&str, &mut dyn morphogen_engine::SeedControl<B>)) {
-        self.inner.visit_seeded_mut(f)
-    }
-}
+seeded_through_inner!(Scripted);
 
 impl<B: Backend> Classifier<B> for Scripted<B> {
     fn logits(&self, images: Tensor<B, 2>) -> Tensor<B, 2> {
