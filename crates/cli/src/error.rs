@@ -53,6 +53,7 @@ impl CliError {
         match self {
             CliError::BackendNotBuilt(_) | CliError::Config { .. } => 2,
             CliError::Engine(MorphogenError::InvalidConfig { .. }) => 2,
+            CliError::Train(morphogen::trainer::TrainError::TaskMismatch { .. }) => 2,
             CliError::Flags(error) if error.is_user_error() => 2,
             CliError::Dashboard(error) if error.is_user_error() => 2,
             _ => 1,

@@ -13,7 +13,7 @@ pub use command::{Command, CommandKind, Decisions, SeedAddress};
 pub use error::MorphogenError;
 pub use report::{LayerHealthReport, SeedHealth, SeedInfo};
 pub use stage::Stage;
-pub use system::{GlobalMetrics, LayerState, SeedEvaluation, SystemState, TransitionEvent};
+pub use system::{GlobalMetrics, LayerState, Score, SeedEvaluation, SystemState, TransitionEvent};
 
 /// Version of the serialised forms in this crate; bumped on any incompatible change.
 pub const SCHEMA_VERSION: u32 = 1;

@@ -15,11 +15,49 @@ pub struct GlobalMetrics {
     pub train_accuracy: f32,
     /// Validation loss.
     pub val_loss: f32,
-    /// Validation accuracy, in `[0, 1]`.
+    /// Validation accuracy, in `[0, 1]` (for language modelling: of the next token).
     pub val_accuracy: f32,
+    /// Which number the task scores itself by ([`val_score`](Self::val_score)); accuracy in
+    /// records written before tasks had scores.
+    #[serde(default)]
+    pub score: Score,
+}
+
+/// The "higher is better" number a task names for the controller's plateau and final gates.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Score {
+    /// Share of predictions right, in `[0, 1]` (classification).
+    #[default]
+    Accuracy,
+    /// Minus the perplexity, `-exp(loss)` with the loss in nats per token (language modelling).
+    NegativePerplexity,
+}
+
+impl Score {
+    /// The score of a mean `loss` and an `accuracy`.
+    pub fn of(self, loss: f32, accuracy: f32) -> f32 {
+        match self {
+            Score::Accuracy => accuracy,
+            Score::NegativePerplexity => -loss.exp(),
+        }
+    }
+
+    /// How logs and reasons name it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Score::Accuracy => "accuracy",
+            Score::NegativePerplexity => "negative perplexity",
+        }
+    }
 }
 
 impl GlobalMetrics {
+    /// The validation score the task names (higher is better).
+    pub fn val_score(&self) -> f32 {
+        self.score.of(self.val_loss, self.val_accuracy)
+    }
+
     /// Whether every number is finite.
     pub fn is_finite(&self) -> bool {
         [self.train_loss, self.train_accuracy, self.val_loss, self.val_accuracy].iter().all(|v| v.is_finite())
@@ -29,7 +67,7 @@ impl GlobalMetrics {
 /// One seeded layer as the controller sees it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LayerState {
-    /// Layer name (the model's field name).
+    /// Layer path in the model (e.g. `blocks.3.mlp.fc1`).
     pub layer: String,
     /// `Linear` or `Conv2d`.
     pub host: String,

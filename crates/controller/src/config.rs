@@ -5,7 +5,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ControllerConfig {
-    /// A validation-accuracy gain below this counts as no progress.
+    /// A gain of the validation score (accuracy, or negative perplexity for language
+    /// modelling) below this counts as no progress.
     pub plateau_delta: f32,
     /// Epochs without progress before growing.
     pub patience: u32,

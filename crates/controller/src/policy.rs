@@ -9,11 +9,12 @@ use std::collections::BTreeMap;
 /// What the controller remembers between epochs (serialisable, for checkpoints).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ControllerState {
-    /// Best validation accuracy seen.
-    pub best_val_accuracy: Option<f32>,
-    /// Epochs since validation accuracy last improved by more than the plateau delta.
+    /// Best validation score seen (the task's: accuracy or negative perplexity).
+    #[serde(alias = "best_val_accuracy")]
+    pub best_val_score: Option<f32>,
+    /// Epochs since the validation score last improved by more than the plateau delta.
     pub epochs_without_progress: u32,
-    /// Validation loss and accuracy when each seed entered FINE_TUNING: its final gate compares
+    /// Validation loss and score when each seed entered FINE_TUNING: its final gate compares
     /// against them.
     pub fine_tuning_entry: BTreeMap<String, (f32, f32)>,
 }
@@ -117,7 +118,7 @@ impl Controller {
                     eval.loss_with, eval.loss_without, c.min_contribution
                 );
                 if gain >= c.min_contribution {
-                    self.state.fine_tuning_entry.insert(key(&at), (m.val_loss, m.val_accuracy));
+                    self.state.fine_tuning_entry.insert(key(&at), (m.val_loss, m.val_score()));
                     Some(Command::advance(at, Stage::FineTuning, format!("evaluation passed: {detail}")))
                 } else {
                     Some(Command::advance(at, Stage::Culled, format!("evaluation failed: {detail}")))
@@ -127,17 +128,19 @@ impl Controller {
                 // FOSSILIZED on global improvement since entry, CULLED otherwise.
                 // No baseline on record (e.g. a controller resumed without its state): take one
                 // now and judge at the next boundary rather than guess.
-                let Some((loss, accuracy)) = self.state.fine_tuning_entry.remove(&key(&at)) else {
-                    self.state.fine_tuning_entry.insert(key(&at), (m.val_loss, m.val_accuracy));
+                let Some((loss, score)) = self.state.fine_tuning_entry.remove(&key(&at)) else {
+                    self.state.fine_tuning_entry.insert(key(&at), (m.val_loss, m.val_score()));
                     return None;
                 };
                 let detail = format!(
-                    "val loss {loss:.4} -> {:.4}, val accuracy {accuracy:.4} -> {:.4} since entry",
-                    m.val_loss, m.val_accuracy
+                    "val loss {loss:.4} -> {:.4}, val {} {score:.4} -> {:.4} since entry",
+                    m.val_loss,
+                    m.score.name(),
+                    m.val_score()
                 );
-                // Improvement on either global measure: accuracy can hold while an overfitting
+                // Improvement on either global measure: the score can hold while an overfitting
                 // model's loss drifts up, and the reverse.
-                if m.val_loss < loss || m.val_accuracy > accuracy {
+                if m.val_loss < loss || m.val_score() > score {
                     Some(Command::advance(at, Stage::Fossilized, format!("global improvement: {detail}")))
                 } else {
                     Some(Command::advance(at, Stage::Culled, format!("no global improvement: {detail}")))
@@ -171,11 +174,12 @@ impl Controller {
     /// Tracks validation progress; true when growth is due.
     fn plateaued(&mut self, m: &GlobalMetrics) -> bool {
         let s = &mut self.state;
-        match s.best_val_accuracy {
-            Some(best) if m.val_accuracy <= best + self.config.plateau_delta => s.epochs_without_progress += 1,
+        let score = m.val_score();
+        match s.best_val_score {
+            Some(best) if score <= best + self.config.plateau_delta => s.epochs_without_progress += 1,
             _ => s.epochs_without_progress = 0,
         }
-        s.best_val_accuracy = Some(s.best_val_accuracy.map_or(m.val_accuracy, |b| b.max(m.val_accuracy)));
+        s.best_val_score = Some(s.best_val_score.map_or(score, |b| b.max(score)));
         s.epochs_without_progress >= self.config.patience && m.val_accuracy < self.config.accuracy_target
     }
 
@@ -204,9 +208,10 @@ impl Controller {
             total_active += 1;
             params += cost;
             let reason = format!(
-                "plateau: val accuracy {:.4} gained <= {} for {} epoch(s); unhealthiest dormant seed (score {score:.3}: \
+                "plateau: val {} {:.4} gained <= {} for {} epoch(s); unhealthiest dormant seed (score {score:.3}: \
                  variance {:.3e}, dead {:.2}, correlation {:.2}); +{cost} params",
-                system.metrics.val_accuracy,
+                system.metrics.score.name(),
+                system.metrics.val_score(),
                 c.plateau_delta,
                 self.state.epochs_without_progress,
                 health.variance,

@@ -1,7 +1,8 @@
 //! The controller on scripted telemetry: plateaus, budgets, embargo, quarantine and gates.
 
 use morphogen_contracts::{
-    CommandKind, GlobalMetrics, LayerHealthReport, LayerState, SeedEvaluation, SeedHealth, SeedInfo, Stage, SystemState,
+    CommandKind, GlobalMetrics, LayerHealthReport, LayerState, Score, SeedEvaluation, SeedHealth, SeedInfo, Stage,
+    SystemState,
 };
 use morphogen_controller::{Controller, ControllerConfig};
 
@@ -54,6 +55,7 @@ fn system(epoch: u32, val_accuracy: f32, layers: Vec<LayerState>) -> SystemState
         train_accuracy: 0.8,
         val_loss: 0.5,
         val_accuracy,
+        score: Score::Accuracy,
     };
     SystemState { metrics, layers, evaluations: vec![], params_added: 0 }
 }
@@ -230,4 +232,23 @@ fn non_finite_metrics_order_a_rollback() {
 fn bad_config_is_rejected_with_the_field_named() {
     let err = Controller::new(ControllerConfig { accuracy_target: 1.5, ..Default::default() }).unwrap_err();
     assert!(err.to_string().contains("accuracy_target"), "{err}");
+}
+
+#[test]
+fn a_language_model_plateaus_on_perplexity_not_accuracy() {
+    let config = ControllerConfig { patience: 1, plateau_delta: 0.01, ..Default::default() };
+    let mut ctl = Controller::new(config).unwrap();
+    let lm = |epoch, val_loss| {
+        let mut s = system(epoch, 0.3, vec![dormant_layer("blocks.0.mlp.fc1", 2)]);
+        s.metrics.score = Score::NegativePerplexity;
+        s.metrics.val_loss = val_loss;
+        s
+    };
+    assert!(germinated(&ctl.step(&lm(1, 2.0))).is_empty(), "first epoch sets the best score");
+    // Accuracy is flat, but perplexity falls from e^2 to e^1.5: progress, no growth.
+    assert!(germinated(&ctl.step(&lm(2, 1.5))).is_empty(), "perplexity improved");
+    let d = ctl.step(&lm(3, 1.5));
+    assert_eq!(germinated(&d).len(), 1, "flat perplexity is a plateau: {d:?}");
+    let reason = &d.commands[0].reason;
+    assert!(reason.contains("negative perplexity"), "{reason}");
 }

@@ -9,12 +9,12 @@ use morphogen_trainer::{fashion_mnist, EventLog, ModelConfig, Trainer, TrainerCo
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (train, valid) = fashion_mnist(FASHION_MNIST_DIR.as_ref())?;
-    let (train, valid) = (train.take(5000), valid.take(1000));
-    let model = ModelConfig::default().mlp::<Autodiff<NdArray>>(&Default::default())?;
+    let data = train.take(5000).with_validation(valid.take(1000));
+    let model = ModelConfig::default().mlp::<Autodiff<NdArray>>(&data.task, &Default::default())?;
     let controller = Controller::new(ControllerConfig { patience: 0, ..Default::default() })?;
     let config = TrainerConfig { epochs: 6, eval_samples: 1000, ..Default::default() };
     let mut trainer = Trainer::new(config, controller, EventLog::in_memory())?;
-    let outcome = trainer.run(model, AdamConfig::new().init(), &train, &valid, &mut ())?;
+    let outcome = trainer.run(model, AdamConfig::new().init(), &data, &mut ())?;
     for m in &outcome.history {
         println!("epoch {}: val accuracy {:.4}", m.epoch, m.val_accuracy);
     }

@@ -6,13 +6,14 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
     /// The data set is not where it was looked for.
-    #[error(
-        "Fashion-MNIST not found in {dir}: install Debian's package with `apt-get install dataset-fashion-mnist`, \
-         or pass --data DIR with train-images-idx3-ubyte.gz and the three other IDX files"
-    )]
+    #[error("{dataset} not found in {dir}: {how}")]
     MissingData {
         /// The folder searched.
         dir: PathBuf,
+        /// Which data set.
+        dataset: &'static str,
+        /// How to get it.
+        how: &'static str,
     },
     /// A data file is unreadable or malformed.
     #[error("{path}: {problem}")]
@@ -20,6 +21,22 @@ pub enum TrainError {
         /// The file.
         path: PathBuf,
         /// What is wrong with it.
+        problem: String,
+    },
+    /// The model preset cannot learn the task asked for.
+    #[error("the {model} preset cannot serve the task '{task}': {hint}")]
+    TaskMismatch {
+        /// The preset.
+        model: String,
+        /// The task asked for.
+        task: String,
+        /// What to use instead.
+        hint: String,
+    },
+    /// A model reports two seeded layers at the same path, or none at all.
+    #[error("model: {problem}")]
+    Model {
+        /// What is wrong.
         problem: String,
     },
     /// A morphogen operation failed (bad config, illegal command, missing signal...).
@@ -51,7 +68,7 @@ impl TrainError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             TrainError::MissingData { .. } | TrainError::Data { .. } => ErrorKind::Data,
-            TrainError::Morphogen(_) => ErrorKind::Engine,
+            TrainError::Morphogen(_) | TrainError::TaskMismatch { .. } | TrainError::Model { .. } => ErrorKind::Engine,
             TrainError::Diverged { .. } => ErrorKind::Diverged,
             TrainError::Checkpoint(_) => ErrorKind::Checkpoint,
             TrainError::Io { .. } => ErrorKind::Io,

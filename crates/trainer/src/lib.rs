@@ -14,13 +14,23 @@ mod models;
 mod resources;
 mod rules;
 mod signals;
+mod task;
+mod tasks;
 mod trainer;
 
-pub use data::{fashion_mnist, Dataset, FASHION_MNIST_DIR};
+pub use data::{fashion_mnist, ImageSet, TextCorpus, TextWindows, Vocabulary, FASHION_MNIST_DIR, SHAKESPEARE_DIR};
 pub use error::{ErrorKind, TrainError};
 pub use events::{EventLog, Observer, StageCounts};
-pub use models::{Cnn, Mlp, ModelConfig, ModelKind};
+pub use models::{
+    Cnn, FeedForward, Mlp, ModelConfig, ModelKind, Projection, ResNet, ResidualBlock, TaskKind, Transformer,
+    TransformerBlock,
+};
 pub use resources::{process_rss_bytes, LayerResources, Resources};
 pub use rules::RollbackRule;
 pub use signals::Signals;
-pub use trainer::{measure_system, Classifier, TrainOutcome, Trainer, TrainerConfig, Training, TrainingTypes};
+pub use task::{StepOutput, Task, TaskData, TaskModel};
+pub use tasks::{ImageBatch, ImageClassification, ImageItem, NextCharacter, TextBatch, TextItem};
+pub use trainer::{
+    evaluate, evaluate_seeds, measure_system, EvalBudget, Evaluation, TrainOutcome, Trainer, TrainerConfig, Training,
+    TrainingTypes,
+};

@@ -74,12 +74,12 @@ pub fn process_rss_bytes() -> Option<u64> {
     Some(kib * 1024)
 }
 
-/// Measures `model`'s costs: bank and state bytes per layer, the timed forward pass of `images`
-/// and `rss_bytes` as given.
-pub(crate) fn measure<B, M>(
+/// Measures `model`'s costs: bank and state bytes per layer, the timed `forward` pass of `input`
+/// (none without input) and `rss_bytes` as given.
+pub(crate) fn measure<B, M, X: Clone>(
     model: &M,
-    logits: impl Fn(Tensor<B, 2>) -> Tensor<B, 2>,
-    images: Tensor<B, 2>,
+    forward: impl Fn(X) -> Tensor<B, 1>,
+    input: Option<X>,
     rss_bytes: Option<u64>,
 ) -> Resources
 where
@@ -96,12 +96,15 @@ where
             seeded_seconds: 0.0,
         });
     });
+    let Some(input) = input else {
+        return Resources { rss_bytes, forward_seconds: 0.0, layers };
+    };
     // Warm-up: first-use allocations and caches stay out of the timing.
-    let _ = logits(images.clone()).into_data();
+    let _ = forward(input.clone()).into_data();
     let timer = SeedTimer::default();
     let start = Instant::now();
     tracing::subscriber::with_default(tracing_subscriber::registry().with(timer.clone()), || {
-        let _ = logits(images).into_data();
+        let _ = forward(input).into_data();
     });
     let forward_seconds = start.elapsed().as_secs_f64();
     let spent = timer.spent.lock().map(|s| s.clone()).unwrap_or_default();

@@ -2,6 +2,7 @@
 
 use crate::backend::BackendKind;
 use clap::Args;
+use morphogen::trainer::{ModelKind, TaskKind};
 use std::path::PathBuf;
 
 /// Flags of `morphogen train`; each overrides the config file's value.
@@ -11,12 +12,18 @@ pub struct TrainArgs {
     /// `docs/train.md`); flags override it.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Folder with Fashion-MNIST's four IDX .gz files [default: /usr/share/datasets/fashion-mnist].
+    /// Data folder: Fashion-MNIST's four IDX .gz files for `--task classify` [default:
+    /// /usr/share/datasets/fashion-mnist], a folder of .txt files for `--task lm` [default:
+    /// data/shakespeare/texts, made by scripts/get-shakespeare.sh].
     #[arg(long, value_name = "DIR")]
     pub data: Option<PathBuf>,
     /// Host model preset.
     #[arg(long, value_enum)]
     pub model: Option<ModelArg>,
+    /// What the model learns [default: the preset's: classify for mlp, cnn and resnet, lm for
+    /// transformer].
+    #[arg(long, value_enum)]
+    pub task: Option<TaskArg>,
     /// Epochs.
     #[arg(long)]
     pub epochs: Option<u32>,
@@ -32,10 +39,25 @@ pub struct TrainArgs {
     /// MLP hidden width.
     #[arg(long)]
     pub hidden: Option<usize>,
-    /// Use only the first N training images.
+    /// ResNet channels of the first stage (then twice and four times as many).
+    #[arg(long)]
+    pub width: Option<usize>,
+    /// Transformer blocks.
+    #[arg(long)]
+    pub layers: Option<usize>,
+    /// Transformer width.
+    #[arg(long)]
+    pub d_model: Option<usize>,
+    /// Transformer attention heads (a divisor of --d-model).
+    #[arg(long)]
+    pub heads: Option<usize>,
+    /// Transformer context: characters seen at once.
+    #[arg(long)]
+    pub context: Option<usize>,
+    /// Use only the first N training examples (images, or text windows).
     #[arg(long, value_name = "N")]
     pub train_subset: Option<usize>,
-    /// Use only the first N test images for validation.
+    /// Use only the first N validation examples (test images, or held-out text windows).
     #[arg(long, value_name = "N")]
     pub valid_subset: Option<usize>,
     /// Shuffling seed.
@@ -105,4 +127,37 @@ pub enum ModelArg {
     Mlp,
     /// Two seeded 3x3 conv layers with pooling, then a linear head.
     Cnn,
+    /// Three stages of two residual blocks with batch norm, every block conv seeded.
+    Resnet,
+    /// Decoder-only causal transformer; attention projections and MLP layers seeded.
+    Transformer,
+}
+
+impl From<ModelArg> for ModelKind {
+    fn from(model: ModelArg) -> Self {
+        match model {
+            ModelArg::Mlp => ModelKind::Mlp,
+            ModelArg::Cnn => ModelKind::Cnn,
+            ModelArg::Resnet => ModelKind::Resnet,
+            ModelArg::Transformer => ModelKind::Transformer,
+        }
+    }
+}
+
+/// Tasks on the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum TaskArg {
+    /// Image classification on Fashion-MNIST.
+    Classify,
+    /// Next-character language modelling on a folder of .txt files (Shakespeare).
+    Lm,
+}
+
+impl From<TaskArg> for TaskKind {
+    fn from(task: TaskArg) -> Self {
+        match task {
+            TaskArg::Classify => TaskKind::Classify,
+            TaskArg::Lm => TaskKind::Lm,
+        }
+    }
 }

@@ -1,10 +1,10 @@
 //! The configuration of a run: the TOML file's tables, with the flags of `morphogen train`
 //! applied on top and validated.
 
-use super::args::{ModelArg, TrainArgs};
+use super::args::TrainArgs;
 use crate::error::CliError;
 use morphogen::controller::ControllerConfig;
-use morphogen::trainer::{ModelConfig, ModelKind, TrainerConfig, FASHION_MNIST_DIR};
+use morphogen::trainer::{ModelConfig, ModelKind, TaskKind, TrainerConfig, FASHION_MNIST_DIR, SHAKESPEARE_DIR};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
@@ -14,12 +14,16 @@ use std::path::PathBuf;
 pub struct RunSection {
     /// Run name.
     pub name: String,
-    /// Data folder.
-    pub data: PathBuf,
-    /// Training images used (0: all).
+    /// What the model learns (default: the preset's task).
+    pub task: Option<TaskKind>,
+    /// Data folder (default: the task's, see [`RunSection::data_dir`]).
+    pub data: Option<PathBuf>,
+    /// Training examples used (0: all).
     pub train_subset: usize,
-    /// Validation images used (0: all).
+    /// Validation examples used (0: all).
     pub valid_subset: usize,
+    /// Share of the text held out for validation (`--task lm`).
+    pub valid_fraction: f32,
     /// Whether the controller may grow the model.
     pub growth: bool,
     /// Where run folders go.
@@ -29,13 +33,29 @@ pub struct RunSection {
 impl Default for RunSection {
     fn default() -> Self {
         Self {
-            name: "fashion-mlp".into(),
-            data: FASHION_MNIST_DIR.into(),
+            name: DEFAULT_NAME.into(),
+            task: None,
+            data: None,
             train_subset: 0,
             valid_subset: 0,
+            valid_fraction: 0.1,
             growth: true,
             runs_dir: "runs".into(),
         }
+    }
+}
+
+/// The run name when neither the config file nor `--name` gives one (for the MLP preset; other
+/// presets get `fashion-<preset>` or `shakespeare-transformer`).
+const DEFAULT_NAME: &str = "fashion-mlp";
+
+impl RunSection {
+    /// The data folder: the configured one, or the task's default.
+    pub fn data_dir(&self, task: TaskKind) -> PathBuf {
+        self.data.clone().unwrap_or_else(|| match task {
+            TaskKind::Classify => FASHION_MNIST_DIR.into(),
+            TaskKind::Lm => SHAKESPEARE_DIR.into(),
+        })
     }
 }
 
@@ -62,6 +82,16 @@ impl RunConfig {
         }
     }
 
+    /// What the model learns: the configured task, or the preset's.
+    pub fn task(&self) -> TaskKind {
+        self.run.task.unwrap_or(self.model.kind.task())
+    }
+
+    /// The data folder of this run's task.
+    pub fn data_dir(&self) -> PathBuf {
+        self.run.data_dir(self.task())
+    }
+
     /// The config file (if any) with the flags applied, validated.
     pub fn resolve(args: &TrainArgs) -> Result<Self, CliError> {
         let mut config = match &args.config {
@@ -72,7 +102,8 @@ impl RunConfig {
             }
             None => RunConfig::default(),
         };
-        set(&mut config.run.data, args.data.clone());
+        config.run.data = args.data.clone().or(config.run.data);
+        config.run.task = args.task.map(TaskKind::from).or(config.run.task);
         set(&mut config.run.name, args.name.clone());
         set(&mut config.run.runs_dir, args.runs_dir.clone());
         set(&mut config.run.train_subset, args.train_subset);
@@ -85,11 +116,14 @@ impl RunConfig {
         set(&mut config.trainer.seed, args.seed);
         set(&mut config.model.num_seeds, args.seeds);
         set(&mut config.model.hidden, args.hidden);
-        if let Some(model) = args.model {
-            config.model.kind = match model {
-                ModelArg::Mlp => ModelKind::Mlp,
-                ModelArg::Cnn => ModelKind::Cnn,
-            };
+        set(&mut config.model.width, args.width);
+        set(&mut config.model.layers, args.layers);
+        set(&mut config.model.d_model, args.d_model);
+        set(&mut config.model.heads, args.heads);
+        set(&mut config.model.context, args.context);
+        set(&mut config.model.kind, args.model.map(ModelKind::from));
+        if config.run.name == DEFAULT_NAME && config.model.kind != ModelKind::Mlp {
+            config.run.name = default_name(config.model.kind);
         }
         config.set_growth(config.run.growth);
         if let Some(path) = &args.flags {
@@ -102,6 +136,8 @@ impl RunConfig {
         if config.trainer.checkpoint_dir.is_none() {
             config.trainer.checkpoint_dir = Some(config.run.runs_dir.join(&config.run.name).join("checkpoints"));
         }
+        config.model.kind.check_task(config.task())?;
+        config.model.validate()?;
         config.trainer.validate()?;
         config.controller.validate()?;
         if config.run.name.is_empty() || config.run.name.contains(['/', '\\']) {
@@ -111,6 +147,14 @@ impl RunConfig {
             });
         }
         Ok(config)
+    }
+}
+
+/// The run name of a preset when none is given.
+fn default_name(kind: ModelKind) -> String {
+    match kind {
+        ModelKind::Transformer => "shakespeare-transformer".into(),
+        other => format!("fashion-{other:?}").to_lowercase(),
     }
 }
 

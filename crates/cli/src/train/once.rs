@@ -8,7 +8,7 @@ use morphogen::burn::optim::AdamConfig;
 use morphogen::burn::tensor::backend::AutodiffBackend;
 use morphogen::burn::tensor::Tensor;
 use morphogen::controller::Controller;
-use morphogen::trainer::{Classifier, Dataset, EventLog, Observer, Trainer};
+use morphogen::trainer::{EventLog, Observer, Task, TaskData, TaskModel, Trainer};
 use morphogen::{GlobalMetrics, SeededModel, Stage, TransitionEvent};
 
 /// What one training run produced.
@@ -35,9 +35,9 @@ impl<M> RunResult<M> {
         self.events.iter().filter(|e| e.to == stage).count()
     }
 
-    /// Validation accuracy after the last epoch.
-    pub fn final_accuracy(&self) -> f32 {
-        self.history.last().map_or(0.0, |m| m.val_accuracy)
+    /// The task's validation score after the last epoch (accuracy, or negative perplexity).
+    pub fn final_score(&self) -> f32 {
+        self.history.last().map_or(f32::NAN, GlobalMetrics::val_score)
     }
 }
 
@@ -57,18 +57,19 @@ fn trainable_params<B: AutodiffBackend, M: Module<B>>(model: &M) -> usize {
 }
 
 /// Trains `model` once with Adam as `config` says.
-pub fn train_once<B, M>(
+pub fn train_once<B, M, T>(
     model: M,
     config: &RunConfig,
-    (train, valid): &(Dataset, Dataset),
+    data: &TaskData<T>,
     events: EventLog,
     resume: bool,
     observer: &mut dyn Observer,
 ) -> Result<RunResult<M>, CliError>
 where
     B: AutodiffBackend,
-    M: AutodiffModule<B> + SeededModel<B> + Classifier<B>,
-    M::InnerModule: SeededModel<B::InnerBackend> + Classifier<B::InnerBackend>,
+    T: Task,
+    M: AutodiffModule<B> + SeededModel<B> + TaskModel<B, T>,
+    M::InnerModule: SeededModel<B::InnerBackend> + TaskModel<B::InnerBackend, T>,
 {
     let controller = Controller::new(config.controller.clone())?;
     let mut trainer = Trainer::new(config.trainer.clone(), controller, events)?;
@@ -79,7 +80,7 @@ where
         eprintln!("resumed after epoch {epoch}");
     }
     let start = std::time::Instant::now();
-    let outcome = trainer.run(model, optim, train, valid, observer)?;
+    let outcome = trainer.run(model, optim, data, observer)?;
     Ok(RunResult {
         params_added: outcome.model.params_added(),
         model: outcome.model,

@@ -2,6 +2,7 @@
 //! `metrics.jsonl` and `layers.jsonl` (per-seed state).
 
 use super::run_folder::RunFolder;
+use super::summary::epoch_numbers;
 use crate::error::CliError;
 use indicatif::{ProgressBar, ProgressStyle};
 use morphogen::trainer::{Observer, StageCounts};
@@ -77,10 +78,7 @@ impl Observer for Progress {
     }
 
     fn epoch_ended(&mut self, m: &GlobalMetrics, seeds: &StageCounts) {
-        let line = format!(
-            "epoch {:>3}: train loss {:.4} acc {:.4} | val loss {:.4} acc {:.4} | seeds: {seeds}",
-            m.epoch, m.train_loss, m.train_accuracy, m.val_loss, m.val_accuracy
-        );
+        let line = format!("epoch {:>3}: {} | seeds: {seeds}", m.epoch, epoch_numbers(m));
         match self.bar.take() {
             Some(bar) if !bar.is_hidden() => bar.finish_with_message(line),
             _ => eprintln!("{line}"),

@@ -1,17 +1,18 @@
-//! One `morphogen train` run on a backend: the preset model built first (so a bad model config
-//! fails before any data is read), then the data, the run folder, training and the results.
+//! One `morphogen train` run on a backend: the data (its shape or vocabulary sizes the model),
+//! the preset model, the run folder, training and the results.
 
 use super::config::RunConfig;
-use super::data::load_data;
+use super::data::{image_data, text_data};
 use super::once::train_once;
 use super::progress::{Progress, RunMode};
 use super::run_folder::RunFolder;
 use super::summary::results;
 use crate::backend::OnBackend;
 use crate::error::CliError;
+use morphogen::burn::data::dataset::Dataset;
 use morphogen::burn::module::AutodiffModule;
 use morphogen::burn::tensor::backend::AutodiffBackend;
-use morphogen::trainer::{Classifier, ModelKind};
+use morphogen::trainer::{ModelKind, Task, TaskData, TaskModel};
 use morphogen::SeededModel;
 use morphogen_metrics::{Borrowed, Both, MetricsObserver};
 
@@ -32,36 +33,52 @@ impl OnBackend for Training<'_> {
     fn run<B: AutodiffBackend>(self, device: &B::Device) -> Result<(), CliError> {
         let config = self.config;
         B::seed(device, config.trainer.seed);
-        match config.model.kind {
-            ModelKind::Mlp => self.train_model::<B, _>(config.model.mlp(device)?),
-            ModelKind::Cnn => self.train_model::<B, _>(config.model.cnn(device)?),
+        let model = &config.model;
+        match model.kind {
+            ModelKind::Mlp => {
+                let data = image_data(config)?;
+                self.train_model::<B, _, _>(model.mlp(&data.task, device)?, &data)
+            }
+            ModelKind::Cnn => {
+                let data = image_data(config)?;
+                self.train_model::<B, _, _>(model.cnn(&data.task, device)?, &data)
+            }
+            ModelKind::Resnet => {
+                let data = image_data(config)?;
+                self.train_model::<B, _, _>(model.resnet(&data.task, device)?, &data)
+            }
+            ModelKind::Transformer => {
+                let data = text_data(config)?;
+                self.train_model::<B, _, _>(model.transformer(&data.task, device)?, &data)
+            }
         }
     }
 }
 
 impl Training<'_> {
-    /// Reads the data, creates the run folder, trains `model`, saves it and prints the results.
-    fn train_model<B, M>(self, model: M) -> Result<(), CliError>
+    /// Creates the run folder, trains `model` on `data`, saves it and prints the results.
+    fn train_model<B, M, T>(self, model: M, data: &TaskData<T>) -> Result<(), CliError>
     where
         B: AutodiffBackend,
-        M: AutodiffModule<B> + SeededModel<B> + Classifier<B>,
-        M::InnerModule: SeededModel<B::InnerBackend> + Classifier<B::InnerBackend>,
+        T: Task,
+        M: AutodiffModule<B> + SeededModel<B> + TaskModel<B, T>,
+        M::InnerModule: SeededModel<B::InnerBackend> + TaskModel<B::InnerBackend, T>,
     {
         let Training { config, mode, metrics } = self;
-        let data = load_data(config)?;
         let folder = RunFolder::create(config)?;
         let events = folder.events(mode.resume)?;
         let mut progress = Progress::new(&folder, mode)?;
         eprintln!(
-            "training {:?} on {} images ({} for validation), {} epochs, growth {}",
+            "training {:?} ({:?}) on {} examples ({} for validation), {} epochs, growth {}",
             config.model.kind,
-            data.0.len(),
-            data.1.len(),
+            config.task(),
+            data.train.len(),
+            data.valid.len(),
             config.trainer.epochs,
             if config.run.growth { "on" } else { "off" }
         );
         let mut observer = Both(Borrowed(&mut progress), metrics);
-        let result = train_once(model, config, &data, events, mode.resume, &mut observer)?;
+        let result = train_once(model, config, data, events, mode.resume, &mut observer)?;
         folder.save_model(&result.model)?;
         print!("{}", results(&result));
         println!("run folder: {}", folder.path().display());

@@ -4,8 +4,12 @@
 use super::types::TrainingTypes;
 use super::Trainer;
 use crate::TrainError;
+use burn::module::AutodiffModule;
+use burn::optim::Optimizer;
+use burn::tensor::backend::AutodiffBackend;
 use morphogen_checkpoint::{Checkpoint, Snapshot};
 use morphogen_contracts::MorphogenError;
+use morphogen_engine::SeededModel;
 use std::path::PathBuf;
 use tracing::field::Empty;
 
@@ -45,11 +49,12 @@ impl Trainer {
     /// [`Trainer::resume`]'s work: restores `model`, `optim`, the controller's state and the
     /// step count from the newest checkpoint that verifies; the run continues after the epoch
     /// it ended, which is returned.
-    pub(super) fn resume_from_newest<T: TrainingTypes>(
-        &mut self,
-        model: &mut T::Model,
-        optim: &mut T::Optimizer,
-    ) -> Result<u32, TrainError> {
+    pub(super) fn resume_from_newest<B, M, O>(&mut self, model: &mut M, optim: &mut O) -> Result<u32, TrainError>
+    where
+        B: AutodiffBackend,
+        M: AutodiffModule<B> + SeededModel<B>,
+        O: Optimizer<M, B>,
+    {
         let Some(dir) = &self.checkpoints else {
             return Err(MorphogenError::InvalidConfig {
                 component: "trainer".into(),

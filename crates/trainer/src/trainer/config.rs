@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 pub struct TrainerConfig {
     /// Epochs to train.
     pub epochs: u32,
-    /// Images per optimizer step.
+    /// Examples (images, text windows) per optimizer step.
     pub batch_size: usize,
     /// Learning rate.
     pub learning_rate: f64,
@@ -20,7 +20,7 @@ pub struct TrainerConfig {
     pub spike_factor: f32,
     /// Rollbacks allowed before the run stops with an error.
     pub max_rollbacks: u32,
-    /// Validation images used to measure each EVALUATING seed's contribution.
+    /// Validation examples used to measure each EVALUATING seed's contribution.
     pub eval_samples: usize,
     /// Most EVALUATING seeds measured per epoch (the rest wait for the next epoch).
     pub max_evaluations_per_epoch: usize,
@@ -28,6 +28,11 @@ pub struct TrainerConfig {
     /// rollback then restores the newest checkpoint that verifies. Without it, rollbacks use an
     /// in-memory copy of the last good epoch.
     pub checkpoint_dir: Option<std::path::PathBuf>,
+    /// Background threads building training batches (Burn's data loader). 0, the default,
+    /// builds them on the training thread: the batch order is then the same on every run and a
+    /// resumed run matches an uninterrupted one; with threads, batches arrive in the order they
+    /// are ready.
+    pub workers: usize,
     /// Check every seeded layer's invariants after every step (legal states, alpha in range,
     /// finite blueprints): slow, for debugging; a violation stops the run with the layer named.
     pub debug: bool,
@@ -49,6 +54,7 @@ impl Default for TrainerConfig {
             eval_samples: 2000,
             max_evaluations_per_epoch: 16,
             checkpoint_dir: None,
+            workers: 0,
             debug: false,
             rollback_rules: Vec::new(),
         }

@@ -3,15 +3,15 @@
 //! the last one and tries the epoch again.
 
 use super::context::RunContext;
-use super::evaluation::{evaluate, evaluate_seeds, measure_system};
+use super::evaluation::{evaluate, evaluate_seeds, measure_system, EvalBudget};
 use super::rollback::KnownGood;
 use super::steps::{EpochEnd, Trained};
-use super::tensors::batch;
-use super::types::{Classifier, TrainingTypes};
+use super::types::TrainingTypes;
 use super::{TrainOutcome, Trainer};
 use crate::resources::{measure, Resources};
 use crate::rules::EpochFacts;
-use crate::{Dataset, Observer, StageCounts, TrainError};
+use crate::task::{data_loader, Loading};
+use crate::{Observer, StageCounts, Task, TaskData, TaskModel, TrainError};
 use burn::module::{AutodiffModule, Module};
 use burn::tensor::backend::Backend;
 use morphogen_contracts::{Command, Decisions, GlobalMetrics, SystemState};
@@ -33,12 +33,11 @@ impl Trainer {
         &mut self,
         mut model: T::Model,
         mut optim: T::Optimizer,
-        train: &Dataset,
-        valid: &Dataset,
+        data: &TaskData<T::Task>,
         observer: &mut dyn Observer,
     ) -> Result<TrainOutcome<T::Model, T::Optimizer>, TrainError> {
         let device = model.devices().into_iter().next().unwrap_or_default();
-        let mut run = RunContext::<T> { train, valid, device, observer };
+        let mut run = RunContext::<T> { data, device, observer };
         let mut good = KnownGood::<T>::new(&model, &optim, &self.controller, None);
         let mut epoch = self.first_epoch;
         if epoch == 1 {
@@ -87,7 +86,12 @@ impl Trainer {
         if let Some(reason) = self.check_epoch(&inner, &metrics, &trained, last_good_val_loss, run) {
             return Ok(Attempt::RollBack { outcome: "rollback_rule", reason });
         }
-        let evaluations = evaluate_seeds(&inner, run.valid, &self.config, &run.device);
+        let budget = EvalBudget {
+            samples: self.config.eval_samples,
+            batch_size: self.config.batch_size,
+            max_seeds: self.config.max_evaluations_per_epoch,
+        };
+        let evaluations = evaluate_seeds(&inner, &run.data.task, &run.data.valid, budget, &run.device);
         let system = measure_system(&trained.model, metrics, evaluations);
         run.observer.layers_measured(&system.layers);
         let decisions = self.decide(&system, epoch);
@@ -99,7 +103,7 @@ impl Trainer {
     }
 
     /// The epoch's metrics: the training pass's, and loss and accuracy on the whole validation
-    /// set (also recorded on the epoch's span).
+    /// set, with the task's score (also recorded on the epoch's span).
     fn validate<T: TrainingTypes>(
         &self,
         inner: &T::ValidModel,
@@ -108,15 +112,17 @@ impl Trainer {
         span: &Span,
         run: &RunContext<T>,
     ) -> GlobalMetrics {
-        let (val_loss, val_accuracy) = evaluate(inner, run.valid, run.valid.len(), self.config.batch_size, &run.device);
-        span.record("train_loss", trained.loss).record("val_loss", val_loss).record("val_accuracy", val_accuracy);
+        let budget = EvalBudget { samples: usize::MAX, batch_size: self.config.batch_size, max_seeds: 0 };
+        let valid = evaluate(inner, &run.data.task, &run.data.valid, budget, &run.device);
+        span.record("train_loss", trained.loss).record("val_loss", valid.loss).record("val_accuracy", valid.accuracy);
         GlobalMetrics {
             epoch,
             step: self.step,
             train_loss: trained.loss,
             train_accuracy: trained.accuracy,
-            val_loss,
-            val_accuracy,
+            val_loss: valid.loss,
+            val_accuracy: valid.accuracy,
+            score: run.data.task.score(),
         }
     }
 
@@ -130,7 +136,7 @@ impl Trainer {
         last_good_val_loss: Option<f32>,
         run: &mut RunContext<T>,
     ) -> Option<String> {
-        let resources = self.measure_resources(inner, run.valid, &run.device);
+        let resources = self.measure_resources(inner, run.data, &run.device);
         run.observer.resources_measured(&resources);
         let errors = trained.errors + self.signals.pass_to(run.observer);
         let facts = EpochFacts {
@@ -146,17 +152,19 @@ impl Trainer {
 
     /// Memory, bank bytes and the seeded share of a forward pass over the first validation
     /// batch; the first measurement of the run is the memory baseline.
-    fn measure_resources<B, N>(&mut self, inner: &N, valid: &Dataset, device: &B::Device) -> Resources
+    fn measure_resources<B, T, N>(&mut self, inner: &N, data: &TaskData<T>, device: &B::Device) -> Resources
     where
         B: Backend,
-        N: SeededModel<B> + Classifier<B>,
+        T: Task,
+        N: SeededModel<B> + TaskModel<B, T>,
     {
         let _span = tracing::debug_span!("measure_resources").entered();
-        let indices: Vec<usize> = (0..self.config.batch_size.min(valid.len())).collect();
-        let (images, _) = batch::<B>(valid, &indices, device);
+        let loading =
+            Loading { batch_size: self.config.batch_size, shuffle: None, workers: 0, limit: self.config.batch_size };
+        let batch = data_loader::<B, T>(&data.task, &data.valid, loading, device).iter().next();
         let rss = (self.memory)();
         self.baseline_rss = self.baseline_rss.or(rss);
-        measure(inner, |x| inner.logits(x), images, rss)
+        measure(inner, |batch| inner.step(batch).loss, batch, rss)
     }
 
     /// The controller's decisions on `system`.

@@ -1,14 +1,15 @@
-//! Measuring a model on validation data: its loss and accuracy, each EVALUATING seed's
-//! contribution, and the controller's input.
+//! Measuring a model on validation data: its loss, accuracy and score, each EVALUATING seed's
+//! contribution, and the controller's input. Public, so a user's own loop can do what the
+//! trainer does at each epoch end.
 
-use super::config::TrainerConfig;
-use super::tensors::{batch, scalar};
-use super::types::Classifier;
-use crate::Dataset;
-use burn::nn::loss::CrossEntropyLossConfig;
+use super::tensors::scalar;
+use crate::task::{data_loader, Loading};
+use crate::{Task, TaskModel};
+use burn::data::dataset::Dataset;
 use burn::tensor::backend::Backend;
 use morphogen_contracts::{GlobalMetrics, SeedAddress, SeedEvaluation, Stage, SystemState};
 use morphogen_engine::SeededModel;
+use std::sync::Arc;
 
 /// Builds the controller's input from a model: every layer's seeds and health (this resets the
 /// telemetry windows), the epoch's metrics, the measured evaluations and the parameters grown.
@@ -20,52 +21,84 @@ pub fn measure_system<B: Backend, M: SeededModel<B>>(
     SystemState { metrics, layers: model.layer_states(), evaluations, params_added: model.params_added() }
 }
 
-/// Mean loss and accuracy of `model` on the first `limit` images of `data`.
-pub(super) fn evaluate<B: Backend, M: Classifier<B>>(
-    model: &M,
-    data: &Dataset,
-    limit: usize,
-    batch_size: usize,
-    device: &B::Device,
-) -> (f32, f32) {
-    let n = limit.min(data.len());
-    let loss_fn = CrossEntropyLossConfig::new().init(device);
-    let (mut loss, mut correct) = (0.0f64, 0.0f64);
-    for start in (0..n).step_by(batch_size) {
-        let indices: Vec<usize> = (start..(start + batch_size).min(n)).collect();
-        let (x, y) = batch::<B>(data, &indices, device);
-        let logits = model.logits(x);
-        loss += scalar(loss_fn.forward(logits.clone(), y.clone())) as f64 * indices.len() as f64;
-        correct += scalar(logits.argmax(1).reshape([indices.len()]).equal(y).int().sum().float()) as f64;
-    }
-    ((loss / n.max(1) as f64) as f32, (correct / n.max(1) as f64) as f32)
+/// How much validation data a measurement reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EvalBudget {
+    /// Examples read from the start of the validation set (fewer if it is shorter).
+    pub samples: usize,
+    /// Examples per forward pass.
+    pub batch_size: usize,
+    /// Most EVALUATING seeds measured in one call (each costs a pass); the rest wait.
+    pub max_seeds: usize,
 }
 
-/// Measures every EVALUATING seed of `model` (up to `config`'s per-epoch cap): validation loss
-/// on the first `eval_samples` images with the seed, and with its alpha forced to 0. One pass
-/// for the baseline, one per measured seed.
-pub(super) fn evaluate_seeds<B, N>(
-    model: &N,
-    valid: &Dataset,
-    config: &TrainerConfig,
+/// A model's mean loss and accuracy over some validation examples.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Evaluation {
+    /// Mean loss per prediction.
+    pub loss: f32,
+    /// Share of predictions right.
+    pub accuracy: f32,
+}
+
+/// Mean loss and accuracy of `model` on the first `budget.samples` examples of `data`.
+pub fn evaluate<B, T, M>(
+    model: &M,
+    task: &T,
+    data: &Arc<dyn Dataset<T::Item>>,
+    budget: EvalBudget,
+    device: &B::Device,
+) -> Evaluation
+where
+    B: Backend,
+    T: Task,
+    M: TaskModel<B, T>,
+{
+    let loading = Loading { batch_size: budget.batch_size, shuffle: None, workers: 0, limit: budget.samples };
+    let (mut loss, mut correct, mut predictions) = (0.0f64, 0.0f64, 0usize);
+    for batch in data_loader::<B, T>(task, data, loading, device).iter() {
+        let out = model.step(batch);
+        loss += scalar(out.loss) as f64 * out.predictions as f64;
+        correct += scalar(out.correct) as f64;
+        predictions += out.predictions;
+    }
+    let n = predictions.max(1) as f64;
+    Evaluation { loss: (loss / n) as f32, accuracy: (correct / n) as f32 }
+}
+
+/// Measures every EVALUATING seed of `model` (up to `budget.max_seeds`): validation loss and
+/// accuracy with the seed, and with its alpha forced to 0. One pass for the baseline, one per
+/// measured seed. The controller's evaluation gate reads the result (pass it to
+/// [`measure_system`]).
+pub fn evaluate_seeds<B, T, M>(
+    model: &M,
+    task: &T,
+    valid: &Arc<dyn Dataset<T::Item>>,
+    budget: EvalBudget,
     device: &B::Device,
 ) -> Vec<SeedEvaluation>
 where
     B: Backend,
-    N: SeededModel<B> + Classifier<B> + Clone,
+    T: Task,
+    M: SeededModel<B> + TaskModel<B, T> + Clone,
 {
     let mut targets = evaluating_seeds(model);
-    targets.truncate(config.max_evaluations_per_epoch);
+    targets.truncate(budget.max_seeds);
     if targets.is_empty() {
         return Vec::new();
     }
-    let (n, bs) = (config.eval_samples, config.batch_size);
-    let (loss_with, accuracy_with) = evaluate(model, valid, n, bs, device);
+    let with = evaluate(model, task, valid, budget, device);
     targets
         .into_iter()
         .map(|seed| {
-            let (loss_without, accuracy_without) = evaluate(&without(model, &seed), valid, n, bs, device);
-            SeedEvaluation { seed, loss_with, loss_without, accuracy_with, accuracy_without }
+            let without = evaluate(&without(model, &seed), task, valid, budget, device);
+            SeedEvaluation {
+                seed,
+                loss_with: with.loss,
+                loss_without: without.loss,
+                accuracy_with: with.accuracy,
+                accuracy_without: without.accuracy,
+            }
         })
         .collect()
 }

@@ -14,14 +14,18 @@ mod transitions;
 mod types;
 
 pub use config::TrainerConfig;
-pub use evaluation::measure_system;
-pub use types::{Classifier, Training, TrainingTypes};
+pub use evaluation::{evaluate, evaluate_seeds, measure_system, EvalBudget, Evaluation};
+pub use types::{Training, TrainingTypes};
 
 use crate::resources::process_rss_bytes;
-use crate::{Dataset, EventLog, Observer, Signals, TrainError};
+use crate::{EventLog, Observer, Signals, Task, TaskData, TrainError};
+use burn::module::AutodiffModule;
+use burn::optim::Optimizer;
+use burn::tensor::backend::AutodiffBackend;
 use morphogen_checkpoint::CheckpointDir;
 use morphogen_contracts::GlobalMetrics;
 use morphogen_controller::Controller;
+use morphogen_engine::SeededModel;
 use morphogen_flags::Feature;
 use std::collections::BTreeSet;
 
@@ -113,26 +117,29 @@ impl Trainer {
     /// checkpoint ended.
     pub fn resume<B, M, O>(&mut self, model: &mut M, optim: &mut O) -> Result<u32, TrainError>
     where
-        Training<B, M, O>: TrainingTypes<Model = M, Optimizer = O>,
+        B: AutodiffBackend,
+        M: AutodiffModule<B> + SeededModel<B>,
+        O: Optimizer<M, B>,
     {
-        self.resume_from_newest::<Training<B, M, O>>(model, optim)
+        self.resume_from_newest(model, optim)
     }
 
-    /// Trains `model` on `train`, validating on `valid`, growing it as the controller decides.
-    /// An error that stops the run is also passed to `observer.error` before it is returned.
-    /// `B`, `M` and `O` are inferred from the arguments: `M` is a seeded [`Classifier`] on the
-    /// autodiff backend `B` (its `valid()` model one too) and `O` an optimizer for it, as
+    /// Trains `model` for `data`'s task on its training set, validating on its validation set,
+    /// growing it as the controller decides. An error that stops the run is also passed to
+    /// `observer.error` before it is returned. `B`, `M`, `O` and `T` are inferred from the
+    /// arguments: `M` is a seeded [`TaskModel`](crate::TaskModel) for task `T` on the autodiff
+    /// backend `B` (its `valid()` model one too) and `O` an optimizer for it, as
     /// [`TrainingTypes`] says.
-    pub fn run<B, M, O>(
+    pub fn run<B, M, O, T>(
         &mut self,
         model: M,
         optim: O,
-        train: &Dataset,
-        valid: &Dataset,
+        data: &TaskData<T>,
         observer: &mut dyn Observer,
     ) -> Result<TrainOutcome<M, O>, TrainError>
     where
-        Training<B, M, O>: TrainingTypes<Model = M, Optimizer = O>,
+        T: Task,
+        Training<B, M, O, T>: TrainingTypes<Model = M, Optimizer = O, Task = T>,
     {
         let span = tracing::info_span!(
             "run",
@@ -140,7 +147,7 @@ impl Trainer {
             epochs = i64::from(self.config.epochs)
         );
         let _run = span.enter();
-        let result = self.run_epochs::<Training<B, M, O>>(model, optim, train, valid, observer);
+        let result = self.run_epochs::<Training<B, M, O, T>>(model, optim, data, observer);
         if let Err(error) = &result {
             observer.error(error.kind(), &error.to_string());
         }

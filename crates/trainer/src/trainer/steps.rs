@@ -2,19 +2,16 @@
 //! check, grafting step and kernel-fallback report.
 
 use super::context::RunContext;
-use super::tensors::{batch, scalar};
-use super::types::{Classifier, TrainingTypes};
+use super::tensors::scalar;
+use super::types::TrainingTypes;
 use super::Trainer;
-use crate::{ErrorKind, TrainError};
-use burn::nn::loss::CrossEntropyLossConfig;
+use crate::task::{data_loader, Loading};
+use crate::{ErrorKind, TaskModel, TrainError};
 use burn::optim::{GradientsParams, Optimizer};
 use burn::tensor::backend::Backend;
-use burn::tensor::{Int, Tensor};
+use burn::tensor::Tensor;
 use morphogen_engine::{GraftSignals, SeededModel};
 use morphogen_flags::Feature;
-use rand::rngs::StdRng;
-use rand::seq::SliceRandom;
-use rand::SeedableRng;
 
 /// A completed pass over the training set.
 pub(super) struct Trained<M> {
@@ -22,7 +19,7 @@ pub(super) struct Trained<M> {
     pub model: M,
     /// Mean step loss.
     pub loss: f32,
-    /// Share of the training images classified right while training.
+    /// Share of the training predictions right while training.
     pub accuracy: f32,
     /// Steps taken.
     pub steps: usize,
@@ -39,8 +36,8 @@ pub(super) enum EpochEnd<M> {
 }
 
 impl Trainer {
-    /// One pass over the training set in a fresh random order; stops early on a NaN/Inf or
-    /// spiking loss.
+    /// One pass over the training set in a fresh random order (Burn's data loader, shuffled by
+    /// the epoch's own seed); stops early on a NaN/Inf or spiking loss.
     pub(super) fn train_epoch<T: TrainingTypes>(
         &mut self,
         mut model: T::Model,
@@ -49,18 +46,21 @@ impl Trainer {
         run: &mut RunContext<T>,
     ) -> Result<EpochEnd<T::Model>, TrainError> {
         self.apply_disabled_kernels(&model);
-        let order = self.shuffled_order(run.train.len(), epoch);
-        let batches: Vec<&[usize]> = order.chunks(self.config.batch_size).collect();
-        run.observer.epoch_started(epoch, batches.len());
-        let loss_fn = CrossEntropyLossConfig::new().init(&run.device);
-        let mut correct = Tensor::<T::Backend, 1, Int>::zeros([1], &run.device);
-        let (mut loss_sum, mut average, mut errors) = (0.0f64, None::<f32>, 0);
-        for indices in &batches {
+        let loading = Loading {
+            batch_size: self.config.batch_size,
+            shuffle: Some(self.epoch_seed(epoch)),
+            workers: self.config.workers,
+            limit: usize::MAX,
+        };
+        let loader = data_loader::<T::Backend, T::Task>(&run.data.task, &run.data.train, loading, &run.device);
+        let batches = loader.num_items().div_ceil(self.config.batch_size);
+        run.observer.epoch_started(epoch, batches);
+        let mut correct = Tensor::<T::Backend, 1>::zeros([1], &run.device);
+        let (mut loss_sum, mut average, mut errors, mut predictions) = (0.0f64, None::<f32>, 0, 0);
+        for batch in loader.iter() {
             let _step = tracing::debug_span!("step", step = self.step as i64).entered();
-            let (x, y) = batch::<T::Backend>(run.train, indices, &run.device);
-            let logits = model.logits(x);
-            let loss = loss_fn.forward(logits.clone(), y.clone());
-            let value = scalar(loss.clone());
+            let out = model.step(batch);
+            let value = scalar(out.loss.clone());
             errors += self.signals.pass_to(run.observer);
             if let Some((kind, reason)) = self.divergence(value, average) {
                 let reason = format!("{reason} at epoch {epoch}, step {}", self.step);
@@ -69,23 +69,21 @@ impl Trainer {
             }
             average = Some(average.map_or(value, |a| 0.95 * a + 0.05 * value));
             loss_sum += value as f64;
-            correct = correct + logits.argmax(1).reshape([indices.len()]).equal(y).int().sum();
-            model = self.optimize::<T>(model, optim, loss)?;
+            correct = correct + out.correct.detach();
+            predictions += out.predictions;
+            model = self.optimize::<T>(model, optim, out.loss)?;
             errors += self.signals.pass_to(run.observer);
             run.observer.step(value);
         }
-        let accuracy = scalar(correct.float()) / run.train.len().max(1) as f32;
-        let loss = (loss_sum / batches.len().max(1) as f64) as f32;
-        Ok(EpochEnd::Done(Trained { model, loss, accuracy, steps: batches.len(), errors }))
+        let accuracy = scalar(correct) / predictions.max(1) as f32;
+        let loss = (loss_sum / batches.max(1) as f64) as f32;
+        Ok(EpochEnd::Done(Trained { model, loss, accuracy, steps: batches, errors }))
     }
 
-    /// The indices `0..len` shuffled by the epoch's own stream, so a resumed run sees the
-    /// orders an uninterrupted one would.
-    fn shuffled_order(&self, len: usize, epoch: u32) -> Vec<usize> {
-        let mut rng = StdRng::seed_from_u64(self.config.seed ^ u64::from(epoch).wrapping_mul(0x9E37_79B9_7F4A_7C15));
-        let mut order: Vec<usize> = (0..len).collect();
-        order.shuffle(&mut rng);
-        order
+    /// The shuffling seed of `epoch`: its own stream, so a resumed run sees the orders an
+    /// uninterrupted one would.
+    fn epoch_seed(&self, epoch: u32) -> u64 {
+        self.config.seed ^ u64::from(epoch).wrapping_mul(0x9E37_79B9_7F4A_7C15)
     }
 
     /// One optimizer step on `loss`, then the seeds' grafting step, the kernel-fallback report

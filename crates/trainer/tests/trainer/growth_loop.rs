@@ -3,11 +3,13 @@
 use crate::common::{data, seeded_through_inner, B};
 use burn::optim::{AdamConfig, Optimizer};
 use burn::tensor::backend::Backend;
-use burn::tensor::Tensor;
 use morphogen_contracts::Stage;
 use morphogen_controller::{Controller, ControllerConfig};
 use morphogen_engine::SeededModel;
-use morphogen_trainer::{fashion_mnist, Classifier, EventLog, Mlp, ModelConfig, TrainError, Trainer, TrainerConfig};
+use morphogen_trainer::{
+    fashion_mnist, EventLog, ImageBatch, ImageClassification, Mlp, ModelConfig, StepOutput, TaskModel, TrainError,
+    Trainer, TrainerConfig,
+};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -26,11 +28,12 @@ fn eager_controller() -> Controller {
 
 #[test]
 fn a_full_lifecycle_fossilizes_and_culls_through_the_trainer() {
-    let (train, valid) = data(3000, 1000);
+    let data = data(3000, 1000);
     let device = Default::default();
     let seed: u64 = std::env::var("LIFECYCLE_SEED").map_or(7, |s| s.parse().expect("a number"));
     B::seed(&device, seed);
-    let model: Mlp<B> = ModelConfig { hidden: 16, num_seeds: 4, ..Default::default() }.mlp(&device).unwrap();
+    let model: Mlp<B> =
+        ModelConfig { hidden: 16, num_seeds: 4, ..Default::default() }.mlp(&data.task, &device).unwrap();
     // Twelve epochs give the first seeds (germinated at epoch 1) time to pass all gates, and
     // their successors time to fail some: a seed needs about seven epochs from germination to
     // its last gate.
@@ -43,7 +46,7 @@ fn a_full_lifecycle_fossilizes_and_culls_through_the_trainer() {
         ..Default::default()
     };
     let mut trainer = Trainer::new(config, eager_controller(), EventLog::in_memory()).unwrap();
-    let out = trainer.run(model, AdamConfig::new().init(), &train, &valid, &mut ()).unwrap();
+    let out = trainer.run(model, AdamConfig::new().init(), &data, &mut ()).unwrap();
     let events = trainer.events().events();
     let reached = |stage: Stage| events.iter().filter(|e| e.to == stage).count();
     for e in events {
@@ -75,12 +78,12 @@ struct Poisoned<B: Backend> {
 
 seeded_through_inner!(Poisoned);
 
-impl<B: Backend> Classifier<B> for Poisoned<B> {
-    fn logits(&self, images: Tensor<B, 2>) -> Tensor<B, 2> {
-        let logits = self.inner.logits(images);
+impl<B: Backend> TaskModel<B, ImageClassification> for Poisoned<B> {
+    fn step(&self, batch: ImageBatch<B>) -> StepOutput<B> {
+        let logits = self.inner.logits(batch.images);
         match self.calls.fetch_add(1, Ordering::SeqCst) == self.poison_at {
-            true => logits * f32::NAN,
-            false => logits,
+            true => StepOutput::classification(logits * f32::NAN, batch.labels),
+            false => StepOutput::classification(logits, batch.labels),
         }
     }
 }
@@ -99,9 +102,10 @@ impl morphogen_trainer::Observer for Rollbacks {
 fn poisoned_run(
     checkpoint_dir: Option<std::path::PathBuf>,
 ) -> (Vec<String>, Vec<morphogen_contracts::TransitionEvent>) {
-    let (train, valid) = data(640, 200);
+    let data = data(640, 200);
     let device = Default::default();
-    let inner: Mlp<B> = ModelConfig { hidden: 16, num_seeds: 4, ..Default::default() }.mlp(&device).unwrap();
+    let inner: Mlp<B> =
+        ModelConfig { hidden: 16, num_seeds: 4, ..Default::default() }.mlp(&data.task, &device).unwrap();
     // An epoch is 10 training calls and 4 validation calls (validation copies share the
     // counter), so call 32 is in the third epoch's training, when the seeds germinated after
     // epoch 1 are TRAINING.
@@ -109,7 +113,7 @@ fn poisoned_run(
     let config = TrainerConfig { epochs: 4, batch_size: 64, eval_samples: 200, checkpoint_dir, ..Default::default() };
     let mut trainer = Trainer::new(config, eager_controller(), EventLog::in_memory()).unwrap();
     let mut seen = Rollbacks::default();
-    let out = trainer.run(model, AdamConfig::new().init(), &train, &valid, &mut seen).unwrap();
+    let out = trainer.run(model, AdamConfig::new().init(), &data, &mut seen).unwrap();
     assert_eq!(out.rollbacks, 1);
     assert_eq!(out.history.len(), 4, "the failed epoch was retried");
     assert!(out.history.iter().all(|m| m.train_loss.is_finite()));
@@ -137,13 +141,13 @@ fn a_nan_loss_rolls_back_to_the_newest_checkpoint_on_disk() {
 
 #[test]
 fn repeated_divergence_stops_with_a_clear_error() {
-    let (train, valid) = data(256, 64);
+    let data = data(256, 64);
     let device = Default::default();
-    let mlp: Mlp<B> = ModelConfig::default().mlp(&device).unwrap();
+    let mlp: Mlp<B> = ModelConfig::default().mlp(&data.task, &device).unwrap();
     let config =
         TrainerConfig { epochs: 2, batch_size: 64, learning_rate: 1e30, max_rollbacks: 1, ..Default::default() };
     let mut trainer = Trainer::new(config, eager_controller(), EventLog::in_memory()).unwrap();
-    match trainer.run(mlp, AdamConfig::new().init(), &train, &valid, &mut ()) {
+    match trainer.run(mlp, AdamConfig::new().init(), &data, &mut ()) {
         Err(TrainError::Diverged { rollbacks: 1, reason }) => assert!(!reason.is_empty()),
         Err(other) => panic!("wrong error: {other}"),
         Ok(_) => panic!("a learning rate of 1e30 must diverge"),
@@ -152,12 +156,12 @@ fn repeated_divergence_stops_with_a_clear_error() {
 
 #[test]
 fn debug_mode_checks_invariants_every_step() {
-    let (train, valid) = data(256, 64);
+    let data = data(256, 64);
     let device = Default::default();
-    let model: Mlp<B> = ModelConfig::default().mlp(&device).unwrap();
+    let model: Mlp<B> = ModelConfig::default().mlp(&data.task, &device).unwrap();
     let config = TrainerConfig { epochs: 3, batch_size: 64, eval_samples: 64, debug: true, ..Default::default() };
     let mut trainer = Trainer::new(config, eager_controller(), EventLog::in_memory()).unwrap();
-    let out = trainer.run(model, AdamConfig::new().init(), &train, &valid, &mut ()).unwrap();
+    let out = trainer.run(model, AdamConfig::new().init(), &data, &mut ()).unwrap();
     assert_eq!(out.history.len(), 3);
     assert!(!trainer.events().events().is_empty(), "seeds moved while every step was checked");
 }

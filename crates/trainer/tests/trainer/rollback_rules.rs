@@ -8,8 +8,8 @@ use burn::tensor::Tensor;
 use morphogen_controller::{Controller, ControllerConfig};
 use morphogen_flags::Feature;
 use morphogen_trainer::{
-    Classifier, ErrorKind, EventLog, Mlp, ModelConfig, Observer, Resources, RollbackRule, Signals, TrainError, Trainer,
-    TrainerConfig,
+    ErrorKind, EventLog, ImageBatch, ImageClassification, Mlp, ModelConfig, Observer, Resources, RollbackRule, Signals,
+    StepOutput, TaskModel, TrainError, Trainer, TrainerConfig,
 };
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -56,8 +56,15 @@ struct Scripted<B: Backend> {
 
 seeded_through_inner!(Scripted);
 
-impl<B: Backend> Classifier<B> for Scripted<B> {
-    fn logits(&self, images: Tensor<B, 2>) -> Tensor<B, 2> {
+impl<B: Backend> TaskModel<B, ImageClassification> for Scripted<B> {
+    fn step(&self, batch: ImageBatch<B>) -> StepOutput<B> {
+        StepOutput::classification(self.faulty_logits(batch.images), batch.labels)
+    }
+}
+
+impl<B: Backend> Scripted<B> {
+    /// The inner model's logits, with the script's fault when armed.
+    fn faulty_logits(&self, images: Tensor<B, 4>) -> Tensor<B, 2> {
         let logits = self.inner.logits(images);
         if !self.script.armed.load(Ordering::SeqCst) {
             return logits;
@@ -144,7 +151,7 @@ impl Observer for Seen {
 
 /// Trains three epochs with `rules`, the fault acting in epoch 2's first attempt.
 fn run(fault: Fault, rules: Vec<RollbackRule>) -> (Result<u32, TrainError>, Seen, Vec<Feature>) {
-    let (train, valid) = data(640, 200);
+    let data = data(640, 200);
     let device = Default::default();
     B::seed(&device, 11);
     let script = Arc::new(Script {
@@ -171,10 +178,11 @@ fn run(fault: Fault, rules: Vec<RollbackRule>) -> (Result<u32, TrainError>, Seen
     let mut trainer = Trainer::new(config, controller, EventLog::in_memory())
         .unwrap()
         .with_memory_probe(move || Some(probe.memory.load(Ordering::SeqCst)));
-    let inner: Mlp<B> = ModelConfig { hidden: 16, num_seeds: 4, ..Default::default() }.mlp(&device).unwrap();
+    let inner: Mlp<B> =
+        ModelConfig { hidden: 16, num_seeds: 4, ..Default::default() }.mlp(&data.task, &device).unwrap();
     let model = Scripted { inner, script: script.clone(), signals: trainer.signals() };
     let mut seen = Seen { script: Some(script), ..Default::default() };
-    let outcome = trainer.run(model, AdamConfig::new().init(), &train, &valid, &mut seen);
+    let outcome = trainer.run(model, AdamConfig::new().init(), &data, &mut seen);
     let flags = trainer.disabled_flags().iter().copied().collect();
     (outcome.map(|o| o.rollbacks), seen, flags)
 }

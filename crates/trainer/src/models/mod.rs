@@ -1,0 +1,13 @@
+//! The host models `morphogen train` grows, one preset a file, and their settings.
+
+mod cnn;
+mod config;
+mod mlp;
+mod resnet;
+mod transformer;
+
+pub use cnn::Cnn;
+pub use config::{ModelConfig, ModelKind, TaskKind};
+pub use mlp::Mlp;
+pub use resnet::{Projection, ResNet, ResidualBlock};
+pub use transformer::{FeedForward, Transformer, TransformerBlock};
