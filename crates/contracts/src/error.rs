@@ -176,6 +176,40 @@ pub enum MorphogenError {
         /// Names that exist.
         known: Vec<String>,
     },
+    /// Two seeded layers of one model report the same path, so commands, checkpoints and
+    /// reports could not tell them apart.
+    #[error(
+        "two seeded layers of the model are both at path '{path}'; give each its own field, or its own path segment in a hand-written SeededModel visitor"
+    )]
+    DuplicateLayerPath {
+        /// The path both layers report.
+        path: String,
+    },
+}
+
+impl MorphogenError {
+    /// The same error naming `layer` (a model path) as its layer: what model-level code returns
+    /// for an error a layer raised under another name. Errors that name no layer are unchanged.
+    pub fn at_layer(self, layer: &str) -> Self {
+        let mut error = self;
+        match &mut error {
+            Self::UnknownSeed { layer: name, .. }
+            | Self::DuplicateSeed { layer: name, .. }
+            | Self::IllegalTransition { layer: name, .. }
+            | Self::UnknownBlueprint { layer: name, .. }
+            | Self::UnsupportedBlueprint { layer: name, .. }
+            | Self::UnknownStrategy { layer: name, .. }
+            | Self::Embargoed { layer: name, .. }
+            | Self::Quarantined { layer: name, .. }
+            | Self::ShapeMismatch { layer: name, .. }
+            | Self::MissingSignal { layer: name, .. }
+            | Self::InvariantBroken { layer: name, .. }
+            | Self::WrongStage { layer: name, .. }
+            | Self::InvalidArgument { layer: name, .. } => *name = layer.to_string(),
+            Self::InvalidConfig { .. } | Self::UnknownLayer { .. } | Self::DuplicateLayerPath { .. } => {}
+        }
+        error
+    }
 }
 
 fn list_stages(stages: &[Stage]) -> String {
@@ -200,6 +234,23 @@ mod tests {
         };
         let msg = err.to_string();
         for needle in ["fc1", "seed 3", "DORMANT -> TRAINING", "GERMINATED"] {
+            assert!(msg.contains(needle), "{msg} lacks {needle}");
+        }
+    }
+
+    #[test]
+    fn at_layer_renames_the_layer_and_keeps_the_rest() {
+        let err = MorphogenError::UnknownSeed { layer: "seeded_conv2d".into(), seed: 9, num_seeds: 4 };
+        let renamed = err.at_layer("blocks.1.conv2");
+        assert_eq!(renamed, MorphogenError::UnknownSeed { layer: "blocks.1.conv2".into(), seed: 9, num_seeds: 4 });
+        let unnamed = MorphogenError::UnknownLayer { layer: "fc9".into(), known: vec!["fc1".into()] };
+        assert_eq!(unnamed.clone().at_layer("fc1"), unnamed, "an error naming no layer of its own is unchanged");
+    }
+
+    #[test]
+    fn duplicate_layer_path_names_the_path_and_what_to_do() {
+        let msg = MorphogenError::DuplicateLayerPath { path: "blocks.0.fc".into() }.to_string();
+        for needle in ["blocks.0.fc", "its own field"] {
             assert!(msg.contains(needle), "{msg} lacks {needle}");
         }
     }

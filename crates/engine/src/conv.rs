@@ -39,7 +39,8 @@ pub struct SeededConv2dConfig {
     /// Number of seeds (groups of output channels); `1 <= num_seeds <= channels[1]`.
     #[config(default = 1)]
     pub num_seeds: usize,
-    /// Name used in errors, reports and controller addresses.
+    /// Name of the layer used on its own, in errors and reports; inside a model, the layer is
+    /// named by its path instead (see [`SeededModel`](trait@crate::SeededModel)).
     #[config(default = "String::from(\"seeded_conv2d\")")]
     pub name: String,
     /// Lifecycle rules, blueprints and grafting strategies.
@@ -83,6 +84,26 @@ impl SeededConv2dConfig {
     /// Builds the layer; panics with [`try_init`](Self::try_init)'s error (Burn's convention).
     pub fn init<B: Backend>(&self, device: &B::Device) -> SeededConv2d<B> {
         self.try_init(device).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Wraps an existing Conv2d layer (its weights, stride, padding, dilation and groups kept as
+    /// they are) with this config's seeds; its channels and kernel size must be the config's.
+    pub fn try_wrap<B: Backend>(&self, host: Conv2d<B>) -> Result<SeededConv2d<B>, MorphogenError> {
+        let [c_out, c_in_per_group, kernel_h, kernel_w] = host.weight.dims();
+        let (channels, kernel) = ([c_in_per_group * host.groups, c_out], [kernel_h, kernel_w]);
+        if channels != self.channels || kernel != self.kernel_size {
+            return Err(MorphogenError::ShapeMismatch {
+                layer: self.name.clone(),
+                expected: format!(
+                    "a Conv2d host with channels {:?} and kernel {:?} (got [c_in, c_out, kernel_h, kernel_w])",
+                    self.channels, self.kernel_size
+                ),
+                got: vec![channels[0], channels[1], kernel_h, kernel_w],
+            });
+        }
+        let device = host.weight.device();
+        let core = SeedCore::new(&self.name, HostKind::Conv2d, [c_out, self.num_seeds], &self.options, &device)?;
+        Ok(SeededConv2d { host, core })
     }
 }
 

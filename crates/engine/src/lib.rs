@@ -4,11 +4,16 @@
 //! Start with [`SeededLinearConfig`] or [`SeededConv2dConfig`] in place of Burn's layers; drive
 //! seeds through their lifecycle with the layers' methods (`request_germination`, `advance`,
 //! `health_report`, ...; each layer's [`SeedCore`] holds the rest); list a model's seeded layers
-//! with [`SeededModel`]. [`reference`](mod@reference) holds the per-seed loop used as the oracle in
+//! with `#[derive(SeededModel)]` and address them by path through [`SeededModel`](trait@SeededModel);
+//! [`SeededMultiHeadAttentionConfig`] builds attention whose four projections carry seeds. [`reference`](mod@reference) holds the per-seed loop used as the oracle in
 //! tests and the legacy baseline in benchmarks; [`storage`] names how seed state and blueprint
 //! banks are laid out, for checkpoints and tools.
 #![warn(missing_docs)]
 
+// Lets `#[derive(SeededModel)]`'s `::morphogen_engine` paths resolve inside the engine too.
+extern crate self as morphogen_engine;
+
+mod attention;
 mod bank;
 mod blend;
 mod blueprint;
@@ -28,14 +33,19 @@ mod seeds;
 mod state;
 mod telemetry;
 
+pub use attention::{SeededMultiHeadAttention, SeededMultiHeadAttentionConfig};
 pub use blueprint::{Activation, BlueprintOp, BlueprintRegistry, BlueprintSpec, ParamShape, Width};
 pub use chunks::ChunkMap;
 pub use config::LifecycleConfig;
 pub use conv::{SeededConv2d, SeededConv2dConfig};
 pub use grafting::{Gate, GraftMemory, GraftSignals, GraftingConfig, GraftingSpec, StrategyRegistry};
 pub use linear::{SeededLinear, SeededLinearConfig};
+#[doc(hidden)]
+pub use model::derive_support as __derive;
 pub use model::{SeedControl, SeededModel};
 pub use morphogen_contracts::*;
+/// `#[derive(SeededModel)]`: see [`SeededModel`](trait@SeededModel).
+pub use morphogen_derive::SeededModel;
 pub use registry::{Registry, Spec};
 pub use seeds::{HostKind, SeedCore, SeedOptions};
 

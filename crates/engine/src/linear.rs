@@ -27,7 +27,8 @@ pub struct SeededLinearConfig {
     /// Host weight initializer (Burn's Linear default).
     #[config(default = "Initializer::KaimingUniform{gain: 1.0 / 3.0f64.sqrt(), fan_out_only: false}")]
     pub initializer: Initializer,
-    /// Name used in errors, reports and controller addresses.
+    /// Name of the layer used on its own, in errors and reports; inside a model, the layer is
+    /// named by its path instead (see [`SeededModel`](trait@crate::SeededModel)).
     #[config(default = "String::from(\"seeded_linear\")")]
     pub name: String,
     /// Lifecycle rules, blueprints and grafting strategies.

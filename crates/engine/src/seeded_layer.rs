@@ -1,7 +1,8 @@
 //! The API every seeded layer type shares, written once: `seeded_layer!(SeededLinear)` gives the
 //! layer the lifecycle and inspection methods of its [`SeedCore`](crate::SeedCore) (field
 //! `core`) as its own methods, so they show on the layer's rustdoc page, and implements
-//! [`SeedControl`](crate::SeedControl) through the layer's own `graft_step`.
+//! [`SeedControl`](crate::SeedControl) through the layer's own `graft_step`, and
+//! [`SeededModel`](trait@crate::SeededModel) as a model of one layer at the empty path.
 
 /// Implements the shared seeded-layer API for `$layer`, which has a `core: SeedCore<B>` field
 /// and an inherent `graft_step`. Each method calls the core's method of the same name.
@@ -10,7 +11,8 @@ macro_rules! seeded_layer {
         /// The seeds' lifecycle and state; each method is [`SeedCore`](crate::SeedCore)'s of the
         /// same name (the core holds the rest, e.g. the seed table and banks).
         impl<B: Backend> $layer<B> {
-            /// The layer's name, used in errors, reports and controller addresses.
+            /// The layer's name, used in errors and reports: its path once a model has named it
+            /// (see [`SeededModel`](trait@crate::SeededModel)), else its config's name.
             pub fn name(&self) -> &str {
                 self.core.name()
             }
@@ -117,6 +119,16 @@ macro_rules! seeded_layer {
             /// Checks the seeds' invariants, reading the device (debug mode).
             pub fn check_invariants(&self) -> Result<(), $crate::MorphogenError> {
                 self.core.check_invariants()
+            }
+        }
+
+        /// A seeded layer is a model of one layer, at the path its parent gives.
+        impl<B: Backend> $crate::SeededModel<B> for $layer<B> {
+            fn visit_seeded(&self, f: &mut dyn FnMut(&str, &dyn $crate::SeedControl<B>)) {
+                f("", self)
+            }
+            fn visit_seeded_mut(&mut self, f: &mut dyn FnMut(&str, &mut dyn $crate::SeedControl<B>)) {
+                f("", self)
             }
         }
 

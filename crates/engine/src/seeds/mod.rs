@@ -188,6 +188,12 @@ impl<B: Backend> SeedCore<B> {
         &self.setup.name
     }
 
+    /// Renames the layer: model-level code gives each layer its path in the model
+    /// ([`SeededModel::name_layers_by_path`](crate::SeededModel::name_layers_by_path)).
+    pub fn set_name(&mut self, name: &str) {
+        self.setup.name = name.to_string();
+    }
+
     /// The chunk layout.
     pub fn chunks(&self) -> &ChunkMap {
         &self.setup.chunks

@@ -1,10 +1,21 @@
-//! Whole models: listing seeded layers by name so a controller can address `(layer, seed)`.
+//! Whole models: listing seeded layers by path so a controller can address `(layer, seed)`.
+//!
+//! [`SeededModel`] is the trait; `#[derive(SeededModel)]` implements it for a struct (see
+//! `fields` for how the derive tells seeded fields from others), `containers` for `Vec`,
+//! `Option`, arrays and `Box`es of models, and each seeded layer is a model of one layer.
+
+mod containers;
+mod fields;
 
 use crate::grafting::GraftSignals;
 use crate::seeds::SeedCore;
 use burn::tensor::backend::Backend;
 use morphogen_contracts::MorphogenError;
 use morphogen_contracts::{Command, CommandKind, LayerHealthReport, LayerState};
+use std::collections::BTreeSet;
+
+#[doc(hidden)]
+pub use fields::derive_support;
 
 /// What every seeded layer exposes to model-level code, whatever its host kind.
 pub trait SeedControl<B: Backend> {
@@ -16,19 +27,57 @@ pub trait SeedControl<B: Backend> {
     fn graft_step(&mut self, signals: &GraftSignals<B>) -> Result<(), MorphogenError>;
 }
 
-/// A model that holds seeded layers. Implement it with [`seeded_model!`](crate::seeded_model),
-/// naming the fields that are seeded layers.
+/// A model that holds seeded layers, each addressed by its dotted *path* in the model.
+///
+/// Implement it with `#[derive(SeededModel)]` (beside `#[derive(Module)]`): the derive visits,
+/// in declaration order, every field whose type implements `SeededModel` and skips the others
+/// (`Linear`, `LayerNorm`, tensors, ...), with no attributes. Paths are field names joined by
+/// dots, with indices for `Vec` and array elements and nothing for `Option` and `Box`, as Burn
+/// names the record's tensors: `blocks.3.mlp.fc1`, `blocks.0.attn.query`. A seeded layer is a
+/// model of one layer at the empty path, which its parent's field names. A struct with no seeded
+/// field is a model with no layer: the derive compiles and every list is empty.
+///
+/// **One name per layer, its path.** Every model-level method names layers by their paths in
+/// what it returns (reports, states, errors). Methods taking `&mut self` first give each layer's
+/// core its path as its name ([`name_layers_by_path`](Self::name_layers_by_path)), so errors
+/// raised inside a layer name the path and so do the layer's later forward spans and errors; a
+/// layer's config name (`with_name`) only names a layer used on its own. Call
+/// `name_layers_by_path` once after building a model to have every name right from the first
+/// forward pass, and [`check_layer_paths`](Self::check_layer_paths) to be sure no two layers
+/// share a path (only a hand-written visitor can make them).
 pub trait SeededModel<B: Backend> {
-    /// Calls `f` with each seeded layer's name and the layer.
+    /// Calls `f` with each seeded layer's path and the layer, in declaration order.
     fn visit_seeded(&self, f: &mut dyn FnMut(&str, &dyn SeedControl<B>));
-    /// Calls `f` with each seeded layer's name and the layer, mutably.
+    /// Calls `f` with each seeded layer's path and the layer, mutably.
     fn visit_seeded_mut(&mut self, f: &mut dyn FnMut(&str, &mut dyn SeedControl<B>));
 
-    /// Names of the seeded layers, in visiting order.
+    /// Paths of the seeded layers, in visiting order.
     fn seeded_layer_names(&self) -> Vec<String> {
         let mut names = Vec::new();
         self.visit_seeded(&mut |name, _| names.push(name.to_string()));
         names
+    }
+
+    /// Gives every seeded layer its path as its name (a layer at the empty path, one used on
+    /// its own, keeps its config's name). Cheap when the names are already right.
+    fn name_layers_by_path(&mut self) {
+        self.visit_seeded_mut(&mut |path, layer| {
+            if !path.is_empty() && layer.seed_core().name() != path {
+                layer.seed_core_mut().set_name(path);
+            }
+        });
+    }
+
+    /// Checks that no two seeded layers report the same path; the error names the path.
+    fn check_layer_paths(&self) -> Result<(), MorphogenError> {
+        let mut seen = BTreeSet::new();
+        let mut duplicate = None;
+        self.visit_seeded(&mut |path, _| {
+            if !seen.insert(path.to_string()) && duplicate.is_none() {
+                duplicate = Some(path.to_string());
+            }
+        });
+        duplicate.map_or(Ok(()), |path| Err(MorphogenError::DuplicateLayerPath { path }))
     }
 
     /// Every seeded layer's health report (one device read per layer); resets the windows.
@@ -68,8 +117,9 @@ pub trait SeededModel<B: Backend> {
         total
     }
 
-    /// Carries out one controller command on the layer it addresses.
+    /// Carries out one controller command on the layer at the command's path.
     fn apply_command(&mut self, command: &Command) -> Result<(), MorphogenError> {
+        self.name_layers_by_path();
         let mut outcome = None;
         self.visit_seeded_mut(&mut |name, layer| {
             if name == command.target.layer {
@@ -91,9 +141,10 @@ pub trait SeededModel<B: Backend> {
     /// Runs every seeded layer's invariant checks (reads the device: for debug mode).
     fn check_invariants(&self) -> Result<(), MorphogenError> {
         let mut result = Ok(());
-        self.visit_seeded(&mut |_, layer| {
+        self.visit_seeded(&mut |path, layer| {
             if result.is_ok() {
-                result = layer.seed_core().check_invariants();
+                let named = |e: MorphogenError| if path.is_empty() { e } else { e.at_layer(path) };
+                result = layer.seed_core().check_invariants().map_err(named);
             }
         });
         result
@@ -101,11 +152,13 @@ pub trait SeededModel<B: Backend> {
 
     /// Counts an epoch on every seeded layer.
     fn end_epoch(&mut self) {
+        self.name_layers_by_path();
         self.visit_seeded_mut(&mut |_, layer| layer.seed_core_mut().end_epoch());
     }
 
     /// One grafting step on every seeded layer.
     fn graft_step(&mut self, signals: &GraftSignals<B>) -> Result<(), MorphogenError> {
+        self.name_layers_by_path();
         let mut result = Ok(());
         self.visit_seeded_mut(&mut |_, layer| {
             if result.is_ok() {
@@ -117,7 +170,8 @@ pub trait SeededModel<B: Backend> {
 }
 
 /// Implements [`SeededModel`] for a model struct by naming its seeded-layer fields:
-/// `seeded_model!(Mlp { fc1, fc2 });`. Layers are addressed by their field names.
+/// `seeded_model!(Mlp { fc1, fc2 });`. Layers are addressed by their field names. Prefer
+/// `#[derive(SeededModel)]`, which also walks nested models, `Vec`s, `Option`s and arrays.
 #[macro_export]
 macro_rules! seeded_model {
     ($model:ident { $($field:ident),+ $(,)? }) => {
@@ -130,4 +184,32 @@ macro_rules! seeded_model {
             }
         }
     };
+}
+
+/// The path of a layer at `path` inside a child at `segment`: `segment.path`, or `segment` for
+/// the child itself (a layer at the empty path).
+fn child_path(segment: &str, path: &str) -> String {
+    if path.is_empty() {
+        segment.to_string()
+    } else {
+        format!("{segment}.{path}")
+    }
+}
+
+/// Visits `child`'s layers with their paths under `segment`.
+fn visit_child<B: Backend, M: SeededModel<B> + ?Sized>(
+    segment: &str,
+    child: &M,
+    f: &mut dyn FnMut(&str, &dyn SeedControl<B>),
+) {
+    child.visit_seeded(&mut |path, layer| f(&child_path(segment, path), layer));
+}
+
+/// Visits `child`'s layers mutably with their paths under `segment`.
+fn visit_child_mut<B: Backend, M: SeededModel<B> + ?Sized>(
+    segment: &str,
+    child: &mut M,
+    f: &mut dyn FnMut(&str, &mut dyn SeedControl<B>),
+) {
+    child.visit_seeded_mut(&mut |path, layer| f(&child_path(segment, path), layer));
 }
