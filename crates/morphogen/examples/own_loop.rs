@@ -1,62 +1,102 @@
-//! Your own training loop with the controller: measure, decide, apply, count the epoch.
+//! Your own training loop with the controller, for any architecture: train, measure (the
+//! validation metrics and every EVALUATING seed's contribution), decide, apply, count the epoch.
 //!
-//! Run: `cargo run --release --example own_loop` (reads Fashion-MNIST from Debian's
-//! `dataset-fashion-mnist`; a 2,000-image subset keeps it quick).
+//! Run: `cargo run --release --example own_loop` grows the MLP preset on a Fashion-MNIST subset
+//! (Debian's `dataset-fashion-mnist`) until seeds fossilize; `cargo run --release --example
+//! own_loop -- transformer` grows a small transformer on Shakespeare (`scripts/get-shakespeare.sh`).
 
 use morphogen::burn::backend::{Autodiff, NdArray};
+use morphogen::burn::data::dataset::Dataset;
 use morphogen::burn::module::AutodiffModule;
-use morphogen::burn::nn::loss::CrossEntropyLossConfig;
 use morphogen::burn::optim::{AdamConfig, GradientsParams, Optimizer};
-use morphogen::burn::tensor::{Int, Tensor, TensorData};
+use morphogen::burn::tensor::backend::AutodiffBackend;
 use morphogen::controller::{Controller, ControllerConfig};
-use morphogen::trainer::{fashion_mnist, measure_system, Classifier, Dataset, ModelConfig, FASHION_MNIST_DIR};
-use morphogen::{GlobalMetrics, GraftSignals, SeededModel};
+use morphogen::trainer::{
+    evaluate, evaluate_seeds, fashion_mnist, measure_system, EvalBudget, ModelConfig, Task, TaskData, TaskModel,
+    TextCorpus, FASHION_MNIST_DIR, SHAKESPEARE_DIR,
+};
+use morphogen::{CommandKind, GlobalMetrics, GraftSignals, SeededModel, Stage};
 
 type B = Autodiff<NdArray>;
 
-fn tensors(data: &Dataset, range: std::ops::Range<usize>) -> (Tensor<B, 2>, Tensor<B, 1, Int>) {
-    let idx: Vec<usize> = range.collect();
-    let device = Default::default();
-    let x = TensorData::new(data.gather_images(&idx), [idx.len(), data.pixels()]);
-    let y = TensorData::new(idx.iter().map(|&i| data.labels[i] as i64).collect::<Vec<_>>(), [idx.len()]);
-    (Tensor::from_data(x, &device), Tensor::from_data(y, &device))
-}
+/// Examples per step and per evaluation pass.
+const BATCH: usize = 64;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let (train, valid) = fashion_mnist(FASHION_MNIST_DIR.as_ref())?;
-    let (train, valid) = (train.take(2000), valid.take(500));
-    let mut model = ModelConfig::default().mlp::<B>(&Default::default())?;
+    let device = Default::default();
+    let model = ModelConfig { hidden: 16, num_seeds: 4, d_model: 32, layers: 1, context: 32, ..Default::default() };
+    let fossilized = if std::env::args().nth(1).as_deref() == Some("transformer") {
+        let corpus = TextCorpus::read(SHAKESPEARE_DIR.as_ref())?;
+        let (train, valid) = corpus.split(model.context, 0.1)?;
+        let task = morphogen::trainer::NextCharacter { vocab: corpus.vocabulary.len(), context: model.context };
+        let data = TaskData::new(task, train.take(2000), valid.take(300));
+        grow(model.transformer::<B>(&data.task, &device)?, &data, 8)?
+    } else {
+        let (train, valid) = fashion_mnist(FASHION_MNIST_DIR.as_ref())?;
+        let data = train.take(3000).with_validation(valid.take(1000));
+        grow(model.mlp::<B>(&data.task, &device)?, &data, 12)?
+    };
+    match fossilized {
+        0 => Err("no seed fossilized; train longer or on more data".into()),
+        n => Ok(println!("{n} seed(s) fossilized")),
+    }
+}
+
+/// Trains `model` on `data` for `epochs`, letting the controller grow it; returns how many seeds
+/// fossilized.
+fn grow<M, T>(mut model: M, data: &TaskData<T>, epochs: u32) -> Result<usize, Box<dyn std::error::Error>>
+where
+    T: Task,
+    M: AutodiffModule<B> + SeededModel<B> + TaskModel<B, T>,
+    M::InnerModule:
+        SeededModel<<B as AutodiffBackend>::InnerBackend> + TaskModel<<B as AutodiffBackend>::InnerBackend, T>,
+{
+    let device = Default::default();
     let mut optim = AdamConfig::new().init();
-    let mut controller = Controller::new(ControllerConfig { patience: 0, ..Default::default() })?;
-    let loss_fn = CrossEntropyLossConfig::new().init(&Default::default());
-    for epoch in 1..=4 {
-        let mut train_loss = 0.0;
-        for start in (0..train.len()).step_by(100) {
-            let (x, y) = tensors(&train, start..start + 100);
-            let loss = loss_fn.forward(model.logits(x), y);
-            train_loss += loss.clone().into_scalar() / 20.0;
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
-            model = optim.step(3e-3, model, grads);
+    let mut controller = Controller::new(ControllerConfig {
+        patience: 0,
+        max_germinations_per_epoch: 3,
+        max_active_per_layer: 3,
+        max_active_total: 6,
+        min_contribution: 0.005,
+        ..Default::default()
+    })?;
+    let budget = EvalBudget { samples: data.valid.len(), batch_size: BATCH, max_seeds: 16 };
+    let mut fossilized = 0;
+    for epoch in 1..=epochs {
+        let (mut train_loss, mut steps) = (0.0, 0);
+        for start in (0..data.train.len()).step_by(BATCH) {
+            let items = (start..(start + BATCH).min(data.train.len())).filter_map(|i| data.train.get(i)).collect();
+            let out = model.step(data.task.batch::<B>(items, &device));
+            train_loss += out.loss.clone().into_scalar();
+            steps += 1;
+            let grads = GradientsParams::from_grads(out.loss.backward(), &model);
+            model = optim.step(2e-3, model, grads);
             model.graft_step(&GraftSignals::new())?;
         }
         // Measure, decide, apply: the controller never touches the model itself.
-        let (x, y) = tensors(&valid, 0..valid.len());
-        let logits = model.valid().logits(x.inner());
-        let val_loss = loss_fn.forward(Tensor::from_inner(logits.clone()), y.clone()).into_scalar();
-        let correct = logits.argmax(1).reshape([valid.len()]).equal(y.inner()).int().sum().into_scalar();
-        let val_accuracy = correct as f32 / valid.len() as f32;
-        let metrics =
-            GlobalMetrics { epoch, step: epoch as u64 * 20, train_loss, val_loss, val_accuracy, ..Default::default() };
-        let decisions = controller.step(&measure_system(&model, metrics, vec![]));
+        let inner = model.valid();
+        let valid = evaluate(&inner, &data.task, &data.valid, budget, &device);
+        let evaluations = evaluate_seeds(&inner, &data.task, &data.valid, budget, &device);
+        let metrics = GlobalMetrics {
+            epoch,
+            train_loss: train_loss / steps as f32,
+            val_loss: valid.loss,
+            val_accuracy: valid.accuracy,
+            score: data.task.score(),
+            ..Default::default()
+        };
+        let decisions = controller.step(&measure_system(&model, metrics, evaluations));
         for command in &decisions.commands {
             model.apply_command(command)?;
+            fossilized += usize::from(matches!(command.kind, CommandKind::Advance { to: Stage::Fossilized }));
             println!(
                 "epoch {epoch}: {} {} -> {:?} ({})",
                 command.target.layer, command.target.seed, command.kind, command.reason
             );
         }
         model.end_epoch();
-        println!("epoch {epoch}: train loss {train_loss:.4}, val loss {val_loss:.4}, val accuracy {val_accuracy:.4}");
+        println!("epoch {epoch}: val loss {:.4}, val {} {:.4}", valid.loss, metrics.score.name(), metrics.val_score());
     }
-    Ok(())
+    Ok(fossilized)
 }

@@ -42,10 +42,11 @@ fn text(span: &SpanData, key: &str) -> String {
 /// end of epoch 2, so a `memory_growth` rule rolls back from the newest checkpoint.
 fn traced_run(dir: &Path) -> Vec<SpanData> {
     let (train, valid) = fashion_mnist(Path::new(FASHION_MNIST_DIR)).expect("install dataset-fashion-mnist");
-    let (train, valid) = (train.take(640), valid.take(200));
+    let data = train.take(640).with_validation(valid.take(200));
     let device = Default::default();
     B::seed(&device, 5);
-    let model: Mlp<B> = ModelConfig { hidden: 16, num_seeds: 4, ..Default::default() }.mlp(&device).unwrap();
+    let model: Mlp<B> =
+        ModelConfig { hidden: 16, num_seeds: 4, ..Default::default() }.mlp(&data.task, &device).unwrap();
     let controller =
         Controller::new(ControllerConfig { patience: 0, max_germinations_per_epoch: 2, ..Default::default() }).unwrap();
     let config = TrainerConfig {
@@ -63,7 +64,7 @@ fn traced_run(dir: &Path) -> Vec<SpanData> {
     let provider = SdkTracerProvider::builder().with_simple_exporter(exporter.clone()).build();
     let subscriber = morphogen_telemetry::subscriber(&provider, tracing::Level::TRACE);
     let outcome = tracing::subscriber::with_default(subscriber, || {
-        trainer.run(model, AdamConfig::new().init(), &train, &valid, &mut ()).unwrap()
+        trainer.run(model, AdamConfig::new().init(), &data, &mut ()).unwrap()
     });
     assert_eq!(outcome.rollbacks, 1);
     provider.force_flush().unwrap();

@@ -8,7 +8,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 pub fn metrics(epoch: u32, val_loss: f32, val_accuracy: f32) -> GlobalMetrics {
-    GlobalMetrics { epoch, step: 0, train_loss: 0.5, train_accuracy: 0.8, val_loss, val_accuracy }
+    GlobalMetrics { epoch, step: 0, train_loss: 0.5, train_accuracy: 0.8, val_loss, val_accuracy, ..Default::default() }
 }
 
 pub fn event(layer: &str, seed: usize, from: Stage, to: Stage) -> TransitionEvent {

@@ -1,5 +1,6 @@
 //! The CNN preset: two seeded 3x3 conv layers with 2x2 max pooling, then a linear head.
 
+use super::config::named;
 use super::ModelConfig;
 use crate::{ImageBatch, ImageClassification, StepOutput, TaskModel};
 use burn::module::Module;
@@ -8,10 +9,10 @@ use burn::nn::{Linear, LinearConfig, PaddingConfig2d};
 use burn::tensor::activation::relu;
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
-use morphogen_engine::{seeded_model, MorphogenError, SeededConv2d, SeededConv2dConfig};
+use morphogen_engine::{MorphogenError, SeededConv2d, SeededConv2dConfig, SeededModel};
 
 /// The CNN preset.
-#[derive(Module, Debug)]
+#[derive(Module, Debug, SeededModel)]
 pub struct Cnn<B: Backend> {
     /// Seeded `channels -> channels[0]`, 3x3.
     pub conv1: SeededConv2d<B>,
@@ -22,8 +23,6 @@ pub struct Cnn<B: Backend> {
     /// `channels[1] * (height / 4) * (width / 4) -> classes`.
     pub head: Linear<B>,
 }
-
-seeded_model!(Cnn { conv1, conv2 });
 
 impl ModelConfig {
     /// Builds the CNN preset for `task`'s images.
@@ -37,12 +36,12 @@ impl ModelConfig {
                 .with_options(self.options()?)
                 .try_init(device)
         };
-        Ok(Cnn {
+        Ok(named(Cnn {
             conv1: seeded([channels, c1])?,
             conv2: seeded([c1, c2])?,
             pool: MaxPool2dConfig::new([2, 2]).with_strides([2, 2]).init(),
             head: LinearConfig::new(c2 * (height / 4) * (width / 4), task.classes).init(device),
-        })
+        }))
     }
 }
 

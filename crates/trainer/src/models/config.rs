@@ -1,7 +1,8 @@
 //! The presets' settings, [`ModelConfig`]: which architecture, its sizes, and its seeds.
 
 use crate::TrainError;
-use morphogen_engine::{BlueprintSpec, LifecycleConfig, MorphogenError, SeedOptions};
+use burn::tensor::backend::Backend;
+use morphogen_engine::{BlueprintSpec, LifecycleConfig, MorphogenError, SeedOptions, SeededModel};
 use serde::{Deserialize, Serialize};
 
 /// Which preset.
@@ -154,4 +155,11 @@ impl ModelConfig {
     pub(crate) fn seeds_for(&self, outputs: usize) -> usize {
         self.num_seeds.min(outputs)
     }
+}
+
+/// `model` with every seeded layer named by its path, so errors and spans name paths from the
+/// first forward pass on.
+pub(crate) fn named<B: Backend, M: SeededModel<B>>(mut model: M) -> M {
+    model.name_layers_by_path();
+    model
 }

@@ -1,5 +1,6 @@
 //! The MLP preset: `pixels -> hidden -> hidden -> classes`, both hidden layers seeded.
 
+use super::config::named;
 use super::ModelConfig;
 use crate::{ImageBatch, ImageClassification, StepOutput, TaskModel};
 use burn::module::Module;
@@ -7,10 +8,10 @@ use burn::nn::{Linear, LinearConfig};
 use burn::tensor::activation::relu;
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
-use morphogen_engine::{seeded_model, MorphogenError, SeededLinear, SeededLinearConfig};
+use morphogen_engine::{MorphogenError, SeededLinear, SeededLinearConfig, SeededModel};
 
 /// The MLP preset.
-#[derive(Module, Debug)]
+#[derive(Module, Debug, SeededModel)]
 pub struct Mlp<B: Backend> {
     /// Seeded `pixels -> hidden`.
     pub fc1: SeededLinear<B>,
@@ -19,8 +20,6 @@ pub struct Mlp<B: Backend> {
     /// `hidden -> classes`.
     pub head: Linear<B>,
 }
-
-seeded_model!(Mlp { fc1, fc2 });
 
 impl ModelConfig {
     /// Builds the MLP preset for `task`'s images.
@@ -31,11 +30,11 @@ impl ModelConfig {
                 .with_options(self.options()?)
                 .try_init(device)
         };
-        Ok(Mlp {
+        Ok(named(Mlp {
             fc1: seeded(task.shape.iter().product())?,
             fc2: seeded(self.hidden)?,
             head: LinearConfig::new(self.hidden, task.classes).init(device),
-        })
+        }))
     }
 }
 

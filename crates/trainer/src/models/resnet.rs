@@ -2,6 +2,7 @@
 //! block conv seeded; the first block of the second and third stage halves the resolution and
 //! doubles the channels, its shortcut a 1x1 projection), global average pooling, a linear head.
 
+use super::config::named;
 use super::ModelConfig;
 use crate::{ImageBatch, ImageClassification, StepOutput, TaskModel};
 use burn::module::Module;
@@ -11,13 +12,13 @@ use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d
 use burn::tensor::activation::relu;
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
-use morphogen_engine::{seeded_model, MorphogenError, SeedControl, SeededConv2d, SeededConv2dConfig, SeededModel};
+use morphogen_engine::{MorphogenError, SeededConv2d, SeededConv2dConfig, SeededModel};
 
 /// Residual blocks per stage.
 const BLOCKS_PER_STAGE: usize = 2;
 
 /// The ResNet preset.
-#[derive(Module, Debug)]
+#[derive(Module, Debug, SeededModel)]
 pub struct ResNet<B: Backend> {
     /// `channels -> width`, 3x3, with batch norm (not seeded: its input is the raw image).
     pub stem: Conv2d<B>,
@@ -32,7 +33,7 @@ pub struct ResNet<B: Backend> {
 }
 
 /// `relu(norm2(conv2(relu(norm1(conv1(x))))) + shortcut(x))`, both convs seeded.
-#[derive(Module, Debug)]
+#[derive(Module, Debug, SeededModel)]
 pub struct ResidualBlock<B: Backend> {
     /// Seeded 3x3, stride 1 or 2.
     pub conv1: SeededConv2d<B>,
@@ -55,22 +56,6 @@ pub struct Projection<B: Backend> {
     pub norm: BatchNorm<B>,
 }
 
-seeded_model!(ResidualBlock { conv1, conv2 });
-
-impl<B: Backend> SeededModel<B> for ResNet<B> {
-    fn visit_seeded(&self, f: &mut dyn FnMut(&str, &dyn SeedControl<B>)) {
-        for (i, block) in self.blocks.iter().enumerate() {
-            block.visit_seeded(&mut |name, layer| f(&format!("blocks.{i}.{name}"), layer));
-        }
-    }
-
-    fn visit_seeded_mut(&mut self, f: &mut dyn FnMut(&str, &mut dyn SeedControl<B>)) {
-        for (i, block) in self.blocks.iter_mut().enumerate() {
-            block.visit_seeded_mut(&mut |name, layer| f(&format!("blocks.{i}.{name}"), layer));
-        }
-    }
-}
-
 impl ModelConfig {
     /// Builds the ResNet preset for `task`'s images.
     pub fn resnet<B: Backend>(
@@ -88,13 +73,13 @@ impl ModelConfig {
                 channels = stage_width;
             }
         }
-        Ok(ResNet {
+        Ok(named(ResNet {
             stem: conv3x3([task.shape[0], w], 1).init(device),
             stem_norm: BatchNormConfig::new(w).init(device),
             blocks,
             pool: AdaptiveAvgPool2dConfig::new([1, 1]).init(),
             head: LinearConfig::new(channels, task.classes).init(device),
-        })
+        }))
     }
 
     /// One block from `io[0]` to `io[1]` channels, its first conv strided by `stride`.

@@ -1,6 +1,7 @@
 //! The transformer preset: decoder-only, pre-norm and causal, for next-character language
 //! modelling. Each block's attention projections and MLP layers are seeded.
 
+use super::config::named;
 use super::ModelConfig;
 use crate::{NextCharacter, StepOutput, TaskModel, TextBatch};
 use burn::module::Module;
@@ -62,13 +63,13 @@ impl ModelConfig {
     ) -> Result<Transformer<B>, MorphogenError> {
         let d = self.d_model;
         let blocks = (0..self.layers).map(|_| self.transformer_block(device)).collect::<Result<_, _>>()?;
-        Ok(Transformer {
+        Ok(named(Transformer {
             embed: EmbeddingConfig::new(task.vocab, d).init(device),
             position: EmbeddingConfig::new(task.context, d).init(device),
             blocks,
             norm: LayerNormConfig::new(d).init(device),
             head: LinearConfig::new(d, task.vocab).init(device),
-        })
+        }))
     }
 
     /// One block `d_model` wide.

@@ -36,6 +36,8 @@ impl Trainer {
         data: &TaskData<T::Task>,
         observer: &mut dyn Observer,
     ) -> Result<TrainOutcome<T::Model, T::Optimizer>, TrainError> {
+        model.check_layer_paths()?;
+        model.name_layers_by_path();
         let device = model.devices().into_iter().next().unwrap_or_default();
         let mut run = RunContext::<T> { data, device, observer };
         let mut good = KnownGood::<T>::new(&model, &optim, &self.controller, None);

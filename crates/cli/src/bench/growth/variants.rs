@@ -4,10 +4,10 @@
 use crate::error::CliError;
 use crate::train::args::TrainArgs;
 use crate::train::config::RunConfig;
-use crate::train::data::load_data;
+use crate::train::data::image_data;
 use crate::train::once::{train_once, RunResult};
 use morphogen::burn::tensor::backend::AutodiffBackend;
-use morphogen::trainer::{Dataset, EventLog, ModelKind};
+use morphogen::trainer::{EventLog, ImageClassification, ModelKind, TaskData};
 use morphogen::Stage;
 use serde::Serialize;
 
@@ -46,7 +46,7 @@ pub fn run<B: AutodiffBackend>(device: &B::Device, args: &TrainArgs, repeats: u6
             problem: "the growth benchmark compares MLP widths; use --model mlp".into(),
         });
     }
-    let data = load_data(&base)?;
+    let data = image_data(&base)?;
     let mut rows = Vec::new();
     for seed in 1..=repeats {
         let mut config = base.clone();
@@ -71,7 +71,7 @@ fn one<B: AutodiffBackend>(
     config: &RunConfig,
     variant: &'static str,
     growth: bool,
-    data: &(Dataset, Dataset),
+    data: &TaskData<ImageClassification>,
     seed: u64,
     device: &B::Device,
 ) -> Result<RunRow, CliError> {
@@ -79,14 +79,14 @@ fn one<B: AutodiffBackend>(
     config.set_growth(growth);
     config.trainer.checkpoint_dir = None; // nothing to resume: compare training alone
     B::seed(device, seed);
-    let model = config.model.mlp::<B>(device)?;
+    let model = config.model.mlp::<B>(&data.task, device)?;
     eprintln!("{variant} seed {seed}: hidden {}", config.model.hidden);
     let run: RunResult<_> = train_once(model, &config, data, EventLog::in_memory(), false, &mut ())?;
     Ok(RunRow {
         variant,
         seed,
         hidden: config.model.hidden,
-        accuracy: run.final_accuracy(),
+        accuracy: run.final_score(),
         host_params: run.host_params,
         params_added: run.params_added,
         germinated: run.reached(Stage::Germinated),
