@@ -1,6 +1,8 @@
 //! The trainer's integration tests, one binary: the growth loop end to end, and the automatic
-//! rollback rules, both on real Fashion-MNIST (Debian's `dataset-fashion-mnist`).
+//! rollback rules, on real Fashion-MNIST (Debian's `dataset-fashion-mnist`), and the ResNet and
+//! transformer presets grown on images and on Shakespeare's works (`scripts/get-shakespeare.sh`).
 
 mod common;
 mod growth_loop;
+mod presets;
 mod rollback_rules;

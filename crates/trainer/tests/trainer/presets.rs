@@ -1,0 +1,113 @@
+//! The ResNet and transformer presets grown through the trainer on CPU, small: seeds fossilize
+//! and are culled, every logged transition is legal, and the grown model's checkpoint restores
+//! bit for bit.
+
+use crate::common::{data, text_data, B};
+use burn::data::dataset::Dataset;
+use burn::module::AutodiffModule;
+use burn::optim::AdamConfig;
+use burn::tensor::backend::Backend;
+use morphogen_checkpoint::CheckpointDir;
+use morphogen_contracts::Stage;
+use morphogen_controller::{Controller, ControllerConfig};
+use morphogen_engine::SeededModel;
+use morphogen_trainer::{EventLog, ModelConfig, Task, TaskData, TaskModel, Trainer, TrainerConfig};
+use std::path::Path;
+
+/// A controller that grows at once and judges quickly.
+fn eager_controller() -> Controller {
+    Controller::new(ControllerConfig {
+        patience: 0,
+        max_germinations_per_epoch: 4,
+        max_active_per_layer: 2,
+        max_active_total: 8,
+        min_contribution: 0.002,
+        ..Default::default()
+    })
+    .unwrap()
+}
+
+/// Trains `model` for `epochs` with growth on and checks the lifecycle and the checkpoint of
+/// the grown model against `fresh`, a newly built model of the same preset.
+fn grows_and_restores<M, T>(model: M, mut fresh: M, data: &TaskData<T>, epochs: u32, dir: &Path)
+where
+    T: Task,
+    M: AutodiffModule<B> + SeededModel<B> + TaskModel<B, T>,
+    M::InnerModule: SeededModel<<B as burn::tensor::backend::AutodiffBackend>::InnerBackend>
+        + TaskModel<<B as burn::tensor::backend::AutodiffBackend>::InnerBackend, T>,
+{
+    let config = TrainerConfig {
+        epochs,
+        batch_size: 32,
+        learning_rate: 3e-3,
+        eval_samples: 128,
+        checkpoint_dir: Some(dir.to_path_buf()),
+        ..Default::default()
+    };
+    let mut trainer = Trainer::new(config, eager_controller(), EventLog::in_memory()).unwrap();
+    let out = trainer.run(model, AdamConfig::new().init(), data, &mut ()).unwrap();
+    let events = trainer.events().events();
+    for e in events {
+        eprintln!("epoch {} {}/{} {} -> {}: {}", e.epoch, e.layer, e.seed, e.from, e.to, e.reason);
+        assert!(e.from.can_transition_to(e.to), "illegal logged transition {e:?}");
+        assert!(e.layer.contains('.'), "layers are named by their dotted path: {e:?}");
+    }
+    let reached = |stage: Stage| events.iter().filter(|e| e.to == stage).count();
+    assert!(reached(Stage::Fossilized) >= 1, "no seed fossilized");
+    assert!(reached(Stage::Culled) >= 1, "no seed culled");
+    assert!(out.model.params_added() > 0);
+
+    CheckpointDir::open(dir).unwrap().latest().unwrap().restore(&mut fresh).unwrap();
+    let device = Default::default();
+    let items: Vec<_> = (0..8).filter_map(|i| data.valid.get(i)).collect();
+    let batch = data.task.batch::<<B as burn::tensor::backend::AutodiffBackend>::InnerBackend>(items, &device);
+    let grown = out.model.valid().step(batch.clone()).loss.into_data();
+    let restored = fresh.valid().step(batch).loss.into_data();
+    assert_eq!(grown, restored, "the restored model computes exactly what the grown one does");
+    out.model.visit_seeded(&mut |path, layer| {
+        fresh.visit_seeded(&mut |other, twin| {
+            if path == other {
+                assert_eq!(layer.seed_core().table(), twin.seed_core().table(), "{path}");
+            }
+        });
+    });
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn a_resnet_grows_through_the_trainer() {
+    let data = data(512, 128);
+    let device = Default::default();
+    B::seed(&device, 3);
+    let config = ModelConfig { width: 4, num_seeds: 2, ..Default::default() };
+    let model = config.resnet::<B>(&data.task, &device).unwrap();
+    let fresh = config.resnet::<B>(&data.task, &device).unwrap();
+    assert_eq!(model.seeded_layer_names().len(), 12, "every block conv is seeded");
+    assert_eq!(model.seeded_layer_names()[0], "blocks.0.conv1");
+    let dir = std::env::temp_dir().join(format!("morphogen-resnet-{}", std::process::id()));
+    grows_and_restores(model, fresh, &data, 10, &dir);
+}
+
+#[test]
+fn a_transformer_grows_on_shakespeare_through_the_trainer() {
+    let config = ModelConfig { layers: 1, d_model: 16, heads: 2, context: 16, num_seeds: 2, ..Default::default() };
+    let data = text_data(config.context, 768, 128);
+    let device = Default::default();
+    B::seed(&device, 3);
+    let model = config.transformer::<B>(&data.task, &device).unwrap();
+    let fresh = config.transformer::<B>(&data.task, &device).unwrap();
+    let names = model.seeded_layer_names();
+    assert_eq!(
+        names,
+        [
+            "blocks.0.attn.query",
+            "blocks.0.attn.key",
+            "blocks.0.attn.value",
+            "blocks.0.attn.output",
+            "blocks.0.mlp.fc1",
+            "blocks.0.mlp.fc2"
+        ]
+    );
+    let dir = std::env::temp_dir().join(format!("morphogen-transformer-{}", std::process::id()));
+    grows_and_restores(model, fresh, &data, 10, &dir);
+}
