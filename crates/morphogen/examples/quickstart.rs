@@ -11,19 +11,18 @@ use morphogen::burn::tensor::activation::relu;
 use morphogen::burn::tensor::backend::Backend;
 use morphogen::burn::tensor::{Distribution, Tensor};
 use morphogen::{
-    seeded_model, GraftSignals, GraftingConfig, SeedOptions, SeededLinear, SeededLinearConfig, SeededModel, Stage,
-    StrategyRegistry,
+    GraftSignals, GraftingConfig, SeedOptions, SeededLinear, SeededLinearConfig, SeededModel, Stage, StrategyRegistry,
 };
 
 type B = Autodiff<NdArray>;
 
-#[derive(Module, Debug)]
+// `SeededModel` lists the seeded layers by path ("fc1", "fc2"); nested blocks, `Vec`s and
+// `Option`s of them work the same way ("blocks.3.fc1").
+#[derive(Module, Debug, SeededModel)]
 struct Mlp<B: Backend> {
     fc1: SeededLinear<B>,
     fc2: SeededLinear<B>,
 }
-
-seeded_model!(Mlp { fc1, fc2 });
 
 impl<B: Backend> Mlp<B> {
     fn forward(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
@@ -36,14 +35,13 @@ fn main() -> Result<(), morphogen::MorphogenError> {
     let mut model = Mlp {
         fc1: SeededLinearConfig::new(8, 32)
             .with_num_seeds(8)
-            .with_name("fc1".into())
             // Grafting ramps alpha from 0 to 1 within one epoch of 25 steps.
             .with_options(
                 SeedOptions::new()
                     .with_strategies(StrategyRegistry::from_config(&GraftingConfig::new().with_ramp_steps(25))?),
             )
             .try_init::<B>(&device)?,
-        fc2: SeededLinearConfig::new(32, 1).with_name("fc2".into()).try_init::<B>(&device)?,
+        fc2: SeededLinearConfig::new(32, 1).try_init::<B>(&device)?,
     };
     let x = Tensor::<B, 2>::random([256, 8], Distribution::Normal(0.0, 1.0), &device);
     let target = x.clone().powi_scalar(2).sum_dim(1).sin();

@@ -45,6 +45,38 @@ pub trait SeedControl<B: Backend> {
 /// `name_layers_by_path` once after building a model to have every name right from the first
 /// forward pass, and [`check_layer_paths`](Self::check_layer_paths) to be sure no two layers
 /// share a path (only a hand-written visitor can make them).
+///
+/// ```
+/// use burn::backend::NdArray;
+/// use burn::module::Module;
+/// use burn::nn::{LayerNorm, LayerNormConfig};
+/// use burn::tensor::backend::Backend;
+/// use morphogen_engine::{SeededLinear, SeededLinearConfig, SeededModel};
+///
+/// #[derive(Module, Debug, SeededModel)]
+/// struct Block<B: Backend> {
+///     norm: LayerNorm<B>, // not seeded: skipped
+///     fc: SeededLinear<B>,
+/// }
+///
+/// #[derive(Module, Debug, SeededModel)]
+/// struct Net<B: Backend> {
+///     blocks: Vec<Block<B>>,
+///     head: Option<SeededLinear<B>>,
+/// }
+///
+/// let device = Default::default();
+/// let block = || Block::<NdArray> {
+///     norm: LayerNormConfig::new(4).init(&device),
+///     fc: SeededLinearConfig::new(4, 4).with_num_seeds(2).init(&device),
+/// };
+/// let mut net = Net { blocks: vec![block(), block()], head: Some(SeededLinearConfig::new(4, 2).init(&device)) };
+/// net.check_layer_paths()?;
+/// net.name_layers_by_path();
+/// assert_eq!(net.seeded_layer_names(), ["blocks.0.fc", "blocks.1.fc", "head"]);
+/// assert_eq!(net.blocks[1].fc.name(), "blocks.1.fc");
+/// # Ok::<(), morphogen_engine::MorphogenError>(())
+/// ```
 pub trait SeededModel<B: Backend> {
     /// Calls `f` with each seeded layer's path and the layer, in declaration order.
     fn visit_seeded(&self, f: &mut dyn FnMut(&str, &dyn SeedControl<B>));

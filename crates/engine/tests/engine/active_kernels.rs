@@ -95,11 +95,43 @@ fn conv_case<B: AutodiffBackend>(case: &Case, side: usize, tol: Tolerance) {
     }
 }
 
+/// A transformer MLP's first layer on `[batch, seq, d_model]` activations (made by swapping
+/// the axes of a `[batch, d_model, seq]` tensor, as attention code does), every seed in an
+/// active stage with a kernel blueprint: the kernel runs and matches the reference loop.
+fn sequence_case<B: AutodiffBackend>(tol: Tolerance) {
+    let active = [Stage::Grafting, Stage::Stabilization, Stage::Evaluating, Stage::FineTuning, Stage::Fossilized];
+    let stages = (0..8)
+        .map(|seed| {
+            let stage = Stage::ALL.iter().position(|s| *s == active[seed % active.len()]).unwrap();
+            (stage, seed % KERNEL_BLUEPRINTS.len(), seed % 4, 0.25 + 0.1 * seed as f32, false)
+        })
+        .collect();
+    let case = Case { features: 128, seeds: 8, d_in: 32, batch: 2, stages };
+    let mut layer = SeededLinearConfig::new(case.d_in, case.features)
+        .with_num_seeds(case.seeds)
+        .with_options(options())
+        .init::<B>(&Default::default());
+    populate(&mut layer.core, &case, &KERNEL_BLUEPRINTS);
+    let layer = layer.map(&mut crate::common::RandomBanks);
+    let x = random_on::<B, 3>([2, case.d_in, 16]).swap_dims(1, 2);
+    let weights = random_on::<B, 3>([2, 16, case.features]);
+    let check = |a: &[f32], b: &[f32], what: &str| tol.check(a, b, what);
+    linear_matches_reference(&layer, x, weights, check, check);
+    assert!(layer.core.blend_kernel_passes() > 0, "the kernel ran");
+}
+
 macro_rules! active_kernel_tests {
     ($module:ident, $backend:ty, $enabled:expr, $tol:expr) => {
         mod $module {
             use super::*;
             type Wd = burn::backend::Autodiff<$backend>;
+
+            #[test]
+            fn linear_active_kernel_on_sequences() {
+                if $enabled {
+                    sequence_case::<Wd>($tol);
+                }
+            }
 
             proptest! {
                 #![proptest_config(ProptestConfig { cases: 16, ..ProptestConfig::default() })]

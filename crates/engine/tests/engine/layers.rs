@@ -36,6 +36,30 @@ fn all_dormant_conv_is_bit_identical_to_host() {
     assert_eq!(bits(layer.host.weight.grad(&g1).unwrap()), bits(layer.host.weight.grad(&g2).unwrap()));
 }
 
+/// A trained host conv keeps its weights inside the seeded layer: with seeds dormant the output
+/// is exactly the host's. A host of another shape is a typed error.
+#[test]
+fn wrapping_a_conv_keeps_its_output_and_checks_its_shape() {
+    let host = burn::nn::conv::Conv2dConfig::new([3, 6], [3, 3])
+        .with_padding(burn::nn::PaddingConfig2d::Same)
+        .with_stride([2, 1])
+        .init::<B>(&device());
+    let x = random([2, 3, 7, 5]);
+    let expected = bits(host.forward(x.clone()));
+    let config = SeededConv2dConfig::new([3, 6], [3, 3]).with_num_seeds(3);
+    let wrapped = config.try_wrap(host.clone()).unwrap();
+    assert_eq!(bits(wrapped.forward(x)), expected);
+    assert_eq!(wrapped.num_seeds(), 3);
+
+    for wrong in [SeededConv2dConfig::new([3, 8], [3, 3]), SeededConv2dConfig::new([3, 6], [5, 5])] {
+        let err = wrong.try_wrap(host.clone()).unwrap_err();
+        assert!(
+            matches!(err, morphogen_engine::MorphogenError::ShapeMismatch { ref got, .. } if got == &[3, 6, 3, 3]),
+            "{err}"
+        );
+    }
+}
+
 #[test]
 fn germination_and_training_never_change_output_or_host_gradients() {
     let mut layer = linear(4);

@@ -2,7 +2,9 @@
 //! time than nine). Kernel suites compile only with the `wgpu` or `cuda` feature.
 
 mod active_kernels;
+mod attention;
 mod common;
+mod derive;
 mod grafting;
 mod kernels;
 mod layers;

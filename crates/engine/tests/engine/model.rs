@@ -5,22 +5,19 @@ use burn::module::Module;
 use burn::record::{BinBytesRecorder, FullPrecisionSettings, Recorder};
 use burn::tensor::Tensor;
 use morphogen_engine::{
-    seeded_model, Command, CommandKind, MorphogenError, SeedAddress, SeededLinear, SeededLinearConfig, SeededModel,
-    Stage,
+    Command, CommandKind, MorphogenError, SeedAddress, SeededLinear, SeededLinearConfig, SeededModel, Stage,
 };
 
-#[derive(Module, Debug)]
+#[derive(Module, Debug, SeededModel)]
 struct Mlp<B: burn::tensor::backend::Backend> {
     fc1: SeededLinear<B>,
     fc2: SeededLinear<B>,
 }
 
-seeded_model!(Mlp { fc1, fc2 });
-
 fn mlp() -> Mlp<B> {
     Mlp {
-        fc1: SeededLinearConfig::new(6, 8).with_num_seeds(4).with_name("fc1".into()).init(&device()),
-        fc2: SeededLinearConfig::new(8, 3).with_num_seeds(3).with_name("fc2".into()).init(&device()),
+        fc1: SeededLinearConfig::new(6, 8).with_num_seeds(4).init(&device()),
+        fc2: SeededLinearConfig::new(8, 3).with_num_seeds(3).init(&device()),
     }
 }
 
