@@ -127,10 +127,25 @@ impl<B: Backend> ModuleVisitor<B> for Collector {
 }
 
 /// Every parameter of `module` in visiting order, with its values if `with_data`.
+///
+/// Running statistics are brought up to date first ([`sync_running_state`]), so the values are
+/// those inference would use and a later mapping of them is not overwritten by a pending update.
 pub fn collect<B: Backend, M: Module<B>>(module: &M, with_data: bool) -> Vec<ParamEntry> {
+    sync_running_state(module);
     let mut collector = Collector { stack: Stack::default(), with_data, entries: Vec::new() };
     module.visit(&mut collector);
     collector.entries
+}
+
+/// Applies the pending updates of Burn's running statistics (`RunningState`: `BatchNorm`'s
+/// running mean and variance) of `module`.
+///
+/// A training step leaves the statistics it computed pending; they are applied on the next
+/// training step, by `valid()`, or when the record is taken, but a module visit reads the value
+/// from before the step. Taking the record of a copy applies them: a copy shares its running
+/// states with the original, and no tensor is copied.
+pub fn sync_running_state<B: Backend, M: Module<B>>(module: &M) {
+    drop(module.clone().into_record());
 }
 
 /// Where each seeded layer of `model` sits, found through its seed-state parameter's id.

@@ -34,6 +34,9 @@ impl Checkpoint {
     ///
     /// `model` may be freshly built (banks not allocated yet): banks are re-created from the
     /// checkpoint. On error `model` is left exactly as it was.
+    ///
+    /// Burn shares running statistics (`BatchNorm`'s running mean and variance) between a
+    /// module and its clones: a successful restore sets them in every clone of `model` too.
     pub fn restore<B, M>(&self, model: &mut M) -> Result<(), CheckpointError>
     where
         B: Backend,
@@ -50,10 +53,11 @@ impl Checkpoint {
         M: AutodiffModule<B> + SeededModel<B>,
         O: Optimizer<M, B>,
     {
-        let restored = self.restored(model.clone())?;
-        let device = restored.devices().into_iter().next().unwrap_or_default();
+        // The optimizer first: restoring the model writes running statistics (batch norm) into
+        // state the model's copies share, so it is the last step that can fail.
+        let device = model.devices().into_iter().next().unwrap_or_default();
         let optimizer_restored = self.restored_optimizer::<B, M, O>(optimizer.clone(), &device)?;
-        *model = restored;
+        *model = self.restored(model.clone())?;
         *optimizer = optimizer_restored;
         Ok(())
     }

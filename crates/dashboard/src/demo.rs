@@ -6,7 +6,7 @@ use morphogen_contracts::{GlobalMetrics, Stage, TransitionEvent};
 use std::io::Write;
 use std::path::Path;
 
-/// A run of `layers` seeded layers of `seeds` seeds each, `epochs` long, whose seeds move
+/// A run of `layers` seeded layers of `seeds` seeds each (optionally in blocks, named by path), `epochs` long, whose seeds move
 /// through the lifecycle (germinate, train, graft, stabilize, evaluate, fine-tune, fossilize or
 /// get culled, an occasional rollback) in a deterministic pattern; health values are
 /// pseudo-random. [`DemoRun::write`] writes it as `morphogen train` would.
@@ -20,13 +20,28 @@ pub struct DemoRun {
     pub epochs: u32,
     /// Seeds germinated per layer and epoch.
     pub germinations: usize,
+    /// Layers per block: `Some(k)` names layer `i` `blocks.<i / k>.fc<i % k + 1>` (a model of
+    /// nested blocks); `None` names them `fc1`, `fc2`, ...
+    pub layers_per_block: Option<usize>,
 }
 
 impl DemoRun {
     /// A demo with `layers` layers of `seeds` seeds over `epochs` epochs, germinating about one
     /// seed in 500 (at least one) per layer and epoch.
     pub fn new(layers: usize, seeds: usize, epochs: u32) -> Self {
-        Self { layers, seeds, epochs, germinations: (seeds / 500).max(1) }
+        Self { layers, seeds, epochs, germinations: (seeds / 500).max(1), layers_per_block: None }
+    }
+
+    /// The same run with its layers in blocks of `layers_per_block` (at least 1), named by path.
+    pub fn in_blocks(self, layers_per_block: usize) -> Self {
+        Self { layers_per_block: Some(layers_per_block.max(1)), ..self }
+    }
+
+    fn layer_name(&self, index: usize) -> String {
+        match self.layers_per_block {
+            Some(k) => format!("blocks.{}.fc{}", index / k.max(1), index % k.max(1) + 1),
+            None => format!("fc{}", index + 1),
+        }
     }
 
     /// Writes `config.toml`, `metrics.jsonl`, `events.jsonl` and `layers.jsonl` into `dir`
@@ -63,7 +78,7 @@ impl DemoRun {
     fn fresh_layer(&self, index: usize) -> LayerColumns {
         let n = self.seeds;
         LayerColumns {
-            layer: format!("fc{}", index + 1),
+            layer: self.layer_name(index),
             host: "Linear".into(),
             features: n * 4,
             samples: 60_000,

@@ -7,6 +7,9 @@
 //! - [`WatchView`] and [`watch`]: a terminal view (ratatui) of stages per layer, the lattice in
 //!   miniature and the latest events.
 //!
+//! Models of many layers are shown block by block: [`LayerGroup`]s gather the layers that share
+//! a parent path (`blocks.3` for `blocks.3.fc1`).
+//!
 //! All three read a [`Run`] (or a [`RunSet`], a folder of runs) through [`JsonlTail`]s: files
 //! re-read incrementally by offset, malformed lines skipped and counted, an unfinished last line
 //! left for later. [`LayersLog`] writes the per-seed state they need (`layers.jsonl`, in
@@ -15,6 +18,7 @@
 
 mod demo;
 mod error;
+mod groups;
 mod layers;
 mod page;
 mod run;
@@ -25,6 +29,7 @@ mod watch;
 
 pub use demo::DemoRun;
 pub use error::DashboardError;
+pub use groups::{group_of, layer_groups, LayerGroup};
 pub use layers::{EpochLayers, LayerColumns, LayersLog};
 pub use page::{live_page, report_page, write_report, STAGE_COLORS};
 pub use run::{Run, RunSet, RUN_FILES};

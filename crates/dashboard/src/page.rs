@@ -72,4 +72,44 @@ mod tests {
             assert!(!page.contains(external), "the page must not load {external} resources");
         }
     }
+
+    /// The DOM headless Chromium builds from `page` after its scripts ran, or `None` when
+    /// `MORPHOGEN_SKIP_BROWSER=1`.
+    fn rendered_dom(page: &Path) -> Option<String> {
+        if std::env::var("MORPHOGEN_SKIP_BROWSER").is_ok_and(|v| v == "1") {
+            eprintln!("MORPHOGEN_SKIP_BROWSER=1: skipping the headless-Chromium check");
+            return None;
+        }
+        let out = std::process::Command::new("chromium")
+            .args(["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
+            .args(["--virtual-time-budget=10000", "--dump-dom"])
+            .arg(format!("file://{}", page.display()))
+            .output()
+            .expect(
+                "the page is checked in headless Chromium: `apt-get install -y chromium` (or MORPHOGEN_SKIP_BROWSER=1)",
+            );
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        Some(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// A 12-block model of 72 layers: the report's lattice and heatmaps are one labelled group
+    /// a block, only the first open and drawn.
+    #[test]
+    fn a_report_of_seventy_two_layers_shows_them_by_block_in_chromium() {
+        let dir = tempfile::tempdir().unwrap();
+        crate::DemoRun::new(72, 64, 3).in_blocks(6).write(&dir.path().join("run")).unwrap();
+        let report = dir.path().join("report.html");
+        write_report(&Run::open(&dir.path().join("run")).unwrap(), &report).unwrap();
+        let Some(dom) = rendered_dom(&report) else { return };
+        assert!(dom.contains("data-ready=\"1\""), "the page rendered");
+        let (lattice, heatmaps) = dom.split_once("id=\"heatmaps\"").expect("both sections");
+        let groups = |html: &str| html.matches("<details class=\"layer-group\"").count();
+        assert_eq!((groups(lattice), groups(heatmaps)), (12, 12), "one group a block in each section");
+        let open = lattice.matches("<details class=\"layer-group\" data-group=\"blocks.0\" open=\"\"").count();
+        assert_eq!(open, 1, "the first block starts open");
+        assert_eq!(lattice.matches("open=\"\"").count(), 1, "the others start closed");
+        assert_eq!(lattice.matches("class=\"lattice-canvas\"").count(), 6, "only the open block is drawn");
+        assert_eq!(heatmaps.matches("class=\"heatmap\"").count(), 6 * 3);
+        assert!(lattice.contains("blocks.11</span> 6 layers, 384 seeds"), "groups are labelled");
+    }
 }

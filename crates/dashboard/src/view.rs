@@ -2,7 +2,7 @@
 //! data the terminal view draws.
 
 use crate::layers::compact;
-use crate::{LayerColumns, Run};
+use crate::{layer_groups, LayerColumns, LayerGroup, Run};
 use morphogen_contracts::{GlobalMetrics, Stage, TransitionEvent};
 use serde::{Deserialize, Serialize};
 
@@ -26,6 +26,9 @@ pub struct RunView {
     pub events: Vec<EventRow>,
     /// The seed lattice: every layer's seeds as they are now.
     pub layers: Vec<LatticeLayer>,
+    /// The layers grouped by parent path (`blocks.3`), in model order.
+    #[serde(default)]
+    pub groups: Vec<LayerGroup>,
     /// Health over epochs, one per layer with recorded state.
     pub heatmaps: Vec<Heatmap>,
     /// Report only: the lifecycle of every seed that ever moved (the live page asks the server).
@@ -154,6 +157,7 @@ impl EventFilter {
 impl RunView {
     /// The live view of `run` (lifecycles are fetched one at a time).
     pub fn live(run: &Run) -> Self {
+        let layers = lattice(run);
         Self {
             name: run.name().to_string(),
             version: run.version(),
@@ -161,7 +165,8 @@ impl RunView {
             skipped: run.skipped(),
             metrics: run.metrics().to_vec(),
             events: run.events().iter().map(EventRow::from).collect(),
-            layers: lattice(run),
+            groups: layer_groups(&layers),
+            layers,
             heatmaps: heatmaps(run),
             lifecycles: Vec::new(),
         }

@@ -7,16 +7,39 @@ use ratatui::buffer::Buffer;
 use ratatui::crossterm::event::{self, Event, KeyCode, KeyEventKind, KeyModifiers};
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
-use ratatui::text::{Line, Span};
+use ratatui::text::{Line, Span, Text};
 use ratatui::widgets::{Block, Borders, Paragraph, Row, Table, Widget};
 use std::time::Duration;
 
 /// Three-letter stage names for narrow columns, by stage code.
 const SHORT: [&str; 11] = ["DOR", "GER", "TRN", "GRF", "STB", "EVL", "FTN", "FOS", "CUL", "CAN", "RBK"];
 
+/// Layers shown one by one up to this many; beyond, the table and the lattice show groups of
+/// layers by parent path ([`LayerGroup`](crate::LayerGroup)).
+const PER_LAYER_MAX: usize = 8;
+
+/// The narrowest lattice block of a group, in terminal cells.
+const GROUP_BLOCK_WIDTH: u16 = 24;
+
+/// One row of the stage table and one block of the lattice: a layer or a group of layers.
+struct Item<'v> {
+    label: String,
+    layers: usize,
+    counts: [usize; 11],
+    stages: Vec<&'v [u8]>,
+}
+
+/// What the table and the lattice show, and whether its items are groups.
+struct Shown<'v> {
+    items: Vec<Item<'v>>,
+    grouped: bool,
+}
+
 /// The terminal view of one run: a header with the latest metrics, what is missing or skipped,
 /// seeds per stage and layer, the lattice in miniature (one character a group of seeds,
-/// coloured by the group's most common non-dormant stage) and the latest events.
+/// coloured by the group's most common non-dormant stage) and the latest events. A model of more
+/// than 8 seeded layers is shown by block: one table row and one lattice block a group of layers
+/// sharing a parent path (`blocks.3`), as many as fit, with a note saying how many do not.
 #[derive(Clone, Copy, Debug)]
 pub struct WatchView<'a> {
     view: &'a RunView,
@@ -60,18 +83,65 @@ impl<'a> WatchView<'a> {
         lines
     }
 
-    fn stages(&self) -> Table<'static> {
-        let header = Row::new(std::iter::once("layer".to_string()).chain(SHORT.iter().map(|s| s.to_string())))
-            .style(Style::default().add_modifier(Modifier::BOLD));
-        let rows = self.view.layers.iter().map(|layer| {
-            let counts = layer.counts.iter().enumerate().map(|(code, n)| {
-                let style = if *n > 0 { stage_style(code) } else { Style::default().fg(Color::DarkGray) };
-                ratatui::text::Text::styled(n.to_string(), style)
-            });
-            Row::new(std::iter::once(ratatui::text::Text::raw(layer.columns.layer.clone())).chain(counts))
-        });
-        let widths = std::iter::once(Constraint::Length(10)).chain([Constraint::Length(6); 11]);
-        Table::new(rows, widths).header(header).block(Block::default().borders(Borders::ALL).title(" seeds per stage "))
+    /// The rows of the stage table and the blocks of the lattice: one a layer when there are
+    /// few, else one a group of layers by parent path.
+    fn shown(&self) -> Shown<'a> {
+        let layers = &self.view.layers;
+        if layers.len() <= PER_LAYER_MAX {
+            let items = layers
+                .iter()
+                .map(|l| Item {
+                    label: l.columns.layer.clone(),
+                    layers: 1,
+                    counts: l.counts,
+                    stages: vec![&l.columns.stage],
+                })
+                .collect();
+            return Shown { items, grouped: false };
+        }
+        let items = self
+            .view
+            .groups
+            .iter()
+            .map(|g| Item {
+                label: if g.name.is_empty() { "(top level)".to_string() } else { g.name.clone() },
+                layers: g.layers.len(),
+                counts: g.counts,
+                stages: g.layers.iter().filter_map(|i| layers.get(*i)).map(|l| l.columns.stage.as_slice()).collect(),
+            })
+            .collect();
+        Shown { items, grouped: true }
+    }
+
+    fn stages(shown: &Shown, rows: usize) -> Table<'static> {
+        let first = if shown.grouped { ["group", "layers"].as_slice() } else { ["layer"].as_slice() };
+        let names = first.iter().chain(SHORT.iter()).map(|s| s.to_string());
+        let header = Row::new(names).style(Style::default().add_modifier(Modifier::BOLD));
+        let listed = shown.items.len().min(rows);
+        let table_rows: Vec<Row> = shown.items[..listed]
+            .iter()
+            .map(|item| {
+                let counts = item.counts.iter().enumerate().map(|(code, n)| {
+                    let style = if *n > 0 { stage_style(code) } else { Style::default().fg(Color::DarkGray) };
+                    Text::styled(n.to_string(), style)
+                });
+                let label = std::iter::once(Text::raw(item.label.clone()));
+                let layers = shown.grouped.then(|| Text::raw(item.layers.to_string()));
+                Row::new(label.chain(layers).chain(counts))
+            })
+            .collect();
+        let label_width = shown.items.iter().map(|i| i.label.chars().count()).max().unwrap_or(0).clamp(10, 28);
+        let widths = std::iter::once(Constraint::Length(label_width as u16))
+            .chain(shown.grouped.then_some(Constraint::Length(6)))
+            .chain([Constraint::Length(6); 11]);
+        let title = if shown.grouped { " seeds per stage, by block " } else { " seeds per stage " };
+        let mut block = Block::default().borders(Borders::ALL).title(title);
+        let hidden = shown.items.len() - listed;
+        if hidden > 0 {
+            let what = if shown.grouped { "groups" } else { "layers" };
+            block = block.title_bottom(format!(" {hidden} more {what} not listed "));
+        }
+        Table::new(table_rows, widths).header(header).block(block)
     }
 
     fn events(&self, height: usize) -> Paragraph<'static> {
@@ -95,44 +165,84 @@ impl<'a> WatchView<'a> {
 impl Widget for WatchView<'_> {
     fn render(self, area: Rect, buf: &mut Buffer) {
         let header = self.header();
-        let layers = self.view.layers.len();
-        let lattice_rows = (area.height.saturating_sub(header.len() as u16 + layers as u16 + 9) / 2).max(3);
+        let shown = self.shown();
+        let free = area.height.saturating_sub(header.len() as u16);
+        let table_rows = usize::from(free.saturating_sub(9) / 2).max(1);
+        let table_height = shown.items.len().min(table_rows) as u16 + 3;
+        let lattice_rows = (free.saturating_sub(table_height + 6) / 2).max(3);
         let [top, stages, lattice, events] = Layout::vertical([
             Constraint::Length(header.len() as u16),
-            Constraint::Length(layers as u16 + 3),
+            Constraint::Length(table_height),
             Constraint::Length(lattice_rows),
             Constraint::Min(3),
         ])
         .areas(area);
         Paragraph::new(header).render(top, buf);
-        Widget::render(self.stages(), stages, buf);
-        render_lattice(self.view, lattice, buf);
+        Widget::render(Self::stages(&shown, table_rows), stages, buf);
+        render_lattice(&shown, lattice, buf);
         self.events(events.height.saturating_sub(2).into()).render(events, buf);
     }
 }
 
-/// The lattice in miniature: one bordered block per layer, side by side.
-fn render_lattice(view: &RunView, area: Rect, buf: &mut Buffer) {
-    if view.layers.is_empty() {
+/// Items listed when at most `room` places are free: all of them, or `room - 1` and a note in
+/// the last place for the rest. Returns (listed, hidden).
+fn split_at_most(items: usize, room: usize) -> (usize, usize) {
+    if items <= room {
+        (items, 0)
+    } else {
+        let listed = room.saturating_sub(1);
+        (listed, items - listed)
+    }
+}
+
+/// The lattice in miniature: one bordered block per layer side by side, or, grouped, one per
+/// group in a grid (as many as fit; the last block then says how many are left out).
+fn render_lattice(shown: &Shown, area: Rect, buf: &mut Buffer) {
+    if shown.items.is_empty() {
         let empty = Paragraph::new("no seeded layer recorded yet").block(Block::default().borders(Borders::ALL));
         return empty.render(area, buf);
     }
-    let areas = Layout::horizontal(vec![Constraint::Fill(1); view.layers.len()]).split(area);
-    for (layer, area) in view.layers.iter().zip(areas.iter()) {
-        let block = Block::default().borders(Borders::ALL);
-        let inner = block.inner(*area);
-        let cells = usize::from(inner.width) * usize::from(inner.height);
-        let stages = &layer.columns.stage;
-        let group = stages.len().div_ceil(cells.max(1)).max(1);
-        let title = format!(" {} {} seeds, 1 cell = {group} ", layer.columns.layer, stages.len());
-        block.title(title).render(*area, buf);
-        for (i, chunk) in stages.chunks(group).enumerate().take(cells) {
-            let (x, y) =
-                (inner.x + (i % usize::from(inner.width)) as u16, inner.y + (i / usize::from(inner.width)) as u16);
-            let code = shown_stage(chunk);
-            let symbol = if code == 0 { "·" } else { "█" };
-            buf[(x, y)].set_symbol(symbol).set_style(stage_style(code));
+    let n = shown.items.len();
+    let (columns, rows) = if shown.grouped {
+        let columns = usize::from(area.width / GROUP_BLOCK_WIDTH).clamp(1, n);
+        (columns, n.div_ceil(columns).min(usize::from(area.height / 3).max(1)))
+    } else {
+        (n, 1)
+    };
+    let (listed, hidden) = split_at_most(n, columns * rows);
+    let row_areas = Layout::vertical(vec![Constraint::Fill(1); rows]).split(area);
+    let cells =
+        row_areas.iter().flat_map(|row| Layout::horizontal(vec![Constraint::Fill(1); columns]).split(*row).to_vec());
+    for (index, cell) in cells.enumerate().take(listed + usize::from(hidden > 0)) {
+        match shown.items.get(index).filter(|_| index < listed) {
+            Some(item) => render_block(item, shown.grouped, cell, buf),
+            None => {
+                let note = format!("+{hidden} more groups");
+                Paragraph::new(note).block(Block::default().borders(Borders::ALL)).render(cell, buf);
+            }
         }
+    }
+}
+
+/// One layer's or group's seeds, one character a group of seeds.
+fn render_block(item: &Item, grouped: bool, area: Rect, buf: &mut Buffer) {
+    let block = Block::default().borders(Borders::ALL);
+    let inner = block.inner(area);
+    let cells = usize::from(inner.width) * usize::from(inner.height);
+    let stages: Vec<u8> = item.stages.concat();
+    let group = stages.len().div_ceil(cells.max(1)).max(1);
+    let block = if grouped {
+        let layers = if item.layers == 1 { "layer".to_string() } else { format!("{} layers", item.layers) };
+        block.title(format!(" {} · {layers} ", item.label)).title_bottom(format!(" 1 cell = {group} seeds "))
+    } else {
+        block.title(format!(" {} {} seeds, 1 cell = {group} ", item.label, stages.len()))
+    };
+    block.render(area, buf);
+    for (i, chunk) in stages.chunks(group).enumerate().take(cells) {
+        let (x, y) = (inner.x + (i % usize::from(inner.width)) as u16, inner.y + (i / usize::from(inner.width)) as u16);
+        let code = shown_stage(chunk);
+        let symbol = if code == 0 { "·" } else { "█" };
+        buf[(x, y)].set_symbol(symbol).set_style(stage_style(code));
     }
 }
 
@@ -224,6 +334,36 @@ mod tests {
             .map(|p| buffer[p].fg)
             .collect::<std::collections::HashSet<_>>();
         assert!(coloured.len() >= 2, "the lattice shows several stage colours: {coloured:?}");
+    }
+
+    /// 200 layers of 64 seeds in 25 blocks of 8: the table lists blocks, not layers, with a note
+    /// for those that do not fit; the lattice names blocks; the events still have room.
+    #[test]
+    fn two_hundred_layers_are_shown_by_block_and_fit() {
+        let dir = tempfile::tempdir().unwrap();
+        DemoRun::new(200, 64, 3).in_blocks(8).write(dir.path()).unwrap();
+        let view = RunView::live(&Run::open(dir.path()).unwrap());
+        assert_eq!(view.groups.len(), 25);
+        let (text, _) = screen(&view, 120, 40);
+        let row = |name: &str| text.lines().find(|l| l.starts_with(&format!("│{name} "))).map(str::to_string);
+        let first = row("blocks.0").unwrap_or_else(|| panic!("a stage row for blocks.0:\n{text}"));
+        let numbers: Vec<usize> = first
+            .trim_start_matches("│blocks.0")
+            .trim_end_matches('│')
+            .split_whitespace()
+            .map(|n| n.parse().unwrap())
+            .collect();
+        assert_eq!(numbers[0], 8, "the layer count: {first}");
+        assert_eq!(numbers[1..].iter().sum::<usize>(), 8 * 64, "all seeds of the block by stage: {first}");
+        assert!(row("blocks.1").is_some() && row("blocks.0.fc1").is_none(), "rows are blocks, not layers:\n{text}");
+        let listed = (0..25).filter(|b| row(&format!("blocks.{b}")).is_some()).count();
+        assert!(listed >= 10, "{listed} blocks listed:\n{text}");
+        assert!(text.contains(&format!(" {} more groups not listed ", 25 - listed)), "a note for the rest:\n{text}");
+        assert!(text.contains("blocks.0 · 8 layers") && text.contains("1 cell = "), "lattice blocks:\n{text}");
+        let drawn = (0..25).filter(|b| text.contains(&format!("blocks.{b} · 8 layers"))).count();
+        assert!(text.contains(&format!("+{} more groups", 25 - drawn)), "the lattice's note:\n{text}");
+        let events = text.lines().position(|l| l.contains("latest events")).expect("the events panel");
+        assert!(events < 36, "the events panel has room for lines:\n{text}");
     }
 
     #[test]

@@ -6,6 +6,11 @@
   const REPORT = window.MORPHOGEN_DATA;
   const LATTICE_WIDTH = 720;
   const LATTICE_MAX_HEIGHT = 360;
+  // Models of more layers than this are shown compact, with only the first group open at first;
+  // closed groups are not drawn until opened.
+  const OPEN_ALL_LAYERS = 12;
+  const COMPACT_WIDTH = 340;
+  const COMPACT_MAX_HEIGHT = 96;
   const MAX_EVENT_ROWS = 500;
   const MARKERS = [
     { name: "germination", stage: 1 },
@@ -13,7 +18,7 @@
     { name: "cull", stage: 8 },
     { name: "rollback", stage: 10 },
   ];
-  const state = { run: null, view: null, version: null, selected: null };
+  const state = { run: null, view: null, version: null, selected: null, open: new Map() };
   const probe = { renders: 0, drawMs: 0, latticeMs: 0, ready: false, error: null };
   window.__morphogen = probe;
   const $ = (id) => document.getElementById(id);
@@ -129,11 +134,72 @@
     );
   }
 
+  // ---- groups of layers by parent path (blocks.3 for blocks.3.fc1), each a <details> ----
+  function groupsOf(view) {
+    if (view.groups && view.groups.length) return view.groups;
+    return view.layers.length ? [{ name: "", layers: view.layers.map((_, i) => i), counts: [] }] : [];
+  }
+
+  function groupOf(layer) {
+    const dot = layer.lastIndexOf(".");
+    return dot < 0 ? "" : layer.slice(0, dot);
+  }
+
+  function compactView(view) {
+    return view.layers.length > OPEN_ALL_LAYERS;
+  }
+
+  // The <details> of `group` under `root` (created on first use, open at first when the model is
+  // small or it is the first group; the user's choice is kept). `redraw` runs when it opens.
+  function groupSection(root, kind, group, index, view, redraw) {
+    let details = Array.from(root.children).find((d) => d.dataset.group === group.name);
+    if (!details) {
+      const key = kind + "|" + group.name;
+      details = el("details", { class: "layer-group" });
+      details.dataset.group = group.name;
+      details.open = state.open.has(key) ? state.open.get(key) : !compactView(view) || index === 0;
+      details.wasOpen = details.open;
+      details.append(el("summary", {}), el("div", { class: "group-layers" }));
+      details.addEventListener("toggle", () => {
+        if (details.open === details.wasOpen) return;
+        details.wasOpen = details.open;
+        state.open.set(key, details.open);
+        if (details.open) redraw();
+      });
+    }
+    root.append(details);
+    details.querySelector("summary").replaceChildren(...groupSummary(group, view));
+    return details;
+  }
+
+  function groupSummary(group, view) {
+    const layers = group.layers.map((i) => view.layers[i]);
+    const seeds = layers.reduce((n, l) => n + l.stage.length, 0);
+    const label = el("span", { class: "group-name" }, group.name || "top level");
+    const parts = [label, " " + layers.length + (layers.length === 1 ? " layer, " : " layers, ") + seeds + " seeds"];
+    const counts = new Array(STAGES.length).fill(0);
+    layers.forEach((l) => l.counts.forEach((n, i) => (counts[i] += n)));
+    counts.forEach((n, i) => {
+      if (i === 0 || !n) return;
+      const item = el("span", { class: "group-count" });
+      item.append(swatch(STAGES[i].color), STAGES[i].name + " " + n);
+      parts.push(item);
+    });
+    return parts;
+  }
+
+  // Removes children of `root` whose data-`key` is not in `wanted`.
+  function prune(root, key, wanted) {
+    Array.from(root.children).forEach((c) => wanted.has(c.dataset[key]) || c.remove());
+  }
+
   // ---- the lattice: one canvas a layer, one cell a seed, drawn as ImageData ----
-  function latticeGeometry(n) {
-    let cell = Math.floor(Math.sqrt((LATTICE_WIDTH * LATTICE_MAX_HEIGHT) / Math.max(n, 1)));
+  function latticeGeometry(n, compact) {
+    const width = compact ? COMPACT_WIDTH : LATTICE_WIDTH;
+    const maxHeight = compact ? COMPACT_MAX_HEIGHT : LATTICE_MAX_HEIGHT;
+    let cell = Math.floor(Math.sqrt((width * maxHeight) / Math.max(n, 1)));
     cell = Math.max(3, Math.min(28, cell));
-    const cols = Math.max(1, Math.min(n, Math.floor(LATTICE_WIDTH / cell)));
+    const cols = Math.max(1, Math.min(n, Math.floor(width / cell)));
     const rows = Math.max(1, Math.ceil(n / cols));
     return { cell: cell, cols: cols, rows: rows, width: cols * cell, height: rows * cell };
   }
@@ -141,16 +207,24 @@
   function drawLattice(view) {
     const start = performance.now();
     const root = $("lattice");
-    const names = new Set(view.layers.map((l) => l.layer));
-    Array.from(root.children).forEach((p) => names.has(p.dataset.layer) || p.remove());
+    const groups = groupsOf(view);
+    prune(root, "group", new Set(groups.map((g) => g.name)));
     if (!view.layers.length) root.replaceChildren(el("p", { class: "hint" }, "No seeded layer recorded yet."));
-    view.layers.forEach((layer) => {
-      let panel = Array.from(root.children).find((p) => p.dataset.layer === layer.layer);
-      if (!panel) panel = newLayerPanel(root, layer.layer);
-      const measured = layer.measured_epoch === null ? "rebuilt from events" : "state of epoch " + layer.measured_epoch;
-      panel.querySelector("h3").textContent =
-        layer.layer + " (" + (layer.host || "?") + ", " + layer.stage.length + " seeds, " + layer.features + " features; " + measured + ")";
-      paintLayer(panel.querySelector("canvas"), layer);
+    groups.forEach((group, index) => {
+      const details = groupSection(root, "lattice", group, index, view, () => drawLattice(state.view));
+      const body = details.querySelector(".group-layers");
+      const layers = group.layers.map((i) => view.layers[i]);
+      prune(body, "layer", new Set(layers.map((l) => l.layer)));
+      if (!details.open) return;
+      layers.forEach((layer) => {
+        let panel = Array.from(body.children).find((p) => p.dataset.layer === layer.layer);
+        if (!panel) panel = newLayerPanel(body, layer.layer);
+        body.append(panel);
+        const measured = layer.measured_epoch === null ? "rebuilt from events" : "state of epoch " + layer.measured_epoch;
+        panel.querySelector("h3").textContent =
+          layer.layer + " (" + (layer.host || "?") + ", " + layer.stage.length + " seeds, " + layer.features + " features; " + measured + ")";
+        paintLayer(panel.querySelector("canvas"), layer, compactView(view));
+      });
     });
     probe.latticeMs = performance.now() - start;
   }
@@ -171,9 +245,9 @@
     return panel;
   }
 
-  function paintLayer(canvas, layer) {
+  function paintLayer(canvas, layer, compact) {
     const n = layer.stage.length;
-    const g = latticeGeometry(n);
+    const g = latticeGeometry(n, compact);
     canvas.width = g.width;
     canvas.height = g.height;
     canvas.geometry = g;
@@ -241,6 +315,8 @@
   // ---- lifecycle of one seed ----
   async function selectSeed(layer, seed) {
     state.selected = [layer, seed];
+    const details = Array.from($("lattice").children).find((d) => d.dataset.group === groupOf(layer));
+    if (details) details.open = true; // its toggle event draws it
     drawLattice(state.view);
     await loadLifecycle(layer, seed);
   }
@@ -427,18 +503,24 @@
       root.replaceChildren(el("p", { class: "hint" }, "No per-seed state recorded yet (layers.jsonl)."));
       return;
     }
-    root.replaceChildren(
-      ...view.heatmaps.map((map) => {
-        const block = el("div", { class: "heatmap-layer" });
-        block.append(el("h3", {}, map.layer + " (" + map.seeds + " seeds in " + map.bins + " rows)"));
-        const row = el("div", { class: "heatmap-row" });
-        [["variance", "chunk variance"], ["dead_ratio", "dead-node ratio"], ["correlation", "correlation"]].forEach(([key, title]) => {
-          row.append(heatmapFigure(map, map[key], title));
-        });
-        block.append(row);
-        return block;
-      })
-    );
+    const groups = groupsOf(view).filter((g) => view.heatmaps.some((m) => groupOf(m.layer) === g.name));
+    prune(root, "group", new Set(groups.map((g) => g.name)));
+    groups.forEach((group, index) => {
+      const details = groupSection(root, "heatmaps", group, index, view, () => drawHeatmaps(state.view));
+      const maps = details.open ? view.heatmaps.filter((m) => groupOf(m.layer) === group.name) : [];
+      details.querySelector(".group-layers").replaceChildren(...maps.map(heatmapBlock));
+    });
+  }
+
+  function heatmapBlock(map) {
+    const block = el("div", { class: "heatmap-layer" });
+    block.append(el("h3", {}, map.layer + " (" + map.seeds + " seeds in " + map.bins + " rows)"));
+    const row = el("div", { class: "heatmap-row" });
+    [["variance", "chunk variance"], ["dead_ratio", "dead-node ratio"], ["correlation", "correlation"]].forEach(([key, title]) => {
+      row.append(heatmapFigure(map, map[key], title));
+    });
+    block.append(row);
+    return block;
   }
 
   function heatmapFigure(map, values, title) {
@@ -467,7 +549,17 @@
     const select = $("filter-layer");
     const current = select.value;
     const names = view.layers.map((l) => l.layer);
-    select.replaceChildren(el("option", { value: "" }, "all"), ...names.map((n) => el("option", { value: n }, n)));
+    const option = (n) => el("option", { value: n }, n);
+    const groups = groupsOf(view);
+    const options =
+      groups.length > 1
+        ? groups.map((g) => {
+            const optgroup = el("optgroup", { label: g.name || "top level" });
+            optgroup.append(...g.layers.map((i) => option(view.layers[i].layer)));
+            return optgroup;
+          })
+        : names.map(option);
+    select.replaceChildren(el("option", { value: "" }, "all"), ...options);
     select.value = names.includes(current) ? current : "";
   }
 

@@ -186,3 +186,90 @@ fn costs_errors_fallbacks_and_rules_are_exported() {
     assert_eq!(value("morphogen_rollback_rule_firings_total{rule=\"memory_growth\"}"), 1.0);
     assert_eq!(value("morphogen_flag_disabled{feature=\"kernels\"}"), 1.0);
 }
+
+/// Layers of a 12-block transformer named by dotted path, `seeds` seeds each.
+fn transformer_layers(seeds: usize) -> Vec<morphogen_contracts::LayerState> {
+    use morphogen_contracts::{LayerHealthReport, LayerState, SeedInfo, Stage};
+    let names = (0..12).flat_map(|b| {
+        ["attn.query", "attn.key", "attn.value", "attn.out", "mlp.fc1", "mlp.fc2"].map(|l| format!("blocks.{b}.{l}"))
+    });
+    let state = |name: String| LayerState {
+        layer: name.clone(),
+        host: "Linear".into(),
+        seeds: (0..seeds)
+            .map(|id| SeedInfo {
+                seed: id,
+                stage: if id % 5 == 0 { Stage::Training } else { Stage::Dormant },
+                blueprint: None,
+                strategy: None,
+                alpha: 0.0,
+                epochs_in_stage: 0,
+                embargo_epochs_left: 0,
+                failures: 0,
+                chunk: id..id + 1,
+            })
+            .collect(),
+        health: LayerHealthReport { layer: name, samples: 0, seeds: vec![] },
+        blueprint_params: Default::default(),
+    };
+    names.map(state).collect()
+}
+
+/// Every `layer="..."` label value and every label name of an exposition text.
+fn labels(text: &str) -> (Vec<String>, std::collections::BTreeSet<String>) {
+    let mut layers = Vec::new();
+    let mut names = std::collections::BTreeSet::new();
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let Some((_, rest)) = line.split_once('{') else { continue };
+        let Some((inside, _)) = rest.split_once('}') else { continue };
+        for pair in inside.split("\",") {
+            let (name, value) = pair.split_once("=\"").expect("name=\"value\"");
+            names.insert(name.to_string());
+            if name == "layer" {
+                layers.push(value.trim_end_matches('"').to_string());
+            }
+        }
+    }
+    (layers, names)
+}
+
+fn observed(seeds: usize) -> String {
+    use morphogen_trainer::{LayerResources, Resources};
+    let layers = transformer_layers(seeds);
+    let mut observer = MetricsObserver::new();
+    observer.layers_measured(&layers);
+    observer.transition(&crate::common::event(
+        "blocks.11.mlp.fc2",
+        seeds - 1,
+        morphogen_contracts::Stage::Dormant,
+        morphogen_contracts::Stage::Germinated,
+    ));
+    observer.fast_path_fell_back("blocks.3.attn.key", "scripted");
+    let resources = Resources {
+        rss_bytes: None,
+        forward_seconds: 0.01,
+        layers: layers
+            .iter()
+            .map(|l| LayerResources { layer: l.layer.clone(), bank_bytes: 64, state_bytes: 64, seeded_seconds: 0.0 })
+            .collect(),
+    };
+    observer.resources_measured(&resources);
+    observer.encode()
+}
+
+#[test]
+fn dotted_layer_paths_are_the_layer_labels_and_seeds_never_are() {
+    let text = observed(64);
+    let (layers, names) = labels(&text);
+    let expected: Vec<String> = transformer_layers(1).into_iter().map(|l| l.layer).collect();
+    assert!(layers.iter().all(|l| expected.contains(l)), "a layer label that is not a layer path in\n{text}");
+    for path in &expected {
+        assert!(layers.contains(path), "no series for {path}");
+    }
+    assert_eq!(sample(&text, "morphogen_seeds{layer=\"blocks.0.attn.query\",stage=\"training\"}"), Some(13.0));
+    assert_eq!(sample(&text, "morphogen_bank_bytes{layer=\"blocks.7.mlp.fc1\"}"), Some(64.0));
+    assert_eq!(sample(&text, "morphogen_fast_path_fallbacks_total{layer=\"blocks.3.attn.key\"}"), Some(1.0));
+    assert!(!names.contains("seed"), "a per-seed label: {names:?}");
+    let series = |text: &str| text.lines().filter(|l| !l.starts_with('#')).count();
+    assert_eq!(series(&text), series(&observed(8)), "the number of series does not grow with seeds per layer");
+}
