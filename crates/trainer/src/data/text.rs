@@ -159,3 +159,60 @@ impl Dataset<TextItem> for TextWindows {
         (self.range.len() - 1) / self.context
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fresh folder holding `files` (name, bytes).
+    fn folder(name: &str, files: &[(&str, &[u8])]) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("morphogen-text-{name}-{}", std::process::id()));
+        std::fs::remove_dir_all(&dir).ok();
+        std::fs::create_dir_all(&dir).unwrap();
+        for (file, bytes) in files {
+            std::fs::write(dir.join(file), bytes).unwrap();
+        }
+        dir
+    }
+
+    #[test]
+    fn windows_hold_the_text_and_their_targets_are_shifted_by_one() {
+        let dir = folder("windows", &[("b.txt", b"world"), ("a.txt", b"hello "), ("notes.md", b"skipped")]);
+        let corpus = TextCorpus::read(&dir).unwrap();
+        assert_eq!(corpus.vocabulary.decode(&corpus.tokens), "hello \nworld\n", "files in name order, .txt only");
+        let (train, valid) = corpus.split(3, 0.25).unwrap();
+        assert_eq!((train.len(), valid.len()), (3, 1));
+        let texts: Vec<String> =
+            (0..train.len()).map(|i| corpus.vocabulary.decode(&train.get(i).unwrap().tokens)).collect();
+        assert_eq!(
+            texts,
+            ["hell", "lo \n", "\nwor"],
+            "windows of context + 1, each starting where the last input ended"
+        );
+        assert_eq!(corpus.vocabulary.decode(&valid.get(0).unwrap().tokens), "ld\n");
+        assert!(train.get(3).is_none());
+        assert_eq!(train.take(2).len(), 2);
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[test]
+    fn bad_folders_and_files_are_named_with_what_to_do() {
+        let missing = TextCorpus::read(Path::new("/nonexistent/texts")).unwrap_err().to_string();
+        assert!(missing.contains("/nonexistent/texts") && missing.contains("get-shakespeare.sh"), "{missing}");
+
+        let empty = folder("empty", &[("readme.md", b"no text here")]);
+        let error = TextCorpus::read(&empty).unwrap_err().to_string();
+        assert!(error.contains("no .txt files"), "{error}");
+
+        let latin1 = folder("latin1", &[("ok.txt", b"fine"), ("bad.txt", b"caf\xe9 au lait")]);
+        let error = TextCorpus::read(&latin1).unwrap_err().to_string();
+        assert!(error.contains("bad.txt") && error.contains("not UTF-8") && error.contains("offset 3"), "{error}");
+
+        let short = folder("short", &[("a.txt", b"tiny")]);
+        let error = TextCorpus::read(&short).unwrap().split(64, 0.1).unwrap_err().to_string();
+        assert!(error.contains("context of 64") && error.contains("shorter context"), "{error}");
+        for dir in [empty, latin1, short] {
+            std::fs::remove_dir_all(dir).ok();
+        }
+    }
+}

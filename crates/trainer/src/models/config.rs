@@ -2,7 +2,9 @@
 
 use crate::TrainError;
 use burn::tensor::backend::Backend;
-use morphogen_engine::{BlueprintSpec, LifecycleConfig, MorphogenError, SeedOptions, SeededModel};
+use morphogen_engine::{
+    BlueprintSpec, GraftingConfig, LifecycleConfig, MorphogenError, SeedOptions, SeededModel, StrategyRegistry,
+};
 use serde::{Deserialize, Serialize};
 
 /// Which preset.
@@ -86,6 +88,10 @@ pub struct ModelConfig {
     pub blueprint_hidden_ratio: f32,
     /// Epochs a culled seed waits before it may grow again.
     pub embargo_epochs: u32,
+    /// Optimizer steps a GRAFTING seed's alpha takes to ramp from 0 to 1 at full speed (the engine's
+    /// `GraftingConfig::ramp_steps`); with few steps an epoch, fewer ramp steps let seeds finish
+    /// their lifecycle in fewer epochs.
+    pub graft_ramp_steps: u32,
     /// Use morphogen's CubeCL kernels where the backend has them (`LifecycleConfig::kernels`).
     pub kernels: bool,
 }
@@ -104,6 +110,7 @@ impl Default for ModelConfig {
             num_seeds: 8,
             blueprint_hidden_ratio: 4.0,
             embargo_epochs: 2,
+            graft_ramp_steps: 100,
             kernels: true,
         }
     }
@@ -125,6 +132,7 @@ impl ModelConfig {
             ("heads", self.heads),
             ("context", self.context),
             ("num_seeds", self.num_seeds),
+            ("graft_ramp_steps", self.graft_ramp_steps as usize),
         ];
         if let Some((field, _)) = sizes.iter().find(|(_, size)| *size == 0) {
             return Err(bad(field, "use a positive number"));
@@ -145,8 +153,10 @@ impl ModelConfig {
     pub(crate) fn options(&self) -> Result<SeedOptions, MorphogenError> {
         let blueprints =
             SeedOptions::new().blueprints.register(BlueprintSpec::residual_mlp(self.blueprint_hidden_ratio))?;
+        let grafting = GraftingConfig::new().with_ramp_steps(self.graft_ramp_steps);
         Ok(SeedOptions::new()
             .with_blueprints(blueprints)
+            .with_strategies(StrategyRegistry::from_config(&grafting)?)
             .with_lifecycle(LifecycleConfig::new().with_embargo_epochs(self.embargo_epochs).with_kernels(self.kernels)))
     }
 

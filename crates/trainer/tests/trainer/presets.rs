@@ -40,7 +40,7 @@ where
         epochs,
         batch_size: 32,
         learning_rate: 3e-3,
-        eval_samples: 128,
+        eval_samples: 64,
         checkpoint_dir: Some(dir.to_path_buf()),
         ..Default::default()
     };
@@ -76,22 +76,30 @@ where
 
 #[test]
 fn a_resnet_grows_through_the_trainer() {
-    let data = data(512, 128);
+    let data = data(256, 64);
     let device = Default::default();
     B::seed(&device, 3);
-    let config = ModelConfig { width: 4, num_seeds: 2, ..Default::default() };
+    let config = ModelConfig { width: 4, num_seeds: 2, graft_ramp_steps: 16, ..Default::default() };
     let model = config.resnet::<B>(&data.task, &device).unwrap();
     let fresh = config.resnet::<B>(&data.task, &device).unwrap();
     assert_eq!(model.seeded_layer_names().len(), 12, "every block conv is seeded");
     assert_eq!(model.seeded_layer_names()[0], "blocks.0.conv1");
     let dir = std::env::temp_dir().join(format!("morphogen-resnet-{}", std::process::id()));
-    grows_and_restores(model, fresh, &data, 10, &dir);
+    grows_and_restores(model, fresh, &data, 12, &dir);
 }
 
 #[test]
 fn a_transformer_grows_on_shakespeare_through_the_trainer() {
-    let config = ModelConfig { layers: 1, d_model: 16, heads: 2, context: 16, num_seeds: 2, ..Default::default() };
-    let data = text_data(config.context, 768, 128);
+    let config = ModelConfig {
+        layers: 1,
+        d_model: 16,
+        heads: 2,
+        context: 16,
+        num_seeds: 2,
+        graft_ramp_steps: 16,
+        ..Default::default()
+    };
+    let data = text_data(config.context, 256, 64);
     let device = Default::default();
     B::seed(&device, 3);
     let model = config.transformer::<B>(&data.task, &device).unwrap();
@@ -109,5 +117,5 @@ fn a_transformer_grows_on_shakespeare_through_the_trainer() {
         ]
     );
     let dir = std::env::temp_dir().join(format!("morphogen-transformer-{}", std::process::id()));
-    grows_and_restores(model, fresh, &data, 10, &dir);
+    grows_and_restores(model, fresh, &data, 12, &dir);
 }
