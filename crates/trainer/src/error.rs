@@ -33,12 +33,6 @@ pub enum TrainError {
         /// What to use instead.
         hint: String,
     },
-    /// A model reports two seeded layers at the same path, or none at all.
-    #[error("model: {problem}")]
-    Model {
-        /// What is wrong.
-        problem: String,
-    },
     /// A morphogen operation failed (bad config, illegal command, missing signal...).
     #[error(transparent)]
     Morphogen(#[from] morphogen_contracts::MorphogenError),
@@ -68,7 +62,7 @@ impl TrainError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             TrainError::MissingData { .. } | TrainError::Data { .. } => ErrorKind::Data,
-            TrainError::Morphogen(_) | TrainError::TaskMismatch { .. } | TrainError::Model { .. } => ErrorKind::Engine,
+            TrainError::Morphogen(_) | TrainError::TaskMismatch { .. } => ErrorKind::Engine,
             TrainError::Diverged { .. } => ErrorKind::Diverged,
             TrainError::Checkpoint(_) => ErrorKind::Checkpoint,
             TrainError::Io { .. } => ErrorKind::Io,

@@ -27,7 +27,7 @@ pub struct TrainArgs {
     /// Epochs.
     #[arg(long)]
     pub epochs: Option<u32>,
-    /// Images per step.
+    /// Examples per step (images, or text windows).
     #[arg(long)]
     pub batch_size: Option<usize>,
     /// Adam learning rate.

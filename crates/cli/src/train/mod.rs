@@ -1,5 +1,5 @@
-//! `morphogen train`: the main job. Trains a small preset model on Fashion-MNIST and lets it
-//! grow, with progress bars, a live seed summary, a results table and a run folder.
+//! `morphogen train`: the main job. Trains a preset model (MLP, CNN or ResNet on Fashion-MNIST, a
+//! transformer on a folder of text) and lets it grow, with progress bars, a live seed summary, a results table and a run folder.
 //!
 //! The flags ([`args`]) resolve into a [`config`]; [`run`] builds the model, reads the [`data`],
 //! trains it [`once`] while [`progress`] reports and [`exporters`] serve metrics and traces,

@@ -80,6 +80,12 @@ impl TextCorpus {
     /// Training and validation windows `context` long: the last `valid_fraction` of the text is
     /// held out. An error says when either part is shorter than one window.
     pub fn split(&self, context: usize, valid_fraction: f32) -> Result<(TextWindows, TextWindows), TrainError> {
+        if !(valid_fraction > 0.0 && valid_fraction < 1.0) {
+            return Err(TrainError::Data {
+                path: PathBuf::from("valid_fraction"),
+                problem: format!("{valid_fraction} is not a share of the text; use a value between 0 and 1, e.g. 0.1"),
+            });
+        }
         let cut = self.tokens.len() - (self.tokens.len() as f64 * f64::from(valid_fraction)) as usize;
         let train = TextWindows::new(self.tokens.clone(), 0..cut, context)?;
         let valid = TextWindows::new(self.tokens.clone(), cut..self.tokens.len(), context)?;
@@ -115,8 +121,9 @@ fn read_utf8(path: &Path) -> Result<String, TrainError> {
     })
 }
 
-/// Non-overlapping windows of `context + 1` tokens over a range of a corpus: each window's first
-/// `context` tokens are a model's input, its last `context` the targets.
+/// Windows of `context + 1` tokens over a range of a corpus, `context` apart (each window's last
+/// token, a target, is the next window's first input): each window's first `context` tokens are
+/// a model's input, its last `context` the targets.
 #[derive(Clone, Debug)]
 pub struct TextWindows {
     tokens: Arc<[u32]>,
@@ -211,6 +218,10 @@ mod tests {
         let short = folder("short", &[("a.txt", b"tiny")]);
         let error = TextCorpus::read(&short).unwrap().split(64, 0.1).unwrap_err().to_string();
         assert!(error.contains("context of 64") && error.contains("shorter context"), "{error}");
+        for fraction in [0.0, 1.5, f32::NAN] {
+            let error = TextCorpus::read(&short).unwrap().split(1, fraction).unwrap_err().to_string();
+            assert!(error.contains("valid_fraction") && error.contains("between 0 and 1"), "{error}");
+        }
         for dir in [empty, latin1, short] {
             std::fs::remove_dir_all(dir).ok();
         }

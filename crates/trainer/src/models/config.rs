@@ -140,7 +140,7 @@ impl ModelConfig {
         if self.channels.contains(&0) {
             return Err(bad("channels", "use two positive channel counts"));
         }
-        if self.d_model % self.heads != 0 {
+        if self.kind == ModelKind::Transformer && self.d_model % self.heads != 0 {
             return Err(bad("heads", "use a number of heads that divides d_model"));
         }
         if !(self.blueprint_hidden_ratio > 0.0) {

