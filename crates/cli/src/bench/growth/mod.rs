@@ -24,9 +24,9 @@ use variants::Comparison;
 #[derive(Args, Debug)]
 pub struct GrowthArgs {
     /// The run to compare (same flags and config file as `morphogen train`: any preset, task
-    /// and backend).
+    /// and backend; boxed, as it is large).
     #[command(flatten)]
-    pub run: TrainArgs,
+    pub run: Box<TrainArgs>,
     /// Seeds (repeats) per variant.
     #[arg(long, default_value_t = 3)]
     pub repeats: u64,
