@@ -24,7 +24,7 @@ use variants::Comparison;
 #[derive(Args, Debug)]
 pub struct GrowthArgs {
     /// The run to compare (same flags and config file as `morphogen train`: any preset, task
-    /// and backend; boxed, as it is large).
+    /// and backend; boxed to keep `BenchTarget`'s variants of similar size).
     #[command(flatten)]
     pub run: Box<TrainArgs>,
     /// Seeds (repeats) per variant.
