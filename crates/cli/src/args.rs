@@ -53,7 +53,8 @@ pub enum BenchTarget {
     /// Time SeededLinear(hidden -> hidden) against its host Linear alone and against the
     /// per-seed reference loop, forward and forward+backward, over a grid of shapes.
     Layer(LayerArgs),
-    /// Train the same small host static, growing, and statically enlarged to the grown
-    /// parameter count, several seeds each; report accuracy mean and spread.
+    /// Train the same host (any preset and task) static, growing, and statically enlarged to
+    /// the grown parameter count, several seeds each; report accuracy or perplexity (mean and
+    /// spread), growth counts, wall time, training FLOPs and the lifecycle's costs.
     Growth(GrowthArgs),
 }

@@ -10,6 +10,7 @@
 mod data;
 mod error;
 mod events;
+mod flops;
 mod models;
 mod resources;
 mod rules;
@@ -21,6 +22,7 @@ mod trainer;
 pub use data::{fashion_mnist, ImageSet, TextCorpus, TextWindows, Vocabulary, FASHION_MNIST_DIR, SHAKESPEARE_DIR};
 pub use error::{ErrorKind, TrainError};
 pub use events::{EventLog, Observer, StageCounts};
+pub use flops::{attention_flops, blueprint_flops, conv2d_flops, linear_flops, CountFlops, FlopProfile};
 pub use models::{
     Cnn, FeedForward, Mlp, ModelConfig, ModelKind, Projection, ResNet, ResidualBlock, TaskKind, Transformer,
     TransformerBlock,

@@ -1,9 +1,13 @@
-//! `morphogen bench growth`: does growing help? The same small host trained for the same epochs
-//! (1) static, (2) growing with morphogen, (3) static but enlarged to the parameter count (2)
-//! ended with; several seeds each; accuracy mean and spread, growth counts and wall time.
+//! `morphogen bench growth`: does growing help? The same host of any preset trained for the
+//! same epochs on its task (1) static, (2) growing with morphogen, (3) static but
+//! [`enlarged`] to the parameter count (2) ended with; several seeds each; the task's score
+//! (accuracy, or perplexity) as mean and spread, growth counts, wall time and training FLOPs
+//! (counted by a [`meter`]), and the lifecycle's costs.
 //!
 //! The [`variants`] are trained and summed up in a [`table`], and written as JSON if asked.
 
+mod enlarged;
+mod meter;
 mod table;
 mod variants;
 
@@ -14,14 +18,15 @@ use crate::train::args::TrainArgs;
 use clap::Args;
 use morphogen::burn::tensor::backend::AutodiffBackend;
 use std::path::PathBuf;
-use variants::RunRow;
+use variants::Comparison;
 
 /// Flags of `morphogen bench growth`: the training flags of `morphogen train`, plus repeats.
 #[derive(Args, Debug)]
 pub struct GrowthArgs {
-    /// The run to compare (same flags and config file as `morphogen train`; MLP preset only).
+    /// The run to compare (same flags and config file as `morphogen train`: any preset, task
+    /// and backend; boxed to keep `BenchTarget`'s variants of similar size).
     #[command(flatten)]
-    pub run: TrainArgs,
+    pub run: Box<TrainArgs>,
     /// Seeds (repeats) per variant.
     #[arg(long, default_value_t = 3)]
     pub repeats: u64,
@@ -33,19 +38,19 @@ pub struct GrowthArgs {
 /// `morphogen bench growth`: runs every variant, prints the tables, writes the JSON if asked.
 pub fn run(args: &GrowthArgs) -> Result<(), CliError> {
     let mut json = JsonFile::create(args.json.as_deref())?;
-    let rows = backend::run_on(args.run.backend, args)?;
-    print!("{}", table::table(&rows));
+    let comparison = backend::run_on(args.run.backend, args)?;
+    print!("{}", table::table(&comparison));
     if let Some(file) = &mut json {
-        file.write(&rows)?;
+        file.write(&comparison)?;
     }
     Ok(())
 }
 
 impl OnBackend for &GrowthArgs {
-    type Output = Vec<RunRow>;
+    type Output = Comparison;
 
     /// Trains every variant `repeats` times.
-    fn run<B: AutodiffBackend>(self, device: &B::Device) -> Result<Vec<RunRow>, CliError> {
+    fn run<B: AutodiffBackend>(self, device: &B::Device) -> Result<Comparison, CliError> {
         variants::run::<B>(device, &self.run, self.repeats)
     }
 }

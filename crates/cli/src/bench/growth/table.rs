@@ -1,46 +1,89 @@
-//! The tables `morphogen bench growth` prints: one summary row per variant, then every run.
+//! The tables `morphogen bench growth` prints: one summary row per variant, every run, and the
+//! lifecycle's costs.
 
-use super::variants::RunRow;
+use super::variants::{Comparison, RunRow};
+use morphogen::Score;
+
+/// The variants, in the order the tables list them.
+const VARIANTS: [&str; 3] = ["static", "growing", "enlarged"];
 
 /// Mean and population standard deviation.
-fn mean_std(values: &[f32]) -> (f32, f32) {
-    let n = values.len().max(1) as f32;
-    let mean = values.iter().sum::<f32>() / n;
-    (mean, (values.iter().map(|v| (v - mean).powi(2)).sum::<f32>() / n).sqrt())
+fn mean_std(values: &[f64]) -> (f64, f64) {
+    let n = values.len().max(1) as f64;
+    let mean = values.iter().sum::<f64>() / n;
+    (mean, (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n).sqrt())
 }
 
-/// The summary table (one row per variant) and every run.
-pub fn table(rows: &[RunRow]) -> String {
-    let mut out = String::from(
-        "| variant | hidden | runs | test accuracy mean | spread (std) | trainable params | params added | germinated | fossilized | culled | wall s (mean) |\n|---|---|---|---|---|---|---|---|---|---|---|\n",
+/// What a run's `result` is, for the headers.
+fn result_name(score: Score) -> &'static str {
+    match score {
+        Score::Accuracy => "test accuracy (higher is better)",
+        Score::NegativePerplexity => "validation perplexity (lower is better)",
+    }
+}
+
+/// The summary table (one row per variant), every run, and the lifecycle's costs.
+pub fn table(comparison: &Comparison) -> String {
+    let Comparison { model, size_name, score, runs } = comparison;
+    let mut out = format!("{model:?}, {}\n\n", result_name(*score)).to_lowercase();
+    out += &format!(
+        "| variant | {size_name} | runs | mean | spread (std) | trainable params | params added | germinated | fossilized | culled | wall s (mean) | training FLOPs (mean) |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n"
     );
-    for variant in ["static", "growing", "enlarged"] {
-        let runs: Vec<&RunRow> = rows.iter().filter(|r| r.variant == variant).collect();
-        let Some(first) = runs.first() else { continue };
-        let n = runs.len();
-        let (mean, std) = mean_std(&runs.iter().map(|r| r.accuracy).collect::<Vec<_>>());
-        let avg = |f: fn(&RunRow) -> f64| runs.iter().map(|r| f(r)).sum::<f64>() / n as f64;
+    for (variant, group) in groups(runs) {
+        let n = group.len();
+        let avg = |f: fn(&RunRow) -> f64| group.iter().map(|r| f(r)).sum::<f64>() / n as f64;
+        let (mean, std) = mean_std(&group.iter().map(|r| f64::from(r.result)).collect::<Vec<_>>());
         out += &format!(
-            "| {variant} | {} | {n} | {:.4} | {:.4} | {:.0} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} |\n",
-            first.hidden,
-            mean,
-            std,
+            "| {variant} | {} | {n} | {mean:.4} | {std:.4} | {:.0} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {:.3e} |\n",
+            group[0].size,
             avg(|r| (r.host_params + r.params_added) as f64),
             avg(|r| r.params_added as f64),
             avg(|r| r.germinated as f64),
             avg(|r| r.fossilized as f64),
             avg(|r| r.culled as f64),
             avg(|r| r.seconds),
+            avg(|r| r.train_flops as f64),
         );
     }
-    out += "\n| variant | seed | hidden | accuracy | params added | germinated | fossilized | culled | wall s |\n|---|---|---|---|---|---|---|---|---|\n";
-    for r in rows {
+    out += &format!(
+        "\n| variant | seed | {size_name} | result | params added | germinated | fossilized | culled | wall s | training FLOPs |\n|---|---|---|---|---|---|---|---|---|---|\n"
+    );
+    for r in runs {
         out += &format!(
-            "| {} | {} | {} | {:.4} | {} | {} | {} | {} | {:.1} |\n",
-            r.variant, r.seed, r.hidden, r.accuracy, r.params_added, r.germinated, r.fossilized, r.culled, r.seconds
+            "| {} | {} | {} | {:.4} | {} | {} | {} | {} | {:.1} | {:.3e} |\n",
+            r.variant,
+            r.seed,
+            r.size,
+            r.result,
+            r.params_added,
+            r.germinated,
+            r.fossilized,
+            r.culled,
+            r.seconds,
+            r.train_flops as f64
+        );
+    }
+    out += "\nlifecycle costs at the last epoch end (means): seed state and bank bytes over every seeded layer, \
+            and the seeded layers' share of one validation forward pass (telemetry and blending)\n\n\
+            | variant | seed state bytes | bank bytes | seeded share of the pass |\n|---|---|---|---|\n";
+    for (variant, group) in groups(runs) {
+        let avg = |f: fn(&RunRow) -> f64| group.iter().map(|r| f(r)).sum::<f64>() / group.len() as f64;
+        out += &format!(
+            "| {variant} | {:.0} | {:.0} | {:.1}% |\n",
+            avg(|r| r.state_bytes as f64),
+            avg(|r| r.bank_bytes as f64),
+            100.0 * avg(|r| r.seeded_share)
         );
     }
     out
+}
+
+/// The runs of each variant that has any, in [`VARIANTS`] order.
+fn groups(runs: &[RunRow]) -> impl Iterator<Item = (&'static str, Vec<&RunRow>)> {
+    VARIANTS
+        .into_iter()
+        .map(|v| (v, runs.iter().filter(|r| r.variant == v).collect::<Vec<_>>()))
+        .filter(|(_, g)| !g.is_empty())
 }
 
 #[cfg(test)]
@@ -50,6 +93,6 @@ mod tests {
     #[test]
     fn spread_is_the_standard_deviation() {
         let (m, s) = mean_std(&[0.8, 0.9]);
-        assert!((m - 0.85).abs() < 1e-6 && (s - 0.05).abs() < 1e-6);
+        assert!((m - 0.85).abs() < 1e-9 && (s - 0.05).abs() < 1e-9);
     }
 }

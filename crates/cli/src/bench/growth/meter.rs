@@ -1,0 +1,149 @@
+//! What one benchmarked run cost, read from the trainer's progress reports: its training FLOPs
+//! and its last resource measurement.
+//!
+//! FLOPs: every forward pass the trainer makes, priced by the model's [`FlopProfile`] at the
+//! seed states of its epoch (seeds change only at epoch ends). A training step is 3 forward
+//! passes of its batch (forward and backward); validation, the evaluation of EVALUATING seeds
+//! (a baseline pass and one ablated pass per seed measured) and the resource measurement (a
+//! warm-up and a timed pass of one batch) 1 each. An epoch's work is priced when the trainer
+//! reports its seed states ([`Observer::layers_measured`]); an attempt rolled back before that
+//! is priced with the retry of the same epoch, which starts from the same seed states.
+
+use morphogen::trainer::{FlopProfile, Observer, Resources, TrainerConfig};
+use morphogen::{LayerState, Stage};
+
+/// Forward passes a training step costs, backward included.
+const TRAINING_PASSES: u64 = 3;
+
+/// Warm-up and timed pass of the resource measurement.
+const RESOURCE_PASSES: u64 = 2;
+
+/// Counts a run's training FLOPs as the trainer reports its progress (pass it as the run's
+/// [`Observer`]).
+pub struct RunMeter {
+    profile: FlopProfile,
+    sizes: Sizes,
+    /// Steps of the current attempt at an epoch.
+    steps: usize,
+    /// Examples trained and evaluated since the work was last priced.
+    trained: u64,
+    evaluated: u64,
+    flops: u64,
+    resources: Option<Resources>,
+}
+
+/// The sizes that decide how many examples each pass reads.
+struct Sizes {
+    batch: usize,
+    train: usize,
+    valid: usize,
+    eval_samples: usize,
+    max_evaluations: usize,
+}
+
+impl RunMeter {
+    /// A meter for a model of `profile` trained as `config` says on `train` examples,
+    /// validated on `valid`.
+    pub fn new(profile: FlopProfile, config: &TrainerConfig, train: usize, valid: usize) -> Self {
+        let sizes = Sizes {
+            batch: config.batch_size,
+            train,
+            valid,
+            eval_samples: config.eval_samples,
+            max_evaluations: config.max_evaluations_per_epoch,
+        };
+        Self { profile, sizes, steps: 0, trained: 0, evaluated: 0, flops: 0, resources: None }
+    }
+
+    /// Training FLOPs so far.
+    pub fn flops(&self) -> u64 {
+        self.flops
+    }
+
+    /// The last resource measurement, if any.
+    pub fn resources(&self) -> Option<&Resources> {
+        self.resources.as_ref()
+    }
+}
+
+impl Observer for RunMeter {
+    fn epoch_started(&mut self, _epoch: u32, _steps: usize) {
+        self.steps = 0;
+    }
+
+    fn step(&mut self, _loss: f32) {
+        let done = self.steps * self.sizes.batch;
+        self.trained += self.sizes.batch.min(self.sizes.train.saturating_sub(done)) as u64;
+        self.steps += 1;
+    }
+
+    fn resources_measured(&mut self, resources: &Resources) {
+        // Validation went through every example just before.
+        self.evaluated += (self.sizes.valid + RESOURCE_PASSES as usize * self.sizes.batch.min(self.sizes.valid)) as u64;
+        self.resources = Some(resources.clone());
+    }
+
+    fn layers_measured(&mut self, layers: &[LayerState]) {
+        let evaluating = layers.iter().flat_map(|l| &l.seeds).filter(|s| s.stage == Stage::Evaluating).count();
+        let measured = evaluating.min(self.sizes.max_evaluations);
+        if measured > 0 {
+            self.evaluated += ((1 + measured) * self.sizes.eval_samples.min(self.sizes.valid)) as u64;
+        }
+        let passes = TRAINING_PASSES * self.trained + self.evaluated;
+        self.flops += passes * self.profile.forward(layers);
+        (self.trained, self.evaluated) = (0, 0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use morphogen::{LayerHealthReport, SeedInfo};
+    use std::collections::BTreeMap;
+
+    /// One layer whose seed 0 is in `stage`, holding blueprint `b` unless dormant.
+    fn layer(stage: Stage) -> LayerState {
+        let seed = SeedInfo {
+            seed: 0,
+            stage,
+            blueprint: (stage != Stage::Dormant).then(|| "b".to_string()),
+            strategy: None,
+            alpha: 1.0,
+            epochs_in_stage: 0,
+            embargo_epochs_left: 0,
+            failures: 0,
+            chunk: 0..1,
+        };
+        let health = LayerHealthReport { layer: "fc".into(), samples: 0, seeds: Vec::new() };
+        LayerState {
+            layer: "fc".into(),
+            host: "Linear".into(),
+            seeds: vec![seed],
+            health,
+            blueprint_params: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn an_epoch_costs_three_passes_a_step_and_one_per_evaluation() {
+        let profile =
+            FlopProfile { host: 100, seeds: BTreeMap::from([("fc".into(), BTreeMap::from([("b".into(), 10)]))]) };
+        let config =
+            TrainerConfig { batch_size: 4, eval_samples: 3, max_evaluations_per_epoch: 1, ..Default::default() };
+        let mut meter = RunMeter::new(profile, &config, 10, 5);
+        // Epoch 1, seed dormant: steps of 4, 4 and 2 examples; validation of 5 and two resource
+        // passes of 4.
+        meter.epoch_started(1, 3);
+        (0..3).for_each(|_| meter.step(0.0));
+        meter.resources_measured(&Resources::default());
+        meter.layers_measured(&[layer(Stage::Dormant)]);
+        assert_eq!(meter.flops(), (3 * 10 + 5 + 2 * 4) * 100);
+        // Epoch 2, seed EVALUATING: the same plus a baseline and an ablated pass of 3 examples,
+        // all at 110 FLOPs an example.
+        meter.epoch_started(2, 3);
+        (0..3).for_each(|_| meter.step(0.0));
+        meter.resources_measured(&Resources::default());
+        meter.layers_measured(&[layer(Stage::Evaluating)]);
+        assert_eq!(meter.flops(), (3 * 10 + 5 + 2 * 4) * 100 + (3 * 10 + 5 + 2 * 4 + 2 * 3) * 110);
+    }
+}
