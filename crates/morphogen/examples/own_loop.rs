@@ -36,10 +36,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let data = train.take(3000).with_validation(valid.take(1000));
         grow(model.mlp::<B>(&data.task, &device)?, &data, 12)?
     };
-    match fossilized {
-        0 => Err("no seed fossilized; train longer or on more data".into()),
-        n => Ok(println!("{n} seed(s) fossilized")),
+    if fossilized == 0 {
+        return Err("no seed fossilized; train longer or on more data".into());
     }
+    println!("{fossilized} seed(s) fossilized");
+    Ok(())
 }
 
 /// Trains `model` on `data` for `epochs`, letting the controller grow it; returns how many seeds

@@ -5,7 +5,7 @@ use super::config::RunConfig;
 use crate::error::CliError;
 use morphogen::burn::module::{AutodiffModule, Module, ModuleVisitor, Param};
 use morphogen::burn::optim::AdamConfig;
-use morphogen::burn::tensor::backend::AutodiffBackend;
+use morphogen::burn::tensor::backend::{AutodiffBackend, Backend};
 use morphogen::burn::tensor::Tensor;
 use morphogen::controller::Controller;
 use morphogen::trainer::{EventLog, Observer, Task, TaskData, TaskModel, Trainer};
@@ -41,10 +41,11 @@ impl<M> RunResult<M> {
     }
 }
 
-/// Parameters that train (host weights and blueprint banks; not the seed-state columns).
-fn trainable_params<B: AutodiffBackend, M: Module<B>>(model: &M) -> usize {
+/// Parameters of `model` that train (host weights and blueprint banks; not the seed-state
+/// columns): what `morphogen train` reports as the host's count.
+pub fn trainable_params<B: Backend, M: Module<B>>(model: &M) -> usize {
     struct Count(usize);
-    impl<B: AutodiffBackend> ModuleVisitor<B> for Count {
+    impl<B: Backend> ModuleVisitor<B> for Count {
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
             if param.is_require_grad() {
                 self.0 += param.shape().num_elements();

@@ -140,10 +140,10 @@ impl ModelConfig {
         if self.channels.contains(&0) {
             return Err(bad("channels", "use two positive channel counts"));
         }
-        if self.kind == ModelKind::Transformer && self.d_model % self.heads != 0 {
+        if self.kind == ModelKind::Transformer && !self.d_model.is_multiple_of(self.heads) {
             return Err(bad("heads", "use a number of heads that divides d_model"));
         }
-        if !(self.blueprint_hidden_ratio > 0.0) {
+        if self.blueprint_hidden_ratio.is_nan() || self.blueprint_hidden_ratio <= 0.0 {
             return Err(bad("blueprint_hidden_ratio", "use a positive ratio"));
         }
         Ok(())

@@ -24,7 +24,7 @@ pub struct ResNet<B: Backend> {
     pub stem: Conv2d<B>,
     /// The stem's batch norm.
     pub stem_norm: BatchNorm<B>,
-    /// Three stages of [`BLOCKS_PER_STAGE`] blocks, in order.
+    /// Three stages of two blocks, in order.
     pub blocks: Vec<ResidualBlock<B>>,
     /// Global average pooling.
     pub pool: AdaptiveAvgPool2d,

@@ -3,9 +3,7 @@
 //! their parameters (no per-preset formula to keep in step with the presets).
 
 use crate::error::CliError;
-use morphogen::burn::module::{Module, ModuleVisitor, Param};
-use morphogen::burn::tensor::backend::Backend;
-use morphogen::burn::tensor::Tensor;
+
 use morphogen::trainer::{ModelConfig, ModelKind};
 
 /// The name of `kind`'s size parameter, as the config and the flags spell it.
@@ -73,25 +71,10 @@ pub fn enlarged(
     Ok(below.0)
 }
 
-/// Parameters of `model` that train (host weights and blueprint banks; not the seed-state
-/// columns): what `morphogen train` reports as the host's count.
-pub fn trainable_params<B: Backend, M: Module<B>>(model: &M) -> usize {
-    struct Count(usize);
-    impl<B: Backend> ModuleVisitor<B> for Count {
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
-            if param.is_require_grad() {
-                self.0 += param.shape().num_elements();
-            }
-        }
-    }
-    let mut count = Count(0);
-    model.visit(&mut count);
-    count.0
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::train::once::trainable_params;
     use morphogen::burn::backend::{Autodiff, NdArray};
     use morphogen::trainer::{ImageClassification, NextCharacter};
 

@@ -1,13 +1,14 @@
 //! The runs of `morphogen bench growth`: static, growing, and static but enlarged to the
 //! parameter count growing ended with, each trained once per seed, for any preset and task.
 
-use super::enlarged::{enlarged, size, size_name, trainable_params};
+use super::enlarged::{enlarged, size, size_name};
 use super::meter::RunMeter;
 use crate::error::CliError;
 use crate::train::args::TrainArgs;
 use crate::train::config::RunConfig;
 use crate::train::data::{image_data, text_data};
 use crate::train::once::train_once;
+use crate::train::once::trainable_params;
 use morphogen::burn::data::dataset::Dataset;
 use morphogen::burn::module::AutodiffModule;
 use morphogen::burn::tensor::backend::AutodiffBackend;
