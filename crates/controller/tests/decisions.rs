@@ -248,7 +248,7 @@ fn a_language_model_plateaus_on_perplexity_not_accuracy() {
     // Accuracy is flat, but perplexity falls from e^2 to e^1.5: progress, no growth.
     assert!(germinated(&ctl.step(&lm(2, 1.5))).is_empty(), "perplexity improved");
     let d = ctl.step(&lm(3, 1.5));
-    assert_eq!(germinated(&d).len(), 1, "flat perplexity is a plateau: {d:?}");
+    assert!(!germinated(&d).is_empty(), "flat perplexity is a plateau: {d:?}");
     let reason = &d.commands[0].reason;
     assert!(reason.contains("negative perplexity"), "{reason}");
 }

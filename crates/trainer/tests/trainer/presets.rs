@@ -1,6 +1,6 @@
 //! The ResNet and transformer presets grown through the trainer on CPU, small: seeds fossilize
 //! and are culled, every logged transition is legal, and the grown model's checkpoint restores
-//! bit for bit.
+//! bit for bit; a NaN loss on the language task rolls the run back as on images.
 
 use crate::common::{pooled_data, text_data, B};
 use burn::data::dataset::Dataset;
@@ -11,8 +11,13 @@ use morphogen_checkpoint::{export_pytorch, CheckpointDir};
 use morphogen_contracts::Stage;
 use morphogen_controller::{Controller, ControllerConfig};
 use morphogen_engine::SeededModel;
-use morphogen_trainer::{EventLog, ModelConfig, Task, TaskData, TaskModel, Trainer, TrainerConfig};
+use morphogen_trainer::{
+    EventLog, ModelConfig, NextCharacter, StepOutput, Task, TaskData, TaskModel, TextBatch, Trainer, TrainerConfig,
+    Transformer,
+};
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 /// A controller that grows at once and judges quickly, keeping seeds that lower the validation
 /// loss by at least `min_contribution`.
@@ -135,4 +140,42 @@ fn a_transformer_grows_on_shakespeare_through_the_trainer() {
     let grown_seeds = report.merged.len() + report.residuals.len();
     assert!(grown_seeds > 0, "the grown seeds are exported: {report:?}");
     assert!(report.merged.iter().chain(&report.residuals).all(|s| s.layer.starts_with("blocks.0.")));
+}
+
+/// The transformer preset, whose loss turns NaN on one chosen training step (validation passes,
+/// on the backend without autodiff, are not counted).
+#[derive(burn::module::Module, Debug, morphogen_engine::SeededModel)]
+struct PoisonedLm<B: Backend> {
+    inner: Transformer<B>,
+    #[module(skip)]
+    calls: Arc<AtomicUsize>,
+    #[module(skip)]
+    poison_at: usize,
+}
+
+impl<B: Backend> TaskModel<B, NextCharacter> for PoisonedLm<B> {
+    fn step(&self, batch: TextBatch<B>) -> StepOutput<B> {
+        let training = B::ad_enabled(&batch.inputs.device());
+        let mut out = self.inner.step(batch);
+        if training && self.calls.fetch_add(1, Ordering::SeqCst) == self.poison_at {
+            out.loss = out.loss * f32::NAN;
+        }
+        out
+    }
+}
+
+#[test]
+fn a_nan_loss_on_the_language_task_rolls_the_run_back() {
+    let config = ModelConfig { layers: 1, d_model: 8, heads: 2, context: 8, num_seeds: 2, ..Default::default() };
+    let data = text_data(config.context, 64, 16);
+    let device = Default::default();
+    let inner = config.transformer::<B>(&data.task, &device).unwrap();
+    // An epoch is 2 training steps: step 2 is the second epoch's first.
+    let model = PoisonedLm { inner, calls: Arc::new(AtomicUsize::new(0)), poison_at: 2 };
+    let trainer_config = TrainerConfig { epochs: 3, batch_size: 32, eval_samples: 16, ..Default::default() };
+    let mut trainer = Trainer::new(trainer_config, eager_controller(0.0), EventLog::in_memory()).unwrap();
+    let out = trainer.run(model, AdamConfig::new().init(), &data, &mut ()).unwrap();
+    assert_eq!(out.rollbacks, 1, "the NaN step rolled the run back once");
+    assert_eq!(out.history.len(), 3, "the failed epoch was tried again");
+    assert!(out.history.iter().all(|m| m.train_loss.is_finite() && m.val_score() < 0.0), "{:?}", out.history);
 }
