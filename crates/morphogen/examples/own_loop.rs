@@ -30,7 +30,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let (train, valid) = corpus.split(model.context, 0.1)?;
         let task = morphogen::trainer::NextCharacter { vocab: corpus.vocabulary.len(), context: model.context };
         let data = TaskData::new(task, train.take(2000), valid.take(300));
-        grow(model.transformer::<B>(&data.task, &device)?, &data, 8)?
+        // 32 steps an epoch: a shorter ramp lets grafting seeds finish within the run.
+        let model = ModelConfig { graft_ramp_steps: 32, ..model };
+        grow(model.transformer::<B>(&data.task, &device)?, &data, 12)?
     } else {
         let (train, valid) = fashion_mnist(FASHION_MNIST_DIR.as_ref())?;
         let data = train.take(3000).with_validation(valid.take(1000));
