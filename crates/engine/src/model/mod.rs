@@ -93,11 +93,7 @@ pub trait SeededModel<B: Backend> {
     /// Gives every seeded layer its path as its name (a layer at the empty path, one used on
     /// its own, keeps its config's name). Cheap when the names are already right.
     fn name_layers_by_path(&mut self) {
-        self.visit_seeded_mut(&mut |path, layer| {
-            if !path.is_empty() && layer.seed_core().name() != path {
-                layer.seed_core_mut().set_name(path);
-            }
-        });
+        visit_named_mut(self, &mut |_, _| {});
     }
 
     /// Checks that no two seeded layers report the same path; the error names the path.
@@ -151,9 +147,8 @@ pub trait SeededModel<B: Backend> {
 
     /// Carries out one controller command on the layer at the command's path.
     fn apply_command(&mut self, command: &Command) -> Result<(), MorphogenError> {
-        self.name_layers_by_path();
         let mut outcome = None;
-        self.visit_seeded_mut(&mut |name, layer| {
+        visit_named_mut(self, &mut |name, layer| {
             if name == command.target.layer {
                 let core = layer.seed_core_mut();
                 let seed = command.target.seed;
@@ -184,15 +179,13 @@ pub trait SeededModel<B: Backend> {
 
     /// Counts an epoch on every seeded layer.
     fn end_epoch(&mut self) {
-        self.name_layers_by_path();
-        self.visit_seeded_mut(&mut |_, layer| layer.seed_core_mut().end_epoch());
+        visit_named_mut(self, &mut |_, layer| layer.seed_core_mut().end_epoch());
     }
 
     /// One grafting step on every seeded layer.
     fn graft_step(&mut self, signals: &GraftSignals<B>) -> Result<(), MorphogenError> {
-        self.name_layers_by_path();
         let mut result = Ok(());
-        self.visit_seeded_mut(&mut |_, layer| {
+        visit_named_mut(self, &mut |_, layer| {
             if result.is_ok() {
                 result = layer.graft_step(signals);
             }
@@ -216,6 +209,21 @@ macro_rules! seeded_model {
             }
         }
     };
+}
+
+/// Visits `model`'s layers mutably, giving each its path as its name (see
+/// [`SeededModel::name_layers_by_path`]) before `f` acts on it: one pass where naming and acting
+/// would take two.
+fn visit_named_mut<B: Backend, M: SeededModel<B> + ?Sized>(
+    model: &mut M,
+    f: &mut dyn FnMut(&str, &mut dyn SeedControl<B>),
+) {
+    model.visit_seeded_mut(&mut |path, layer| {
+        if !path.is_empty() && layer.seed_core().name() != path {
+            layer.seed_core_mut().set_name(path);
+        }
+        f(path, layer);
+    });
 }
 
 /// The path of a layer at `path` inside a child at `segment`: `segment.path`, or `segment` for
