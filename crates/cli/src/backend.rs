@@ -10,19 +10,24 @@ use morphogen::burn::tensor::backend::AutodiffBackend;
 pub enum BackendKind {
     /// CPU, `burn::backend::NdArray<f32>`: always built.
     Ndarray,
-    /// NVIDIA GPU, `burn::backend::Cuda<f32>`: built with `--features cuda`.
+    /// NVIDIA GPU, Burn's CUDA backend without operation fusion, where morphogen's own kernels
+    /// run (`morphogen::CubeCuda<f32>`): built with `--features cuda`.
     Cuda,
+    /// NVIDIA GPU with Burn's operation fusion (`burn::backend::Cuda<f32>` built with Burn's
+    /// `fusion` feature); the seeded layers take the tensor path: built with `--features fusion`.
+    CudaFusion,
 }
 
 impl BackendKind {
     /// Every backend the command knows, built or not.
-    pub const ALL: [BackendKind; 2] = [BackendKind::Ndarray, BackendKind::Cuda];
+    pub const ALL: [BackendKind; 3] = [BackendKind::Ndarray, BackendKind::Cuda, BackendKind::CudaFusion];
 
     /// The name used on the command line.
     pub fn name(self) -> &'static str {
         match self {
             BackendKind::Ndarray => "ndarray",
             BackendKind::Cuda => "cuda",
+            BackendKind::CudaFusion => "cuda-fusion",
         }
     }
 
@@ -30,7 +35,17 @@ impl BackendKind {
     pub fn description(self) -> &'static str {
         match self {
             BackendKind::Ndarray => "CPU (burn::backend::NdArray<f32>)",
-            BackendKind::Cuda => "NVIDIA GPU (burn::backend::Cuda<f32>)",
+            BackendKind::Cuda => "NVIDIA GPU (Burn's CUDA backend, morphogen's kernels, no fusion)",
+            BackendKind::CudaFusion => "NVIDIA GPU (Burn's CUDA backend with operation fusion)",
+        }
+    }
+
+    /// The cargo feature that builds the backend in.
+    pub fn feature(self) -> &'static str {
+        match self {
+            BackendKind::Ndarray => "ndarray",
+            BackendKind::Cuda => "cuda",
+            BackendKind::CudaFusion => "fusion",
         }
     }
 
@@ -39,6 +54,7 @@ impl BackendKind {
         match self {
             BackendKind::Ndarray => true,
             BackendKind::Cuda => cfg!(feature = "cuda"),
+            BackendKind::CudaFusion => cfg!(feature = "fusion"),
         }
     }
 }
@@ -54,13 +70,29 @@ pub trait OnBackend {
 }
 
 /// Runs `task` on `kind` with autodiff on top, on the backend's default device; a backend this
-/// binary lacks is an error.
+/// binary lacks is an error. On a GPU, CubeCL's compiled kernels and autotune results are kept
+/// in [`kernel_cache_dir`] for the next run.
 pub fn run_on<T: OnBackend>(kind: BackendKind, task: T) -> Result<T::Output, CliError> {
+    #[cfg(feature = "cuda")]
+    if kind != BackendKind::Ndarray {
+        morphogen::persist_kernel_caches(&kernel_cache_dir());
+    }
     match kind {
         BackendKind::Ndarray => task.run::<Autodiff<NdArray<f32>>>(&Default::default()),
         #[cfg(feature = "cuda")]
-        BackendKind::Cuda => task.run::<Autodiff<morphogen::burn::backend::Cuda<f32>>>(&Default::default()),
+        BackendKind::Cuda => task.run::<Autodiff<morphogen::CubeCuda<f32>>>(&Default::default()),
+        #[cfg(feature = "fusion")]
+        BackendKind::CudaFusion => task.run::<Autodiff<morphogen::burn::backend::Cuda<f32>>>(&Default::default()),
         #[allow(unreachable_patterns)] // unreachable when every backend is built
-        missing => Err(CliError::BackendNotBuilt(missing.name())),
+        missing => Err(CliError::BackendNotBuilt { backend: missing.name(), feature: missing.feature() }),
     }
+}
+
+/// Where GPU runs keep CubeCL's compiled kernels and autotune results: `$MORPHOGEN_KERNEL_CACHE`,
+/// else `morphogen/kernels` in the user's cache directory (`~/.cache` on Linux), else
+/// `.morphogen-kernels` in the current directory.
+pub fn kernel_cache_dir() -> std::path::PathBuf {
+    std::env::var_os("MORPHOGEN_KERNEL_CACHE").map(Into::into).unwrap_or_else(|| {
+        dirs::cache_dir().map_or_else(|| ".morphogen-kernels".into(), |dir| dir.join("morphogen").join("kernels"))
+    })
 }

@@ -8,8 +8,13 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
     /// The backend asked for is not compiled into this binary.
-    #[error("the {0} backend is not in this build of morphogen; rebuild with `cargo build --release -p morphogen-cli --features {0}`")]
-    BackendNotBuilt(&'static str),
+    #[error("the {backend} backend is not in this build of morphogen; rebuild with `cargo build --release -p morphogen-cli --features {feature}`")]
+    BackendNotBuilt {
+        /// The backend's name on the command line.
+        backend: &'static str,
+        /// The cargo feature that builds it in.
+        feature: &'static str,
+    },
     /// The engine refused an operation.
     #[error(transparent)]
     Engine(#[from] MorphogenError),
@@ -51,7 +56,7 @@ impl CliError {
     /// 1 for failures while running.
     pub fn exit_code(&self) -> u8 {
         match self {
-            CliError::BackendNotBuilt(_) | CliError::Config { .. } => 2,
+            CliError::BackendNotBuilt { .. } | CliError::Config { .. } => 2,
             CliError::Engine(MorphogenError::InvalidConfig { .. }) => 2,
             CliError::Train(morphogen::trainer::TrainError::TaskMismatch { .. }) => 2,
             CliError::Flags(error) if error.is_user_error() => 2,

@@ -14,6 +14,8 @@
 extern crate self as morphogen_engine;
 
 mod attention;
+#[cfg(feature = "kernels")]
+mod backends;
 mod bank;
 mod blend;
 mod blueprint;
@@ -34,6 +36,10 @@ mod state;
 mod telemetry;
 
 pub use attention::{SeededMultiHeadAttention, SeededMultiHeadAttentionConfig};
+#[cfg(feature = "kernels")]
+pub use backends::persist_kernel_caches;
+#[cfg(feature = "cuda")]
+pub use backends::CubeCuda;
 pub use blueprint::{Activation, BlueprintOp, BlueprintRegistry, BlueprintSpec, ParamShape, Width};
 pub use chunks::ChunkMap;
 pub use config::LifecycleConfig;

@@ -6,14 +6,13 @@
 //! own_loop -- transformer` grows a small transformer on Shakespeare (`scripts/get-shakespeare.sh`).
 
 use morphogen::burn::backend::{Autodiff, NdArray};
-use morphogen::burn::data::dataset::Dataset;
 use morphogen::burn::module::AutodiffModule;
 use morphogen::burn::optim::{AdamConfig, GradientsParams, Optimizer};
 use morphogen::burn::tensor::backend::AutodiffBackend;
 use morphogen::controller::{Controller, ControllerConfig};
 use morphogen::trainer::{
-    evaluate, evaluate_seeds, fashion_mnist, measure_system, EvalBudget, ModelConfig, Task, TaskData, TaskModel,
-    TextCorpus, FASHION_MNIST_DIR, SHAKESPEARE_DIR,
+    evaluate, evaluate_seeds, fashion_mnist, measure_system, Batching, DeviceData, EvalBudget, ModelConfig, Task,
+    TaskData, TaskModel, TextCorpus, FASHION_MNIST_DIR, SHAKESPEARE_DIR,
 };
 use morphogen::{CommandKind, GlobalMetrics, GraftSignals, SeededModel, Stage};
 
@@ -64,13 +63,15 @@ where
         min_contribution: 0.005,
         ..Default::default()
     })?;
-    let budget = EvalBudget { samples: data.valid.len(), batch_size: BATCH, max_seeds: 16 };
+    // Both sets live on the device; batches are gathered there.
+    let train = DeviceData::<B, T>::upload(&data.task, &*data.train, &device);
+    let valid_set = DeviceData::upload(&data.task, &*data.valid, &device);
+    let budget = EvalBudget { samples: valid_set.len(), batch_size: BATCH, max_seeds: 16 };
     let mut fossilized = 0;
     for epoch in 1..=epochs {
         let (mut train_loss, mut steps) = (0.0, 0);
-        for start in (0..data.train.len()).step_by(BATCH) {
-            let items = (start..(start + BATCH).min(data.train.len())).filter_map(|i| data.train.get(i)).collect();
-            let out = model.step(data.task.batch::<B>(items, &device));
+        for batch in train.batches(&data.task, Batching::in_order(BATCH)) {
+            let out = model.step(batch);
             train_loss += out.loss.clone().into_scalar();
             steps += 1;
             let grads = GradientsParams::from_grads(out.loss.backward(), &model);
@@ -79,8 +80,8 @@ where
         }
         // Measure, decide, apply: the controller never touches the model itself.
         let inner = model.valid();
-        let valid = evaluate(&inner, &data.task, &data.valid, budget, &device);
-        let evaluations = evaluate_seeds(&inner, &data.task, &data.valid, budget, &device);
+        let valid = evaluate(&inner, &data.task, &valid_set, budget);
+        let evaluations = evaluate_seeds(&inner, &data.task, &valid_set, budget);
         let metrics = GlobalMetrics {
             epoch,
             train_loss: train_loss / steps as f32,

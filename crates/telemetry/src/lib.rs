@@ -7,6 +7,10 @@
 //! printed to stdout; [`subscriber`] does the same for a provider of your own (the tests use the
 //! SDK's in-memory exporter). No async runtime: the SDK's batch processor runs on its own
 //! thread and [`OtlpClient`] posts over `std::net`.
+//!
+//! A profile ([`Tracing::install`] with a profile path) writes every span, down to each seeded
+//! layer's forward work, as a Chrome trace file that opens in Perfetto (ui.perfetto.dev) or
+//! `chrome://tracing`.
 #![warn(missing_docs)]
 
 mod client;
@@ -22,6 +26,7 @@ use std::time::Duration;
 use tracing::level_filters::LevelFilter;
 use tracing::Subscriber;
 use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::Layer;
 
 /// Where spans go.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -61,23 +66,57 @@ pub enum TelemetryError {
 /// The `service.name` of every span.
 const SERVICE: &str = "morphogen";
 
-/// Installed tracing: flushes and shuts the exporter down when dropped.
-#[derive(Debug)]
+/// Installed tracing: flushes and shuts the exporter down, and finishes the profile file, when
+/// dropped.
 pub struct Tracing {
-    provider: SdkTracerProvider,
+    provider: Option<SdkTracerProvider>,
+    profile: Option<tracing_chrome::FlushGuard>,
+}
+
+impl std::fmt::Debug for Tracing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tracing").field("provider", &self.provider).field("profile", &self.profile.is_some()).finish()
+    }
 }
 
 impl Tracing {
-    /// The tracer provider (for flushing by hand).
-    pub fn provider(&self) -> &SdkTracerProvider {
-        &self.provider
+    /// Sends every span of this process (the global default subscriber) to `export` at `level`
+    /// and above, and every span at all levels to a Chrome trace file at `profile`, each when
+    /// given, until the returned guard is dropped.
+    pub fn install(
+        export: Option<&Export>,
+        level: tracing::Level,
+        profile: Option<&std::path::Path>,
+    ) -> Result<Tracing, TelemetryError> {
+        let provider = export.map(provider).transpose()?;
+        let otel = provider.as_ref().map(|p| {
+            tracing_opentelemetry::layer().with_tracer(p.tracer(SERVICE)).with_filter(LevelFilter::from_level(level))
+        });
+        let (chrome, profile) = match profile {
+            Some(path) => {
+                let (layer, guard) = tracing_chrome::ChromeLayerBuilder::new().file(path).include_args(true).build();
+                (Some(layer), Some(guard))
+            }
+            None => (None, None),
+        };
+        let subscriber = tracing_subscriber::registry().with(otel).with(chrome);
+        tracing::subscriber::set_global_default(subscriber).map_err(|_| TelemetryError::AlreadyInstalled)?;
+        Ok(Tracing { provider, profile })
+    }
+
+    /// The tracer provider (for flushing by hand), when spans are exported.
+    pub fn provider(&self) -> Option<&SdkTracerProvider> {
+        self.provider.as_ref()
     }
 }
 
 impl Drop for Tracing {
     fn drop(&mut self) {
-        // Export failures were already reported once by the client; nothing more to say.
-        let _ = self.provider.shutdown_with_timeout(Duration::from_secs(5));
+        if let Some(provider) = &self.provider {
+            // Export failures were already reported once by the client; nothing more to say.
+            let _ = provider.shutdown_with_timeout(Duration::from_secs(5));
+        }
+        drop(self.profile.take());
     }
 }
 
@@ -124,13 +163,4 @@ pub fn provider(export: &Export) -> Result<SdkTracerProvider, TelemetryError> {
 pub fn subscriber(provider: &SdkTracerProvider, level: tracing::Level) -> impl Subscriber + Send + Sync {
     let layer = tracing_opentelemetry::layer().with_tracer(provider.tracer(SERVICE));
     tracing_subscriber::registry().with(LevelFilter::from_level(level)).with(layer)
-}
-
-/// Exports every span at `level` and above of this process to `export` (the global default
-/// subscriber) until the returned [`Tracing`] is dropped.
-pub fn install(export: &Export, level: tracing::Level) -> Result<Tracing, TelemetryError> {
-    let provider = provider(export)?;
-    tracing::subscriber::set_global_default(subscriber(&provider, level))
-        .map_err(|_| TelemetryError::AlreadyInstalled)?;
-    Ok(Tracing { provider })
 }

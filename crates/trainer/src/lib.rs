@@ -8,6 +8,7 @@
 #![warn(missing_docs)]
 
 mod data;
+mod device_data;
 mod error;
 mod events;
 mod flops;
@@ -20,6 +21,7 @@ mod tasks;
 mod trainer;
 
 pub use data::{fashion_mnist, ImageSet, TextCorpus, TextWindows, Vocabulary, FASHION_MNIST_DIR, SHAKESPEARE_DIR};
+pub use device_data::{Batching, DeviceData};
 pub use error::{ErrorKind, TrainError};
 pub use events::{EventLog, Observer, StageCounts};
 pub use flops::{attention_flops, blueprint_flops, conv2d_flops, linear_flops, CountFlops, FlopProfile};

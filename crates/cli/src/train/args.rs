@@ -103,6 +103,12 @@ pub struct TrainArgs {
     /// Print OpenTelemetry traces on stdout instead.
     #[arg(long, conflicts_with = "otlp_endpoint")]
     pub trace_stdout: bool,
+    /// Write where the time goes as a Chrome trace FILE (open it in ui.perfetto.dev or
+    /// chrome://tracing): spans for each epoch, step, seeded layer's forward work, backward
+    /// pass, optimizer step, loss read, validation, controller decision and checkpoint. On a GPU
+    /// the spans are the host's: work queued on the device shows where the host waits for it.
+    #[arg(long, value_name = "FILE")]
+    pub profile: Option<PathBuf>,
     /// Lowest span level exported: `info` (run, epochs, decisions, commands, checkpoints,
     /// rollbacks), `debug` (also every step), `trace` (also every seeded layer's forward work).
     #[arg(long, value_enum, default_value_t = TraceLevel::Info)]

@@ -19,20 +19,36 @@ pub fn serve_metrics(args: &TrainArgs) -> Result<MetricsObserver, CliError> {
     Ok(metrics)
 }
 
-/// Installs the span exporter the flags ask for, if any; spans are flushed when the returned
-/// guard is dropped.
+/// Installs the span exporter and the profile the flags ask for, if any; spans are flushed and
+/// the profile finished when the returned guard is dropped.
 pub fn install_tracing(args: &TrainArgs) -> Result<Option<Tracing>, CliError> {
     let level = match args.trace_level {
         TraceLevel::Info => Level::INFO,
         TraceLevel::Debug => Level::DEBUG,
         TraceLevel::Trace => Level::TRACE,
     };
-    trace_export(args)
-        .map(|export| {
-            morphogen_telemetry::install(&export, level)
-                .map_err(|e| CliError::Config { path: "--otlp-endpoint".into(), problem: e.to_string() })
-        })
-        .transpose()
+    let export = trace_export(args);
+    if export.is_none() && args.profile.is_none() {
+        return Ok(None);
+    }
+    if let Some(path) = &args.profile {
+        check_profile_path(path)?;
+    }
+    Tracing::install(export.as_ref(), level, args.profile.as_deref())
+        .map(Some)
+        .map_err(|e| CliError::Config { path: "--otlp-endpoint".into(), problem: e.to_string() })
+}
+
+/// A profile is written where the run can create a file: its folder must exist.
+fn check_profile_path(path: &std::path::Path) -> Result<(), CliError> {
+    let folder = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+    if folder.is_dir() {
+        return Ok(());
+    }
+    Err(CliError::Config {
+        path: "--profile".into(),
+        problem: format!("folder {} does not exist; create it or write the profile elsewhere", folder.display()),
+    })
 }
 
 /// Where `--otlp-endpoint` / `--trace-stdout` send spans, if anywhere.

@@ -24,10 +24,11 @@ use run::Training;
 
 /// `morphogen train`.
 pub fn train(args: &TrainArgs) -> Result<(), CliError> {
+    let started = std::time::Instant::now();
     let config = RunConfig::resolve(args)?;
     let metrics = exporters::serve_metrics(args)?;
     // Flushed when dropped, after training.
     let _tracing = exporters::install_tracing(args)?;
-    let mode = RunMode { quiet: args.quiet, resume: args.resume };
+    let mode = RunMode { quiet: args.quiet, resume: args.resume, started };
     backend::run_on(args.backend, Training { config: &config, mode, metrics })
 }

@@ -9,6 +9,7 @@ use morphogen::trainer::{Observer, StageCounts};
 use morphogen::{GlobalMetrics, LayerState, TransitionEvent};
 use std::io::Write;
 use std::path::PathBuf;
+use std::time::Instant;
 
 /// How a run reports and whether it continues an earlier one.
 #[derive(Clone, Copy, Debug)]
@@ -17,6 +18,8 @@ pub struct RunMode {
     pub quiet: bool,
     /// Continue from the run folder's newest checkpoint.
     pub resume: bool,
+    /// When the command started (start-up is measured from it).
+    pub started: Instant,
 }
 
 /// The trainer observer of `morphogen train`: progress bars, the live seed summary,
@@ -27,6 +30,38 @@ pub struct Progress {
     metrics: std::fs::File,
     path: PathBuf,
     layers: morphogen_dashboard::LayersLog,
+    timing: Timing,
+}
+
+/// Where a run's time went, as the host saw it.
+#[derive(Clone, Debug)]
+pub struct Timing {
+    started: Instant,
+    /// Seconds from the command's start to the first training step's loss.
+    pub start_up: Option<f64>,
+    epoch_began: Option<Instant>,
+    /// Seconds of each epoch: training pass, validation, measurements and the controller.
+    pub epochs: Vec<f64>,
+}
+
+impl Timing {
+    /// The median epoch, leaving out the first when there are more (it pays for warm-up).
+    pub fn typical_epoch(&self) -> Option<f64> {
+        let mut warm: Vec<f64> = self.epochs.iter().skip(usize::from(self.epochs.len() > 1)).copied().collect();
+        warm.sort_by(f64::total_cmp);
+        warm.get(warm.len() / 2).copied()
+    }
+
+    /// One line for the results: start-up and epoch times.
+    pub fn line(&self) -> String {
+        let epochs: Vec<String> = self.epochs.iter().map(|s| format!("{s:.2}")).collect();
+        format!(
+            "timing: start-up {} s (command start to first step), epochs {} s, typical epoch {} s",
+            self.start_up.map_or("-".into(), |s| format!("{s:.2}")),
+            epochs.join(" "),
+            self.typical_epoch().map_or("-".into(), |s| format!("{s:.2}")),
+        )
+    }
 }
 
 impl Progress {
@@ -43,7 +78,13 @@ impl Progress {
         let layers_path = folder.layers_path();
         let layers = morphogen_dashboard::LayersLog::open(&layers_path, mode.resume)
             .map_err(|source| CliError::Write { path: layers_path, source })?;
-        Ok(Self { bar: None, quiet: mode.quiet, metrics, path, layers })
+        let timing = Timing { started: mode.started, start_up: None, epoch_began: None, epochs: Vec::new() };
+        Ok(Self { bar: None, quiet: mode.quiet, metrics, path, layers, timing })
+    }
+
+    /// Where the run's time went so far.
+    pub fn timing(&self) -> &Timing {
+        &self.timing
     }
 
     /// A line above the progress bar, or on stderr without one.
@@ -57,6 +98,7 @@ impl Progress {
 
 impl Observer for Progress {
     fn epoch_started(&mut self, epoch: u32, steps: usize) {
+        self.timing.epoch_began = Some(Instant::now());
         if self.quiet {
             return;
         }
@@ -71,6 +113,8 @@ impl Observer for Progress {
     }
 
     fn step(&mut self, loss: f32) {
+        let timing = &mut self.timing;
+        timing.start_up = timing.start_up.or_else(|| Some(timing.started.elapsed().as_secs_f64()));
         if let Some(bar) = &self.bar {
             bar.set_message(format!("loss {loss:.4}"));
             bar.inc(1);
@@ -78,7 +122,9 @@ impl Observer for Progress {
     }
 
     fn epoch_ended(&mut self, m: &GlobalMetrics, seeds: &StageCounts) {
-        let line = format!("epoch {:>3}: {} | seeds: {seeds}", m.epoch, epoch_numbers(m));
+        let seconds = self.timing.epoch_began.take().map_or(0.0, |t| t.elapsed().as_secs_f64());
+        self.timing.epochs.push(seconds);
+        let line = format!("epoch {:>3}: {} | seeds: {seeds} | {seconds:.2} s", m.epoch, epoch_numbers(m));
         match self.bar.take() {
             Some(bar) if !bar.is_hidden() => bar.finish_with_message(line),
             _ => eprintln!("{line}"),

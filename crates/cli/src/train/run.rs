@@ -81,6 +81,7 @@ impl Training<'_> {
         let result = train_once(model, config, data, events, mode.resume, &mut observer)?;
         folder.save_model(&result.model)?;
         print!("{}", results(&result));
+        println!("{}", progress.timing().line());
         println!("run folder: {}", folder.path().display());
         Ok(())
     }

@@ -50,4 +50,11 @@ impl Task for ImageClassification {
             labels: Tensor::from_data(TensorData::new(labels, [n]), device),
         }
     }
+
+    fn select<B: Backend>(&self, batch: &ImageBatch<B>, indices: Tensor<B, 1, Int>) -> ImageBatch<B> {
+        ImageBatch {
+            images: batch.images.clone().select(0, indices.clone()),
+            labels: batch.labels.clone().select(0, indices),
+        }
+    }
 }

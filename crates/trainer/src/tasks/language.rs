@@ -52,4 +52,11 @@ impl Task for NextCharacter {
             targets: Tensor::from_data(TensorData::new(targets, [n, t]), device),
         }
     }
+
+    fn select<B: Backend>(&self, batch: &TextBatch<B>, indices: Tensor<B, 1, Int>) -> TextBatch<B> {
+        TextBatch {
+            inputs: batch.inputs.clone().select(0, indices.clone()),
+            targets: batch.targets.clone().select(0, indices),
+        }
+    }
 }

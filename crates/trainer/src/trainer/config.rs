@@ -28,11 +28,14 @@ pub struct TrainerConfig {
     /// rollback then restores the newest checkpoint that verifies. Without it, rollbacks use an
     /// in-memory copy of the last good epoch.
     pub checkpoint_dir: Option<std::path::PathBuf>,
-    /// Background threads building training batches (Burn's data loader). 0, the default,
-    /// builds them on the training thread: the batch order is then the same on every run and a
-    /// resumed run matches an uninterrupted one; with threads, batches arrive in the order they
-    /// are ready.
-    pub workers: usize,
+    /// Examples per forward pass when validating and measuring EVALUATING seeds: no gradients
+    /// are kept, so a batch larger than training's fills a GPU better (results do not depend on
+    /// it).
+    pub eval_batch_size: usize,
+    /// Steps between reads of the step losses back from the device for the NaN/Inf and spike
+    /// checks (and the progress display): a diverging loss is caught within this many steps. 1
+    /// reads after every step, which stalls a GPU's queue each time.
+    pub loss_check_every: usize,
     /// Check every seeded layer's invariants after every step (legal states, alpha in range,
     /// finite blueprints): slow, for debugging; a violation stops the run with the layer named.
     pub debug: bool,
@@ -54,7 +57,8 @@ impl Default for TrainerConfig {
             eval_samples: 2000,
             max_evaluations_per_epoch: 16,
             checkpoint_dir: None,
-            workers: 0,
+            eval_batch_size: 1024,
+            loss_check_every: 32,
             debug: false,
             rollback_rules: Vec::new(),
         }
@@ -64,8 +68,9 @@ impl Default for TrainerConfig {
 impl TrainerConfig {
     /// Checks every value is usable; the error names the field.
     pub fn validate(&self) -> Result<(), MorphogenError> {
-        let problem = if self.epochs == 0 || self.batch_size == 0 || self.eval_samples == 0 {
-            Some("epochs, batch_size and eval_samples must be at least 1")
+        let counts = [self.batch_size, self.eval_samples, self.eval_batch_size, self.loss_check_every];
+        let problem = if self.epochs == 0 || counts.contains(&0) {
+            Some("epochs, batch_size, eval_samples, eval_batch_size and loss_check_every must be at least 1")
         } else if !(self.learning_rate.is_finite() && self.learning_rate > 0.0) {
             Some("learning_rate must be a finite value > 0")
         } else if self.spike_factor.is_nan() || self.spike_factor <= 1.0 {

@@ -10,8 +10,7 @@ use super::types::TrainingTypes;
 use super::{TrainOutcome, Trainer};
 use crate::resources::{measure, Resources};
 use crate::rules::EpochFacts;
-use crate::task::{data_loader, Loading};
-use crate::{Observer, StageCounts, Task, TaskData, TaskModel, TrainError};
+use crate::{Batching, DeviceData, Observer, StageCounts, Task, TaskData, TaskModel, TrainError};
 use burn::module::{AutodiffModule, Module};
 use burn::tensor::backend::Backend;
 use morphogen_contracts::{Command, Decisions, GlobalMetrics, SystemState};
@@ -39,7 +38,7 @@ impl Trainer {
         model.check_layer_paths()?;
         model.name_layers_by_path();
         let device = model.devices().into_iter().next().unwrap_or_default();
-        let mut run = RunContext::<T> { data, device, observer };
+        let mut run = RunContext::<T>::upload(data, device, observer);
         let mut good = KnownGood::<T>::new(&model, &optim, &self.controller, None);
         let mut epoch = self.first_epoch;
         if epoch == 1 {
@@ -90,10 +89,10 @@ impl Trainer {
         }
         let budget = EvalBudget {
             samples: self.config.eval_samples,
-            batch_size: self.config.batch_size,
+            batch_size: self.config.eval_batch_size,
             max_seeds: self.config.max_evaluations_per_epoch,
         };
-        let evaluations = evaluate_seeds(&inner, &run.data.task, &run.data.valid, budget, &run.device);
+        let evaluations = evaluate_seeds(&inner, &run.data.task, &run.valid, budget);
         let system = measure_system(&trained.model, metrics, evaluations);
         run.observer.layers_measured(&system.layers);
         let decisions = self.decide(&system, epoch);
@@ -114,8 +113,8 @@ impl Trainer {
         span: &Span,
         run: &RunContext<T>,
     ) -> GlobalMetrics {
-        let budget = EvalBudget { samples: usize::MAX, batch_size: self.config.batch_size, max_seeds: 0 };
-        let valid = evaluate(inner, &run.data.task, &run.data.valid, budget, &run.device);
+        let budget = EvalBudget { samples: usize::MAX, batch_size: self.config.eval_batch_size, max_seeds: 0 };
+        let valid = evaluate(inner, &run.data.task, &run.valid, budget);
         span.record("train_loss", trained.loss).record("val_loss", valid.loss).record("val_accuracy", valid.accuracy);
         GlobalMetrics {
             epoch,
@@ -138,7 +137,7 @@ impl Trainer {
         last_good_val_loss: Option<f32>,
         run: &mut RunContext<T>,
     ) -> Option<String> {
-        let resources = self.measure_resources(inner, run.data, &run.device);
+        let resources = self.measure_resources(inner, &run.data.task, &run.valid);
         run.observer.resources_measured(&resources);
         let errors = trained.errors + self.signals.pass_to(run.observer);
         let facts = EpochFacts {
@@ -154,16 +153,14 @@ impl Trainer {
 
     /// Memory, bank bytes and the seeded share of a forward pass over the first validation
     /// batch; the first measurement of the run is the memory baseline.
-    fn measure_resources<B, T, N>(&mut self, inner: &N, data: &TaskData<T>, device: &B::Device) -> Resources
+    fn measure_resources<B, T, N>(&mut self, inner: &N, task: &T, valid: &DeviceData<B, T>) -> Resources
     where
         B: Backend,
         T: Task,
         N: SeededModel<B> + TaskModel<B, T>,
     {
         let _span = tracing::debug_span!("measure_resources").entered();
-        let loading =
-            Loading { batch_size: self.config.batch_size, shuffle: None, workers: 0, limit: self.config.batch_size };
-        let batch = data_loader::<B, T>(&data.task, &data.valid, loading, device).iter().next();
+        let batch = valid.batches(task, Batching::in_order(self.config.batch_size)).next();
         let rss = (self.memory)();
         self.baseline_rss = self.baseline_rss.or(rss);
         measure(inner, |batch| inner.step(batch).loss, batch, rss)

@@ -2,14 +2,11 @@
 //! contribution, and the controller's input. Public, so a user's own loop can do what the
 //! trainer does at each epoch end.
 
-use super::tensors::scalar;
-use crate::task::{data_loader, Loading};
-use crate::{Task, TaskModel};
-use burn::data::dataset::Dataset;
+use crate::{Batching, DeviceData, Task, TaskModel};
 use burn::tensor::backend::Backend;
+use burn::tensor::Tensor;
 use morphogen_contracts::{GlobalMetrics, SeedAddress, SeedEvaluation, Stage, SystemState};
 use morphogen_engine::SeededModel;
-use std::sync::Arc;
 
 /// Builds the controller's input from a model: every layer's seeds and health (this resets the
 /// telemetry windows), the epoch's metrics, the measured evaluations and the parameters grown.
@@ -41,42 +38,40 @@ pub struct Evaluation {
     pub accuracy: f32,
 }
 
-/// Mean loss and accuracy of `model` on the first `budget.samples` examples of `data`.
-pub fn evaluate<B, T, M>(
-    model: &M,
-    task: &T,
-    data: &Arc<dyn Dataset<T::Item>>,
-    budget: EvalBudget,
-    device: &B::Device,
-) -> Evaluation
+/// Mean loss and accuracy of `model` on the first `budget.samples` examples of `data`. The sums
+/// stay on the device until one read at the end.
+pub fn evaluate<B, T, M>(model: &M, task: &T, data: &DeviceData<B, T>, budget: EvalBudget) -> Evaluation
 where
     B: Backend,
     T: Task,
     M: TaskModel<B, T>,
 {
-    let loading = Loading { batch_size: budget.batch_size, shuffle: None, workers: 0, limit: budget.samples };
-    let (mut loss, mut correct, mut predictions) = (0.0f64, 0.0f64, 0usize);
-    for batch in data_loader::<B, T>(task, data, loading, device).iter() {
+    let _span = tracing::debug_span!("evaluate", samples = budget.samples.min(data.len()) as i64).entered();
+    let batching = Batching::in_order(budget.batch_size).first(budget.samples);
+    let mut sums: Option<(Tensor<B, 1>, Tensor<B, 1>)> = None;
+    let mut predictions = 0usize;
+    for batch in data.batches(task, batching) {
         let out = model.step(batch);
-        loss += scalar(out.loss) as f64 * out.predictions as f64;
-        correct += scalar(out.correct) as f64;
+        let loss = out.loss * out.predictions as f32;
+        sums = Some(match sums {
+            Some((l, c)) => (l + loss, c + out.correct),
+            None => (loss, out.correct),
+        });
         predictions += out.predictions;
     }
+    let Some((loss, correct)) = sums else {
+        return Evaluation { loss: 0.0, accuracy: 0.0 };
+    };
+    let totals = Tensor::cat(vec![loss, correct], 0).into_data().convert::<f64>().to_vec::<f64>().expect("f64 sums");
     let n = predictions.max(1) as f64;
-    Evaluation { loss: (loss / n) as f32, accuracy: (correct / n) as f32 }
+    Evaluation { loss: (totals[0] / n) as f32, accuracy: (totals[1] / n) as f32 }
 }
 
 /// Measures every EVALUATING seed of `model` (up to `budget.max_seeds`): validation loss and
 /// accuracy with the seed, and with its alpha forced to 0. One pass for the baseline, one per
 /// measured seed. The controller's evaluation gate reads the result (pass it to
 /// [`measure_system`]).
-pub fn evaluate_seeds<B, T, M>(
-    model: &M,
-    task: &T,
-    valid: &Arc<dyn Dataset<T::Item>>,
-    budget: EvalBudget,
-    device: &B::Device,
-) -> Vec<SeedEvaluation>
+pub fn evaluate_seeds<B, T, M>(model: &M, task: &T, valid: &DeviceData<B, T>, budget: EvalBudget) -> Vec<SeedEvaluation>
 where
     B: Backend,
     T: Task,
@@ -87,11 +82,11 @@ where
     if targets.is_empty() {
         return Vec::new();
     }
-    let with = evaluate(model, task, valid, budget, device);
+    let with = evaluate(model, task, valid, budget);
     targets
         .into_iter()
         .map(|seed| {
-            let without = evaluate(&without(model, &seed), task, valid, budget, device);
+            let without = evaluate(&without(model, &seed), task, valid, budget);
             SeedEvaluation {
                 seed,
                 loss_with: with.loss,

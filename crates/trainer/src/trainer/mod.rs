@@ -7,6 +7,7 @@ mod config;
 mod context;
 mod epoch;
 mod evaluation;
+mod loss_watch;
 mod rollback;
 mod steps;
 mod tensors;

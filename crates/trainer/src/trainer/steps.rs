@@ -1,12 +1,12 @@
-//! One pass over the training set: the optimizer steps of an epoch, each with its divergence
-//! check, grafting step and kernel-fallback report.
+//! One pass over the training set: the optimizer steps of an epoch, each with its grafting step
+//! and kernel-fallback report, and the divergence checks on their losses.
 
 use super::context::RunContext;
+use super::loss_watch::LossWatch;
 use super::tensors::scalar;
 use super::types::TrainingTypes;
 use super::Trainer;
-use crate::task::{data_loader, Loading};
-use crate::{ErrorKind, TaskModel, TrainError};
+use crate::{Batching, Observer, TaskModel, TrainError};
 use burn::optim::{GradientsParams, Optimizer};
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
@@ -36,8 +36,9 @@ pub(super) enum EpochEnd<M> {
 }
 
 impl Trainer {
-    /// One pass over the training set in a fresh random order (Burn's data loader, shuffled by
-    /// the epoch's own seed); stops early on a NaN/Inf or spiking loss.
+    /// One pass over the training set in a fresh random order (the epoch's own seed), gathered
+    /// on the device; the losses are read back after the first step and every
+    /// `loss_check_every` steps, and the pass stops at the first NaN/Inf or spiking one.
     pub(super) fn train_epoch<T: TrainingTypes>(
         &mut self,
         mut model: T::Model,
@@ -46,37 +47,33 @@ impl Trainer {
         run: &mut RunContext<T>,
     ) -> Result<EpochEnd<T::Model>, TrainError> {
         self.apply_disabled_kernels(&model);
-        let loading = Loading {
-            batch_size: self.config.batch_size,
-            shuffle: Some(self.epoch_seed(epoch)),
-            workers: self.config.workers,
-            limit: usize::MAX,
-        };
-        let loader = data_loader::<T::Backend, T::Task>(&run.data.task, &run.data.train, loading, &run.device);
-        let batches = loader.num_items().div_ceil(self.config.batch_size);
+        let batching = Batching::shuffled(self.config.batch_size, self.epoch_seed(epoch));
+        let batches = run.train.num_batches(batching);
         run.observer.epoch_started(epoch, batches);
         let mut correct = Tensor::<T::Backend, 1>::zeros([1], &run.device);
-        let (mut loss_sum, mut average, mut errors, mut predictions) = (0.0f64, None::<f32>, 0, 0);
-        for batch in loader.iter() {
+        let (mut watch, mut errors, mut predictions) = (LossWatch::new(self.config.spike_factor), 0, 0);
+        for (index, batch) in run.train.batches(&run.data.task, batching).enumerate() {
             let _step = tracing::debug_span!("step", step = self.step as i64).entered();
-            let out = model.step(batch);
-            let value = scalar(out.loss.clone());
+            let out = tracing::debug_span!("forward").in_scope(|| model.step(batch));
             errors += self.signals.pass_to(run.observer);
-            if let Some((kind, reason)) = self.divergence(value, average) {
-                let reason = format!("{reason} at epoch {epoch}, step {}", self.step);
-                run.observer.error(kind, &reason);
-                return Ok(EpochEnd::Diverged(reason));
-            }
-            average = Some(average.map_or(value, |a| 0.95 * a + 0.05 * value));
-            loss_sum += value as f64;
+            watch.push(self.step, out.loss.clone());
             correct = correct + out.correct.detach();
             predictions += out.predictions;
             model = self.optimize::<T>(model, optim, out.loss)?;
             errors += self.signals.pass_to(run.observer);
-            run.observer.step(value);
+            // The first step's loss is read at once: an early sanity check, and the moment the
+            // observer learns that training has started.
+            if index == 0 || watch.unread() >= self.config.loss_check_every {
+                if let Err(diverged) = read_losses(&mut watch, epoch, run.observer) {
+                    return Ok(diverged);
+                }
+            }
+        }
+        if let Err(diverged) = read_losses(&mut watch, epoch, run.observer) {
+            return Ok(diverged);
         }
         let accuracy = scalar(correct) / predictions.max(1) as f32;
-        let loss = (loss_sum / batches.max(1) as f64) as f32;
+        let loss = (watch.sum / batches.max(1) as f64) as f32;
         Ok(EpochEnd::Done(Trained { model, loss, accuracy, steps: batches, errors }))
     }
 
@@ -94,8 +91,15 @@ impl Trainer {
         optim: &mut T::Optimizer,
         loss: Tensor<T::Backend, 1>,
     ) -> Result<T::Model, TrainError> {
-        let grads = GradientsParams::from_grads(loss.backward(), &model);
-        let mut model = optim.step(self.config.learning_rate, model, grads);
+        let grads = {
+            let _backward = tracing::debug_span!("backward").entered();
+            GradientsParams::from_grads(loss.backward(), &model)
+        };
+        let mut model = {
+            let _optimizer = tracing::debug_span!("optimizer").entered();
+            optim.step(self.config.learning_rate, model, grads)
+        };
+        let _graft = tracing::debug_span!("graft_step").entered();
         model.graft_step(&GraftSignals::new().with_loss(loss.detach()))?;
         self.report_kernel_fallbacks(&model);
         if self.config.debug {
@@ -103,18 +107,6 @@ impl Trainer {
         }
         self.step += 1;
         Ok(model)
-    }
-
-    /// Why a step's loss means the run diverged, if it does.
-    fn divergence(&self, loss: f32, average: Option<f32>) -> Option<(ErrorKind, String)> {
-        if !loss.is_finite() {
-            return Some((ErrorKind::NonFiniteLoss, format!("non-finite loss {loss}")));
-        }
-        let average = average?;
-        (loss > self.config.spike_factor * average).then(|| {
-            let reason = format!("loss spike {loss:.4} > {} x moving average {average:.4}", self.config.spike_factor);
-            (ErrorKind::LossSpike, reason)
-        })
     }
 
     /// With the `kernels` flag switched off for this run, every seeded layer takes the tensor
@@ -136,4 +128,18 @@ impl Trainer {
             }
         });
     }
+}
+
+/// Reads and checks the losses `watch` holds; a divergence is reported and ends the epoch.
+fn read_losses<B: Backend, M>(
+    watch: &mut LossWatch<B>,
+    epoch: u32,
+    observer: &mut dyn Observer,
+) -> Result<(), EpochEnd<M>> {
+    let _read = tracing::debug_span!("read_losses", steps = watch.unread() as i64).entered();
+    watch.read(observer).map_err(|(kind, reason)| {
+        let reason = format!("{reason} of epoch {epoch}");
+        observer.error(kind, &reason);
+        EpochEnd::Diverged(reason)
+    })
 }

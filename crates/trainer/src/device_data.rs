@@ -1,0 +1,152 @@
+//! A data set resident on the training device: uploaded once as one batch, every training and
+//! validation batch gathered from it there, so no step waits for the host to build and upload
+//! its batch.
+
+use crate::Task;
+use burn::data::dataset::Dataset;
+use burn::tensor::backend::Backend;
+use burn::tensor::{Int, Tensor, TensorData};
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+
+/// The examples of a data set as one batch on a device (see the module docs).
+#[derive(Clone, Debug)]
+pub struct DeviceData<B: Backend, T: Task> {
+    all: T::Batch<B>,
+    len: usize,
+    device: B::Device,
+}
+
+/// How [`DeviceData::batches`] walks its examples.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Batching {
+    /// Examples per batch (the last batch may be smaller).
+    pub size: usize,
+    /// Shuffle with this seed (`None`: in order).
+    pub shuffle: Option<u64>,
+    /// Only the first this many examples (before shuffling).
+    pub limit: usize,
+}
+
+impl Batching {
+    /// Every example, in order, `size` at a time.
+    pub fn in_order(size: usize) -> Self {
+        Self { size, shuffle: None, limit: usize::MAX }
+    }
+
+    /// Every example, in the random order `seed` gives, `size` at a time.
+    pub fn shuffled(size: usize, seed: u64) -> Self {
+        Self { size, shuffle: Some(seed), limit: usize::MAX }
+    }
+
+    /// Only the first `limit` examples.
+    pub fn first(self, limit: usize) -> Self {
+        Self { limit, ..self }
+    }
+}
+
+impl<B: Backend, T: Task> DeviceData<B, T> {
+    /// Uploads every example of `data` to `device` as one batch ([`Task::batch`]).
+    pub fn upload(task: &T, data: &dyn Dataset<T::Item>, device: &B::Device) -> Self {
+        let items: Vec<T::Item> = (0..data.len()).filter_map(|i| data.get(i)).collect();
+        let len = items.len();
+        Self { all: task.batch(items, device), len, device: device.clone() }
+    }
+
+    /// Number of examples.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Number of batches `batching` gives.
+    pub fn num_batches(&self, batching: Batching) -> usize {
+        batching.limit.min(self.len).div_ceil(batching.size.max(1))
+    }
+
+    /// The batches `batching` asks for, each gathered on the device ([`Task::select`]). The order
+    /// (one index tensor) is uploaded once per call.
+    pub fn batches<'a>(&'a self, task: &'a T, batching: Batching) -> impl Iterator<Item = T::Batch<B>> + 'a {
+        let n = batching.limit.min(self.len);
+        let size = batching.size.max(1);
+        let order = self.order(n, batching.shuffle);
+        (0..n).step_by(size).map(move |start| {
+            let indices = order.clone().narrow(0, start, size.min(n - start));
+            task.select(&self.all, indices)
+        })
+    }
+
+    /// The indices `0..n`, shuffled by `seed` when there is one.
+    fn order(&self, n: usize, shuffle: Option<u64>) -> Tensor<B, 1, Int> {
+        let mut order: Vec<i64> = (0..n as i64).collect();
+        if let Some(seed) = shuffle {
+            order.shuffle(&mut StdRng::seed_from_u64(seed));
+        }
+        Tensor::from_data(TensorData::new(order, [n]), &self.device)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{ImageClassification, ImageSet};
+    use burn::backend::NdArray;
+    use proptest::prelude::*;
+
+    /// `n` one-pixel images whose pixel and label are the image's index.
+    fn numbered(n: usize) -> (ImageClassification, ImageSet) {
+        let set = ImageSet {
+            images: (0..n).map(|i| i as f32).collect(),
+            labels: (0..n).map(|i| (i % 256) as u8).collect(),
+            shape: [1, 1, 1],
+            classes: 256,
+        };
+        (set.classification(), set)
+    }
+
+    /// The example indices of each batch, read off the pixels.
+    fn walk(n: usize, batching: Batching) -> Vec<Vec<usize>> {
+        let (task, set) = numbered(n);
+        let data = DeviceData::<NdArray, _>::upload(&task, &set, &Default::default());
+        data.batches(&task, batching)
+            .map(|batch| {
+                let pixels = batch.images.into_data().to_vec::<f32>().unwrap();
+                let labels = batch.labels.into_data().convert::<i64>().to_vec::<i64>().unwrap();
+                assert!(
+                    pixels.iter().zip(&labels).all(|(p, &l)| (*p as i64) % 256 == l),
+                    "pixels and labels stay paired"
+                );
+                pixels.into_iter().map(|p| p as usize).collect()
+            })
+            .collect()
+    }
+
+    proptest! {
+        #[test]
+        fn in_order_batches_cover_the_first_examples_in_order(n in 1usize..300, size in 1usize..64, limit in 1usize..400) {
+            let batches = walk(n, Batching::in_order(size).first(limit));
+            let seen: Vec<usize> = batches.concat();
+            prop_assert_eq!(seen, (0..n.min(limit)).collect::<Vec<_>>());
+            prop_assert!(batches.iter().rev().skip(1).all(|b| b.len() == size), "only the last batch may be short");
+        }
+
+        #[test]
+        fn a_shuffle_is_a_permutation_fixed_by_its_seed(n in 2usize..300, size in 1usize..64, seed in any::<u64>()) {
+            let batches = walk(n, Batching::shuffled(size, seed));
+            let mut seen: Vec<usize> = batches.concat();
+            prop_assert_eq!(walk(n, Batching::shuffled(size, seed)).concat(), seen.clone(), "same seed, same order");
+            seen.sort_unstable();
+            prop_assert_eq!(seen, (0..n).collect::<Vec<_>>());
+        }
+    }
+
+    #[test]
+    fn different_seeds_give_different_orders() {
+        assert_ne!(walk(100, Batching::shuffled(10, 1)).concat(), walk(100, Batching::shuffled(10, 2)).concat());
+    }
+}
