@@ -112,6 +112,8 @@ def main():
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--fashion", default="/usr/share/datasets/fashion-mnist")
     parser.add_argument("--shakespeare", default="data/shakespeare/texts")
+    parser.add_argument("--cold-epochs", type=int, default=None,
+                        help="epochs of the cold-cache run (default --epochs); its start-up is what is kept")
     parser.add_argument("--skip-cpu", action="store_true")
     parser.add_argument("--skip-fusion", action="store_true")
     args = parser.parse_args()
@@ -123,7 +125,7 @@ def main():
         cache = os.path.join(args.out, "kernel-cache")
         shutil.rmtree(cache, ignore_errors=True)
         row = {"torch": pytorch(args, preset, args.epochs)}
-        row["cuda_cold"] = morphogen(args, preset, "cuda", args.epochs, "cuda-cold", cache)
+        row["cuda_cold"] = morphogen(args, preset, "cuda", args.cold_epochs or args.epochs, "cuda-cold", cache)
         row["cuda"] = morphogen(args, preset, "cuda", args.epochs, "cuda", cache)
         if fusion:
             row["fusion"] = morphogen(args, preset, "cuda-fusion", args.epochs, "fusion", cache)

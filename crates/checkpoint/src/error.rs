@@ -192,6 +192,21 @@ pub enum CheckpointError {
 }
 
 impl CheckpointError {
+    /// Whether the error says a checkpoint's files are damaged (unreadable or inconsistent
+    /// manifest, wrong hash or length, broken tensor file, a file missing), as opposed to a
+    /// checkpoint that is fine but does not fit the model, or one written by a newer schema.
+    pub fn is_corruption(&self) -> bool {
+        match self {
+            CheckpointError::Manifest { .. }
+            | CheckpointError::HashMismatch { .. }
+            | CheckpointError::SizeMismatch { .. }
+            | CheckpointError::TensorFile { .. }
+            | CheckpointError::ManifestMismatch { .. } => true,
+            CheckpointError::Io { source, .. } => source.kind() == std::io::ErrorKind::NotFound,
+            _ => false,
+        }
+    }
+
     pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Self {
         let path = path.into();
         move |source| CheckpointError::Io { action, path, source }

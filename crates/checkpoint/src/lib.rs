@@ -69,5 +69,5 @@ pub use io::{sha256_hex, write_checkpoint, Checkpoint, MANIFEST_FILE, MANIFEST_S
 pub use manifest::{Manifest, Progress, RngState, SCHEMA_VERSION};
 pub use restore::STATE_COLUMNS;
 pub use snapshot::{Snapshot, GRAFT_PREFIX, MODEL_PREFIX, OPTIMIZER_TENSOR};
-pub use store::{active_seeds, CheckpointDir, Entry, Goal, Retention, Rollback, Saved};
+pub use store::{active_seeds, CheckpointDir, Entry, Goal, Quarantined, Retention, Rollback, Saved, QUARANTINE_DIR};
 pub use tensor::{StoredTensor, TensorMap};

@@ -2,7 +2,9 @@
 //!
 //! Checkpoints are subdirectories named `step-<step, 12 digits>` (a second save at the same step
 //! adds `-1`, `-2`, ...), ordered by step then by that suffix. One process writes to a directory
-//! at a time.
+//! at a time. A checkpoint found damaged when it is read is moved to `quarantine/` (with a
+//! `reason.txt`), so it is never restored or counted toward retention again, and is kept for
+//! inspection.
 
 use crate::error::CheckpointError;
 use crate::io::{write_checkpoint, Checkpoint, TEMP_PREFIX};
@@ -76,9 +78,37 @@ pub struct Rollback {
     /// Seeds that were active (TRAINING..FINE_TUNING) in the model before the rollback: the
     /// trainer records them as ROLLED_BACK in its event log.
     pub rolled_back: Vec<SeedAddress>,
-    /// Newer checkpoints that could not be read or restored, and why.
+    /// Newer checkpoints that could not be restored (but are not damaged), and why.
     pub skipped: Vec<String>,
+    /// Newer checkpoints found damaged and moved to quarantine.
+    pub quarantined: Vec<Quarantined>,
 }
+
+/// A checkpoint moved to the quarantine folder because it failed verification.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Quarantined {
+    /// Where it was.
+    pub from: PathBuf,
+    /// Where it is now.
+    pub to: PathBuf,
+    /// What failed.
+    pub reason: String,
+}
+
+impl std::fmt::Display for Quarantined {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "checkpoint {} failed verification ({}); moved to {}",
+            self.from.display(),
+            self.reason,
+            self.to.display()
+        )
+    }
+}
+
+/// The folder, inside a checkpoint directory, that damaged checkpoints are moved to.
+pub const QUARANTINE_DIR: &str = "quarantine";
 
 /// A checkpoint directory found by a scan.
 struct Found {
@@ -125,7 +155,8 @@ impl CheckpointDir {
         &self.root
     }
 
-    /// Writes `snapshot` as a new checkpoint (atomically), then applies retention.
+    /// Writes `snapshot` as a new checkpoint (atomically), reads it back to verify it, then
+    /// applies retention.
     pub fn save(&self, snapshot: &Snapshot) -> Result<Saved, CheckpointError> {
         self.remove_temporaries()?;
         let step = snapshot.progress().step;
@@ -135,6 +166,7 @@ impl CheckpointDir {
             .find(|p| !p.exists())
             .expect("some suffix is free");
         let bytes = write_checkpoint(&path, snapshot)?;
+        Checkpoint::read(&path)?;
         let removed = self.prune()?;
         Ok(Saved { path, bytes, removed })
     }
@@ -201,6 +233,35 @@ impl CheckpointDir {
         Err(CheckpointError::NoCheckpoint { dir: self.root.clone(), skipped })
     }
 
+    /// Reads and verifies every checkpoint; each damaged one is moved to quarantine. Run it when
+    /// a run resumes, so retention counts only checkpoints that can be restored.
+    pub fn verify_all(&self) -> Result<Vec<Quarantined>, CheckpointError> {
+        let mut quarantined = Vec::new();
+        for Found { path, .. } in self.scan()? {
+            if let Err(error) = Checkpoint::read(&path) {
+                if error.is_corruption() {
+                    quarantined.push(self.quarantine(&path, &error.to_string())?);
+                }
+            }
+        }
+        Ok(quarantined)
+    }
+
+    /// Moves the checkpoint at `path` into the quarantine folder with a `reason.txt`.
+    fn quarantine(&self, path: &Path, reason: &str) -> Result<Quarantined, CheckpointError> {
+        let folder = self.root.join(QUARANTINE_DIR);
+        fs::create_dir_all(&folder).map_err(CheckpointError::io("create directory", &folder))?;
+        let name = path.file_name().unwrap_or_default().to_string_lossy().into_owned();
+        let to = (0..)
+            .map(|n| if n == 0 { folder.join(&name) } else { folder.join(format!("{name}.{n}")) })
+            .find(|p| !p.exists())
+            .expect("some suffix is free");
+        fs::rename(path, &to).map_err(CheckpointError::io("move into quarantine", path))?;
+        let note = to.join("reason.txt");
+        fs::write(&note, format!("{reason}\n")).map_err(CheckpointError::io("write", &note))?;
+        Ok(Quarantined { from: path.to_path_buf(), to, reason: reason.to_string() })
+    }
+
     /// Deletes what the retention policy does not keep; returns the deleted directories.
     fn prune(&self) -> Result<Vec<PathBuf>, CheckpointError> {
         let entries = self.list()?;
@@ -247,13 +308,25 @@ impl CheckpointDir {
         M: SeededModel<B>,
     {
         let rolled_back = active_seeds(model);
-        let mut skipped = Vec::new();
+        let (mut skipped, mut quarantined) = (Vec::new(), Vec::new());
         for Found { path, .. } in self.scan()?.into_iter().rev() {
-            match Checkpoint::read(&path).and_then(|c| restore(&c, model).map(|()| c)) {
-                Ok(checkpoint) => return Ok(Rollback { checkpoint, rolled_back, skipped }),
+            let checkpoint = match Checkpoint::read(&path) {
+                Ok(checkpoint) => checkpoint,
+                Err(e) if e.is_corruption() => {
+                    quarantined.push(self.quarantine(&path, &e.to_string())?);
+                    continue;
+                }
+                Err(e) => {
+                    skipped.push(format!("{}: {e}", path.display()));
+                    continue;
+                }
+            };
+            match restore(&checkpoint, model) {
+                Ok(()) => return Ok(Rollback { checkpoint, rolled_back, skipped, quarantined }),
                 Err(e) => skipped.push(format!("{}: {e}", path.display())),
             }
         }
+        skipped.extend(quarantined.iter().map(|q| format!("{} (quarantined): {}", q.from.display(), q.reason)));
         Err(CheckpointError::NoCheckpoint { dir: self.root.clone(), skipped })
     }
 }

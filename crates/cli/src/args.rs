@@ -24,7 +24,7 @@ pub enum Command {
     Info,
     /// Train a small host on Fashion-MNIST and let it grow: progress, a live seed summary, a
     /// results table, and `runs/<name>/` with the config, metrics, events and final model.
-    Train(TrainArgs),
+    Train(Box<TrainArgs>),
     /// Run a benchmark (timings measured in this run, printed as a table).
     Bench {
         /// What to benchmark.

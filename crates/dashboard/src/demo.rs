@@ -58,8 +58,8 @@ impl DemoRun {
             for layer in &mut state {
                 measure(layer, epoch);
             }
-            let line =
-                serde_json::to_string(&EpochLayers { epoch, layers: state.clone() }).map_err(std::io::Error::other);
+            let line = serde_json::to_string(&EpochLayers { epoch, step: metrics.step, layers: state.clone() })
+                .map_err(std::io::Error::other);
             lines[2] += &(line.map_err(io)? + "\n");
             lines[0] += &(serde_json::to_string(&metrics).expect("metrics serialise") + "\n");
             for layer in &mut state {

@@ -12,6 +12,10 @@ use std::path::{Path, PathBuf};
 pub struct EpochLayers {
     /// Epochs completed (1 after the first), as in `metrics.jsonl`.
     pub epoch: u32,
+    /// Optimizer steps completed at that epoch's end, as in `metrics.jsonl` (0 in logs written
+    /// before it was recorded).
+    #[serde(default)]
+    pub step: u64,
     /// Every seeded layer, in model order.
     pub layers: Vec<LayerColumns>,
 }
@@ -61,9 +65,9 @@ pub struct LayerColumns {
 }
 
 impl EpochLayers {
-    /// The columns of `layers` at the end of `epoch`.
-    pub fn new(epoch: u32, layers: &[LayerState]) -> Self {
-        Self { epoch, layers: layers.iter().map(LayerColumns::from_state).collect() }
+    /// The columns of `layers` at the end of `epoch`, after `step` optimizer steps.
+    pub fn new(epoch: u32, step: u64, layers: &[LayerState]) -> Self {
+        Self { epoch, step, layers: layers.iter().map(LayerColumns::from_state).collect() }
     }
 }
 
@@ -180,10 +184,11 @@ impl LayersLog {
         self.pending = Some(layers.iter().map(LayerColumns::from_state).collect());
     }
 
-    /// Writes the kept layers as `epoch`'s line (nothing when none were measured).
-    pub fn epoch_ended(&mut self, epoch: u32) -> std::io::Result<()> {
+    /// Writes the kept layers as the line of `epoch`, which ended after `step` optimizer steps
+    /// (nothing when none were measured).
+    pub fn epoch_ended(&mut self, epoch: u32, step: u64) -> std::io::Result<()> {
         let Some(layers) = self.pending.take() else { return Ok(()) };
-        let line = serde_json::to_string(&EpochLayers { epoch, layers }).map_err(std::io::Error::other)?;
+        let line = serde_json::to_string(&EpochLayers { epoch, step, layers }).map_err(std::io::Error::other)?;
         writeln!(self.file, "{line}")?;
         self.file.flush()
     }
@@ -253,7 +258,7 @@ mod tests {
 
     #[test]
     fn columns_round_trip_with_rounding_and_nan() {
-        let line = serde_json::to_string(&EpochLayers::new(3, &[state(4)])).unwrap();
+        let line = serde_json::to_string(&EpochLayers::new(3, 30, &[state(4)])).unwrap();
         assert!(line.contains("\"alpha\":[0.1235,"), "{line}");
         assert!(line.contains("12350.0") && line.contains("null"), "{line}");
         let back: EpochLayers = serde_json::from_str(&line).unwrap();
@@ -284,12 +289,12 @@ mod tests {
         let mut log = LayersLog::open(&path, false).unwrap();
         log.measured(&[state(2)]);
         log.measured(&[state(2)]); // a rolled-back epoch measured again
-        log.epoch_ended(1).unwrap();
-        log.epoch_ended(2).unwrap(); // nothing measured: nothing written
+        log.epoch_ended(1, 10).unwrap();
+        log.epoch_ended(2, 20).unwrap(); // nothing measured: nothing written
         drop(log);
         let mut log = LayersLog::open(&path, true).unwrap();
         log.measured(&[state(2)]);
-        log.epoch_ended(2).unwrap();
+        log.epoch_ended(2, 20).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         let epochs: Vec<u32> = text.lines().map(|l| serde_json::from_str::<EpochLayers>(l).unwrap().epoch).collect();
         assert_eq!(epochs, [1, 2]);

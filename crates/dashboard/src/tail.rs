@@ -208,7 +208,7 @@ mod tests {
     fn inconsistent_layer_lines_are_skipped() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("layers.jsonl");
-        let good = EpochLayers { epoch: 1, layers: vec![Default::default()] };
+        let good = EpochLayers { epoch: 1, step: 0, layers: vec![Default::default()] };
         let mut bad = good.clone();
         bad.layers[0].alpha.push(1.0);
         let lines = [&good, &bad].map(|l| serde_json::to_string(l).unwrap());

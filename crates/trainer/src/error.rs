@@ -83,6 +83,9 @@ pub enum ErrorKind {
     Engine,
     /// Saving or restoring a checkpoint failed.
     Checkpoint,
+    /// A checkpoint failed verification and was moved to quarantine (the run goes on from an
+    /// older one).
+    CheckpointCorrupt,
     /// The data set is missing or malformed.
     Data,
     /// Writing a run file failed.
@@ -101,6 +104,7 @@ impl ErrorKind {
             ErrorKind::LossSpike => "loss_spike",
             ErrorKind::Engine => "engine",
             ErrorKind::Checkpoint => "checkpoint",
+            ErrorKind::CheckpointCorrupt => "checkpoint_corrupt",
             ErrorKind::Data => "data",
             ErrorKind::Io => "io",
             ErrorKind::Diverged => "diverged",

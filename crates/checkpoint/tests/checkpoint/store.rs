@@ -71,8 +71,37 @@ fn rollback_restores_the_last_good_state_and_lists_the_active_seeds() {
     assert_eq!(rollback.rolled_back, expected);
     assert_eq!(rollback.checkpoint.progress().step, 10);
     assert_eq!(rollback.checkpoint.extra("controller"), Some(&serde_json::json!(7)));
-    assert_eq!(rollback.skipped.len(), 1, "{:?}", rollback.skipped);
+    assert!(rollback.skipped.is_empty(), "{:?}", rollback.skipped);
+    let [quarantined] = &rollback.quarantined[..] else { panic!("{:?}", rollback.quarantined) };
+    assert_eq!(quarantined.from, damaged);
+    assert!(!damaged.exists() && quarantined.to.join("reason.txt").exists());
+    assert_eq!(steps(&dir), [10], "the damaged checkpoint left the directory's list");
     assert_eq!(fingerprint(&model), fingerprint(&good));
+}
+
+#[test]
+fn verify_all_quarantines_damaged_checkpoints_and_retention_no_longer_counts_them() {
+    let root = tempfile::tempdir().unwrap();
+    let retention = Retention { keep_last: 2, keep_best: 0, goal: Goal::Minimize };
+    let dir = CheckpointDir::open(root.path()).unwrap().with_retention(retention);
+    let model = net::<B>(&device());
+    let save = |step| dir.save(&Snapshot::of(&model).unwrap().with_progress(0, step)).unwrap().path;
+    save(1);
+    let flipped = save(2);
+    let file = flipped.join(TENSOR_FILE);
+    let mut bytes = std::fs::read(&file).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&file, bytes).unwrap();
+    assert_eq!(steps(&dir), [1, 2], "a damaged tensor file still has a valid manifest");
+
+    let quarantined = dir.verify_all().unwrap();
+    assert_eq!(quarantined.iter().map(|q| q.from.clone()).collect::<Vec<_>>(), [flipped]);
+    assert!(quarantined[0].reason.contains("SHA-256"), "{}", quarantined[0].reason);
+    assert!(quarantined[0].to.starts_with(root.path().join(morphogen_checkpoint::QUARANTINE_DIR)));
+    save(3);
+    assert_eq!(steps(&dir), [1, 3], "two restorable checkpoints kept");
+    assert!(dir.verify_all().unwrap().is_empty());
 }
 
 #[test]
@@ -86,5 +115,6 @@ fn rollback_without_a_usable_checkpoint_changes_nothing() {
     let before = fingerprint(&other);
     let err = dir.rollback(&mut other).unwrap_err();
     assert!(err.to_string().contains(&saved.path.display().to_string()), "{err}");
+    assert!(saved.path.exists(), "a checkpoint that does not fit the model is not damaged: it stays");
     assert_eq!(fingerprint(&other), before);
 }

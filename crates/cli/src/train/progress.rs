@@ -1,11 +1,12 @@
 //! What a run shows and logs as it trains: progress bars, the live seed summary,
 //! `metrics.jsonl` and `layers.jsonl` (per-seed state).
 
+use super::incidents::Incidents;
 use super::run_folder::RunFolder;
 use super::summary::epoch_numbers;
 use crate::error::CliError;
 use indicatif::{ProgressBar, ProgressStyle};
-use morphogen::trainer::{Observer, StageCounts};
+use morphogen::trainer::{ErrorKind, Observer, StageCounts};
 use morphogen::{GlobalMetrics, LayerState, TransitionEvent};
 use std::io::Write;
 use std::path::PathBuf;
@@ -31,6 +32,7 @@ pub struct Progress {
     path: PathBuf,
     layers: morphogen_dashboard::LayersLog,
     timing: Timing,
+    incidents: Incidents,
 }
 
 /// Where a run's time went, as the host saw it.
@@ -79,7 +81,8 @@ impl Progress {
         let layers = morphogen_dashboard::LayersLog::open(&layers_path, mode.resume)
             .map_err(|source| CliError::Write { path: layers_path, source })?;
         let timing = Timing { started: mode.started, start_up: None, epoch_began: None, epochs: Vec::new() };
-        Ok(Self { bar: None, quiet: mode.quiet, metrics, path, layers, timing })
+        let incidents = Incidents::new(folder.path().join("incidents.jsonl"));
+        Ok(Self { bar: None, quiet: mode.quiet, metrics, path, layers, timing, incidents })
     }
 
     /// Where the run's time went so far.
@@ -133,7 +136,7 @@ impl Observer for Progress {
         if let Err(e) = writeln!(self.metrics, "{json}") {
             eprintln!("warning: cannot append to {}: {e}", self.path.display());
         }
-        if let Err(e) = self.layers.epoch_ended(m.epoch) {
+        if let Err(e) = self.layers.epoch_ended(m.epoch, m.step) {
             eprintln!("warning: cannot append to {}: {e}", self.layers.path().display());
         }
     }
@@ -153,6 +156,13 @@ impl Observer for Progress {
 
     fn rolled_back(&mut self, reason: &str) {
         eprintln!("rollback to the last good epoch: {reason}");
+    }
+
+    fn error(&mut self, kind: ErrorKind, message: &str) {
+        self.note(format!("warning ({kind}): {message}"));
+        if let Err(e) = self.incidents.record(kind, message) {
+            eprintln!("warning: cannot append to {}: {e}", self.incidents.path.display());
+        }
     }
 
     fn fast_path_fell_back(&mut self, layer: &str, reason: &str) {

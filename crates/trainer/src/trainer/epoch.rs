@@ -38,6 +38,7 @@ impl Trainer {
         model.check_layer_paths()?;
         model.name_layers_by_path();
         let device = model.devices().into_iter().next().unwrap_or_default();
+        self.report_quarantined(observer);
         let mut run = RunContext::<T>::upload(data, device, observer);
         let mut good = KnownGood::<T>::new(&model, &optim, &self.controller, None);
         let mut epoch = self.first_epoch;

@@ -23,7 +23,7 @@ use crate::{EventLog, Observer, Signals, Task, TaskData, TrainError};
 use burn::module::AutodiffModule;
 use burn::optim::Optimizer;
 use burn::tensor::backend::AutodiffBackend;
-use morphogen_checkpoint::CheckpointDir;
+use morphogen_checkpoint::{CheckpointDir, Quarantined};
 use morphogen_contracts::GlobalMetrics;
 use morphogen_controller::Controller;
 use morphogen_engine::SeededModel;
@@ -57,6 +57,8 @@ pub struct Trainer {
     disabled_flags: BTreeSet<Feature>,
     memory: MemoryProbe,
     baseline_rss: Option<u64>,
+    /// Damaged checkpoints moved to quarantine and not yet reported to an observer.
+    quarantined: Vec<Quarantined>,
 }
 
 impl Trainer {
@@ -75,6 +77,7 @@ impl Trainer {
             disabled_flags: BTreeSet::new(),
             memory: Box::new(process_rss_bytes),
             baseline_rss: None,
+            quarantined: Vec::new(),
         })
     }
 

@@ -69,7 +69,9 @@ impl Trainer {
         let mut model = good.model.clone();
         let mut optim = good.optim.clone();
         self.controller = good.controller.clone();
-        match self.load_newest::<T>(&mut model, &mut optim)? {
+        let loaded = self.load_newest::<T>(&mut model, &mut optim)?;
+        self.report_quarantined(observer);
+        match loaded {
             Some(path) => {
                 span.record("source", "checkpoint");
                 observer.rolled_back(&format!("{reason}; restored checkpoint {}", path.display()));
