@@ -46,6 +46,14 @@ pub enum CliError {
     /// A dashboard, report or watch command failed.
     #[error(transparent)]
     Dashboard(#[from] morphogen_dashboard::DashboardError),
+    /// A signal stopped the run after a step; it can be resumed.
+    #[error("{message}")]
+    Stopped {
+        /// The signal's number (SIGINT 2, SIGTERM 15).
+        signal: i32,
+        /// Where the run stopped and how to resume it.
+        message: String,
+    },
     /// The rows could not be encoded as JSON.
     #[error("cannot encode the rows as JSON: {0}")]
     Json(#[from] serde_json::Error),
@@ -61,6 +69,8 @@ impl CliError {
             CliError::Train(morphogen::trainer::TrainError::TaskMismatch { .. }) => 2,
             CliError::Flags(error) if error.is_user_error() => 2,
             CliError::Dashboard(error) if error.is_user_error() => 2,
+            // The shell's convention for a process ended by a signal.
+            CliError::Stopped { signal, .. } => 128 + *signal as u8,
             _ => 1,
         }
     }

@@ -35,6 +35,6 @@ pub use signals::Signals;
 pub use task::{StepOutput, Task, TaskData, TaskModel};
 pub use tasks::{ImageBatch, ImageClassification, ImageItem, NextCharacter, TextBatch, TextItem};
 pub use trainer::{
-    evaluate, evaluate_seeds, measure_system, EvalBudget, Evaluation, TrainOutcome, Trainer, TrainerConfig, Training,
-    TrainingTypes,
+    evaluate, evaluate_seeds, measure_system, EvalBudget, Evaluation, Stopped, TrainOutcome, Trainer, TrainerConfig,
+    Training, TrainingTypes,
 };

@@ -15,6 +15,7 @@ mod progress;
 mod resume;
 mod run;
 mod run_folder;
+mod stop;
 mod summary;
 
 use crate::backend;
@@ -32,5 +33,6 @@ pub fn train(args: &TrainArgs) -> Result<(), CliError> {
     // Flushed when dropped, after training.
     let _tracing = exporters::install_tracing(args)?;
     let mode = RunMode { quiet: args.quiet, resume: args.resume, started };
-    backend::run_on(args.backend, Training { config: &config, mode, metrics })
+    let stop = stop::StopSignal::install()?;
+    backend::run_on(args.backend, Training { config: &config, mode, metrics, stop: &stop })
 }

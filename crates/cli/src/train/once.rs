@@ -8,8 +8,10 @@ use morphogen::burn::optim::AdamConfig;
 use morphogen::burn::tensor::backend::{AutodiffBackend, Backend};
 use morphogen::burn::tensor::Tensor;
 use morphogen::controller::Controller;
-use morphogen::trainer::{EventLog, Observer, Task, TaskData, TaskModel, Trainer};
+use morphogen::trainer::{EventLog, Observer, Stopped, Task, TaskData, TaskModel, Trainer};
 use morphogen::{GlobalMetrics, SeededModel, Stage, TransitionEvent};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 
 /// What one training run produced.
 pub struct RunResult<M> {
@@ -27,6 +29,8 @@ pub struct RunResult<M> {
     pub params_added: usize,
     /// Wall time of training, seconds.
     pub seconds: f64,
+    /// Where the run stopped, when a stop was requested before its end.
+    pub stopped: Option<Stopped>,
 }
 
 impl<M> RunResult<M> {
@@ -57,13 +61,22 @@ pub fn trainable_params<B: Backend, M: Module<B>>(model: &M) -> usize {
     count.0
 }
 
+/// How one run starts and may stop: resumed or fresh, and the flag that stops it after a step.
+#[derive(Clone, Debug, Default)]
+pub struct Lifetime {
+    /// Continue from the newest checkpoint.
+    pub resume: bool,
+    /// Set (by a signal handler) to stop after the current step.
+    pub stop: Option<Arc<AtomicBool>>,
+}
+
 /// Trains `model` once with Adam as `config` says.
 pub fn train_once<B, M, T>(
     model: M,
     config: &RunConfig,
     data: &TaskData<T>,
     events: EventLog,
-    resume: bool,
+    lifetime: Lifetime,
     observer: &mut dyn Observer,
 ) -> Result<RunResult<M>, CliError>
 where
@@ -74,9 +87,12 @@ where
 {
     let controller = Controller::new(config.controller.clone())?;
     let mut trainer = Trainer::new(config.trainer.clone(), controller, events)?;
+    if let Some(flag) = lifetime.stop {
+        trainer = trainer.with_stop_flag(flag);
+    }
     let (mut model, mut optim) = (model, AdamConfig::new().init());
     let host_params = trainable_params(&model);
-    if resume {
+    if lifetime.resume {
         let epoch = trainer.resume(&mut model, &mut optim)?;
         eprintln!("resumed after epoch {epoch}");
     }
@@ -90,5 +106,6 @@ where
         rollbacks: outcome.rollbacks,
         host_params,
         seconds: start.elapsed().as_secs_f64(),
+        stopped: outcome.stopped,
     })
 }

@@ -3,17 +3,18 @@
 
 use super::config::RunConfig;
 use super::data::{image_data, text_data};
-use super::once::train_once;
+use super::once::{train_once, Lifetime};
 use super::progress::{Progress, RunMode};
 use super::resume::agree_with_checkpoint;
 use super::run_folder::RunFolder;
+use super::stop::StopSignal;
 use super::summary::results;
 use crate::backend::OnBackend;
 use crate::error::CliError;
 use morphogen::burn::data::dataset::Dataset;
 use morphogen::burn::module::AutodiffModule;
 use morphogen::burn::tensor::backend::AutodiffBackend;
-use morphogen::trainer::{ErrorKind, ModelKind, Observer, Task, TaskData, TaskModel};
+use morphogen::trainer::{ErrorKind, ModelKind, Observer, Stopped, Task, TaskData, TaskModel};
 use morphogen::SeededModel;
 use morphogen_metrics::{Borrowed, Both, MetricsObserver};
 
@@ -26,6 +27,8 @@ pub struct Training<'a> {
     pub mode: RunMode,
     /// The Prometheus registry (served or not).
     pub metrics: MetricsObserver,
+    /// Set by SIGINT or SIGTERM.
+    pub stop: &'a StopSignal,
 }
 
 impl OnBackend for Training<'_> {
@@ -65,7 +68,7 @@ impl Training<'_> {
         M: AutodiffModule<B> + SeededModel<B> + TaskModel<B, T>,
         M::InnerModule: SeededModel<B::InnerBackend> + TaskModel<B::InnerBackend, T>,
     {
-        let Training { config, mode, metrics } = self;
+        let Training { config, mode, metrics, stop } = self;
         let folder = RunFolder::create(config)?;
         let quarantined = match (&config.trainer.checkpoint_dir, mode.resume) {
             (Some(checkpoints), true) => agree_with_checkpoint(&folder, checkpoints)?,
@@ -86,11 +89,38 @@ impl Training<'_> {
         for q in &quarantined {
             observer.error(ErrorKind::CheckpointCorrupt, &q.to_string());
         }
-        let result = train_once(model, config, data, events, mode.resume, &mut observer)?;
+        let lifetime = Lifetime { resume: mode.resume, stop: Some(stop.flag.clone()) };
+        let result = train_once(model, config, data, events, lifetime, &mut observer)?;
+        if let Some(stopped) = &result.stopped {
+            return Err(CliError::Stopped { signal: stop.signal(), message: stopped_message(stopped, config) });
+        }
         folder.save_model(&result.model)?;
         print!("{}", results(&result));
         println!("{}", progress.timing().line());
         println!("run folder: {}", folder.path().display());
         Ok(())
+    }
+}
+
+/// What `morphogen train` says when a signal stopped it: where, and how to go on.
+fn stopped_message(stopped: &Stopped, config: &RunConfig) -> String {
+    let resume = format!(
+        "resume with: morphogen train --name {} --runs-dir {} --resume (and the same options as this run)",
+        config.run.name,
+        config.run.runs_dir.display()
+    );
+    match &stopped.checkpoint {
+        Some((path, epoch)) => format!(
+            "stopped by a signal in epoch {} (step {}); the newest checkpoint, verified, is {} (epoch {epoch}): \
+             epoch {} will be trained again; {resume}",
+            stopped.epoch,
+            stopped.step,
+            path.display(),
+            epoch + 1
+        ),
+        None => format!(
+            "stopped by a signal in epoch {} (step {}); no checkpoint to resume from",
+            stopped.epoch, stopped.step
+        ),
     }
 }

@@ -209,3 +209,41 @@ fn a_missing_text_folder_says_how_to_get_shakespeare() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("scripts/get-shakespeare.sh") && stderr.contains("/nonexistent/texts"), "{stderr}");
 }
+
+#[test]
+fn sigterm_stops_after_a_step_names_the_verified_checkpoint_and_the_run_resumes() {
+    let runs = scratch("train-sigterm");
+    let args = |epochs: &str| {
+        let mut args = vec!["train", "--runs-dir", runs.to_str().unwrap(), "--name", "s", "--quiet"];
+        args.extend_from_slice(&["--train-subset", "2000", "--valid-subset", "200", "--batch-size", "50"]);
+        args.extend_from_slice(&["--epochs", epochs]);
+        args.iter().map(|s| s.to_string()).collect::<Vec<_>>()
+    };
+    let mut child = crate::common::morphogen()
+        .args(args("100"))
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let metrics = runs.join("s").join("metrics.jsonl");
+    let started = std::time::Instant::now();
+    while std::fs::read_to_string(&metrics).map_or(true, |m| m.lines().count() < 1) {
+        assert!(started.elapsed().as_secs() < 300, "no epoch finished in 300 s");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let kill = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(kill.success());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(143), "the shell's code for SIGTERM\n{stderr}");
+    assert!(stderr.contains("stopped by a signal") && stderr.contains("--resume"), "{stderr}");
+    assert!(stderr.contains("verified"), "{stderr}");
+    let done = epochs_in(&runs.join("s"), "metrics.jsonl").len();
+
+    let next = (done + 1).to_string();
+    let resumed = crate::common::morphogen().args(args(&next)).arg("--resume").output().unwrap();
+    assert!(resumed.status.success(), "{}", String::from_utf8_lossy(&resumed.stderr));
+    let expected: Vec<u64> = (1..=done as u64 + 1).collect();
+    assert_eq!(epochs_in(&runs.join("s"), "metrics.jsonl"), expected, "the cut epoch once, trained again");
+    std::fs::remove_dir_all(&runs).ok();
+}

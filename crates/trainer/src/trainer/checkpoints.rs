@@ -2,7 +2,7 @@
 //! restored to resume a run or to roll it back.
 
 use super::types::TrainingTypes;
-use super::Trainer;
+use super::{Stopped, Trainer};
 use crate::{ErrorKind, Observer, TrainError};
 use burn::module::AutodiffModule;
 use burn::optim::Optimizer;
@@ -88,6 +88,19 @@ impl Trainer {
         self.quarantined.extend(restored.quarantined);
         self.restore_controller_state(&restored.checkpoint);
         Ok(Some(restored.checkpoint.path().to_path_buf()))
+    }
+
+    /// Where a run stopped during `epoch`: the newest checkpoint, read back and verified.
+    pub(super) fn stopped_at(&self, epoch: u32) -> Result<Stopped, TrainError> {
+        let checkpoint = match &self.checkpoints {
+            Some(dir) => {
+                let newest = dir.latest()?;
+                Some((newest.path().to_path_buf(), newest.progress().epoch as u32))
+            }
+            None => None,
+        };
+        tracing::info!(epoch = i64::from(epoch), step = self.step as i64, "run stopped on request");
+        Ok(Stopped { epoch, step: self.step, checkpoint })
     }
 
     /// Tells `observer` (and the log) about every checkpoint quarantined since the last call.

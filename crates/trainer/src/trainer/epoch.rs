@@ -24,6 +24,8 @@ enum Attempt<M> {
     Kept { model: M, metrics: GlobalMetrics },
     /// The run returns to its last good state for `reason`; `outcome` labels the epoch's span.
     RollBack { outcome: &'static str, reason: String },
+    /// The stop flag cut the epoch short; `model` is where it stood.
+    Stopped(M),
 }
 
 impl Trainer {
@@ -63,9 +65,14 @@ impl Trainer {
                     rollbacks += 1;
                     (model, optim) = self.roll_back(&good, &reason, rollbacks, epoch, run.observer)?;
                 }
+                Attempt::Stopped(model) => {
+                    span.record("outcome", "stopped");
+                    let stopped = Some(self.stopped_at(epoch)?);
+                    return Ok(TrainOutcome { model, optim, history, rollbacks, stopped });
+                }
             }
         }
-        Ok(TrainOutcome { model, optim, history, rollbacks })
+        Ok(TrainOutcome { model, optim, history, rollbacks, stopped: None })
     }
 
     /// Trains one epoch on `model` and judges it: a diverged step, a firing rollback rule or the
@@ -82,6 +89,7 @@ impl Trainer {
         let trained = match self.train_epoch(model, optim, epoch, run)? {
             EpochEnd::Done(trained) => trained,
             EpochEnd::Diverged(reason) => return Ok(Attempt::RollBack { outcome: "diverged", reason }),
+            EpochEnd::Stopped(model) => return Ok(Attempt::Stopped(model)),
         };
         let inner = trained.model.valid();
         let metrics = self.validate(&inner, &trained, epoch, span, run);

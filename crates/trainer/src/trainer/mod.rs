@@ -29,6 +29,9 @@ use morphogen_controller::Controller;
 use morphogen_engine::SeededModel;
 use morphogen_flags::Feature;
 use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 /// What a finished run hands back.
 pub struct TrainOutcome<M, O> {
@@ -40,6 +43,21 @@ pub struct TrainOutcome<M, O> {
     pub history: Vec<GlobalMetrics>,
     /// Rollbacks that happened.
     pub rollbacks: u32,
+    /// Set when the run stopped early on request (see [`Trainer::with_stop_flag`]): `model` and
+    /// `optim` are then mid-epoch, and the run resumes from the checkpoint named.
+    pub stopped: Option<Stopped>,
+}
+
+/// Where a run stopped on request, and where it resumes from.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Stopped {
+    /// The epoch that was cut short.
+    pub epoch: u32,
+    /// Optimizer steps taken in all.
+    pub step: u64,
+    /// The newest checkpoint, read back and verified, with its epoch: what `resume` restores
+    /// (the cut epoch is trained again from its start). `None` without a checkpoint directory.
+    pub checkpoint: Option<(PathBuf, u32)>,
 }
 
 /// Reads the process's resident memory at each epoch end.
@@ -59,6 +77,8 @@ pub struct Trainer {
     baseline_rss: Option<u64>,
     /// Damaged checkpoints moved to quarantine and not yet reported to an observer.
     quarantined: Vec<Quarantined>,
+    /// Set from outside (a signal handler) to stop the run after the current step.
+    stop: Option<Arc<AtomicBool>>,
 }
 
 impl Trainer {
@@ -78,7 +98,21 @@ impl Trainer {
             memory: Box::new(process_rss_bytes),
             baseline_rss: None,
             quarantined: Vec::new(),
+            stop: None,
         })
+    }
+
+    /// Stops the run after the current step once `flag` is set (by a signal handler, say): the
+    /// epoch is cut short, losses read so far are checked, and [`TrainOutcome::stopped`] names
+    /// the newest verified checkpoint to resume from.
+    pub fn with_stop_flag(mut self, flag: Arc<AtomicBool>) -> Self {
+        self.stop = Some(flag);
+        self
+    }
+
+    /// Whether the stop flag is set.
+    fn stop_requested(&self) -> bool {
+        self.stop.as_ref().is_some_and(|flag| flag.load(Ordering::Relaxed))
     }
 
     /// Reads resident memory from `probe` instead of `/proc/self/status` (for a process that

@@ -33,6 +33,8 @@ pub(super) enum EpochEnd<M> {
     Done(Trained<M>),
     /// A step's loss was NaN/Inf or spiked, for the reason given.
     Diverged(String),
+    /// The stop flag was set: the pass ended after the step that saw it, with this model.
+    Stopped(M),
 }
 
 impl Trainer {
@@ -63,6 +65,9 @@ impl Trainer {
             errors += self.signals.pass_to(run.observer);
             // The first step's loss is read at once: an early sanity check, and the moment the
             // observer learns that training has started.
+            if self.stop_requested() {
+                return Ok(read_losses(&mut watch, epoch, run.observer).err().unwrap_or(EpochEnd::Stopped(model)));
+            }
             if index == 0 || watch.unread() >= self.config.loss_check_every {
                 if let Err(diverged) = read_losses(&mut watch, epoch, run.observer) {
                     return Ok(diverged);

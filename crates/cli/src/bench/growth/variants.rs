@@ -7,8 +7,8 @@ use crate::error::CliError;
 use crate::train::args::TrainArgs;
 use crate::train::config::RunConfig;
 use crate::train::data::{image_data, text_data};
-use crate::train::once::train_once;
 use crate::train::once::trainable_params;
+use crate::train::once::{train_once, Lifetime};
 use morphogen::burn::data::dataset::Dataset;
 use morphogen::burn::module::AutodiffModule;
 use morphogen::burn::tensor::backend::AutodiffBackend;
@@ -134,7 +134,7 @@ where
         let profile = model.flop_profile(&self.data.task);
         let mut meter = RunMeter::new(profile, &config.trainer, self.data.train.len(), self.data.valid.len());
         eprintln!("{variant} seed {seed}: {} {}", size_name(config.model.kind), size(&config.model));
-        let run = train_once(model, &config, &self.data, EventLog::in_memory(), false, &mut meter)?;
+        let run = train_once(model, &config, &self.data, EventLog::in_memory(), Lifetime::default(), &mut meter)?;
         let resources = meter.resources().cloned().unwrap_or_default();
         let seeded: f64 = resources.layers.iter().map(|l| l.seeded_seconds).sum();
         Ok(RunRow {
