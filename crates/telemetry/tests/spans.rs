@@ -105,8 +105,13 @@ fn a_training_run_gives_the_expected_span_tree() {
     let seeded = named("seeded_layer");
     let layers: BTreeSet<_> = seeded.iter().map(|s| text(s, "layer")).collect();
     assert_eq!(layers, BTreeSet::from(["fc1".to_string(), "fc2".to_string()]));
-    let in_steps = seeded.iter().filter(|s| parent_name(s) == "step").count();
-    assert_eq!(in_steps, 80, "one per layer and step");
+    let in_steps = seeded.iter().filter(|s| parent_name(s) == "forward").count();
+    assert_eq!(in_steps, 80, "one per layer and step, inside the step's forward pass");
+    for phase in ["forward", "backward", "optimizer", "graft_step"] {
+        let spans = named(phase);
+        assert_eq!(spans.len(), 40, "{phase}: one per step");
+        assert!(spans.iter().all(|s| parent_name(s) == "step"), "{phase} inside its step");
+    }
 
     // The controller decides once per accepted epoch; its commands follow inside the epoch.
     let decisions = named("controller.decide");

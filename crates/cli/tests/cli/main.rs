@@ -5,6 +5,7 @@ mod common;
 mod dashboard;
 mod flags;
 mod info_and_bench;
+mod kill;
 mod metrics;
 mod tracing;
 mod train;

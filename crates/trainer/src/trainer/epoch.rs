@@ -18,6 +18,9 @@ use morphogen_engine::SeededModel;
 use tracing::field::Empty;
 use tracing::Span;
 
+/// Keeps the generator seeded for an epoch's growth apart from that epoch's shuffling order.
+const GROWTH_STREAM: u64 = 0x5EED_6E0E_0F6B_A4C5;
+
 /// How an attempt at an epoch ended.
 enum Attempt<M> {
     /// The epoch stands: `model` is the model after the controller's commands.
@@ -108,6 +111,9 @@ impl Trainer {
         if let Some(reason) = decisions.rollback {
             return Ok(Attempt::RollBack { outcome: "controller_rollback", reason });
         }
+        // Germination draws blueprint weights from the backend's generator: seeded by the run's
+        // seed and the epoch alone, a resumed run grows the blueprints an uninterrupted one would.
+        T::Backend::seed(&run.device, self.epoch_seed(epoch) ^ GROWTH_STREAM);
         let model = self.grow(trained.model, &decisions.commands, &metrics, run.observer)?;
         Ok(Attempt::Kept { model, metrics })
     }

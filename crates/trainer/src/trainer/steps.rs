@@ -84,7 +84,7 @@ impl Trainer {
 
     /// The shuffling seed of `epoch`: its own stream, so a resumed run sees the orders an
     /// uninterrupted one would.
-    fn epoch_seed(&self, epoch: u32) -> u64 {
+    pub(super) fn epoch_seed(&self, epoch: u32) -> u64 {
         self.config.seed ^ u64::from(epoch).wrapping_mul(0x9E37_79B9_7F4A_7C15)
     }
 

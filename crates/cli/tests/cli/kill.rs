@@ -1,0 +1,139 @@
+//! Kill anywhere, lose nothing: `morphogen train` killed with SIGKILL at random moments (inside
+//! steps, checkpoint writes, log appends) and resumed each time ends exactly where the same run
+//! never interrupted ends: the final checkpoint's model tensors bit for bit (the optimizer's
+//! record by size, see [`final_tensors`]), `metrics.jsonl` and `layers.jsonl` line for line, `events.jsonl` record for
+//! record but for the wall-clock time.
+//!
+//! A few kills in CI; `MORPHOGEN_KILLS=100 cargo nextest run -p morphogen-cli kill` for the long
+//! version, which prints the recovery rate and the work redone per kill.
+
+use crate::common::{morphogen, scratch};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Epochs of the run under test.
+const EPOCHS: &str = "5";
+
+/// `morphogen train` of a small run with an eager controller (seeds germinate, graft and are
+/// judged within the run) into `<runs>/<name>`.
+fn command(runs: &Path, name: &str, resume: bool) -> std::process::Command {
+    let config = runs.join("eager.toml");
+    std::fs::write(
+        &config,
+        "[controller]\npatience = 0\nmax_germinations_per_epoch = 3\nmax_active_per_layer = 3\nmax_active_total = 6\n\
+         [model]\ngraft_ramp_steps = 8\n",
+    )
+    .unwrap();
+    let mut cmd = morphogen();
+    cmd.args(["train", "--quiet", "--runs-dir", runs.to_str().unwrap(), "--name", name, "--epochs", EPOCHS])
+        .args(["--train-subset", "600", "--valid-subset", "200", "--batch-size", "50"])
+        .args(["--config", config.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    if resume {
+        cmd.arg("--resume");
+    }
+    cmd
+}
+
+/// Whether the run folder holds a checkpoint to resume from.
+fn has_checkpoint(run: &Path) -> bool {
+    std::fs::read_dir(run.join("checkpoints"))
+        .map(|entries| entries.flatten().any(|e| e.file_name().to_string_lossy().starts_with("step-")))
+        .unwrap_or(false)
+}
+
+/// The newest checkpoint's tensors by name. Every model tensor is compared bit for bit; the
+/// optimizer's state is one serialized record keyed by Burn's parameter ids, which are drawn anew
+/// in every process, so it is compared by size (its values show in every later step's loss).
+fn final_tensors(run: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut steps: Vec<PathBuf> = std::fs::read_dir(run.join("checkpoints"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("step-"))
+        .collect();
+    steps.sort();
+    let bytes = std::fs::read(steps.last().unwrap().join("tensors.safetensors")).unwrap();
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut tensors: Vec<(String, Vec<u8>)> = file
+        .tensors()
+        .into_iter()
+        .map(|(name, view)| {
+            let data = view.data().to_vec();
+            if name == "optimizer.record" {
+                (name, data.len().to_le_bytes().to_vec())
+            } else {
+                (name, data)
+            }
+        })
+        .collect();
+    tensors.sort();
+    tensors
+}
+
+/// The records of a JSONL log, without the wall-clock `time` of events.
+fn records(run: &Path, log: &str) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(run.join(log)).unwrap_or_default();
+    text.lines()
+        .map(|line| {
+            let mut record: serde_json::Value = serde_json::from_str(line).unwrap();
+            if let Some(map) = record.as_object_mut() {
+                map.remove("time");
+            }
+            record
+        })
+        .collect()
+}
+
+/// Steps recorded in the newest metrics line (0 before the first epoch ended).
+fn steps_done(run: &Path) -> u64 {
+    records(run, "metrics.jsonl").last().map_or(0, |m| m["step"].as_u64().unwrap())
+}
+
+#[test]
+fn a_run_killed_anywhere_and_resumed_ends_as_if_never_interrupted() {
+    let kills: usize = std::env::var("MORPHOGEN_KILLS").ok().and_then(|k| k.parse().ok()).unwrap_or(4);
+    let runs = scratch("kill");
+    let (whole, cut) = (runs.join("whole"), runs.join("cut"));
+    let started = Instant::now();
+    assert!(command(&runs, "whole", false).status().unwrap().success());
+    let whole_run = started.elapsed();
+
+    let mut rng = StdRng::seed_from_u64(7);
+    let (mut resumed, mut redone) = (0usize, 0u64);
+    for _ in 0..kills {
+        let resume = has_checkpoint(&cut);
+        let before = steps_done(&cut);
+        let mut child = command(&runs, "cut", resume).spawn().unwrap();
+        // A fresh run is first let reach its first checkpoint, so every kill leaves progress.
+        let waiting = Instant::now();
+        while !has_checkpoint(&cut) && child.try_wait().unwrap().is_none() {
+            assert!(waiting.elapsed().as_secs() < 120, "no checkpoint within 120 s");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        std::thread::sleep(whole_run.mul_f64(rng.random_range(0.0..1.0)));
+        child.kill().ok();
+        child.wait().unwrap();
+        resumed += usize::from(resume);
+        // Work lost to this kill: steps that were logged as done and are gone again.
+        redone += before.saturating_sub(steps_done(&cut));
+    }
+    let finish = command(&runs, "cut", has_checkpoint(&cut)).status().unwrap();
+    assert!(finish.success(), "the run finishes after {kills} kills");
+    eprintln!("{kills} kills, {resumed} resumes, every one recovered; {redone} logged steps redone in all");
+
+    let (whole_tensors, cut_tensors) = (final_tensors(&whole), final_tensors(&cut));
+    assert!(whole_tensors.len() > 2, "the checkpoint holds the model");
+    for ((name, a), (other, b)) in whole_tensors.iter().zip(&cut_tensors) {
+        assert!(name == other && a == b, "{name} differs from {other}");
+    }
+    assert_eq!(whole_tensors.len(), cut_tensors.len());
+    for log in ["metrics.jsonl", "layers.jsonl", "events.jsonl"] {
+        assert_eq!(records(&whole, log), records(&cut, log), "{log}");
+    }
+    assert!(!records(&whole, "events.jsonl").is_empty(), "seeds moved through their lifecycle");
+    std::fs::remove_dir_all(&runs).ok();
+}
