@@ -2,7 +2,7 @@
 //!
 //! The trainer and the engine emit `tracing` spans (run, epoch, step, controller decision, each
 //! command, checkpoint save and load, rollback, and each seeded layer's forward work). Without a
-//! subscriber they cost one relaxed atomic load each. [`install`] turns them into OpenTelemetry
+//! subscriber they cost one relaxed atomic load each. [`Tracing::install`] turns them into OpenTelemetry
 //! spans through `tracing-opentelemetry`, exported over OTLP/HTTP (protobuf) to a collector or
 //! printed to stdout; [`subscriber`] does the same for a provider of your own (the tests use the
 //! SDK's in-memory exporter). No async runtime: the SDK's batch processor runs on its own

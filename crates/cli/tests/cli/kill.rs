@@ -5,7 +5,7 @@
 //! record but for the wall-clock time.
 //!
 //! A few kills in CI; `MORPHOGEN_KILLS=100 cargo nextest run -p morphogen-cli kill` for the long
-//! version, which prints the recovery rate and the work redone per kill.
+//! version, which prints how many kills hit a resumed run.
 
 use crate::common::{morphogen, scratch};
 use rand::rngs::StdRng;
@@ -88,11 +88,6 @@ fn records(run: &Path, log: &str) -> Vec<serde_json::Value> {
         .collect()
 }
 
-/// Steps recorded in the newest metrics line (0 before the first epoch ended).
-fn steps_done(run: &Path) -> u64 {
-    records(run, "metrics.jsonl").last().map_or(0, |m| m["step"].as_u64().unwrap())
-}
-
 #[test]
 fn a_run_killed_anywhere_and_resumed_ends_as_if_never_interrupted() {
     let kills: usize = std::env::var("MORPHOGEN_KILLS").ok().and_then(|k| k.parse().ok()).unwrap_or(4);
@@ -103,10 +98,9 @@ fn a_run_killed_anywhere_and_resumed_ends_as_if_never_interrupted() {
     let whole_run = started.elapsed();
 
     let mut rng = StdRng::seed_from_u64(7);
-    let (mut resumed, mut redone) = (0usize, 0u64);
+    let mut resumed = 0usize;
     for _ in 0..kills {
         let resume = has_checkpoint(&cut);
-        let before = steps_done(&cut);
         let mut child = command(&runs, "cut", resume).spawn().unwrap();
         // A fresh run is first let reach its first checkpoint, so every kill leaves progress.
         let waiting = Instant::now();
@@ -118,12 +112,10 @@ fn a_run_killed_anywhere_and_resumed_ends_as_if_never_interrupted() {
         child.kill().ok();
         child.wait().unwrap();
         resumed += usize::from(resume);
-        // Work lost to this kill: steps that were logged as done and are gone again.
-        redone += before.saturating_sub(steps_done(&cut));
     }
     let finish = command(&runs, "cut", has_checkpoint(&cut)).status().unwrap();
     assert!(finish.success(), "the run finishes after {kills} kills");
-    eprintln!("{kills} kills, {resumed} resumes, every one recovered; {redone} logged steps redone in all");
+    eprintln!("{kills} kills, {resumed} of them in a resumed run; every resume recovered");
 
     let (whole_tensors, cut_tensors) = (final_tensors(&whole), final_tensors(&cut));
     assert!(whole_tensors.len() > 2, "the checkpoint holds the model");

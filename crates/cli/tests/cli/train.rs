@@ -60,16 +60,18 @@ fn a_missing_data_folder_says_how_to_install_the_package() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("apt-get install dataset-fashion-mnist"));
 }
 
+/// `morphogen train` of run `name` in `runs` on 400 images, batches of 100, with `extra` flags.
+fn small_run(runs: &std::path::Path, name: &str, extra: &[&str]) -> std::process::Output {
+    let mut args = vec!["train", "--runs-dir", runs.to_str().unwrap(), "--name", name, "--quiet"];
+    args.extend_from_slice(&["--train-subset", "400", "--valid-subset", "100", "--batch-size", "100"]);
+    args.extend_from_slice(extra);
+    run(&args)
+}
+
 #[test]
 fn resume_continues_a_run_from_its_newest_checkpoint() {
     let runs = scratch("train-resume");
-    let common = ["--train-subset", "400", "--valid-subset", "100", "--batch-size", "100", "--quiet", "--name", "r"];
-    let train = |extra: &[&str]| {
-        let mut args = vec!["train", "--runs-dir", runs.to_str().unwrap()];
-        args.extend_from_slice(&common);
-        args.extend_from_slice(extra);
-        run(&args)
-    };
+    let train = |extra: &[&str]| small_run(&runs, "r", extra);
     let first = train(&["--epochs", "2"]);
     assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
     let second = train(&["--epochs", "3", "--resume"]);
@@ -94,13 +96,7 @@ fn epochs_in(dir: &std::path::Path, log: &str) -> Vec<u64> {
 #[test]
 fn a_damaged_newest_checkpoint_is_quarantined_and_the_logs_agree_with_the_one_resumed() {
     let runs = scratch("train-quarantine");
-    let common = ["--train-subset", "400", "--valid-subset", "100", "--batch-size", "100", "--quiet", "--name", "q"];
-    let train = |extra: &[&str]| {
-        let mut args = vec!["train", "--runs-dir", runs.to_str().unwrap()];
-        args.extend_from_slice(&common);
-        args.extend_from_slice(extra);
-        run(&args)
-    };
+    let train = |extra: &[&str]| small_run(&runs, "q", extra);
     assert!(train(&["--epochs", "3"]).status.success());
     let dir = runs.join("q");
     // One byte flipped in the newest checkpoint's tensors, and a record cut short by a kill.
@@ -219,7 +215,7 @@ fn sigterm_stops_after_a_step_names_the_verified_checkpoint_and_the_run_resumes(
         args.extend_from_slice(&["--epochs", epochs]);
         args.iter().map(|s| s.to_string()).collect::<Vec<_>>()
     };
-    let mut child = crate::common::morphogen()
+    let child = crate::common::morphogen()
         .args(args("100"))
         .stderr(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())
