@@ -416,6 +416,20 @@ mod tests {
             }
         }
 
+        /// Any text, and any mutation of a valid flags file, parses or gives a message; never a panic.
+        #[test]
+        fn any_text_parses_or_is_refused(text in "(?s).{0,200}", flip in any::<prop::sample::Index>(), byte in any::<u8>()) {
+            let _ = Flags::parse(&text);
+            let mut valid = Flags::default().to_toml().into_bytes();
+            if !valid.is_empty() {
+                let i = flip.index(valid.len());
+                valid[i] = byte;
+            }
+            if let Err(message) = Flags::parse(&String::from_utf8_lossy(&valid)) {
+                prop_assert!(!message.is_empty());
+            }
+        }
+
         #[test]
         fn bucket_is_stable(f in feature(), id in ".{0,24}") {
             let b = bucket(f, &id);

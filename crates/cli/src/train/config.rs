@@ -168,6 +168,23 @@ fn set<T>(slot: &mut T, value: Option<T>) {
 #[cfg(test)]
 mod tests {
     use super::RunConfig;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any text, and any one-byte change of the shipped config, is a config or a parse
+        /// error; a config that parses is validated without panicking.
+        #[test]
+        fn any_config_text_parses_or_is_refused(text in "(?s).{0,200}", flip in any::<prop::sample::Index>(), byte in any::<u8>()) {
+            let mut shipped = include_str!("../../../../configs/small-host.toml").as_bytes().to_vec();
+            let i = flip.index(shipped.len());
+            shipped[i] = byte;
+            for text in [text, String::from_utf8_lossy(&shipped).into_owned()] {
+                if let Ok(config) = toml::from_str::<RunConfig>(&text) {
+                    let _ = (config.model.validate(), config.trainer.validate(), config.controller.validate());
+                }
+            }
+        }
+    }
 
     #[test]
     fn the_seed_count_reads_under_its_old_name_too() {

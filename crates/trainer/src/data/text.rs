@@ -198,6 +198,19 @@ mod tests {
         std::fs::remove_dir_all(dir).ok();
     }
 
+    proptest::proptest! {
+        /// Any bytes in a `.txt` file read as a corpus or give an error naming the file.
+        #[test]
+        fn any_bytes_read_or_are_named(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64), case in 0u64..u64::MAX) {
+            let dir = folder(&format!("fuzz-{case}"), &[("a.txt", &bytes)]);
+            match TextCorpus::read(&dir) {
+                Ok(corpus) => proptest::prop_assert_eq!(corpus.tokens.len(), String::from_utf8_lossy(&bytes).chars().count() + 1),
+                Err(error) => proptest::prop_assert!(error.to_string().contains("a.txt"), "{}", error),
+            }
+            std::fs::remove_dir_all(dir).ok();
+        }
+    }
+
     #[test]
     fn bad_folders_and_files_are_named_with_what_to_do() {
         let missing = TextCorpus::read(Path::new("/nonexistent/texts")).unwrap_err().to_string();
