@@ -69,6 +69,14 @@ fn the_api_serves_a_real_run_and_survives_malformed_lines() {
     assert_eq!(server.get("/api/runs/live/seed/fc9/0").0, 404);
     let (status, body) = server.get("/api/runs/nope/view");
     assert!(status == 404 && body.contains("no run named 'nope'"), "{status} {body}");
+    // Paths out of the runs folder name no run: nothing outside it is read or served.
+    for escape in ["..%2F..%2Fetc", "%2Fetc", "..", "live%2F..%2F..", "live%00"] {
+        for api in ["view", "events"] {
+            let (status, body) = server.get(&format!("/api/runs/{escape}/{api}"));
+            assert_eq!(status, 404, "{escape}/{api}: {body}");
+            assert!(!body.contains("root:"), "{body}");
+        }
+    }
 
     // Unchanged since the version the page holds: a short answer.
     let version = view["version"].as_u64().unwrap();
