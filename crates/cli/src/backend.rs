@@ -75,7 +75,15 @@ pub trait OnBackend {
 pub fn run_on<T: OnBackend>(kind: BackendKind, task: T) -> Result<T::Output, CliError> {
     #[cfg(feature = "cuda")]
     if kind != BackendKind::Ndarray {
-        morphogen::persist_kernel_caches(&kernel_cache_dir());
+        let dir = kernel_cache_dir();
+        if !dir.exists() {
+            eprintln!(
+                "note: first GPU run with the kernel cache {}: CubeCL compiles and autotunes its kernels \
+                 now (minutes on a large model); later runs read them from there",
+                dir.display()
+            );
+        }
+        morphogen::persist_kernel_caches(&dir);
     }
     match kind {
         BackendKind::Ndarray => task.run::<Autodiff<NdArray<f32>>>(&Default::default()),
