@@ -10,4 +10,5 @@ mod pytorch;
 mod resume;
 mod roundtrip;
 mod schema;
+mod soak;
 mod store;
