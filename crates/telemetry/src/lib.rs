@@ -89,9 +89,7 @@ impl Tracing {
         profile: Option<&std::path::Path>,
     ) -> Result<Tracing, TelemetryError> {
         let provider = export.map(provider).transpose()?;
-        let otel = provider.as_ref().map(|p| {
-            tracing_opentelemetry::layer().with_tracer(p.tracer(SERVICE)).with_filter(LevelFilter::from_level(level))
-        });
+        let otel = provider.as_ref().map(|p| otel_layer(p, level));
         let (chrome, profile) = match profile {
             Some(path) => {
                 let (layer, guard) = tracing_chrome::ChromeLayerBuilder::new().file(path).include_args(true).build();
@@ -116,7 +114,7 @@ impl Drop for Tracing {
             // Export failures were already reported once by the client; nothing more to say.
             let _ = provider.shutdown_with_timeout(Duration::from_secs(5));
         }
-        drop(self.profile.take());
+        // `profile`, dropped after this, finishes the trace file.
     }
 }
 
@@ -161,6 +159,13 @@ pub fn provider(export: &Export) -> Result<SdkTracerProvider, TelemetryError> {
 /// A subscriber that turns spans at `level` and above into OpenTelemetry spans of `provider`.
 /// Use it with `tracing::subscriber::with_default` to trace one piece of code.
 pub fn subscriber(provider: &SdkTracerProvider, level: tracing::Level) -> impl Subscriber + Send + Sync {
-    let layer = tracing_opentelemetry::layer().with_tracer(provider.tracer(SERVICE));
-    tracing_subscriber::registry().with(LevelFilter::from_level(level)).with(layer)
+    tracing_subscriber::registry().with(otel_layer(provider, level))
+}
+
+/// The layer turning spans at `level` and above into OpenTelemetry spans of `provider`.
+fn otel_layer<S>(provider: &SdkTracerProvider, level: tracing::Level) -> impl Layer<S> + Send + Sync
+where
+    S: Subscriber + for<'span> tracing_subscriber::registry::LookupSpan<'span> + Send + Sync,
+{
+    tracing_opentelemetry::layer().with_tracer(provider.tracer(SERVICE)).with_filter(LevelFilter::from_level(level))
 }

@@ -11,7 +11,8 @@ use std::fmt::Debug;
 use std::sync::Arc;
 
 /// A learning task: what one example is, how examples become a batch, how a batch is gathered
-/// from another on the device, and which score the controller reads. [`ImageClassification`](crate::ImageClassification) and
+/// from another on the device, and which score the controller reads.
+/// [`ImageClassification`](crate::ImageClassification) and
 /// [`NextCharacter`](crate::NextCharacter) ship; implement it for your own.
 pub trait Task: Clone + Debug + Send + Sync + 'static {
     /// One example as a data set holds it.

@@ -63,11 +63,11 @@ impl Trainer {
             predictions += out.predictions;
             model = self.optimize::<T>(model, optim, out.loss)?;
             errors += self.signals.pass_to(run.observer);
-            // The first step's loss is read at once: an early sanity check, and the moment the
-            // observer learns that training has started.
             if self.stop_requested() {
                 return Ok(read_losses(&mut watch, epoch, run.observer).err().unwrap_or(EpochEnd::Stopped(model)));
             }
+            // The first step's loss is read at once: an early sanity check, and the moment the
+            // observer learns that training has started.
             if index == 0 || watch.unread() >= self.config.loss_check_every {
                 if let Err(diverged) = read_losses(&mut watch, epoch, run.observer) {
                     return Ok(diverged);
@@ -104,8 +104,8 @@ impl Trainer {
             let _optimizer = tracing::debug_span!("optimizer").entered();
             optim.step(self.config.learning_rate, model, grads)
         };
-        let _graft = tracing::debug_span!("graft_step").entered();
-        model.graft_step(&GraftSignals::new().with_loss(loss.detach()))?;
+        tracing::debug_span!("graft_step")
+            .in_scope(|| model.graft_step(&GraftSignals::new().with_loss(loss.detach())))?;
         self.report_kernel_fallbacks(&model);
         if self.config.debug {
             model.check_invariants()?;
