@@ -150,7 +150,8 @@ impl TextWindows {
 
     /// The first `n` windows (all of them if `n` is larger).
     pub fn take(&self, n: usize) -> TextWindows {
-        let end = self.range.end.min(self.range.start + n.saturating_mul(self.context) + 1);
+        let wanted = n.saturating_mul(self.context).saturating_add(1);
+        let end = self.range.end.min(self.range.start.saturating_add(wanted));
         TextWindows { tokens: self.tokens.clone(), range: self.range.start..end, context: self.context }
     }
 }
@@ -195,6 +196,9 @@ mod tests {
         assert_eq!(corpus.vocabulary.decode(&valid.get(0).unwrap().tokens), "rld\n");
         assert!(train.get(2).is_none());
         assert_eq!(train.take(1).len(), 1);
+        for n in [2, 3, usize::MAX / 2, usize::MAX] {
+            assert_eq!((train.take(n).len(), valid.take(n).len()), (2, 1), "take({n}) keeps every window");
+        }
         std::fs::remove_dir_all(dir).ok();
     }
 
