@@ -25,6 +25,7 @@ use opentelemetry_sdk::Resource;
 use std::time::Duration;
 use tracing::level_filters::LevelFilter;
 use tracing::Subscriber;
+use tracing_subscriber::filter::filter_fn;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::Layer;
 
@@ -81,8 +82,10 @@ impl std::fmt::Debug for Tracing {
 
 impl Tracing {
     /// Sends every span of this process (the global default subscriber) to `export` at `level`
-    /// and above, and every span at all levels to a Chrome trace file at `profile`, each when
-    /// given, until the returned guard is dropped.
+    /// and above, and morphogen's spans at all levels to a Chrome trace file at `profile`, each
+    /// when given, until the returned guard is dropped. The profile leaves out Burn's and
+    /// CubeCL's own spans: on a GPU they come by the million (one per kernel launch and memory
+    /// reservation), slowing every step and burying the spans the profile is there to show.
     pub fn install(
         export: Option<&Export>,
         level: tracing::Level,
@@ -93,7 +96,7 @@ impl Tracing {
         let (chrome, profile) = match profile {
             Some(path) => {
                 let (layer, guard) = tracing_chrome::ChromeLayerBuilder::new().file(path).include_args(true).build();
-                (Some(layer), Some(guard))
+                (Some(layer.with_filter(filter_fn(is_morphogen))), Some(guard))
             }
             None => (None, None),
         };
@@ -116,6 +119,11 @@ impl Drop for Tracing {
         }
         // `profile`, dropped after this, finishes the trace file.
     }
+}
+
+/// Whether a span or event comes from one of morphogen's crates.
+fn is_morphogen(metadata: &tracing::Metadata<'_>) -> bool {
+    metadata.target().starts_with("morphogen")
 }
 
 /// The URL spans are posted to: `endpoint` with `/v1/traces` appended (unless it already ends

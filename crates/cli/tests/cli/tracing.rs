@@ -42,3 +42,21 @@ fn a_malformed_endpoint_is_a_usage_error() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("only http://"));
     assert!(!runs.join("traced").exists(), "nothing ran");
 }
+
+#[test]
+fn a_profile_holds_morphogen_s_training_spans_and_nothing_else() {
+    let runs = runs_dir("profile");
+    std::fs::create_dir_all(&runs).unwrap();
+    let trace = runs.join("trace.json");
+    let out = train(&runs, &["--profile", trace.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let events: Vec<serde_json::Value> = serde_json::from_str(&std::fs::read_to_string(&trace).unwrap()).unwrap();
+    let _ = std::fs::remove_dir_all(&runs);
+    let spans: Vec<(&str, &str)> =
+        events.iter().filter_map(|e| Some((e["name"].as_str()?, e.get("cat")?.as_str()?))).collect();
+    for name in ["run", "epoch", "step", "forward", "seeded_layer", "backward", "optimizer", "evaluate", "checkpoint"] {
+        assert!(spans.iter().any(|(n, _)| *n == name), "no `{name}` span in the profile");
+    }
+    let foreign: Vec<_> = spans.iter().filter(|(_, target)| !target.starts_with("morphogen")).collect();
+    assert!(foreign.is_empty(), "spans from outside morphogen: {foreign:?}");
+}
