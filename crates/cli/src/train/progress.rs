@@ -134,10 +134,10 @@ impl Observer for Progress {
         }
         let json = serde_json::to_string(m).expect("metrics serialise");
         if let Err(e) = writeln!(self.metrics, "{json}") {
-            eprintln!("warning: cannot append to {}: {e}", self.path.display());
+            warn_append_failed(&self.path, &e);
         }
         if let Err(e) = self.layers.epoch_ended(m.epoch, m.step) {
-            eprintln!("warning: cannot append to {}: {e}", self.layers.path().display());
+            warn_append_failed(self.layers.path(), &e);
         }
     }
 
@@ -161,7 +161,7 @@ impl Observer for Progress {
     fn error(&mut self, kind: ErrorKind, message: &str) {
         self.note(format!("warning ({kind}): {message}"));
         if let Err(e) = self.incidents.record(kind, message) {
-            eprintln!("warning: cannot append to {}: {e}", self.incidents.path.display());
+            warn_append_failed(&self.incidents.path, &e);
         }
     }
 
@@ -172,4 +172,9 @@ impl Observer for Progress {
     fn flag_disabled(&mut self, feature: &str, reason: &str) {
         self.note(format!("feature flag {feature} disabled for the rest of this run ({reason})"));
     }
+}
+
+/// A log append failed: the run goes on (its checkpoints decide what a resume keeps).
+fn warn_append_failed(path: &std::path::Path, error: &std::io::Error) {
+    eprintln!("warning: cannot append to {}: {error}{}", path.display(), morphogen::io_advice(error));
 }

@@ -54,7 +54,18 @@ fn a_profile_holds_morphogen_s_training_spans_and_nothing_else() {
     let _ = std::fs::remove_dir_all(&runs);
     let spans: Vec<(&str, &str)> =
         events.iter().filter_map(|e| Some((e["name"].as_str()?, e.get("cat")?.as_str()?))).collect();
-    for name in ["run", "epoch", "step", "forward", "seeded_layer", "backward", "optimizer", "evaluate", "checkpoint"] {
+    for name in [
+        "run",
+        "epoch",
+        "step",
+        "forward",
+        "seeded_layer",
+        "backward",
+        "optimizer",
+        "evaluate",
+        "controller.decide",
+        "checkpoint.save",
+    ] {
         assert!(spans.iter().any(|(n, _)| *n == name), "no `{name}` span in the profile");
     }
     let foreign: Vec<_> = spans.iter().filter(|(_, target)| !target.starts_with("morphogen")).collect();

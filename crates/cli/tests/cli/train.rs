@@ -243,3 +243,75 @@ fn sigterm_stops_after_a_step_names_the_verified_checkpoint_and_the_run_resumes(
     assert_eq!(epochs_in(&runs.join("s"), "metrics.jsonl"), expected, "the cut epoch once, trained again");
     std::fs::remove_dir_all(&runs).ok();
 }
+
+/// `morphogen train` as `small_run` does, but unable to write any file past `max_file_bytes`
+/// (RLIMIT_FSIZE; SIGXFSZ ignored, so a write past it fails with EFBIG as one on a full disk
+/// fails with ENOSPC): a disk that fills up, for any user, root included.
+fn small_run_on_a_small_disk(
+    runs: &std::path::Path,
+    name: &str,
+    extra: &[&str],
+    max_file_bytes: u64,
+) -> std::process::Output {
+    use std::os::unix::process::CommandExt;
+    let mut command = crate::common::morphogen();
+    command.args(["train", "--runs-dir", runs.to_str().unwrap(), "--name", name, "--quiet"]);
+    command.args(["--train-subset", "400", "--valid-subset", "100", "--batch-size", "100"]).args(extra);
+    // SAFETY: between fork and exec only async-signal-safe calls (signal, setrlimit).
+    unsafe {
+        command.pre_exec(move || {
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            let limit = libc::rlimit { rlim_cur: max_file_bytes, rlim_max: max_file_bytes };
+            match libc::setrlimit(libc::RLIMIT_FSIZE, &limit) {
+                0 => Ok(()),
+                _ => Err(std::io::Error::last_os_error()),
+            }
+        });
+    }
+    command.output().expect("the morphogen binary runs")
+}
+
+#[test]
+fn a_full_disk_stops_the_run_naming_the_file_and_the_saved_checkpoint_survives() {
+    let runs = scratch("train-disk-full");
+    let first = small_run(&runs, "full", &["--epochs", "2"]);
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    let dir = runs.join("full");
+    let checkpoints = dir.join("checkpoints");
+    let largest = walk_files(&checkpoints).iter().map(|f| f.metadata().unwrap().len()).max().unwrap();
+
+    // The resumed run's first checkpoint cannot be written whole.
+    let full = small_run_on_a_small_disk(&runs, "full", &["--epochs", "4", "--resume"], largest / 2);
+    let stderr = String::from_utf8_lossy(&full.stderr);
+    assert_eq!(full.status.code(), Some(1), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(stderr.contains(checkpoints.to_str().unwrap()), "the error names the file: {stderr}");
+    assert!(stderr.contains("space"), "the error says what to do: {stderr}");
+    let stray: Vec<_> = walk_files(&dir)
+        .into_iter()
+        .filter(|f| f.to_string_lossy().contains(morphogen::checkpoint::TEMP_PREFIX))
+        .collect();
+    assert!(stray.is_empty(), "half-written files left behind: {stray:?}");
+
+    // Nothing saved before was lost: the run resumes from epoch 2 and finishes.
+    let resumed = small_run(&runs, "full", &["--epochs", "4", "--resume"]);
+    let stderr = String::from_utf8_lossy(&resumed.stderr);
+    assert!(resumed.status.success(), "{stderr}");
+    assert!(stderr.contains("resumed after epoch 2"), "{stderr}");
+    assert_eq!(epochs_in(&dir, "metrics.jsonl"), [1, 2, 3, 4]);
+    std::fs::remove_dir_all(&runs).ok();
+}
+
+/// Every file under `dir`, recursively.
+fn walk_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().map(Result::unwrap) {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(walk_files(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}

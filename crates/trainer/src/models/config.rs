@@ -94,6 +94,10 @@ pub struct ModelConfig {
     pub graft_ramp_steps: u32,
     /// Use morphogen's CubeCL kernels where the backend has them (`LifecycleConfig::kernels`).
     pub kernels: bool,
+    /// Measure seed telemetry on one training pass in this many (`LifecycleConfig::telemetry_every`):
+    /// 1 measures every pass; 4 costs a quarter as much on a GPU, the per-epoch means then
+    /// coming from a quarter of the batches.
+    pub telemetry_every: usize,
 }
 
 impl Default for ModelConfig {
@@ -112,6 +116,7 @@ impl Default for ModelConfig {
             embargo_epochs: 2,
             graft_ramp_steps: 100,
             kernels: true,
+            telemetry_every: 1,
         }
     }
 }
@@ -133,6 +138,7 @@ impl ModelConfig {
             ("context", self.context),
             ("num_seeds", self.num_seeds),
             ("graft_ramp_steps", self.graft_ramp_steps as usize),
+            ("telemetry_every", self.telemetry_every),
         ];
         if let Some((field, _)) = sizes.iter().find(|(_, size)| *size == 0) {
             return Err(bad(field, "use a positive number"));
@@ -157,7 +163,12 @@ impl ModelConfig {
         Ok(SeedOptions::new()
             .with_blueprints(blueprints)
             .with_strategies(StrategyRegistry::from_config(&grafting)?)
-            .with_lifecycle(LifecycleConfig::new().with_embargo_epochs(self.embargo_epochs).with_kernels(self.kernels)))
+            .with_lifecycle(
+                LifecycleConfig::new()
+                    .with_embargo_epochs(self.embargo_epochs)
+                    .with_kernels(self.kernels)
+                    .with_telemetry_every(self.telemetry_every),
+            ))
     }
 
     /// Seeds for a layer with `outputs` output features or channels: the configured count, at
