@@ -33,7 +33,7 @@ pub use groups::{group_of, layer_groups, LayerGroup};
 pub use layers::{EpochLayers, LayerColumns, LayersLog};
 pub use page::{live_page, report_page, write_report, STAGE_COLORS};
 pub use run::{Run, RunSet, RUN_FILES};
-pub use server::{router, Server};
+pub use server::{router, Server, CONNECTION_LIMIT, HEADER_TIMEOUT, MAX_REQUEST_HEAD};
 pub use tail::{FileState, JsonlTail, Record};
 pub use view::{
     heatmaps, lattice, lifecycle, EventFilter, EventRow, Heatmap, LatticeLayer, RunView, SeedEpoch, SeedLifecycle,

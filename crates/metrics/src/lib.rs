@@ -11,7 +11,7 @@
 
 mod server;
 
-pub use server::{serve, MetricsServer};
+pub use server::{serve, MetricsServer, TIMEOUT};
 
 use morphogen_contracts::{GlobalMetrics, LayerState, Stage, TransitionEvent};
 use morphogen_trainer::{ErrorKind, Observer, Resources, StageCounts};

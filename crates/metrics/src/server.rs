@@ -1,17 +1,18 @@
-//! A tiny HTTP/1.1 server for `GET /metrics`: one background thread, one connection at a time,
-//! every read and write under a timeout, so a bad or slow client costs at most a few seconds
-//! and never a panic.
+//! A tiny HTTP/1.1 server for `GET /metrics`: one background thread, one connection at a time.
+//! A request must arrive whole within [`TIMEOUT`] (however slowly its bytes trickle in) and
+//! writes time out too, so a bad or slow client costs at most a few seconds and never a panic.
 
 use crate::MetricsObserver;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The content type of the exposition `prometheus-client` writes.
 const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 /// Requests larger than this are refused (a scrape request is a few hundred bytes).
 const MAX_REQUEST: usize = 8192;
-const TIMEOUT: Duration = Duration::from_secs(2);
+/// The longest a client may take to send its request, and to take each write of the answer.
+pub const TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A running metrics endpoint. The thread serves until the process ends.
 #[derive(Debug)]
@@ -46,11 +47,16 @@ pub fn serve(addr: impl ToSocketAddrs, metrics: MetricsObserver) -> std::io::Res
 }
 
 fn handle(mut stream: TcpStream, metrics: &MetricsObserver) -> std::io::Result<()> {
-    stream.set_read_timeout(Some(TIMEOUT))?;
     stream.set_write_timeout(Some(TIMEOUT))?;
+    let deadline = Instant::now() + TIMEOUT;
     let mut request = Vec::new();
     let mut buf = [0u8; 1024];
     while !request.windows(4).any(|w| w == b"\r\n\r\n") && !request.windows(2).any(|w| w == b"\n\n") {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return respond(&mut stream, "408 Request Timeout", "text/plain", "request too slow\n", true);
+        }
+        stream.set_read_timeout(Some(left))?;
         let n = stream.read(&mut buf)?;
         if n == 0 {
             break;

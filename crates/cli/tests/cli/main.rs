@@ -6,6 +6,7 @@ mod dashboard;
 mod flags;
 mod info_and_bench;
 mod kill;
+mod load;
 mod metrics;
 mod tracing;
 mod train;

@@ -110,6 +110,31 @@ fn http_endpoint_serves_metrics_and_survives_bad_requests() {
 }
 
 #[test]
+fn a_client_trickling_its_request_is_cut_off_at_the_deadline_and_scrapes_go_on() {
+    let server = serve("127.0.0.1:0", MetricsObserver::new()).expect("bind loopback");
+    let addr = server.local_addr();
+    let mut slow = TcpStream::connect(addr).unwrap();
+    let started = std::time::Instant::now();
+    slow.write_all(b"GET /metrics HTTP/1.1\r\n").unwrap();
+    // One header byte every 100 ms: each read is quick, the request never completes.
+    while started.elapsed() < morphogen_metrics::TIMEOUT * 3 && slow.write_all(b"X").is_ok() {
+        std::thread::sleep(Duration::from_millis(100));
+        slow.set_nonblocking(true).unwrap();
+        let mut reply = [0u8; 64];
+        let answered = matches!(slow.read(&mut reply), Ok(n) if n > 0);
+        slow.set_nonblocking(false).unwrap();
+        if answered {
+            assert!(String::from_utf8_lossy(&reply).starts_with("HTTP/1.1 408"));
+            break;
+        }
+    }
+    let cut_off = started.elapsed();
+    assert!(cut_off < morphogen_metrics::TIMEOUT * 2, "still held after {cut_off:?}");
+    let (status, _) = get(addr, "/metrics").unwrap();
+    assert_eq!(status, 200, "the next scrape is served");
+}
+
+#[test]
 fn measured_layers_set_exact_per_layer_counts_and_feed_the_alpha_histogram() {
     use morphogen_contracts::{LayerHealthReport, LayerState, SeedInfo, Stage};
     let seed = |id: usize, stage: Stage, alpha: f32| SeedInfo {
