@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 
 /// Concurrent clients.
 const CLIENTS: usize = 100;
+/// How often the live page asks for news (`setTimeout(poll, 1000)` in `app.js`).
+const PAGE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// How long the clients poll.
 fn load_duration() -> Duration {
@@ -85,11 +87,14 @@ where
     })
 }
 
-/// A client as the live page polls: the whole view first, then `?since=` the version it holds
-/// (answered "unchanged" until the run grows).
+/// A client as the live page polls: the whole view first, then every second `?since=` the
+/// version it holds (answered "unchanged" until the run grows).
 fn page_client(run: &str) -> impl FnMut(&str) -> String + '_ {
     let mut version: Option<u64> = None;
     move |last| {
+        if !last.is_empty() {
+            std::thread::sleep(PAGE_INTERVAL);
+        }
         // The first `"version":` of a view or an "unchanged" answer is the run's (a whole view is
         // megabytes: parsing it all would make the clients, not the server, the bottleneck).
         let digits = last.split_once("\"version\":").map(|(_, rest)| rest.trim_start());
@@ -110,7 +115,7 @@ fn rss_kib(pid: u32) -> u64 {
     status.lines().find_map(|l| l.strip_prefix("VmRSS:")?.split_whitespace().next()?.parse().ok()).unwrap()
 }
 
-/// Appends, every 200 ms until `until`, the next line of each of `source`'s logs that `dir`'s
+/// Appends, every second until `until` (an epoch a second: a fast run), the next line of each of `source`'s logs that `dir`'s
 /// copy does not have yet: the run keeps growing as a training run's would.
 fn grow_logs(source: &Path, dir: &Path, until: Instant) {
     let logs = ["metrics.jsonl", "events.jsonl", "layers.jsonl"];
@@ -128,7 +133,7 @@ fn grow_logs(source: &Path, dir: &Path, until: Instant) {
                 *next += 1;
             }
         }
-        std::thread::sleep(Duration::from_millis(200));
+        std::thread::sleep(Duration::from_secs(1));
     }
 }
 
@@ -150,6 +155,8 @@ fn a_hundred_clients_poll_the_dashboard_of_a_growing_ten_thousand_seed_run() {
     });
     let after = rss_kib(pid);
     eprintln!("{}", polled.summary("dashboard", started.elapsed().as_secs_f64()));
+    let (_, view) = server.get(&format!("/api/runs/{name}/view"));
+    eprintln!("the whole view at the end: {} KiB", view.len() / 1024);
     eprintln!("dashboard resident memory: {before} KiB before, {after} KiB after");
     assert!(polled.failures.is_empty(), "{} failed, first: {:?}", polled.failures.len(), polled.failures.first());
     assert!(polled.latencies.len() >= CLIENTS, "every client was answered at least once");
