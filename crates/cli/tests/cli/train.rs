@@ -302,7 +302,47 @@ fn a_full_disk_stops_the_run_naming_the_file_and_the_saved_checkpoint_survives()
     std::fs::remove_dir_all(&runs).ok();
 }
 
-/// Every file under `dir`, recursively.
+#[test]
+fn a_run_folder_that_is_not_writable_stops_the_run_and_keeps_its_checkpoints() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let runs = scratch("train-read-only");
+    let first = small_run(&runs, "ro", &["--epochs", "2"]);
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    let dir = runs.join("ro");
+    let saved_before = walk_files(&dir.join("checkpoints"));
+
+    // Root ignores permissions: as root the resumed run drops to `nobody`, for whom the folder
+    // (root's, mode 755) is read-only; anyone else gets the folder's write bits taken away.
+    let root = unsafe { libc::geteuid() } == 0;
+    let writable = |on: bool| {
+        for folder in [dir.clone(), dir.join("checkpoints")] {
+            std::fs::set_permissions(folder, std::fs::Permissions::from_mode(if on { 0o755 } else { 0o555 })).unwrap();
+        }
+    };
+    writable(false);
+    let mut command = crate::common::morphogen();
+    command.args(["train", "--runs-dir", runs.to_str().unwrap(), "--name", "ro", "--quiet", "--resume"]);
+    command.args(["--train-subset", "400", "--valid-subset", "100", "--batch-size", "100", "--epochs", "4"]);
+    if root {
+        command.uid(65534).gid(65534);
+    }
+    let refused = command.output().expect("the morphogen binary runs");
+    writable(true);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(stderr.contains(dir.to_str().unwrap()) && stderr.contains("not writable"), "{stderr}");
+    assert_eq!(walk_files(&dir.join("checkpoints")), saved_before, "the checkpoints are as they were");
+
+    let resumed = small_run(&runs, "ro", &["--epochs", "4", "--resume"]);
+    let stderr = String::from_utf8_lossy(&resumed.stderr);
+    assert!(resumed.status.success() && stderr.contains("resumed after epoch 2"), "{stderr}");
+    assert_eq!(epochs_in(&dir, "metrics.jsonl"), [1, 2, 3, 4]);
+    std::fs::remove_dir_all(&runs).ok();
+}
+
+/// Every file under `dir`, recursively, sorted.
 fn walk_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut files = Vec::new();
     for entry in std::fs::read_dir(dir).unwrap().map(Result::unwrap) {
@@ -313,5 +353,6 @@ fn walk_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
             files.push(path);
         }
     }
+    files.sort();
     files
 }
