@@ -40,10 +40,10 @@ struct Handlers {
 
 type Shared = Arc<Handlers>;
 
-/// A run's view as JSON, and what it was made from: the run's version and its count of metric
-/// records (a run folder replaced under the same name starts its version again).
+/// A run's view as JSON, and the run's version it was made from (a run's version only grows:
+/// the set keeps each run it found for the life of the server).
 struct CachedView {
-    made_from: (u64, usize),
+    version: u64,
     json: Bytes,
 }
 
@@ -122,10 +122,15 @@ fn refreshed(shared: &Shared) -> MutexGuard<'_, RunSet> {
 }
 
 fn json<T: Serialize>(value: &T) -> Response {
-    match serde_json::to_string(value) {
-        Ok(body) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
+    match serde_json::to_vec(value) {
+        Ok(body) => json_body(body.into()),
         Err(e) => not_found(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
+}
+
+/// A 200 answer carrying `body`, JSON already.
+fn json_body(body: Bytes) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 fn not_found(status: StatusCode, error: String) -> Response {
@@ -177,21 +182,19 @@ async fn run_view(State(shared): State<Shared>, Path(name): Path<String>, Query(
     if q.since == Some(run.version()) {
         return json(&serde_json::json!({ "unchanged": true, "version": run.version() }));
     }
-    let made_from = (run.version(), run.metrics().len());
+    let version = run.version();
     let mut views = shared.views.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    let cached = views.get(&name).filter(|view| view.made_from == made_from);
-    let body = match cached {
-        Some(view) => view.json.clone(),
-        None => match serde_json::to_vec(&RunView::live(run)) {
-            Ok(json) => {
-                let json = Bytes::from(json);
-                views.insert(name, CachedView { made_from, json: json.clone() });
-                json
-            }
-            Err(e) => return not_found(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-        },
-    };
-    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+    if let Some(view) = views.get(&name).filter(|view| view.version == version) {
+        return json_body(view.json.clone());
+    }
+    match serde_json::to_vec(&RunView::live(run)) {
+        Ok(json) => {
+            let json = Bytes::from(json);
+            views.insert(name, CachedView { version, json: json.clone() });
+            json_body(json)
+        }
+        Err(e) => not_found(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
 }
 
 async fn run_events(

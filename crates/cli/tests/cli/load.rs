@@ -4,10 +4,9 @@
 //! `MORPHOGEN_LOAD_SECONDS=60` is the long version (`docs/reliability.md`).
 
 use crate::common::http::try_request;
-use crate::common::{morphogen, scratch, Dashboard};
-use std::io::{BufRead, BufReader, Write};
+use crate::common::{scratch, Dashboard, MetricsRun};
+use std::io::Write;
 use std::path::Path;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 /// Concurrent clients.
@@ -169,26 +168,11 @@ fn a_hundred_clients_poll_the_dashboard_of_a_growing_ten_thousand_seed_run() {
 #[test]
 fn a_hundred_clients_scrape_the_metrics_of_a_training_run() {
     let runs = scratch("load-metrics");
-    let mut child = morphogen()
-        .args(["train", "--train-subset", "2000", "--valid-subset", "200", "--epochs", "1000", "--batch-size", "50"])
-        .args(["--name", "load", "--quiet", "--metrics-addr", "127.0.0.1:0", "--runs-dir"])
-        .arg(&runs)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the binary runs");
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = lines
-        .by_ref()
-        .map_while(Result::ok)
-        .find_map(|l| Some(l.strip_prefix("metrics: http://")?.strip_suffix("/metrics")?.to_string()))
-        .expect("the run prints its metrics address");
-    std::thread::spawn(move || lines.for_each(drop));
+    let mut run = MetricsRun::start(&runs, "load", 1000);
     let started = Instant::now();
-    let polled = poll(&addr, load_duration(), |_| |_: &str| "/metrics".to_string());
-    let running = child.try_wait().unwrap().is_none();
-    child.kill().ok();
-    child.wait().ok();
+    let polled = poll(&run.addr.to_string(), load_duration(), |_| |_: &str| "/metrics".to_string());
+    let running = run.alive();
+    drop(run);
     std::fs::remove_dir_all(&runs).ok();
     eprintln!("{}", polled.summary("metrics", started.elapsed().as_secs_f64()));
     assert!(running, "training went on under the load");

@@ -1,20 +1,9 @@
 //! `morphogen train --metrics-addr`: the exporter is up during a real run and fed by it.
 
-use crate::common::{morphogen, scratch};
-use std::io::{BufRead, BufReader, Read, Write};
+use crate::common::{morphogen, scratch, MetricsRun};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
-
-/// Kills the run however the test ends.
-struct Run(Child);
-
-impl Drop for Run {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn get(addr: SocketAddr, target: &str) -> std::io::Result<String> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
@@ -32,23 +21,8 @@ fn sample(text: &str, name: &str) -> Option<f64> {
 #[test]
 fn training_feeds_the_metrics_endpoint() {
     let runs = scratch("metrics");
-    let mut run = Run(morphogen()
-        .args(["train", "--train-subset", "2000", "--valid-subset", "200", "--epochs", "20", "--batch-size", "50"])
-        .args(["--name", "metrics", "--quiet", "--metrics-addr", "127.0.0.1:0", "--runs-dir"])
-        .arg(&runs)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the binary runs"));
-    let stderr = BufReader::new(run.0.stderr.take().unwrap());
-    let mut lines = stderr.lines();
-    let addr: SocketAddr = lines
-        .by_ref()
-        .map_while(Result::ok)
-        .find_map(|l| l.strip_prefix("metrics: http://")?.strip_suffix("/metrics")?.parse().ok())
-        .expect("the run prints its metrics address");
-    // keep draining stderr so the run never blocks on a full pipe
-    std::thread::spawn(move || lines.for_each(drop));
+    let run = MetricsRun::start(&runs, "metrics", 20);
+    let addr = run.addr;
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut last = String::new();
     while Instant::now() < deadline {

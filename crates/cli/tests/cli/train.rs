@@ -1,6 +1,6 @@
 //! `morphogen train` end to end on a small subset of the real Fashion-MNIST.
 
-use crate::common::{run, scratch};
+use crate::common::{morphogen, run, scratch};
 
 #[test]
 fn train_writes_a_complete_run_folder() {
@@ -61,11 +61,16 @@ fn a_missing_data_folder_says_how_to_install_the_package() {
 }
 
 /// `morphogen train` of run `name` in `runs` on 400 images, batches of 100, with `extra` flags.
+fn small_run_command(runs: &std::path::Path, name: &str, extra: &[&str]) -> std::process::Command {
+    let mut command = morphogen();
+    command.args(["train", "--runs-dir", runs.to_str().unwrap(), "--name", name, "--quiet"]);
+    command.args(["--train-subset", "400", "--valid-subset", "100", "--batch-size", "100"]).args(extra);
+    command
+}
+
+/// [`small_run_command`] run to the end.
 fn small_run(runs: &std::path::Path, name: &str, extra: &[&str]) -> std::process::Output {
-    let mut args = vec!["train", "--runs-dir", runs.to_str().unwrap(), "--name", name, "--quiet"];
-    args.extend_from_slice(&["--train-subset", "400", "--valid-subset", "100", "--batch-size", "100"]);
-    args.extend_from_slice(extra);
-    run(&args)
+    small_run_command(runs, name, extra).output().expect("the morphogen binary runs")
 }
 
 #[test]
@@ -254,9 +259,7 @@ fn small_run_on_a_small_disk(
     max_file_bytes: u64,
 ) -> std::process::Output {
     use std::os::unix::process::CommandExt;
-    let mut command = crate::common::morphogen();
-    command.args(["train", "--runs-dir", runs.to_str().unwrap(), "--name", name, "--quiet"]);
-    command.args(["--train-subset", "400", "--valid-subset", "100", "--batch-size", "100"]).args(extra);
+    let mut command = small_run_command(runs, name, extra);
     // SAFETY: between fork and exec only async-signal-safe calls (signal, setrlimit).
     unsafe {
         command.pre_exec(move || {
@@ -328,9 +331,7 @@ fn a_run_folder_that_is_not_writable_stops_the_run_and_keeps_its_checkpoints() {
         }
     };
     writable(false);
-    let mut command = crate::common::morphogen();
-    command.args(["train", "--runs-dir", runs.to_str().unwrap(), "--name", "ro", "--quiet", "--resume"]);
-    command.args(["--train-subset", "400", "--valid-subset", "100", "--batch-size", "100", "--epochs", "4"]);
+    let mut command = small_run_command(&runs, "ro", &["--epochs", "4", "--resume"]);
     if root {
         command.uid(65534).gid(65534);
     }

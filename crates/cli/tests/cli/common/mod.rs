@@ -104,5 +104,49 @@ impl Drop for Dashboard {
     }
 }
 
+/// `morphogen train` of the MLP on 2,000 Fashion-MNIST images (batches of 50) into `<runs>/<name>`
+/// for `epochs` epochs, serving its metrics on a free loopback port; killed on drop.
+pub struct MetricsRun {
+    child: Child,
+    /// Where `GET /metrics` answers.
+    pub addr: std::net::SocketAddr,
+}
+
+impl MetricsRun {
+    /// Starts the run and waits for the line with the metrics address.
+    pub fn start(runs: &Path, name: &str, epochs: u32) -> Self {
+        let mut child = morphogen()
+            .args(["train", "--train-subset", "2000", "--valid-subset", "200", "--batch-size", "50"])
+            .args(["--epochs", &epochs.to_string(), "--name", name, "--quiet", "--metrics-addr", "127.0.0.1:0"])
+            .arg("--runs-dir")
+            .arg(runs)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the binary runs");
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let addr = lines
+            .by_ref()
+            .map_while(Result::ok)
+            .find_map(|l| l.strip_prefix("metrics: http://")?.strip_suffix("/metrics")?.parse().ok())
+            .expect("the run prints its metrics address");
+        // Keep draining stderr so the run never blocks on a full pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+        Self { child, addr }
+    }
+
+    /// Whether the training process is still running.
+    pub fn alive(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+}
+
+impl Drop for MetricsRun {
+    fn drop(&mut self) {
+        self.child.kill().ok();
+        self.child.wait().ok();
+    }
+}
+
 /// The stage colours of the page, by stage code.
 pub const STAGE_COLORS: [[u8; 3]; 11] = morphogen_dashboard::STAGE_COLORS;
