@@ -1,6 +1,7 @@
 //! What can go wrong, and the exit code each failure gives.
 
 use morphogen::burn::tensor::backend::ExecutionError;
+use morphogen::trainer::TrainError;
 use morphogen::MorphogenError;
 use std::path::PathBuf;
 
@@ -39,7 +40,7 @@ pub enum CliError {
     },
     /// Training stopped.
     #[error(transparent)]
-    Train(#[from] morphogen::trainer::TrainError),
+    Train(#[from] TrainError),
     /// A feature flag command failed.
     #[error(transparent)]
     Flags(#[from] morphogen_flags::FlagError),
@@ -66,7 +67,8 @@ impl CliError {
         match self {
             CliError::BackendNotBuilt { .. } | CliError::Config { .. } => 2,
             CliError::Engine(MorphogenError::InvalidConfig { .. }) => 2,
-            CliError::Train(morphogen::trainer::TrainError::TaskMismatch { .. }) => 2,
+            CliError::Train(TrainError::TaskMismatch { .. }) => 2,
+            CliError::Train(TrainError::Morphogen(MorphogenError::InvalidConfig { .. })) => 2,
             CliError::Flags(error) if error.is_user_error() => 2,
             CliError::Dashboard(error) if error.is_user_error() => 2,
             // The shell's convention for a process ended by a signal.

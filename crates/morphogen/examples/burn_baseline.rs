@@ -1,11 +1,11 @@
-//! The Burn-only baseline of `docs/benchmarks.md`: the ResNet and transformer presets' host
+//! The Burn-only baseline of `docs/benchmarks.md`: the CNN, ResNet and transformer presets' host
 //! networks written with plain `burn::nn` layers (no seeds, nothing of morphogen's in the step)
 //! and trained by the simplest Burn loop: data resident on the device, batches gathered there,
 //! Adam, no host read until the epoch ends. What `morphogen train` costs beyond this is ours;
 //! what this costs beyond PyTorch is Burn's.
 //!
 //! Run: `cargo run --release -p morphogen --example burn_baseline [--features cuda] -- resnet 3`
-//! (or `transformer`; then optionally the epochs, default 3, and how many examples of each split
+//! (or `cnn`, `transformer`; then optionally the epochs, default 3, and how many examples of each split
 //! to use, default all). Fashion-MNIST comes from
 //! `MORPHOGEN_FASHION_MNIST` or Debian's folder, Shakespeare from `MORPHOGEN_SHAKESPEARE` or
 //! `data/shakespeare/texts`; CubeCL's kernels are kept in `MORPHOGEN_KERNEL_CACHE` when set.
@@ -17,7 +17,7 @@ use morphogen::burn::nn::attention::{
 };
 use morphogen::burn::nn::conv::{Conv2d, Conv2dConfig};
 use morphogen::burn::nn::loss::CrossEntropyLossConfig;
-use morphogen::burn::nn::pool::{AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig};
+use morphogen::burn::nn::pool::{AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig, MaxPool2d, MaxPool2dConfig};
 use morphogen::burn::nn::{
     BatchNorm, BatchNormConfig, Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig,
     PaddingConfig2d,
@@ -50,18 +50,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         morphogen::persist_kernel_caches(dir.as_ref());
     }
     let device = Default::default();
-    match args.first().map(String::as_str) {
-        Some("resnet") | None => {
+    match args.first().map_or("resnet", String::as_str) {
+        preset @ ("resnet" | "cnn") => {
             let dir = std::env::var("MORPHOGEN_FASHION_MNIST").unwrap_or(FASHION_MNIST_DIR.into());
             let (train, valid) = fashion_mnist(dir.as_ref())?;
             let upload = |set: &morphogen::trainer::ImageSet| {
                 let labels = set.labels.iter().map(|&l| l as i64).collect();
                 (set.images.clone(), [set.labels.len(), set.pixels()], labels)
             };
-            let model = ResNet::new(config.width, train.classes, &device);
-            run(model, upload(&train.take(limit)), upload(&valid.take(limit)), epochs, &device);
+            let classes = train.classes;
+            let (train, valid) = (upload(&train.take(limit)), upload(&valid.take(limit)));
+            match preset {
+                "cnn" => run(Cnn::new(config.channels, classes, &device), train, valid, epochs, &device),
+                _ => run(ResNet::new(config.width, classes, &device), train, valid, epochs, &device),
+            }
         }
-        Some("transformer") => {
+        "transformer" => {
             let dir = std::env::var("MORPHOGEN_SHAKESPEARE").unwrap_or(SHAKESPEARE_DIR.into());
             let corpus = TextCorpus::read(dir.as_ref())?;
             let (train, valid) = corpus.split(config.context, 0.1)?;
@@ -74,7 +78,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let model = Transformer::new(&config, corpus.vocabulary.len(), &device);
             run(model, upload(&train.take(limit)), upload(&valid.take(limit)), epochs, &device);
         }
-        Some(other) => return Err(format!("unknown model `{other}`: use resnet or transformer").into()),
+        other => return Err(format!("unknown model `{other}`: use cnn, resnet or transformer").into()),
     }
     Ok(())
 }
@@ -194,6 +198,36 @@ fn typical(times: &[f64]) -> String {
     let mut later = times.get(1..).filter(|t| !t.is_empty()).unwrap_or(times).to_vec();
     later.sort_by(f64::total_cmp);
     format!("typical epoch {:.3} s", later[later.len() / 2])
+}
+
+/// The CNN preset's host: two 3x3 convs, each followed by ReLU and 2x2 max pooling, then a head.
+#[derive(Module, Debug)]
+struct Cnn<B: Backend> {
+    conv1: Conv2d<B>,
+    conv2: Conv2d<B>,
+    pool: MaxPool2d,
+    head: Linear<B>,
+}
+
+impl<B: Backend> Cnn<B> {
+    fn new([c1, c2]: [usize; 2], classes: usize, device: &B::Device) -> Self {
+        let same = |io| Conv2dConfig::new(io, [3, 3]).with_padding(PaddingConfig2d::Same).init(device);
+        Self {
+            conv1: same([1, c1]),
+            conv2: same([c1, c2]),
+            pool: MaxPool2dConfig::new([2, 2]).with_strides([2, 2]).init(),
+            head: LinearConfig::new(c2 * 7 * 7, classes).init(device),
+        }
+    }
+}
+
+impl<B: Backend> Net<B> for Cnn<B> {
+    fn logits(&self, inputs: Tensor<B, 2>) -> Tensor<B, 2> {
+        let n = inputs.dims()[0];
+        let x = self.pool.forward(relu(self.conv1.forward(inputs.reshape([n, 1, 28, 28]))));
+        let x = self.pool.forward(relu(self.conv2.forward(x)));
+        self.head.forward(x.flatten(1, 3))
+    }
 }
 
 /// The ResNet preset's host: a 3x3 stem, three stages of two residual blocks, pooling, a head.

@@ -15,6 +15,7 @@ mod flops;
 mod models;
 mod resources;
 mod rules;
+mod run_config;
 mod signals;
 mod task;
 mod tasks;
@@ -31,6 +32,7 @@ pub use models::{
 };
 pub use resources::{process_rss_bytes, LayerResources, Resources};
 pub use rules::RollbackRule;
+pub use run_config::{RunConfig, RunSection, DEFAULT_RUN_NAME};
 pub use signals::Signals;
 pub use task::{StepOutput, Task, TaskData, TaskModel};
 pub use tasks::{ImageBatch, ImageClassification, ImageItem, NextCharacter, TextBatch, TextItem};

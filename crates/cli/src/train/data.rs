@@ -1,8 +1,8 @@
 //! The data a run trains and validates on: Fashion-MNIST images or the windows of a text
 //! corpus, cut to the configured subsets.
 
-use super::config::RunConfig;
 use crate::error::CliError;
+use morphogen::trainer::RunConfig;
 use morphogen::trainer::{fashion_mnist, ImageClassification, NextCharacter, TaskData, TextCorpus};
 
 /// The training and validation images of `config`, cut to its subsets.

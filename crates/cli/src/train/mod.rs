@@ -21,14 +21,14 @@ mod summary;
 use crate::backend;
 use crate::error::CliError;
 use args::TrainArgs;
-use config::RunConfig;
+
 use progress::RunMode;
 use run::Training;
 
 /// `morphogen train`.
 pub fn train(args: &TrainArgs) -> Result<(), CliError> {
     let started = std::time::Instant::now();
-    let config = RunConfig::resolve(args)?;
+    let config = config::resolve(args)?;
     let metrics = exporters::serve_metrics(args)?;
     // Flushed when dropped, after training.
     let _tracing = exporters::install_tracing(args)?;

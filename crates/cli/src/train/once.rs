@@ -1,13 +1,13 @@
 //! One training run with Adam, and what it produced: the step `morphogen train` and every run
 //! of `morphogen bench growth` share.
 
-use super::config::RunConfig;
 use crate::error::CliError;
 use morphogen::burn::module::{AutodiffModule, Module, ModuleVisitor, Param};
 use morphogen::burn::optim::AdamConfig;
 use morphogen::burn::tensor::backend::{AutodiffBackend, Backend};
 use morphogen::burn::tensor::Tensor;
 use morphogen::controller::Controller;
+use morphogen::trainer::RunConfig;
 use morphogen::trainer::{EventLog, Observer, Stopped, Task, TaskData, TaskModel, Trainer};
 use morphogen::{GlobalMetrics, SeededModel, Stage, TransitionEvent};
 use std::sync::atomic::AtomicBool;

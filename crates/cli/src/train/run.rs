@@ -1,7 +1,6 @@
 //! One `morphogen train` run on a backend: the data (its shape or vocabulary sizes the model),
 //! the preset model, the run folder, training and the results.
 
-use super::config::RunConfig;
 use super::data::{image_data, text_data};
 use super::once::{train_once, Lifetime};
 use super::progress::{Progress, RunMode};
@@ -14,6 +13,7 @@ use crate::error::CliError;
 use morphogen::burn::data::dataset::Dataset;
 use morphogen::burn::module::AutodiffModule;
 use morphogen::burn::tensor::backend::AutodiffBackend;
+use morphogen::trainer::RunConfig;
 use morphogen::trainer::{ErrorKind, ModelKind, Observer, Stopped, Task, TaskData, TaskModel};
 use morphogen::SeededModel;
 use morphogen_metrics::{Borrowed, Both, MetricsObserver};

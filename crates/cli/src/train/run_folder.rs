@@ -1,12 +1,12 @@
 //! The run folder `<runs-dir>/<name>/`: the files `morphogen train` writes (the config, the
 //! event, metric and per-seed logs, the final model; checkpoints go to `checkpoints/`).
 
-use super::config::RunConfig;
 use crate::error::CliError;
 use morphogen::burn::module::Module;
 use morphogen::burn::record::{FullPrecisionSettings, NamedMpkFileRecorder};
 use morphogen::burn::tensor::backend::Backend;
 use morphogen::trainer::EventLog;
+use morphogen::trainer::RunConfig;
 use std::path::{Path, PathBuf};
 
 /// A run's folder, created.

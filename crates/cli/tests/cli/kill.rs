@@ -4,10 +4,14 @@
 //! record by size, see [`final_tensors`]), `metrics.jsonl` and `layers.jsonl` line for line, `events.jsonl` record for
 //! record but for the wall-clock time.
 //!
+//! Each killed process serves its metrics; the step count it reports just before the kill, less
+//! the progress of the checkpoint the next process resumes from, is the work that kill cost
+//! (steps trained again).
+//!
 //! A few kills in CI; `MORPHOGEN_KILLS=100 cargo nextest run -p morphogen-cli kill` for the long
-//! version, which prints how many kills hit a resumed run.
+//! version, which prints how many kills hit a resumed run and the steps each kill cost.
 
-use crate::common::{morphogen, scratch};
+use crate::common::{morphogen, scratch, MetricsRun};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::path::{Path, PathBuf};
@@ -15,6 +19,10 @@ use std::time::Instant;
 
 /// Epochs of the run under test.
 const EPOCHS: &str = "5";
+
+/// Optimizer steps of one of its epochs (600 training images, batches of 50); a checkpoint is
+/// written at each epoch's end.
+const STEPS_PER_EPOCH: u64 = 12;
 
 /// `morphogen train` of a small run with an eager controller (seeds germinate, graft and are
 /// judged within the run) into `<runs>/<name>`.
@@ -38,11 +46,18 @@ fn command(runs: &Path, name: &str, resume: bool) -> std::process::Command {
     cmd
 }
 
+/// The step of the newest checkpoint in the run folder (`checkpoints/step-<step>[-<n>]`), if any.
+fn newest_step(run: &Path) -> Option<u64> {
+    let entries = std::fs::read_dir(run.join("checkpoints")).ok()?;
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.strip_prefix("step-")?.split('-').next()?.parse().ok())
+        .max()
+}
+
 /// Whether the run folder holds a checkpoint to resume from.
 fn has_checkpoint(run: &Path) -> bool {
-    std::fs::read_dir(run.join("checkpoints"))
-        .map(|entries| entries.flatten().any(|e| e.file_name().to_string_lossy().starts_with("step-")))
-        .unwrap_or(false)
+    newest_step(run).is_some()
 }
 
 /// The newest checkpoint's tensors by name. Every model tensor is compared bit for bit; the
@@ -98,24 +113,38 @@ fn a_run_killed_anywhere_and_resumed_ends_as_if_never_interrupted() {
     let whole_run = started.elapsed();
 
     let mut rng = StdRng::seed_from_u64(7);
-    let mut resumed = 0usize;
+    let (mut resumed, mut redone) = (0usize, Vec::new());
     for _ in 0..kills {
         let resume = has_checkpoint(&cut);
-        let mut child = command(&runs, "cut", resume).spawn().unwrap();
+        let from = newest_step(&cut).unwrap_or(0);
+        let mut run = MetricsRun::spawn(command(&runs, "cut", resume));
         // A fresh run is first let reach its first checkpoint, so every kill leaves progress.
         let waiting = Instant::now();
-        while !has_checkpoint(&cut) && child.try_wait().unwrap().is_none() {
+        while !has_checkpoint(&cut) && run.alive() {
             assert!(waiting.elapsed().as_secs() < 120, "no checkpoint within 120 s");
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
         std::thread::sleep(whole_run.mul_f64(rng.random_range(0.0..1.0)));
-        child.kill().ok();
-        child.wait().unwrap();
+        let steps = run.steps();
+        drop(run); // SIGKILL
+        if let Some(steps) = steps {
+            redone.push((from + steps).saturating_sub(newest_step(&cut).unwrap_or(0)));
+        }
         resumed += usize::from(resume);
     }
     let finish = command(&runs, "cut", has_checkpoint(&cut)).status().unwrap();
     assert!(finish.success(), "the run finishes after {kills} kills");
     eprintln!("{kills} kills, {resumed} of them in a resumed run; every resume recovered");
+    redone.sort_unstable();
+    if let Some(&most) = redone.last() {
+        let mean = redone.iter().sum::<u64>() as f64 / redone.len() as f64;
+        let median = redone[redone.len() / 2];
+        eprintln!(
+            "steps trained again per kill ({} kills measured): mean {mean:.1}, median {median}, most {most}",
+            redone.len()
+        );
+        assert!(most <= STEPS_PER_EPOCH, "a kill cost at most the epoch in progress");
+    }
 
     let (whole_tensors, cut_tensors) = (final_tensors(&whole), final_tensors(&cut));
     assert!(whole_tensors.len() > 2, "the checkpoint holds the model");

@@ -5,13 +5,14 @@ use super::enlarged::{enlarged, size, size_name};
 use super::meter::RunMeter;
 use crate::error::CliError;
 use crate::train::args::TrainArgs;
-use crate::train::config::RunConfig;
+use crate::train::config;
 use crate::train::data::{image_data, text_data};
 use crate::train::once::trainable_params;
 use crate::train::once::{train_once, Lifetime};
 use morphogen::burn::data::dataset::Dataset;
 use morphogen::burn::module::AutodiffModule;
 use morphogen::burn::tensor::backend::AutodiffBackend;
+use morphogen::trainer::RunConfig;
 use morphogen::trainer::{CountFlops, EventLog, ModelConfig, ModelKind, Task, TaskData, TaskModel};
 use morphogen::{MorphogenError, Score, SeededModel, Stage};
 use serde::Serialize;
@@ -66,7 +67,7 @@ pub struct RunRow {
 
 /// Runs the three variants of the run `args` describe `repeats` times on backend `B`.
 pub fn run<B: AutodiffBackend>(device: &B::Device, args: &TrainArgs, repeats: u64) -> Result<Comparison, CliError> {
-    let base = RunConfig::resolve(args)?;
+    let base = config::resolve(args)?;
     match base.model.kind {
         ModelKind::Mlp => Bench::<B, _, _>::new(&base, image_data(&base)?, ModelConfig::mlp, device).compare(repeats),
         ModelKind::Cnn => Bench::<B, _, _>::new(&base, image_data(&base)?, ModelConfig::cnn, device).compare(repeats),

@@ -115,11 +115,20 @@ pub struct MetricsRun {
 impl MetricsRun {
     /// Starts the run and waits for the line with the metrics address.
     pub fn start(runs: &Path, name: &str, epochs: u32) -> Self {
-        let mut child = morphogen()
+        let mut command = morphogen();
+        command
             .args(["train", "--train-subset", "2000", "--valid-subset", "200", "--batch-size", "50"])
-            .args(["--epochs", &epochs.to_string(), "--name", name, "--quiet", "--metrics-addr", "127.0.0.1:0"])
+            .args(["--epochs", &epochs.to_string(), "--name", name, "--quiet"])
             .arg("--runs-dir")
-            .arg(runs)
+            .arg(runs);
+        Self::spawn(command)
+    }
+
+    /// Starts `train_command` (a `morphogen train`) with a metrics server on a free loopback
+    /// port, and waits for the line with its address.
+    pub fn spawn(mut train_command: Command) -> Self {
+        let mut child = train_command
+            .args(["--metrics-addr", "127.0.0.1:0"])
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -133,6 +142,14 @@ impl MetricsRun {
         // Keep draining stderr so the run never blocks on a full pipe.
         std::thread::spawn(move || lines.for_each(drop));
         Self { child, addr }
+    }
+
+    /// Optimizer steps this process has taken, as its metrics say (none once it has exited).
+    pub fn steps(&self) -> Option<u64> {
+        let (_, body) = http::try_request(&self.addr.to_string(), "GET", "/metrics", None).ok()?;
+        body.lines()
+            .find_map(|l| l.strip_prefix("morphogen_steps_total ")?.trim().parse::<f64>().ok())
+            .map(|v| v as u64)
     }
 
     /// Whether the training process is still running.

@@ -1,0 +1,150 @@
+//! The configuration of a run as one TOML file: the `[run]`, `[model]`, `[trainer]` and
+//! `[controller]` tables, what `morphogen train --config` reads and writes into each run folder.
+//! A program of its own can read the same file with [`RunConfig::from_toml`].
+
+use crate::{ModelConfig, ModelKind, TaskKind, TrainError, TrainerConfig, FASHION_MNIST_DIR, SHAKESPEARE_DIR};
+use morphogen_controller::ControllerConfig;
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// Run-level settings: the `[run]` table.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RunSection {
+    /// Run name.
+    pub name: String,
+    /// What the model learns (default: the preset's task).
+    pub task: Option<TaskKind>,
+    /// Data folder (default: the task's, see [`RunSection::data_dir`]).
+    pub data: Option<PathBuf>,
+    /// Training examples used (0: all).
+    pub train_subset: usize,
+    /// Validation examples used (0: all).
+    pub valid_subset: usize,
+    /// Share of the text held out for validation (`--task lm`).
+    pub valid_fraction: f32,
+    /// Whether the controller may grow the model.
+    pub growth: bool,
+    /// Where run folders go.
+    pub runs_dir: PathBuf,
+}
+
+impl Default for RunSection {
+    fn default() -> Self {
+        Self {
+            name: DEFAULT_RUN_NAME.into(),
+            task: None,
+            data: None,
+            train_subset: 0,
+            valid_subset: 0,
+            valid_fraction: 0.1,
+            growth: true,
+            runs_dir: "runs".into(),
+        }
+    }
+}
+
+/// The run name when neither the config file nor `--name` gives one (for the MLP preset; other
+/// presets get `fashion-<preset>` or `shakespeare-transformer`).
+pub const DEFAULT_RUN_NAME: &str = "fashion-mlp";
+
+impl RunSection {
+    /// The data folder: the configured one, or the task's default.
+    pub fn data_dir(&self, task: TaskKind) -> PathBuf {
+        self.data.clone().unwrap_or_else(|| match task {
+            TaskKind::Classify => FASHION_MNIST_DIR.into(),
+            TaskKind::Lm => SHAKESPEARE_DIR.into(),
+        })
+    }
+}
+
+/// The whole configuration of a run, as read from TOML and written to the run folder.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RunConfig {
+    /// Run settings.
+    pub run: RunSection,
+    /// Host model.
+    pub model: ModelConfig,
+    /// Trainer.
+    pub trainer: TrainerConfig,
+    /// Controller.
+    pub controller: ControllerConfig,
+}
+
+impl RunConfig {
+    /// Turns growth on or off: off, the controller never germinates.
+    pub fn set_growth(&mut self, on: bool) {
+        self.run.growth = on;
+        if !on {
+            self.controller.max_germinations_per_epoch = 0;
+        }
+    }
+
+    /// What the model learns: the configured task, or the preset's.
+    pub fn task(&self) -> TaskKind {
+        self.run.task.unwrap_or(self.model.kind.task())
+    }
+
+    /// The data folder of this run's task.
+    pub fn data_dir(&self) -> PathBuf {
+        self.run.data_dir(self.task())
+    }
+
+    /// Parses the TOML text of a config file. Tables and keys left out keep their defaults;
+    /// unknown ones are refused. The result is not validated yet: see [`RunConfig::validate`].
+    pub fn from_toml(text: &str) -> Result<Self, toml::de::Error> {
+        toml::from_str(text)
+    }
+
+    /// Checks that the preset serves the task and that every table holds legal values.
+    pub fn validate(&self) -> Result<(), TrainError> {
+        self.model.kind.check_task(self.task())?;
+        self.model.validate()?;
+        self.trainer.validate()?;
+        self.controller.validate()?;
+        Ok(())
+    }
+
+    /// The run name a preset gets when neither the file nor the caller names the run:
+    /// `fashion-<preset>` for the image presets, `shakespeare-transformer` for the transformer.
+    pub fn default_name(kind: ModelKind) -> String {
+        match kind {
+            ModelKind::Mlp => DEFAULT_RUN_NAME.into(),
+            ModelKind::Transformer => "shakespeare-transformer".into(),
+            other => format!("fashion-{other:?}").to_lowercase(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RunConfig;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any text, and any one-byte change of the shipped config, is a config or a parse
+        /// error; a config that parses is validated without panicking.
+        #[test]
+        fn any_config_text_parses_or_is_refused(text in "(?s).{0,200}", flip in any::<prop::sample::Index>(), byte in any::<u8>()) {
+            let mut shipped = include_str!("../../../configs/small-host.toml").as_bytes().to_vec();
+            let i = flip.index(shipped.len());
+            shipped[i] = byte;
+            for text in [text, String::from_utf8_lossy(&shipped).into_owned()] {
+                if let Ok(config) = RunConfig::from_toml(&text) {
+                    let _ = config.validate();
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_seed_count_reads_under_its_old_name_too() {
+        for key in ["num_seeds", "seeds"] {
+            let config = RunConfig::from_toml(&format!("[model]\n{key} = 4\n")).unwrap();
+            assert_eq!(config.model.num_seeds, 4, "{key}");
+        }
+        let shipped = RunConfig::from_toml(include_str!("../../../configs/small-host.toml")).unwrap();
+        assert_eq!(shipped.model.num_seeds, 4);
+    }
+}
