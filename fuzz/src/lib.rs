@@ -8,7 +8,9 @@
 use morphogen::burn::backend::NdArray;
 use morphogen::burn::module::Module;
 use morphogen::burn::tensor::backend::Backend;
-use morphogen::checkpoint::{sha256_hex, Checkpoint, CheckpointDir, Snapshot, MANIFEST_FILE, MANIFEST_SUM_FILE, TENSOR_FILE};
+use morphogen::checkpoint::{
+    sha256_hex, Checkpoint, CheckpointDir, Snapshot, MANIFEST_FILE, MANIFEST_SUM_FILE, TENSOR_FILE,
+};
 use morphogen::{SeededLinear, SeededLinearConfig, SeededModel, Stage};
 use std::path::PathBuf;
 use std::sync::OnceLock;

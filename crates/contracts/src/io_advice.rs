@@ -11,9 +11,14 @@ pub fn io_advice(error: &std::io::Error) -> &'static str {
             "; out of disk space: free some space or choose a folder on another disk, then resume \
              (checkpoints already saved are intact)"
         }
-        ErrorKind::ReadOnlyFilesystem | ErrorKind::PermissionDenied => {
+        ErrorKind::ReadOnlyFilesystem => {
             "; the folder is not writable: make it writable or choose another one, then resume \
              (checkpoints already saved are intact)"
+        }
+        // Raised by reads too: the advice names both.
+        ErrorKind::PermissionDenied => {
+            "; permission denied: give this user read and write access to the folder or choose \
+             another one, then resume (checkpoints already saved are intact)"
         }
         _ => "",
     }
@@ -26,9 +31,13 @@ mod tests {
     #[test]
     fn full_and_read_only_disks_get_advice_and_other_errors_none() {
         // Linux errno values: ENOSPC, EDQUOT, EFBIG, EROFS, EACCES.
-        for (errno, words) in
-            [(28, "disk space"), (122, "disk space"), (27, "disk space"), (30, "not writable"), (13, "not writable")]
-        {
+        for (errno, words) in [
+            (28, "disk space"),
+            (122, "disk space"),
+            (27, "disk space"),
+            (30, "not writable"),
+            (13, "read and write access"),
+        ] {
             let advice = io_advice(&std::io::Error::from_raw_os_error(errno));
             assert!(advice.starts_with("; ") && advice.contains(words), "errno {errno}: {advice}");
         }

@@ -1,6 +1,6 @@
-//! Kill anywhere, lose nothing: `morphogen train` killed with SIGKILL at random moments (inside
-//! steps, checkpoint writes, log appends) and resumed each time ends exactly where the same run
-//! never interrupted ends: the final checkpoint's model tensors bit for bit (the optimizer's
+//! Kill anywhere, lose nothing: `morphogen train` killed with SIGKILL at random moments (in
+//! start-up, inside steps, checkpoint writes, log appends) and resumed each time ends exactly
+//! where the same run never interrupted ends: the final checkpoint's model tensors bit for bit (the optimizer's
 //! record by size, see [`final_tensors`]), `metrics.jsonl` and `layers.jsonl` line for line, `events.jsonl` record for
 //! record but for the wall-clock time.
 //!
@@ -15,10 +15,13 @@ use crate::common::{morphogen, scratch, MetricsRun};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-/// Epochs of the run under test.
-const EPOCHS: &str = "5";
+/// Epochs of the run under test: enough that `kills` kills, each costing the run about half an
+/// epoch of progress, do not finish it (at least 5).
+fn epochs(kills: usize) -> usize {
+    (kills * 2 / 5).max(5)
+}
 
 /// Optimizer steps of one of its epochs (600 training images, batches of 50); a checkpoint is
 /// written at each epoch's end.
@@ -26,7 +29,7 @@ const STEPS_PER_EPOCH: u64 = 12;
 
 /// `morphogen train` of a small run with an eager controller (seeds germinate, graft and are
 /// judged within the run) into `<runs>/<name>`.
-fn command(runs: &Path, name: &str, resume: bool) -> std::process::Command {
+fn command(runs: &Path, name: &str, epochs: usize, resume: bool) -> std::process::Command {
     let config = runs.join("eager.toml");
     std::fs::write(
         &config,
@@ -35,7 +38,8 @@ fn command(runs: &Path, name: &str, resume: bool) -> std::process::Command {
     )
     .unwrap();
     let mut cmd = morphogen();
-    cmd.args(["train", "--quiet", "--runs-dir", runs.to_str().unwrap(), "--name", name, "--epochs", EPOCHS])
+    cmd.args(["train", "--quiet", "--runs-dir", runs.to_str().unwrap(), "--name", name])
+        .args(["--epochs", &epochs.to_string()])
         .args(["--train-subset", "600", "--valid-subset", "200", "--batch-size", "50"])
         .args(["--config", config.to_str().unwrap()])
         .stdout(std::process::Stdio::null())
@@ -103,28 +107,46 @@ fn records(run: &Path, log: &str) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// Waits until `run` has taken a step (or exited, or `ready` holds); returns how long that took.
+fn until_training(run: &mut MetricsRun, ready: impl Fn() -> bool) -> Duration {
+    let waiting = Instant::now();
+    while !(ready() && run.steps().is_some_and(|steps| steps > 0)) && run.alive() {
+        assert!(waiting.elapsed().as_secs() < 120, "no training step within 120 s");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    waiting.elapsed()
+}
+
 #[test]
 fn a_run_killed_anywhere_and_resumed_ends_as_if_never_interrupted() {
     let kills: usize = std::env::var("MORPHOGEN_KILLS").ok().and_then(|k| k.parse().ok()).unwrap_or(4);
+    let epochs = epochs(kills);
     let runs = scratch("kill");
     let (whole, cut) = (runs.join("whole"), runs.join("cut"));
+    // The uninterrupted run, timed: its start-up (to the first step) and one epoch.
+    let mut run = MetricsRun::spawn(command(&runs, "whole", epochs, false));
+    let start_up = until_training(&mut run, || true);
     let started = Instant::now();
-    assert!(command(&runs, "whole", false).status().unwrap().success());
-    let whole_run = started.elapsed();
+    assert!(run.wait().success(), "the uninterrupted run finishes");
+    let epoch = started.elapsed() / epochs as u32;
 
     let mut rng = StdRng::seed_from_u64(7);
-    let (mut resumed, mut redone) = (0usize, Vec::new());
-    for _ in 0..kills {
+    let (mut resumed, mut in_start_up, mut redone) = (0usize, 0usize, Vec::new());
+    for kill in 0..kills {
         let resume = has_checkpoint(&cut);
         let from = newest_step(&cut).unwrap_or(0);
-        let mut run = MetricsRun::spawn(command(&runs, "cut", resume));
-        // A fresh run is first let reach its first checkpoint, so every kill leaves progress.
-        let waiting = Instant::now();
-        while !has_checkpoint(&cut) && run.alive() {
-            assert!(waiting.elapsed().as_secs() < 120, "no checkpoint within 120 s");
-            std::thread::sleep(std::time::Duration::from_millis(20));
+        let mut run = MetricsRun::spawn(command(&runs, "cut", epochs, resume));
+        if resume && kill % 4 == 3 {
+            // Every fourth kill lands in start-up: reading the checkpoint, superseding records.
+            std::thread::sleep(start_up.mul_f64(rng.random_range(0.0..1.0)));
+            in_start_up += 1;
+        } else {
+            // The others within an epoch and a half of training (steps, log appends, checkpoint
+            // writes); a fresh run is first let reach its first checkpoint, so every kill leaves
+            // progress.
+            until_training(&mut run, || has_checkpoint(&cut));
+            std::thread::sleep(epoch.mul_f64(rng.random_range(0.0..1.5)));
         }
-        std::thread::sleep(whole_run.mul_f64(rng.random_range(0.0..1.0)));
         let steps = run.steps();
         drop(run); // SIGKILL
         if let Some(steps) = steps {
@@ -132,9 +154,12 @@ fn a_run_killed_anywhere_and_resumed_ends_as_if_never_interrupted() {
         }
         resumed += usize::from(resume);
     }
-    let finish = command(&runs, "cut", has_checkpoint(&cut)).status().unwrap();
+    let finish = command(&runs, "cut", epochs, has_checkpoint(&cut)).status().unwrap();
     assert!(finish.success(), "the run finishes after {kills} kills");
-    eprintln!("{kills} kills, {resumed} of them in a resumed run; every resume recovered");
+    eprintln!(
+        "{kills} kills ({in_start_up} in start-up), {resumed} of them in a resumed run; every resume recovered; \
+         {epochs} epochs, start-up {start_up:.1?}, an epoch {epoch:.1?}"
+    );
     redone.sort_unstable();
     if let Some(&most) = redone.last() {
         let mean = redone.iter().sum::<u64>() as f64 / redone.len() as f64;

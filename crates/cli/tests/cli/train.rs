@@ -340,7 +340,7 @@ fn a_run_folder_that_is_not_writable_stops_the_run_and_keeps_its_checkpoints() {
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert_eq!(refused.status.code(), Some(1), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
-    assert!(stderr.contains(dir.to_str().unwrap()) && stderr.contains("not writable"), "{stderr}");
+    assert!(stderr.contains(dir.to_str().unwrap()) && stderr.contains("read and write access"), "{stderr}");
     assert_eq!(walk_files(&dir.join("checkpoints")), saved_before, "the checkpoints are as they were");
 
     let resumed = small_run(&runs, "ro", &["--epochs", "4", "--resume"]);

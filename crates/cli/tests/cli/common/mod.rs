@@ -156,6 +156,11 @@ impl MetricsRun {
     pub fn alive(&mut self) -> bool {
         self.child.try_wait().unwrap().is_none()
     }
+
+    /// Waits for the training process to exit.
+    pub fn wait(mut self) -> std::process::ExitStatus {
+        self.child.wait().expect("the run can be waited for")
+    }
 }
 
 impl Drop for MetricsRun {
