@@ -1,0 +1,190 @@
+//! The bus on Redis Streams: `XADD` to publish, `XREADGROUP` to receive, `XACK`, and
+//! `XAUTOCLAIM` to reclaim; claim-checked payloads are keys with a time to live.
+
+use crate::envelope::Body;
+use crate::names::{blob_key, redacted, stream_key, DEAD_LETTER_STREAM};
+use crate::{Bus, BusError, BusOptions, ClaimCheck, Delivery, Envelope, Outgoing, Reader};
+use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadOptions, StreamReadReply};
+use redis::{Commands, Connection, RedisError};
+use sha2::{Digest, Sha256};
+use std::collections::HashSet;
+use std::time::Duration;
+
+/// The stream field holding a message's envelope.
+const FIELD: &str = "envelope";
+
+/// A connection to one Redis server. A dropped connection (Redis restarted, a network fault)
+/// is reopened on the next call; the call that saw it fails with [`BusError::Unreachable`].
+pub struct RedisBus {
+    client: redis::Client,
+    connection: Option<Connection>,
+    timeout: Duration,
+    url: String,
+    options: BusOptions,
+    /// Groups known to exist (forgotten on reconnection: a restarted Redis may have lost them).
+    groups: HashSet<(String, String)>,
+}
+
+impl std::fmt::Debug for RedisBus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisBus").field("url", &self.url).field("options", &self.options).finish()
+    }
+}
+
+impl RedisBus {
+    /// Connects to `url` (`redis://[:password@]host:port[/db]`), within `timeout`.
+    pub fn connect(url: &str, options: BusOptions, timeout: Duration) -> Result<Self, BusError> {
+        let shown = redacted(url);
+        let client =
+            redis::Client::open(url).map_err(|e| BusError::BadUrl { url: shown.clone(), problem: e.to_string() })?;
+        let mut bus = Self { client, connection: None, timeout, url: shown, options, groups: HashSet::new() };
+        bus.run(|c| redis::cmd("PING").query::<String>(c))?;
+        Ok(bus)
+    }
+
+    /// Runs `op` on the connection, opening it first if needed; forgets a dropped connection.
+    fn run<T>(&mut self, op: impl FnOnce(&mut Connection) -> redis::RedisResult<T>) -> Result<T, BusError> {
+        if self.connection.is_none() {
+            let opened =
+                self.client.get_connection_with_timeout(self.timeout).map_err(|e| unreachable(&self.url, &e))?;
+            opened.set_read_timeout(Some(self.timeout)).map_err(|e| unreachable(&self.url, &e))?;
+            self.connection = Some(opened);
+            self.groups.clear();
+        }
+        let result = op(self.connection.as_mut().expect("opened above"));
+        if let Err(e) = &result {
+            if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_timeout() {
+                self.connection = None;
+            }
+        }
+        result.map_err(|e| unreachable(&self.url, &e))
+    }
+
+    /// Payloads too large to travel inline are stored once under their hash.
+    fn body(&mut self, payload: &serde_json::Value) -> Result<Body, BusError> {
+        let bytes = serde_json::to_vec(payload).expect("JSON values serialize");
+        if bytes.len() <= self.options.claim_check_bytes {
+            return Ok(Body::Inline { payload: payload.clone() });
+        }
+        let sha256 = hex(&Sha256::digest(&bytes));
+        let key = blob_key(&sha256);
+        let ttl = self.options.blob_ttl.as_secs().max(1);
+        self.run(|c| c.set_ex::<_, _, ()>(&key, &bytes, ttl))?;
+        Ok(Body::Claim(ClaimCheck { key, bytes: bytes.len() as u64, sha256 }))
+    }
+
+    /// The payload of `envelope`, its claim check fetched and verified.
+    fn payload(&mut self, envelope: &Envelope) -> Result<serde_json::Value, BusError> {
+        let check = match &envelope.body {
+            Body::Inline { payload } => return Ok(payload.clone()),
+            Body::Claim(check) => check,
+        };
+        let stored: Option<Vec<u8>> = self.run(|c| c.get(&check.key))?;
+        let stored =
+            stored.ok_or_else(|| BusError::MissingBlob { message: envelope.id.clone(), key: check.key.clone() })?;
+        let altered =
+            |problem: String| BusError::AlteredBlob { message: envelope.id.clone(), key: check.key.clone(), problem };
+        if stored.len() as u64 != check.bytes {
+            return Err(altered(format!("{} bytes where the claim check says {}", stored.len(), check.bytes)));
+        }
+        let actual = hex(&Sha256::digest(&stored));
+        if actual != check.sha256 {
+            return Err(altered(format!("SHA-256 {actual} where the claim check says {}", check.sha256)));
+        }
+        serde_json::from_slice(&stored).map_err(|e| altered(format!("not JSON: {e}")))
+    }
+
+    /// Creates `group` on `stream` (and the stream) once.
+    fn ensure_group(&mut self, stream: &str, group: &str) -> Result<(), BusError> {
+        if self.groups.contains(&(stream.to_string(), group.to_string())) {
+            return Ok(());
+        }
+        self.run(|c| match c.xgroup_create_mkstream::<_, _, _, ()>(stream, group, "0") {
+            Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
+            other => other,
+        })?;
+        self.groups.insert((stream.to_string(), group.to_string()));
+        Ok(())
+    }
+
+    /// Turns a stream entry into a delivery; an unreadable one goes to the dead-letter stream
+    /// and is acknowledged (`None`).
+    fn deliver(&mut self, stream: &str, group: &str, entry: &StreamId) -> Result<Option<Delivery>, BusError> {
+        let raw: Vec<u8> = entry.get(FIELD).unwrap_or_default();
+        let envelope = match Envelope::parse(&raw) {
+            Ok(envelope) => envelope,
+            Err(reason) => {
+                let fields: [(&str, &[u8]); 4] = [
+                    ("stream", stream.as_bytes()),
+                    ("entry", entry.id.as_bytes()),
+                    ("reason", reason.as_bytes()),
+                    ("raw", &raw),
+                ];
+                self.run(|c| c.xadd::<_, _, _, _, String>(DEAD_LETTER_STREAM, "*", &fields))?;
+                self.run(|c| c.xack::<_, _, _, i64>(stream, group, &[&entry.id]))?;
+                return Ok(None);
+            }
+        };
+        let payload = self.payload(&envelope)?;
+        Ok(Some(Delivery { envelope, payload, stream: stream.into(), entry: entry.id.clone(), group: group.into() }))
+    }
+}
+
+fn unreachable(url: &str, error: &RedisError) -> BusError {
+    BusError::Unreachable { url: url.to_string(), problem: error.to_string() }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl Bus for RedisBus {
+    fn publish(&mut self, message: Outgoing<'_>) -> Result<String, BusError> {
+        let envelope = Envelope::new(&message, self.body(message.payload)?);
+        let bytes = serde_json::to_vec(&envelope).expect("envelopes serialize");
+        let stream = stream_key(message.run, message.topic);
+        self.run(|c| c.xadd::<_, _, _, _, String>(stream, "*", &[(FIELD, bytes)]))?;
+        Ok(envelope.id)
+    }
+
+    fn receive(&mut self, reader: Reader<'_>, wait: Duration) -> Result<Option<Delivery>, BusError> {
+        let (stream, group, consumer) = (stream_key(reader.run, reader.topic), reader.group, reader.consumer);
+        self.ensure_group(&stream, group)?;
+        let deadline = std::time::Instant::now() + wait;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            // BLOCK 0 would wait forever: at least a millisecond; at most half the read timeout.
+            let block = left.min(self.timeout / 2).as_millis().max(1) as usize;
+            let options = StreamReadOptions::default().group(group, consumer).count(1).block(block);
+            let reply: Option<StreamReadReply> = self.run(|c| c.xread_options(&[&stream], &[">"], &options))?;
+            let entry = reply.and_then(|r| r.keys.into_iter().next()).and_then(|k| k.ids.into_iter().next());
+            match entry {
+                Some(entry) => {
+                    if let Some(delivery) = self.deliver(&stream, group, &entry)? {
+                        return Ok(Some(delivery));
+                    }
+                }
+                None if left.is_zero() || std::time::Instant::now() >= deadline => return Ok(None),
+                None => {}
+            }
+        }
+    }
+
+    fn ack(&mut self, delivery: &Delivery) -> Result<(), BusError> {
+        self.run(|c| c.xack::<_, _, _, i64>(&delivery.stream, &delivery.group, &[&delivery.entry]))?;
+        Ok(())
+    }
+
+    fn reclaim(&mut self, reader: Reader<'_>, idle: Duration) -> Result<Vec<Delivery>, BusError> {
+        let (stream, group, consumer) = (stream_key(reader.run, reader.topic), reader.group, reader.consumer);
+        self.ensure_group(&stream, group)?;
+        let mut command = redis::cmd("XAUTOCLAIM");
+        command.arg(&stream).arg(group).arg(consumer).arg(idle.as_millis() as u64).arg("0-0").arg("COUNT").arg(100);
+        let reply: StreamAutoClaimReply = self.run(|c| command.query(c))?;
+        let mut deliveries = Vec::new();
+        for entry in &reply.claimed {
+            deliveries.extend(self.deliver(&stream, group, entry)?);
+        }
+        Ok(deliveries)
+    }
+}
