@@ -22,6 +22,7 @@ mod error;
 mod memory;
 mod names;
 mod redis_bus;
+mod status;
 
 pub use bus::{Bus, BusOptions, Delivery, Outgoing, Reader, Topic, CONTROLLER_GROUP, TRAINER_GROUP};
 pub use envelope::{Body, ClaimCheck, Envelope, BUS_SCHEMA_VERSION};
@@ -29,3 +30,4 @@ pub use error::BusError;
 pub use memory::InProcessBus;
 pub use names::{redacted, stream_key, DEAD_LETTER_STREAM};
 pub use redis_bus::RedisBus;
+pub use status::{BusStatus, GroupStatus, StreamStatus};

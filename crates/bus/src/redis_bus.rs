@@ -3,8 +3,10 @@
 
 use crate::envelope::Body;
 use crate::names::{blob_key, redacted, stream_key, DEAD_LETTER_STREAM};
-use crate::{Bus, BusError, BusOptions, ClaimCheck, Delivery, Envelope, Outgoing, Reader};
-use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadOptions, StreamReadReply};
+use crate::{
+    Bus, BusError, BusOptions, BusStatus, ClaimCheck, Delivery, Envelope, GroupStatus, Outgoing, Reader, StreamStatus,
+};
+use redis::streams::{StreamAutoClaimReply, StreamId, StreamInfoGroupsReply, StreamReadOptions, StreamReadReply};
 use redis::{Commands, Connection, RedisError};
 use sha2::{Digest, Sha256};
 use std::collections::HashSet;
@@ -58,6 +60,42 @@ impl RedisBus {
             }
         }
         result.map_err(|e| unreachable(&self.url, &e))
+    }
+
+    /// Every run stream with its groups, and the dead letters.
+    pub fn status(&mut self) -> Result<BusStatus, BusError> {
+        let mut keys: Vec<String> = self.run(|c| {
+            redis::cmd("SCAN")
+                .cursor_arg(0)
+                .arg("MATCH")
+                .arg("morphogen:*")
+                .arg("TYPE")
+                .arg("stream")
+                .clone()
+                .iter(c)?
+                .collect()
+        })?;
+        keys.retain(|key| key != DEAD_LETTER_STREAM);
+        keys.sort();
+        keys.dedup();
+        let mut streams = Vec::new();
+        for key in keys {
+            let length: u64 = self.run(|c| c.xlen(&key))?;
+            let groups: StreamInfoGroupsReply = self.run(|c| c.xinfo_groups(&key))?;
+            let groups = groups
+                .groups
+                .into_iter()
+                .map(|g| GroupStatus {
+                    name: g.name,
+                    consumers: g.consumers as u64,
+                    pending: g.pending as u64,
+                    lag: g.lag.map(|lag| lag as u64),
+                })
+                .collect();
+            streams.push(StreamStatus { stream: key, length, groups });
+        }
+        let dead_letters: u64 = self.run(|c| c.xlen(DEAD_LETTER_STREAM))?;
+        Ok(BusStatus { streams, dead_letters })
     }
 
     /// Payloads too large to travel inline are stored once under their hash.

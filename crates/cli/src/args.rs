@@ -3,6 +3,7 @@
 
 use crate::bench::growth::GrowthArgs;
 use crate::bench::layer::args::LayerArgs;
+use crate::bus::BusCommand;
 use crate::dashboard::{DashboardArgs, ReportArgs, WatchArgs};
 use crate::flags::FlagsCommand;
 use crate::train::args::TrainArgs;
@@ -45,6 +46,12 @@ pub enum Command {
     Report(ReportArgs),
     /// A terminal view of a run: stages per layer, the lattice in miniature, the latest events.
     Watch(WatchArgs),
+    /// The message bus between runs and controllers (Redis Streams; `docs/bus.md`).
+    Bus {
+        /// What to do.
+        #[command(subcommand)]
+        command: BusCommand,
+    },
 }
 
 /// What `morphogen bench` can measure.

@@ -44,6 +44,9 @@ pub enum CliError {
     /// A feature flag command failed.
     #[error(transparent)]
     Flags(#[from] morphogen_flags::FlagError),
+    /// A message-bus command failed.
+    #[error(transparent)]
+    Bus(#[from] morphogen_bus::BusError),
     /// A dashboard, report or watch command failed.
     #[error(transparent)]
     Dashboard(#[from] morphogen_dashboard::DashboardError),
@@ -71,6 +74,7 @@ impl CliError {
             CliError::Train(TrainError::Morphogen(MorphogenError::InvalidConfig { .. })) => 2,
             CliError::Flags(error) if error.is_user_error() => 2,
             CliError::Dashboard(error) if error.is_user_error() => 2,
+            CliError::Bus(morphogen_bus::BusError::BadUrl { .. }) => 2,
             // The shell's convention for a process ended by a signal.
             CliError::Stopped { signal, .. } => 128 + *signal as u8,
             _ => 1,

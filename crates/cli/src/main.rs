@@ -10,6 +10,7 @@
 mod args;
 mod backend;
 mod bench;
+mod bus;
 mod dashboard;
 mod error;
 mod flags;
@@ -34,6 +35,7 @@ fn main() -> ExitCode {
         Command::Dashboard(args) => dashboard::dashboard(&args),
         Command::Report(args) => dashboard::report(&args),
         Command::Watch(args) => dashboard::watch(&args),
+        Command::Bus { command } => bus::run(&command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,9 +1,14 @@
 //! Helpers for morphogen's integration tests, shared by every crate's suite (a dev-dependency
 //! only): the CPU test backend [`B`], random tensors ([`random`], [`random_on`], [`RandomBanks`])
-//! and tensors read back for assertions ([`values`], [`bits`], [`assert_close`]).
+//! and tensors read back for assertions ([`values`], [`bits`], [`assert_close`]); a real Redis
+//! server for the message-bus tests ([`RedisServer`]).
 //!
 //! Model-specific helpers (test networks, grown models, fingerprints) stay in each suite.
 #![warn(missing_docs)]
+
+mod redis_server;
+
+pub use redis_server::RedisServer;
 
 use burn::backend::{Autodiff, NdArray};
 use burn::module::{ModuleMapper, Param};

@@ -3,4 +3,8 @@
 
 mod redis_bus;
 mod semantics;
-mod server;
+
+/// A plain connection, for what the bus itself never does (writing garbage, reading blobs).
+pub fn raw(server: &morphogen_testkit::RedisServer) -> redis::Connection {
+    redis::Client::open(server.url()).unwrap().get_connection().unwrap()
+}

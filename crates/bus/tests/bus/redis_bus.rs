@@ -1,8 +1,8 @@
 //! What only the Redis bus does: claim checks, dead letters, a server that is down or restarts,
 //! passwords kept out of errors.
 
-use crate::server::RedisServer;
 use morphogen_bus::{Body, Bus, BusError, BusOptions, Outgoing, Reader, RedisBus, Topic, DEAD_LETTER_STREAM};
+use morphogen_testkit::RedisServer;
 use redis::Commands;
 use serde_json::json;
 use std::time::Duration;
@@ -25,7 +25,7 @@ fn large_payloads_travel_as_verified_claim_checks() {
     assert_eq!(got.payload, payload);
     let Body::Claim(check) = &got.envelope.body else { panic!("a claim check, not {:?}", got.envelope.body) };
     assert!(check.bytes > 200_000, "{check:?}");
-    let mut raw = server.raw();
+    let mut raw = crate::raw(&server);
     let ttl: i64 = raw.ttl(&check.key).unwrap();
     assert!(ttl > 0 && ttl <= 3600, "the blob expires: ttl {ttl}");
     bus.ack(&got).unwrap();
@@ -54,7 +54,7 @@ fn large_payloads_travel_as_verified_claim_checks() {
 #[test]
 fn garbage_and_other_schema_versions_go_to_the_dead_letter_stream() {
     let server = RedisServer::start();
-    let mut raw = server.raw();
+    let mut raw = crate::raw(&server);
     let stream = morphogen_bus::stream_key("run", Topic::State);
     let newer = json!({"schema_version": 99, "id": "x", "run": "run", "step": 0, "reply_to": null, "sender": "t",
                        "body": {"kind": "inline", "payload": null}});
@@ -100,4 +100,26 @@ fn a_redis_restart_fails_one_call_and_the_next_reconnects() {
     bus.publish(Outgoing::state("run", 3, &json!(3))).unwrap();
     let got = bus.receive(Reader::controller("run", "c"), WAIT).unwrap().expect("after the restart");
     assert_eq!(got.envelope.step, 3, "the restarted server kept nothing (no persistence)");
+}
+
+#[test]
+fn status_lists_each_run_s_streams_groups_pending_and_lag() {
+    let server = RedisServer::start();
+    let mut bus = RedisBus::connect(&server.url(), BusOptions::default(), WAIT).unwrap();
+    assert_eq!(bus.status().unwrap().to_string(), "no run streams\ndead letters: 0\n");
+    for step in 0..3 {
+        bus.publish(Outgoing::state("alpha", step, &json!(step))).unwrap();
+    }
+    bus.publish(Outgoing::state("beta", 0, &json!(0))).unwrap();
+    let _read_not_acked = bus.receive(Reader::controller("alpha", "c1"), WAIT).unwrap().unwrap();
+    let status = bus.status().unwrap();
+    let streams: Vec<&str> = status.streams.iter().map(|s| s.stream.as_str()).collect();
+    assert_eq!(streams, ["morphogen:alpha:state", "morphogen:beta:state"]);
+    let alpha = &status.streams[0];
+    assert_eq!((alpha.length, alpha.groups.len()), (3, 1));
+    let group = &alpha.groups[0];
+    assert_eq!((group.name.as_str(), group.consumers, group.pending, group.lag), ("controllers", 1, 1, Some(2)));
+    assert!(status.streams[1].groups.is_empty(), "nobody reads beta yet");
+    let table = status.to_string();
+    assert!(table.contains("(no reader)") && table.ends_with("dead letters: 0\n"), "{table}");
 }

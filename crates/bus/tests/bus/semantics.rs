@@ -1,8 +1,8 @@
 //! What both buses must do alike: round trips, one delivery per group, acknowledgements,
 //! reclaiming what a dead consumer left pending, runs kept apart.
 
-use crate::server::RedisServer;
 use morphogen_bus::{Bus, BusOptions, InProcessBus, Outgoing, Reader, RedisBus};
+use morphogen_testkit::RedisServer;
 use serde_json::json;
 use std::collections::HashSet;
 use std::time::Duration;

@@ -1,6 +1,7 @@
 //! The `morphogen` binary end to end, one module per command family; one test binary, so Burn
 //! is linked once.
 
+mod bus;
 mod common;
 mod dashboard;
 mod flags;

@@ -1,11 +1,13 @@
-//! A throwaway `redis-server` on a free loopback port, without persistence; killed on drop.
+//! A throwaway `redis-server` for tests that need a real Redis.
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// A `redis-server` on a loopback port, without persistence; killed on drop.
 pub struct RedisServer {
     child: Child,
+    /// Its port on 127.0.0.1.
     pub port: u16,
 }
 
@@ -33,13 +35,9 @@ impl RedisServer {
         server
     }
 
+    /// `redis://127.0.0.1:<port>`.
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    /// A plain connection, for what the bus itself never does (writing garbage, reading blobs).
-    pub fn raw(&self) -> redis::Connection {
-        redis::Client::open(self.url()).unwrap().get_connection().unwrap()
     }
 }
 

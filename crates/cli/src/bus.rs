@@ -1,0 +1,32 @@
+//! `morphogen bus`: the message bus between runs and controllers (the `morphogen-bus` crate).
+
+use crate::error::CliError;
+use clap::Subcommand;
+use morphogen_bus::{BusOptions, RedisBus};
+use std::time::Duration;
+
+/// What `morphogen bus` can do.
+#[derive(Subcommand, Debug)]
+pub enum BusCommand {
+    /// Show every run's streams on the bus: messages, consumer groups, messages read and not
+    /// yet acknowledged (pending), messages not yet read (lag), and the dead letters.
+    Status {
+        /// The Redis server: `redis://[:password@]host:port[/db]`.
+        #[arg(long, value_name = "URL")]
+        bus: String,
+    },
+}
+
+/// How long to wait for the server before saying it is unreachable.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Runs a `morphogen bus` command.
+pub fn run(command: &BusCommand) -> Result<(), CliError> {
+    match command {
+        BusCommand::Status { bus } => {
+            let mut bus = RedisBus::connect(bus, BusOptions::default(), CONNECT_TIMEOUT)?;
+            print!("{}", bus.status()?);
+            Ok(())
+        }
+    }
+}
