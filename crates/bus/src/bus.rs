@@ -1,6 +1,6 @@
 //! The one interface both buses implement, and what it hands out.
 
-use crate::{BusError, Envelope};
+use crate::{stream_key, BusError, Envelope};
 use std::time::Duration;
 
 /// The two streams of a run.
@@ -82,6 +82,11 @@ impl<'a> Outgoing<'a> {
         Self { run, topic: Topic::State, step, reply_to: None, sender: TRAINER_GROUP, payload }
     }
 
+    /// The stream it goes to.
+    pub fn stream(&self) -> String {
+        stream_key(self.run, self.topic)
+    }
+
     /// A controller's (`sender`'s) decision on the state it `answers`, for the run.
     pub fn decision(answers: &'a Delivery, sender: &'a str, payload: &'a serde_json::Value) -> Self {
         let envelope = &answers.envelope;
@@ -113,6 +118,11 @@ impl<'a> Reader<'a> {
     /// The controller `consumer`, reading `run`'s states in [`CONTROLLER_GROUP`].
     pub fn controller(run: &'a str, consumer: &'a str) -> Self {
         Self { run, topic: Topic::State, group: CONTROLLER_GROUP, consumer }
+    }
+
+    /// The stream it reads.
+    pub fn stream(&self) -> String {
+        stream_key(self.run, self.topic)
     }
 
     /// The run itself, reading its commands.

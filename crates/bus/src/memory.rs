@@ -3,7 +3,6 @@
 //! thread of one process). Clones share the streams.
 
 use crate::envelope::Body;
-use crate::names::stream_key;
 use crate::{Bus, BusError, Delivery, Envelope, Outgoing, Reader};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -31,8 +30,8 @@ struct Stream {
 #[derive(Debug, Default)]
 struct Group {
     next: usize,
-    /// Entry id -> (index in the stream, consumer, when delivered).
-    pending: BTreeMap<String, (usize, String, Instant)>,
+    /// Entry id -> (index in the stream, when delivered).
+    pending: BTreeMap<String, (usize, Instant)>,
 }
 
 impl InProcessBus {
@@ -66,21 +65,21 @@ impl Bus for InProcessBus {
         let mut streams = self.lock();
         streams.next_entry += 1;
         let entry = format!("{}-0", streams.next_entry);
-        streams.streams.entry(stream_key(message.run, message.topic)).or_default().entries.push((entry, envelope));
+        streams.streams.entry(message.stream()).or_default().entries.push((entry, envelope));
         drop(streams);
         self.shared.1.notify_all();
         Ok(id)
     }
 
     fn receive(&mut self, reader: Reader<'_>, wait: Duration) -> Result<Option<Delivery>, BusError> {
-        let (key, group, consumer) = (stream_key(reader.run, reader.topic), reader.group, reader.consumer);
+        let (key, group) = (reader.stream(), reader.group);
         let deadline = Instant::now() + wait;
         let mut streams = self.lock();
         loop {
             let stream = streams.streams.entry(key.clone()).or_default();
             let state = stream.groups.entry(group.to_string()).or_default();
             if let Some((entry, envelope)) = stream.entries.get(state.next) {
-                state.pending.insert(entry.clone(), (state.next, consumer.to_string(), Instant::now()));
+                state.pending.insert(entry.clone(), (state.next, Instant::now()));
                 state.next += 1;
                 return Ok(Some(delivery(&key, group, entry, envelope)));
             }
@@ -101,14 +100,14 @@ impl Bus for InProcessBus {
     }
 
     fn reclaim(&mut self, reader: Reader<'_>, idle: Duration) -> Result<Vec<Delivery>, BusError> {
-        let (key, group, consumer) = (stream_key(reader.run, reader.topic), reader.group, reader.consumer);
+        // Which consumer holds a pending message matters to nothing here: only its idle time.
+        let (key, group) = (reader.stream(), reader.group);
         let mut streams = self.lock();
         let Some(stream) = streams.streams.get_mut(&key) else { return Ok(Vec::new()) };
         let Some(state) = stream.groups.get_mut(group) else { return Ok(Vec::new()) };
         let mut claimed = Vec::new();
-        for (entry, (index, owner, delivered)) in state.pending.iter_mut() {
+        for (entry, (index, delivered)) in state.pending.iter_mut() {
             if delivered.elapsed() >= idle {
-                *owner = consumer.to_string();
                 *delivered = Instant::now();
                 claimed.push(delivery(&key, group, entry, &stream.entries[*index].1));
             }

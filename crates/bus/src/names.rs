@@ -11,6 +11,10 @@ pub fn stream_key(run: &str, topic: Topic) -> String {
     format!("morphogen:{run}:{}", topic.name())
 }
 
+/// A `SCAN MATCH` pattern covering every stream of [`stream_key`] (with `TYPE stream`, blobs are
+/// left out).
+pub(crate) const STREAM_PATTERN: &str = "morphogen:*";
+
 /// The key of a claim-checked payload: content-addressed, so the same payload is stored once.
 pub(crate) fn blob_key(sha256: &str) -> String {
     format!("morphogen:blob:{sha256}")

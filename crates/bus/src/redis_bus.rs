@@ -2,7 +2,7 @@
 //! `XAUTOCLAIM` to reclaim; claim-checked payloads are keys with a time to live.
 
 use crate::envelope::Body;
-use crate::names::{blob_key, redacted, stream_key, DEAD_LETTER_STREAM};
+use crate::names::{blob_key, redacted, DEAD_LETTER_STREAM, STREAM_PATTERN};
 use crate::{
     Bus, BusError, BusOptions, BusStatus, ClaimCheck, Delivery, Envelope, GroupStatus, Outgoing, Reader, StreamStatus,
 };
@@ -10,7 +10,7 @@ use redis::streams::{StreamAutoClaimReply, StreamId, StreamInfoGroupsReply, Stre
 use redis::{Commands, Connection, RedisError};
 use sha2::{Digest, Sha256};
 use std::collections::HashSet;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The stream field holding a message's envelope.
 const FIELD: &str = "envelope";
@@ -68,7 +68,7 @@ impl RedisBus {
             redis::cmd("SCAN")
                 .cursor_arg(0)
                 .arg("MATCH")
-                .arg("morphogen:*")
+                .arg(STREAM_PATTERN)
                 .arg("TYPE")
                 .arg("stream")
                 .clone()
@@ -180,20 +180,19 @@ impl Bus for RedisBus {
     fn publish(&mut self, message: Outgoing<'_>) -> Result<String, BusError> {
         let envelope = Envelope::new(&message, self.body(message.payload)?);
         let bytes = serde_json::to_vec(&envelope).expect("envelopes serialize");
-        let stream = stream_key(message.run, message.topic);
-        self.run(|c| c.xadd::<_, _, _, _, String>(stream, "*", &[(FIELD, bytes)]))?;
+        self.run(|c| c.xadd::<_, _, _, _, String>(message.stream(), "*", &[(FIELD, bytes)]))?;
         Ok(envelope.id)
     }
 
     fn receive(&mut self, reader: Reader<'_>, wait: Duration) -> Result<Option<Delivery>, BusError> {
-        let (stream, group, consumer) = (stream_key(reader.run, reader.topic), reader.group, reader.consumer);
+        let (stream, group) = (reader.stream(), reader.group);
         self.ensure_group(&stream, group)?;
-        let deadline = std::time::Instant::now() + wait;
+        let deadline = Instant::now() + wait;
         loop {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let left = deadline.saturating_duration_since(Instant::now());
             // BLOCK 0 would wait forever: at least a millisecond; at most half the read timeout.
             let block = left.min(self.timeout / 2).as_millis().max(1) as usize;
-            let options = StreamReadOptions::default().group(group, consumer).count(1).block(block);
+            let options = StreamReadOptions::default().group(group, reader.consumer).count(1).block(block);
             let reply: Option<StreamReadReply> = self.run(|c| c.xread_options(&[&stream], &[">"], &options))?;
             let entry = reply.and_then(|r| r.keys.into_iter().next()).and_then(|k| k.ids.into_iter().next());
             match entry {
@@ -202,7 +201,7 @@ impl Bus for RedisBus {
                         return Ok(Some(delivery));
                     }
                 }
-                None if left.is_zero() || std::time::Instant::now() >= deadline => return Ok(None),
+                None if Instant::now() >= deadline => return Ok(None),
                 None => {}
             }
         }
@@ -214,10 +213,17 @@ impl Bus for RedisBus {
     }
 
     fn reclaim(&mut self, reader: Reader<'_>, idle: Duration) -> Result<Vec<Delivery>, BusError> {
-        let (stream, group, consumer) = (stream_key(reader.run, reader.topic), reader.group, reader.consumer);
+        let (stream, group) = (reader.stream(), reader.group);
         self.ensure_group(&stream, group)?;
         let mut command = redis::cmd("XAUTOCLAIM");
-        command.arg(&stream).arg(group).arg(consumer).arg(idle.as_millis() as u64).arg("0-0").arg("COUNT").arg(100);
+        command
+            .arg(&stream)
+            .arg(group)
+            .arg(reader.consumer)
+            .arg(idle.as_millis() as u64)
+            .arg("0-0")
+            .arg("COUNT")
+            .arg(100);
         let reply: StreamAutoClaimReply = self.run(|c| command.query(c))?;
         let mut deliveries = Vec::new();
         for entry in &reply.claimed {

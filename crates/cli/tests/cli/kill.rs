@@ -1,8 +1,8 @@
 //! Kill anywhere, lose nothing: `morphogen train` killed with SIGKILL at random moments (in
 //! start-up, inside steps, checkpoint writes, log appends) and resumed each time ends exactly
-//! where the same run never interrupted ends: the final checkpoint's model tensors bit for bit (the optimizer's
-//! record by size, see [`final_tensors`]), `metrics.jsonl` and `layers.jsonl` line for line, `events.jsonl` record for
-//! record but for the wall-clock time.
+//! where the same run never interrupted ends: the final checkpoint's model tensors bit for bit
+//! (the optimizer's record by size, see [`final_tensors`]), `metrics.jsonl` and `layers.jsonl`
+//! line for line, `events.jsonl` record for record but for the wall-clock time.
 //!
 //! Each killed process serves its metrics; the step count it reports just before the kill, less
 //! the progress of the checkpoint the next process resumes from, is the work that kill cost

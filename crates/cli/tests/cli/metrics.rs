@@ -1,6 +1,6 @@
 //! `morphogen train --metrics-addr`: the exporter is up during a real run and fed by it.
 
-use crate::common::{morphogen, scratch, MetricsRun};
+use crate::common::{morphogen, sample, scratch, MetricsRun};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
@@ -12,10 +12,6 @@ fn get(addr: SocketAddr, target: &str) -> std::io::Result<String> {
     let mut response = String::new();
     stream.read_to_string(&mut response)?;
     Ok(response)
-}
-
-fn sample(text: &str, name: &str) -> Option<f64> {
-    text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.split_whitespace().next()?.parse().ok())
 }
 
 #[test]

@@ -147,9 +147,7 @@ impl MetricsRun {
     /// Optimizer steps this process has taken, as its metrics say (none once it has exited).
     pub fn steps(&self) -> Option<u64> {
         let (_, body) = http::try_request(&self.addr.to_string(), "GET", "/metrics", None).ok()?;
-        body.lines()
-            .find_map(|l| l.strip_prefix("morphogen_steps_total ")?.trim().parse::<f64>().ok())
-            .map(|v| v as u64)
+        sample(&body, "morphogen_steps_total").map(|v| v as u64)
     }
 
     /// Whether the training process is still running.
@@ -168,6 +166,11 @@ impl Drop for MetricsRun {
         self.child.kill().ok();
         self.child.wait().ok();
     }
+}
+
+/// The value of the unlabelled Prometheus sample `name` in an exposition `text`.
+pub fn sample(text: &str, name: &str) -> Option<f64> {
+    text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.split_whitespace().next()?.parse().ok())
 }
 
 /// The stage colours of the page, by stage code.
