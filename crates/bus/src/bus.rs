@@ -101,11 +101,31 @@ impl<'a> Outgoing<'a> {
     }
 }
 
-/// A consumer of one run's stream, in a group.
+/// The runs a [`Reader`] reads: one, or several at once (a controller serving every run).
+#[derive(Clone, Copy, Debug)]
+pub enum Runs<'a> {
+    /// One run.
+    One(&'a str),
+    /// Several runs.
+    Many(&'a [String]),
+}
+
+impl<'a> Runs<'a> {
+    /// The run names.
+    pub fn iter(self) -> impl Iterator<Item = &'a str> {
+        let (one, many) = match self {
+            Runs::One(run) => (Some(run), &[][..]),
+            Runs::Many(runs) => (None, runs),
+        };
+        one.into_iter().chain(many.iter().map(String::as_str))
+    }
+}
+
+/// A consumer of runs' streams of one topic, in a group.
 #[derive(Clone, Copy, Debug)]
 pub struct Reader<'a> {
-    /// The run.
-    pub run: &'a str,
+    /// The runs.
+    pub runs: Runs<'a>,
     /// Which of its streams.
     pub topic: Topic,
     /// The consumer group: each message goes to one consumer of it.
@@ -117,17 +137,22 @@ pub struct Reader<'a> {
 impl<'a> Reader<'a> {
     /// The controller `consumer`, reading `run`'s states in [`CONTROLLER_GROUP`].
     pub fn controller(run: &'a str, consumer: &'a str) -> Self {
-        Self { run, topic: Topic::State, group: CONTROLLER_GROUP, consumer }
+        Self { runs: Runs::One(run), topic: Topic::State, group: CONTROLLER_GROUP, consumer }
     }
 
-    /// The stream it reads.
-    pub fn stream(&self) -> String {
-        stream_key(self.run, self.topic)
+    /// The controller `consumer`, reading the states of every run in `runs` at once.
+    pub fn controllers(runs: &'a [String], consumer: &'a str) -> Self {
+        Self { runs: Runs::Many(runs), ..Self::controller("", consumer) }
+    }
+
+    /// The streams it reads, one a run.
+    pub fn streams(&self) -> Vec<String> {
+        self.runs.iter().map(|run| stream_key(run, self.topic)).collect()
     }
 
     /// The run itself, reading its commands.
     pub fn trainer(run: &'a str) -> Self {
-        Self { run, topic: Topic::Commands, group: TRAINER_GROUP, consumer: TRAINER_GROUP }
+        Self { runs: Runs::One(run), topic: Topic::Commands, group: TRAINER_GROUP, consumer: TRAINER_GROUP }
     }
 }
 
@@ -137,7 +162,7 @@ pub trait Bus: Send {
     /// Publishes `message`; returns its id.
     fn publish(&mut self, message: Outgoing<'_>) -> Result<String, BusError>;
 
-    /// The next message of the reader's stream not yet delivered to its group, waiting at most
+    /// The next message of the reader's streams not yet delivered to its group, waiting at most
     /// `wait`. Unreadable messages go to the dead-letter stream on the way.
     fn receive(&mut self, reader: Reader<'_>, wait: Duration) -> Result<Option<Delivery>, BusError>;
 
@@ -147,4 +172,12 @@ pub trait Bus: Send {
     /// Hands the reader the messages of its group that another consumer read at least `idle`
     /// ago and never acknowledged (it died, or hangs).
     fn reclaim(&mut self, reader: Reader<'_>, idle: Duration) -> Result<Vec<Delivery>, BusError>;
+
+    /// Moves `delivery`, readable but unusable (its payload is not what its reader expects),
+    /// to the dead-letter stream with `reason`, and acknowledges it.
+    fn dead_letter(&mut self, delivery: &Delivery, reason: &str) -> Result<(), BusError>;
+
+    /// The runs that have a state stream on this bus, sorted: what a controller serving every
+    /// run reads.
+    fn runs(&mut self) -> Result<Vec<String>, BusError>;
 }

@@ -24,10 +24,10 @@ mod names;
 mod redis_bus;
 mod status;
 
-pub use bus::{Bus, BusOptions, Delivery, Outgoing, Reader, Topic, CONTROLLER_GROUP, TRAINER_GROUP};
+pub use bus::{Bus, BusOptions, Delivery, Outgoing, Reader, Runs, Topic, CONTROLLER_GROUP, TRAINER_GROUP};
 pub use envelope::{Body, ClaimCheck, Envelope, BUS_SCHEMA_VERSION};
 pub use error::BusError;
-pub use memory::InProcessBus;
-pub use names::{redacted, stream_key, DEAD_LETTER_STREAM};
+pub use memory::{DeadLetter, InProcessBus};
+pub use names::{redacted, run_of_state_stream, stream_key, DEAD_LETTER_STREAM};
 pub use redis_bus::RedisBus;
 pub use status::{BusStatus, GroupStatus, StreamStatus};

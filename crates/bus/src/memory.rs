@@ -3,7 +3,7 @@
 //! thread of one process). Clones share the streams.
 
 use crate::envelope::Body;
-use crate::{Bus, BusError, Delivery, Envelope, Outgoing, Reader};
+use crate::{run_of_state_stream, Bus, BusError, Delivery, Envelope, Outgoing, Reader};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -18,6 +18,18 @@ pub struct InProcessBus {
 struct Streams {
     streams: HashMap<String, Stream>,
     next_entry: u64,
+    dead_letters: Vec<DeadLetter>,
+}
+
+/// A message moved aside: where it was, and why.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DeadLetter {
+    /// The stream it was on.
+    pub stream: String,
+    /// Its entry id there.
+    pub entry: String,
+    /// Why it could not be used.
+    pub reason: String,
 }
 
 #[derive(Debug, Default)]
@@ -38,6 +50,11 @@ impl InProcessBus {
     /// An empty bus.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The messages moved to the dead-letter stream, oldest first.
+    pub fn dead_letters(&self) -> Vec<DeadLetter> {
+        self.lock().dead_letters.clone()
     }
 
     fn lock(&self) -> MutexGuard<'_, Streams> {
@@ -72,16 +89,18 @@ impl Bus for InProcessBus {
     }
 
     fn receive(&mut self, reader: Reader<'_>, wait: Duration) -> Result<Option<Delivery>, BusError> {
-        let (key, group) = (reader.stream(), reader.group);
+        let (keys, group) = (reader.streams(), reader.group);
         let deadline = Instant::now() + wait;
         let mut streams = self.lock();
         loop {
-            let stream = streams.streams.entry(key.clone()).or_default();
-            let state = stream.groups.entry(group.to_string()).or_default();
-            if let Some((entry, envelope)) = stream.entries.get(state.next) {
-                state.pending.insert(entry.clone(), (state.next, Instant::now()));
-                state.next += 1;
-                return Ok(Some(delivery(&key, group, entry, envelope)));
+            for key in &keys {
+                let stream = streams.streams.entry(key.clone()).or_default();
+                let state = stream.groups.entry(group.to_string()).or_default();
+                if let Some((entry, envelope)) = stream.entries.get(state.next) {
+                    state.pending.insert(entry.clone(), (state.next, Instant::now()));
+                    state.next += 1;
+                    return Ok(Some(delivery(key, group, entry, envelope)));
+                }
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -101,17 +120,33 @@ impl Bus for InProcessBus {
 
     fn reclaim(&mut self, reader: Reader<'_>, idle: Duration) -> Result<Vec<Delivery>, BusError> {
         // Which consumer holds a pending message matters to nothing here: only its idle time.
-        let (key, group) = (reader.stream(), reader.group);
+        let group = reader.group;
         let mut streams = self.lock();
-        let Some(stream) = streams.streams.get_mut(&key) else { return Ok(Vec::new()) };
-        let Some(state) = stream.groups.get_mut(group) else { return Ok(Vec::new()) };
         let mut claimed = Vec::new();
-        for (entry, (index, delivered)) in state.pending.iter_mut() {
-            if delivered.elapsed() >= idle {
-                *delivered = Instant::now();
-                claimed.push(delivery(&key, group, entry, &stream.entries[*index].1));
+        for key in reader.streams() {
+            let Some(stream) = streams.streams.get_mut(&key) else { continue };
+            let Some(state) = stream.groups.get_mut(group) else { continue };
+            for (entry, (index, delivered)) in state.pending.iter_mut() {
+                if delivered.elapsed() >= idle {
+                    *delivered = Instant::now();
+                    claimed.push(delivery(&key, group, entry, &stream.entries[*index].1));
+                }
             }
         }
         Ok(claimed)
+    }
+
+    fn dead_letter(&mut self, delivery: &Delivery, reason: &str) -> Result<(), BusError> {
+        self.ack(delivery)?;
+        let (stream, entry, reason) = (delivery.stream.clone(), delivery.entry.clone(), reason.to_string());
+        self.lock().dead_letters.push(DeadLetter { stream, entry, reason });
+        Ok(())
+    }
+
+    fn runs(&mut self) -> Result<Vec<String>, BusError> {
+        let mut runs: Vec<String> =
+            self.lock().streams.keys().filter_map(|key| run_of_state_stream(key)).map(str::to_string).collect();
+        runs.sort();
+        Ok(runs)
     }
 }

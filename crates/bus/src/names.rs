@@ -11,6 +11,11 @@ pub fn stream_key(run: &str, topic: Topic) -> String {
     format!("morphogen:{run}:{}", topic.name())
 }
 
+/// The run whose state stream `key` is (`morphogen:<run>:state`), if it is one.
+pub fn run_of_state_stream(key: &str) -> Option<&str> {
+    key.strip_prefix("morphogen:")?.strip_suffix(":state").filter(|run| !run.is_empty())
+}
+
 /// A `SCAN MATCH` pattern covering every stream of [`stream_key`] (with `TYPE stream`, blobs are
 /// left out).
 pub(crate) const STREAM_PATTERN: &str = "morphogen:*";
@@ -49,6 +54,9 @@ mod tests {
     #[test]
     fn streams_are_namespaced_by_run() {
         assert_eq!(stream_key("a", Topic::State), "morphogen:a:state");
+        assert_eq!(run_of_state_stream(&stream_key("a:b", Topic::State)), Some("a:b"));
+        assert_eq!(run_of_state_stream(&stream_key("a", Topic::Commands)), None);
+        assert_eq!(run_of_state_stream(DEAD_LETTER_STREAM), None);
         assert_ne!(stream_key("a", Topic::Commands), stream_key("b", Topic::Commands));
     }
 }

@@ -4,12 +4,13 @@
 use crate::envelope::Body;
 use crate::names::{blob_key, redacted, DEAD_LETTER_STREAM, STREAM_PATTERN};
 use crate::{
-    Bus, BusError, BusOptions, BusStatus, ClaimCheck, Delivery, Envelope, GroupStatus, Outgoing, Reader, StreamStatus,
+    run_of_state_stream, stream_key, Bus, BusError, BusOptions, BusStatus, ClaimCheck, Delivery, Envelope, GroupStatus,
+    Outgoing, Reader, StreamStatus, Topic,
 };
 use redis::streams::{StreamAutoClaimReply, StreamId, StreamInfoGroupsReply, StreamReadOptions, StreamReadReply};
 use redis::{Commands, Connection, RedisError};
 use sha2::{Digest, Sha256};
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 /// The stream field holding a message's envelope.
@@ -25,6 +26,17 @@ pub struct RedisBus {
     options: BusOptions,
     /// Groups known to exist (forgotten on reconnection: a restarted Redis may have lost them).
     groups: HashSet<(String, String)>,
+    /// Entries one read of several streams returned beyond the first: already delivered to
+    /// their consumer, handed out by the next calls.
+    unread: VecDeque<Unread>,
+}
+
+/// An entry delivered by Redis and not yet handed out.
+struct Unread {
+    stream: String,
+    group: String,
+    consumer: String,
+    entry: StreamId,
 }
 
 impl std::fmt::Debug for RedisBus {
@@ -36,12 +48,25 @@ impl std::fmt::Debug for RedisBus {
 impl RedisBus {
     /// Connects to `url` (`redis://[:password@]host:port[/db]`), within `timeout`.
     pub fn connect(url: &str, options: BusOptions, timeout: Duration) -> Result<Self, BusError> {
+        let mut bus = Self::open(url, options, timeout)?;
+        bus.run(|c| redis::cmd("PING").query::<String>(c))?;
+        Ok(bus)
+    }
+
+    /// A bus on `url` that connects at its first call (and after every drop), each call
+    /// waiting at most `timeout` for the server: for a run that must go on while Redis is down.
+    /// Only a URL that does not parse is an error here.
+    pub fn open(url: &str, options: BusOptions, timeout: Duration) -> Result<Self, BusError> {
         let shown = redacted(url);
         let client =
             redis::Client::open(url).map_err(|e| BusError::BadUrl { url: shown.clone(), problem: e.to_string() })?;
-        let mut bus = Self { client, connection: None, timeout, url: shown, options, groups: HashSet::new() };
-        bus.run(|c| redis::cmd("PING").query::<String>(c))?;
-        Ok(bus)
+        let (groups, unread) = (HashSet::new(), VecDeque::new());
+        Ok(Self { client, connection: None, timeout, url: shown, options, groups, unread })
+    }
+
+    /// The server's URL, password redacted.
+    pub fn url(&self) -> &str {
+        &self.url
     }
 
     /// Runs `op` on the connection, opening it first if needed; forgets a dropped connection.
@@ -62,22 +87,28 @@ impl RedisBus {
         result.map_err(|e| unreachable(&self.url, &e))
     }
 
-    /// Every run stream with its groups, and the dead letters.
-    pub fn status(&mut self) -> Result<BusStatus, BusError> {
+    /// The keys of every stream matching `pattern`, sorted.
+    fn stream_keys(&mut self, pattern: &str) -> Result<Vec<String>, BusError> {
         let mut keys: Vec<String> = self.run(|c| {
             redis::cmd("SCAN")
                 .cursor_arg(0)
                 .arg("MATCH")
-                .arg(STREAM_PATTERN)
+                .arg(pattern)
                 .arg("TYPE")
                 .arg("stream")
                 .clone()
                 .iter(c)?
                 .collect()
         })?;
-        keys.retain(|key| key != DEAD_LETTER_STREAM);
         keys.sort();
         keys.dedup();
+        Ok(keys)
+    }
+
+    /// Every run stream with its groups, and the dead letters.
+    pub fn status(&mut self) -> Result<BusStatus, BusError> {
+        let mut keys = self.stream_keys(STREAM_PATTERN)?;
+        keys.retain(|key| key != DEAD_LETTER_STREAM);
         let mut streams = Vec::new();
         for key in keys {
             let length: u64 = self.run(|c| c.xlen(&key))?;
@@ -152,19 +183,37 @@ impl RedisBus {
         let envelope = match Envelope::parse(&raw) {
             Ok(envelope) => envelope,
             Err(reason) => {
-                let fields: [(&str, &[u8]); 4] = [
-                    ("stream", stream.as_bytes()),
-                    ("entry", entry.id.as_bytes()),
-                    ("reason", reason.as_bytes()),
-                    ("raw", &raw),
-                ];
-                self.run(|c| c.xadd::<_, _, _, _, String>(DEAD_LETTER_STREAM, "*", &fields))?;
-                self.run(|c| c.xack::<_, _, _, i64>(stream, group, &[&entry.id]))?;
+                self.bury(stream, group, &entry.id, &reason, &raw)?;
                 return Ok(None);
             }
         };
         let payload = self.payload(&envelope)?;
         Ok(Some(Delivery { envelope, payload, stream: stream.into(), entry: entry.id.clone(), group: group.into() }))
+    }
+
+    /// Copies the entry `id` of `stream` (its `raw` bytes) to the dead-letter stream with
+    /// `reason`, and acknowledges it for `group`.
+    fn bury(&mut self, stream: &str, group: &str, id: &str, reason: &str, raw: &[u8]) -> Result<(), BusError> {
+        let fields: [(&str, &[u8]); 4] =
+            [("stream", stream.as_bytes()), ("entry", id.as_bytes()), ("reason", reason.as_bytes()), ("raw", raw)];
+        self.run(|c| c.xadd::<_, _, _, _, String>(DEAD_LETTER_STREAM, "*", &fields))?;
+        self.run(|c| c.xack::<_, _, _, i64>(stream, group, &[id]))?;
+        Ok(())
+    }
+
+    /// The first entry left from an earlier read of `reader`'s streams, delivered.
+    fn next_unread(&mut self, reader: &Reader<'_>, streams: &[String]) -> Result<Option<Delivery>, BusError> {
+        while let Some(at) = self
+            .unread
+            .iter()
+            .position(|u| u.group == reader.group && u.consumer == reader.consumer && streams.contains(&u.stream))
+        {
+            let unread = self.unread.remove(at).expect("found above");
+            if let Some(delivery) = self.deliver(&unread.stream, &unread.group, &unread.entry)? {
+                return Ok(Some(delivery));
+            }
+        }
+        Ok(None)
     }
 }
 
@@ -185,24 +234,36 @@ impl Bus for RedisBus {
     }
 
     fn receive(&mut self, reader: Reader<'_>, wait: Duration) -> Result<Option<Delivery>, BusError> {
-        let (stream, group) = (reader.stream(), reader.group);
-        self.ensure_group(&stream, group)?;
+        let streams = reader.streams();
+        if let Some(delivery) = self.next_unread(&reader, &streams)? {
+            return Ok(Some(delivery));
+        }
+        if streams.is_empty() {
+            std::thread::sleep(wait);
+            return Ok(None);
+        }
+        for stream in &streams {
+            self.ensure_group(stream, reader.group)?;
+        }
+        let from_new = vec![">"; streams.len()];
         let deadline = Instant::now() + wait;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             // BLOCK 0 would wait forever: at least a millisecond; at most half the read timeout.
             let block = left.min(self.timeout / 2).as_millis().max(1) as usize;
-            let options = StreamReadOptions::default().group(group, reader.consumer).count(1).block(block);
-            let reply: Option<StreamReadReply> = self.run(|c| c.xread_options(&[&stream], &[">"], &options))?;
-            let entry = reply.and_then(|r| r.keys.into_iter().next()).and_then(|k| k.ids.into_iter().next());
-            match entry {
-                Some(entry) => {
-                    if let Some(delivery) = self.deliver(&stream, group, &entry)? {
-                        return Ok(Some(delivery));
-                    }
+            let options = StreamReadOptions::default().group(reader.group, reader.consumer).count(1).block(block);
+            let reply: Option<StreamReadReply> = self.run(|c| c.xread_options(&streams, &from_new, &options))?;
+            for key in reply.map(|r| r.keys).unwrap_or_default() {
+                for entry in key.ids {
+                    let (group, consumer) = (reader.group.to_string(), reader.consumer.to_string());
+                    self.unread.push_back(Unread { stream: key.key.clone(), group, consumer, entry });
                 }
-                None if Instant::now() >= deadline => return Ok(None),
-                None => {}
+            }
+            if let Some(delivery) = self.next_unread(&reader, &streams)? {
+                return Ok(Some(delivery));
+            }
+            if Instant::now() >= deadline {
+                return Ok(None);
             }
         }
     }
@@ -213,22 +274,33 @@ impl Bus for RedisBus {
     }
 
     fn reclaim(&mut self, reader: Reader<'_>, idle: Duration) -> Result<Vec<Delivery>, BusError> {
-        let (stream, group) = (reader.stream(), reader.group);
-        self.ensure_group(&stream, group)?;
-        let mut command = redis::cmd("XAUTOCLAIM");
-        command
-            .arg(&stream)
-            .arg(group)
-            .arg(reader.consumer)
-            .arg(idle.as_millis() as u64)
-            .arg("0-0")
-            .arg("COUNT")
-            .arg(100);
-        let reply: StreamAutoClaimReply = self.run(|c| command.query(c))?;
         let mut deliveries = Vec::new();
-        for entry in &reply.claimed {
-            deliveries.extend(self.deliver(&stream, group, entry)?);
+        for stream in reader.streams() {
+            self.ensure_group(&stream, reader.group)?;
+            let mut command = redis::cmd("XAUTOCLAIM");
+            command
+                .arg(&stream)
+                .arg(reader.group)
+                .arg(reader.consumer)
+                .arg(idle.as_millis() as u64)
+                .arg("0-0")
+                .arg("COUNT")
+                .arg(100);
+            let reply: StreamAutoClaimReply = self.run(|c| command.query(c))?;
+            for entry in &reply.claimed {
+                deliveries.extend(self.deliver(&stream, reader.group, entry)?);
+            }
         }
         Ok(deliveries)
+    }
+
+    fn dead_letter(&mut self, delivery: &Delivery, reason: &str) -> Result<(), BusError> {
+        let raw = serde_json::to_vec(&delivery.envelope).expect("envelopes serialize");
+        self.bury(&delivery.stream, &delivery.group, &delivery.entry, reason, &raw)
+    }
+
+    fn runs(&mut self) -> Result<Vec<String>, BusError> {
+        let keys = self.stream_keys(&stream_key("*", Topic::State))?;
+        Ok(keys.iter().filter_map(|key| run_of_state_stream(key)).map(str::to_string).collect())
     }
 }

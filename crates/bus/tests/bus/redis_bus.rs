@@ -71,6 +71,16 @@ fn garbage_and_other_schema_versions_go_to_the_dead_letter_stream() {
     assert!(reasons[1].contains("schema version 99"), "{reasons:?}");
     let pending: redis::streams::StreamPendingReply = raw.xpending(&stream, "controllers").unwrap();
     assert_eq!(pending.count(), 1, "the dead letters were acknowledged; the good message awaits its ack");
+
+    // A readable message its reader cannot use goes the same way, with the reader's reason.
+    bus.dead_letter(&got, "the payload is not a decision request").unwrap();
+    let dead: redis::streams::StreamRangeReply = raw.xrange_all(DEAD_LETTER_STREAM).unwrap();
+    let last = dead.ids.last().unwrap();
+    assert_eq!(dead.ids.len(), 3);
+    assert_eq!(last.get::<String>("reason").unwrap(), "the payload is not a decision request");
+    assert_eq!(last.get::<String>("entry").unwrap(), got.entry);
+    let pending: redis::streams::StreamPendingReply = raw.xpending(&stream, "controllers").unwrap();
+    assert_eq!(pending.count(), 0);
 }
 
 #[test]
@@ -85,6 +95,13 @@ fn a_server_that_is_down_is_a_typed_error_naming_it_without_the_password() {
     assert!(text.contains(&port.to_string()) && !text.contains("hunter2"), "{text}");
     let error = RedisBus::connect("http://nowhere", BusOptions::default(), WAIT).unwrap_err();
     assert!(matches!(error, BusError::BadUrl { .. }), "{error}");
+
+    // Opened lazily, the bus exists while the server is down and works once it is up.
+    let mut bus = RedisBus::open(&format!("redis://127.0.0.1:{port}"), BusOptions::default(), WAIT).unwrap();
+    assert!(matches!(bus.publish(Outgoing::state("run", 1, &json!(1))), Err(BusError::Unreachable { .. })));
+    let _server = RedisServer::on(port);
+    bus.publish(Outgoing::state("run", 2, &json!(2))).unwrap();
+    assert_eq!(bus.runs().unwrap(), ["run"]);
 }
 
 #[test]

@@ -99,3 +99,40 @@ fn runs_sharing_a_bus_never_see_each_other() {
         assert_eq!(got.envelope.run, "run-1");
     });
 }
+
+#[test]
+fn one_controller_reads_the_states_of_every_run_it_finds() {
+    on_both(|open| {
+        let (mut trainer, mut controller) = pair(open);
+        assert!(controller.runs().unwrap().is_empty());
+        for (step, run) in ["run-z", "run-x", "run-y"].into_iter().enumerate() {
+            trainer.publish(Outgoing::state(run, step as u64, &json!(run))).unwrap();
+            trainer.publish(Outgoing::state(run, 10 + step as u64, &json!(run))).unwrap();
+        }
+        let runs = controller.runs().unwrap();
+        assert_eq!(runs, ["run-x", "run-y", "run-z"]);
+        let mut seen = Vec::new();
+        let reader = Reader::controllers(&runs, "c");
+        while let Some(got) = controller.receive(reader, Duration::from_millis(100)).unwrap() {
+            assert_eq!(got.payload, json!(got.envelope.run));
+            controller.ack(&got).unwrap();
+            seen.push((got.envelope.run.clone(), got.envelope.step));
+        }
+        seen.sort();
+        let expected = [("run-x", 1), ("run-x", 11), ("run-y", 2), ("run-y", 12), ("run-z", 0), ("run-z", 10)];
+        assert_eq!(seen, expected.map(|(run, step)| (run.to_string(), step)));
+    });
+}
+
+#[test]
+fn a_message_its_reader_cannot_use_is_moved_aside_and_never_handed_out_again() {
+    on_both(|open| {
+        let (mut trainer, mut controller) = pair(open);
+        trainer.publish(Outgoing::state("run-d", 1, &json!("not a state"))).unwrap();
+        let got = controller.receive(Reader::controller("run-d", "c"), WAIT).unwrap().unwrap();
+        controller.dead_letter(&got, "the payload is not a decision request").unwrap();
+        let mut other = open();
+        assert!(other.reclaim(Reader::controller("run-d", "c2"), Duration::ZERO).unwrap().is_empty());
+        assert!(other.receive(Reader::controller("run-d", "c2"), Duration::from_millis(50)).unwrap().is_none());
+    });
+}
