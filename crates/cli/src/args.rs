@@ -4,6 +4,7 @@
 use crate::bench::growth::GrowthArgs;
 use crate::bench::layer::args::LayerArgs;
 use crate::bus::BusCommand;
+use crate::controller::ControllerCommand;
 use crate::dashboard::{DashboardArgs, ReportArgs, WatchArgs};
 use crate::flags::FlagsCommand;
 use crate::train::args::TrainArgs;
@@ -51,6 +52,12 @@ pub enum Command {
         /// What to do.
         #[command(subcommand)]
         command: BusCommand,
+    },
+    /// The growth controller as a service on the message bus (`docs/bus.md`).
+    Controller {
+        /// What to do.
+        #[command(subcommand)]
+        command: ControllerCommand,
     },
 }
 

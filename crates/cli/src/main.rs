@@ -11,10 +11,12 @@ mod args;
 mod backend;
 mod bench;
 mod bus;
+mod controller;
 mod dashboard;
 mod error;
 mod flags;
 mod info;
+mod stop;
 mod train;
 
 use args::{BenchTarget, Cli, Command};
@@ -36,6 +38,7 @@ fn main() -> ExitCode {
         Command::Report(args) => dashboard::report(&args),
         Command::Watch(args) => dashboard::watch(&args),
         Command::Bus { command } => bus::run(&command),
+        Command::Controller { command } => controller::run(&command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

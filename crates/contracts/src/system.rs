@@ -136,4 +136,8 @@ pub struct TransitionEvent {
     pub reason: String,
     /// Global metrics at the time.
     pub metrics: GlobalMetrics,
+    /// The controller service that ordered it over the message bus (its consumer name); none
+    /// for the controller inside the run's process and for the trainer's own moves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decided_by: Option<String>,
 }

@@ -7,11 +7,19 @@
 //! accuracy is below target, at the unhealthiest dormant seeds, within budgets; move every
 //! active seed through its measured gates; cull what fails; order a rollback on non-finite
 //! metrics.
+//!
+//! The same controller runs as a service on a message bus ([`ControllerService`]): a run sends
+//! a [`DecisionRequest`] (its state with the controller's config and memory) and applies the
+//! [`DecisionReply`].
 #![warn(missing_docs)]
 
 mod config;
+mod exchange;
 mod policy;
+mod service;
 
 pub use config::ControllerConfig;
+pub use exchange::{DecisionReply, DecisionRequest};
 pub use morphogen_contracts::{Command, Decisions, SystemState};
 pub use policy::{Controller, ControllerState};
+pub use service::{ControllerService, Handled, ServiceOptions};

@@ -53,6 +53,11 @@ impl Controller {
         &self.state
     }
 
+    /// The state carried between epochs, taken.
+    pub fn into_state(self) -> ControllerState {
+        self.state
+    }
+
     /// Decides what to do at one epoch boundary.
     pub fn step(&mut self, system: &SystemState) -> Decisions {
         let m = &system.metrics;

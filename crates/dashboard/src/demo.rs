@@ -160,6 +160,7 @@ fn move_seed(layer: &mut LayerColumns, seed: usize, to: Stage, reason: String, m
         to,
         reason,
         metrics: *m,
+        decided_by: None,
     }
 }
 

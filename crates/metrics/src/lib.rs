@@ -14,7 +14,7 @@ mod server;
 pub use server::{serve, MetricsServer, TIMEOUT};
 
 use morphogen_contracts::{GlobalMetrics, LayerState, Stage, TransitionEvent};
-use morphogen_trainer::{ErrorKind, Observer, Resources, StageCounts};
+use morphogen_trainer::{DecisionSource, ErrorKind, Observer, Resources, StageCounts};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -69,6 +69,12 @@ struct FeatureLabel {
     feature: String,
 }
 
+/// Labels of the decision counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ControllerLabel {
+    controller: String,
+}
+
 /// Buckets of the seeded-layer overhead ratio: 0.001 .. ~8 (doubling).
 fn overhead_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.001, 2.0, 14))
@@ -103,6 +109,8 @@ struct Metrics {
     overhead_total: Gauge<f64, AtomicU64>,
     resident_bytes: Gauge,
     bank_bytes: Family<LayerLabel, Gauge>,
+    decisions: Family<ControllerLabel, Counter>,
+    decision_round_trip: Histogram,
     /// When the last step (or the epoch) started, for the step latency.
     last: Mutex<Option<Instant>>,
 }
@@ -221,6 +229,19 @@ impl MetricsObserver {
             "Bytes of blueprint bank parameters of a seeded layer on its device",
             bank_bytes.clone(),
         );
+        let decisions = Family::<ControllerLabel, Counter>::default();
+        // 100 us .. ~13 s
+        let decision_round_trip = Histogram::new(exponential_buckets(0.0001, 2.0, 18));
+        registry.register(
+            "morphogen_decisions",
+            "Decision points by who decided: a controller service's name, in-process, or paused (no decision came)",
+            decisions.clone(),
+        );
+        registry.register(
+            "morphogen_decision_round_trip_seconds",
+            "Bus lag: from publishing a run's state to reading the controller service's decision, seconds",
+            decision_round_trip.clone(),
+        );
         Self {
             inner: Arc::new(Metrics {
                 registry,
@@ -246,6 +267,8 @@ impl MetricsObserver {
                 overhead_total,
                 resident_bytes,
                 bank_bytes,
+                decisions,
+                decision_round_trip,
                 last: Mutex::new(None),
             }),
         }
@@ -371,6 +394,13 @@ impl Observer for MetricsObserver {
     fn flag_disabled(&mut self, feature: &str, _reason: &str) {
         self.inner.flags_disabled.get_or_create(&FeatureLabel { feature: feature.to_string() }).set(1);
     }
+
+    fn decided(&mut self, _epoch: u32, source: &DecisionSource) {
+        self.inner.decisions.get_or_create(&ControllerLabel { controller: source.controller().to_string() }).inc();
+        if let DecisionSource::Bus { round_trip, .. } = source {
+            self.inner.decision_round_trip.observe(round_trip.as_secs_f64());
+        }
+    }
 }
 
 /// Two observers fed with every call, `0` first: `Both(&mut progress, &mut metrics)`.
@@ -431,6 +461,11 @@ impl<A: Observer, B: Observer> Observer for Both<A, B> {
         self.0.flag_disabled(feature, reason);
         self.1.flag_disabled(feature, reason);
     }
+
+    fn decided(&mut self, epoch: u32, source: &DecisionSource) {
+        self.0.decided(epoch, source);
+        self.1.decided(epoch, source);
+    }
 }
 
 /// A mutable borrow of an observer (e.g. `&mut dyn Observer`) inside [`Both`].
@@ -479,5 +514,9 @@ impl<O: Observer + ?Sized> Observer for Borrowed<'_, O> {
 
     fn flag_disabled(&mut self, feature: &str, reason: &str) {
         self.0.flag_disabled(feature, reason);
+    }
+
+    fn decided(&mut self, epoch: u32, source: &DecisionSource) {
+        self.0.decided(epoch, source);
     }
 }

@@ -93,6 +93,8 @@ pub enum ErrorKind {
     Io,
     /// Rollbacks ran out.
     Diverged,
+    /// No decision came over the message bus in time, or the bus failed (the run goes on).
+    Bus,
     /// Reported by other code through [`Signals`](crate::Signals) under its own judgement.
     Other,
 }
@@ -109,6 +111,7 @@ impl ErrorKind {
             ErrorKind::Data => "data",
             ErrorKind::Io => "io",
             ErrorKind::Diverged => "diverged",
+            ErrorKind::Bus => "bus",
             ErrorKind::Other => "other",
         }
     }

@@ -1,6 +1,6 @@
 //! The transition event log (JSON lines) and progress observers.
 
-use crate::{ErrorKind, Resources, TrainError};
+use crate::{ErrorKind, OnTimeout, Resources, TrainError};
 use burn::tensor::backend::Backend;
 use morphogen_contracts::{GlobalMetrics, LayerState, Stage, TransitionEvent};
 use morphogen_engine::SeededModel;
@@ -84,6 +84,39 @@ impl fmt::Display for StageCounts {
     }
 }
 
+/// Where an epoch's decisions came from.
+#[derive(Clone, Debug, PartialEq)]
+pub enum DecisionSource {
+    /// The controller inside the run's process.
+    InProcess,
+    /// A controller service over the message bus.
+    Bus {
+        /// Its consumer name.
+        controller: String,
+        /// From publishing the request to reading the reply.
+        round_trip: std::time::Duration,
+    },
+    /// No decision came over the bus, for `reason`; the run paused growth or decided in process,
+    /// as `fallback` says.
+    Missing {
+        /// Why (timeout, or the bus's error).
+        reason: String,
+        /// What the run did instead.
+        fallback: OnTimeout,
+    },
+}
+
+impl DecisionSource {
+    /// Who decided, as logs and metrics label it: `in-process`, the service's name, `paused`.
+    pub fn controller(&self) -> &str {
+        match self {
+            DecisionSource::InProcess | DecisionSource::Missing { fallback: OnTimeout::InProcess, .. } => "in-process",
+            DecisionSource::Bus { controller, .. } => controller,
+            DecisionSource::Missing { fallback: OnTimeout::Pause, .. } => "paused",
+        }
+    }
+}
+
 /// Receives progress as a run goes; every method has a do-nothing default.
 pub trait Observer {
     /// An epoch of `steps` optimizer steps begins.
@@ -112,6 +145,8 @@ pub trait Observer {
     fn rule_fired(&mut self, _rule: &str, _reason: &str) {}
     /// A feature flag was switched off for the rest of this run (the flag file is not touched).
     fn flag_disabled(&mut self, _feature: &str, _reason: &str) {}
+    /// The controller decided on the state of `epoch` (before the decisions are applied).
+    fn decided(&mut self, _epoch: u32, _source: &DecisionSource) {}
 }
 
 impl Observer for () {}

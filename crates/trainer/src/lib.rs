@@ -7,6 +7,7 @@
 //! themselves; [`measure_system`] builds the controller's input from a model.
 #![warn(missing_docs)]
 
+mod bus_config;
 mod data;
 mod device_data;
 mod error;
@@ -21,10 +22,11 @@ mod task;
 mod tasks;
 mod trainer;
 
+pub use bus_config::{BusConfig, OnTimeout};
 pub use data::{fashion_mnist, ImageSet, TextCorpus, TextWindows, Vocabulary, FASHION_MNIST_DIR, SHAKESPEARE_DIR};
 pub use device_data::{Batching, DeviceData};
 pub use error::{ErrorKind, TrainError};
-pub use events::{EventLog, Observer, StageCounts};
+pub use events::{DecisionSource, EventLog, Observer, StageCounts};
 pub use flops::{attention_flops, blueprint_flops, conv2d_flops, linear_flops, CountFlops, FlopProfile};
 pub use models::{
     Cnn, FeedForward, Mlp, ModelConfig, ModelKind, Projection, ResNet, ResidualBlock, TaskKind, Transformer,
@@ -37,6 +39,6 @@ pub use signals::Signals;
 pub use task::{StepOutput, Task, TaskData, TaskModel};
 pub use tasks::{ImageBatch, ImageClassification, ImageItem, NextCharacter, TextBatch, TextItem};
 pub use trainer::{
-    evaluate, evaluate_seeds, measure_system, EvalBudget, Evaluation, Stopped, TrainOutcome, Trainer, TrainerConfig,
-    Training, TrainingTypes,
+    evaluate, evaluate_seeds, measure_system, AppliedDecision, EvalBudget, Evaluation, Stopped, TrainOutcome, Trainer,
+    TrainerConfig, Training, TrainingTypes,
 };

@@ -1,8 +1,10 @@
-//! The configuration of a run as one TOML file: the `[run]`, `[model]`, `[trainer]` and
-//! `[controller]` tables, what `morphogen train --config` reads and writes into each run folder.
+//! The configuration of a run as one TOML file: the `[run]`, `[model]`, `[trainer]`,
+//! `[controller]` and `[bus]` tables, what `morphogen train --config` reads and writes into each run folder.
 //! A program of its own can read the same file with [`RunConfig::from_toml`].
 
-use crate::{ModelConfig, ModelKind, TaskKind, TrainError, TrainerConfig, FASHION_MNIST_DIR, SHAKESPEARE_DIR};
+use crate::{
+    BusConfig, ModelConfig, ModelKind, TaskKind, TrainError, TrainerConfig, FASHION_MNIST_DIR, SHAKESPEARE_DIR,
+};
 use morphogen_controller::ControllerConfig;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -70,6 +72,8 @@ pub struct RunConfig {
     pub trainer: TrainerConfig,
     /// Controller.
     pub controller: ControllerConfig,
+    /// Where decisions come from: the controller in this process, or a service on a bus.
+    pub bus: BusConfig,
 }
 
 impl RunConfig {
@@ -103,6 +107,7 @@ impl RunConfig {
         self.model.validate()?;
         self.trainer.validate()?;
         self.controller.validate()?;
+        self.bus.validate()?;
         Ok(())
     }
 

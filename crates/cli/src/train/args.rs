@@ -88,6 +88,12 @@ pub struct TrainArgs {
     /// each checked against the tensor path and dropped for it if they ever disagree.
     #[arg(long, value_name = "FILE")]
     pub flags: Option<PathBuf>,
+    /// Take decisions from the controller service on this Redis server
+    /// (`redis://[:password@]host:port[/db]`; start one with `morphogen controller serve`)
+    /// instead of the controller inside this process. With `--flags`, only where the
+    /// `message_bus` flag is on for this run's name. Timeout and fallback: the `[bus]` table.
+    #[arg(long, value_name = "URL")]
+    pub bus: Option<String>,
     /// Continue the run `--name` from its newest checkpoint that verifies (model, optimizer,
     /// controller state), up to `--epochs` in all; metrics and events are appended.
     #[arg(long)]

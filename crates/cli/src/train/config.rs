@@ -4,6 +4,7 @@
 use super::args::TrainArgs;
 use crate::error::CliError;
 use morphogen::trainer::{ModelKind, RunConfig, TaskKind, DEFAULT_RUN_NAME};
+use morphogen_flags::Feature;
 
 /// The config file (if any) with the flags applied, validated.
 pub fn resolve(args: &TrainArgs) -> Result<RunConfig, CliError> {
@@ -40,12 +41,9 @@ pub fn resolve(args: &TrainArgs) -> Result<RunConfig, CliError> {
         config.run.name = RunConfig::default_name(config.model.kind);
     }
     config.set_growth(config.run.growth);
+    config.bus.url = args.bus.clone().or(config.bus.url);
     if let Some(path) = &args.flags {
-        let (flags, warning) = morphogen_flags::Flags::load(path);
-        if let Some(warning) = warning {
-            eprintln!("warning: {warning}");
-        }
-        config.model.kernels = flags.is_enabled_for(morphogen_flags::Feature::Kernels, &config.run.name);
+        apply_flags(&mut config, path);
     }
     if config.trainer.checkpoint_dir.is_none() {
         config.trainer.checkpoint_dir = Some(config.run.runs_dir.join(&config.run.name).join("checkpoints"));
@@ -58,6 +56,20 @@ pub fn resolve(args: &TrainArgs) -> Result<RunConfig, CliError> {
         });
     }
     Ok(config)
+}
+
+/// What the flag file decides for this run: the kernels, and whether it talks to the bus.
+fn apply_flags(config: &mut RunConfig, path: &std::path::Path) {
+    let (flags, warning) = morphogen_flags::Flags::load(path);
+    if let Some(warning) = warning {
+        eprintln!("warning: {warning}");
+    }
+    let name = &config.run.name;
+    config.model.kernels = flags.is_enabled_for(Feature::Kernels, name);
+    if config.bus.url.is_some() && !flags.is_enabled_for(Feature::MessageBus, name) {
+        eprintln!("the message_bus flag is off for run {name}: its controller runs in this process");
+        config.bus.url = None;
+    }
 }
 
 /// Overrides `slot` with a flag's value when the flag was given.

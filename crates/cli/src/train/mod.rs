@@ -15,7 +15,6 @@ mod progress;
 mod resume;
 mod run;
 mod run_folder;
-mod stop;
 mod summary;
 
 use crate::backend;
@@ -33,6 +32,6 @@ pub fn train(args: &TrainArgs) -> Result<(), CliError> {
     // Flushed when dropped, after training.
     let _tracing = exporters::install_tracing(args)?;
     let mode = RunMode { quiet: args.quiet, resume: args.resume, started };
-    let stop = stop::StopSignal::install()?;
+    let stop = crate::stop::StopSignal::install()?;
     backend::run_on(args.backend, Training { config: &config, mode, metrics, stop: &stop })
 }

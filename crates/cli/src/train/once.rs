@@ -10,6 +10,7 @@ use morphogen::controller::Controller;
 use morphogen::trainer::RunConfig;
 use morphogen::trainer::{EventLog, Observer, Stopped, Task, TaskData, TaskModel, Trainer};
 use morphogen::{GlobalMetrics, SeededModel, Stage, TransitionEvent};
+use morphogen_bus::RedisBus;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
@@ -87,6 +88,11 @@ where
 {
     let controller = Controller::new(config.controller.clone())?;
     let mut trainer = Trainer::new(config.trainer.clone(), controller, events)?;
+    if let Some(url) = &config.bus.url {
+        let bus = RedisBus::open(url, config.bus.options(), config.bus.decision_timeout())?;
+        eprintln!("decisions from the controller service on {}", bus.url());
+        trainer = trainer.with_bus(Box::new(bus), &config.run.name, config.bus.clone())?;
+    }
     if let Some(flag) = lifetime.stop {
         trainer = trainer.with_stop_flag(flag);
     }

@@ -6,7 +6,7 @@ use super::run_folder::RunFolder;
 use super::summary::epoch_numbers;
 use crate::error::CliError;
 use indicatif::{ProgressBar, ProgressStyle};
-use morphogen::trainer::{ErrorKind, Observer, StageCounts};
+use morphogen::trainer::{DecisionSource, ErrorKind, Observer, StageCounts};
 use morphogen::{GlobalMetrics, LayerState, TransitionEvent};
 use std::io::Write;
 use std::path::PathBuf;
@@ -33,6 +33,8 @@ pub struct Progress {
     layers: morphogen_dashboard::LayersLog,
     timing: Timing,
     incidents: Incidents,
+    /// Who decided at the last decision point, and the bus round trip in milliseconds.
+    decision: Option<(String, Option<f64>)>,
 }
 
 /// Where a run's time went, as the host saw it.
@@ -82,7 +84,7 @@ impl Progress {
             .map_err(|source| CliError::Write { path: layers_path, source })?;
         let timing = Timing { started: mode.started, start_up: None, epoch_began: None, epochs: Vec::new() };
         let incidents = Incidents::new(folder.path().join("incidents.jsonl"));
-        Ok(Self { bar: None, quiet: mode.quiet, metrics, path, layers, timing, incidents })
+        Ok(Self { bar: None, quiet: mode.quiet, metrics, path, layers, timing, incidents, decision: None })
     }
 
     /// Where the run's time went so far.
@@ -132,7 +134,11 @@ impl Observer for Progress {
             Some(bar) if !bar.is_hidden() => bar.finish_with_message(line),
             _ => eprintln!("{line}"),
         }
-        let json = serde_json::to_string(m).expect("metrics serialise");
+        let mut json = serde_json::to_value(m).expect("metrics serialise");
+        if let Some((controller, round_trip_ms)) = &self.decision {
+            json["decided_by"] = controller.as_str().into();
+            json["decision_ms"] = (*round_trip_ms).into();
+        }
         if let Err(e) = writeln!(self.metrics, "{json}") {
             warn_append_failed(&self.path, &e);
         }
@@ -171,6 +177,19 @@ impl Observer for Progress {
 
     fn flag_disabled(&mut self, feature: &str, reason: &str) {
         self.note(format!("feature flag {feature} disabled for the rest of this run ({reason})"));
+    }
+
+    fn decided(&mut self, _epoch: u32, source: &DecisionSource) {
+        let controller = source.controller().to_string();
+        let round_trip_ms = match source {
+            DecisionSource::Bus { round_trip, .. } => Some(round_trip.as_secs_f64() * 1e3),
+            _ => None,
+        };
+        let changed = self.decision.as_ref().is_none_or(|(last, _)| *last != controller);
+        if changed && matches!(source, DecisionSource::Bus { .. }) {
+            self.note(format!("decisions from controller {controller} over the bus"));
+        }
+        self.decision = Some((controller, round_trip_ms));
     }
 }
 

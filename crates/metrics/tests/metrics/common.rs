@@ -22,6 +22,7 @@ pub fn event(layer: &str, seed: usize, from: Stage, to: Stage) -> TransitionEven
         to,
         reason: "scripted".into(),
         metrics: metrics(1, 0.6, 0.7),
+        decided_by: None,
     }
 }
 

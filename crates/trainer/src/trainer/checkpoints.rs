@@ -2,7 +2,7 @@
 //! restored to resume a run or to roll it back.
 
 use super::types::TrainingTypes;
-use super::{Stopped, Trainer};
+use super::{AppliedDecision, Stopped, Trainer};
 use crate::{ErrorKind, Observer, TrainError};
 use burn::module::AutodiffModule;
 use burn::optim::Optimizer;
@@ -38,6 +38,10 @@ impl Trainer {
             .with_progress(epoch as u64, self.step)
             .with_rng(self.config.seed, None)
             .with_extra("controller", controller);
+        if !self.applied.is_empty() {
+            let applied = serde_json::to_value(&self.applied).expect("decision records serialise");
+            snapshot = snapshot.with_extra("bus_decisions_applied", applied);
+        }
         if let Some(loss) = val_loss {
             snapshot = snapshot.with_metric(loss as f64);
         }
@@ -111,10 +115,18 @@ impl Trainer {
         }
     }
 
-    /// Continues the controller from the state saved in `checkpoint`, if it holds one.
+    /// Continues the controller from the state saved in `checkpoint`, if it holds one, and
+    /// adds the decisions it records as applied to those known.
     fn restore_controller_state(&mut self, checkpoint: &Checkpoint) {
         if let Some(Ok(state)) = checkpoint.extra("controller").cloned().map(serde_json::from_value) {
             self.controller = self.controller.clone().with_state(state);
+        }
+        let saved =
+            checkpoint.extra("bus_decisions_applied").cloned().map(serde_json::from_value::<Vec<AppliedDecision>>);
+        for record in saved.and_then(Result::ok).unwrap_or_default() {
+            if !self.applied.contains(&record) {
+                self.applied.push(record);
+            }
         }
     }
 }

@@ -10,7 +10,10 @@ use super::types::TrainingTypes;
 use super::{TrainOutcome, Trainer};
 use crate::resources::{measure, Resources};
 use crate::rules::EpochFacts;
-use crate::{Batching, DeviceData, Observer, StageCounts, Task, TaskData, TaskModel, TrainError};
+use crate::{
+    Batching, DecisionSource, DeviceData, ErrorKind, Observer, OnTimeout, StageCounts, Task, TaskData, TaskModel,
+    TrainError,
+};
 use burn::module::{AutodiffModule, Module};
 use burn::tensor::backend::Backend;
 use morphogen_contracts::{Command, Decisions, GlobalMetrics, SystemState};
@@ -107,14 +110,14 @@ impl Trainer {
         let evaluations = evaluate_seeds(&inner, &run.data.task, &run.valid, budget);
         let system = measure_system(&trained.model, metrics, evaluations);
         run.observer.layers_measured(&system.layers);
-        let decisions = self.decide(&system, epoch);
+        let (decisions, decided_by) = self.decide(&system, epoch, run.observer);
         if let Some(reason) = decisions.rollback {
             return Ok(Attempt::RollBack { outcome: "controller_rollback", reason });
         }
         // Germination draws blueprint weights from the backend's generator: seeded by the run's
         // seed and the epoch alone, a resumed run grows the blueprints an uninterrupted one would.
         T::Backend::seed(&run.device, self.epoch_seed(epoch) ^ GROWTH_STREAM);
-        let model = self.grow(trained.model, &decisions.commands, &metrics, run.observer)?;
+        let model = self.grow(trained.model, &decisions.commands, &metrics, decided_by.as_deref(), run.observer)?;
         Ok(Attempt::Kept { model, metrics })
     }
 
@@ -181,27 +184,62 @@ impl Trainer {
         measure(inner, |batch| inner.step(batch).loss, batch, rss)
     }
 
-    /// The controller's decisions on `system`.
-    fn decide(&mut self, system: &SystemState, epoch: u32) -> Decisions {
-        let decide =
-            tracing::info_span!("controller.decide", epoch = i64::from(epoch), commands = Empty, rollback = Empty);
+    /// The controller's decisions on `system`, and the service that made them when they came
+    /// over the bus.
+    fn decide(&mut self, system: &SystemState, epoch: u32, observer: &mut dyn Observer) -> (Decisions, Option<String>) {
+        let decide = tracing::info_span!(
+            "controller.decide",
+            epoch = i64::from(epoch),
+            controller = Empty,
+            commands = Empty,
+            rollback = Empty
+        );
         let _decide = decide.enter();
-        let decisions = self.controller.step(system);
+        let (decisions, source) = match self.remote.as_mut() {
+            None => (self.controller.step(system), DecisionSource::InProcess),
+            Some(remote) => match remote.ask(&self.controller, system, self.step, &self.applied) {
+                Ok(answer) => {
+                    self.controller = self.controller.clone().with_state(answer.reply.state);
+                    let source = DecisionSource::Bus {
+                        controller: answer.record.controller.clone(),
+                        round_trip: answer.round_trip,
+                    };
+                    self.applied.push(answer.record);
+                    (answer.reply.decisions, source)
+                }
+                Err(problem) => {
+                    let fallback = remote.config.on_timeout;
+                    let reason = problem.to_string();
+                    tracing::warn!(%reason, ?fallback, "no decision from the bus");
+                    observer.error(ErrorKind::Bus, &format!("epoch {epoch}: {reason}; going on with {fallback:?}"));
+                    let decisions = match fallback {
+                        OnTimeout::Pause => Decisions::default(),
+                        OnTimeout::InProcess => self.controller.step(system),
+                    };
+                    (decisions, DecisionSource::Missing { reason, fallback })
+                }
+            },
+        };
+        observer.decided(epoch, &source);
+        decide.record("controller", source.controller());
         decide.record("commands", decisions.commands.len() as i64);
         decide.record("rollback", decisions.rollback.as_deref().unwrap_or(""));
-        decisions
+        let decided_by = matches!(source, DecisionSource::Bus { .. }).then(|| source.controller().to_string());
+        (decisions, decided_by)
     }
 
-    /// Applies the controller's `commands` to `model` and ends its epoch.
+    /// Applies the controller's `commands` (from the service `decided_by`, if one) to `model`
+    /// and ends its epoch.
     fn grow<B: Backend, M: SeededModel<B>>(
         &mut self,
         mut model: M,
         commands: &[Command],
         metrics: &GlobalMetrics,
+        decided_by: Option<&str>,
         observer: &mut dyn Observer,
     ) -> Result<M, TrainError> {
         for command in commands {
-            self.apply(&mut model, command, metrics, observer)?;
+            self.apply(&mut model, command, metrics, decided_by, observer)?;
         }
         model.end_epoch();
         observer.epoch_ended(metrics, &StageCounts::of(&model));

@@ -8,6 +8,7 @@ mod context;
 mod epoch;
 mod evaluation;
 mod loss_watch;
+mod remote;
 mod rollback;
 mod steps;
 mod tensors;
@@ -16,18 +17,21 @@ mod types;
 
 pub use config::TrainerConfig;
 pub use evaluation::{evaluate, evaluate_seeds, measure_system, EvalBudget, Evaluation};
+pub use remote::AppliedDecision;
 pub use types::{Training, TrainingTypes};
 
 use crate::resources::process_rss_bytes;
-use crate::{EventLog, Observer, Signals, Task, TaskData, TrainError};
+use crate::{BusConfig, EventLog, Observer, Signals, Task, TaskData, TrainError};
 use burn::module::AutodiffModule;
 use burn::optim::Optimizer;
 use burn::tensor::backend::AutodiffBackend;
+use morphogen_bus::Bus;
 use morphogen_checkpoint::{CheckpointDir, Quarantined};
 use morphogen_contracts::GlobalMetrics;
 use morphogen_controller::Controller;
 use morphogen_engine::SeededModel;
 use morphogen_flags::Feature;
+use remote::RemoteController;
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -79,6 +83,10 @@ pub struct Trainer {
     quarantined: Vec<Quarantined>,
     /// Set from outside (a signal handler) to stop the run after the current step.
     stop: Option<Arc<AtomicBool>>,
+    /// The controller service on a bus, when decisions come from there.
+    remote: Option<RemoteController>,
+    /// Decisions applied from the bus, saved in every checkpoint.
+    applied: Vec<AppliedDecision>,
 }
 
 impl Trainer {
@@ -99,7 +107,25 @@ impl Trainer {
             baseline_rss: None,
             quarantined: Vec::new(),
             stop: None,
+            remote: None,
+            applied: Vec::new(),
         })
+    }
+
+    /// Takes decisions from a controller service on `bus` instead of the controller inside this
+    /// process, publishing requests on the streams of `run` (every run on one bus needs its own
+    /// name). `config` says how long to wait and what to do when no decision comes. The
+    /// in-process controller's config and state still travel with every request, and its
+    /// state is updated from every reply, so checkpoints hold it as before.
+    pub fn with_bus(mut self, bus: Box<dyn Bus>, run: &str, config: BusConfig) -> Result<Self, TrainError> {
+        config.validate()?;
+        self.remote = Some(RemoteController::new(bus, run, config));
+        Ok(self)
+    }
+
+    /// The decisions applied from the bus so far (restored from the checkpoint on resume).
+    pub fn applied_decisions(&self) -> &[AppliedDecision] {
+        &self.applied
     }
 
     /// Stops the run after the current step once `flag` is set (by a signal handler, say): the

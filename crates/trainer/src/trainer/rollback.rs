@@ -2,6 +2,7 @@
 //! the return to that state (from the newest checkpoint when there is one) with the seeds that
 //! were active there marked ROLLED_BACK.
 
+use super::transitions::Transition;
 use super::types::TrainingTypes;
 use super::Trainer;
 use crate::rules::EpochFacts;
@@ -101,7 +102,8 @@ impl Trainer {
         let reason = format!("rollback: {reason}");
         for (at, from) in seeds {
             model.apply_command(&Command::advance(at.clone(), Stage::RolledBack, reason.clone()))?;
-            self.log(&at, from, Stage::RolledBack, &reason, &metrics, observer)?;
+            let transition = Transition { at: &at, from, to: Stage::RolledBack, reason: &reason, decided_by: None };
+            self.log(transition, &metrics, observer)?;
         }
         Ok(())
     }

@@ -15,6 +15,7 @@ impl Trainer {
         model: &mut M,
         command: &Command,
         metrics: &GlobalMetrics,
+        decided_by: Option<&str>,
         observer: &mut dyn Observer,
     ) -> Result<(), TrainError> {
         let from = stage_of(model, &command.target).unwrap_or(Stage::Dormant);
@@ -31,20 +32,18 @@ impl Trainer {
         model.apply_command(command)?;
         let to = stage_of(model, &command.target).unwrap_or(from);
         span.record("to", to.name());
-        self.log(&command.target, from, to, &command.reason, metrics, observer)
+        let event = Transition { at: &command.target, from, to, reason: &command.reason, decided_by };
+        self.log(event, metrics, observer)
     }
 
-    /// Records that the seed `at` went from `from` to `to` for `reason`: in the event log and
-    /// to the observer.
+    /// Records `transition`: in the event log and to the observer.
     pub(super) fn log(
         &mut self,
-        at: &SeedAddress,
-        from: Stage,
-        to: Stage,
-        reason: &str,
+        transition: Transition<'_>,
         metrics: &GlobalMetrics,
         observer: &mut dyn Observer,
     ) -> Result<(), TrainError> {
+        let Transition { at, from, to, reason, decided_by } = transition;
         let time = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
         let event = TransitionEvent {
             time,
@@ -56,10 +55,25 @@ impl Trainer {
             to,
             reason: reason.to_string(),
             metrics: *metrics,
+            decided_by: decided_by.map(str::to_string),
         };
         observer.transition(&event);
         self.events.push(event)
     }
+}
+
+/// A seed's move from one stage to another, and why.
+pub(super) struct Transition<'a> {
+    /// The seed.
+    pub at: &'a SeedAddress,
+    /// Its stage before.
+    pub from: Stage,
+    /// Its stage after.
+    pub to: Stage,
+    /// Why.
+    pub reason: &'a str,
+    /// The controller service that ordered it, when one did over the bus.
+    pub decided_by: Option<&'a str>,
 }
 
 /// The stage of the seed at `at`, if the model has it.

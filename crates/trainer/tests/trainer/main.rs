@@ -1,7 +1,8 @@
-//! The trainer's integration tests, one binary: the growth loop end to end, and the automatic
-//! rollback rules, on real Fashion-MNIST (Debian's `dataset-fashion-mnist`), and the ResNet and
-//! transformer presets grown on images and on Shakespeare's works (`scripts/get-shakespeare.sh`).
+//! The trainer's integration tests, one binary: the growth loop end to end, decisions over the
+//! message bus, and the automatic rollback rules, on real Fashion-MNIST (Debian's
+//! `dataset-fashion-mnist`), and the ResNet and transformer presets grown on images and on Shakespeare's works (`scripts/get-shakespeare.sh`).
 
+mod bus;
 mod common;
 mod growth_loop;
 mod presets;

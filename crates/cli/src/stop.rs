@@ -1,6 +1,6 @@
-//! Stopping a run by signal: SIGINT (Ctrl-C) or SIGTERM lets the current step finish, the newest
-//! checkpoint is verified and the way to resume printed; a second signal ends the process at
-//! once.
+//! Stopping by signal: SIGINT (Ctrl-C) or SIGTERM sets a flag the work polls (a run finishes its
+//! step, verifies its newest checkpoint and prints how to resume; a controller service finishes
+//! the answer it is writing); a second signal ends the process at once.
 
 use crate::error::CliError;
 use signal_hook::consts::{SIGINT, SIGTERM};

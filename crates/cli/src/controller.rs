@@ -1,0 +1,83 @@
+//! `morphogen controller serve`: the growth controller as a service on the message bus, serving
+//! every run there until SIGINT or SIGTERM.
+
+use crate::error::CliError;
+use crate::stop::StopSignal;
+use clap::Subcommand;
+use morphogen::controller::{ControllerService, Handled, ServiceOptions};
+use morphogen_bus::{BusError, BusOptions, RedisBus};
+use std::time::Duration;
+
+/// What `morphogen controller` can do.
+#[derive(Subcommand, Debug)]
+pub enum ControllerCommand {
+    /// Answer every run's state on the bus with the heuristic controller's decisions (each run
+    /// sends its own controller settings), until SIGINT or SIGTERM. Start several, with
+    /// different names, to share the work and take over from one that dies.
+    Serve {
+        /// The Redis server: `redis://[:password@]host:port[/db]`.
+        #[arg(long, value_name = "URL")]
+        bus: String,
+        /// This controller's name, unique among the replicas: recorded with each decision it
+        /// makes [default: <host>-<pid>].
+        #[arg(long)]
+        name: Option<String>,
+        /// Take over a state another replica read and has not answered for this many seconds.
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+        reclaim_after_secs: u64,
+        /// Print nothing per decision (failures are still shown).
+        #[arg(long)]
+        quiet: bool,
+    },
+}
+
+/// How long to wait for the server at start and on each call.
+const SERVER_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Runs a `morphogen controller` command.
+pub fn run(command: &ControllerCommand) -> Result<(), CliError> {
+    let ControllerCommand::Serve { bus, name, reclaim_after_secs, quiet } = command;
+    let connected = RedisBus::connect(bus, BusOptions::default(), SERVER_TIMEOUT)?;
+    let url = connected.url().to_string();
+    let name = name.clone().unwrap_or_else(default_name);
+    let options = ServiceOptions { reclaim_after: Duration::from_secs(*reclaim_after_secs), ..Default::default() };
+    let mut service = ControllerService::new(connected, name, options);
+    let stop = StopSignal::install()?;
+    eprintln!("controller {} serving every run on {url} (stop with Ctrl-C)", service.name());
+    let mut down = false;
+    service.serve(&stop.flag, |outcome| report(outcome, *quiet, &mut down));
+    eprintln!("controller stopped by signal {}", stop.signal());
+    Ok(())
+}
+
+/// Prints what the service did; a bus failure once per outage.
+fn report(outcome: Result<&Handled, &BusError>, quiet: bool, down: &mut bool) {
+    match outcome {
+        Err(error) => {
+            if !std::mem::replace(down, true) {
+                eprintln!("warning: {error}; retrying");
+            }
+            return;
+        }
+        Ok(Handled::Refused { run, reason }) => eprintln!("warning: run {run}: {reason} (moved to the dead letters)"),
+        Ok(Handled::Answered { run, step, commands, rollback, took }) if !quiet => {
+            let rollback = if *rollback { ", rollback" } else { "" };
+            println!("run {run} step {step}: {commands} command(s){rollback} in {:.1} ms", took.as_secs_f64() * 1e3);
+        }
+        Ok(Handled::Answered { .. }) => {}
+    }
+    if std::mem::replace(down, false) {
+        eprintln!("the bus is back");
+    }
+}
+
+/// `<host>-<pid>`: unique among replicas on different hosts and on one host.
+fn default_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "controller".into());
+    format!("{host}-{}", std::process::id())
+}

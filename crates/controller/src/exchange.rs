@@ -1,0 +1,41 @@
+//! What a run and a controller service say to each other over the bus. The run sends its
+//! state with the controller's config and memory; any replica can answer, and the memory it
+//! hands back goes into the run's checkpoints as it does in a single process.
+
+use crate::{Controller, ControllerConfig, ControllerState};
+use morphogen_contracts::{Decisions, MorphogenError, SystemState};
+use serde::{Deserialize, Serialize};
+
+/// A run's question at a decision point.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DecisionRequest {
+    /// The run's controller settings.
+    pub config: ControllerConfig,
+    /// What the run's controller remembers so far.
+    pub state: ControllerState,
+    /// The run's state at this decision point.
+    pub system: SystemState,
+}
+
+/// A controller's answer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DecisionReply {
+    /// What to do.
+    pub decisions: Decisions,
+    /// What the run's controller remembers after deciding.
+    pub state: ControllerState,
+}
+
+impl DecisionRequest {
+    /// The question the run with `controller` asks about `system`.
+    pub fn new(controller: &Controller, system: &SystemState) -> Self {
+        Self { config: controller.config().clone(), state: controller.state().clone(), system: system.clone() }
+    }
+
+    /// The answer the run's own controller would give; an invalid config is refused.
+    pub fn answer(self) -> Result<DecisionReply, MorphogenError> {
+        let mut controller = Controller::new(self.config)?.with_state(self.state);
+        let decisions = controller.step(&self.system);
+        Ok(DecisionReply { decisions, state: controller.into_state() })
+    }
+}

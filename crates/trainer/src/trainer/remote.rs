@@ -1,0 +1,112 @@
+//! The controller as a service on a message bus, seen from the run: at each decision point the
+//! run publishes a [`DecisionRequest`] and waits, at most its timeout, for the reply to that
+//! request. Replies to earlier requests (a late or duplicated answer, one left from before a
+//! restart) are acknowledged and dropped; the ids of the decisions applied are recorded and
+//! saved in every checkpoint, so none is applied twice.
+
+use crate::BusConfig;
+use morphogen_bus::{Bus, BusError, Outgoing, Reader};
+use morphogen_contracts::SystemState;
+use morphogen_controller::{Controller, DecisionReply, DecisionRequest};
+use serde::{Deserialize, Serialize};
+use std::time::{Duration, Instant};
+
+/// One decision a run applied: the record saved in its checkpoints.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AppliedDecision {
+    /// The decision message's id.
+    pub decision: String,
+    /// The id of the request it answered.
+    pub request: String,
+    /// The controller that answered (its consumer name).
+    pub controller: String,
+    /// The epoch it was applied at.
+    pub epoch: u32,
+}
+
+/// A reply to the request just published.
+pub(super) struct Answer {
+    pub reply: DecisionReply,
+    pub record: AppliedDecision,
+    pub round_trip: Duration,
+}
+
+/// Why a decision point went without a decision from the bus.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum NoDecision {
+    #[error(transparent)]
+    Bus(#[from] BusError),
+    #[error("no controller answered within {0:?}; is `morphogen controller serve` running on this bus?")]
+    Timeout(Duration),
+}
+
+/// The run's end of the bus.
+pub(super) struct RemoteController {
+    bus: Box<dyn Bus>,
+    run: String,
+    pub config: BusConfig,
+    /// Whether replies left pending from an earlier process were cleared.
+    cleared: bool,
+}
+
+impl RemoteController {
+    pub fn new(bus: Box<dyn Bus>, run: &str, config: BusConfig) -> Self {
+        Self { bus, run: run.to_string(), config, cleared: false }
+    }
+
+    /// Asks the controller service what `controller` would decide on `system`, waiting at most
+    /// the configured timeout; `applied` are the decisions applied so far.
+    pub fn ask(
+        &mut self,
+        controller: &Controller,
+        system: &SystemState,
+        step: u64,
+        applied: &[AppliedDecision],
+    ) -> Result<Answer, NoDecision> {
+        self.clear_leftovers()?;
+        let started = Instant::now();
+        let request = serde_json::to_value(DecisionRequest::new(controller, system)).expect("requests serialize");
+        let request_id = self.bus.publish(Outgoing::state(&self.run, step, &request))?;
+        let timeout = self.config.decision_timeout();
+        loop {
+            let left = timeout.saturating_sub(started.elapsed());
+            let Some(delivery) = self.bus.receive(Reader::trainer(&self.run), left)? else {
+                return Err(NoDecision::Timeout(timeout));
+            };
+            let envelope = &delivery.envelope;
+            let answers_this = envelope.reply_to.as_deref() == Some(request_id.as_str());
+            if !answers_this || applied.iter().any(|a| a.decision == envelope.id) {
+                tracing::info!(decision = %envelope.id, from = %envelope.sender, "dropped a reply to an earlier request");
+                self.bus.ack(&delivery)?;
+                continue;
+            }
+            let reply = match serde_json::from_value::<DecisionReply>(delivery.payload.clone()) {
+                Ok(reply) => reply,
+                Err(e) => {
+                    self.bus.dead_letter(&delivery, &format!("not a decision reply: {e}"))?;
+                    continue;
+                }
+            };
+            self.bus.ack(&delivery)?;
+            let record = AppliedDecision {
+                decision: envelope.id.clone(),
+                request: request_id,
+                controller: envelope.sender.clone(),
+                epoch: system.metrics.epoch,
+            };
+            return Ok(Answer { reply, record, round_trip: started.elapsed() });
+        }
+    }
+
+    /// Acknowledges replies an earlier process of this run read and never acknowledged (it
+    /// stopped before applying them; their requests are gone with it).
+    fn clear_leftovers(&mut self) -> Result<(), BusError> {
+        if !self.cleared {
+            for leftover in self.bus.reclaim(Reader::trainer(&self.run), Duration::ZERO)? {
+                self.bus.ack(&leftover)?;
+            }
+            self.cleared = true;
+        }
+        Ok(())
+    }
+}
