@@ -211,11 +211,11 @@ impl Trainer {
                     let fallback = remote.config.on_timeout;
                     let reason = problem.to_string();
                     tracing::warn!(%reason, ?fallback, "no decision from the bus");
-                    observer.error(ErrorKind::Bus, &format!("epoch {epoch}: {reason}; going on with {fallback:?}"));
-                    let decisions = match fallback {
-                        OnTimeout::Pause => Decisions::default(),
-                        OnTimeout::InProcess => self.controller.step(system),
+                    let (decisions, instead) = match fallback {
+                        OnTimeout::Pause => (Decisions::default(), "growth paused for this epoch"),
+                        OnTimeout::InProcess => (self.controller.step(system), "decided in process"),
                     };
+                    observer.error(ErrorKind::Bus, &format!("epoch {epoch}: {reason}; {instead}"));
                     (decisions, DecisionSource::Missing { reason, fallback })
                 }
             },
