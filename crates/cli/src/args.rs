@@ -1,6 +1,7 @@
 //! The command line, parsed by clap: the subcommands, each with the flags its own module
 //! defines.
 
+use crate::bench::bus::BusArgs;
 use crate::bench::growth::GrowthArgs;
 use crate::bench::layer::args::LayerArgs;
 use crate::bus::BusCommand;
@@ -71,4 +72,8 @@ pub enum BenchTarget {
     /// the grown parameter count, several seeds each; report accuracy or perplexity (mean and
     /// spread), growth counts, wall time, training FLOPs and the lifecycle's costs.
     Growth(GrowthArgs),
+    /// Time the decision round trip over a Redis server (a run's state out, the controller
+    /// service's decision back) for states of several sizes, inline and as claim checks, beside
+    /// the same decision made in process.
+    Bus(BusArgs),
 }

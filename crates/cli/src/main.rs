@@ -33,6 +33,7 @@ fn main() -> ExitCode {
         Command::Train(args) => train::train(&args),
         Command::Bench { target: BenchTarget::Layer(args) } => bench::layer::run(&args),
         Command::Bench { target: BenchTarget::Growth(args) } => bench::growth::run(&args),
+        Command::Bench { target: BenchTarget::Bus(args) } => bench::bus::run(&args),
         Command::Flags { command } => flags::run(&command),
         Command::Dashboard(args) => dashboard::dashboard(&args),
         Command::Report(args) => dashboard::report(&args),

@@ -13,7 +13,8 @@ pub struct DecisionRequest {
     pub config: ControllerConfig,
     /// What the run's controller remembers so far.
     pub state: ControllerState,
-    /// The run's state at this decision point.
+    /// The run's state at this decision point (columnar on the wire; see the crate docs).
+    #[serde(serialize_with = "crate::compact::serialize", deserialize_with = "crate::compact::deserialize")]
     pub system: SystemState,
 }
 

@@ -4,7 +4,9 @@
 //! NaN/Inf or spiking loss.
 //!
 //! Users with their own loop call `controller.step(&state)` and `model.apply_command(...)`
-//! themselves; [`measure_system`] builds the controller's input from a model.
+//! themselves; [`measure_system`] builds the controller's input from a model. With the
+//! controller as a service on a message bus, [`Trainer::with_bus`] asks it instead (a loop of
+//! one's own uses [`RemoteController`]).
 #![warn(missing_docs)]
 
 mod bus_config;
@@ -39,6 +41,6 @@ pub use signals::Signals;
 pub use task::{StepOutput, Task, TaskData, TaskModel};
 pub use tasks::{ImageBatch, ImageClassification, ImageItem, NextCharacter, TextBatch, TextItem};
 pub use trainer::{
-    evaluate, evaluate_seeds, measure_system, AppliedDecision, EvalBudget, Evaluation, Stopped, TrainOutcome, Trainer,
-    TrainerConfig, Training, TrainingTypes,
+    evaluate, evaluate_seeds, measure_system, Answer, AppliedDecision, EvalBudget, Evaluation, NoDecision,
+    RemoteController, Stopped, TrainOutcome, Trainer, TrainerConfig, Training, TrainingTypes,
 };

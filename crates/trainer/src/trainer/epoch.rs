@@ -208,7 +208,7 @@ impl Trainer {
                     (answer.reply.decisions, source)
                 }
                 Err(problem) => {
-                    let fallback = remote.config.on_timeout;
+                    let fallback = remote.config().on_timeout;
                     let reason = problem.to_string();
                     tracing::warn!(%reason, ?fallback, "no decision from the bus");
                     let (decisions, instead) = match fallback {

@@ -17,7 +17,7 @@ mod types;
 
 pub use config::TrainerConfig;
 pub use evaluation::{evaluate, evaluate_seeds, measure_system, EvalBudget, Evaluation};
-pub use remote::AppliedDecision;
+pub use remote::{Answer, AppliedDecision, NoDecision, RemoteController};
 pub use types::{Training, TrainingTypes};
 
 use crate::resources::process_rss_bytes;
@@ -31,7 +31,6 @@ use morphogen_contracts::GlobalMetrics;
 use morphogen_controller::Controller;
 use morphogen_engine::SeededModel;
 use morphogen_flags::Feature;
-use remote::RemoteController;
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -24,38 +24,54 @@ pub struct AppliedDecision {
     pub epoch: u32,
 }
 
-/// A reply to the request just published.
-pub(super) struct Answer {
+/// The reply to the request just published.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Answer {
+    /// The decisions and the controller's memory after them.
     pub reply: DecisionReply,
+    /// What to record once the decisions are applied.
     pub record: AppliedDecision,
+    /// From publishing the request to reading the reply.
     pub round_trip: Duration,
 }
 
 /// Why a decision point went without a decision from the bus.
 #[derive(Debug, thiserror::Error)]
-pub(super) enum NoDecision {
+pub enum NoDecision {
+    /// The bus failed (Redis down, a claim check missing).
     #[error(transparent)]
     Bus(#[from] BusError),
+    /// Nobody answered in time.
     #[error("no controller answered within {0:?}; is `morphogen controller serve` running on this bus?")]
     Timeout(Duration),
 }
 
-/// The run's end of the bus.
-pub(super) struct RemoteController {
+/// A run's end of the bus: asks the controller service for decisions (what [`Trainer::with_bus`]
+/// uses; public for a loop of one's own).
+///
+/// [`Trainer::with_bus`]: crate::Trainer::with_bus
+pub struct RemoteController {
     bus: Box<dyn Bus>,
     run: String,
-    pub config: BusConfig,
+    config: BusConfig,
     /// Whether replies left pending from an earlier process were cleared.
     cleared: bool,
 }
 
 impl RemoteController {
+    /// Asks over `bus` for the run `run`, as `config` says.
     pub fn new(bus: Box<dyn Bus>, run: &str, config: BusConfig) -> Self {
         Self { bus, run: run.to_string(), config, cleared: false }
     }
 
-    /// Asks the controller service what `controller` would decide on `system`, waiting at most
-    /// the configured timeout; `applied` are the decisions applied so far.
+    /// The settings.
+    pub fn config(&self) -> &BusConfig {
+        &self.config
+    }
+
+    /// Asks the controller service what `controller` would decide on `system` at `step`,
+    /// waiting at most the configured timeout; `applied` are the decisions applied so far (a
+    /// reply among them is dropped).
     pub fn ask(
         &mut self,
         controller: &Controller,
