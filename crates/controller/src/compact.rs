@@ -426,7 +426,7 @@ mod tests {
         let seeds = (0..rows)
             .map(|s| SeedInfo {
                 seed: s,
-                stage: if s % 97 == 0 { Stage::Training } else { Stage::Dormant },
+                stage: if s.is_multiple_of(97) { Stage::Training } else { Stage::Dormant },
                 blueprint: None,
                 strategy: None,
                 alpha: 0.0,

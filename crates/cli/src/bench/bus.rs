@@ -128,7 +128,7 @@ fn in_process_ms(controller: &Controller, system: &SystemState) -> f64 {
 fn state(layers: usize, seeds: usize) -> SystemState {
     let metrics = GlobalMetrics { epoch: 3, step: 1200, val_loss: 0.61, val_accuracy: 0.78, ..Default::default() };
     let layer = |l: usize| {
-        let stage = |s: usize| if s % 97 == 0 { Stage::Training } else { Stage::Dormant };
+        let stage = |s: usize| if s.is_multiple_of(97) { Stage::Training } else { Stage::Dormant };
         let value = |s: usize, k: usize| ((s * 7919 + k * 104_729 + l) % 10_007) as f32 / 10_007.0;
         let seeds_info = (0..seeds)
             .map(|s| SeedInfo {
