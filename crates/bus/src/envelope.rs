@@ -68,19 +68,14 @@ impl Envelope {
     /// Parses a message, refusing what is not an envelope or has another schema version; the
     /// error is the reason a dead letter carries.
     pub fn parse(bytes: &[u8]) -> Result<Self, String> {
-        #[derive(Deserialize)]
-        struct Version {
-            schema_version: u32,
+        let not_one = |e: serde_json::Error| format!("not a morphogen bus envelope: {e}");
+        let value: serde_json::Value = serde_json::from_slice(bytes).map_err(not_one)?;
+        match value.get("schema_version").and_then(serde_json::Value::as_u64) {
+            Some(version) if version != u64::from(BUS_SCHEMA_VERSION) => {
+                Err(format!("schema version {version} where this build reads {BUS_SCHEMA_VERSION}"))
+            }
+            _ => serde_json::from_value(value).map_err(not_one),
         }
-        let version: Version =
-            serde_json::from_slice(bytes).map_err(|e| format!("not a morphogen bus envelope: {e}"))?;
-        if version.schema_version != BUS_SCHEMA_VERSION {
-            return Err(format!(
-                "schema version {} where this build reads {BUS_SCHEMA_VERSION}",
-                version.schema_version
-            ));
-        }
-        serde_json::from_slice(bytes).map_err(|e| format!("not a morphogen bus envelope: {e}"))
     }
 }
 

@@ -87,7 +87,7 @@ struct CompactState {
 }
 
 /// Serializes `system` in the compact form (for `#[serde(serialize_with)]`).
-pub(crate) fn serialize<S: Serializer>(system: &SystemState, serializer: S) -> Result<S::Ok, S::Error> {
+pub(crate) fn serialize<S: Serializer>(system: &&SystemState, serializer: S) -> Result<S::Ok, S::Error> {
     let m = &system.metrics;
     let evaluation = |e: &SeedEvaluation| {
         (e.seed.clone(), all_bytes(&[e.loss_with, e.loss_without, e.accuracy_with, e.accuracy_without]))
@@ -413,8 +413,7 @@ mod tests {
         #[test]
         fn any_state_round_trips_exactly(system in system()) {
             let controller = Controller::new(ControllerConfig::default()).unwrap();
-            let request = DecisionRequest::new(&controller, &system);
-            let text = serde_json::to_string(&request).unwrap();
+            let text = DecisionRequest::json(&controller, &system).to_string();
             let back: DecisionRequest = serde_json::from_str(&text).unwrap();
             prop_assert_eq!(format!("{:?}", back.system), format!("{:?}", system));
         }
@@ -457,12 +456,12 @@ mod tests {
         };
         let system =
             SystemState { metrics: Default::default(), layers: vec![layer], evaluations: vec![], params_added: 0 };
-        let request = DecisionRequest::new(&Controller::new(ControllerConfig::default()).unwrap(), &system);
-        let compact = serde_json::to_vec(&request).unwrap().len();
+        let request = DecisionRequest::json(&Controller::new(ControllerConfig::default()).unwrap(), &system);
+        let compact = request.to_string().len();
         let plain = serde_json::to_vec(&system).unwrap().len();
         assert!(compact < 300_000 && compact * 10 < plain, "{compact} bytes, {plain} as plain JSON");
 
-        let mut value = serde_json::to_value(&request).unwrap();
+        let mut value = request;
         value["system"]["layers"][0]["health"]["variance"]["bytes"] = "AAAA".into();
         let error = serde_json::from_value::<DecisionRequest>(value).unwrap_err().to_string();
         assert!(error.contains("column variance: 3 bytes for 10000 rows"), "{error}");

@@ -6,16 +6,26 @@ use crate::{Controller, ControllerConfig, ControllerState};
 use morphogen_contracts::{Decisions, MorphogenError, SystemState};
 use serde::{Deserialize, Serialize};
 
-/// A run's question at a decision point.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// A run's question at a decision point, as a controller reads it (a run writes it with
+/// [`DecisionRequest::json`], without copying its state).
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 pub struct DecisionRequest {
     /// The run's controller settings.
     pub config: ControllerConfig,
     /// What the run's controller remembers so far.
     pub state: ControllerState,
     /// The run's state at this decision point (columnar on the wire; see the crate docs).
-    #[serde(serialize_with = "crate::compact::serialize", deserialize_with = "crate::compact::deserialize")]
+    #[serde(deserialize_with = "crate::compact::deserialize")]
     pub system: SystemState,
+}
+
+/// The written form of a [`DecisionRequest`], borrowing what it sends.
+#[derive(Serialize)]
+struct RequestToSend<'a> {
+    config: &'a ControllerConfig,
+    state: &'a ControllerState,
+    #[serde(serialize_with = "crate::compact::serialize")]
+    system: &'a SystemState,
 }
 
 /// A controller's answer.
@@ -28,9 +38,10 @@ pub struct DecisionReply {
 }
 
 impl DecisionRequest {
-    /// The question the run with `controller` asks about `system`.
-    pub fn new(controller: &Controller, system: &SystemState) -> Self {
-        Self { config: controller.config().clone(), state: controller.state().clone(), system: system.clone() }
+    /// The question the run with `controller` asks about `system`, as JSON.
+    pub fn json(controller: &Controller, system: &SystemState) -> serde_json::Value {
+        let request = RequestToSend { config: controller.config(), state: controller.state(), system };
+        serde_json::to_value(request).expect("requests serialize")
     }
 
     /// The answer the run's own controller would give; an invalid config is refused.

@@ -5,6 +5,7 @@
 
 use crate::{DecisionReply, DecisionRequest};
 use morphogen_bus::{Bus, BusError, Delivery, Outgoing, Reader};
+use serde::Deserialize;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -128,7 +129,7 @@ impl<B: Bus> ControllerService<B> {
     fn handle(&mut self, delivery: &Delivery) -> Result<Handled, BusError> {
         let started = Instant::now();
         let run = delivery.envelope.run.clone();
-        let reply = serde_json::from_value::<DecisionRequest>(delivery.payload.clone())
+        let reply = DecisionRequest::deserialize(&delivery.payload)
             .map_err(|e| format!("not a decision request: {e}"))
             .and_then(|request| request.answer().map_err(|e| format!("refused: {e}")));
         let reply: DecisionReply = match reply {

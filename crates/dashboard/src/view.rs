@@ -53,12 +53,15 @@ pub struct EventRow {
     pub to: Stage,
     /// The controller's (or trainer's) reason.
     pub reason: String,
+    /// The controller service that ordered it over the bus, if one did.
+    #[serde(default)]
+    pub decided_by: Option<String>,
 }
 
 impl From<&TransitionEvent> for EventRow {
     fn from(e: &TransitionEvent) -> Self {
-        let TransitionEvent { epoch, step, layer, seed, from, to, reason, .. } = e.clone();
-        Self { epoch, step, layer, seed, from, to, reason }
+        let TransitionEvent { epoch, step, layer, seed, from, to, reason, decided_by, .. } = e.clone();
+        Self { epoch, step, layer, seed, from, to, reason, decided_by }
     }
 }
 
@@ -394,6 +397,7 @@ mod tests {
             from: Stage::Training,
             to: Stage::Grafting,
             reason: String::new(),
+            decided_by: None,
         };
         let f = |layer: Option<&str>, seed, stage| EventFilter { layer: layer.map(Into::into), seed, stage };
         assert!(f(None, None, None).matches(&row));

@@ -100,7 +100,7 @@ fn measure(args: &BusArgs, system: &SystemState, claim_check: bool) -> Result<Ro
         layers: system.layers.len(),
         seeds_per_layer: system.layers[0].seeds.len(),
         claim_check,
-        request_bytes: serde_json::to_vec(&DecisionRequest::new(&controller, system))?.len(),
+        request_bytes: DecisionRequest::json(&controller, system).to_string().len(),
         reply_bytes,
         p50_ms: quantile(0.5),
         p99_ms: quantile(0.99),

@@ -228,12 +228,15 @@ fn the_live_page_in_headless_chromium() {
     browser.goto(&server.url());
     check_page(&browser, layer, seed, first["reason"].as_str().unwrap(), 8);
 
-    // The page follows the run: a transition appended now shows up within a few polls.
+    // The page follows the run: a transition appended now shows up within a few polls, with
+    // the controller service that decided it.
     let mut extra = first.clone();
     extra["reason"] = "appended while the page is open".into();
+    extra["decided_by"] = "controller-7".into();
     append(&dir.join("events.jsonl"), &format!("{extra}\n"));
     browser.wait_for(
-        "return document.querySelector('#events tbody').innerText.includes('appended while the page is open')",
+        "const text = document.querySelector('#events tbody').innerText; \
+         return text.includes('appended while the page is open') && text.includes('controller-7')",
         Duration::from_secs(10),
         "the appended event in the live page",
     );

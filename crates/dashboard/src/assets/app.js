@@ -579,7 +579,7 @@
     $("events").tBodies[0].replaceChildren(
       ...shown.map((e) => {
         const tr = el("tr", {});
-        [e.epoch, e.step, e.layer, e.seed, stageSpan(e.from), stageSpan(e.to), e.reason].forEach((c) => {
+        [e.epoch, e.step, e.layer, e.seed, stageSpan(e.from), stageSpan(e.to), e.reason, e.decided_by || ""].forEach((c) => {
           const td = el("td", {});
           td.append(c instanceof Node ? c : String(c));
           tr.append(td);

@@ -212,6 +212,26 @@ fn costs_errors_fallbacks_and_rules_are_exported() {
     assert_eq!(value("morphogen_flag_disabled{feature=\"kernels\"}"), 1.0);
 }
 
+#[test]
+fn who_decided_and_the_bus_lag_are_exported() {
+    use morphogen_trainer::{DecisionSource, OnTimeout};
+    let mut observer = MetricsObserver::new();
+    let bus = |ms| DecisionSource::Bus { controller: "ctl-a".into(), round_trip: Duration::from_millis(ms) };
+    observer.decided(1, &bus(3));
+    observer.decided(2, &bus(40));
+    observer.decided(3, &DecisionSource::Missing { reason: "timeout".into(), fallback: OnTimeout::Pause });
+    observer.decided(4, &DecisionSource::Missing { reason: "down".into(), fallback: OnTimeout::InProcess });
+    observer.decided(5, &DecisionSource::InProcess);
+    let text = observer.encode();
+    let value = |name: &str| sample(&text, name).unwrap_or_else(|| panic!("no sample {name} in\n{text}"));
+    assert_eq!(value("morphogen_decisions_total{controller=\"ctl-a\"}"), 2.0);
+    assert_eq!(value("morphogen_decisions_total{controller=\"paused\"}"), 1.0);
+    assert_eq!(value("morphogen_decisions_total{controller=\"in-process\"}"), 2.0);
+    assert_eq!(value("morphogen_decision_round_trip_seconds_count"), 2.0);
+    assert!((value("morphogen_decision_round_trip_seconds_sum") - 0.043).abs() < 1e-9);
+    assert_eq!(value("morphogen_decision_round_trip_seconds_bucket{le=\"0.0032\"}"), 1.0);
+}
+
 /// Layers of a 12-block transformer named by dotted path, `seeds` seeds each.
 fn transformer_layers(seeds: usize) -> Vec<morphogen_contracts::LayerState> {
     use morphogen_contracts::{LayerHealthReport, LayerState, SeedInfo, Stage};

@@ -81,7 +81,7 @@ impl RemoteController {
     ) -> Result<Answer, NoDecision> {
         self.clear_leftovers()?;
         let started = Instant::now();
-        let request = serde_json::to_value(DecisionRequest::new(controller, system)).expect("requests serialize");
+        let request = DecisionRequest::json(controller, system);
         let request_id = self.bus.publish(Outgoing::state(&self.run, step, &request))?;
         let timeout = self.config.decision_timeout();
         loop {
@@ -96,7 +96,7 @@ impl RemoteController {
                 self.bus.ack(&delivery)?;
                 continue;
             }
-            let reply = match serde_json::from_value::<DecisionReply>(delivery.payload.clone()) {
+            let reply = match DecisionReply::deserialize(&delivery.payload) {
                 Ok(reply) => reply,
                 Err(e) => {
                     self.bus.dead_letter(&delivery, &format!("not a decision reply: {e}"))?;
