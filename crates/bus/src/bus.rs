@@ -1,6 +1,7 @@
 //! The one interface both buses implement, and what it hands out.
 
 use crate::{stream_key, BusError, Envelope};
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// The two streams of a run.
@@ -22,20 +23,23 @@ impl Topic {
     }
 }
 
-/// How a bus stores and hands out messages.
+/// How a bus stores and hands out messages, and whom it trusts.
 #[derive(Clone, Debug, PartialEq)]
 pub struct BusOptions {
     /// Payloads longer than this (serialized JSON bytes) travel as a claim check.
     pub claim_check_bytes: usize,
     /// How long a claim-checked payload is kept.
     pub blob_ttl: Duration,
+    /// For `rediss://` (TLS): a PEM file of the certificate authorities to trust instead of the
+    /// system's (a private CA, a self-signed server).
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for BusOptions {
     /// Claim checks above 64 KiB (a 10,000-seed layer's state is hundreds of kilobytes), kept an
     /// hour.
     fn default() -> Self {
-        Self { claim_check_bytes: 64 * 1024, blob_ttl: Duration::from_secs(3600) }
+        Self { claim_check_bytes: 64 * 1024, blob_ttl: Duration::from_secs(3600), ca_file: None }
     }
 }
 

@@ -11,8 +11,10 @@ pub enum BusError {
         /// What failed.
         problem: String,
     },
-    /// The connection string does not parse.
-    #[error("'{url}' is not a Redis URL ({problem}); use redis://[:password@]host:port[/db] or rediss:// for TLS")]
+    /// The connection string does not parse (or its TLS settings are unusable).
+    #[error(
+        "'{url}' is not a usable Redis URL ({problem}); use redis://[:password@]host:port[/db], or rediss:// for TLS"
+    )]
     BadUrl {
         /// The string, password redacted.
         url: String,

@@ -58,8 +58,8 @@ impl RedisBus {
     /// Only a URL that does not parse is an error here.
     pub fn open(url: &str, options: BusOptions, timeout: Duration) -> Result<Self, BusError> {
         let shown = redacted(url);
-        let client =
-            redis::Client::open(url).map_err(|e| BusError::BadUrl { url: shown.clone(), problem: e.to_string() })?;
+        let client = client(url, options.ca_file.as_deref())
+            .map_err(|problem| BusError::BadUrl { url: shown.clone(), problem })?;
         let (groups, unread) = (HashSet::new(), VecDeque::new());
         Ok(Self { client, connection: None, timeout, url: shown, options, groups, unread })
     }
@@ -215,6 +215,17 @@ impl RedisBus {
         }
         Ok(None)
     }
+}
+
+/// A client for `url`; with `ca_file`, TLS trusts the certificate authorities in it.
+fn client(url: &str, ca_file: Option<&std::path::Path>) -> Result<redis::Client, String> {
+    let Some(path) = ca_file else { return redis::Client::open(url).map_err(|e| e.to_string()) };
+    if !url.starts_with("rediss://") {
+        return Err(format!("a CA file ({}) is for rediss:// (TLS) servers only", path.display()));
+    }
+    let root_cert = std::fs::read(path).map_err(|e| format!("cannot read the CA file {}: {e}", path.display()))?;
+    let certificates = redis::TlsCertificates { client_tls: None, root_cert: Some(root_cert) };
+    redis::Client::build_with_tls(url, certificates).map_err(|e| e.to_string())
 }
 
 fn unreachable(url: &str, error: &RedisError) -> BusError {

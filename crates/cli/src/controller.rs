@@ -6,6 +6,7 @@ use crate::stop::StopSignal;
 use clap::Subcommand;
 use morphogen::controller::{ControllerService, Handled, ServiceOptions};
 use morphogen_bus::{BusError, BusOptions, RedisBus};
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// What `morphogen controller` can do.
@@ -15,9 +16,13 @@ pub enum ControllerCommand {
     /// sends its own controller settings), until SIGINT or SIGTERM. Start several, with
     /// different names, to share the work and take over from one that dies.
     Serve {
-        /// The Redis server: `redis://[:password@]host:port[/db]`.
+        /// The Redis server: `redis://[:password@]host:port[/db]`, or `rediss://` for TLS.
         #[arg(long, value_name = "URL")]
         bus: String,
+        /// For `rediss://`: a PEM file of the certificate authorities to trust instead of the
+        /// system's.
+        #[arg(long, value_name = "FILE")]
+        ca_file: Option<PathBuf>,
         /// This controller's name, unique among the replicas: recorded with each decision it
         /// makes [default: <host>-<pid>].
         #[arg(long)]
@@ -36,8 +41,9 @@ const SERVER_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Runs a `morphogen controller` command.
 pub fn run(command: &ControllerCommand) -> Result<(), CliError> {
-    let ControllerCommand::Serve { bus, name, reclaim_after_secs, quiet } = command;
-    let connected = RedisBus::connect(bus, BusOptions::default(), SERVER_TIMEOUT)?;
+    let ControllerCommand::Serve { bus, ca_file, name, reclaim_after_secs, quiet } = command;
+    let options = BusOptions { ca_file: ca_file.clone(), ..BusOptions::default() };
+    let connected = RedisBus::connect(bus, options, SERVER_TIMEOUT)?;
     let url = connected.url().to_string();
     let name = name.clone().unwrap_or_else(default_name);
     let options = ServiceOptions { reclaim_after: Duration::from_secs(*reclaim_after_secs), ..Default::default() };

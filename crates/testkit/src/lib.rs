@@ -8,7 +8,7 @@
 
 mod redis_server;
 
-pub use redis_server::RedisServer;
+pub use redis_server::{RedisServer, TlsRedisServer};
 
 use burn::backend::{Autodiff, NdArray};
 use burn::module::{ModuleMapper, Param};

@@ -33,6 +33,9 @@ pub struct BusConfig {
     pub claim_check_bytes: usize,
     /// How long a claim-checked payload is kept, in seconds.
     pub blob_ttl_secs: u64,
+    /// For `rediss://`: a PEM file of the certificate authorities to trust instead of the
+    /// system's.
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl Default for BusConfig {
@@ -44,6 +47,7 @@ impl Default for BusConfig {
             on_timeout: OnTimeout::Pause,
             claim_check_bytes: transport.claim_check_bytes,
             blob_ttl_secs: transport.blob_ttl.as_secs(),
+            ca_file: None,
         }
     }
 }
@@ -72,7 +76,11 @@ impl BusConfig {
 
     /// The transport's settings.
     pub fn options(&self) -> BusOptions {
-        BusOptions { claim_check_bytes: self.claim_check_bytes, blob_ttl: Duration::from_secs(self.blob_ttl_secs) }
+        BusOptions {
+            claim_check_bytes: self.claim_check_bytes,
+            blob_ttl: Duration::from_secs(self.blob_ttl_secs),
+            ca_file: self.ca_file.clone(),
+        }
     }
 }
 

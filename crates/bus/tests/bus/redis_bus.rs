@@ -140,3 +140,32 @@ fn status_lists_each_run_s_streams_groups_pending_and_lag() {
     let table = status.to_string();
     assert!(table.contains("(no reader)") && table.ends_with("dead letters: 0\n"), "{table}");
 }
+
+#[test]
+fn rediss_with_a_password_works_with_the_server_s_ca_and_is_refused_without_it() {
+    let dir = std::env::temp_dir().join(format!("morphogen-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let server = morphogen_testkit::TlsRedisServer::start(&dir);
+    let trusted = BusOptions { ca_file: Some(server.ca_file.clone()), ..BusOptions::default() };
+    let mut bus = RedisBus::connect(&server.url(), trusted.clone(), WAIT).unwrap();
+    bus.publish(Outgoing::state("tls-run", 1, &json!("over TLS"))).unwrap();
+    let got = bus.receive(Reader::controller("tls-run", "c"), WAIT).unwrap().unwrap();
+    assert_eq!(got.payload, json!("over TLS"));
+
+    // The system's authorities do not know this server: a typed error, no password shown.
+    let error = RedisBus::connect(&server.url(), BusOptions::default(), WAIT).unwrap_err();
+    assert!(matches!(error, BusError::Unreachable { .. }), "{error}");
+    let text = error.to_string();
+    assert!(!text.contains(server.password) && text.contains("rediss://:***@127.0.0.1"), "{text}");
+    // A wrong password is refused the same way.
+    let wrong = server.url().replace(server.password, "wrong");
+    let error = RedisBus::connect(&wrong, trusted.clone(), WAIT).unwrap_err();
+    assert!(matches!(error, BusError::Unreachable { .. }) && !error.to_string().contains("wrong@"), "{error}");
+    // A CA file for a plain redis:// URL, or one that cannot be read, is a bad URL.
+    let plain = RedisBus::connect("redis://127.0.0.1:1", trusted, WAIT).unwrap_err();
+    assert!(matches!(plain, BusError::BadUrl { .. }) && plain.to_string().contains("rediss://"), "{plain}");
+    let missing = BusOptions { ca_file: Some(dir.join("nope.pem")), ..BusOptions::default() };
+    let error = RedisBus::connect(&server.url(), missing, WAIT).unwrap_err();
+    assert!(error.to_string().contains("cannot read the CA file"), "{error}");
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -94,6 +94,10 @@ pub struct TrainArgs {
     /// `message_bus` flag is on for this run's name. Timeout and fallback: the `[bus]` table.
     #[arg(long, value_name = "URL")]
     pub bus: Option<String>,
+    /// For a `rediss://` bus: a PEM file of the certificate authorities to trust instead of
+    /// the system's.
+    #[arg(long, value_name = "FILE")]
+    pub bus_ca_file: Option<PathBuf>,
     /// Continue the run `--name` from its newest checkpoint that verifies (model, optimizer,
     /// controller state), up to `--epochs` in all; metrics and events are appended.
     #[arg(long)]

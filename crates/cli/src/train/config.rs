@@ -42,6 +42,7 @@ pub fn resolve(args: &TrainArgs) -> Result<RunConfig, CliError> {
     }
     config.set_growth(config.run.growth);
     config.bus.url = args.bus.clone().or(config.bus.url);
+    config.bus.ca_file = args.bus_ca_file.clone().or(config.bus.ca_file);
     if let Some(path) = &args.flags {
         apply_flags(&mut config, path);
     }
