@@ -313,7 +313,7 @@ fn expand_floats(column: &Floats, rows: usize, what: &str) -> Result<Vec<f32>, S
 
 fn expand_stages(text: &str, rows: usize, what: &str) -> Result<Vec<Stage>, String> {
     let bytes = decode(text, rows, 1, what)?;
-    let stage = |b: u8| Stage::from_code(b).ok_or(format!("column {what}: no stage {b}"));
+    let stage = |b: u8| Stage::from_code(b).ok_or_else(|| format!("column {what}: no stage {b}"));
     bytes.into_iter().map(stage).collect()
 }
 

@@ -202,3 +202,38 @@ fn the_record_of_applied_decisions_is_checkpointed_and_a_resumed_run_continues_i
     stop.store(true, Ordering::Relaxed);
     service.join().unwrap();
 }
+
+#[test]
+fn two_runs_at_once_and_two_controller_replicas_share_one_redis() {
+    let server = RedisServer::start();
+    let open = || RedisBus::connect(&server.url(), Default::default(), Duration::from_secs(2)).unwrap();
+    let replicas = [serve(open(), "replica-1"), serve(open(), "replica-2")];
+    let data = Arc::new(data(600, 200));
+    let config = BusConfig { decision_timeout_ms: 10_000, ..Default::default() };
+    // The runs share the backend's generator (one process), so their growth differs from a
+    // lone run's; each must still get every decision, from a replica, answering its own state.
+    let runs: Vec<_> = ["run-a", "run-b"]
+        .into_iter()
+        .map(|name| {
+            let (bus, data, config) = (open(), data.clone(), config.clone());
+            std::thread::spawn(move || {
+                let mut remote = trainer(None).with_bus(Box::new(bus), name, config).unwrap();
+                let decided = train(&mut remote, &data);
+                (remote, decided)
+            })
+        })
+        .collect();
+    for run in runs {
+        let (remote, decided) = run.join().unwrap();
+        assert!(decided.bus_errors.is_empty(), "{:?}", decided.bus_errors);
+        let applied = remote.applied_decisions();
+        assert_eq!(applied.len(), EPOCHS as usize);
+        assert!(applied.iter().all(|a| a.controller.starts_with("replica-")), "{applied:?}");
+        let events = remote.events().events();
+        assert!(!events.is_empty() && events.iter().all(|e| e.decided_by.is_some() && e.from.can_transition_to(e.to)));
+    }
+    for (stop, handle) in replicas {
+        stop.store(true, Ordering::Relaxed);
+        handle.join().unwrap();
+    }
+}
