@@ -184,4 +184,8 @@ pub trait Bus: Send {
     /// The runs that have a state stream on this bus, sorted: what a controller serving every
     /// run reads.
     fn runs(&mut self) -> Result<Vec<String>, BusError>;
+
+    /// Creates `run`'s state stream and its controllers' group, if missing, so that
+    /// [`runs`](Bus::runs) lists the run before its first state.
+    fn announce(&mut self, run: &str) -> Result<(), BusError>;
 }

@@ -3,7 +3,7 @@
 //! thread of one process). Clones share the streams.
 
 use crate::envelope::Body;
-use crate::{run_of_state_stream, Bus, BusError, Delivery, Envelope, Outgoing, Reader};
+use crate::{run_of_state_stream, stream_key, Bus, BusError, Delivery, Envelope, Outgoing, Reader, Topic};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -140,6 +140,11 @@ impl Bus for InProcessBus {
         self.ack(delivery)?;
         let (stream, entry, reason) = (delivery.stream.clone(), delivery.entry.clone(), reason.to_string());
         self.lock().dead_letters.push(DeadLetter { stream, entry, reason });
+        Ok(())
+    }
+
+    fn announce(&mut self, run: &str) -> Result<(), BusError> {
+        self.lock().streams.entry(stream_key(run, Topic::State)).or_default();
         Ok(())
     }
 

@@ -310,6 +310,10 @@ impl Bus for RedisBus {
         self.bury(&delivery.stream, &delivery.group, &delivery.entry, reason, &raw)
     }
 
+    fn announce(&mut self, run: &str) -> Result<(), BusError> {
+        self.ensure_group(&stream_key(run, Topic::State), crate::CONTROLLER_GROUP)
+    }
+
     fn runs(&mut self) -> Result<Vec<String>, BusError> {
         let keys = self.stream_keys(&stream_key("*", Topic::State))?;
         Ok(keys.iter().filter_map(|key| run_of_state_stream(key)).map(str::to_string).collect())

@@ -136,3 +136,14 @@ fn a_message_its_reader_cannot_use_is_moved_aside_and_never_handed_out_again() {
         assert!(other.receive(Reader::controller("run-d", "c2"), Duration::from_millis(50)).unwrap().is_none());
     });
 }
+
+#[test]
+fn an_announced_run_is_listed_before_its_first_state() {
+    on_both(|open| {
+        let mut bus = open();
+        bus.announce("early-run").unwrap();
+        bus.announce("early-run").unwrap();
+        assert_eq!(bus.runs().unwrap(), ["early-run"]);
+        assert!(bus.receive(Reader::controller("early-run", "c"), Duration::from_millis(20)).unwrap().is_none());
+    });
+}

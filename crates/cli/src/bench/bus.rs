@@ -179,7 +179,11 @@ fn table(rows: &[Row], args: &BusArgs) -> String {
             "| {} x {} | {} | {:.0} KiB | {:.1} KiB | {:.2} | {:.2} | {:.2} | {:.2} |\n",
             r.layers,
             r.seeds_per_layer,
-            if r.claim_check { "claim check" } else { "inline" },
+            match (r.claim_check, r.request_bytes > BusOptions::default().claim_check_bytes) {
+                (true, true) => "claim check",
+                (true, false) => "inline (under the claim-check size)",
+                (false, _) => "inline",
+            },
             r.request_bytes as f64 / 1024.0,
             r.reply_bytes as f64 / 1024.0,
             r.p50_ms,

@@ -47,6 +47,9 @@ impl Trainer {
         model.name_layers_by_path();
         let device = model.devices().into_iter().next().unwrap_or_default();
         self.report_quarantined(observer);
+        if let Some(remote) = self.remote.as_mut() {
+            remote.announce();
+        }
         let mut run = RunContext::<T>::upload(data, device, observer);
         let mut good = KnownGood::<T>::new(&model, &optim, &self.controller, None);
         let mut epoch = self.first_epoch;

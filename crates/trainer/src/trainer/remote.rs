@@ -114,6 +114,16 @@ impl RemoteController {
         }
     }
 
+    /// Makes the run known on the bus before its first request, so that a controller service
+    /// finds it while the first epoch trains, and clears replies left from an earlier process.
+    /// A bus that is down now is only logged: the first request will try again.
+    pub fn announce(&mut self) {
+        let announced = self.bus.announce(&self.run).and_then(|()| self.clear_leftovers());
+        if let Err(error) = announced {
+            tracing::warn!(%error, "the bus is not reachable at the start of the run");
+        }
+    }
+
     /// Acknowledges replies an earlier process of this run read and never acknowledged (it
     /// stopped before applying them; their requests are gone with it).
     fn clear_leftovers(&mut self) -> Result<(), BusError> {
