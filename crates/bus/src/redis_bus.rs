@@ -187,8 +187,24 @@ impl RedisBus {
                 return Ok(None);
             }
         };
-        let payload = self.payload(&envelope)?;
+        let payload = match self.payload(&envelope) {
+            // Its blob outlived: no retry can ever read it, so it is not left pending forever.
+            Err(BusError::MissingBlob { .. }) if self.older_than_blobs(&entry.id) => {
+                let reason = "its claim-checked payload expired (older than the blob time to live)";
+                self.bury(stream, group, &entry.id, reason, &raw)?;
+                return Ok(None);
+            }
+            other => other?,
+        };
         Ok(Some(Delivery { envelope, payload, stream: stream.into(), entry: entry.id.clone(), group: group.into() }))
+    }
+
+    /// Whether the stream entry `id` (`<milliseconds>-<n>`) was added longer ago than a blob
+    /// lives.
+    fn older_than_blobs(&self, id: &str) -> bool {
+        let added = id.split('-').next().and_then(|ms| ms.parse::<u64>().ok());
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        added.is_some_and(|ms| now.saturating_sub(Duration::from_millis(ms)) > self.options.blob_ttl)
     }
 
     /// Copies the entry `id` of `stream` (its `raw` bytes) to the dead-letter stream with

@@ -52,6 +52,21 @@ fn large_payloads_travel_as_verified_claim_checks() {
 }
 
 #[test]
+fn a_message_whose_blob_expired_goes_to_the_dead_letters_instead_of_failing_forever() {
+    let server = RedisServer::start();
+    let options = BusOptions { claim_check_bytes: 1024, blob_ttl: Duration::from_secs(1), ..BusOptions::default() };
+    let mut bus = RedisBus::connect(&server.url(), options, WAIT).unwrap();
+    bus.publish(Outgoing::state("run", 1, &large(10))).unwrap();
+    std::thread::sleep(Duration::from_millis(2200));
+    bus.publish(Outgoing::state("run", 2, &json!("fresh"))).unwrap();
+    let got = bus.receive(Reader::controller("run", "c"), WAIT).unwrap().expect("the fresh message");
+    assert_eq!(got.envelope.step, 2);
+    let dead: redis::streams::StreamRangeReply = crate::raw(&server).xrange_all(DEAD_LETTER_STREAM).unwrap();
+    let reason: String = dead.ids[0].get("reason").unwrap();
+    assert!(reason.contains("expired"), "{reason}");
+}
+
+#[test]
 fn garbage_and_other_schema_versions_go_to_the_dead_letter_stream() {
     let server = RedisServer::start();
     let mut raw = crate::raw(&server);
