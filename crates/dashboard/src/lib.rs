@@ -17,6 +17,7 @@
 #![warn(missing_docs)]
 
 mod demo;
+mod epoch_line;
 mod error;
 mod groups;
 mod layers;
@@ -28,6 +29,7 @@ mod view;
 mod watch;
 
 pub use demo::DemoRun;
+pub use epoch_line::EpochLine;
 pub use error::DashboardError;
 pub use groups::{group_of, layer_groups, LayerGroup};
 pub use layers::{EpochLayers, LayerColumns, LayersLog};

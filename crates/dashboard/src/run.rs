@@ -1,8 +1,8 @@
 //! A run folder (or a folder of them), re-read as `morphogen train` writes it.
 
 use crate::tail::JsonlTail;
-use crate::{DashboardError, EpochLayers};
-use morphogen_contracts::{GlobalMetrics, TransitionEvent};
+use crate::{DashboardError, EpochLayers, EpochLine};
+use morphogen_contracts::TransitionEvent;
 use std::path::{Path, PathBuf};
 
 /// The files of a run folder this crate reads.
@@ -14,7 +14,7 @@ pub struct Run {
     name: String,
     dir: PathBuf,
     config: Option<String>,
-    metrics: JsonlTail<GlobalMetrics>,
+    metrics: JsonlTail<EpochLine>,
     events: JsonlTail<TransitionEvent>,
     layers: JsonlTail<EpochLayers>,
     version: u64,
@@ -77,8 +77,8 @@ impl Run {
         self.config.as_deref()
     }
 
-    /// One entry per finished epoch.
-    pub fn metrics(&self) -> &[GlobalMetrics] {
+    /// One entry per finished epoch: its metrics and who decided at its end.
+    pub fn metrics(&self) -> &[EpochLine] {
         self.metrics.records()
     }
 

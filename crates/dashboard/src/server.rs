@@ -163,7 +163,7 @@ async fn list_runs(State(shared): State<Shared>) -> Response {
         .map(|r| RunEntry {
             name: r.name().to_string(),
             version: r.version(),
-            epoch: r.metrics().last().map_or(0, |m| m.epoch),
+            epoch: r.metrics().last().map_or(0, |m| m.metrics.epoch),
             messages: r.messages(),
         })
         .collect();

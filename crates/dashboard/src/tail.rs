@@ -1,7 +1,7 @@
 //! A JSON-lines file read incrementally while another process appends to it.
 
-use crate::EpochLayers;
-use morphogen_contracts::{GlobalMetrics, TransitionEvent};
+use crate::{EpochLayers, EpochLine};
+use morphogen_contracts::TransitionEvent;
 use serde::de::DeserializeOwned;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -14,7 +14,7 @@ pub trait Record: DeserializeOwned {
     }
 }
 
-impl Record for GlobalMetrics {}
+impl Record for EpochLine {}
 impl Record for TransitionEvent {}
 impl Record for EpochLayers {
     fn problem(&self) -> Option<String> {
@@ -171,14 +171,14 @@ mod tests {
     use std::io::Write;
 
     fn metrics(epoch: u32) -> String {
-        serde_json::to_string(&GlobalMetrics { epoch, ..Default::default() }).unwrap()
+        serde_json::to_string(&morphogen_contracts::GlobalMetrics { epoch, ..Default::default() }).unwrap()
     }
 
     #[test]
     fn reads_incrementally_skips_malformed_and_waits_for_partial_lines() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("metrics.jsonl");
-        let mut tail = JsonlTail::<GlobalMetrics>::new(&path);
+        let mut tail = JsonlTail::<EpochLine>::new(&path);
         assert!(!tail.refresh());
         assert_eq!(tail.state(), &FileState::Missing);
         assert!(tail.messages("waiting")[0].contains("no metrics.jsonl yet: waiting"));
@@ -186,7 +186,7 @@ mod tests {
         let mut file = std::fs::File::create(&path).unwrap();
         write!(file, "{}\n{{not json\n\n{}\n{}", metrics(1), metrics(2), &metrics(3)[..5]).unwrap();
         assert!(tail.refresh());
-        assert_eq!(tail.records().iter().map(|m| m.epoch).collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(tail.records().iter().map(|m| m.metrics.epoch).collect::<Vec<_>>(), [1, 2]);
         assert_eq!((tail.skipped(), tail.partial_bytes()), (1, 5));
         let messages = tail.messages("").join("\n");
         assert!(messages.contains("1 malformed line(s) skipped (first: line 2"), "{messages}");
@@ -200,7 +200,7 @@ mod tests {
 
         std::fs::write(&path, format!("{}\n", metrics(7))).unwrap();
         assert!(tail.refresh(), "a shorter file is a new run");
-        assert_eq!(tail.records().iter().map(|m| m.epoch).collect::<Vec<_>>(), [7]);
+        assert_eq!(tail.records().iter().map(|m| m.metrics.epoch).collect::<Vec<_>>(), [7]);
         assert_eq!(tail.skipped(), 0);
     }
 

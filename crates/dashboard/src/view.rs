@@ -2,8 +2,8 @@
 //! data the terminal view draws.
 
 use crate::layers::compact;
-use crate::{layer_groups, LayerColumns, LayerGroup, Run};
-use morphogen_contracts::{GlobalMetrics, Stage, TransitionEvent};
+use crate::{layer_groups, EpochLine, LayerColumns, LayerGroup, Run};
+use morphogen_contracts::{Stage, TransitionEvent};
 use serde::{Deserialize, Serialize};
 
 /// Rows of a health heatmap at most: seeds are averaged in this many contiguous bins.
@@ -20,8 +20,8 @@ pub struct RunView {
     pub messages: Vec<String>,
     /// Malformed lines skipped: metrics, events, layers.
     pub skipped: [usize; 3],
-    /// One entry per finished epoch.
-    pub metrics: Vec<GlobalMetrics>,
+    /// One entry per finished epoch (with who decided at its end).
+    pub metrics: Vec<EpochLine>,
     /// Every transition.
     pub events: Vec<EventRow>,
     /// The seed lattice: every layer's seeds as they are now.
@@ -187,7 +187,7 @@ impl RunView {
 
     /// The last finished epoch (0 before the first).
     pub fn epoch(&self) -> u32 {
-        self.metrics.last().map_or(0, |m| m.epoch)
+        self.metrics.last().map_or(0, |m| m.metrics.epoch)
     }
 }
 

@@ -61,9 +61,15 @@ impl<'a> WatchView<'a> {
         let v = self.view;
         let metrics = v.metrics.last().map_or_else(
             || "no epoch finished yet".to_string(),
-            |m| {
+            |line| {
+                let m = &line.metrics;
+                let decided = match (&line.decided_by, line.decision_ms) {
+                    (Some(by), Some(ms)) => format!(" | decided by {by} in {ms:.1} ms"),
+                    (Some(by), None) => format!(" | decided {by}"),
+                    (None, _) => String::new(),
+                };
                 format!(
-                    "train loss {:.4} acc {:.4} | val loss {:.4} acc {:.4}",
+                    "train loss {:.4} acc {:.4} | val loss {:.4} acc {:.4}{decided}",
                     m.train_loss, m.train_accuracy, m.val_loss, m.val_accuracy
                 )
             },

@@ -134,11 +134,9 @@ impl Observer for Progress {
             Some(bar) if !bar.is_hidden() => bar.finish_with_message(line),
             _ => eprintln!("{line}"),
         }
-        let mut json = serde_json::to_value(m).expect("metrics serialise");
-        if let Some((controller, round_trip_ms)) = &self.decision {
-            json["decided_by"] = controller.as_str().into();
-            json["decision_ms"] = (*round_trip_ms).into();
-        }
+        let (decided_by, decision_ms) = self.decision.clone().map_or((None, None), |(by, ms)| (Some(by), ms));
+        let line = morphogen_dashboard::EpochLine { metrics: *m, decided_by, decision_ms };
+        let json = serde_json::to_string(&line).expect("metrics serialise");
         if let Err(e) = writeln!(self.metrics, "{json}") {
             warn_append_failed(&self.path, &e);
         }

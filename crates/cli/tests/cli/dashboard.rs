@@ -234,6 +234,15 @@ fn the_live_page_in_headless_chromium() {
     extra["reason"] = "appended while the page is open".into();
     extra["decided_by"] = "controller-7".into();
     append(&dir.join("events.jsonl"), &format!("{extra}\n"));
+    let mut epoch = lines(&dir.join("metrics.jsonl")).pop().unwrap();
+    epoch["epoch"] = 5.into();
+    (epoch["decided_by"], epoch["decision_ms"]) = ("controller-7".into(), 2.5.into());
+    append(&dir.join("metrics.jsonl"), &format!("{epoch}\n"));
+    browser.wait_for(
+        "return document.getElementById('decisions').innerText.includes('epoch 5 by controller-7 (bus round trip 2.5 ms)')",
+        Duration::from_secs(10),
+        "who decided, and the round trip",
+    );
     browser.wait_for(
         "const text = document.querySelector('#events tbody').innerText; \
          return text.includes('appended while the page is open') && text.includes('controller-7')",

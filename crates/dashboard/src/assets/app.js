@@ -402,9 +402,26 @@
     return t;
   }
 
+  // ---- who decided, and the bus round trip ----
+  function describeDecisions(metrics) {
+    const decided = metrics.filter((m) => m.decided_by);
+    if (!decided.length) return "";
+    const last = decided[decided.length - 1];
+    let text = "Decisions: epoch " + last.epoch + " by " + last.decided_by;
+    if (last.decision_ms != null) text += " (bus round trip " + last.decision_ms.toFixed(1) + " ms)";
+    const trips = decided.filter((m) => m.decision_ms != null).map((m) => m.decision_ms).sort((a, b) => a - b);
+    if (trips.length > 1) {
+      text += "; median round trip " + trips[Math.floor(trips.length / 2)].toFixed(1) + " ms over " + trips.length + " epochs";
+    }
+    const paused = decided.filter((m) => m.decided_by === "paused").map((m) => m.epoch);
+    if (paused.length) text += "; growth paused (no decision in time) at epoch " + paused.join(", ");
+    return text;
+  }
+
   // ---- training curves with lifecycle markers ----
   function drawCurves(view) {
     const m = view.metrics;
+    $("decisions").textContent = describeDecisions(m);
     const points = (key) => m.map((x) => [x.epoch, x[key]]);
     const markers = markerCounts(view.events);
     drawChart($("loss-chart"), [
