@@ -42,6 +42,7 @@ const SERVER_TIMEOUT: Duration = Duration::from_secs(2);
 /// Runs a `morphogen controller` command.
 pub fn run(command: &ControllerCommand) -> Result<(), CliError> {
     let ControllerCommand::Serve { bus, ca_file, name, reclaim_after_secs, quiet } = command;
+    keep_freed_memory();
     let options = BusOptions { ca_file: ca_file.clone(), ..BusOptions::default() };
     let connected = RedisBus::connect(bus, options, SERVER_TIMEOUT)?;
     let url = connected.url().to_string();
@@ -74,6 +75,18 @@ fn report(outcome: Result<&Handled, &BusError>, quiet: bool, down: &mut bool) {
     }
     if std::mem::replace(down, false) {
         eprintln!("the bus is back");
+    }
+}
+
+/// A service builds and drops a run's whole state at every request: by default glibc hands those
+/// megabytes back to the system after each one and faults them in again at the next (a quarter
+/// of a 200,000-seed round trip, `docs/benchmarks.md`). Keep freed memory for reuse instead.
+fn keep_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets allocator parameters; nothing else runs on other threads yet.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
     }
 }
 

@@ -1,18 +1,17 @@
 //! `morphogen bench bus`: the decision round trip over a Redis server, from a run publishing
-//! its state to the run reading the controller service's decision, for states of several sizes,
-//! each inline and as a claim check; beside it, the same decision made in process.
+//! its state to the run reading the decision of a `morphogen controller serve` process started
+//! for the benchmark, for states of several sizes, each inline and as a claim check; beside it,
+//! the same decision made in process.
 
 use super::json_file::JsonFile;
 use crate::error::CliError;
 use clap::Args;
-use morphogen::controller::{Controller, ControllerConfig, ControllerService, DecisionRequest, ServiceOptions};
+use morphogen::controller::{Controller, ControllerConfig, DecisionRequest};
 use morphogen::trainer::{BusConfig, RemoteController};
 use morphogen::{GlobalMetrics, LayerHealthReport, LayerState, SeedHealth, SeedInfo, Stage, SystemState};
 use morphogen_bus::{BusOptions, RedisBus};
 use serde::Serialize;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Flags of `morphogen bench bus`.
@@ -52,6 +51,7 @@ struct Row {
 /// `morphogen bench bus`.
 pub fn run(args: &BusArgs) -> Result<(), CliError> {
     let mut json = JsonFile::create(args.json.as_deref())?;
+    let _service = Service::start(&args.bus)?;
     let mut rows = Vec::new();
     for &layers in &args.layers {
         let system = state(layers, args.seeds);
@@ -68,19 +68,14 @@ pub fn run(args: &BusArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-/// Times `args.rounds` decision points on `system` through a controller service in a thread.
+/// Times `args.rounds` decision points on `system` through the controller service.
 fn measure(args: &BusArgs, system: &SystemState, claim_check: bool) -> Result<Row, CliError> {
     let claim_check_bytes = if claim_check { BusOptions::default().claim_check_bytes } else { usize::MAX };
     let config = BusConfig { decision_timeout_ms: 30_000, claim_check_bytes, ..BusConfig::default() };
-    let connect = || RedisBus::connect(&args.bus, config.options(), Duration::from_secs(30));
-    let stop = Arc::new(AtomicBool::new(false));
-    let service = {
-        let (bus, stop) = (connect()?, stop.clone());
-        let options = ServiceOptions { wait: Duration::from_millis(50), ..ServiceOptions::default() };
-        std::thread::spawn(move || ControllerService::new(bus, "bench-controller", options).serve(&stop, |_| {}))
-    };
+    let bus = RedisBus::connect(&args.bus, config.options(), Duration::from_secs(30))?;
     let run = format!("bench-{}-{}-{}", system.layers.len(), std::process::id(), u8::from(claim_check));
-    let mut remote = RemoteController::new(Box::new(connect()?), &run, config);
+    let mut remote = RemoteController::new(Box::new(bus), &run, config);
+    remote.announce();
     let controller = Controller::new(ControllerConfig::default())?;
     let (mut applied, mut times, mut reply_bytes) = (Vec::new(), Vec::new(), 0);
     for round in 0..args.rounds + 5 {
@@ -92,8 +87,6 @@ fn measure(args: &BusArgs, system: &SystemState, claim_check: bool) -> Result<Ro
             times.push(answer.round_trip.as_secs_f64() * 1e3);
         }
     }
-    stop.store(true, Ordering::Relaxed);
-    service.join().expect("the service thread");
     times.sort_by(f64::total_cmp);
     let quantile = |q: f64| times[((times.len() - 1) as f64 * q).round() as usize];
     Ok(Row {
@@ -107,6 +100,32 @@ fn measure(args: &BusArgs, system: &SystemState, claim_check: bool) -> Result<Ro
         max_ms: quantile(1.0),
         in_process_ms: in_process_ms(&controller, system),
     })
+}
+
+/// `morphogen controller serve` on the bus, as a process of its own (as in production: its
+/// memory and threads apart from the run's); killed on drop.
+struct Service(std::process::Child);
+
+impl Service {
+    fn start(url: &str) -> Result<Self, CliError> {
+        let cannot = |e: std::io::Error| CliError::Config {
+            path: "--bus".into(),
+            problem: format!("cannot start `morphogen controller serve` for the benchmark: {e}"),
+        };
+        let child = std::process::Command::new(std::env::current_exe().map_err(cannot)?)
+            .args(["controller", "serve", "--bus", url, "--name", "bench-controller", "--quiet"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .map_err(cannot)?;
+        Ok(Self(child))
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        self.0.kill().ok();
+        self.0.wait().ok();
+    }
 }
 
 /// The median of 20 in-process decisions on `system`, in milliseconds.
