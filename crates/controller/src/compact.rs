@@ -97,7 +97,7 @@ pub(crate) fn serialize<S: Serializer>(system: &&SystemState, serializer: S) -> 
         step: m.step,
         score: m.score,
         metrics: all_bytes(&[m.train_loss, m.train_accuracy, m.val_loss, m.val_accuracy]),
-        layers: in_parallel(system.layers.iter().collect(), compact_layer),
+        layers: in_parallel(system.layers.iter().collect(), |l| l.seeds.len(), compact_layer),
         evaluations: system.evaluations.iter().map(evaluation).collect(),
         params_added: system.params_added,
     }
@@ -128,17 +128,22 @@ fn expand_state(c: CompactState) -> Result<SystemState, String> {
     };
     Ok(SystemState {
         metrics,
-        layers: in_parallel(c.layers, expand_layer).into_iter().collect::<Result<_, String>>()?,
+        layers: in_parallel(c.layers, |l| l.rows, expand_layer).into_iter().collect::<Result<_, String>>()?,
         evaluations: c.evaluations.into_iter().map(evaluation).collect::<Result<_, String>>()?,
         params_added: c.params_added,
     })
 }
 
-/// `f` over `items`, in order, spread over the machine's cores: a state of many large layers
+/// Seeds in a state from which its layers convert on several threads (below, starting the
+/// threads costs more than it saves).
+const PARALLEL_FROM_SEEDS: usize = 50_000;
+
+/// `f` over `items`, in order, spread over the machine's cores when the items hold at least
+/// [`PARALLEL_FROM_SEEDS`] seeds (`seeds` counts an item's): a state of many large layers
 /// converts in a fraction of the time (the other side of the bus waits meanwhile).
-fn in_parallel<T: Send, U: Send>(items: Vec<T>, f: impl Fn(T) -> U + Sync) -> Vec<U> {
+fn in_parallel<T: Send, U: Send>(items: Vec<T>, seeds: impl Fn(&T) -> usize, f: impl Fn(T) -> U + Sync) -> Vec<U> {
     let threads = std::thread::available_parallelism().map_or(1, usize::from).min(items.len());
-    if threads <= 1 {
+    if threads <= 1 || items.iter().map(seeds).sum::<usize>() < PARALLEL_FROM_SEEDS {
         return items.into_iter().map(f).collect();
     }
     let per_thread = items.len().div_ceil(threads);
@@ -481,6 +486,13 @@ mod tests {
         let compact = request.to_string().len();
         let plain = serde_json::to_vec(&system).unwrap().len();
         assert!(compact < 300_000 && compact * 10 < plain, "{compact} bytes, {plain} as plain JSON");
+
+        // Six such layers pass the size from which layers convert on several threads.
+        let mut big = system.clone();
+        big.layers = (0..6).map(|i| LayerState { layer: format!("fc{i}"), ..system.layers[0].clone() }).collect();
+        let text = DecisionRequest::json(&Controller::new(ControllerConfig::default()).unwrap(), &big).to_string();
+        let back: DecisionRequest = serde_json::from_str(&text).unwrap();
+        assert_eq!(format!("{:?}", back.system), format!("{big:?}"));
 
         let mut value = request;
         value["system"]["layers"][0]["health"]["variance"]["bytes"] = "AAAA".into();
