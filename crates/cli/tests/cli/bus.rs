@@ -183,3 +183,19 @@ fn with_redis_down_from_the_start_the_run_goes_on_paused_and_never_shows_the_pas
     let metrics = json_lines(&dir.join("flag-off").join("metrics.jsonl"));
     assert_eq!(metrics[0]["decided_by"], "in-process", "{metrics:?}");
 }
+
+#[test]
+fn bench_bus_times_round_trips_through_a_controller_service_process() {
+    let server = RedisServer::start();
+    let out = run(&["bench", "bus", "--bus", &server.url(), "--layers", "1,3", "--seeds", "500", "--rounds", "3"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let rows: Vec<&str> = stdout.lines().filter(|l| l.starts_with("| 1 x 500") || l.starts_with("| 3 x 500")).collect();
+    assert_eq!(rows.len(), 4, "{stdout}");
+    let p50: f64 = rows[0].split('|').nth(5).unwrap().trim().parse().unwrap();
+    assert!(p50 > 0.0 && p50 < 5000.0, "{stdout}");
+    // Every state was answered and acknowledged.
+    let mut bus = RedisBus::connect(&server.url(), BusOptions::default(), Duration::from_secs(2)).unwrap();
+    let status = bus.status().unwrap();
+    assert!(status.streams.iter().all(|s| s.groups.iter().all(|g| g.pending == 0)), "{status}");
+}
