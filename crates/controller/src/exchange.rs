@@ -37,6 +37,15 @@ pub struct DecisionReply {
     pub state: ControllerState,
 }
 
+/// A controller's answer to a request it cannot answer (not a request, or settings it refuses,
+/// as when the run is newer than the service): the run reports the reason at once instead of
+/// waiting out its timeout.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Refusal {
+    /// Why.
+    pub refused: String,
+}
+
 impl DecisionRequest {
     /// The question the run with `controller` asks about `system`, as JSON.
     pub fn json(controller: &Controller, system: &SystemState) -> serde_json::Value {

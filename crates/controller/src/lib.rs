@@ -22,7 +22,7 @@ mod policy;
 mod service;
 
 pub use config::ControllerConfig;
-pub use exchange::{DecisionReply, DecisionRequest};
+pub use exchange::{DecisionReply, DecisionRequest, Refusal};
 pub use morphogen_contracts::{Command, Decisions, SystemState};
 pub use policy::{Controller, ControllerState};
 pub use service::{ControllerService, Handled, ServiceOptions};

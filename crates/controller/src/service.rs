@@ -3,7 +3,7 @@
 //! group; a state a replica read and never answered (it died) is taken over by another after
 //! [`ServiceOptions::reclaim_after`].
 
-use crate::{DecisionReply, DecisionRequest};
+use crate::{DecisionReply, DecisionRequest, Refusal};
 use morphogen_bus::{Bus, BusError, Delivery, Outgoing, Reader};
 use serde::Deserialize;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -47,7 +47,8 @@ pub enum Handled {
         /// Time from reading the state to publishing the answer.
         took: Duration,
     },
-    /// Moved a message it could not answer to the dead-letter stream.
+    /// Told the run it could not answer its message (a [`Refusal`]), and moved the message to
+    /// the dead-letter stream.
     Refused {
         /// The run.
         run: String,
@@ -135,6 +136,8 @@ impl<B: Bus> ControllerService<B> {
         let reply: DecisionReply = match reply {
             Ok(reply) => reply,
             Err(reason) => {
+                let refusal = serde_json::to_value(Refusal { refused: reason.clone() }).expect("refusals serialize");
+                self.bus.publish(Outgoing::decision(delivery, &self.name, &refusal))?;
                 self.bus.dead_letter(delivery, &reason)?;
                 return Ok(Handled::Refused { run, reason });
             }

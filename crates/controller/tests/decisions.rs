@@ -252,3 +252,39 @@ fn a_language_model_plateaus_on_perplexity_not_accuracy() {
     let reason = &d.commands[0].reason;
     assert!(reason.contains("negative perplexity"), "{reason}");
 }
+
+/// The service answers a request with the run's own controller's decisions, and tells the run
+/// when it cannot answer (moving the message to the dead letters).
+#[test]
+fn the_service_answers_requests_and_refuses_what_is_not_one() {
+    use morphogen_bus::{Bus, InProcessBus, Outgoing, Reader};
+    use morphogen_controller::{ControllerService, DecisionReply, DecisionRequest, Handled, Refusal, ServiceOptions};
+    use serde::Deserialize;
+    use std::time::Duration;
+
+    let mut run = InProcessBus::new();
+    let options = ServiceOptions { wait: Duration::from_millis(20), ..Default::default() };
+    let mut service = ControllerService::new(run.clone(), "svc", options);
+    let config = ControllerConfig { patience: 0, ..Default::default() };
+    let controller = Controller::new(config).unwrap();
+    let system = system(2, 0.5, vec![dormant_layer("fc1", 4)]);
+    run.announce("r").unwrap();
+    run.publish(Outgoing::state("r", 10, &DecisionRequest::json(&controller, &system))).unwrap();
+    run.publish(Outgoing::state("r", 11, &serde_json::json!({"config": "nonsense"}))).unwrap();
+    let mut handled = Vec::new();
+    for _ in 0..10 {
+        handled.extend(service.poll().unwrap());
+    }
+    assert!(matches!(&handled[0], Handled::Answered { run, step: 10, .. } if run == "r"), "{handled:?}");
+    assert!(matches!(&handled[1], Handled::Refused { reason, .. } if reason.contains("not a decision request")));
+
+    let mut expected = controller.clone();
+    let reply = run.receive(Reader::trainer("r"), Duration::from_secs(1)).unwrap().unwrap();
+    let reply = DecisionReply::deserialize(&reply.payload).unwrap();
+    assert_eq!(reply.decisions, expected.step(&system));
+    assert_eq!(&reply.state, expected.state());
+    let refusal = run.receive(Reader::trainer("r"), Duration::from_secs(1)).unwrap().unwrap();
+    assert_eq!(refusal.envelope.sender, "svc");
+    assert!(Refusal::deserialize(&refusal.payload).unwrap().refused.contains("not a decision request"));
+    assert_eq!(run.dead_letters().len(), 1);
+}

@@ -7,7 +7,7 @@
 use crate::BusConfig;
 use morphogen_bus::{Bus, BusError, Outgoing, Reader};
 use morphogen_contracts::SystemState;
-use morphogen_controller::{Controller, DecisionReply, DecisionRequest};
+use morphogen_controller::{Controller, DecisionReply, DecisionRequest, Refusal};
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, Instant};
 
@@ -41,6 +41,15 @@ pub enum NoDecision {
     /// The bus failed (Redis down, a claim check missing).
     #[error(transparent)]
     Bus(#[from] BusError),
+    /// The controller service refused the request (the run and the service disagree on what a
+    /// request is: upgrade the older one).
+    #[error("controller {controller} refused the request: {reason}")]
+    Refused {
+        /// The service's name.
+        controller: String,
+        /// Its reason.
+        reason: String,
+    },
     /// Nobody answered in time.
     #[error("no controller answered within {0:?}; is `morphogen controller serve` running on this bus?")]
     Timeout(Duration),
@@ -99,6 +108,10 @@ impl RemoteController {
             let reply = match DecisionReply::deserialize(&delivery.payload) {
                 Ok(reply) => reply,
                 Err(e) => {
+                    if let Ok(Refusal { refused }) = Refusal::deserialize(&delivery.payload) {
+                        self.bus.ack(&delivery)?;
+                        return Err(NoDecision::Refused { controller: envelope.sender.clone(), reason: refused });
+                    }
                     self.bus.dead_letter(&delivery, &format!("not a decision reply: {e}"))?;
                     continue;
                 }

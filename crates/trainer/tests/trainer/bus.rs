@@ -7,7 +7,7 @@ use burn::optim::AdamConfig;
 use burn::tensor::backend::Backend;
 use morphogen_bus::{Bus, InProcessBus, Outgoing, Reader, RedisBus};
 use morphogen_contracts::TransitionEvent;
-use morphogen_controller::{Controller, ControllerConfig, ControllerService, DecisionRequest, ServiceOptions};
+use morphogen_controller::{Controller, ControllerConfig, ControllerService, DecisionRequest, Refusal, ServiceOptions};
 use morphogen_testkit::RedisServer;
 use morphogen_trainer::{
     BusConfig, DecisionSource, ErrorKind, EventLog, ImageClassification, Mlp, ModelConfig, Observer, OnTimeout,
@@ -236,4 +236,32 @@ fn two_runs_at_once_and_two_controller_replicas_share_one_redis() {
         stop.store(true, Ordering::Relaxed);
         handle.join().unwrap();
     }
+}
+
+#[test]
+fn a_refusal_is_reported_at_once_not_after_the_timeout() {
+    let bus = InProcessBus::new();
+    let stop = Arc::new(AtomicBool::new(false));
+    let refuser = std::thread::spawn({
+        let (mut bus, stop) = (bus.clone(), stop.clone());
+        move || {
+            let refusal = serde_json::to_value(Refusal { refused: "unknown field `new_knob`".into() }).unwrap();
+            while !stop.load(Ordering::Relaxed) {
+                if let Some(request) =
+                    bus.receive(Reader::controller(RUN, "old-service"), Duration::from_millis(20)).unwrap()
+                {
+                    bus.publish(Outgoing::decision(&request, "old-service", &refusal)).unwrap();
+                    bus.ack(&request).unwrap();
+                }
+            }
+        }
+    });
+    let started = Instant::now();
+    let mut refused = over(bus, 60_000, OnTimeout::Pause);
+    let decided = train(&mut refused, &data(300, 100));
+    stop.store(true, Ordering::Relaxed);
+    refuser.join().unwrap();
+    assert!(started.elapsed() < Duration::from_secs(60), "no epoch waited out its timeout");
+    assert_eq!(decided.bus_errors.len(), EPOCHS as usize);
+    assert!(decided.bus_errors[0].contains("controller old-service refused the request: unknown field `new_knob`"));
 }
