@@ -71,7 +71,13 @@ impl Controller {
         let mut training = count(system, |s| s.stage == Stage::Training);
         let mut commands = Vec::new();
         for layer in &system.layers {
-            for seed in &layer.seeds {
+            // Dormant, fossilized and rolled-back seeds have no gate (see `gate`): skipping them
+            // first keeps a decision on 200,000 mostly dormant seeds from allocating for each.
+            let gated = layer
+                .seeds
+                .iter()
+                .filter(|s| !matches!(s.stage, Stage::Dormant | Stage::Fossilized | Stage::RolledBack));
+            for seed in gated {
                 let address = SeedAddress { layer: layer.layer.clone(), seed: seed.seed };
                 let health = layer.health.seeds.get(seed.seed);
                 if let Some(command) = self.gate(address, seed, health, system, &mut training) {

@@ -26,6 +26,11 @@ pub struct BusArgs {
     /// Seeds per layer.
     #[arg(long, default_value_t = 10_000)]
     pub seeds: usize,
+    /// Seeds in TRAINING in the state, spread over the layers (each gets a gate decision: a
+    /// command and its reason in the reply) [default: the default controller's
+    /// `max_active_total`]; the rest are DORMANT.
+    #[arg(long)]
+    pub active: Option<usize>,
     /// Decision points timed per case (after 5 of warm-up).
     #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..))]
     pub rounds: u64,
@@ -54,7 +59,8 @@ pub fn run(args: &BusArgs) -> Result<(), CliError> {
     let _service = Service::start(&args.bus)?;
     let mut rows = Vec::new();
     for &layers in &args.layers {
-        let system = state(layers, args.seeds);
+        let active = args.active.unwrap_or(ControllerConfig::default().max_active_total);
+        let system = state(layers, args.seeds, active);
         for claim_check in [false, true] {
             rows.push(measure(args, &system, claim_check)?);
             eprintln!("measured {layers} x {} seeds, claim check {claim_check}", args.seeds);
@@ -142,12 +148,14 @@ fn in_process_ms(controller: &Controller, system: &SystemState) -> f64 {
     times[times.len() / 2]
 }
 
-/// A state of `layers` Linear layers of `seeds` seeds with every statistic set (about 1% of
-/// the seeds in an active stage), as a run on a plateau sends it.
-fn state(layers: usize, seeds: usize) -> SystemState {
+/// A state of `layers` Linear layers of `seeds` seeds with every statistic set, `active` of the
+/// seeds (spread evenly over all of them) in TRAINING, as a run on a plateau sends it.
+fn state(layers: usize, seeds: usize, active: usize) -> SystemState {
+    let every = (layers * seeds / active.max(1)).max(1);
     let metrics = GlobalMetrics { epoch: 3, step: 1200, val_loss: 0.61, val_accuracy: 0.78, ..Default::default() };
     let layer = |l: usize| {
-        let stage = |s: usize| if s.is_multiple_of(97) { Stage::Training } else { Stage::Dormant };
+        let training = |s: usize| active > 0 && (l * seeds + s).is_multiple_of(every);
+        let stage = |s: usize| if training(s) { Stage::Training } else { Stage::Dormant };
         let value = |s: usize, k: usize| ((s * 7919 + k * 104_729 + l) % 10_007) as f32 / 10_007.0;
         let seeds_info = (0..seeds)
             .map(|s| SeedInfo {
