@@ -12,77 +12,98 @@ use morphogen_contracts::{
     SystemState,
 };
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 /// A column of whole numbers.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-enum Ints {
+enum Ints<'a> {
     /// `start + step * i` for every row `i`.
     Sequence { start: i64, step: i64 },
     /// Little-endian `u32`s, base64.
-    Bytes(String),
+    Bytes(#[serde(borrow)] Cow<'a, str>),
 }
 
 /// A column of `f32`s (bit patterns, so NaN and infinities travel too).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-enum Floats {
+enum Floats<'a> {
     /// The same value in every row, as its bits.
     Same(u32),
     /// Little-endian `f32`s, base64.
-    Bytes(String),
+    Bytes(#[serde(borrow)] Cow<'a, str>),
 }
 
 /// One layer, columnar.
 #[derive(Serialize, Deserialize)]
-struct CompactLayer {
+struct CompactLayer<'a> {
     layer: String,
     host: String,
     blueprint_params: BTreeMap<String, usize>,
     rows: usize,
-    seed: Ints,
+    #[serde(borrow)]
+    seed: Ints<'a>,
     /// Stage indices (`Stage::ALL` order), one byte a seed, base64.
-    stage: String,
-    alpha: Floats,
-    epochs_in_stage: Ints,
-    embargo_epochs_left: Ints,
-    failures: Ints,
-    chunk_start: Ints,
-    chunk_end: Ints,
+    #[serde(borrow)]
+    stage: Cow<'a, str>,
+    #[serde(borrow)]
+    alpha: Floats<'a>,
+    #[serde(borrow)]
+    epochs_in_stage: Ints<'a>,
+    #[serde(borrow)]
+    embargo_epochs_left: Ints<'a>,
+    #[serde(borrow)]
+    failures: Ints<'a>,
+    #[serde(borrow)]
+    chunk_start: Ints<'a>,
+    #[serde(borrow)]
+    chunk_end: Ints<'a>,
     /// `(row, blueprint, strategy)` of the seeds that name either.
     names: Vec<(usize, Option<String>, Option<String>)>,
-    health: CompactHealth,
+    #[serde(borrow)]
+    health: CompactHealth<'a>,
 }
 
 /// A layer's health report, columnar; its seed ids, stages and alphas are left out when they
 /// equal the layer's.
 #[derive(Serialize, Deserialize)]
-struct CompactHealth {
+struct CompactHealth<'a> {
     layer: String,
     samples: u64,
     rows: usize,
-    seed: Option<Ints>,
-    stage: Option<String>,
-    alpha: Option<Floats>,
-    mean: Floats,
-    variance: Floats,
-    dead_ratio: Floats,
-    correlation: Floats,
-    blueprint_rms: Floats,
+    #[serde(borrow)]
+    seed: Option<Ints<'a>>,
+    #[serde(borrow)]
+    stage: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    alpha: Option<Floats<'a>>,
+    #[serde(borrow)]
+    mean: Floats<'a>,
+    #[serde(borrow)]
+    variance: Floats<'a>,
+    #[serde(borrow)]
+    dead_ratio: Floats<'a>,
+    #[serde(borrow)]
+    correlation: Floats<'a>,
+    #[serde(borrow)]
+    blueprint_rms: Floats<'a>,
 }
 
 /// The whole state: columnar layers; metrics and evaluations with their numbers as bits.
 #[derive(Serialize, Deserialize)]
-struct CompactState {
+struct CompactState<'a> {
     epoch: u32,
     step: u64,
     score: Score,
     /// Train loss, train accuracy, validation loss and accuracy.
-    metrics: Floats,
-    layers: Vec<CompactLayer>,
+    #[serde(borrow)]
+    metrics: Floats<'a>,
+    #[serde(borrow)]
+    layers: Vec<CompactLayer<'a>>,
     /// Each measured seed, and its loss and accuracy with and without it.
-    evaluations: Vec<(SeedAddress, Floats)>,
+    #[serde(borrow)]
+    evaluations: Vec<(SeedAddress, Floats<'a>)>,
     params_added: usize,
 }
 
@@ -111,7 +132,7 @@ pub(crate) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<
     expand_state(compact).map_err(serde::de::Error::custom)
 }
 
-fn expand_state(c: CompactState) -> Result<SystemState, String> {
+fn expand_state(c: CompactState<'_>) -> Result<SystemState, String> {
     let [train_loss, train_accuracy, val_loss, val_accuracy] = four(&c.metrics, "metrics")?;
     let metrics = GlobalMetrics {
         epoch: c.epoch,
@@ -161,16 +182,16 @@ fn in_parallel<T: Send, U: Send>(items: Vec<T>, seeds: impl Fn(&T) -> usize, f: 
 }
 
 /// Four numbers as one column of bytes.
-fn all_bytes(values: &[f32; 4]) -> Floats {
-    Floats::Bytes(STANDARD.encode(values.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>()))
+fn all_bytes(values: &[f32; 4]) -> Floats<'static> {
+    Floats::Bytes(STANDARD.encode(values.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>()).into())
 }
 
-fn four(column: &Floats, what: &str) -> Result<[f32; 4], String> {
+fn four(column: &Floats<'_>, what: &str) -> Result<[f32; 4], String> {
     let values = expand_floats(column, 4, what)?;
     Ok([values[0], values[1], values[2], values[3]])
 }
 
-fn compact_layer(layer: &LayerState) -> CompactLayer {
+fn compact_layer(layer: &LayerState) -> CompactLayer<'static> {
     let s = &layer.seeds;
     let h = &layer.health;
     let names = s
@@ -192,7 +213,7 @@ fn compact_layer(layer: &LayerState) -> CompactLayer {
         samples: h.samples,
         rows: h.seeds.len(),
         seed: (!(same_rows && health_seed == seed)).then_some(health_seed),
-        stage: (!(same_rows && health_stage == stage)).then_some(health_stage),
+        stage: (!(same_rows && health_stage == stage)).then_some(health_stage.into()),
         alpha: (!(same_rows && health_alpha == alpha)).then_some(health_alpha),
         mean: floats(h.seeds.iter().map(|x| x.mean)),
         variance: floats(h.seeds.iter().map(|x| x.variance)),
@@ -206,7 +227,7 @@ fn compact_layer(layer: &LayerState) -> CompactLayer {
         blueprint_params: layer.blueprint_params.clone(),
         rows: s.len(),
         seed,
-        stage,
+        stage: stage.into(),
         alpha,
         epochs_in_stage: ints(s.iter().map(|x| u64::from(x.epochs_in_stage))),
         embargo_epochs_left: ints(s.iter().map(|x| u64::from(x.embargo_epochs_left))),
@@ -218,7 +239,7 @@ fn compact_layer(layer: &LayerState) -> CompactLayer {
     }
 }
 
-fn expand_layer(c: CompactLayer) -> Result<LayerState, String> {
+fn expand_layer(c: CompactLayer<'_>) -> Result<LayerState, String> {
     let n = c.rows;
     let seed = expand_ints(&c.seed, n, "seed")?;
     let stage = expand_stages(&c.stage, n, "stage")?;
@@ -250,7 +271,7 @@ fn expand_layer(c: CompactLayer) -> Result<LayerState, String> {
     Ok(LayerState { layer: c.layer, host: c.host, seeds, health, blueprint_params: c.blueprint_params })
 }
 
-fn expand_health(h: CompactHealth, seeds: &[SeedInfo]) -> Result<LayerHealthReport, String> {
+fn expand_health(h: CompactHealth<'_>, seeds: &[SeedInfo]) -> Result<LayerHealthReport, String> {
     let n = h.rows;
     let or_layer = |what: &str| if n == seeds.len() { Ok(()) } else { Err(format!("health {what} missing")) };
     let seed = match &h.seed {
@@ -286,7 +307,7 @@ fn expand_health(h: CompactHealth, seeds: &[SeedInfo]) -> Result<LayerHealthRepo
 }
 
 /// `values` as a sequence when they are one (and fit a `u32`), else as bytes.
-fn ints(values: impl Iterator<Item = u64> + Clone) -> Ints {
+fn ints(values: impl Iterator<Item = u64> + Clone) -> Ints<'static> {
     let mut it = values.clone();
     let (first, second) = (it.next().unwrap_or(0) as i64, it.next());
     let step = second.map_or(0, |v| v as i64 - first);
@@ -295,15 +316,15 @@ fn ints(values: impl Iterator<Item = u64> + Clone) -> Ints {
         return Ints::Sequence { start: first, step };
     }
     let bytes: Vec<u8> = values.flat_map(|v| (v as u32).to_le_bytes()).collect();
-    Ints::Bytes(STANDARD.encode(bytes))
+    Ints::Bytes(STANDARD.encode(bytes).into())
 }
 
-fn floats(values: impl Iterator<Item = f32> + Clone) -> Floats {
+fn floats(values: impl Iterator<Item = f32> + Clone) -> Floats<'static> {
     let mut it = values.clone();
     match it.next() {
         Some(first) if it.all(|v| v.to_bits() == first.to_bits()) => Floats::Same(first.to_bits()),
         None => Floats::Same(0),
-        Some(_) => Floats::Bytes(STANDARD.encode(values.flat_map(f32::to_le_bytes).collect::<Vec<u8>>())),
+        Some(_) => Floats::Bytes(STANDARD.encode(values.flat_map(f32::to_le_bytes).collect::<Vec<u8>>()).into()),
     }
 }
 
@@ -315,7 +336,7 @@ fn decode(text: &str, rows: usize, width: usize, what: &str) -> Result<Vec<u8>, 
     Ok(bytes)
 }
 
-fn expand_ints(column: &Ints, rows: usize, what: &str) -> Result<Vec<u32>, String> {
+fn expand_ints(column: &Ints<'_>, rows: usize, what: &str) -> Result<Vec<u32>, String> {
     match column {
         Ints::Sequence { start, step } => (0..rows as i64)
             .map(|i| u32::try_from(start + step * i).map_err(|_| format!("column {what}: out of range")))
@@ -327,7 +348,7 @@ fn expand_ints(column: &Ints, rows: usize, what: &str) -> Result<Vec<u32>, Strin
     }
 }
 
-fn expand_floats(column: &Floats, rows: usize, what: &str) -> Result<Vec<f32>, String> {
+fn expand_floats(column: &Floats<'_>, rows: usize, what: &str) -> Result<Vec<f32>, String> {
     match column {
         Floats::Same(bits) => Ok(vec![f32::from_bits(*bits); rows]),
         Floats::Bytes(text) => {
