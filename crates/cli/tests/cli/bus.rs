@@ -93,6 +93,9 @@ fn bus_config(dir: &Path, timeout_ms: u64) -> PathBuf {
 
 #[test]
 fn a_run_outlives_its_controller_and_a_redis_restart_and_applies_each_decision_once() {
+    // Epochs after the restart at epoch 6 leave the second service time to reconnect (its
+    // retries back off up to seconds) before the last epoch's decision.
+    const EPOCHS: usize = 14;
     let dir = scratch("bus-chaos");
     let mut redis = Some(RedisServer::start());
     let (url, port) = (redis.as_ref().unwrap().url(), redis.as_ref().unwrap().port);
@@ -100,7 +103,16 @@ fn a_run_outlives_its_controller_and_a_redis_restart_and_applies_each_decision_o
     let mut command = morphogen();
     command
         .args(["train", "--config", bus_config(&dir, 1500).to_str().unwrap(), "--bus", &url])
-        .args(["--train-subset", "2000", "--valid-subset", "200", "--batch-size", "50", "--epochs", "10"])
+        .args([
+            "--train-subset",
+            "2000",
+            "--valid-subset",
+            "200",
+            "--batch-size",
+            "50",
+            "--epochs",
+            &EPOCHS.to_string(),
+        ])
         .args(["--name", "chaos", "--quiet", "--runs-dir", dir.to_str().unwrap()]);
     let mut run = MetricsRun::spawn(command);
 
@@ -120,11 +132,11 @@ fn a_run_outlives_its_controller_and_a_redis_restart_and_applies_each_decision_o
         .iter()
         .map(|m| m["decided_by"].as_str().unwrap_or("-").to_string())
         .collect();
-    assert_eq!(by.len(), 10, "{by:?}");
+    assert_eq!(by.len(), EPOCHS, "{by:?}");
     assert_eq!(&by[..2], ["ctl-a", "ctl-a"], "{by:?}");
     assert!(by.iter().all(|b| ["ctl-a", "ctl-b", "paused"].contains(&b.as_str())), "{by:?}");
     assert!(by.contains(&"paused".to_string()), "the dead controller's epochs paused: {by:?}");
-    assert_eq!(by[9], "ctl-b", "decisions came back after the restart: {by:?}");
+    assert_eq!(by[EPOCHS - 1], "ctl-b", "decisions came back after the restart: {by:?}");
     let incidents = json_lines(&folder.join("incidents.jsonl"));
     let missed = by.iter().filter(|b| *b == "paused").count();
     assert_eq!(incidents.iter().filter(|i| i["kind"] == "bus").count(), missed, "{incidents:?}");
@@ -135,7 +147,7 @@ fn a_run_outlives_its_controller_and_a_redis_restart_and_applies_each_decision_o
     // The last checkpoint records one decision for each epoch a controller decided.
     let applied = newest_applied_record(&folder.join("checkpoints"));
     let ids: std::collections::BTreeSet<&str> = applied.iter().map(|a| a["decision"].as_str().unwrap()).collect();
-    assert_eq!((applied.len(), ids.len()), (10 - missed, 10 - missed), "{applied:?}");
+    assert_eq!((applied.len(), ids.len()), (EPOCHS - missed, EPOCHS - missed), "{applied:?}");
 }
 
 /// The record of applied decisions in the newest checkpoint under `dir`.
