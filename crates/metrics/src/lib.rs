@@ -397,7 +397,7 @@ impl Observer for MetricsObserver {
 
     fn decided(&mut self, _epoch: u32, source: &DecisionSource) {
         self.inner.decisions.get_or_create(&ControllerLabel { controller: source.controller().to_string() }).inc();
-        if let DecisionSource::Bus { round_trip, .. } = source {
+        if let Some(round_trip) = source.round_trip() {
             self.inner.decision_round_trip.observe(round_trip.as_secs_f64());
         }
     }

@@ -115,6 +115,22 @@ impl DecisionSource {
             DecisionSource::Missing { fallback: OnTimeout::Pause, .. } => "paused",
         }
     }
+
+    /// The controller service's name, when one decided over the bus.
+    pub fn service(&self) -> Option<&str> {
+        match self {
+            DecisionSource::Bus { controller, .. } => Some(controller),
+            _ => None,
+        }
+    }
+
+    /// The bus round trip, when a service decided.
+    pub fn round_trip(&self) -> Option<std::time::Duration> {
+        match self {
+            DecisionSource::Bus { round_trip, .. } => Some(*round_trip),
+            _ => None,
+        }
+    }
 }
 
 /// Receives progress as a run goes; every method has a do-nothing default.

@@ -179,12 +179,9 @@ impl Observer for Progress {
 
     fn decided(&mut self, _epoch: u32, source: &DecisionSource) {
         let controller = source.controller().to_string();
-        let round_trip_ms = match source {
-            DecisionSource::Bus { round_trip, .. } => Some(round_trip.as_secs_f64() * 1e3),
-            _ => None,
-        };
+        let round_trip_ms = source.round_trip().map(|t| t.as_secs_f64() * 1e3);
         let changed = self.decision.as_ref().is_none_or(|(last, _)| *last != controller);
-        if changed && matches!(source, DecisionSource::Bus { .. }) {
+        if changed && source.service().is_some() {
             self.note(format!("decisions from controller {controller} over the bus"));
         }
         self.decision = Some((controller, round_trip_ms));

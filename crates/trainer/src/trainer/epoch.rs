@@ -227,8 +227,7 @@ impl Trainer {
         decide.record("controller", source.controller());
         decide.record("commands", decisions.commands.len() as i64);
         decide.record("rollback", decisions.rollback.as_deref().unwrap_or(""));
-        let decided_by = matches!(source, DecisionSource::Bus { .. }).then(|| source.controller().to_string());
-        (decisions, decided_by)
+        (decisions, source.service().map(str::to_string))
     }
 
     /// Applies the controller's `commands` (from the service `decided_by`, if one) to `model`
