@@ -39,6 +39,22 @@ pub(crate) fn with_cube<B: Backend, K: CubePrimitive<N, M>, const N: usize, cons
     dispatch::<B, _>(Detached::<B, K, N, M> { inputs, op, outputs: PhantomData }).flatten()
 }
 
+/// How many buffers one kernel launch may bind on the device holding `tensor` (CubeCL's count,
+/// which leaves room for the runtime's own); `None` if `B` is not a CubeCL backend of this build.
+pub(crate) fn max_bindings<B: Backend>(tensor: &B::FloatTensorPrimitive) -> Option<usize> {
+    dispatch::<B, _>(MaxBindings::<B>(tensor.clone()))
+}
+
+/// The [`max_bindings`] query.
+struct MaxBindings<B: Backend>(B::FloatTensorPrimitive);
+
+impl<B: Backend> OnCube<B> for MaxBindings<B> {
+    type Out = usize;
+    fn on<W: Tracking>(self) -> usize {
+        W::unwrap(same_type(self.0)).client.properties().hardware.max_bindings as usize
+    }
+}
+
 /// Something to run on whichever form of CubeCL tensor `B`'s float primitive is.
 trait OnCube<B: Backend>: Sized {
     type Out;

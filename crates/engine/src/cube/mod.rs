@@ -5,7 +5,9 @@
 
 mod dispatch;
 
-pub(crate) use dispatch::{with_cube, with_cube_differentiable, Constant, CubeDifferentiable, CubePrimitive};
+pub(crate) use dispatch::{
+    max_bindings, with_cube, with_cube_differentiable, Constant, CubeDifferentiable, CubePrimitive,
+};
 
 use burn_cubecl::CubeRuntime;
 use cubecl::prelude::*;

@@ -17,9 +17,10 @@ use proptest::prelude::*;
 /// Blueprints the kernel runs.
 const KERNEL_BLUEPRINTS: [&str; 3] = ["residual_mlp", "low_rank", "tanh_mlp"];
 
-/// Kernels on, small bank pages (several pages per bank), the custom blueprints registered.
-fn options() -> SeedOptions {
-    let lifecycle = LifecycleConfig::new().with_kernel_check_every(0).with_bank_page_rows(2);
+/// Kernels on, bank pages of `page_rows` rows first (several pages per bank), the custom
+/// blueprints registered.
+fn options(page_rows: usize) -> SeedOptions {
+    let lifecycle = LifecycleConfig::new().with_kernel_check_every(0).with_bank_page_rows(page_rows);
     SeedOptions::new().with_lifecycle(lifecycle).with_blueprints(registry())
 }
 
@@ -64,7 +65,7 @@ fn holds_kernel_blueprint(case: &Case, blueprints: &[&str]) -> bool {
 fn linear_case<B: AutodiffBackend>(case: &Case, per_batch: usize, blueprints: &[&str], tol: Tolerance) {
     let mut layer = SeededLinearConfig::new(case.d_in, case.features)
         .with_num_seeds(case.seeds)
-        .with_options(options())
+        .with_options(options(2))
         .init::<B>(&Default::default());
     populate(&mut layer.core, case, blueprints);
     let layer = layer.map(&mut crate::common::RandomBanks);
@@ -82,7 +83,7 @@ fn conv_case<B: AutodiffBackend>(case: &Case, side: usize, tol: Tolerance) {
     let mut layer = SeededConv2dConfig::new([case.d_in, case.features], [3, 3])
         .with_padding(burn::nn::PaddingConfig2d::Same)
         .with_num_seeds(case.seeds)
-        .with_options(options())
+        .with_options(options(2))
         .init::<B>(&Default::default());
     populate(&mut layer.core, case, &blueprints);
     let layer = layer.map(&mut crate::common::RandomBanks);
@@ -95,26 +96,48 @@ fn conv_case<B: AutodiffBackend>(case: &Case, side: usize, tol: Tolerance) {
     }
 }
 
+/// `seeds` seeds, each in an active stage (cycling through them) with a kernel blueprint.
+fn active_stages(seeds: usize) -> Vec<(usize, usize, usize, f32, bool)> {
+    let active = [Stage::Grafting, Stage::Stabilization, Stage::Evaluating, Stage::FineTuning, Stage::Fossilized];
+    (0..seeds)
+        .map(|seed| {
+            let stage = Stage::ALL.iter().position(|s| *s == active[seed % active.len()]).unwrap();
+            (stage, seed % KERNEL_BLUEPRINTS.len(), seed % 4, 0.25 + 0.1 * (seed % 8) as f32, false)
+        })
+        .collect()
+}
+
 /// A transformer MLP's first layer on `[batch, seq, d_model]` activations (made by swapping
 /// the axes of a `[batch, d_model, seq]` tensor, as attention code does), every seed in an
 /// active stage with a kernel blueprint: the kernel runs and matches the reference loop.
 fn sequence_case<B: AutodiffBackend>(tol: Tolerance) {
-    let active = [Stage::Grafting, Stage::Stabilization, Stage::Evaluating, Stage::FineTuning, Stage::Fossilized];
-    let stages = (0..8)
-        .map(|seed| {
-            let stage = Stage::ALL.iter().position(|s| *s == active[seed % active.len()]).unwrap();
-            (stage, seed % KERNEL_BLUEPRINTS.len(), seed % 4, 0.25 + 0.1 * seed as f32, false)
-        })
-        .collect();
-    let case = Case { features: 128, seeds: 8, d_in: 32, batch: 2, stages };
+    let case = Case { features: 128, seeds: 8, d_in: 32, batch: 2, stages: active_stages(8) };
     let mut layer = SeededLinearConfig::new(case.d_in, case.features)
         .with_num_seeds(case.seeds)
-        .with_options(options())
+        .with_options(options(2))
         .init::<B>(&Default::default());
     populate(&mut layer.core, &case, &KERNEL_BLUEPRINTS);
     let layer = layer.map(&mut crate::common::RandomBanks);
     let x = random_on::<B, 3>([2, case.d_in, 16]).swap_dims(1, 2);
     let weights = random_on::<B, 3>([2, 16, case.features]);
+    let check = |a: &[f32], b: &[f32], what: &str| tol.check(a, b, what);
+    linear_matches_reference(&layer, x, weights, check, check);
+    assert!(layer.core.blend_kernel_passes() > 0, "the kernel ran");
+}
+
+/// Banks of more pages than one op takes: with single-row first pages, 300 seeds over three
+/// blueprints need 100 rows (seven pages) each, and all in `residual_mlp`, 300 rows (nine pages),
+/// which run as two ops. Both match the reference loop.
+fn many_pages_case<B: AutodiffBackend>(blueprints: &[&str], tol: Tolerance) {
+    let case = Case { features: 300, seeds: 300, d_in: 3, batch: 2, stages: active_stages(300) };
+    let mut layer = SeededLinearConfig::new(case.d_in, case.features)
+        .with_num_seeds(case.seeds)
+        .with_options(options(1))
+        .init::<B>(&Default::default());
+    populate(&mut layer.core, &case, blueprints);
+    let layer = layer.map(&mut crate::common::RandomBanks);
+    let x = random_on::<B, 3>([case.batch, 4, case.d_in]);
+    let weights = random_on::<B, 3>([case.batch, 4, case.features]);
     let check = |a: &[f32], b: &[f32], what: &str| tol.check(a, b, what);
     linear_matches_reference(&layer, x, weights, check, check);
     assert!(layer.core.blend_kernel_passes() > 0, "the kernel ran");
@@ -130,6 +153,14 @@ macro_rules! active_kernel_tests {
             fn linear_active_kernel_on_sequences() {
                 if $enabled {
                     sequence_case::<Wd>($tol);
+                }
+            }
+
+            #[test]
+            fn linear_active_kernel_over_many_pages() {
+                if $enabled {
+                    many_pages_case::<Wd>(&["residual_mlp"], $tol);
+                    many_pages_case::<Wd>(&KERNEL_BLUEPRINTS, $tol);
                 }
             }
 

@@ -1,5 +1,6 @@
 //! Device code of the active-seed kernels (launched from the parent module): one cube per bank
-//! row and sample group, the row's parameters staged in shared memory.
+//! row and sample group, the row's parameters staged in shared memory from whichever of the op's
+//! pages holds it.
 
 use crate::blend::{ROLE_FIXED_ONE, ROLE_GRAFTING, ROLE_TRAINABLE, ROLE_TRAINING};
 use crate::cube::chunk_start;
@@ -36,10 +37,40 @@ fn layout(width: usize, hidden: usize) -> Layout {
 }
 
 /// Stages row `row`'s parameters in shared memory in the [`Layout`] (absent biases as zeros), so
-/// the inner loops read shared memory, not global.
+/// the inner loops read shared memory, not global. `params` holds the op's pages in row order,
+/// four tensors each (`w1, b1, w2, b2`); the row is found in its page.
+#[cube]
+fn stage_params<F: Float>(ws: &mut SharedMemory<f32>, params: &Sequence<Tensor<F>>, row: usize, d: &Dims) {
+    stage_from_page::<F>(ws, params, row, 0usize, d, 0usize);
+}
+
+/// [`stage_params`] from page `page` on (unrolled at compile time), whose first row is `first`.
+#[cube]
+fn stage_from_page<F: Float>(
+    ws: &mut SharedMemory<f32>,
+    params: &Sequence<Tensor<F>>,
+    row: usize,
+    first: usize,
+    d: &Dims,
+    #[comptime] page: usize,
+) {
+    if comptime![4 * page < params.len()] {
+        let w1 = params.index(4 * page);
+        let rows = w1.shape(0);
+        if row >= first && row < first + rows {
+            let b1 = params.index(4 * page + 1);
+            let w2 = params.index(4 * page + 2);
+            let b2 = params.index(4 * page + 3);
+            stage_row::<F>(ws, w1, b1, w2, b2, row - first, d);
+        }
+        stage_from_page::<F>(ws, params, row, first + rows, d, comptime![page + 1]);
+    }
+}
+
+/// Stages row `row` of one page's parameters.
 #[cube]
 #[allow(clippy::too_many_arguments)]
-fn stage_params<F: Float>(
+fn stage_row<F: Float>(
     ws: &mut SharedMemory<f32>,
     w1: &Tensor<F>,
     b1: &Tensor<F>,
@@ -154,7 +185,7 @@ struct Row {
     real: usize,
 }
 
-/// Row `row` of the page starting at `d.first_row`.
+/// Row `row` of the op, row `d.first_row + row` of the bank.
 #[cube]
 fn row_of(table: &Tensor<i32>, row: usize, d: &Dims) -> Row {
     let entry = (d.first_row + row) * table.stride(0);
@@ -183,17 +214,14 @@ fn group_end(d: &Dims) -> usize {
 #[allow(clippy::too_many_arguments)]
 pub(super) fn blend_forward<F: Float>(
     out: &mut Tensor<F>,
-    w1: &Tensor<F>,
-    b1: &Tensor<F>,
-    w2: &Tensor<F>,
-    b2: &Tensor<F>,
+    params: &Sequence<Tensor<F>>,
     alpha: &Tensor<F>,
     table: &Tensor<i32>,
     sumsq: &mut Tensor<F>,
     d: Dims,
     #[comptime] tile_x: usize,
     #[comptime] tile_h: usize,
-    #[comptime] params: usize,
+    #[comptime] row_params: usize,
     #[comptime] act: HiddenActivation,
     #[define(F)] _dtype: StorageType,
 ) {
@@ -203,8 +231,8 @@ pub(super) fn blend_forward<F: Float>(
     let mut xs = SharedMemory::<f32>::new(tile_x);
     let mut hs = SharedMemory::<f32>::new(tile_h);
     let mut partial = SharedMemory::<f32>::new(THREADS as usize);
-    let mut ws = SharedMemory::<f32>::new(params);
-    stage_params::<F>(&mut ws, w1, b1, w2, b2, row, &d);
+    let mut ws = SharedMemory::<f32>::new(row_params);
+    stage_params::<F>(&mut ws, params, row, &d);
     let slot = layout(d.width, d.hidden);
 
     let r = row_of(table, row, &d);
@@ -275,17 +303,14 @@ pub(super) fn blend_forward<F: Float>(
 pub(super) fn blend_backward<F: Float>(
     h: &Tensor<F>,
     grad: &mut Tensor<F>,
-    w1: &Tensor<F>,
-    b1: &Tensor<F>,
-    w2: &Tensor<F>,
-    b2: &Tensor<F>,
+    params: &Sequence<Tensor<F>>,
     alpha: &Tensor<F>,
     table: &Tensor<i32>,
     partial: &mut Tensor<f32>,
     d: Dims,
     #[comptime] tile_x: usize,
     #[comptime] tile_h: usize,
-    #[comptime] params: usize,
+    #[comptime] row_params: usize,
     #[comptime] act: HiddenActivation,
     #[define(F)] _dtype: StorageType,
 ) {
@@ -297,9 +322,9 @@ pub(super) fn blend_backward<F: Float>(
     let mut zs = SharedMemory::<f32>::new(tile_h);
     let mut gz = SharedMemory::<f32>::new(tile_h);
     // The row's parameter gradients, in f32, in the parameters' `Layout`.
-    let mut acc = SharedMemory::<f32>::new(params);
-    let mut ws = SharedMemory::<f32>::new(params);
-    stage_params::<F>(&mut ws, w1, b1, w2, b2, row, &d);
+    let mut acc = SharedMemory::<f32>::new(row_params);
+    let mut ws = SharedMemory::<f32>::new(row_params);
+    stage_params::<F>(&mut ws, params, row, &d);
     let slot = layout(d.width, d.hidden);
     let wk = slot.b1;
 
@@ -317,7 +342,7 @@ pub(super) fn blend_backward<F: Float>(
     let active = r.seed_id >= 0 && (input_weight != f32::new(0.0) || param_weight != f32::new(0.0));
 
     let mut e = t;
-    while e < params {
+    while e < row_params {
         acc[e] = f32::new(0.0);
         e += threads;
     }
@@ -419,24 +444,20 @@ pub(super) fn blend_backward<F: Float>(
         s0 += d.tile;
     }
 
-    let out = (CUBE_POS_Y as usize * CUBE_COUNT_X as usize + row) * params;
+    let out = (CUBE_POS_Y as usize * CUBE_COUNT_X as usize + row) * row_params;
     let mut e = t;
-    while e < params {
+    while e < row_params {
         partial[out + e] = param_weight * acc[e];
         e += threads;
     }
 }
 
 /// Adds the sample groups' parameter gradients (`partial`, `[groups, rows, params]`) into the
-/// four gradient tensors.
+/// gradient tensors: `grads` holds, per page in row order, those of `w1, b1, w2, b2`.
 #[cube(launch)]
-#[allow(clippy::too_many_arguments)]
 pub(super) fn sum_groups<F: Float>(
     partial: &Tensor<f32>,
-    gw1: &mut Tensor<F>,
-    gb1: &mut Tensor<F>,
-    gw2: &mut Tensor<F>,
-    gb2: &mut Tensor<F>,
+    grads: &mut Sequence<Tensor<F>>,
     groups: usize,
     rows: usize,
     width: usize,
@@ -452,16 +473,40 @@ pub(super) fn sum_groups<F: Float>(
     for g in 0..groups {
         sum += partial[g * rows * slot.params + i];
     }
-    let (row, e) = (i / slot.params, i % slot.params);
-    let wk = slot.b1;
-    let g = F::cast_from(sum);
-    if e < slot.b1 {
-        gw1[row * wk + e] = g;
-    } else if e < slot.w2 {
-        gb1[row * hidden + e - slot.b1] = g;
-    } else if e < slot.b2 {
-        gw2[row * wk + e - slot.w2] = g;
-    } else {
-        gb2[row * width + e - slot.b2] = g;
+    write_grad::<F>(grads, i / slot.params, i % slot.params, F::cast_from(sum), 0usize, &slot, 0usize);
+}
+
+/// Writes gradient `g` of parameter `e` (in the [`Layout`]) of row `row` into its page's tensor,
+/// searching from page `page` on (unrolled at compile time), whose first row is `first`.
+#[cube]
+fn write_grad<F: Float>(
+    grads: &mut Sequence<Tensor<F>>,
+    row: usize,
+    e: usize,
+    g: F,
+    first: usize,
+    slot: &Layout,
+    #[comptime] page: usize,
+) {
+    if comptime![4 * page < grads.len()] {
+        let rows = grads.index(4 * page).shape(0);
+        if row >= first && row < first + rows {
+            let local = row - first;
+            let wk = slot.b1;
+            if e < slot.b1 {
+                let gw1 = grads.index_mut(4 * page);
+                gw1[local * wk + e] = g;
+            } else if e < slot.w2 {
+                let gb1 = grads.index_mut(4 * page + 1);
+                gb1[local * (slot.w2 - slot.b1) + e - slot.b1] = g;
+            } else if e < slot.b2 {
+                let gw2 = grads.index_mut(4 * page + 2);
+                gw2[local * wk + e - slot.w2] = g;
+            } else {
+                let gb2 = grads.index_mut(4 * page + 3);
+                gb2[local * (slot.params - slot.b2) + e - slot.b2] = g;
+            }
+        }
+        write_grad::<F>(grads, row, e, g, first + rows, slot, comptime![page + 1]);
     }
 }

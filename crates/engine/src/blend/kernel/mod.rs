@@ -1,8 +1,9 @@
 //! The active-seed kernels: [`apply_bank`](super::apply_bank) fused, for CubeCL backends.
 //!
 //! For blueprints of the form `Dense -> [ReLU | Tanh] -> Dense` (biases optional: the built-in
-//! `residual_mlp` and `low_rank`), each bank page is one differentiable op. A cube takes one bank
-//! row and a group of its samples (groups are sized so a page fills about four cubes per SM):
+//! `residual_mlp` and `low_rank`), a whole bank (every page of it, up to [`PAGES_PER_OP`]) is one
+//! differentiable op. A cube takes one bank row and a group of its samples (groups are sized so
+//! the bank fills about four cubes per SM):
 //! - forward, one launch after a copy of the host output: each cube streams its samples of the
 //!   row's chunk through shared memory in tiles, runs both dense maps from the row's
 //!   parameters, and adds the weighed result onto the chunk in place (the SGMV pattern: every
@@ -16,15 +17,17 @@
 //! The device code is in `device`; this module picks the blueprints and grids the kernels take
 //! and launches them.
 //!
-//! Per layer and step that is `1 + P` launches forward and `2P` (or `2P + 1`) backward for a
-//! bank of `P` pages, whatever the number of active seeds. Other blueprints (convolutions,
-//! longer chains, GELU) and chunks too wide for shared memory take the tensor path.
+//! Per bank and step that is one copy and one launch forward, and two launches (or three)
+//! backward, whatever the number of pages and active seeds; the host output is copied once, not
+//! once a page. Other blueprints (convolutions, longer chains, GELU) and chunks too wide for
+//! shared memory take the tensor path.
 
 mod device;
 
-use super::{per_seed, BankPass, BankResult};
+use super::{per_seed, BankPass, BankResult, RowRole};
+use crate::bank::BankPage;
 use crate::blueprint::{Activation, BlueprintOp, BlueprintSpec};
-use crate::cube::{streaming_multiprocessors, with_cube_differentiable, Constant, CubeDifferentiable};
+use crate::cube::{max_bindings, streaming_multiprocessors, with_cube_differentiable, Constant, CubeDifferentiable};
 use burn::tensor::backend::Backend;
 use burn::tensor::{DType, Shape, Tensor as BurnTensor, TensorPrimitive};
 use burn_cubecl::ops::numeric::empty_device_contiguous_dtype;
@@ -88,20 +91,34 @@ impl Chain {
     }
 }
 
-/// One bank page's pass: the [`CubeDifferentiable`] behind [`apply_bank`].
-/// Inputs: the host output, then `w1, b1, w2, b2` (absent biases stand in as detached copies of
-/// `w1`); constants: alpha `[seeds]` and the bank's row table `[rows, 2]`.
+/// Pages one op takes at most: its inputs are the host output and four tensors a page, padded to
+/// a fixed count (Burn's autodiff records ops with a fixed number of inputs). With the default
+/// first page of 64 rows, eight pages hold 16,320 rows: a whole bank in one op. Devices that bind
+/// fewer buffers per launch take fewer ([`pages_per_op`]).
+const PAGES_PER_OP: usize = 8;
+/// Buffers a launch binds besides four a page: the backward kernel's host output, output
+/// gradient, alpha, row table, partial sums and the runtime's metadata.
+const OTHER_BINDINGS: usize = 6;
+/// Inputs of a [`BankOp`].
+const INPUTS: usize = 1 + 4 * PAGES_PER_OP;
+
+/// The pass of up to [`PAGES_PER_OP`] consecutive pages of a bank: the [`CubeDifferentiable`]
+/// behind [`apply_bank`]. Inputs: the host output, then `w1, b1, w2, b2` of each page (absent
+/// biases, and the slots past the last page, stand in as detached copies of the first `w1`);
+/// constants: alpha `[seeds]` and the bank's row table `[rows, 2]`.
 #[derive(Clone, Debug)]
-struct PagePass {
+struct BankOp {
     chain: Chain,
+    /// The bank row of the op's first row.
     first_row: usize,
+    pages: usize,
     base: usize,
     big: usize,
     sampled: bool,
 }
 
-/// How a launch covers a page: `rows x groups` cubes, each taking `group_samples` samples (whole
-/// tiles) of one row.
+/// How a launch covers the op's rows: `rows x groups` cubes, each taking `group_samples` samples
+/// (whole tiles) of one row.
 #[derive(Clone, Copy, Debug)]
 struct Grid {
     rows: usize,
@@ -116,9 +133,19 @@ impl Grid {
     }
 }
 
-impl PagePass {
-    /// The grid for host output `h` and a page of `rows` rows; `None` when a row's tile does not
-    /// fit shared memory.
+impl BankOp {
+    /// The pages' parameters in the inputs: `w1, b1, w2, b2` of each page in row order.
+    fn params<'a, R: CubeRuntime>(&self, inputs: &'a [CubeTensor<R>; INPUTS]) -> &'a [CubeTensor<R>] {
+        &inputs[1..1 + 4 * self.pages]
+    }
+
+    /// Rows over the op's pages.
+    fn rows<R: CubeRuntime>(&self, inputs: &[CubeTensor<R>; INPUTS]) -> usize {
+        self.params(inputs).iter().step_by(4).map(|w1| w1.meta.shape().dims::<3>()[0]).sum()
+    }
+
+    /// The grid for host output `h` and `rows` rows; `None` when a row's tile does not fit shared
+    /// memory.
     fn grid<R: CubeRuntime>(&self, h: &CubeTensor<R>, rows: usize) -> Option<Grid> {
         let tile = self.chain.tile(h.client.properties().hardware.max_shared_memory_size)?;
         let [a, _, p] = h.meta.shape().dims::<3>();
@@ -149,9 +176,11 @@ impl PagePass {
     }
 }
 
-/// Rows of a page: the first dimension of its first parameter.
-fn page_rows<R: CubeRuntime>(w1: &CubeTensor<R>) -> usize {
-    w1.meta.shape().dims::<3>()[0]
+/// Tensors as one sequence argument of a launch.
+fn sequence<R: CubeRuntime, T: LaunchArg<RuntimeArg<R> = TensorArg<R>>>(
+    tensors: &[CubeTensor<R>],
+) -> SequenceArg<R, T> {
+    tensors.iter().map(|t| t.clone().into_tensor_arg()).collect()
 }
 
 /// A tensor's own buffer to write into: itself when nothing else holds it, else a copy.
@@ -163,15 +192,19 @@ fn writable<R: CubeRuntime>(t: CubeTensor<R>) -> CubeTensor<R> {
     }
 }
 
-impl CubeDifferentiable<5> for PagePass {
-    fn accepts<R: CubeRuntime>(&self, inputs: &[CubeTensor<R>; 5], constants: &[CubeTensor<R>]) -> bool {
-        constants[1].dtype == DType::I32 && self.grid(&inputs[0], page_rows(&inputs[1])).is_some()
+impl CubeDifferentiable<INPUTS> for BankOp {
+    fn accepts<R: CubeRuntime>(&self, inputs: &[CubeTensor<R>; INPUTS], constants: &[CubeTensor<R>]) -> bool {
+        constants[1].dtype == DType::I32 && self.grid(&inputs[0], self.rows(inputs)).is_some()
     }
 
-    fn forward<R: CubeRuntime>(&self, inputs: &[CubeTensor<R>; 5], constants: &[CubeTensor<R>]) -> [CubeTensor<R>; 2] {
-        let [h, w1, b1, w2, b2] = inputs.clone();
+    fn forward<R: CubeRuntime>(
+        &self,
+        inputs: &[CubeTensor<R>; INPUTS],
+        constants: &[CubeTensor<R>],
+    ) -> [CubeTensor<R>; 2] {
+        let h = &inputs[0];
         let [alpha, table] = [constants[0].clone(), constants[1].clone()];
-        let grid = self.grid(&h, page_rows(&w1)).expect("accepted");
+        let grid = self.grid(h, self.rows(inputs)).expect("accepted");
         let (client, device, dtype) = (h.client.clone(), h.device.clone(), h.dtype);
         let out = h.copy();
         let shape = Shape::new([grid.groups, grid.rows]);
@@ -182,14 +215,11 @@ impl CubeDifferentiable<5> for PagePass {
             grid.cubes(),
             CubeDim::new_1d(THREADS),
             out.clone().into_tensor_arg(),
-            w1.into_tensor_arg(),
-            b1.into_tensor_arg(),
-            w2.into_tensor_arg(),
-            b2.into_tensor_arg(),
+            sequence(self.params(inputs)),
             alpha.into_tensor_arg(),
             table.into_tensor_arg(),
             sumsq.clone().into_tensor_arg(),
-            self.dims(&h, grid),
+            self.dims(h, grid),
             grid.tile * c.width,
             grid.tile * c.hidden,
             c.row_params(),
@@ -201,16 +231,17 @@ impl CubeDifferentiable<5> for PagePass {
 
     fn backward<R: CubeRuntime>(
         &self,
-        inputs: &[CubeTensor<R>; 5],
+        inputs: &[CubeTensor<R>; INPUTS],
         constants: &[CubeTensor<R>],
         grad: CubeTensor<R>,
-        wanted: [bool; 5],
-    ) -> [Option<CubeTensor<R>>; 5] {
-        let [h, w1, b1, w2, b2] = inputs.clone();
+        wanted: [bool; INPUTS],
+    ) -> [Option<CubeTensor<R>>; INPUTS] {
+        let h = &inputs[0];
         let [alpha, table] = [constants[0].clone(), constants[1].clone()];
-        let grid = self.grid(&h, page_rows(&w1)).expect("accepted");
+        let grid = self.grid(h, self.rows(inputs)).expect("accepted");
         let (rows, c) = (grid.rows, self.chain);
-        let (client, device, dtype) = (h.client.clone(), h.device.clone(), w1.dtype);
+        let params = self.params(inputs);
+        let (client, device, dtype) = (h.client.clone(), h.device.clone(), params[0].dtype);
         let grad = writable(grad);
         let new =
             |shape: Shape, dtype| empty_device_contiguous_dtype::<R>(client.clone(), device.clone(), shape, dtype);
@@ -221,71 +252,75 @@ impl CubeDifferentiable<5> for PagePass {
             CubeDim::new_1d(THREADS),
             h.clone().into_tensor_arg(),
             grad.clone().into_tensor_arg(),
-            w1.into_tensor_arg(),
-            b1.into_tensor_arg(),
-            w2.into_tensor_arg(),
-            b2.into_tensor_arg(),
+            sequence(params),
             alpha.into_tensor_arg(),
             table.into_tensor_arg(),
             partial.clone().into_tensor_arg(),
-            self.dims(&h, grid),
+            self.dims(h, grid),
             grid.tile * c.width,
             grid.tile * c.hidden,
             c.row_params(),
             c.act,
             dtype.into(),
         );
-        let shapes = [[rows, c.width, c.hidden], [rows, 1, c.hidden], [rows, c.hidden, c.width], [rows, 1, c.width]];
-        let [gw1, gb1, gw2, gb2] = shapes.map(|shape| new(Shape::new(shape), dtype));
+        // Every page's gradients, shaped as its parameters (biases too, dropped below if absent).
+        let shapes = |n| [[n, c.width, c.hidden], [n, 1, c.hidden], [n, c.hidden, c.width], [n, 1, c.width]];
+        let grads: Vec<_> = params
+            .iter()
+            .step_by(4)
+            .flat_map(|w1| shapes(w1.meta.shape().dims::<3>()[0]))
+            .map(|shape| new(Shape::new(shape), dtype))
+            .collect();
         let cube_dim = CubeDim::new_1d(THREADS);
         sum_groups::launch::<R>(
             &client,
             calculate_cube_count_elemwise(&client, rows * c.row_params(), cube_dim),
             cube_dim,
             partial.into_tensor_arg(),
-            gw1.clone().into_tensor_arg(),
-            gb1.clone().into_tensor_arg(),
-            gw2.clone().into_tensor_arg(),
-            gb2.clone().into_tensor_arg(),
+            sequence(&grads),
             grid.groups,
             rows,
             c.width,
             c.hidden,
             dtype.into(),
         );
-        let out = [Some(grad), Some(gw1), c.bias1.then_some(gb1), Some(gw2), c.bias2.then_some(gb2)];
-        let mut wanted = wanted.into_iter();
-        out.map(|g| g.filter(|_| wanted.next().unwrap_or(false)))
+        let present = |slot: usize| match (slot - 1) % 4 {
+            1 => c.bias1,
+            3 => c.bias2,
+            _ => true,
+        };
+        let mut grads = grads.into_iter();
+        std::array::from_fn(|slot| match slot {
+            0 => wanted[0].then(|| grad.clone()),
+            _ if slot <= 4 * self.pages => grads.next().filter(|_| wanted[slot] && present(slot)),
+            _ => None,
+        })
     }
 }
 
 /// The kernel form of [`apply_bank`](super::apply_bank): `None` when `B` is not a CubeCL backend
 /// this build knows, the blueprint is not a two-map chain, or a row does not fit shared memory.
+/// One op per [`pages_per_op`] pages: for all but the largest banks, one op for the bank.
 pub(crate) fn apply_bank<B: Backend>(h: &BurnTensor<B, 3>, pass: &BankPass<'_, B>) -> Option<BankResult<B>> {
     let chain = Chain::of(pass.spec, pass.chunks.width())?;
-    let seeds = pass.chunks.seeds();
     let float = |t: BurnTensor<B, 3>| t.into_primitive().tensor();
+    let per_op = pages_per_op(max_bindings::<B>(&float(h.clone()))?)?;
     let mut out = h.clone();
     let mut sums = Vec::new();
     let mut first_row = 0;
-    for page in &pass.bank.pages {
-        let rows = page.params[0].dims()[0];
-        // A page whose rows are all frozen passes detached parameters: no gradients at all.
-        let trainable = pass.index.roles[first_row..first_row + rows].iter().any(|r| r.trainable);
-        let mut params = page.params.iter().map(|p| if trainable { p.val() } else { p.val().detach() });
-        let w1 = params.next()?;
-        let stand_in = || w1.clone().detach();
-        let b1 = if chain.bias1 { params.next()? } else { stand_in() };
-        let w2 = params.next()?;
-        let b2 = if chain.bias2 { params.next()? } else { stand_in() };
+    for pages in pass.bank.pages.chunks(per_op) {
+        let rows: usize = pages.iter().map(|page| page.params[0].dims()[0]).sum();
+        let params = op_params(pages, chain, &pass.index.roles[first_row..first_row + rows])?;
+        let stand_in = params[0].clone().detach();
+        let mut inputs = std::iter::once(out).chain(params).map(float);
+        let inputs: [_; INPUTS] = std::array::from_fn(|_| inputs.next().unwrap_or_else(|| float(stand_in.clone())));
         let (base, big) = (pass.chunks.base(), pass.chunks.big_chunks());
-        let op = PagePass { chain, first_row, base, big, sampled: pass.sampled };
+        let op = BankOp { chain, first_row, pages: pages.len(), base, big, sampled: pass.sampled };
         let constants = vec![
             Constant::Float(pass.alpha.clone().into_primitive().tensor()),
             Constant::Int(pass.index.table.clone().into_primitive()),
         ];
-        let inputs = [out, w1, b1, w2, b2].map(float);
-        let [result, sumsq] = with_cube_differentiable::<B, _, 5>(inputs, constants, &op)?;
+        let [result, sumsq] = with_cube_differentiable::<B, _, INPUTS>(inputs, constants, &op)?;
         out = BurnTensor::from_primitive(TensorPrimitive::Float(result));
         if pass.sampled {
             // [groups, rows]: one sum per sample group.
@@ -294,6 +329,34 @@ pub(crate) fn apply_bank<B: Backend>(h: &BurnTensor<B, 3>, pass: &BankPass<'_, B
         }
         first_row += rows;
     }
-    let sumsq = pass.sampled.then(|| per_seed(BurnTensor::cat(sums, 0), pass.index, seeds));
+    let sumsq = pass.sampled.then(|| per_seed(BurnTensor::cat(sums, 0), pass.index, pass.chunks.seeds()));
     Some((out, sumsq))
+}
+
+/// Pages one op takes on a device that binds `max_bindings` buffers a launch (CUDA 1,024; Vulkan
+/// and Metal through wgpu about 30); `None` if not even one fits.
+fn pages_per_op(max_bindings: usize) -> Option<usize> {
+    let pages = max_bindings.checked_sub(OTHER_BINDINGS)? / 4;
+    (pages >= 1).then_some(pages.min(PAGES_PER_OP))
+}
+
+/// `w1, b1, w2, b2` of each page, in row order (`roles`: the pages' rows). Absent biases stand in
+/// as detached copies of the page's `w1`; a page whose rows are all frozen passes detached
+/// parameters, so it gets no gradients at all.
+fn op_params<B: Backend>(pages: &[BankPage<B>], chain: Chain, roles: &[RowRole]) -> Option<Vec<BurnTensor<B, 3>>> {
+    let mut all = Vec::with_capacity(4 * pages.len());
+    let mut first = 0;
+    for page in pages {
+        let rows = page.params[0].dims()[0];
+        let trainable = roles[first..first + rows].iter().any(|r| r.trainable);
+        let mut params = page.params.iter().map(|p| if trainable { p.val() } else { p.val().detach() });
+        let w1 = params.next()?;
+        let stand_in = || w1.clone().detach();
+        let b1 = if chain.bias1 { params.next()? } else { stand_in() };
+        let w2 = params.next()?;
+        let b2 = if chain.bias2 { params.next()? } else { stand_in() };
+        all.extend([w1, b1, w2, b2]);
+        first += rows;
+    }
+    Some(all)
 }
