@@ -71,11 +71,15 @@ pub trait OnBackend {
 
 /// Runs `task` on `kind` with autodiff on top, on the backend's default device; a backend this
 /// binary lacks is an error. On a GPU, CubeCL's compiled kernels and autotune results are kept
-/// in [`kernel_cache_dir`] for the next run.
-pub fn run_on<T: OnBackend>(kind: BackendKind, task: T) -> Result<T::Output, CliError> {
+/// for the next run in the folder `kernels` of [`kernel_cache_dir`]: one folder per kernel set
+/// (a preset, a benchmark), because CubeCL reads a whole cache at start-up. With one cache shared
+/// by every preset (228 MB) a transformer's warm start-up took 4.4 to 5.4 s; with its own (23 MB),
+/// 1.1 to 1.3 s (H200, `docs/benchmarks.md`).
+#[cfg_attr(not(feature = "cuda"), allow(unused_variables))]
+pub fn run_on<T: OnBackend>(kind: BackendKind, kernels: &str, task: T) -> Result<T::Output, CliError> {
     #[cfg(feature = "cuda")]
     if kind != BackendKind::Ndarray {
-        let dir = kernel_cache_dir();
+        let dir = kernel_cache_dir().join(kernels);
         if !dir.exists() {
             eprintln!(
                 "note: first GPU run with the kernel cache {}: CubeCL compiles and autotunes its kernels \
@@ -96,7 +100,8 @@ pub fn run_on<T: OnBackend>(kind: BackendKind, task: T) -> Result<T::Output, Cli
     }
 }
 
-/// Where GPU runs keep CubeCL's compiled kernels and autotune results: `$MORPHOGEN_KERNEL_CACHE`,
+/// Where GPU runs keep CubeCL's compiled kernels and autotune results, a folder per kernel set
+/// inside it (`mlp`, `transformer`, `bench-layer`, ...): `$MORPHOGEN_KERNEL_CACHE`,
 /// else `morphogen/kernels` in the user's cache directory (`~/.cache` on Linux), else
 /// `.morphogen-kernels` in the current directory.
 pub fn kernel_cache_dir() -> std::path::PathBuf {

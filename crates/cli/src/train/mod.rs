@@ -33,5 +33,6 @@ pub fn train(args: &TrainArgs) -> Result<(), CliError> {
     let _tracing = exporters::install_tracing(args)?;
     let mode = RunMode { quiet: args.quiet, resume: args.resume, started };
     let stop = crate::stop::StopSignal::install()?;
-    backend::run_on(args.backend, Training { config: &config, mode, metrics, stop: &stop })
+    let kernels = config.model.kind.name();
+    backend::run_on(args.backend, kernels, Training { config: &config, mode, metrics, stop: &stop })
 }

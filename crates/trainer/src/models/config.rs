@@ -35,6 +35,16 @@ pub enum TaskKind {
 }
 
 impl ModelKind {
+    /// The preset's name, as `--model` and the config file spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            ModelKind::Mlp => "mlp",
+            ModelKind::Cnn => "cnn",
+            ModelKind::Resnet => "resnet",
+            ModelKind::Transformer => "transformer",
+        }
+    }
+
     /// The task the preset learns: images for the MLP, CNN and ResNet, text for the transformer.
     pub fn task(self) -> TaskKind {
         match self {
@@ -53,7 +63,7 @@ impl ModelKind {
             TaskKind::Lm => "it models text: use --task lm, or --model mlp|cnn|resnet for --task classify",
         };
         Err(TrainError::TaskMismatch {
-            model: format!("{self:?}").to_lowercase(),
+            model: self.name().into(),
             task: format!("{task:?}").to_lowercase(),
             hint: hint.into(),
         })

@@ -15,8 +15,10 @@ use super::json_file::JsonFile;
 use crate::backend::{self, OnBackend};
 use crate::error::CliError;
 use crate::train::args::TrainArgs;
+use crate::train::config;
 use clap::Args;
 use morphogen::burn::tensor::backend::AutodiffBackend;
+use morphogen::trainer::RunConfig;
 use std::path::PathBuf;
 use variants::Comparison;
 
@@ -38,7 +40,9 @@ pub struct GrowthArgs {
 /// `morphogen bench growth`: runs every variant, prints the tables, writes the JSON if asked.
 pub fn run(args: &GrowthArgs) -> Result<(), CliError> {
     let mut json = JsonFile::create(args.json.as_deref())?;
-    let comparison = backend::run_on(args.run.backend, args)?;
+    let base = config::resolve(&args.run)?;
+    let comparison =
+        backend::run_on(args.run.backend, base.model.kind.name(), Variants { base: &base, repeats: args.repeats })?;
     print!("{}", table::table(&comparison));
     if let Some(file) = &mut json {
         file.write(&comparison)?;
@@ -46,11 +50,17 @@ pub fn run(args: &GrowthArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-impl OnBackend for &GrowthArgs {
+/// The variants of one resolved run, each trained `repeats` times.
+struct Variants<'a> {
+    base: &'a RunConfig,
+    repeats: u64,
+}
+
+impl OnBackend for Variants<'_> {
     type Output = Comparison;
 
     /// Trains every variant `repeats` times.
     fn run<B: AutodiffBackend>(self, device: &B::Device) -> Result<Comparison, CliError> {
-        variants::run::<B>(device, &self.run, self.repeats)
+        variants::run::<B>(device, self.base, self.repeats)
     }
 }

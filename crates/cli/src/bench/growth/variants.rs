@@ -4,8 +4,6 @@
 use super::enlarged::{enlarged, size, size_name};
 use super::meter::RunMeter;
 use crate::error::CliError;
-use crate::train::args::TrainArgs;
-use crate::train::config;
 use crate::train::data::{image_data, text_data};
 use crate::train::once::trainable_params;
 use crate::train::once::{train_once, Lifetime};
@@ -65,17 +63,16 @@ pub struct RunRow {
     pub seeded_share: f64,
 }
 
-/// Runs the three variants of the run `args` describe `repeats` times on backend `B`.
-pub fn run<B: AutodiffBackend>(device: &B::Device, args: &TrainArgs, repeats: u64) -> Result<Comparison, CliError> {
-    let base = config::resolve(args)?;
+/// Runs the three variants of the run `base` describes `repeats` times on backend `B`.
+pub fn run<B: AutodiffBackend>(device: &B::Device, base: &RunConfig, repeats: u64) -> Result<Comparison, CliError> {
     match base.model.kind {
-        ModelKind::Mlp => Bench::<B, _, _>::new(&base, image_data(&base)?, ModelConfig::mlp, device).compare(repeats),
-        ModelKind::Cnn => Bench::<B, _, _>::new(&base, image_data(&base)?, ModelConfig::cnn, device).compare(repeats),
+        ModelKind::Mlp => Bench::<B, _, _>::new(base, image_data(base)?, ModelConfig::mlp, device).compare(repeats),
+        ModelKind::Cnn => Bench::<B, _, _>::new(base, image_data(base)?, ModelConfig::cnn, device).compare(repeats),
         ModelKind::Resnet => {
-            Bench::<B, _, _>::new(&base, image_data(&base)?, ModelConfig::resnet, device).compare(repeats)
+            Bench::<B, _, _>::new(base, image_data(base)?, ModelConfig::resnet, device).compare(repeats)
         }
         ModelKind::Transformer => {
-            Bench::<B, _, _>::new(&base, text_data(&base)?, ModelConfig::transformer, device).compare(repeats)
+            Bench::<B, _, _>::new(base, text_data(base)?, ModelConfig::transformer, device).compare(repeats)
         }
     }
 }

@@ -22,7 +22,7 @@ use results::Results;
 /// `morphogen bench layer`: measures the grid, prints the table, writes the JSON if asked.
 pub fn run(args: &LayerArgs) -> Result<(), CliError> {
     let mut json = JsonFile::create(args.json.as_deref())?;
-    let results = backend::run_on(args.backend, &args.plan())?;
+    let results = backend::run_on(args.backend, "bench-layer", &args.plan())?;
     print!("{}", results.table());
     if let Some(file) = &mut json {
         file.write(&results)?;
