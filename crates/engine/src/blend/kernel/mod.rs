@@ -323,13 +323,17 @@ pub(crate) fn apply_bank<B: Backend>(h: &BurnTensor<B, 3>, pass: &BankPass<'_, B
         let [result, sumsq] = with_cube_differentiable::<B, _, INPUTS>(inputs, constants, &op)?;
         out = BurnTensor::from_primitive(TensorPrimitive::Float(result));
         if pass.sampled {
-            // [groups, rows]: one sum per sample group.
+            // [groups, rows]: one sum per sample group (often a single group: no sum needed).
             let sumsq = BurnTensor::<B, 2>::from_primitive(TensorPrimitive::Float(sumsq));
-            sums.push(sumsq.sum_dim(0).reshape([rows]));
+            let sumsq = if sumsq.dims()[0] == 1 { sumsq } else { sumsq.sum_dim(0) };
+            sums.push(sumsq.reshape([rows]));
         }
         first_row += rows;
     }
-    let sumsq = pass.sampled.then(|| per_seed(BurnTensor::cat(sums, 0), pass.index, pass.chunks.seeds()));
+    let sumsq = pass.sampled.then(|| {
+        let per_row = if sums.len() == 1 { sums.remove(0) } else { BurnTensor::cat(sums, 0) };
+        per_seed(per_row, pass.index, pass.chunks.seeds())
+    });
     Some((out, sumsq))
 }
 
