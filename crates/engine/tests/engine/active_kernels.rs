@@ -165,6 +165,20 @@ macro_rules! active_kernel_tests {
             }
 
             proptest! {
+                #![proptest_config(ProptestConfig { cases: 2, ..ProptestConfig::default() })]
+
+                /// Thousands of samples: tiles of up to 256 samples a cube, the parameter
+                /// gradients split over the cube's threads (several tiles a cube where a wide
+                /// chunk's tile is small).
+                #[test]
+                fn linear_active_kernel_with_large_tiles(case in case(24)) {
+                    if $enabled {
+                        linear_case::<Wd>(&Case { batch: 2, ..case }, 1500, &KERNEL_BLUEPRINTS, $tol);
+                    }
+                }
+            }
+
+            proptest! {
                 #![proptest_config(ProptestConfig { cases: 16, ..ProptestConfig::default() })]
 
                 #[test]

@@ -89,38 +89,54 @@ impl SeedSums {
     }
 }
 
-/// Loads rows `r0..r0 + nr` of the feature whose column offset in `h` is `column` into tile
-/// column `col`, adding them to `acc`. Branch-free, so the loads can all be in flight at once:
-/// rows past `nr` re-read the last one and count as zeros (the tile's rows past `nr` are never
-/// read).
+/// Where row `r` (sample `r / spatial`, position `r % spatial`) starts in `h`; a Linear's output
+/// (`flat`: one position per sample) needs no division.
+#[cube]
+fn row_offset<F: Float>(h: &Tensor<F>, r: usize, spatial: usize, #[comptime] flat: bool) -> usize {
+    if flat {
+        r * h.stride(0)
+    } else {
+        (r / spatial) * h.stride(0) + (r % spatial) * h.stride(2)
+    }
+}
+
+/// Reads rows `r0..r0 + tile_rows` of the thread's feature (column offset `column` in `h`) into
+/// registers, all loads independent so they are in flight together; rows past `last` re-read it
+/// (they are never counted).
 #[cube]
 #[allow(clippy::too_many_arguments)]
-fn load_tile<F: Float>(
+fn load_rows<F: Float>(
     h: &Tensor<F>,
+    staged: &mut Array<f32>,
+    r0: usize,
+    last: usize,
+    column: usize,
+    spatial: usize,
+    #[comptime] tile_rows: usize,
+    #[comptime] flat: bool,
+) {
+    #[unroll]
+    for row in 0..tile_rows {
+        staged[row] = f32::cast_from(h[row_offset::<F>(h, min(r0 + row, last), spatial, flat) + column]);
+    }
+}
+
+/// Adds the first `nr` staged rows to `acc` and stores them (zeros past `nr`) in tile column `col`.
+#[cube]
+fn stage_rows(
+    staged: &Array<f32>,
     tile: &mut SharedMemory<f32>,
     acc: &mut FeatureSums,
-    r0: usize,
     nr: usize,
-    column: usize,
     col: usize,
-    spatial: usize,
     #[comptime] tile_rows: usize,
     #[comptime] stride: usize,
 ) {
-    // Row r is sample (r / spatial, r % spatial): stepped along, one division per tile.
-    let mut sample = r0 / spatial;
-    let mut position = r0 % spatial;
-    let (sample_stride, position_stride) = (h.stride(0), h.stride(2));
     #[unroll]
     for row in 0..tile_rows {
-        let v = f32::cast_from(h[sample * sample_stride + position * position_stride + column]);
-        let v = select(row < nr, v, f32::new(0.0));
+        let v = select(row < nr, staged[row], f32::new(0.0));
         acc.add(v);
         tile[row * stride + col] = v;
-        position += select(row + 1 < nr, 1, 0);
-        let wrap = position == spatial;
-        position = select(wrap, 0, position);
-        sample += select(wrap, 1, 0);
     }
 }
 
@@ -155,6 +171,7 @@ pub(super) fn partial_sums<F: Float>(
     g: Grid,
     #[comptime] tile_rows: usize,
     #[comptime] span_max: usize,
+    #[comptime] flat: bool,
     #[define(F)] _dtype: StorageType,
 ) {
     let stride = comptime!(tile_stride(span_max));
@@ -181,27 +198,24 @@ pub(super) fn partial_sums<F: Float>(
     let mut seed_acc = SeedSums::new();
     let r_begin = CUBE_POS_X as usize * g.rows_per_group;
     let r_end = min(r_begin + g.rows_per_group, g.rows);
+    let column = feature * h.stride(1);
+    // Double-buffered: the next tile's loads are in flight while the seeds sum this one.
+    let mut staged = Array::<f32>::new(tile_rows);
+    load_rows::<F>(h, &mut staged, r_begin, r_end - 1, column, g.spatial, tile_rows, flat);
     let mut r0 = r_begin;
     while r0 < r_end {
         let nr = min(r_end - r0, tile_rows);
-        load_tile::<F>(
-            h,
-            &mut tile,
-            &mut feature_acc,
-            r0,
-            nr,
-            feature * h.stride(1),
-            padded(t),
-            g.spatial,
-            tile_rows,
-            stride,
-        );
+        stage_rows(&staged, &mut tile, &mut feature_acc, nr, padded(t), tile_rows, stride);
         sync_cube();
+        let next = r0 + tile_rows;
+        if next < r_end {
+            load_rows::<F>(h, &mut staged, next, r_end - 1, column, g.spatial, tile_rows, flat);
+        }
         if lane < lanes {
             sum_chunks(&tile, &mut seed_acc, lane, lanes, nr, first, end, stride);
         }
         sync_cube();
-        r0 += tile_rows;
+        r0 = next;
     }
 
     let (features, seeds) = (g.features, g.seeds);

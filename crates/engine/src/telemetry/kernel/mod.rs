@@ -5,12 +5,14 @@
 //! one cube's threads (256 features; 512 when a chunk is wider), so a seed's chunk totals never
 //! straddle two cubes. Each thread owns one feature and keeps its sum, sum of squares and
 //! positive count in registers over all its group's rows (f32 whatever the input's float type).
-//! Rows pass through a shared tile, 32 at a time (15 on 16 KB devices; 17 and 7 for 512-feature
-//! spans): each thread loads its feature's rows (independent loads, coalesced along features),
-//! storing them in the tile; after a barrier, each thread sums one seed's chunk in some of the
-//! tile's rows, keeping that seed's sum and sum of squares of chunk totals in registers; a second
-//! barrier frees the tile. At the end each cube combines its seed sums once and writes one row of
-//! partial sums.
+//! Rows come 16 at a time (fewer on devices with little shared memory): each thread loads its
+//! feature's rows into registers (independent loads, coalesced along features, all in flight
+//! together), then stores them in a shared tile; after a barrier the next tile's loads are issued
+//! and, while they are in flight, each thread sums one seed's chunk in some of the tile's rows,
+//! keeping that seed's sum and sum of squares of chunk totals in registers; a second barrier
+//! frees the tile. At the end each cube combines its seed sums once and writes one row of partial
+//! sums. Row groups are sized so the grid is about one wave of resident cubes: the loads in
+//! flight, not the number of cubes, keep the memory busy.
 //! Launch 2 (`finish`): adds the row groups' partial sums to the window (32 columns a cube, the
 //! groups split over 8 thread rows), writing the new window.
 //! Outputs are allocated contiguous (Burn's default allocation may pitch rows on CUDA, which
@@ -33,12 +35,13 @@ use device::{finish, partial_sums, tile_stride, GridLaunch, FINISH_COLUMNS, FINI
 
 /// Span widths, i.e. threads per cube (one per feature): the first that takes the widest chunk.
 const SPANS: [usize; 2] = [256, 512];
-/// The most rows a tile stages between barriers.
-const MAX_TILE_ROWS: usize = 32;
-/// The most shared memory a tile takes: 32 x 256 features is 34 KB, so six cubes fit an H100 SM.
-const TILE_BYTES: usize = 36 * 1024;
-/// Cubes per SM worth launching (six fit, by shared memory).
-const CUBES_PER_SM: usize = 4;
+/// The most rows a tile stages between barriers (each thread keeps as many loads in flight).
+const MAX_TILE_ROWS: usize = 16;
+/// The most shared memory a tile takes: 16 x 256 features is 17 KB.
+const TILE_BYTES: usize = 18 * 1024;
+/// Cubes per SM the grid aims at: about what is resident at once on an H100/H200 SM (by
+/// registers: 256 threads of about 40 registers), so the grid is one wave.
+const CUBES_PER_SM: usize = 6;
 
 /// The tile a cube stages in shared memory: `rows` x `span` features, one thread per feature.
 #[derive(Clone, Copy, Debug)]
@@ -84,6 +87,9 @@ impl CubePrimitive<3, 2> for Launch<'_> {
         let sms = streaming_multiprocessors(&h.client);
         let [a, f, p] = h.meta.shape().dims::<3>();
         let (rows, seeds) = (a * p, chunks.seeds());
+        if rows == 0 {
+            return None;
+        }
         let (base, big) = (chunks.base(), chunks.big_chunks());
         // Unused (no wide spans) when every chunk is `base` wide, which may fill the span.
         let per_wide = (tile.span / (base + 1)).max(1);
@@ -106,6 +112,7 @@ impl CubePrimitive<3, 2> for Launch<'_> {
             GridLaunch::new(rows, f, p, seeds, base, big, wide_spans, per_wide, per_narrow, rows_per_group),
             tile.rows,
             tile.span,
+            p == 1,
             dtype.into(),
         );
         let new_features =
