@@ -2,6 +2,7 @@
 //! [`SeededLinear`] layers, so seeds can grow in a transformer's attention as in its MLP.
 
 use crate::linear::{SeededLinear, SeededLinearConfig};
+use crate::precision::Precision;
 use crate::seeds::SeedOptions;
 use crate::SeededModel;
 use burn::config::Config;
@@ -40,6 +41,9 @@ pub struct SeededMultiHeadAttentionConfig {
     /// Lifecycle rules, blueprints and grafting strategies of the four projections.
     #[config(default = "SeedOptions::new()")]
     pub options: SeedOptions,
+    /// The float type the projections' and the attention's products compute in.
+    #[config(default = "Precision::F32")]
+    pub precision: Precision,
 }
 
 /// Multi-head self-attention on `[batch, seq, d_model]` whose query, key, value and output
@@ -60,6 +64,9 @@ pub struct SeededMultiHeadAttention<B: Backend> {
     pub n_heads: usize,
     /// Whether position `t` attends only to positions `0..=t`.
     pub causal: bool,
+    /// The float type the products compute in (not saved: it is configuration).
+    #[module(skip)]
+    pub precision: Precision,
 }
 
 impl SeededMultiHeadAttentionConfig {
@@ -80,6 +87,7 @@ impl SeededMultiHeadAttentionConfig {
                 .with_initializer(self.initializer.clone())
                 .with_name(name.into())
                 .with_options(self.options.clone())
+                .with_precision(self.precision)
                 .try_init(device)
         };
         Ok(SeededMultiHeadAttention {
@@ -89,6 +97,7 @@ impl SeededMultiHeadAttentionConfig {
             output: projection("output")?,
             n_heads,
             causal: self.causal,
+            precision: self.precision,
         })
     }
 
@@ -108,13 +117,13 @@ impl<B: Backend> SeededMultiHeadAttention<B> {
         let query = heads(self.query.forward(x.clone()));
         let key = heads(self.key.forward(x.clone()));
         let value = heads(self.value.forward(x));
-        let scores = query.matmul(key.transpose()).div_scalar((d_head as f32).sqrt());
+        let scores = self.precision.matmul(query, key.transpose()).div_scalar((d_head as f32).sqrt());
         let scores = if self.causal {
             scores.mask_fill(future_positions::<B>(seq, &value.device()), MASKED_SCORE)
         } else {
             scores
         };
-        let context = softmax(scores, 3).matmul(value).swap_dims(1, 2).reshape([batch, seq, d_model]);
+        let context = self.precision.matmul(softmax(scores, 3), value).swap_dims(1, 2).reshape([batch, seq, d_model]);
         self.output.forward(context)
     }
 

@@ -28,6 +28,7 @@ mod grafting;
 mod guard;
 mod linear;
 mod model;
+mod precision;
 pub mod reference;
 mod registry;
 mod seeded_layer;
@@ -49,6 +50,7 @@ pub use linear::{SeededLinear, SeededLinearConfig};
 #[doc(hidden)]
 pub use model::derive_support as __derive;
 pub use model::{SeedControl, SeededModel};
+pub use precision::Precision;
 pub use morphogen_contracts::*;
 /// `#[derive(SeededModel)]`: see [`SeededModel`](trait@SeededModel).
 pub use morphogen_derive::SeededModel;

@@ -1,6 +1,7 @@
 //! [`SeededLinear`]: a Linear layer carrying seeds, used wherever `burn::nn::Linear` would be.
 
 use crate::grafting::GraftSignals;
+use crate::precision::Precision;
 use crate::seeded_layer::seeded_layer;
 use crate::seeds::{HostKind, SeedCore, SeedOptions};
 use burn::config::Config;
@@ -34,6 +35,9 @@ pub struct SeededLinearConfig {
     /// Lifecycle rules, blueprints and grafting strategies.
     #[config(default = "SeedOptions::new()")]
     pub options: SeedOptions,
+    /// The float type the host's product computes in (the seeds' pass stays in the model's).
+    #[config(default = "Precision::F32")]
+    pub precision: Precision,
 }
 
 /// A Linear host layer whose output features are split into seeds.
@@ -49,6 +53,9 @@ pub struct SeededLinear<B: Backend> {
     pub host: Linear<B>,
     /// Seed state, banks, telemetry and kernel guard.
     pub core: SeedCore<B>,
+    /// The float type the host's product computes in (not saved: it is configuration).
+    #[module(skip)]
+    pub precision: Precision,
 }
 
 impl SeededLinearConfig {
@@ -58,7 +65,7 @@ impl SeededLinearConfig {
             .with_bias(self.bias)
             .with_initializer(self.initializer.clone());
         let core = SeedCore::new(&self.name, HostKind::Linear, [self.d_output, self.num_seeds], &self.options, device)?;
-        Ok(SeededLinear { host: host.init(device), core })
+        Ok(SeededLinear { host: host.init(device), core, precision: self.precision })
     }
 
     /// Builds the layer; panics with [`try_init`](Self::try_init)'s error (Burn's convention).
@@ -78,14 +85,14 @@ impl SeededLinearConfig {
         }
         let device = host.weight.device();
         let core = SeedCore::new(&self.name, HostKind::Linear, [d_output, self.num_seeds], &self.options, &device)?;
-        Ok(SeededLinear { host, core })
+        Ok(SeededLinear { host, core, precision: self.precision })
     }
 }
 
 impl<B: Backend> SeededLinear<B> {
     /// `[..., d_input] -> [..., d_output]`, any number of leading dimensions.
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
-        let h = self.host.forward(x);
+        let h = self.precision.linear(&self.host, x);
         let dims = h.dims();
         let features = dims[D - 1];
         let rows = dims[..D - 1].iter().product();

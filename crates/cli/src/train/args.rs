@@ -3,6 +3,7 @@
 use crate::backend::BackendKind;
 use clap::Args;
 use morphogen::trainer::{ModelKind, TaskKind};
+use morphogen::Precision;
 use std::path::PathBuf;
 
 /// Flags of `morphogen train`; each overrides the config file's value.
@@ -58,6 +59,11 @@ pub struct TrainArgs {
     /// cost on a GPU, the per-epoch means from a quarter of the batches)
     #[arg(long, value_name = "N")]
     pub telemetry_every: Option<usize>,
+    /// The float type the Linear layers' and attention's products compute in: bf16 or f16 is
+    /// mixed precision (f32 parameters, optimizer and everything else; mlp and transformer, on
+    /// --backend cuda) [default: f32]
+    #[arg(long, value_enum)]
+    pub precision: Option<PrecisionArg>,
     /// Use only the first N training examples (images, or text windows).
     #[arg(long, value_name = "N")]
     pub train_subset: Option<usize>,
@@ -160,6 +166,27 @@ impl From<ModelArg> for ModelKind {
             ModelArg::Cnn => ModelKind::Cnn,
             ModelArg::Resnet => ModelKind::Resnet,
             ModelArg::Transformer => ModelKind::Transformer,
+        }
+    }
+}
+
+/// Precisions on the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum PrecisionArg {
+    /// Every product in f32.
+    F32,
+    /// Products in bfloat16, everything else f32.
+    Bf16,
+    /// Products in IEEE half precision, everything else f32.
+    F16,
+}
+
+impl From<PrecisionArg> for Precision {
+    fn from(precision: PrecisionArg) -> Self {
+        match precision {
+            PrecisionArg::F32 => Precision::F32,
+            PrecisionArg::Bf16 => Precision::Bf16,
+            PrecisionArg::F16 => Precision::F16,
         }
     }
 }

@@ -4,6 +4,7 @@
 use super::args::TrainArgs;
 use crate::error::CliError;
 use morphogen::trainer::{ModelKind, RunConfig, TaskKind, DEFAULT_RUN_NAME};
+use morphogen::Precision;
 use morphogen_flags::Feature;
 
 /// The config file (if any) with the flags applied, validated.
@@ -36,6 +37,7 @@ pub fn resolve(args: &TrainArgs) -> Result<RunConfig, CliError> {
     set(&mut config.model.heads, args.heads);
     set(&mut config.model.context, args.context);
     set(&mut config.model.telemetry_every, args.telemetry_every);
+    set(&mut config.model.precision, args.precision.map(Precision::from));
     set(&mut config.model.kind, args.model.map(ModelKind::from));
     if config.run.name == DEFAULT_RUN_NAME {
         config.run.name = RunConfig::default_name(config.model.kind);

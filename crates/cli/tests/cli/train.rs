@@ -51,6 +51,17 @@ fn bad_values_are_rejected_before_training() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("epochz"), "{}", String::from_utf8_lossy(&out.stderr));
     std::fs::remove_file(file).ok();
+
+    // Mixed precision: only the Linear presets, and only where the backend has the half type.
+    for (args, says) in [
+        (&["--model", "cnn"][..], "built for the Linear presets (mlp, transformer)"),
+        (&["--train-subset", "200", "--valid-subset", "100"][..], "--backend cuda"),
+    ] {
+        let out = run(&[&["train", "--precision", "bf16", "--epochs", "1"][..], args].concat());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains("model.precision") && stderr.contains(says), "{stderr}");
+    }
 }
 
 #[test]

@@ -11,4 +11,5 @@ mod layers;
 mod lifecycle;
 mod model;
 mod parity;
+mod precision;
 mod telemetry;

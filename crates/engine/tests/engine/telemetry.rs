@@ -62,7 +62,7 @@ fn dead_and_redundant_chunks_are_visible() {
     let weight = Tensor::<B, 2>::from_floats([[1.0, 1.0, -1.0, -1.0]], &device());
     let layer = morphogen_engine::SeededLinear {
         host: burn::nn::Linear { weight: burn::module::Param::from_tensor(weight), bias: None },
-        core: layer.core,
+        ..layer
     };
     layer.forward(Tensor::<B, 2>::from_floats([[1.0], [2.0], [3.0]], &device()));
     let report = layer.health_report();

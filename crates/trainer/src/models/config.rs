@@ -3,6 +3,7 @@
 use crate::TrainError;
 use burn::tensor::backend::Backend;
 use morphogen_engine::{
+    Precision,
     BlueprintSpec, GraftingConfig, LifecycleConfig, MorphogenError, SeedOptions, SeededModel, StrategyRegistry,
 };
 use serde::{Deserialize, Serialize};
@@ -108,6 +109,10 @@ pub struct ModelConfig {
     /// 1 measures every pass; 4 costs a quarter as much on a GPU, the per-epoch means then
     /// coming from a quarter of the batches.
     pub telemetry_every: usize,
+    /// The float type the Linear layers' and attention's products compute in (`f32`, or `bf16`
+    /// / `f16` for mixed precision: f32 parameters and optimizer; the MLP and transformer
+    /// presets, on a GPU backend).
+    pub precision: Precision,
 }
 
 impl Default for ModelConfig {
@@ -127,6 +132,7 @@ impl Default for ModelConfig {
             graft_ramp_steps: 100,
             kernels: true,
             telemetry_every: 1,
+            precision: Precision::F32,
         }
     }
 }
@@ -161,6 +167,12 @@ impl ModelConfig {
         }
         if self.blueprint_hidden_ratio.is_nan() || self.blueprint_hidden_ratio <= 0.0 {
             return Err(bad("blueprint_hidden_ratio", "use a positive ratio"));
+        }
+        if self.precision != Precision::F32 && matches!(self.kind, ModelKind::Cnn | ModelKind::Resnet) {
+            return Err(bad(
+                "precision",
+                "half-precision products are built for the Linear presets (mlp, transformer): use precision = \"f32\"",
+            ));
         }
         Ok(())
     }

@@ -8,7 +8,7 @@ use burn::nn::{Linear, LinearConfig};
 use burn::tensor::activation::relu;
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
-use morphogen_engine::{MorphogenError, SeededLinear, SeededLinearConfig, SeededModel};
+use morphogen_engine::{MorphogenError, Precision, SeededLinear, SeededLinearConfig, SeededModel};
 
 /// The MLP preset.
 #[derive(Module, Debug, SeededModel)]
@@ -19,21 +19,27 @@ pub struct Mlp<B: Backend> {
     pub fc2: SeededLinear<B>,
     /// `hidden -> classes`.
     pub head: Linear<B>,
+    /// The float type the products compute in (configuration, not saved).
+    #[module(skip)]
+    pub precision: Precision,
 }
 
 impl ModelConfig {
     /// Builds the MLP preset for `task`'s images.
     pub fn mlp<B: Backend>(&self, task: &ImageClassification, device: &B::Device) -> Result<Mlp<B>, MorphogenError> {
+        self.precision.check::<B>(device)?;
         let seeded = |d_in: usize| {
             SeededLinearConfig::new(d_in, self.hidden)
                 .with_num_seeds(self.seeds_for(self.hidden))
                 .with_options(self.options()?)
+                .with_precision(self.precision)
                 .try_init(device)
         };
         Ok(named(Mlp {
             fc1: seeded(task.shape.iter().product())?,
             fc2: seeded(self.hidden)?,
             head: LinearConfig::new(self.hidden, task.classes).init(device),
+            precision: self.precision,
         }))
     }
 }
@@ -42,7 +48,7 @@ impl<B: Backend> Mlp<B> {
     /// `[batch, channels, height, width] -> [batch, classes]`.
     pub fn logits(&self, images: Tensor<B, 4>) -> Tensor<B, 2> {
         let x = images.flatten(1, 3);
-        self.head.forward(relu(self.fc2.forward(relu(self.fc1.forward(x)))))
+        self.precision.linear(&self.head, relu(self.fc2.forward(relu(self.fc1.forward(x)))))
     }
 }
 

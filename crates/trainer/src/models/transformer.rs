@@ -10,7 +10,7 @@ use burn::tensor::activation::gelu;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor};
 use morphogen_engine::{
-    MorphogenError, SeededLinear, SeededLinearConfig, SeededModel, SeededMultiHeadAttention,
+    MorphogenError, Precision, SeededLinear, SeededLinearConfig, SeededModel, SeededMultiHeadAttention,
     SeededMultiHeadAttentionConfig,
 };
 
@@ -30,6 +30,9 @@ pub struct Transformer<B: Backend> {
     pub norm: LayerNorm<B>,
     /// `d_model -> vocab`.
     pub head: Linear<B>,
+    /// The float type the products compute in (configuration, not saved).
+    #[module(skip)]
+    pub precision: Precision,
 }
 
 /// `x + attn(norm1(x))`, then `x + mlp(norm2(x))`.
@@ -61,6 +64,7 @@ impl ModelConfig {
         task: &NextCharacter,
         device: &B::Device,
     ) -> Result<Transformer<B>, MorphogenError> {
+        self.precision.check::<B>(device)?;
         let d = self.d_model;
         let blocks = (0..self.layers).map(|_| self.transformer_block(device)).collect::<Result<_, _>>()?;
         Ok(named(Transformer {
@@ -69,6 +73,7 @@ impl ModelConfig {
             blocks,
             norm: LayerNormConfig::new(d).init(device),
             head: LinearConfig::new(d, task.vocab).init(device),
+            precision: self.precision,
         }))
     }
 
@@ -79,12 +84,14 @@ impl ModelConfig {
             SeededLinearConfig::new(io[0], io[1])
                 .with_num_seeds(self.seeds_for(io[1]))
                 .with_options(self.options()?)
+                .with_precision(self.precision)
                 .try_init(device)
         };
         let attn = SeededMultiHeadAttentionConfig::new(d, self.heads)
             .with_num_seeds(self.seeds_for(d))
             .with_causal(true)
             .with_options(self.options()?)
+            .with_precision(self.precision)
             .try_init(device)?;
         Ok(TransformerBlock {
             norm1: LayerNormConfig::new(d).init(device),
@@ -113,7 +120,7 @@ impl<B: Backend> Transformer<B> {
         for block in &self.blocks {
             x = block.forward(x);
         }
-        self.head.forward(self.norm.forward(x))
+        self.precision.linear(&self.head, self.norm.forward(x))
     }
 }
 

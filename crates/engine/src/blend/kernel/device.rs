@@ -378,7 +378,6 @@ pub(super) fn blend_backward<F: Float>(
     let mut ws = SharedMemory::<f32>::new(row_params);
     stage_params::<F>(&mut ws, params, row, &d);
     let slot = layout(d.width, d.hidden);
-    let wk = slot.b1;
 
     let r = row_of(table, row, &d);
     // Gradient weights: the input's is the output weight (zero while TRAINING: detached input);
