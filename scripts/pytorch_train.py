@@ -42,6 +42,7 @@ import time
 START = time.perf_counter()  # before the heavy imports: they are part of start-up
 
 import argparse
+import contextlib
 import gzip
 import json
 import math
@@ -285,7 +286,14 @@ def sync(device):
         torch.cuda.synchronize(device)
 
 
-def train_epoch(model, optimizer, train, batch_size, seed, on_first_step=None):
+def mixed_precision(args, device):
+    """A fresh `torch.autocast` context for each forward pass under `--autocast`, else none."""
+    if args.autocast:
+        return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext
+
+
+def train_epoch(model, optimizer, train, batch_size, seed, amp, on_first_step=None):
     """One pass in a fresh seeded order; (mean step loss, training accuracy), read once at the end."""
     model.train()
     device = train[0].device
@@ -296,8 +304,9 @@ def train_epoch(model, optimizer, train, batch_size, seed, on_first_step=None):
     predictions, steps = 0, 0
     for start in range(0, len(order), batch_size):
         index = order[start:start + batch_size]
-        logits, targets = logits_and_targets(model, tuple(t[index] for t in train))
-        loss = F.cross_entropy(logits, targets)
+        with amp():
+            logits, targets = logits_and_targets(model, tuple(t[index] for t in train))
+            loss = F.cross_entropy(logits, targets)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -310,7 +319,7 @@ def train_epoch(model, optimizer, train, batch_size, seed, on_first_step=None):
 
 
 @torch.no_grad()
-def validate(model, valid, batch_size):
+def validate(model, valid, batch_size, amp):
     """Mean loss per prediction and accuracy over the whole validation set, in order."""
     model.eval()
     device = valid[0].device
@@ -318,8 +327,9 @@ def validate(model, valid, batch_size):
     correct = torch.zeros((), device=device)
     predictions = 0
     for start in range(0, len(valid[0]), batch_size):
-        logits, targets = logits_and_targets(model, tuple(t[start:start + batch_size] for t in valid))
-        loss_sum += F.cross_entropy(logits, targets, reduction="sum").double()
+        with amp():
+            logits, targets = logits_and_targets(model, tuple(t[start:start + batch_size] for t in valid))
+            loss_sum += F.cross_entropy(logits, targets, reduction="sum").double()
         correct += (logits.argmax(1) == targets).sum()
         predictions += len(targets)
     return loss_sum.item() / predictions, correct.item() / predictions
@@ -337,6 +347,7 @@ def run_preset(args):
     model = build_model(args, task).to(device)
     params = sum(p.numel() for p in model.parameters() if p.requires_grad)
     step_model = torch.compile(model) if args.compile else model
+    amp = mixed_precision(args, device)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, betas=(0.9, 0.999), eps=1e-5, weight_decay=0.0)
     print(f"{args.model}: {params:,} parameters, {len(train[0]):,} training and {len(valid[0]):,} validation "
           f"examples, batch {args.batch_size}, {args.epochs} epochs on {device_name(device)}", flush=True)
@@ -353,10 +364,10 @@ def run_preset(args):
         t0 = time.perf_counter()
         hook = first_step_done if epoch == 1 else None
         train_loss, train_accuracy = train_epoch(step_model, optimizer, train, args.batch_size,
-                                                 epoch_seed(args.seed, epoch), hook)
+                                                 epoch_seed(args.seed, epoch), amp, hook)
         sync(device)
         t1 = time.perf_counter()
-        val_loss, val_accuracy = validate(step_model, valid, args.valid_batch)
+        val_loss, val_accuracy = validate(step_model, valid, args.valid_batch, amp)
         sync(device)
         t2 = time.perf_counter()
         epochs.append({"epoch": epoch, "train_s": t1 - t0, "valid_s": t2 - t1, "epoch_s": t2 - t0,
@@ -387,6 +398,7 @@ def summary(args, task, params, startup_s, epochs, device):
     last = epochs[-1]
     return {
         "preset": args.model, "mode": "compile" if args.compile else "eager",
+        "precision": "bf16 autocast" if args.autocast else ("tf32" if args.tf32 else "f32"),
         "attention": args.attention if args.model == "transformer" else None,
         "device": device_name(device), "torch": torch.__version__,
         "batch_size": args.batch_size, "valid_batch": args.valid_batch, "epochs": args.epochs,
@@ -483,6 +495,9 @@ def parse_args():
                    help="sdpa: F.scaled_dot_product_attention; manual: morphogen's ops one by one")
     p.add_argument("--tf32", action="store_true", help="allow TF32 matmuls and convolutions (default: f32)")
     p.add_argument("--compile", action="store_true", help="torch.compile the model (default: eager)")
+    p.add_argument("--autocast", action="store_true",
+                   help="mixed precision: products in bfloat16 under torch.autocast, f32 weights and optimizer "
+                        "(morphogen's --precision bf16)")
     p.add_argument("--json", help="write the results here")
     p.add_argument("--no-table", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -503,7 +518,8 @@ def main():
             json.dump(results, f, indent=2)
     if not args.no_table:
         print(f"\nPyTorch {torch.__version__}, {results[0]['device']}, batch {args.batch_size}, "
-              f"{'TF32' if args.tf32 else 'f32'}, {'torch.compile' if args.compile else 'eager'}\n")
+              f"{'bf16 autocast' if args.autocast else 'TF32' if args.tf32 else 'f32'}, "
+              f"{'torch.compile' if args.compile else 'eager'}\n")
         print(table(results), flush=True)
 
 
