@@ -167,9 +167,7 @@ macro_rules! active_kernel_tests {
             proptest! {
                 #![proptest_config(ProptestConfig { cases: 2, ..ProptestConfig::default() })]
 
-                /// Thousands of samples: tiles of up to 256 samples a cube, the parameter
-                /// gradients split over the cube's threads (several tiles a cube where a wide
-                /// chunk's tile is small).
+                /// Thousands of samples: several tiles a cube and several sample groups a row.
                 #[test]
                 fn linear_active_kernel_with_large_tiles(case in case(24)) {
                     if $enabled {

@@ -289,64 +289,13 @@ pub(super) fn blend_forward<F: Float>(
 
     partial[t] = total;
     sync_cube();
-    // A tree: eight steps of halving, not one thread adding 256 values in turn.
-    let mut half = threads / 2;
-    while half > 0 {
-        if t < half {
-            partial[t] += partial[t + half];
-        }
-        sync_cube();
-        half /= 2;
-    }
     if t == 0 {
-        let sum = partial[0];
+        let mut sum = f32::new(0.0);
+        for k in 0..threads {
+            sum += partial[k];
+        }
         sumsq[CUBE_POS_Y as usize * CUBE_COUNT_X as usize + row] = F::cast_from(sum);
     }
-}
-
-/// Part `part` of `split` of parameter `p`'s gradient over the tile: the sum, over samples
-/// `part`, `part + split`, ..., of its term (`p` in the [`Layout`]; `zs` holds the hidden
-/// activations, `gz` the gradient at the pre-activations, `xs` and `gs` the chunk's input and
-/// output gradient).
-#[cube]
-#[allow(clippy::too_many_arguments)]
-fn tile_gradient(
-    xs: &SharedMemory<f32>,
-    gs: &SharedMemory<f32>,
-    zs: &SharedMemory<f32>,
-    gz: &SharedMemory<f32>,
-    p: usize,
-    part: usize,
-    split: usize,
-    d: &Dims,
-) -> f32 {
-    let slot = layout(d.width, d.hidden);
-    let mut sum = f32::new(0.0);
-    let mut s = part;
-    if p < slot.b1 {
-        let (i, j) = (p / d.hidden, p % d.hidden);
-        while s < d.tile {
-            sum += xs[s * d.width + i] * gz[s * d.hidden + j];
-            s += split;
-        }
-    } else if p < slot.w2 {
-        while s < d.tile {
-            sum += gz[s * d.hidden + p - slot.b1];
-            s += split;
-        }
-    } else if p < slot.b2 {
-        let (j, c) = ((p - slot.w2) / d.width, (p - slot.w2) % d.width);
-        while s < d.tile {
-            sum += zs[s * d.hidden + j] * gs[s * d.width + c];
-            s += split;
-        }
-    } else {
-        while s < d.tile {
-            sum += gs[s * d.width + p - slot.b2];
-            s += split;
-        }
-    }
-    sum
 }
 
 #[cube(launch)]
@@ -372,12 +321,12 @@ pub(super) fn blend_backward<F: Float>(
     let mut gs = SharedMemory::<f32>::new(tile_x);
     let mut zs = SharedMemory::<f32>::new(tile_h);
     let mut gz = SharedMemory::<f32>::new(tile_h);
-    let mut parts = SharedMemory::<f32>::new(THREADS as usize);
     // The row's parameter gradients, in f32, in the parameters' `Layout`.
     let mut acc = SharedMemory::<f32>::new(row_params);
     let mut ws = SharedMemory::<f32>::new(row_params);
     stage_params::<F>(&mut ws, params, row, &d);
     let slot = layout(d.width, d.hidden);
+    let wk = slot.b1;
 
     let r = row_of(table, row, &d);
     // Gradient weights: the input's is the output weight (zero while TRAINING: detached input);
@@ -427,8 +376,7 @@ pub(super) fn blend_backward<F: Float>(
             e += threads;
         }
         sync_cube();
-        // Gradient at the hidden pre-activations; then the hidden activations replace their
-        // pre-activations (each thread its own elements), for the second map's gradients.
+        // Gradient at the hidden pre-activations, and the second map's parameter gradients.
         let mut e = t;
         while e < d.tile * d.hidden {
             let (s, j) = (e / d.hidden, e % d.hidden);
@@ -436,23 +384,47 @@ pub(super) fn blend_backward<F: Float>(
             for c in 0..d.width {
                 g += gs[s * d.width + c] * ws[slot.w2 + j * d.width + c];
             }
-            let z = zs[e];
-            gz[e] = g * activate_slope(z, act);
-            zs[e] = activate(z, act);
+            gz[e] = g * activate_slope(zs[e], act);
+            e += threads;
+        }
+        let mut e = t;
+        while e < wk {
+            let (j, c) = (e / d.width, e % d.width);
+            let mut sum = f32::new(0.0);
+            for s in 0..d.tile {
+                sum += activate(zs[s * d.hidden + j], act) * gs[s * d.width + c];
+            }
+            acc[slot.w2 + e] += sum;
+            e += threads;
+        }
+        let mut e = t;
+        while e < d.width {
+            let mut sum = f32::new(0.0);
+            for s in 0..d.tile {
+                sum += gs[s * d.width + e];
+            }
+            acc[slot.b2 + e] += sum;
             e += threads;
         }
         sync_cube();
-        // Every parameter gradient at once, each summed over the tile's samples by `split`
-        // threads (as many as the cube has to spare), then the parts added.
-        let split = max(threads / row_params, 1);
+        // The first map's parameter gradients, and the input's gradient added onto the chunk's.
         let mut e = t;
-        while e < split * row_params {
-            let sum = tile_gradient(&xs, &gs, &zs, &gz, e % row_params, e / row_params, split, &d);
-            if split == 1 {
-                acc[e] += sum;
-            } else {
-                parts[e] = sum;
+        while e < wk {
+            let (i, j) = (e / d.hidden, e % d.hidden);
+            let mut sum = f32::new(0.0);
+            for s in 0..d.tile {
+                sum += xs[s * d.width + i] * gz[s * d.hidden + j];
             }
+            acc[e] += sum;
+            e += threads;
+        }
+        let mut e = t;
+        while e < d.hidden {
+            let mut sum = f32::new(0.0);
+            for s in 0..d.tile {
+                sum += gz[s * d.hidden + e];
+            }
+            acc[slot.b1 + e] += sum;
             e += threads;
         }
         let mut e = t;
@@ -469,16 +441,6 @@ pub(super) fn blend_backward<F: Float>(
             e += threads;
         }
         sync_cube();
-        if split > 1 {
-            let mut e = t;
-            while e < row_params {
-                for part in 0..split {
-                    acc[e] += parts[part * row_params + e];
-                }
-                e += threads;
-            }
-            sync_cube();
-        }
         s0 += d.tile;
     }
 

@@ -38,9 +38,7 @@ use cubecl::{calculate_cube_count_elemwise, CubeDim};
 use device::{blend_backward, blend_forward, sum_groups, DimsLaunch, HiddenActivation, THREADS};
 
 /// Most samples a cube stages per tile.
-const MAX_TILE: usize = 256;
-/// Fewest samples a sample group takes (unless the batch has fewer).
-const MIN_GROUP: usize = 16;
+const MAX_TILE: usize = 64;
 /// Cubes per SM worth filling the GPU with: rows split their samples into groups, a cube each,
 /// until there are about this many per SM.
 const CUBES_PER_SM: usize = 4;
@@ -85,7 +83,7 @@ impl Chain {
     /// Samples per tile so the backward kernel's shared memory fits `max_shared_bytes`.
     fn tile(&self, max_shared_bytes: usize) -> Option<usize> {
         let floats = max_shared_bytes / 4;
-        // Backward: staged parameters, their gradients and the gradient parts; forward needs less.
+        // Backward: staged parameters and their gradients; forward needs less.
         let fixed = 2 * self.row_params() + THREADS as usize;
         let per_sample = 2 * (self.width + self.hidden);
         let tile = floats.checked_sub(fixed)? / per_sample;
@@ -147,19 +145,15 @@ impl BankOp {
     }
 
     /// The grid for host output `h` and `rows` rows; `None` when a row's tile does not fit shared
-    /// memory. Sample groups first, enough to fill the GPU (groups of at least [`MIN_GROUP`]
-    /// samples), then the largest tile a group needs: one tile a cube where it fits, so a cube
-    /// waits on global memory once, not once a tile. Tiles are powers of two (or the most that
-    /// fits) so a changing number of active rows compiles few kernel variants.
+    /// memory.
     fn grid<R: CubeRuntime>(&self, h: &CubeTensor<R>, rows: usize) -> Option<Grid> {
-        let max_tile = self.chain.tile(h.client.properties().hardware.max_shared_memory_size)?;
+        let tile = self.chain.tile(h.client.properties().hardware.max_shared_memory_size)?;
         let [a, _, p] = h.meta.shape().dims::<3>();
-        let samples = (a * p).max(1);
+        let tiles = (a * p).div_ceil(tile).max(1);
         let target_cubes = CUBES_PER_SM * streaming_multiprocessors(&h.client);
-        let wanted = target_cubes.div_ceil(rows.max(1)).clamp(1, samples.div_ceil(MIN_GROUP));
-        let tile = samples.div_ceil(wanted).next_power_of_two().min(max_tile);
-        let group_samples = samples.div_ceil(wanted).div_ceil(tile) * tile;
-        Some(Grid { rows, groups: samples.div_ceil(group_samples), group_samples, tile })
+        let wanted = target_cubes.div_ceil(rows.max(1)).clamp(1, tiles);
+        let group_samples = tiles.div_ceil(wanted) * tile;
+        Some(Grid { rows, groups: (a * p).div_ceil(group_samples).max(1), group_samples, tile })
     }
 
     fn dims<R: CubeRuntime>(&self, h: &CubeTensor<R>, grid: Grid) -> DimsLaunch<R> {
