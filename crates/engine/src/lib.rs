@@ -50,10 +50,10 @@ pub use linear::{SeededLinear, SeededLinearConfig};
 #[doc(hidden)]
 pub use model::derive_support as __derive;
 pub use model::{SeedControl, SeededModel};
-pub use precision::Precision;
 pub use morphogen_contracts::*;
 /// `#[derive(SeededModel)]`: see [`SeededModel`](trait@SeededModel).
 pub use morphogen_derive::SeededModel;
+pub use precision::Precision;
 pub use registry::{Registry, Spec};
 pub use seeds::{HostKind, SeedCore, SeedOptions};
 

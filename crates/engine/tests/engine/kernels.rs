@@ -162,6 +162,7 @@ macro_rules! kernel_tests {
                 linear_case::<W>(4, 64, 1, &[[3, 5]]); // one chunk, the widest any tile takes
                 linear_case::<W>(4, 300, 300, &[[2, 40]]); // one feature per seed, several spans
                 linear_case::<W>(4, 1000, 7, &[[1, 9], [2, 8]]); // chunks wider than a small tile
+
                 // Row groups of several tiles (the next tile loading while this one is summed),
                 // the last group one full tile and a part of one.
                 linear_case::<W>(4, 64, 16, &[[4, 5005]]);

@@ -6,7 +6,8 @@ use burn::module::{Module, Param};
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{DType, Tensor};
 use morphogen_engine::{
-    MorphogenError, Precision, SeededLinear, SeededLinearConfig, SeededMultiHeadAttention, SeededMultiHeadAttentionConfig,
+    MorphogenError, Precision, SeededLinear, SeededLinearConfig, SeededMultiHeadAttention,
+    SeededMultiHeadAttentionConfig,
 };
 
 #[test]

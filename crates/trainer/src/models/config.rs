@@ -3,8 +3,8 @@
 use crate::TrainError;
 use burn::tensor::backend::Backend;
 use morphogen_engine::{
-    Precision,
-    BlueprintSpec, GraftingConfig, LifecycleConfig, MorphogenError, SeedOptions, SeededModel, StrategyRegistry,
+    BlueprintSpec, GraftingConfig, LifecycleConfig, MorphogenError, Precision, SeedOptions, SeededModel,
+    StrategyRegistry,
 };
 use serde::{Deserialize, Serialize};
 
