@@ -15,7 +15,7 @@ pub fn info() -> String {
         text.push_str(&line);
     }
     text.push_str(&format!(
-        "GPU kernel cache (compiled kernels, autotune results, a folder per preset; set MORPHOGEN_KERNEL_CACHE to move it): {}\n",
+        "GPU kernel cache (compiled kernels, autotune results, a folder per preset, `<preset>-bf16` for mixed precision; set MORPHOGEN_KERNEL_CACHE to move it): {}\n",
         kernel_cache_dir().display()
     ));
     text

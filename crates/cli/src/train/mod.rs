@@ -33,6 +33,31 @@ pub fn train(args: &TrainArgs) -> Result<(), CliError> {
     let _tracing = exporters::install_tracing(args)?;
     let mode = RunMode { quiet: args.quiet, resume: args.resume, started };
     let stop = crate::stop::StopSignal::install()?;
-    let kernels = config.model.kind.name();
-    backend::run_on(args.backend, kernels, Training { config: &config, mode, metrics, stop: &stop })
+    backend::run_on(args.backend, &kernel_set(&config), Training { config: &config, mode, metrics, stop: &stop })
+}
+
+/// The kernel cache folder of a run: its preset's (`transformer`), or the preset's and precision's
+/// when products run in half precision (`transformer-bf16`), whose kernels an f32 run never reads.
+fn kernel_set(config: &morphogen::trainer::RunConfig) -> String {
+    let (kind, precision) = (config.model.kind.name(), config.model.precision);
+    match precision {
+        morphogen::Precision::F32 => kind.to_string(),
+        half => format!("{kind}-{half}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::kernel_set;
+    use morphogen::trainer::{ModelKind, RunConfig};
+    use morphogen::Precision;
+
+    #[test]
+    fn half_precision_runs_keep_their_own_kernel_cache() {
+        let mut config = RunConfig::default();
+        config.model.kind = ModelKind::Transformer;
+        assert_eq!(kernel_set(&config), "transformer");
+        config.model.precision = Precision::Bf16;
+        assert_eq!(kernel_set(&config), "transformer-bf16");
+    }
 }
