@@ -12,11 +12,15 @@ start-up s, peak GPU MiB) and writes every log and number under --out.
 
 Usage: python3 scripts/gpu_compare.py --bin path/to/morphogen --out DIR [--presets mlp,cnn]
        [--epochs 3] [--fashion DIR] [--shakespeare DIR] [--skip-cpu]
+       [--precision bf16] [--extra "--d-model 512 --layers 4 --heads 8"]
+With --precision bf16 both sides compute their products in bfloat16 (morphogen's --precision,
+PyTorch's autocast) and the CPU run is skipped.
 """
 import argparse
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -72,7 +76,9 @@ def morphogen(args, preset, backend, epochs, tag, cache):
     """One `morphogen train` run; its timing line, last validation numbers and peak memory."""
     data = ["--task", "lm", "--data", args.shakespeare] if preset == "transformer" else ["--data", args.fashion]
     cmd = [args.bin, "train", "--backend", backend, "--model", preset, "--epochs", str(epochs), "--quiet",
-           "--name", f"{preset}-{tag}", "--runs-dir", os.path.join(args.out, "runs")] + data
+           "--name", f"{preset}-{tag}", "--runs-dir", os.path.join(args.out, "runs")] + data + shlex.split(args.extra)
+    if args.precision != "f32" and backend != "ndarray":
+        cmd += ["--precision", args.precision]
     env = dict(os.environ, MORPHOGEN_KERNEL_CACHE=cache)
     output, seconds, peak = run(cmd, os.path.join(args.out, f"{preset}-{tag}.log"), env)
     timing = TIMING.search(output)
@@ -93,7 +99,9 @@ def pytorch(args, preset, epochs):
     """The PyTorch script's numbers for one preset."""
     path = os.path.join(args.out, f"torch-{preset}.json")
     cmd = [sys.executable, "scripts/pytorch_train.py", "--model", preset, "--epochs", str(epochs),
-           "--fashion", args.fashion, "--shakespeare", args.shakespeare, "--json", path]
+           "--fashion", args.fashion, "--shakespeare", args.shakespeare, "--json", path] + shlex.split(args.extra)
+    if args.precision == "bf16":
+        cmd.append("--autocast")
     _, seconds, peak = run(cmd, os.path.join(args.out, f"torch-{preset}.log"))
     if not os.path.exists(path):
         return {}
@@ -116,6 +124,10 @@ def main():
                         help="epochs of the cold-cache run (default --epochs); its start-up is what is kept")
     parser.add_argument("--skip-cpu", action="store_true")
     parser.add_argument("--skip-fusion", action="store_true")
+    parser.add_argument("--precision", choices=("f32", "bf16"), default="f32",
+                        help="bf16: morphogen's --precision bf16 against PyTorch's --autocast (GPU runs only)")
+    parser.add_argument("--extra", default="",
+                        help="flags both trainers take, e.g. \"--d-model 512 --layers 4 --heads 8 --train-subset 25600\"")
     args = parser.parse_args()
     os.makedirs(args.out, exist_ok=True)
     fusion = not args.skip_fusion and "cuda-fusion" in subprocess.run(
@@ -129,7 +141,7 @@ def main():
         row["cuda"] = morphogen(args, preset, "cuda", args.epochs, "cuda", cache)
         if fusion:
             row["fusion"] = morphogen(args, preset, "cuda-fusion", args.epochs, "fusion", cache)
-        if not args.skip_cpu:
+        if not args.skip_cpu and args.precision == "f32":
             row["cpu"] = morphogen(args, preset, "ndarray", 1, "cpu", cache)
         results[preset] = row
         with open(os.path.join(args.out, "results.json"), "w") as f:
