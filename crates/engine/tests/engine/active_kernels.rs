@@ -169,7 +169,7 @@ macro_rules! active_kernel_tests {
 
                 /// Thousands of samples: several tiles a cube and several sample groups a row.
                 #[test]
-                fn linear_active_kernel_with_large_tiles(case in case(24)) {
+                fn linear_active_kernel_with_thousands_of_samples(case in case(24)) {
                     if $enabled {
                         linear_case::<Wd>(&Case { batch: 2, ..case }, 1500, &KERNEL_BLUEPRINTS, $tol);
                     }
