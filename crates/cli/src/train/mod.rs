@@ -38,7 +38,7 @@ pub fn train(args: &TrainArgs) -> Result<(), CliError> {
 
 /// The kernel cache folder of a run: its preset's (`transformer`), or the preset's and precision's
 /// when products run in half precision (`transformer-bf16`), whose kernels an f32 run never reads.
-fn kernel_set(config: &morphogen::trainer::RunConfig) -> String {
+pub(crate) fn kernel_set(config: &morphogen::trainer::RunConfig) -> String {
     let (kind, precision) = (config.model.kind.name(), config.model.precision);
     match precision {
         morphogen::Precision::F32 => kind.to_string(),

@@ -16,6 +16,7 @@ use crate::backend::{self, OnBackend};
 use crate::error::CliError;
 use crate::train::args::TrainArgs;
 use crate::train::config;
+use crate::train::kernel_set;
 use clap::Args;
 use morphogen::burn::tensor::backend::AutodiffBackend;
 use morphogen::trainer::RunConfig;
@@ -42,7 +43,7 @@ pub fn run(args: &GrowthArgs) -> Result<(), CliError> {
     let mut json = JsonFile::create(args.json.as_deref())?;
     let base = config::resolve(&args.run)?;
     let comparison =
-        backend::run_on(args.run.backend, base.model.kind.name(), Variants { base: &base, repeats: args.repeats })?;
+        backend::run_on(args.run.backend, &kernel_set(&base), Variants { base: &base, repeats: args.repeats })?;
     print!("{}", table::table(&comparison));
     if let Some(file) = &mut json {
         file.write(&comparison)?;
