@@ -38,6 +38,15 @@ enum Tolerance {
     Normwise(f32),
 }
 
+/// The `n` elements where `kernel` and `reference` differ most, as `(index, kernel, reference)`:
+/// where a failed check's error sits (one sample, one row, one group) says what went wrong.
+fn largest_differences(kernel: &[f32], reference: &[f32], n: usize) -> Vec<(usize, f32, f32)> {
+    let mut all: Vec<_> = kernel.iter().zip(reference).enumerate().map(|(i, (&k, &r))| (i, k, r)).collect();
+    all.sort_by(|a, b| (b.1 - b.2).abs().total_cmp(&(a.1 - a.2).abs()));
+    all.truncate(n);
+    all
+}
+
 impl Tolerance {
     fn check(self, kernel: &[f32], reference: &[f32], what: &str) {
         match self {
@@ -47,7 +56,11 @@ impl Tolerance {
                 let norm = |v: &mut dyn Iterator<Item = f32>| v.map(|x| (x as f64).powi(2)).sum::<f64>().sqrt();
                 let diff = norm(&mut kernel.iter().zip(reference).map(|(a, b)| a - b));
                 let scale = norm(&mut reference.iter().copied()).max(1.0);
-                assert!(diff <= tol as f64 * scale, "{what}: |kernel - reference| = {diff} > {tol} x {scale}");
+                assert!(
+                    diff <= tol as f64 * scale,
+                    "{what}: |kernel - reference| = {diff} > {tol} x {scale}; largest differences (index, kernel, reference): {:?}",
+                    largest_differences(kernel, reference, 5)
+                );
             }
         }
     }

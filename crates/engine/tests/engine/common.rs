@@ -7,6 +7,8 @@ use morphogen_engine::{reference, SeededConv2d, SeededLinear};
 use morphogen_engine::{Activation, BlueprintOp, BlueprintRegistry, BlueprintSpec, SeedCore, Stage, Width};
 use proptest::prelude::*;
 
+// `random_on` serves the kernel suites, which need the `wgpu` or `cuda` feature.
+#[cfg_attr(not(any(feature = "wgpu", feature = "cuda")), allow(unused_imports))]
 pub use morphogen_testkit::{assert_close, bits, device, random, random_on, values, RandomBanks, B};
 
 /// A custom blueprint beside the built-ins: GELU and tanh, three dense maps.
