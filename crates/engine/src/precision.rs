@@ -26,9 +26,6 @@ pub enum Precision {
 }
 
 impl Precision {
-    /// Every precision, in the order the docs list them.
-    pub const ALL: [Precision; 3] = [Precision::F32, Precision::Bf16, Precision::F16];
-
     /// The name configs and flags use (`f32`, `bf16`, `f16`).
     pub fn name(self) -> &'static str {
         match self {
