@@ -164,7 +164,7 @@ fn sum_chunks(
     }
 }
 
-#[cube(launch)]
+#[cube(launch_unchecked)]
 pub(super) fn partial_sums<F: Float>(
     h: &Tensor<F>,
     partial: &mut Tensor<f32>,
@@ -244,7 +244,7 @@ pub(super) fn partial_sums<F: Float>(
     }
 }
 
-#[cube(launch)]
+#[cube(launch_unchecked)]
 #[allow(clippy::too_many_arguments)]
 pub(super) fn finish<F: Float>(
     partial: &Tensor<f32>,

@@ -39,9 +39,11 @@ const SPANS: [usize; 2] = [256, 512];
 const MAX_TILE_ROWS: usize = 16;
 /// The most shared memory a tile takes: 16 x 256 features is 17 KB.
 const TILE_BYTES: usize = 18 * 1024;
-/// Cubes per SM the grid aims at: about what is resident at once on an H100/H200 SM (by
-/// registers: 256 threads of about 40 registers), so the grid is one wave.
-const CUBES_PER_SM: usize = 6;
+/// Cubes per SM the grid holds at most: fewer than an H100/H200 SM keeps resident (five, by
+/// registers: 256 threads of 48), so the grid is one wave with no partial second one (Nsight
+/// Compute measured 1.11 waves at six, the tail costing about a third of the kernel). Four
+/// cubes of 16 loads a thread in flight still keep the memory busy.
+const CUBES_PER_SM: usize = 4;
 
 /// The tile a cube stages in shared memory: `rows` x `span` features, one thread per feature.
 #[derive(Clone, Copy, Debug)]
@@ -96,44 +98,54 @@ impl CubePrimitive<3, 2> for Launch<'_> {
         let per_narrow = tile.span / base;
         let wide_spans = big.div_ceil(per_wide);
         let spans = wide_spans + (seeds - big).div_ceil(per_narrow);
-        let wanted_groups = (CUBES_PER_SM * sms).div_ceil(spans).clamp(1, rows.div_ceil(tile.rows).max(1));
+        let wanted_groups = (CUBES_PER_SM * sms / spans).clamp(1, rows.div_ceil(tile.rows).max(1));
         let rows_per_group = rows.div_ceil(wanted_groups).next_multiple_of(tile.rows).max(1);
         let groups = rows.div_ceil(rows_per_group).max(1);
         let width = 3 * f + 2 * seeds;
         let (client, device, dtype) = (h.client.clone(), h.device.clone(), h.dtype);
         let partial =
             empty_device_contiguous_dtype::<R>(client.clone(), device.clone(), Shape::new([groups, width]), DType::F32);
-        partial_sums::launch::<R>(
-            &client,
-            CubeCount::Static(groups as u32, spans as u32, 1),
-            CubeDim::new_1d(tile.span as u32),
-            h.into_tensor_arg(),
-            partial.clone().into_tensor_arg(),
-            GridLaunch::new(rows, f, p, seeds, base, big, wide_spans, per_wide, per_narrow, rows_per_group),
-            tile.rows,
-            tile.span,
-            p == 1,
-            dtype.into(),
-        );
+        // SAFETY: every index stays in bounds by construction (see `partial_sums`: threads past the
+        // span and rows past the group re-read the last valid ones; the tile holds at least two
+        // rows of `threads`), so the launch may skip CubeCL's per-access bounds checks. The
+        // guard, the parity tests and compute-sanitizer's memcheck on CUDA check it.
+        unsafe {
+            partial_sums::launch_unchecked::<R>(
+                &client,
+                CubeCount::Static(groups as u32, spans as u32, 1),
+                CubeDim::new_1d(tile.span as u32),
+                h.into_tensor_arg(),
+                partial.clone().into_tensor_arg(),
+                GridLaunch::new(rows, f, p, seeds, base, big, wide_spans, per_wide, per_narrow, rows_per_group),
+                tile.rows,
+                tile.span,
+                p == 1,
+                dtype.into(),
+            );
+        }
         let new_features =
             empty_device_contiguous_dtype::<R>(client.clone(), device.clone(), Shape::new([3, f]), dtype);
         let new_totals = empty_device_contiguous_dtype::<R>(client.clone(), device, Shape::new([2, seeds]), dtype);
         let cube_dim = CubeDim::new_2d(FINISH_COLUMNS as u32, FINISH_SLICES as u32);
-        finish::launch::<R>(
-            &client,
-            // One cube per `FINISH_COLUMNS` columns.
-            calculate_cube_count_elemwise(&client, width * FINISH_SLICES, cube_dim),
-            cube_dim,
-            partial.into_tensor_arg(),
-            features.into_tensor_arg(),
-            totals.into_tensor_arg(),
-            new_features.clone().into_tensor_arg(),
-            new_totals.clone().into_tensor_arg(),
-            groups,
-            width,
-            3 * f,
-            dtype.into(),
-        );
+        // SAFETY: `j` is checked against `width` before any access past the slice sums, and
+        // groups and columns are those `partial` was allocated with.
+        unsafe {
+            finish::launch_unchecked::<R>(
+                &client,
+                // One cube per `FINISH_COLUMNS` columns.
+                calculate_cube_count_elemwise(&client, width * FINISH_SLICES, cube_dim),
+                cube_dim,
+                partial.into_tensor_arg(),
+                features.into_tensor_arg(),
+                totals.into_tensor_arg(),
+                new_features.clone().into_tensor_arg(),
+                new_totals.clone().into_tensor_arg(),
+                groups,
+                width,
+                3 * f,
+                dtype.into(),
+            );
+        }
         Some([new_features, new_totals])
     }
 }
