@@ -35,7 +35,7 @@ use crate::chunks::ChunkMap;
 use crate::config::LifecycleConfig;
 use crate::guard::{first_difference, Kernel, KernelGuard};
 use burn::tensor::backend::Backend;
-use burn::tensor::{Tensor, TensorData};
+use burn::tensor::{DType, Tensor, TensorData};
 use morphogen_contracts::{LayerHealthReport, SeedHealth};
 use sums::{accumulate, Sums};
 
@@ -56,7 +56,7 @@ impl<B: Backend> TelemetryWindow<B> {
     pub fn new(chunks: &ChunkMap, device: &B::Device) -> Self {
         let (f, s) = (chunks.features(), chunks.seeds());
         Self {
-            sums: Sums { features: Tensor::zeros([3, f], device), totals: Tensor::zeros([2, s], device) },
+            sums: Sums::zeros(f, s, device),
             blueprint: Tensor::zeros([s], device),
             samples: 0,
             passes: 0,
@@ -65,8 +65,13 @@ impl<B: Backend> TelemetryWindow<B> {
     }
 
     pub fn moved_to(self, device: &B::Device) -> Self {
+        let sums = self.sums.settled();
         Self {
-            sums: Sums { features: self.sums.features.to_device(device), totals: self.sums.totals.to_device(device) },
+            sums: Sums {
+                features: sums.features.to_device(device),
+                totals: sums.totals.to_device(device),
+                partial: None,
+            },
             blueprint: self.blueprint.to_device(device),
             samples: self.samples,
             passes: self.passes,
@@ -119,12 +124,13 @@ impl<B: Backend> TelemetryWindow<B> {
     /// Bytes of device memory the window holds.
     pub fn bytes(&self) -> usize {
         let elems = self.sums.features.shape().num_elements() + 3 * self.blueprint.dims()[0];
-        elems * self.blueprint.dtype().size()
+        let partial = self.sums.partial.as_ref().map_or(0, |p| p.shape().num_elements() * DType::F32.size());
+        elems * self.blueprint.dtype().size() + partial
     }
 
     /// Reads the window (with `alpha`, `[num_seeds]`) in one transfer.
     pub fn read(&self, alpha: Tensor<B, 1>) -> WindowSums {
-        let Sums { features: f, totals } = &self.sums;
+        let Sums { features: f, totals, .. } = &self.sums.settled();
         let features = f.dims()[1];
         let data =
             Tensor::cat(vec![f.clone().reshape([-1]), totals.clone().reshape([-1]), self.blueprint.clone(), alpha], 0)
@@ -136,7 +142,10 @@ impl<B: Backend> TelemetryWindow<B> {
 /// Where the kernel's sums and the tensor path's differ by more than `tolerance` (see
 /// [`first_difference`]), as a message; `None` when they agree.
 fn disagreement<B: Backend>(kernel: &Sums<B>, tensor: &Sums<B>, tolerance: f32) -> Option<String> {
-    let flat = |s: &Sums<B>| Tensor::cat(vec![s.features.clone().reshape([-1]), s.totals.clone().reshape([-1])], 0);
+    let flat = |s: &Sums<B>| {
+        let s = s.settled();
+        Tensor::cat(vec![s.features.reshape([-1]), s.totals.reshape([-1])], 0)
+    };
     first_difference(flat(kernel), flat(tensor), tolerance).map(|d| format!("sum {d}"))
 }
 

@@ -60,18 +60,50 @@ pub(crate) struct Sums<B: Backend> {
     pub features: Tensor<B, 2>,
     /// `[2, seeds]`: sum and sum of squares of the chunk totals.
     pub totals: Tensor<B, 2>,
+    /// The kernel's passes not yet added to `features` and `totals`: f32 sums per row group of
+    /// the kernel's grid, `[groups, 3 * features + 2 * seeds]`, each row laid out as `features`
+    /// then `totals`, flattened. Summed over the groups only when read ([`Sums::settled`]).
+    pub partial: Option<Tensor<B, 2>>,
+}
+
+impl<B: Backend> Sums<B> {
+    /// Empty sums for a layer of `features` and `seeds` on `device`.
+    pub fn zeros(features: usize, seeds: usize, device: &B::Device) -> Self {
+        Self {
+            features: Tensor::zeros([3, features], device),
+            totals: Tensor::zeros([2, seeds], device),
+            partial: None,
+        }
+    }
+
+    /// These sums with the partial sums added in (two reductions; free when there are none).
+    pub fn settled(&self) -> Self {
+        let Some(partial) = &self.partial else {
+            return self.clone();
+        };
+        let ([_, features], [_, seeds]) = (self.features.dims(), self.totals.dims());
+        let columns = partial.clone().sum_dim(0).reshape([-1]).cast(self.features.dtype());
+        let part = |start, rows, len| narrow_for_reshape(columns.clone(), 0, start, rows * len).reshape([rows, len]);
+        Self {
+            features: self.features.clone() + part(0, 3, features),
+            totals: self.totals.clone() + part(3 * features, 2, seeds),
+            partial: None,
+        }
+    }
 }
 
 /// Adds the host output `h` (`[a, features, p]`, every `(a, p)` one sample, detached) to `sums`.
 /// Quantities are stacked so a pass costs two reductions, not one per statistic: on a GPU the
 /// dormant path's cost is launches, not bytes. The `kernel` module does it in one pass.
 pub(crate) fn accumulate<B: Backend>(sums: &Sums<B>, h: &Tensor<B, 3>, chunks: &ChunkMap) -> Sums<B> {
+    let sums = sums.settled();
     let positive = h.clone().greater_elem(0.0).float();
     let per_feature = Tensor::stack(vec![h.clone(), h.clone().square(), positive], 0);
     let totals = chunk_totals(h.clone(), chunks);
     let per_seed = Tensor::stack(vec![totals.clone(), totals.square()], 0);
     Sums {
-        features: sums.features.clone() + sum_samples(per_feature),
-        totals: sums.totals.clone() + sum_samples(per_seed),
+        features: sums.features + sum_samples(per_feature),
+        totals: sums.totals + sum_samples(per_seed),
+        partial: None,
     }
 }

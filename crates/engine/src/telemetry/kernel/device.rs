@@ -3,11 +3,6 @@
 use crate::cube::chunk_start;
 use cubecl::prelude::*;
 
-/// The finishing launch's cube: this many columns of partial sums ...
-pub(super) const FINISH_COLUMNS: usize = 32;
-/// ... by this many slices of the row groups.
-pub(super) const FINISH_SLICES: usize = 8;
-
 /// Floats per tile row for `span` features: one pad word every 32 (see `padded`).
 pub(super) const fn tile_stride(span: usize) -> usize {
     span + span / 32
@@ -164,9 +159,17 @@ fn sum_chunks(
     }
 }
 
+/// Writes column `j` of row group `group` (flat offset `out`) of the new partial sums: the
+/// previous partial sums' value (read through its strides) plus `value`.
+#[cube]
+fn add_to(previous: &Tensor<f32>, partial: &mut Tensor<f32>, group: usize, out: usize, j: usize, value: f32) {
+    partial[out + j] = previous[group * previous.stride(0) + j * previous.stride(1)] + value;
+}
+
 #[cube(launch_unchecked)]
 pub(super) fn partial_sums<F: Float>(
     h: &Tensor<F>,
+    previous: &Tensor<f32>,
     partial: &mut Tensor<f32>,
     g: Grid,
     #[comptime] tile_rows: usize,
@@ -199,9 +202,12 @@ pub(super) fn partial_sums<F: Float>(
     let r_begin = CUBE_POS_X as usize * g.rows_per_group;
     let r_end = min(r_begin + g.rows_per_group, g.rows);
     let column = feature * h.stride(1);
-    // Double-buffered: the next tile's loads are in flight while the seeds sum this one.
+    // Double-buffered: the next tile's loads are in flight while the seeds sum this one. A group
+    // past the last row (fewer rows than groups) loads nothing and carries its sums over.
     let mut staged = Array::<f32>::new(tile_rows);
-    load_rows::<F>(h, &mut staged, r_begin, r_end - 1, column, g.spatial, tile_rows, flat);
+    if r_begin < r_end {
+        load_rows::<F>(h, &mut staged, r_begin, r_end - 1, column, g.spatial, tile_rows, flat);
+    }
     let mut r0 = r_begin;
     while r0 < r_end {
         let nr = min(r_end - r0, tile_rows);
@@ -219,11 +225,12 @@ pub(super) fn partial_sums<F: Float>(
     }
 
     let (features, seeds) = (g.features, g.seeds);
-    let out = CUBE_POS_X as usize * (3 * features + 2 * seeds);
+    let group = CUBE_POS_X as usize;
+    let out = group * (3 * features + 2 * seeds);
     if t < span {
-        partial[out + feature] = feature_acc.sum;
-        partial[out + features + feature] = feature_acc.sumsq;
-        partial[out + 2 * features + feature] = feature_acc.positive;
+        add_to(previous, partial, group, out, feature, feature_acc.sum);
+        add_to(previous, partial, group, out, features + feature, feature_acc.sumsq);
+        add_to(previous, partial, group, out, 2 * features + feature, feature_acc.positive);
     }
     // The lanes of a seed combine through the tile (free since the last barrier).
     if lane < lanes {
@@ -238,57 +245,8 @@ pub(super) fn partial_sums<F: Float>(
             sum += tile[l * ns + t];
             sumsq += tile[threads + l * ns + t];
         }
-        let at = out + 3 * features + seed_lo + t;
-        partial[at] = sum;
-        partial[at + seeds] = sumsq;
-    }
-}
-
-#[cube(launch_unchecked)]
-#[allow(clippy::too_many_arguments)]
-pub(super) fn finish<F: Float>(
-    partial: &Tensor<f32>,
-    old_features: &Tensor<F>,
-    old_totals: &Tensor<F>,
-    new_features: &mut Tensor<F>,
-    new_totals: &mut Tensor<F>,
-    groups: usize,
-    width: usize,
-    feature_len: usize,
-    #[define(F)] _dtype: StorageType,
-) {
-    // A cube sums `FINISH_COLUMNS` columns, each thread row taking every `FINISH_SLICES`-th group,
-    // so no thread waits on more than a few loads.
-    let (x, slice) = (UNIT_POS_X as usize, UNIT_POS_Y as usize);
-    let j = CUBE_POS * FINISH_COLUMNS + x;
-    let mut slice_sums = SharedMemory::<f32>::new(comptime!(FINISH_COLUMNS * FINISH_SLICES));
-    let mut sum = f32::new(0.0);
-    if j < width {
-        let mut g = slice;
-        while g < groups {
-            sum += partial[g * width + j];
-            g += FINISH_SLICES;
-        }
-    }
-    slice_sums[slice * FINISH_COLUMNS + x] = sum;
-    sync_cube();
-    if slice != 0 || j >= width {
-        terminate!();
-    }
-    let mut total = f32::new(0.0);
-    for s in 0..FINISH_SLICES {
-        total += slice_sums[s * FINISH_COLUMNS + x];
-    }
-    // The old window is read through its strides (Burn may pitch a tensor's rows); the new one
-    // was allocated contiguous.
-    if j < feature_len {
-        let features = feature_len / 3;
-        let old = old_features[(j / features) * old_features.stride(0) + (j % features) * old_features.stride(1)];
-        new_features[j] = F::cast_from(f32::cast_from(old) + total);
-    } else {
-        let i = j - feature_len;
-        let seeds = (width - feature_len) / 2;
-        let old = old_totals[(i / seeds) * old_totals.stride(0) + (i % seeds) * old_totals.stride(1)];
-        new_totals[i] = F::cast_from(f32::cast_from(old) + total);
+        let at = 3 * features + seed_lo + t;
+        add_to(previous, partial, group, out, at, sum);
+        add_to(previous, partial, group, out, at + seeds, sumsq);
     }
 }

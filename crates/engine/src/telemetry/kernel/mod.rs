@@ -1,23 +1,25 @@
 //! The dormant-telemetry kernel: [`accumulate`](super::sums::accumulate) in one pass over the host
-//! output, for CubeCL backends. Two launches per sampled forward, whatever the number of seeds.
+//! output, for CubeCL backends. One launch per sampled forward, whatever the number of seeds.
 //!
-//! Launch 1 (`partial_sums`): the grid is row groups x *spans*, a span being whole seeds that fill
-//! one cube's threads (256 features; 512 when a chunk is wider), so a seed's chunk totals never
-//! straddle two cubes. Each thread owns one feature and keeps its sum, sum of squares and
-//! positive count in registers over all its group's rows (f32 whatever the input's float type).
-//! Rows come 16 at a time (fewer on devices with little shared memory): each thread loads its
-//! feature's rows into registers (independent loads, coalesced along features, all in flight
-//! together), then stores them in a shared tile; after a barrier the next tile's loads are issued
-//! and, while they are in flight, each thread sums one seed's chunk in some of the tile's rows,
-//! keeping that seed's sum and sum of squares of chunk totals in registers; a second barrier
-//! frees the tile. At the end each cube combines its seed sums once and writes one row of partial
-//! sums. Row groups are sized so the grid is about one wave of resident cubes: the loads in
-//! flight, not the number of cubes, keep the memory busy.
-//! Launch 2 (`finish`): adds the row groups' partial sums to the window (32 columns a cube, the
-//! groups split over 8 thread rows), writing the new window.
-//! Outputs are allocated contiguous (Burn's default allocation may pitch rows on CUDA, which
-//! flat indexing would misread: the CUDA tests caught exactly that); inputs are read through
-//! their strides.
+//! The grid is row groups x *spans*, a span being whole seeds that fill one cube's threads (256
+//! features; 512 when a chunk is wider), so a seed's chunk totals never straddle two cubes. Each
+//! thread owns one feature and keeps its sum, sum of squares and positive count in registers over
+//! all its group's rows (f32 whatever the input's float type). Rows come 16 at a time (fewer on
+//! devices with little shared memory): each thread loads its feature's rows into registers
+//! (independent loads, coalesced along features, all in flight together), then stores them in a
+//! shared tile; after a barrier the next tile's loads are issued and, while they are in flight,
+//! each thread sums one seed's chunk in some of the tile's rows, keeping that seed's sum and sum
+//! of squares of chunk totals in registers; a second barrier frees the tile. At the end each cube
+//! combines its seed sums once and adds them to its row of the window's *partial sums*.
+//!
+//! The partial sums (`[groups, 3 * features + 2 * seeds]`, f32, see [`Sums::partial`]) stay
+//! per row group across passes: the groups are summed only when the window is read or checked
+//! ([`Sums::settled`]), so a pass is one launch, with no second launch to add the groups and no
+//! new window tensors. The first pass of a window fixes the number of groups: about one wave of
+//! resident cubes (fewer for a batch with fewer rows), as the loads in flight, not the number of
+//! cubes, keep the memory busy. Each pass reads the previous partial sums through their strides
+//! and writes new ones, allocated contiguous (Burn's default allocation may pitch rows on CUDA,
+//! which flat indexing would misread: the CUDA tests caught exactly that).
 
 mod device;
 
@@ -26,12 +28,12 @@ use crate::chunks::ChunkMap;
 use crate::cube::{streaming_multiprocessors, with_cube, CubePrimitive};
 use burn::tensor::backend::Backend;
 use burn::tensor::{DType, Shape, Tensor as BurnTensor, TensorPrimitive};
-use burn_cubecl::ops::numeric::empty_device_contiguous_dtype;
+use burn_cubecl::ops::numeric::{empty_device_contiguous_dtype, zeros_client};
 use burn_cubecl::tensor::CubeTensor;
 use burn_cubecl::CubeRuntime;
 use cubecl::prelude::*;
-use cubecl::{calculate_cube_count_elemwise, CubeDim};
-use device::{finish, partial_sums, tile_stride, GridLaunch, FINISH_COLUMNS, FINISH_SLICES};
+use cubecl::CubeDim;
+use device::{partial_sums, tile_stride, GridLaunch};
 
 /// Span widths, i.e. threads per cube (one per feature): the first that takes the widest chunk.
 const SPANS: [usize; 2] = [256, 512];
@@ -64,32 +66,47 @@ impl Tile {
 
 /// The kernel form of [`accumulate`](super::sums::accumulate): `None` when `B` is not a CubeCL backend
 /// this build knows, or no tile this device holds takes the widest chunk (over 512 features, or
-/// too little shared memory; the caller then takes the tensor path).
+/// too little shared memory; the caller then takes the tensor path). The result's features and
+/// totals are `sums`' own; this pass is in its partial sums.
 pub(crate) fn accumulate<B: Backend>(sums: &Sums<B>, h: &BurnTensor<B, 3>, chunks: &ChunkMap) -> Option<Sums<B>> {
     let float = |t: TensorPrimitive<B>| t.tensor();
-    let inputs = [
-        float(sums.features.clone().into_primitive()),
-        float(sums.totals.clone().into_primitive()),
-        float(h.clone().into_primitive()),
-    ];
-    let outputs = with_cube::<B, _, 3, 2>(inputs, &Launch(chunks))?;
-    let [features, totals] = outputs.map(|p| BurnTensor::from_primitive(TensorPrimitive::Float(p)));
-    Some(Sums { features, totals })
+    let h = float(h.clone().into_primitive());
+    let op = Launch(chunks);
+    let [partial] = match &sums.partial {
+        Some(previous) => with_cube::<B, _, 2, 1>([h, float(previous.clone().into_primitive())], &op)?,
+        None => with_cube::<B, _, 1, 1>([h], &op)?,
+    };
+    let partial = Some(BurnTensor::from_primitive(TensorPrimitive::Float(partial)));
+    Some(Sums { features: sums.features.clone(), totals: sums.totals.clone(), partial })
 }
 
-/// The two launches, for whichever CubeCL runtime `with_cube` found.
+/// The launch, for whichever CubeCL runtime `with_cube` found: on the host output alone (a
+/// window's first pass) or with the previous partial sums.
 struct Launch<'a>(&'a ChunkMap);
 
-impl CubePrimitive<3, 2> for Launch<'_> {
-    fn run<R: CubeRuntime>(&self, [features, totals, h]: [CubeTensor<R>; 3]) -> Option<[CubeTensor<R>; 2]> {
+impl CubePrimitive<1, 1> for Launch<'_> {
+    fn run<R: CubeRuntime>(&self, [h]: [CubeTensor<R>; 1]) -> Option<[CubeTensor<R>; 1]> {
+        self.launch(h, None).map(|partial| [partial])
+    }
+}
+
+impl CubePrimitive<2, 1> for Launch<'_> {
+    fn run<R: CubeRuntime>(&self, [h, previous]: [CubeTensor<R>; 2]) -> Option<[CubeTensor<R>; 1]> {
+        self.launch(h, Some(previous)).map(|partial| [partial])
+    }
+}
+
+impl Launch<'_> {
+    /// The new partial sums: `previous` (zeros when `None`) plus the sums of `h`.
+    fn launch<R: CubeRuntime>(&self, h: CubeTensor<R>, previous: Option<CubeTensor<R>>) -> Option<CubeTensor<R>> {
         let chunks = self.0;
         let hardware = &h.client.properties().hardware;
         let widest = chunks.width();
         let tile = Tile::for_device(widest, hardware.max_units_per_cube as usize, hardware.max_shared_memory_size)?;
-        let sms = streaming_multiprocessors(&h.client);
         let [a, f, p] = h.meta.shape().dims::<3>();
         let (rows, seeds) = (a * p, chunks.seeds());
-        if rows == 0 {
+        let width = 3 * f + 2 * seeds;
+        if rows == 0 || previous.as_ref().is_some_and(|t| t.meta.shape().dims::<2>()[1] != width) {
             return None;
         }
         let (base, big) = (chunks.base(), chunks.big_chunks());
@@ -98,23 +115,28 @@ impl CubePrimitive<3, 2> for Launch<'_> {
         let per_narrow = tile.span / base;
         let wide_spans = big.div_ceil(per_wide);
         let spans = wide_spans + (seeds - big).div_ceil(per_narrow);
-        let wanted_groups = (CUBES_PER_SM * sms / spans).clamp(1, rows.div_ceil(tile.rows).max(1));
-        let rows_per_group = rows.div_ceil(wanted_groups).next_multiple_of(tile.rows).max(1);
-        let groups = rows.div_ceil(rows_per_group).max(1);
-        let width = 3 * f + 2 * seeds;
+        let groups = match &previous {
+            Some(previous) => previous.meta.shape().dims::<2>()[0],
+            None => (CUBES_PER_SM * streaming_multiprocessors(&h.client) / spans).clamp(1, rows.div_ceil(tile.rows)),
+        };
+        let rows_per_group = rows.div_ceil(groups).next_multiple_of(tile.rows);
         let (client, device, dtype) = (h.client.clone(), h.device.clone(), h.dtype);
-        let partial =
-            empty_device_contiguous_dtype::<R>(client.clone(), device.clone(), Shape::new([groups, width]), DType::F32);
+        let shape = Shape::new([groups, width]);
+        let previous =
+            previous.unwrap_or_else(|| zeros_client::<R>(client.clone(), device.clone(), shape.clone(), DType::F32));
+        let partial = empty_device_contiguous_dtype::<R>(client.clone(), device, shape, DType::F32);
         // SAFETY: every index stays in bounds by construction (see `partial_sums`: threads past the
         // span and rows past the group re-read the last valid ones; the tile holds at least two
-        // rows of `threads`), so the launch may skip CubeCL's per-access bounds checks. The
-        // guard, the parity tests and compute-sanitizer's memcheck on CUDA check it.
+        // rows of `threads`; `previous` and `partial` are `[groups, width]`), so the launch may
+        // skip CubeCL's per-access bounds checks. The guard, the parity tests and
+        // compute-sanitizer's memcheck on CUDA check it.
         unsafe {
             partial_sums::launch_unchecked::<R>(
                 &client,
                 CubeCount::Static(groups as u32, spans as u32, 1),
                 CubeDim::new_1d(tile.span as u32),
                 h.into_tensor_arg(),
+                previous.into_tensor_arg(),
                 partial.clone().into_tensor_arg(),
                 GridLaunch::new(rows, f, p, seeds, base, big, wide_spans, per_wide, per_narrow, rows_per_group),
                 tile.rows,
@@ -123,29 +145,6 @@ impl CubePrimitive<3, 2> for Launch<'_> {
                 dtype.into(),
             );
         }
-        let new_features =
-            empty_device_contiguous_dtype::<R>(client.clone(), device.clone(), Shape::new([3, f]), dtype);
-        let new_totals = empty_device_contiguous_dtype::<R>(client.clone(), device, Shape::new([2, seeds]), dtype);
-        let cube_dim = CubeDim::new_2d(FINISH_COLUMNS as u32, FINISH_SLICES as u32);
-        // SAFETY: `j` is checked against `width` before any access past the slice sums, and
-        // groups and columns are those `partial` was allocated with.
-        unsafe {
-            finish::launch_unchecked::<R>(
-                &client,
-                // One cube per `FINISH_COLUMNS` columns.
-                calculate_cube_count_elemwise(&client, width * FINISH_SLICES, cube_dim),
-                cube_dim,
-                partial.into_tensor_arg(),
-                features.into_tensor_arg(),
-                totals.into_tensor_arg(),
-                new_features.clone().into_tensor_arg(),
-                new_totals.clone().into_tensor_arg(),
-                groups,
-                width,
-                3 * f,
-                dtype.into(),
-            );
-        }
-        Some([new_features, new_totals])
+        Some(partial)
     }
 }
