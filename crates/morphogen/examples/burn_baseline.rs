@@ -45,7 +45,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let epochs = args.get(1).map(|e| e.parse()).transpose()?.unwrap_or(3);
     let limit = args.get(2).map(|n| n.parse()).transpose()?.unwrap_or(usize::MAX);
     let config = ModelConfig::default();
-    // Where `morphogen train` keeps CubeCL's compiled kernels: a warm cache makes both start alike.
+    // Where `morphogen train` keeps CubeCL's compiled kernels: a warm cache makes both start alike
+    // (the CPU build compiles none).
+    #[cfg(feature = "cuda")]
     if let Some(dir) = std::env::var_os("MORPHOGEN_KERNEL_CACHE") {
         morphogen::persist_kernel_caches(dir.as_ref());
     }

@@ -42,6 +42,12 @@ fn quick_layer_bench_writes_positive_times() {
         let dormant = row["active_seeds"].as_u64() == Some(0);
         let gbps = measured["telemetry"]["kernel_gbps"].as_f64();
         assert_eq!(gbps.is_some_and(|g| g > 0.0), dormant, "telemetry pass timed exactly when all dormant: {row}");
+        if dormant {
+            let (queue, total) =
+                (measured["telemetry"]["kernel_queue_ms"].as_f64(), measured["telemetry"]["kernel_ms"].as_f64());
+            let (queue, total) = (queue.expect("queue time"), total.expect("pass time"));
+            assert!(queue > 0.0 && queue <= total, "queuing takes part of the pass: {queue} of {total} ms");
+        }
     }
 }
 

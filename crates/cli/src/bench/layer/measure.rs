@@ -96,8 +96,8 @@ fn telemetry_pass<B: Backend>(
     let [batch, hidden] = h.dims();
     let h = h.reshape([batch, hidden, 1]);
     let device = h.device();
-    let time = |layer: &SeededLinear<B>| timer.median_ms::<B, _>(&device, || layer.core.apply(h.clone(), None));
-    Ok(TelemetryPass::new(batch * hidden, time(kernel)?, time(tensor)?))
+    let time = |layer: &SeededLinear<B>| timer.measure::<B, _>(&device, || layer.core.apply(h.clone(), None));
+    Ok(TelemetryPass::new(batch * hidden, time(kernel)?, time(tensor)?.ms))
 }
 
 /// Germinates seeds `0..count` with [`BLUEPRINT`]/[`STRATEGY`] and moves them to `stage`; in

@@ -2,6 +2,7 @@
 //! to JSON (and printed as the markdown table).
 
 use super::plan::{ActiveStage, Case, Plan, BLUEPRINT, GRAFT_STEPS, STRATEGY};
+use super::timer::CallTime;
 use serde::Serialize;
 
 /// How the seeded forward's GB/s is computed (printed with the table).
@@ -49,6 +50,9 @@ pub struct TelemetryPass {
     pub kernel_ms: f64,
     /// On the tensor path.
     pub tensor_ms: f64,
+    /// Host milliseconds a kernel pass took to queue: close to `kernel_ms`, the host, not the
+    /// device, bounds the pass.
+    pub kernel_queue_ms: f64,
     /// GB/s of the kernel pass: the f32 host output read once, over `kernel_ms`.
     pub kernel_gbps: f64,
     /// The same bytes over `tensor_ms`.
@@ -57,9 +61,15 @@ pub struct TelemetryPass {
 
 impl TelemetryPass {
     /// The pass over `elements` f32 host outputs.
-    pub fn new(elements: usize, kernel_ms: f64, tensor_ms: f64) -> Self {
+    pub fn new(elements: usize, kernel: CallTime, tensor_ms: f64) -> Self {
         let gbps = |ms: f64| (4 * elements) as f64 / (ms * 1e-3) / 1e9;
-        TelemetryPass { kernel_ms, tensor_ms, kernel_gbps: gbps(kernel_ms), tensor_gbps: gbps(tensor_ms) }
+        TelemetryPass {
+            kernel_ms: kernel.ms,
+            tensor_ms,
+            kernel_queue_ms: kernel.queue_ms,
+            kernel_gbps: gbps(kernel.ms),
+            tensor_gbps: gbps(tensor_ms),
+        }
     }
 }
 

@@ -6,7 +6,7 @@ use super::results::{Results, Row, TelemetryPass, Timings};
 use std::fmt::Write as _;
 
 /// Column titles of the table.
-const COLUMNS: [&str; 24] = [
+const COLUMNS: [&str; 25] = [
     "batch",
     "hidden",
     "seeds",
@@ -26,6 +26,7 @@ const COLUMNS: [&str; 24] = [
     "f+b kernel/host",
     "f+b ref/kernel",
     "telemetry kernel GB/s",
+    "telemetry kernel host queue %",
     "telemetry tensor GB/s",
     "kernels ran (telemetry / active)",
     "state B/seed",
@@ -63,7 +64,7 @@ impl Results {
              - active seeds: `{}` blueprint, `{}` strategy, in {stage}; telemetry {}\n\
              - fwd: plain backend; f+b: autodiff backend, `output.sum().backward()`\n\
              - tensor: the seeded layer with `LifecycleConfig::kernels` off; kernel: on (CubeCL kernels where the backend has them: see `kernels ran`)\n\
-             - telemetry GB/s: the seeded layer's pass alone on a precomputed host output, all seeds dormant: 4 B x batch x hidden read / time\n\
+             - telemetry GB/s: the seeded layer's pass alone on a precomputed host output, all seeds dormant: 4 B x batch x hidden read / time; host queue %: the share of that time the host took to queue the pass (near 100%: the host, not the GPU, bounds it)\n\
              - ref: host forward + `morphogen::reference::apply` (per-seed loop), median of {} after 1 warm-up, run only where seeds <= {}\n\
              - host fwd TFLOP/s = 2*batch*hidden^2 / host forward time; seeded fwd GB/s = {}\n",
             s.version, s.backend, s.plan.iters, s.plan.warmup, s.plan.burst, s.blueprint, s.strategy, match (s.plan.telemetry, s.plan.telemetry_every) {
@@ -103,6 +104,7 @@ fn cells(row: &Row) -> Vec<String> {
             let gbps =
                 |f: fn(&TelemetryPass) -> f64| m.telemetry.as_ref().map_or("-".into(), |t| format!("{:.0}", f(t)));
             cells.push(gbps(|t| t.kernel_gbps));
+            cells.push(gbps(|t| 100.0 * t.kernel_queue_ms / t.kernel_ms));
             cells.push(gbps(|t| t.tensor_gbps));
             let ran = |yes: bool| if yes { "yes" } else { "no" };
             cells.push(format!("{} / {}", ran(m.telemetry_kernel_ran), ran(m.active_kernel_ran)));

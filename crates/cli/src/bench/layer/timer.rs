@@ -14,30 +14,47 @@ pub struct Timer {
     pub burst: usize,
 }
 
+/// One measurement: the median time a call took, and the median time the host spent queuing it.
+#[derive(Clone, Copy, Debug)]
+pub struct CallTime {
+    /// Milliseconds a call took, device work included.
+    pub ms: f64,
+    /// Milliseconds a call spent on the host until its work was queued (the burst's time before
+    /// the closing sync, per call): close to `ms`, the host, not the device, bounds the work.
+    pub queue_ms: f64,
+}
+
 impl Timer {
-    /// Median milliseconds of one call of `work` on `device`. The backend is synced before and
-    /// after each burst of calls, and results are dropped only after the second sync, so the
-    /// time covers all the work the burst queued and nothing of the next one.
-    pub fn median_ms<B: Backend, T>(
+    /// Median milliseconds of one call of `work` on `device` (see [`Self::measure`]).
+    pub fn median_ms<B: Backend, T>(&self, device: &B::Device, work: impl FnMut() -> T) -> Result<f64, ExecutionError> {
+        self.measure::<B, T>(device, work).map(|timing| timing.ms)
+    }
+
+    /// The [`CallTime`] of one call of `work` on `device`. The backend is synced before and after
+    /// each burst of calls, and results are dropped only after the second sync, so the time
+    /// covers all the work the burst queued and nothing of the next one.
+    pub fn measure<B: Backend, T>(
         &self,
         device: &B::Device,
         mut work: impl FnMut() -> T,
-    ) -> Result<f64, ExecutionError> {
+    ) -> Result<CallTime, ExecutionError> {
         for _ in 0..self.warmup {
             let out = work();
             B::sync(device)?;
             drop(out);
         }
-        let mut times = Vec::with_capacity(self.iters);
+        let (mut times, mut queued) = (Vec::with_capacity(self.iters), Vec::with_capacity(self.iters));
+        let per_call = |start: Instant| start.elapsed().as_secs_f64() * 1e3 / self.burst as f64;
         for _ in 0..self.iters {
             B::sync(device)?;
             let start = Instant::now();
             let outs: Vec<T> = (0..self.burst).map(|_| work()).collect();
+            queued.push(per_call(start));
             B::sync(device)?;
-            times.push(start.elapsed().as_secs_f64() * 1e3 / self.burst as f64);
+            times.push(per_call(start));
             drop(outs);
         }
-        Ok(median(&mut times))
+        Ok(CallTime { ms: median(&mut times), queue_ms: median(&mut queued) })
     }
 }
 
