@@ -12,9 +12,10 @@ start-up s, peak GPU MiB) and writes every log and number under --out.
 
 Usage: python3 scripts/gpu_compare.py --bin path/to/morphogen --out DIR [--presets mlp,cnn]
        [--epochs 3] [--fashion DIR] [--shakespeare DIR] [--skip-cpu]
-       [--precision bf16] [--extra "--d-model 512 --layers 4 --heads 8"]
+       [--precision bf16] [--extra "--d-model 512 --layers 4 --heads 8"] [--cache DIR]
 With --precision bf16 both sides compute their products in bfloat16 (morphogen's --precision,
-PyTorch's autocast) and the CPU run is skipped.
+PyTorch's autocast) and the CPU run is skipped. With --cache DIR morphogen uses and keeps that
+kernel cache and skips the cold run, so a second comparison does not compile again.
 """
 import argparse
 import json
@@ -122,6 +123,8 @@ def main():
     parser.add_argument("--shakespeare", default="data/shakespeare/texts")
     parser.add_argument("--cold-epochs", type=int, default=None,
                         help="epochs of the cold-cache run (default --epochs); its start-up is what is kept")
+    parser.add_argument("--cache", default=None,
+                        help="a kernel cache folder to use and keep: no cold run (a first bf16 run compiles for minutes)")
     parser.add_argument("--skip-cpu", action="store_true")
     parser.add_argument("--skip-fusion", action="store_true")
     parser.add_argument("--precision", choices=("f32", "bf16"), default="f32",
@@ -134,10 +137,12 @@ def main():
         [args.bin, "info"], capture_output=True, text=True).stdout.split("not built")[0]
     results = {}
     for preset in args.presets.split(","):
-        cache = os.path.join(args.out, "kernel-cache")
-        shutil.rmtree(cache, ignore_errors=True)
+        cache = args.cache or os.path.join(args.out, "kernel-cache")
+        if not args.cache:
+            shutil.rmtree(cache, ignore_errors=True)
         row = {"torch": pytorch(args, preset, args.epochs)}
-        row["cuda_cold"] = morphogen(args, preset, "cuda", args.cold_epochs or args.epochs, "cuda-cold", cache)
+        if not args.cache:
+            row["cuda_cold"] = morphogen(args, preset, "cuda", args.cold_epochs or args.epochs, "cuda-cold", cache)
         row["cuda"] = morphogen(args, preset, "cuda", args.epochs, "cuda", cache)
         if fusion:
             row["fusion"] = morphogen(args, preset, "cuda-fusion", args.epochs, "fusion", cache)
@@ -163,7 +168,7 @@ def print_table(results):
         ratio = cuda_s / torch_s if cuda_s and torch_s else None
         speedup = cpu_s / cuda_s if cuda_s and cpu_s else None
         print(f"| {preset} | {fmt(torch_s)} | {fmt(cuda_s)} | {fmt(ratio)} | {fmt(row.get('fusion', {}).get('epoch_s'))} "
-              f"| {fmt(cpu_s)} | {fmt(speedup, 1)} | {fmt(row['cuda_cold']['start_up_s'])} "
+              f"| {fmt(cpu_s)} | {fmt(speedup, 1)} | {fmt(row.get('cuda_cold', {}).get('start_up_s'))} "
               f"| {fmt(row['cuda']['start_up_s'])} | {row['torch'].get('peak_mib_smi', '-')} | {row['cuda']['peak_mib']} |")
 
 
