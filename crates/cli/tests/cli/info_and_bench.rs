@@ -30,10 +30,12 @@ fn quick_layer_bench_writes_positive_times() {
     for row in rows {
         let measured = &row["measured"];
         for pass in ["forward", "forward_backward"] {
-            for path in ["host_ms", "tensor_ms", "kernel_ms", "reference_ms"] {
+            for path in ["host_ms", "tensor_ms", "kernel_ms", "kernel_queue_ms", "reference_ms"] {
                 let ms = measured[pass][path].as_f64().unwrap_or_else(|| panic!("{pass}.{path} in {row}"));
                 assert!(ms > 0.0, "{pass}.{path} = {ms} in {row}");
             }
+            let (queue, total) = (measured[pass]["kernel_queue_ms"].as_f64(), measured[pass]["kernel_ms"].as_f64());
+            assert!(queue <= total, "queuing takes part of the call: {queue:?} of {total:?} ms in {row}");
         }
         assert_eq!(measured["state_bytes_per_seed"].as_u64(), Some(32), "{row}");
         for kernel in ["telemetry_kernel_ran", "active_kernel_ran"] {

@@ -136,13 +136,13 @@ fn time_paths<B: Backend, T>(
     finish: impl Fn(Tensor<B, 2>) -> T,
 ) -> Result<Timings, ExecutionError> {
     let device = x.device();
-    let time = |layer: &SeededLinear<B>| timer.median_ms::<B, _>(&device, || finish(layer.forward(x.clone())));
+    let time = |layer: &SeededLinear<B>| timer.measure::<B, _>(&device, || finish(layer.forward(x.clone())));
     let host = timer.median_ms::<B, _>(&device, || finish(kernel.host.forward(x.clone())))?;
-    let (kernel_ms, tensor_ms) = (time(kernel)?, time(tensor)?);
+    let (kernel_time, tensor_ms) = (time(kernel)?, time(tensor)?.ms);
     let reference = reference
         .map(|timer| timer.median_ms::<B, _>(&device, || finish(reference_forward(kernel, x.clone()))))
         .transpose()?;
-    Ok(Timings::new(host, tensor_ms, kernel_ms, reference))
+    Ok(Timings::new(host, tensor_ms, kernel_time, reference))
 }
 
 /// The legacy path: host forward, then [`reference::apply`] looping over seeds.

@@ -18,6 +18,9 @@ pub struct Timings {
     pub tensor_ms: f64,
     /// The seeded layer with morphogen's kernels on (the tensor path where the backend has none).
     pub kernel_ms: f64,
+    /// Of `kernel_ms`, the host's time to queue the call: close to `kernel_ms`, the host, not
+    /// the device, bounds the seeded layer.
+    pub kernel_queue_ms: f64,
     /// Host plus the per-seed reference loop; `None` where it was skipped.
     pub reference_ms: Option<f64>,
     /// `tensor_ms / host_ms`.
@@ -30,11 +33,13 @@ pub struct Timings {
 
 impl Timings {
     /// Timings with their ratios.
-    pub fn new(host_ms: f64, tensor_ms: f64, kernel_ms: f64, reference_ms: Option<f64>) -> Self {
+    pub fn new(host_ms: f64, tensor_ms: f64, kernel: CallTime, reference_ms: Option<f64>) -> Self {
+        let kernel_ms = kernel.ms;
         Timings {
             host_ms,
             tensor_ms,
             kernel_ms,
+            kernel_queue_ms: kernel.queue_ms,
             reference_ms,
             tensor_over_host: tensor_ms / host_ms,
             kernel_over_host: kernel_ms / host_ms,

@@ -6,7 +6,7 @@ use super::results::{Results, Row, TelemetryPass, Timings};
 use std::fmt::Write as _;
 
 /// Column titles of the table.
-const COLUMNS: [&str; 25] = [
+const COLUMNS: [&str; 27] = [
     "batch",
     "hidden",
     "seeds",
@@ -18,6 +18,7 @@ const COLUMNS: [&str; 25] = [
     "fwd tensor/host",
     "fwd kernel/host",
     "fwd ref/kernel",
+    "fwd kernel queue %",
     "f+b host ms",
     "f+b tensor ms",
     "f+b kernel ms",
@@ -25,8 +26,9 @@ const COLUMNS: [&str; 25] = [
     "f+b tensor/host",
     "f+b kernel/host",
     "f+b ref/kernel",
+    "f+b kernel queue %",
     "telemetry kernel GB/s",
-    "telemetry kernel host queue %",
+    "telemetry kernel queue %",
     "telemetry tensor GB/s",
     "kernels ran (telemetry / active)",
     "state B/seed",
@@ -64,7 +66,8 @@ impl Results {
              - active seeds: `{}` blueprint, `{}` strategy, in {stage}; telemetry {}\n\
              - fwd: plain backend; f+b: autodiff backend, `output.sum().backward()`\n\
              - tensor: the seeded layer with `LifecycleConfig::kernels` off; kernel: on (CubeCL kernels where the backend has them: see `kernels ran`)\n\
-             - telemetry GB/s: the seeded layer's pass alone on a precomputed host output, all seeds dormant: 4 B x batch x hidden read / time; host queue %: the share of that time the host took to queue the pass (near 100%: the host, not the GPU, bounds it)\n\
+             - telemetry GB/s: the seeded layer's pass alone on a precomputed host output, all seeds dormant: 4 B x batch x hidden read / time\n\
+             - queue %: the share of a kernel-path call's time the host took to queue it (near 100%: the host, not the GPU, bounds it)\n\
              - ref: host forward + `morphogen::reference::apply` (per-seed loop), median of {} after 1 warm-up, run only where seeds <= {}\n\
              - host fwd TFLOP/s = 2*batch*hidden^2 / host forward time; seeded fwd GB/s = {}\n",
             s.version, s.backend, s.plan.iters, s.plan.warmup, s.plan.burst, s.blueprint, s.strategy, match (s.plan.telemetry, s.plan.telemetry_every) {
@@ -104,7 +107,7 @@ fn cells(row: &Row) -> Vec<String> {
             let gbps =
                 |f: fn(&TelemetryPass) -> f64| m.telemetry.as_ref().map_or("-".into(), |t| format!("{:.0}", f(t)));
             cells.push(gbps(|t| t.kernel_gbps));
-            cells.push(gbps(|t| 100.0 * t.kernel_queue_ms / t.kernel_ms));
+            cells.push(m.telemetry.as_ref().map_or("-".into(), |t| queue_share(t.kernel_queue_ms, t.kernel_ms)));
             cells.push(gbps(|t| t.tensor_gbps));
             let ran = |yes: bool| if yes { "yes" } else { "no" };
             cells.push(format!("{} / {}", ran(m.telemetry_kernel_ran), ran(m.active_kernel_ran)));
@@ -121,7 +124,7 @@ fn cells(row: &Row) -> Vec<String> {
 }
 
 /// Host, tensor, kernel, reference milliseconds and the three ratios.
-fn timing_cells(t: &Timings) -> [String; 7] {
+fn timing_cells(t: &Timings) -> [String; 8] {
     let skipped = || "skipped".to_string();
     [
         format!("{:.3}", t.host_ms),
@@ -131,7 +134,13 @@ fn timing_cells(t: &Timings) -> [String; 7] {
         ratio(t.tensor_over_host),
         ratio(t.kernel_over_host),
         t.reference_over_kernel.map_or_else(skipped, ratio),
+        queue_share(t.kernel_queue_ms, t.kernel_ms),
     ]
+}
+
+/// The share of a call's time the host took to queue it, in percent.
+fn queue_share(queue_ms: f64, ms: f64) -> String {
+    format!("{:.0}", 100.0 * queue_ms / ms)
 }
 
 /// A ratio as `1.23x`, or `123x` from 100 up.
