@@ -76,7 +76,8 @@ impl<B: Backend> Sums<B> {
         }
     }
 
-    /// These sums with the partial sums added in (two reductions; free when there are none).
+    /// These sums with the partial sums added in (one reduction over the groups and two
+    /// additions; free when there are none).
     pub fn settled(&self) -> Self {
         let Some(partial) = &self.partial else {
             return self.clone();
