@@ -298,6 +298,21 @@ pub(super) fn blend_forward<F: Float>(
     }
 }
 
+/// Adds the column sums of `rows x columns` tile values to `acc[at..at + columns]`, a column per
+/// thread: a bias's gradient over the tile's samples.
+#[cube]
+fn add_column_sums(values: &SharedMemory<f32>, acc: &mut SharedMemory<f32>, at: usize, columns: usize, rows: usize) {
+    let mut e = UNIT_POS_X as usize;
+    while e < columns {
+        let mut sum = f32::new(0.0);
+        for s in 0..rows {
+            sum += values[s * columns + e];
+        }
+        acc[at + e] += sum;
+        e += CUBE_DIM_X as usize;
+    }
+}
+
 #[cube(launch)]
 #[allow(clippy::too_many_arguments)]
 pub(super) fn blend_backward<F: Float>(
@@ -397,15 +412,7 @@ pub(super) fn blend_backward<F: Float>(
             acc[slot.w2 + e] += sum;
             e += threads;
         }
-        let mut e = t;
-        while e < d.width {
-            let mut sum = f32::new(0.0);
-            for s in 0..d.tile {
-                sum += gs[s * d.width + e];
-            }
-            acc[slot.b2 + e] += sum;
-            e += threads;
-        }
+        add_column_sums(&gs, &mut acc, slot.b2, d.width, d.tile);
         sync_cube();
         // The first map's parameter gradients, and the input's gradient added onto the chunk's.
         let mut e = t;
@@ -418,15 +425,7 @@ pub(super) fn blend_backward<F: Float>(
             acc[e] += sum;
             e += threads;
         }
-        let mut e = t;
-        while e < d.hidden {
-            let mut sum = f32::new(0.0);
-            for s in 0..d.tile {
-                sum += gz[s * d.hidden + e];
-            }
-            acc[slot.b1 + e] += sum;
-            e += threads;
-        }
+        add_column_sums(&gz, &mut acc, slot.b1, d.hidden, d.tile);
         let mut e = t;
         while e < d.tile * d.width {
             let (s, i) = (e / d.width, e % d.width);
