@@ -166,6 +166,9 @@ macro_rules! kernel_tests {
                 // Row groups of several tiles (the next tile loading while this one is summed),
                 // the last group one full tile and a part of one.
                 linear_case::<W>(4, 64, 16, &[[4, 5005]]);
+                // The narrow kernel over whole blocks of rows with uneven chunks (4 and 5 wide),
+                // then a pass of fewer rows than the first pass's row groups.
+                linear_case::<W>(4, 70, 16, &[[4, 5005], [1, 9]]);
             }
 
             #[test]

@@ -162,7 +162,14 @@ fn sum_chunks(
 /// Writes column `j` of row group `group` (flat offset `out`) of the new partial sums: the
 /// previous partial sums' value (read through its strides) plus `value`.
 #[cube]
-fn add_to(previous: &Tensor<f32>, partial: &mut Tensor<f32>, group: usize, out: usize, j: usize, value: f32) {
+pub(super) fn add_to(
+    previous: &Tensor<f32>,
+    partial: &mut Tensor<f32>,
+    group: usize,
+    out: usize,
+    j: usize,
+    value: f32,
+) {
     partial[out + j] = previous[group * previous.stride(0) + j * previous.stride(1)] + value;
 }
 

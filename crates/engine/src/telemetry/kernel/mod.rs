@@ -1,6 +1,10 @@
 //! The dormant-telemetry kernel: [`accumulate`](super::sums::accumulate) in one pass over the host
 //! output, for CubeCL backends. One launch per sampled forward, whatever the number of seeds.
 //!
+//! Two forms. A Linear's output whose chunks are at most eight features wide (1,000 seeds on 4,096
+//! features, say) takes the *narrow* kernel (`narrow`): a thread a seed, its chunk summed in
+//! registers. Every other output takes the *tiled* kernel (`device`), described here.
+//!
 //! The grid is row groups x *spans*, a span being whole seeds that fill one cube's threads (256
 //! features; 512 when a chunk is wider), so a seed's chunk totals never straddle two cubes. Each
 //! thread owns one feature and keeps its sum, sum of squares and positive count in registers over
@@ -22,6 +26,7 @@
 //! which flat indexing would misread: the CUDA tests caught exactly that).
 
 mod device;
+mod narrow;
 
 use super::sums::Sums;
 use crate::chunks::ChunkMap;
@@ -34,6 +39,7 @@ use burn_cubecl::CubeRuntime;
 use cubecl::prelude::*;
 use cubecl::CubeDim;
 use device::{partial_sums, tile_stride, GridLaunch};
+use narrow::{combine_floats, narrow_partial_sums, NarrowGridLaunch, LANES, MAX_NARROW, SEEDS_PER_CUBE};
 
 /// Span widths, i.e. threads per cube (one per feature): the first that takes the widest chunk.
 const SPANS: [usize; 2] = [256, 512];
@@ -46,6 +52,9 @@ const TILE_BYTES: usize = 18 * 1024;
 /// Compute measured 1.11 waves at six, the tail costing about a third of the kernel). Four
 /// cubes of 16 loads a thread in flight still keep the memory busy.
 const CUBES_PER_SM: usize = 4;
+/// The narrow kernel's cubes per SM: two cubes of 256 threads, each with four rows' chunks in
+/// flight, keep the memory busy, and fewer row groups mean smaller partial sums to carry.
+const NARROW_CUBES_PER_SM: usize = 2;
 
 /// The tile a cube stages in shared memory: `rows` x `span` features, one thread per feature.
 #[derive(Clone, Copy, Debug)]
@@ -97,18 +106,77 @@ impl CubePrimitive<2, 1> for Launch<'_> {
 }
 
 impl Launch<'_> {
-    /// The new partial sums: `previous` (zeros when `None`) plus the sums of `h`.
+    /// The new partial sums: `previous` (zeros when `None`) plus the sums of `h`, by the narrow
+    /// kernel where it applies, else the tiled one.
     fn launch<R: CubeRuntime>(&self, h: CubeTensor<R>, previous: Option<CubeTensor<R>>) -> Option<CubeTensor<R>> {
+        let [a, f, p] = h.meta.shape().dims::<3>();
+        let width = 3 * f + 2 * self.0.seeds();
+        if a * p == 0 || previous.as_ref().is_some_and(|t| t.meta.shape().dims::<2>()[1] != width) {
+            return None;
+        }
+        if self.narrow_fits(&h) {
+            Some(self.launch_narrow(h, previous))
+        } else {
+            self.launch_tiled(h, previous)
+        }
+    }
+
+    /// Whether the narrow kernel takes `h`: a Linear's output (one position a sample) with
+    /// contiguous rows, chunks at most [`MAX_NARROW`] wide, and room to combine its lanes.
+    fn narrow_fits<R: CubeRuntime>(&self, h: &CubeTensor<R>) -> bool {
+        let widest = self.0.width();
+        let shared = h.client.properties().hardware.max_shared_memory_size;
+        h.meta.shape().dims::<3>()[2] == 1
+            && h.meta.strides()[1] == 1
+            && widest <= MAX_NARROW
+            && combine_floats(widest) * 4 <= shared
+    }
+
+    /// The narrow kernel's pass ([`narrow_partial_sums`]).
+    fn launch_narrow<R: CubeRuntime>(&self, h: CubeTensor<R>, previous: Option<CubeTensor<R>>) -> CubeTensor<R> {
+        let chunks = self.0;
+        let [rows, f, _] = h.meta.shape().dims::<3>();
+        let seeds = chunks.seeds();
+        let blocks = seeds.div_ceil(SEEDS_PER_CUBE);
+        let groups = previous.as_ref().map_or_else(
+            || (NARROW_CUBES_PER_SM * streaming_multiprocessors(&h.client) / blocks).clamp(1, rows.div_ceil(LANES)),
+            |t| t.meta.shape().dims::<2>()[0],
+        );
+        let (client, dtype) = (h.client.clone(), h.dtype);
+        let (previous, partial) = partial_buffers(&h, previous, [groups, 3 * f + 2 * seeds]);
+        let (base, big) = (chunks.base(), chunks.big_chunks());
+        // SAFETY: every index stays in bounds by construction (see `narrow_partial_sums`: threads
+        // past the last seed read its chunk, rows past the group are never read, the one extra
+        // feature of a chunk is clamped to the last feature; `previous` and `partial` are
+        // `[groups, width]`, the shared memory holds every lane's sums), so the launch may skip
+        // CubeCL's per-access bounds checks. The guard, the parity tests and compute-sanitizer's
+        // memcheck on CUDA check it.
+        unsafe {
+            narrow_partial_sums::launch_unchecked::<R>(
+                &client,
+                CubeCount::Static(groups as u32, blocks as u32, 1),
+                CubeDim::new_2d(SEEDS_PER_CUBE as u32, LANES as u32),
+                h.into_tensor_arg(),
+                previous.into_tensor_arg(),
+                partial.clone().into_tensor_arg(),
+                NarrowGridLaunch::new(rows, f, seeds, base, big, rows.div_ceil(groups)),
+                base,
+                big > 0,
+                dtype.into(),
+            );
+        }
+        partial
+    }
+
+    /// The tiled kernel's pass ([`partial_sums`]); `None` when no tile this device holds takes
+    /// the widest chunk.
+    fn launch_tiled<R: CubeRuntime>(&self, h: CubeTensor<R>, previous: Option<CubeTensor<R>>) -> Option<CubeTensor<R>> {
         let chunks = self.0;
         let hardware = &h.client.properties().hardware;
         let widest = chunks.width();
         let tile = Tile::for_device(widest, hardware.max_units_per_cube as usize, hardware.max_shared_memory_size)?;
         let [a, f, p] = h.meta.shape().dims::<3>();
         let (rows, seeds) = (a * p, chunks.seeds());
-        let width = 3 * f + 2 * seeds;
-        if rows == 0 || previous.as_ref().is_some_and(|t| t.meta.shape().dims::<2>()[1] != width) {
-            return None;
-        }
         let (base, big) = (chunks.base(), chunks.big_chunks());
         // Unused (no wide spans) when every chunk is `base` wide, which may fill the span.
         let per_wide = (tile.span / (base + 1)).max(1);
@@ -120,11 +188,8 @@ impl Launch<'_> {
             None => (CUBES_PER_SM * streaming_multiprocessors(&h.client) / spans).clamp(1, rows.div_ceil(tile.rows)),
         };
         let rows_per_group = rows.div_ceil(groups).next_multiple_of(tile.rows);
-        let (client, device, dtype) = (h.client.clone(), h.device.clone(), h.dtype);
-        let shape = Shape::new([groups, width]);
-        let previous =
-            previous.unwrap_or_else(|| zeros_client::<R>(client.clone(), device.clone(), shape.clone(), DType::F32));
-        let partial = empty_device_contiguous_dtype::<R>(client.clone(), device, shape, DType::F32);
+        let (client, dtype) = (h.client.clone(), h.dtype);
+        let (previous, partial) = partial_buffers(&h, previous, [groups, 3 * f + 2 * seeds]);
         // SAFETY: every index stays in bounds by construction (see `partial_sums`: threads past the
         // span and rows past the group re-read the last valid ones; the tile holds at least two
         // rows of `threads`; `previous` and `partial` are `[groups, width]`), so the launch may
@@ -147,4 +212,18 @@ impl Launch<'_> {
         }
         Some(partial)
     }
+}
+
+/// The previous partial sums (zeros on a window's first pass) and the new ones' buffer, both
+/// `shape`, f32, on `h`'s device; the new ones contiguous (see the module's note on pitch).
+fn partial_buffers<R: CubeRuntime>(
+    h: &CubeTensor<R>,
+    previous: Option<CubeTensor<R>>,
+    shape: [usize; 2],
+) -> (CubeTensor<R>, CubeTensor<R>) {
+    let (client, device, shape) = (h.client.clone(), h.device.clone(), Shape::new(shape));
+    let previous =
+        previous.unwrap_or_else(|| zeros_client::<R>(client.clone(), device.clone(), shape.clone(), DType::F32));
+    let partial = empty_device_contiguous_dtype::<R>(client, device, shape, DType::F32);
+    (previous, partial)
 }

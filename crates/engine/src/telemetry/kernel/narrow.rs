@@ -1,0 +1,211 @@
+//! Device code of the telemetry kernel for narrow chunks (at most [`MAX_NARROW`] features) of a
+//! Linear's output, rows contiguous: no shared tile. Each thread owns one seed and sums its
+//! whole chunk of a row in registers, so a value costs a load and a few additions, where the
+//! tiled kernel (`device`) stages it through shared memory and sums it twice.
+//!
+//! A cube is [`SEEDS_PER_CUBE`] seeds (one warp across them, its loads covering the seeds'
+//! neighbouring chunks of a row) by [`LANES`] rows; lanes take every `LANES`-th row of the cube's
+//! row group and combine through shared memory once, at the end.
+
+use super::device::add_to;
+use crate::cube::chunk_start;
+use cubecl::prelude::*;
+
+/// The widest chunk this kernel takes: each thread keeps three sums a feature in registers.
+pub(super) const MAX_NARROW: usize = 8;
+/// Seeds a cube takes along x, a thread each: one warp.
+pub(super) const SEEDS_PER_CUBE: usize = 32;
+/// Rows a cube takes at once along y, a warp each.
+pub(super) const LANES: usize = 8;
+/// Rows a thread loads before adding them, so that many chunks' loads are in flight together.
+const ROWS_AT_ONCE: usize = 4;
+
+/// The shape of a `narrow_partial_sums` launch.
+#[derive(CubeType, CubeLaunch, Clone, Copy)]
+pub(super) struct NarrowGrid {
+    rows: usize,
+    features: usize,
+    seeds: usize,
+    /// The chunk layout ([`chunk_start`]): the first `big` chunks are one wider than `base`.
+    base: usize,
+    big: usize,
+    /// Rows each cube of the grid's first axis takes.
+    rows_per_group: usize,
+}
+
+/// Floats of shared memory a cube uses to combine its lanes, for chunks up to `width` wide.
+pub(super) const fn combine_floats(width: usize) -> usize {
+    quantities(width) * LANES * SEEDS_PER_CUBE
+}
+
+/// The sums a thread keeps: three a feature of a `width`-wide chunk, two of its chunk totals.
+const fn quantities(width: usize) -> usize {
+    3 * width + 2
+}
+
+/// One seed's running sums over the rows a thread takes: per feature of its chunk (sum, sum of
+/// squares, positive count; `width` each) and of the chunk's row totals.
+#[derive(CubeType)]
+struct ChunkSums {
+    sum: Array<f32>,
+    sumsq: Array<f32>,
+    positive: Array<f32>,
+    total_sum: f32,
+    total_sumsq: f32,
+}
+
+#[cube]
+impl ChunkSums {
+    fn new(#[comptime] width: usize) -> Self {
+        let mut sum = Array::<f32>::new(width);
+        let mut sumsq = Array::<f32>::new(width);
+        let mut positive = Array::<f32>::new(width);
+        #[unroll]
+        for j in 0..width {
+            sum[j] = f32::new(0.0);
+            sumsq[j] = f32::new(0.0);
+            positive[j] = f32::new(0.0);
+        }
+        ChunkSums { sum, sumsq, positive, total_sum: f32::new(0.0), total_sumsq: f32::new(0.0) }
+    }
+
+    /// Adds one row of the chunk, staged at `values[at..at + width]`.
+    fn add_row(&mut self, values: &Array<f32>, at: usize, #[comptime] width: usize) {
+        let mut total = f32::new(0.0);
+        #[unroll]
+        for j in 0..width {
+            let v = values[at + j];
+            self.sum[j] += v;
+            self.sumsq[j] += v * v;
+            self.positive[j] += select(v > f32::new(0.0), f32::new(1.0), f32::new(0.0));
+            total += v;
+        }
+        self.total_sum += total;
+        self.total_sumsq += total * total;
+    }
+}
+
+/// Loads the chunk of row `row` (`base` features from `start`, and with `wide` one more from
+/// `extra`, kept only where `has_extra`) into `values[at..]`, as f32.
+#[cube]
+#[allow(clippy::too_many_arguments)]
+fn load_chunk<F: Float>(
+    h: &Tensor<F>,
+    values: &mut Array<f32>,
+    at: usize,
+    row: usize,
+    start: usize,
+    extra: usize,
+    has_extra: bool,
+    #[comptime] base: usize,
+    #[comptime] wide: bool,
+) {
+    let offset = row * h.stride(0);
+    #[unroll]
+    for j in 0..base {
+        values[at + j] = f32::cast_from(h[offset + start + j]);
+    }
+    if wide {
+        let v = f32::cast_from(h[offset + extra]);
+        values[at + base] = select(has_extra, v, f32::new(0.0));
+    }
+}
+
+/// Adds each of a cube's seeds' sums over its group of rows to the previous partial sums (read
+/// through their strides) and writes the new ones: `[groups, 3 * features + 2 * seeds]`, each row
+/// per-feature sums, sums of squares and positive counts, then the chunk totals' sums and sums of
+/// squares. Threads past the last seed or row repeat valid loads and write nothing.
+#[cube(launch_unchecked)]
+pub(super) fn narrow_partial_sums<F: Float>(
+    h: &Tensor<F>,
+    previous: &Tensor<f32>,
+    partial: &mut Tensor<f32>,
+    g: NarrowGrid,
+    #[comptime] base: usize,
+    #[comptime] wide: bool,
+    #[define(F)] _dtype: StorageType,
+) {
+    let width = comptime!(base + if wide { 1 } else { 0 });
+    let x = UNIT_POS_X as usize;
+    let lane = UNIT_POS_Y as usize;
+    let seed = min(CUBE_POS_Y as usize * SEEDS_PER_CUBE + x, g.seeds - 1);
+    let start = chunk_start(seed, g.base, g.big);
+    let has_extra = seed < g.big;
+    let extra = min(start + base, g.features - 1);
+
+    let mut acc = ChunkSums::new(width);
+    let mut values = Array::<f32>::new(comptime!(ROWS_AT_ONCE * width));
+    let r_begin = CUBE_POS_X as usize * g.rows_per_group;
+    let r_end = min(r_begin + g.rows_per_group, g.rows);
+    let mut row = r_begin + lane;
+    // Whole blocks of rows first, their loads all issued before any is added.
+    while row + (ROWS_AT_ONCE - 1) * LANES < r_end {
+        #[unroll]
+        for k in 0..ROWS_AT_ONCE {
+            load_chunk::<F>(h, &mut values, k * width, row + k * LANES, start, extra, has_extra, base, wide);
+        }
+        #[unroll]
+        for k in 0..ROWS_AT_ONCE {
+            acc.add_row(&values, k * width, width);
+        }
+        row += ROWS_AT_ONCE * LANES;
+    }
+    while row < r_end {
+        load_chunk::<F>(h, &mut values, 0, row, start, extra, has_extra, base, wide);
+        acc.add_row(&values, 0, width);
+        row += LANES;
+    }
+    combine_lanes(&acc, previous, partial, &g, seed, start, width);
+}
+
+/// Sums the lanes' [`ChunkSums`] through shared memory and adds them to the partial sums: lane
+/// `l` writes quantities `l`, `l + LANES`, ... of the cube's seeds.
+#[cube]
+fn combine_lanes(
+    acc: &ChunkSums,
+    previous: &Tensor<f32>,
+    partial: &mut Tensor<f32>,
+    g: &NarrowGrid,
+    seed: usize,
+    start: usize,
+    #[comptime] width: usize,
+) {
+    let count = comptime!(quantities(width));
+    let mut shared = SharedMemory::<f32>::new(comptime!(combine_floats(width)));
+    let x = UNIT_POS_X as usize;
+    let lane = UNIT_POS_Y as usize;
+    // Quantity q of lane l at (q * LANES + l) * SEEDS_PER_CUBE + x: a warp stores to one row.
+    let at = lane * SEEDS_PER_CUBE + x;
+    let step = LANES * SEEDS_PER_CUBE;
+    #[unroll]
+    for j in 0..width {
+        shared[j * step + at] = acc.sum[j];
+        shared[(width + j) * step + at] = acc.sumsq[j];
+        shared[(2 * width + j) * step + at] = acc.positive[j];
+    }
+    shared[3 * width * step + at] = acc.total_sum;
+    shared[(3 * width + 1) * step + at] = acc.total_sumsq;
+    sync_cube();
+    let own = CUBE_POS_Y as usize * SEEDS_PER_CUBE + x;
+    let chunk = chunk_start(seed + 1, g.base, g.big) - start;
+    let group = CUBE_POS_X as usize;
+    let out = group * (3 * g.features + 2 * g.seeds);
+    let mut q = lane;
+    while q < count {
+        let mut value = f32::new(0.0);
+        #[unroll]
+        for l in 0..LANES {
+            value += shared[q * step + l * SEEDS_PER_CUBE + x];
+        }
+        let j = q % width;
+        let column = select(
+            q < 3 * width,
+            (q / width) * g.features + start + j,
+            3 * g.features + (q - 3 * width) * g.seeds + seed,
+        );
+        if own < g.seeds && (q >= 3 * width || j < chunk) {
+            add_to(previous, partial, group, out, column, value);
+        }
+        q += LANES;
+    }
+}
