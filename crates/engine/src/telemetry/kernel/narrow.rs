@@ -17,8 +17,6 @@ pub(super) const MAX_NARROW: usize = 8;
 pub(super) const SEEDS_PER_CUBE: usize = 32;
 /// Rows a cube takes at once along y, a warp each.
 pub(super) const LANES: usize = 8;
-/// Rows a thread loads before adding them, so that many chunks' loads are in flight together.
-const ROWS_AT_ONCE: usize = 4;
 
 /// The shape of a `narrow_partial_sums` launch.
 #[derive(CubeType, CubeLaunch, Clone, Copy)]
@@ -56,6 +54,12 @@ struct ChunkSums {
 
 #[cube]
 impl ChunkSums {
+    fn add_feature(&mut self, j: usize, v: f32) {
+        self.sum[j] += v;
+        self.sumsq[j] += v * v;
+        self.positive[j] += select(v > f32::new(0.0), f32::new(1.0), f32::new(0.0));
+    }
+
     fn new(#[comptime] width: usize) -> Self {
         let mut sum = Array::<f32>::new(width);
         let mut sumsq = Array::<f32>::new(width);
@@ -69,45 +73,34 @@ impl ChunkSums {
         ChunkSums { sum, sumsq, positive, total_sum: f32::new(0.0), total_sumsq: f32::new(0.0) }
     }
 
-    /// Adds one row of the chunk, staged at `values[at..at + width]`.
-    fn add_row(&mut self, values: &Array<f32>, at: usize, #[comptime] width: usize) {
+    /// Adds row `row` of the chunk: `base` features from `start`, and with `wide` one more from
+    /// `extra`, counted as zero unless `has_extra` (a narrow chunk next to wide ones).
+    #[allow(clippy::too_many_arguments)]
+    fn add_row<F: Float>(
+        &mut self,
+        h: &Tensor<F>,
+        row: usize,
+        start: usize,
+        extra: usize,
+        has_extra: bool,
+        #[comptime] base: usize,
+        #[comptime] wide: bool,
+    ) {
+        let offset = row * h.stride(0);
         let mut total = f32::new(0.0);
         #[unroll]
-        for j in 0..width {
-            let v = values[at + j];
-            self.sum[j] += v;
-            self.sumsq[j] += v * v;
-            self.positive[j] += select(v > f32::new(0.0), f32::new(1.0), f32::new(0.0));
+        for j in 0..base {
+            let v = f32::cast_from(h[offset + start + j]);
+            self.add_feature(j, v);
+            total += v;
+        }
+        if wide {
+            let v = select(has_extra, f32::cast_from(h[offset + extra]), f32::new(0.0));
+            self.add_feature(base, v);
             total += v;
         }
         self.total_sum += total;
         self.total_sumsq += total * total;
-    }
-}
-
-/// Loads the chunk of row `row` (`base` features from `start`, and with `wide` one more from
-/// `extra`, kept only where `has_extra`) into `values[at..]`, as f32.
-#[cube]
-#[allow(clippy::too_many_arguments)]
-fn load_chunk<F: Float>(
-    h: &Tensor<F>,
-    values: &mut Array<f32>,
-    at: usize,
-    row: usize,
-    start: usize,
-    extra: usize,
-    has_extra: bool,
-    #[comptime] base: usize,
-    #[comptime] wide: bool,
-) {
-    let offset = row * h.stride(0);
-    #[unroll]
-    for j in 0..base {
-        values[at + j] = f32::cast_from(h[offset + start + j]);
-    }
-    if wide {
-        let v = f32::cast_from(h[offset + extra]);
-        values[at + base] = select(has_extra, v, f32::new(0.0));
     }
 }
 
@@ -134,25 +127,10 @@ pub(super) fn narrow_partial_sums<F: Float>(
     let extra = min(start + base, g.features - 1);
 
     let mut acc = ChunkSums::new(width);
-    let mut values = Array::<f32>::new(comptime!(ROWS_AT_ONCE * width));
-    let r_begin = CUBE_POS_X as usize * g.rows_per_group;
-    let r_end = min(r_begin + g.rows_per_group, g.rows);
-    let mut row = r_begin + lane;
-    // Whole blocks of rows first, their loads all issued before any is added.
-    while row + (ROWS_AT_ONCE - 1) * LANES < r_end {
-        #[unroll]
-        for k in 0..ROWS_AT_ONCE {
-            load_chunk::<F>(h, &mut values, k * width, row + k * LANES, start, extra, has_extra, base, wide);
-        }
-        #[unroll]
-        for k in 0..ROWS_AT_ONCE {
-            acc.add_row(&values, k * width, width);
-        }
-        row += ROWS_AT_ONCE * LANES;
-    }
+    let r_end = min((CUBE_POS_X as usize + 1) * g.rows_per_group, g.rows);
+    let mut row = CUBE_POS_X as usize * g.rows_per_group + lane;
     while row < r_end {
-        load_chunk::<F>(h, &mut values, 0, row, start, extra, has_extra, base, wide);
-        acc.add_row(&values, 0, width);
+        acc.add_row::<F>(h, row, start, extra, has_extra, base, wide);
         row += LANES;
     }
     combine_lanes(&acc, previous, partial, &g, seed, start, width);
