@@ -140,10 +140,7 @@ impl Launch<'_> {
         let [rows, f, _] = h.meta.shape().dims::<3>();
         let seeds = chunks.seeds();
         let blocks = seeds.div_ceil(SEEDS_PER_CUBE);
-        let groups = previous.as_ref().map_or_else(
-            || (NARROW_CUBES_PER_SM * streaming_multiprocessors(&h.client) / blocks).clamp(1, rows.div_ceil(LANES)),
-            |t| t.meta.shape().dims::<2>()[0],
-        );
+        let groups = row_groups(&h, previous.as_ref(), NARROW_CUBES_PER_SM, blocks, rows.div_ceil(LANES));
         let (client, dtype) = (h.client.clone(), h.dtype);
         let (previous, partial) = partial_buffers(&h, previous, [groups, 3 * f + 2 * seeds]);
         let (base, big) = (chunks.base(), chunks.big_chunks());
@@ -185,10 +182,7 @@ impl Launch<'_> {
         let per_narrow = tile.span / base;
         let wide_spans = big.div_ceil(per_wide);
         let spans = wide_spans + (seeds - big).div_ceil(per_narrow);
-        let groups = match &previous {
-            Some(previous) => previous.meta.shape().dims::<2>()[0],
-            None => (CUBES_PER_SM * streaming_multiprocessors(&h.client) / spans).clamp(1, rows.div_ceil(tile.rows)),
-        };
+        let groups = row_groups(&h, previous.as_ref(), CUBES_PER_SM, spans, rows.div_ceil(tile.rows));
         let rows_per_group = rows.div_ceil(groups).next_multiple_of(tile.rows);
         let (client, dtype) = (h.client.clone(), h.dtype);
         let (previous, partial) = partial_buffers(&h, previous, [groups, 3 * f + 2 * seeds]);
@@ -214,6 +208,22 @@ impl Launch<'_> {
         }
         Some(partial)
     }
+}
+
+/// Row groups of a pass (the grid's first axis): the previous partial sums' where a window has
+/// them, else, on its first pass, enough for about `cubes_per_sm` cubes an SM over `columns`
+/// cubes a group, at least one and at most `most` (groups that would get no rows).
+fn row_groups<R: CubeRuntime>(
+    h: &CubeTensor<R>,
+    previous: Option<&CubeTensor<R>>,
+    cubes_per_sm: usize,
+    columns: usize,
+    most: usize,
+) -> usize {
+    previous.map_or_else(
+        || (cubes_per_sm * streaming_multiprocessors(&h.client) / columns).clamp(1, most),
+        |t| t.meta.shape().dims::<2>()[0],
+    )
 }
 
 /// The previous partial sums (zeros on a window's first pass) and the new ones' buffer, both

@@ -107,7 +107,8 @@ impl ChunkSums {
 /// Adds each of a cube's seeds' sums over its group of rows to the previous partial sums (read
 /// through their strides) and writes the new ones: `[groups, 3 * features + 2 * seeds]`, each row
 /// per-feature sums, sums of squares and positive counts, then the chunk totals' sums and sums of
-/// squares. Threads past the last seed or row repeat valid loads and write nothing.
+/// squares. Threads past the last seed re-read its chunk and write nothing; lanes past the
+/// group's last row load nothing and add zeros.
 #[cube(launch_unchecked)]
 pub(super) fn narrow_partial_sums<F: Float>(
     h: &Tensor<F>,
@@ -121,7 +122,8 @@ pub(super) fn narrow_partial_sums<F: Float>(
     let width = comptime!(base + if wide { 1 } else { 0 });
     let x = UNIT_POS_X as usize;
     let lane = UNIT_POS_Y as usize;
-    let seed = min(CUBE_POS_Y as usize * SEEDS_PER_CUBE + x, g.seeds - 1);
+    let own = CUBE_POS_Y as usize * SEEDS_PER_CUBE + x;
+    let seed = min(own, g.seeds - 1);
     let start = chunk_start(seed, g.base, g.big);
     let has_extra = seed < g.big;
     let extra = min(start + base, g.features - 1);
@@ -133,18 +135,20 @@ pub(super) fn narrow_partial_sums<F: Float>(
         acc.add_row::<F>(h, row, start, extra, has_extra, base, wide);
         row += LANES;
     }
-    combine_lanes(&acc, previous, partial, &g, seed, start, width);
+    combine_lanes(&acc, previous, partial, &g, seed, own < g.seeds, start, width);
 }
 
 /// Sums the lanes' [`ChunkSums`] through shared memory and adds them to the partial sums: lane
-/// `l` writes quantities `l`, `l + LANES`, ... of the cube's seeds.
+/// `l` writes quantities `l`, `l + LANES`, ... of `seed` (nothing unless `writes`).
 #[cube]
+#[allow(clippy::too_many_arguments)]
 fn combine_lanes(
     acc: &ChunkSums,
     previous: &Tensor<f32>,
     partial: &mut Tensor<f32>,
     g: &NarrowGrid,
     seed: usize,
+    writes: bool,
     start: usize,
     #[comptime] width: usize,
 ) {
@@ -164,7 +168,6 @@ fn combine_lanes(
     shared[3 * width * step + at] = acc.total_sum;
     shared[(3 * width + 1) * step + at] = acc.total_sumsq;
     sync_cube();
-    let own = CUBE_POS_Y as usize * SEEDS_PER_CUBE + x;
     let chunk = chunk_start(seed + 1, g.base, g.big) - start;
     let group = CUBE_POS_X as usize;
     let out = group * (3 * g.features + 2 * g.seeds);
@@ -181,7 +184,7 @@ fn combine_lanes(
             (q / width) * g.features + start + j,
             3 * g.features + (q - 3 * width) * g.seeds + seed,
         );
-        if own < g.seeds && (q >= 3 * width || j < chunk) {
+        if writes && (q >= 3 * width || j < chunk) {
             add_to(previous, partial, group, out, column, value);
         }
         q += LANES;
