@@ -8,8 +8,12 @@ pub struct ControllerConfig {
     /// A gain of the validation score (accuracy, or negative perplexity for language
     /// modelling) below this counts as no progress.
     pub plateau_delta: f32,
-    /// Epochs without progress before growing.
+    /// Epochs without progress before growing (with the `plateau` trigger).
     pub patience: u32,
+    /// When to grow: on a validation plateau, or at every epoch end from the first.
+    pub trigger: GrowthTrigger,
+    /// Which dormant seeds germinate: the unhealthiest, or random ones (an ablation).
+    pub sites: SiteSelection,
     /// No growth once validation accuracy reaches this.
     pub accuracy_target: f32,
     /// Most seeds holding a blueprint in one layer at once.
@@ -50,6 +54,8 @@ impl Default for ControllerConfig {
         Self {
             plateau_delta: 0.002,
             patience: 1,
+            trigger: GrowthTrigger::Plateau,
+            sites: SiteSelection::Health,
             accuracy_target: 0.99,
             max_active_per_layer: 4,
             max_active_total: 8,
@@ -68,6 +74,29 @@ impl Default for ControllerConfig {
             strategy: "fixed_ramp".into(),
         }
     }
+}
+
+/// When the controller grows (`[controller] trigger`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GrowthTrigger {
+    /// After `patience` epochs whose validation score gained at most `plateau_delta`.
+    #[default]
+    Plateau,
+    /// At every epoch end, from the first, while any budget allows.
+    EveryEpoch,
+}
+
+/// Which dormant seeds germinate (`[controller] sites`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SiteSelection {
+    /// The unhealthiest first: dead features, correlated features, low variance.
+    #[default]
+    Health,
+    /// In a random order drawn from the epoch, layer and seed alone: the ablation that shows
+    /// what choosing by health is worth.
+    Random,
 }
 
 impl ControllerConfig {

@@ -21,7 +21,7 @@ mod exchange;
 mod policy;
 mod service;
 
-pub use config::ControllerConfig;
+pub use config::{ControllerConfig, GrowthTrigger, SiteSelection};
 pub use exchange::{DecisionReply, DecisionRequest, Refusal};
 pub use morphogen_contracts::{Command, Decisions, SystemState};
 pub use policy::{Controller, ControllerState};

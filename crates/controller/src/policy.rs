@@ -1,4 +1,4 @@
-use crate::ControllerConfig;
+use crate::{ControllerConfig, GrowthTrigger, SiteSelection};
 use morphogen_contracts::{
     Command, Decisions, GlobalMetrics, LayerState, MorphogenError, SeedAddress, SeedHealth, SeedInfo, Stage,
     SystemState,
@@ -85,7 +85,7 @@ impl Controller {
                 }
             }
         }
-        if self.plateaued(m) {
+        if self.growth_due(m) {
             let grown = self.germinate(system);
             if !grown.is_empty() {
                 self.state.epochs_without_progress = 0;
@@ -182,8 +182,9 @@ impl Controller {
         }
     }
 
-    /// Tracks validation progress; true when growth is due.
-    fn plateaued(&mut self, m: &GlobalMetrics) -> bool {
+    /// Tracks validation progress; true when growth is due (by the trigger, and while accuracy
+    /// is below target).
+    fn growth_due(&mut self, m: &GlobalMetrics) -> bool {
         let s = &mut self.state;
         let score = m.val_score();
         match s.best_val_score {
@@ -191,7 +192,27 @@ impl Controller {
             _ => s.epochs_without_progress = 0,
         }
         s.best_val_score = Some(s.best_val_score.map_or(score, |b| b.max(score)));
-        s.epochs_without_progress >= self.config.patience && m.val_accuracy < self.config.accuracy_target
+        let triggered = match self.config.trigger {
+            GrowthTrigger::Plateau => s.epochs_without_progress >= self.config.patience,
+            GrowthTrigger::EveryEpoch => true,
+        };
+        triggered && m.val_accuracy < self.config.accuracy_target
+    }
+
+    /// Why growth is due now, for the germinations' reasons.
+    fn trigger_reason(&self, m: &GlobalMetrics) -> String {
+        match self.config.trigger {
+            GrowthTrigger::Plateau => format!(
+                "plateau: val {} {:.4} gained <= {} for {} epoch(s)",
+                m.score.name(),
+                m.val_score(),
+                self.config.plateau_delta,
+                self.state.epochs_without_progress
+            ),
+            GrowthTrigger::EveryEpoch => {
+                format!("growing every epoch: val {} {:.4} at epoch {}", m.score.name(), m.val_score(), m.epoch)
+            }
+        }
     }
 
     /// Germination orders for the unhealthiest usable dormant seeds, within every budget.
@@ -205,6 +226,11 @@ impl Controller {
             .map(|l| (l.layer.as_str(), l.seeds.iter().filter(|s| s.stage.holds_blueprint()).count()))
             .collect();
         let mut commands = Vec::new();
+        let trigger = self.trigger_reason(&system.metrics);
+        let site = match c.sites {
+            SiteSelection::Health => "unhealthiest dormant seed",
+            SiteSelection::Random => "random dormant seed (site ablation)",
+        };
         for (score, layer, seed, health) in self.candidates(system) {
             if commands.len() >= c.max_germinations_per_epoch || total_active >= c.max_active_total {
                 break;
@@ -219,15 +245,8 @@ impl Controller {
             total_active += 1;
             params += cost;
             let reason = format!(
-                "plateau: val {} {:.4} gained <= {} for {} epoch(s); unhealthiest dormant seed (score {score:.3}: \
-                 variance {:.3e}, dead {:.2}, correlation {:.2}); +{cost} params",
-                system.metrics.score.name(),
-                system.metrics.val_score(),
-                c.plateau_delta,
-                self.state.epochs_without_progress,
-                health.variance,
-                health.dead_ratio,
-                health.correlation
+                "{trigger}; {site} (score {score:.3}: variance {:.3e}, dead {:.2}, correlation {:.2}); +{cost} params",
+                health.variance, health.dead_ratio, health.correlation
             );
             let at = SeedAddress { layer: layer.layer.clone(), seed };
             commands.push(Command::germinate(at, blueprint, &c.strategy, reason));
@@ -235,8 +254,9 @@ impl Controller {
         commands
     }
 
-    /// Dormant seeds free to grow, unhealthiest first: dead features, redundancy (correlation)
-    /// and low variance relative to the layer's most varied seed all raise the score.
+    /// Dormant seeds free to grow, best first. By health, the unhealthiest: dead features,
+    /// redundancy (correlation) and low variance relative to the layer's most varied seed all
+    /// raise the score. At random, the score is a draw from the epoch, layer and seed.
     fn candidates<'a>(&self, system: &'a SystemState) -> Vec<(f32, &'a LayerState, usize, &'a SeedHealth)> {
         let mut out = Vec::new();
         for layer in &system.layers {
@@ -246,13 +266,30 @@ impl Controller {
                     && seed.embargo_epochs_left == 0
                     && seed.failures < self.config.quarantine_after;
                 let Some(health) = layer.health.seeds.get(seed.seed).filter(|_| free) else { continue };
-                let score = health.dead_ratio + health.correlation.max(0.0) + (1.0 - health.variance / max_var);
+                let score = match self.config.sites {
+                    SiteSelection::Health => {
+                        health.dead_ratio + health.correlation.max(0.0) + (1.0 - health.variance / max_var)
+                    }
+                    SiteSelection::Random => draw(system.metrics.epoch, &layer.layer, seed.seed),
+                };
                 out.push((score, layer, seed.seed, health));
             }
         }
         out.sort_by(|a, b| b.0.total_cmp(&a.0));
         out
     }
+}
+
+/// A number in [0, 1) drawn from `epoch`, `layer` and `seed` alone (FNV-1a, then SplitMix64's
+/// finalizer): the same on every run, resume and controller service, with no generator state.
+fn draw(epoch: u32, layer: &str, seed: usize) -> f32 {
+    let mut h = 0xCBF2_9CE4_8422_2325u64;
+    for byte in layer.bytes().chain(epoch.to_le_bytes()).chain((seed as u64).to_le_bytes()) {
+        h = (h ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01B3);
+    }
+    h = (h ^ (h >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    h = (h ^ (h >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    (h >> 40) as f32 / (1u64 << 24) as f32
 }
 
 fn count(system: &SystemState, f: impl Fn(&SeedInfo) -> bool) -> usize {

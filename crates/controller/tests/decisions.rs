@@ -4,7 +4,7 @@ use morphogen_contracts::{
     CommandKind, GlobalMetrics, LayerHealthReport, LayerState, Score, SeedEvaluation, SeedHealth, SeedInfo, Stage,
     SystemState,
 };
-use morphogen_controller::{Controller, ControllerConfig};
+use morphogen_controller::{Controller, ControllerConfig, GrowthTrigger, SiteSelection};
 
 fn seed(id: usize, stage: Stage) -> SeedInfo {
     SeedInfo {
@@ -81,6 +81,40 @@ fn grows_at_the_unhealthiest_seed_only_on_a_plateau() {
     assert_eq!(grown[0], ("fc1".into(), 2), "{d:?}");
     assert!(d.commands[0].reason.contains("plateau"), "{}", d.commands[0].reason);
     assert_eq!(ctl.state().epochs_without_progress, 0, "growth restarts the patience count");
+}
+
+#[test]
+fn the_every_epoch_trigger_grows_from_the_first_epoch_even_while_improving() {
+    let config = ControllerConfig { trigger: GrowthTrigger::EveryEpoch, patience: 5, ..Default::default() };
+    let mut ctl = Controller::new(config).unwrap();
+    for (epoch, accuracy) in [(1, 0.5), (2, 0.6), (3, 0.7)] {
+        let d = ctl.step(&system(epoch, accuracy, vec![dormant_layer("fc1", 8)]));
+        assert_eq!(germinated(&d).len(), 2, "epoch {epoch}: {d:?}");
+        assert!(d.commands[0].reason.contains("growing every epoch"), "{}", d.commands[0].reason);
+    }
+    let at_target = ctl.step(&system(4, 0.995, vec![dormant_layer("fc1", 8)]));
+    assert!(germinated(&at_target).is_empty(), "the accuracy target still stops growth");
+}
+
+#[test]
+fn random_sites_ignore_health_but_repeat_for_the_same_epoch() {
+    let config = ControllerConfig {
+        trigger: GrowthTrigger::EveryEpoch,
+        sites: SiteSelection::Random,
+        max_germinations_per_epoch: 1,
+        ..Default::default()
+    };
+    let mut l = dormant_layer("fc1", 64);
+    l.health.seeds[5] = health(5, 0.0, 1.0); // by far the unhealthiest
+    let first =
+        |epoch| germinated(&Controller::new(config.clone()).unwrap().step(&system(epoch, 0.5, vec![l.clone()])));
+    assert_eq!(first(1), first(1), "the same epoch draws the same site");
+    let picks: Vec<usize> = (1..=12).map(|epoch| first(epoch)[0].1).collect();
+    assert!(picks.iter().filter(|&&p| p == 5).count() < 6, "health ignored: {picks:?}");
+    let distinct: std::collections::BTreeSet<_> = picks.iter().collect();
+    assert!(distinct.len() >= 6, "spread over the seeds: {picks:?}");
+    let reason = &Controller::new(config).unwrap().step(&system(1, 0.5, vec![l])).commands[0].reason;
+    assert!(reason.contains("random dormant seed"), "{reason}");
 }
 
 #[test]

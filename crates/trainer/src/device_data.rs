@@ -9,6 +9,7 @@ use burn::tensor::{Int, Tensor, TensorData};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
+use std::ops::Range;
 
 /// The examples of a data set as one batch on a device (see the module docs).
 #[derive(Clone, Debug)]
@@ -72,10 +73,21 @@ impl<B: Backend, T: Task> DeviceData<B, T> {
     /// The batches `batching` asks for, each gathered on the device ([`Task::select`]). The order
     /// (one index tensor) is uploaded once per call.
     pub fn batches<'a>(&'a self, task: &'a T, batching: Batching) -> impl Iterator<Item = T::Batch<B>> + 'a {
+        self.some_batches(task, batching, 0..usize::MAX)
+    }
+
+    /// Only the batches numbered `range` (from 0) of those `batching` asks for.
+    pub fn some_batches<'a>(
+        &'a self,
+        task: &'a T,
+        batching: Batching,
+        range: Range<usize>,
+    ) -> impl Iterator<Item = T::Batch<B>> + 'a {
         let n = batching.limit.min(self.len);
         let size = batching.size.max(1);
         let order = self.order(n, batching.shuffle);
-        (0..n).step_by(size).map(move |start| {
+        let first = range.start.saturating_mul(size).min(n);
+        (first..n).step_by(size).take(range.len()).map(move |start| {
             let indices = order.clone().narrow(0, start, size.min(n - start));
             task.select(&self.all, indices)
         })

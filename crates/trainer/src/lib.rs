@@ -12,6 +12,7 @@
 mod bus_config;
 mod data;
 mod device_data;
+mod epoch_plan;
 mod error;
 mod events;
 mod flops;
@@ -27,6 +28,7 @@ mod trainer;
 pub use bus_config::{BusConfig, OnTimeout};
 pub use data::{fashion_mnist, ImageSet, TextCorpus, TextWindows, Vocabulary, FASHION_MNIST_DIR, SHAKESPEARE_DIR};
 pub use device_data::{Batching, DeviceData};
+pub use epoch_plan::{EpochPlan, PassSlice};
 pub use error::{ErrorKind, TrainError};
 pub use events::{DecisionSource, EventLog, Observer, StageCounts};
 pub use flops::{attention_flops, blueprint_flops, conv2d_flops, linear_flops, CountFlops, FlopProfile};

@@ -31,6 +31,10 @@ pub struct TrainArgs {
     /// Examples per step (images, or text windows).
     #[arg(long)]
     pub batch_size: Option<usize>,
+    /// Optimizer steps an epoch takes (validation, growth decisions and a checkpoint at each
+    /// epoch end), walking the training set pass after pass [default: one pass an epoch].
+    #[arg(long, value_name = "N")]
+    pub steps_per_epoch: Option<usize>,
     /// Adam learning rate.
     #[arg(long)]
     pub lr: Option<f64>,

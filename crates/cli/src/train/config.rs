@@ -27,6 +27,7 @@ pub fn resolve(args: &TrainArgs) -> Result<RunConfig, CliError> {
     config.trainer.debug |= args.debug;
     set(&mut config.trainer.epochs, args.epochs);
     set(&mut config.trainer.batch_size, args.batch_size);
+    config.trainer.steps_per_epoch = args.steps_per_epoch.or(config.trainer.steps_per_epoch);
     set(&mut config.trainer.learning_rate, args.lr);
     set(&mut config.trainer.seed, args.seed);
     set(&mut config.model.num_seeds, args.seeds);

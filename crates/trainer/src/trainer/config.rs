@@ -12,6 +12,12 @@ pub struct TrainerConfig {
     pub epochs: u32,
     /// Examples (images, text windows) per optimizer step.
     pub batch_size: usize,
+    /// Optimizer steps an epoch takes, walking the training set pass after pass; unset (the
+    /// default), an epoch is one pass. Every epoch ends with validation, the controller's
+    /// decisions and a checkpoint, and the controller counts its stages in epochs: set this to
+    /// time growth in steps, whatever the data set's size (see [`crate::EpochPlan`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub steps_per_epoch: Option<usize>,
     /// Learning rate.
     pub learning_rate: f64,
     /// Seed of the shuffling order.
@@ -50,6 +56,7 @@ impl Default for TrainerConfig {
         Self {
             epochs: 10,
             batch_size: 128,
+            steps_per_epoch: None,
             learning_rate: 1e-3,
             seed: 42,
             spike_factor: 5.0,
@@ -69,8 +76,11 @@ impl TrainerConfig {
     /// Checks every value is usable; the error names the field.
     pub fn validate(&self) -> Result<(), MorphogenError> {
         let counts = [self.batch_size, self.eval_samples, self.eval_batch_size, self.loss_check_every];
-        let problem = if self.epochs == 0 || counts.contains(&0) {
-            Some("epochs, batch_size, eval_samples, eval_batch_size and loss_check_every must be at least 1")
+        let problem = if self.epochs == 0 || counts.contains(&0) || self.steps_per_epoch == Some(0) {
+            Some(
+                "epochs, batch_size, steps_per_epoch, eval_samples, eval_batch_size and loss_check_every must be at \
+                 least 1",
+            )
         } else if !(self.learning_rate.is_finite() && self.learning_rate > 0.0) {
             Some("learning_rate must be a finite value > 0")
         } else if self.spike_factor.is_nan() || self.spike_factor <= 1.0 {

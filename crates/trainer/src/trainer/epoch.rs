@@ -8,6 +8,7 @@ use super::rollback::KnownGood;
 use super::steps::{EpochEnd, Trained};
 use super::types::TrainingTypes;
 use super::{TrainOutcome, Trainer};
+use crate::epoch_plan::numbered_seed;
 use crate::resources::{measure, Resources};
 use crate::rules::EpochFacts;
 use crate::{
@@ -119,7 +120,7 @@ impl Trainer {
         }
         // Germination draws blueprint weights from the backend's generator: seeded by the run's
         // seed and the epoch alone, a resumed run grows the blueprints an uninterrupted one would.
-        T::Backend::seed(&run.device, self.epoch_seed(epoch) ^ GROWTH_STREAM);
+        T::Backend::seed(&run.device, numbered_seed(self.config.seed, epoch.into()) ^ GROWTH_STREAM);
         let model = self.grow(trained.model, &decisions.commands, &metrics, decided_by.as_deref(), run.observer)?;
         Ok(Attempt::Kept { model, metrics })
     }

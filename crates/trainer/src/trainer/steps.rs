@@ -1,4 +1,4 @@
-//! One pass over the training set: the optimizer steps of an epoch, each with its grafting step
+//! One epoch's optimizer steps, each with its grafting step
 //! and kernel-fallback report, and the divergence checks on their losses.
 
 use super::context::RunContext;
@@ -6,14 +6,14 @@ use super::loss_watch::LossWatch;
 use super::tensors::scalar;
 use super::types::TrainingTypes;
 use super::Trainer;
-use crate::{Batching, Observer, TaskModel, TrainError};
+use crate::{EpochPlan, Observer, TaskModel, TrainError};
 use burn::optim::{GradientsParams, Optimizer};
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 use morphogen_engine::{GraftSignals, SeededModel};
 use morphogen_flags::Feature;
 
-/// A completed pass over the training set.
+/// A completed epoch of steps.
 pub(super) struct Trained<M> {
     /// The model after the last step.
     pub model: M,
@@ -38,8 +38,8 @@ pub(super) enum EpochEnd<M> {
 }
 
 impl Trainer {
-    /// One pass over the training set in a fresh random order (the epoch's own seed), gathered
-    /// on the device; the losses are read back after the first step and every
+    /// One epoch's steps ([`EpochPlan`]: a pass over the training set in a fresh random order,
+    /// or `steps_per_epoch` steps of passes), gathered on the device; the losses are read back after the first step and every
     /// `loss_check_every` steps, and the pass stops at the first NaN/Inf or spiking one.
     pub(super) fn train_epoch<T: TrainingTypes>(
         &mut self,
@@ -49,12 +49,16 @@ impl Trainer {
         run: &mut RunContext<T>,
     ) -> Result<EpochEnd<T::Model>, TrainError> {
         self.apply_disabled_kernels(&model);
-        let batching = Batching::shuffled(self.config.batch_size, self.epoch_seed(epoch));
-        let batches = run.train.num_batches(batching);
+        let plan = EpochPlan::new(&self.config, run.train.len());
+        let batches = plan.steps();
         run.observer.epoch_started(epoch, batches);
         let mut correct = Tensor::<T::Backend, 1>::zeros([1], &run.device);
         let (mut watch, mut errors, mut predictions) = (LossWatch::new(self.config.spike_factor), 0, 0);
-        for (index, batch) in run.train.batches(&run.data.task, batching).enumerate() {
+        let slices = plan.slices(epoch);
+        let walk = slices.iter().flat_map(|slice| {
+            run.train.some_batches(&run.data.task, slice.batching, slice.first..slice.first + slice.count)
+        });
+        for (index, batch) in walk.enumerate() {
             let _step = tracing::debug_span!("step", step = self.step as i64).entered();
             let out = tracing::debug_span!("forward").in_scope(|| model.step(batch));
             errors += self.signals.pass_to(run.observer);
@@ -80,12 +84,6 @@ impl Trainer {
         let accuracy = scalar(correct) / predictions.max(1) as f32;
         let loss = (watch.sum / batches.max(1) as f64) as f32;
         Ok(EpochEnd::Done(Trained { model, loss, accuracy, steps: batches, errors }))
-    }
-
-    /// The shuffling seed of `epoch`: its own stream, so a resumed run sees the orders an
-    /// uninterrupted one would.
-    pub(super) fn epoch_seed(&self, epoch: u32) -> u64 {
-        self.config.seed ^ u64::from(epoch).wrapping_mul(0x9E37_79B9_7F4A_7C15)
     }
 
     /// One optimizer step on `loss`, then the seeds' grafting step, the kernel-fallback report

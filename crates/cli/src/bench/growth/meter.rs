@@ -9,7 +9,7 @@
 //! reports its seed states ([`Observer::layers_measured`]); an attempt rolled back before that
 //! is priced with the retry of the same epoch, which starts from the same seed states.
 
-use morphogen::trainer::{FlopProfile, Observer, Resources, TrainerConfig};
+use morphogen::trainer::{EpochPlan, FlopProfile, Observer, Resources, TrainerConfig};
 use morphogen::{LayerState, Stage};
 
 /// Forward passes a training step costs, backward included.
@@ -23,7 +23,10 @@ const RESOURCE_PASSES: u64 = 2;
 pub struct RunMeter {
     profile: FlopProfile,
     sizes: Sizes,
-    /// Steps of the current attempt at an epoch.
+    /// Which batches each epoch trains on.
+    plan: EpochPlan,
+    /// The current epoch, and the steps taken in the current attempt at it.
+    epoch: u32,
     steps: usize,
     /// Examples trained and evaluated since the work was last priced.
     trained: u64,
@@ -35,7 +38,6 @@ pub struct RunMeter {
 /// The sizes that decide how many examples each pass reads.
 struct Sizes {
     batch: usize,
-    train: usize,
     valid: usize,
     eval_samples: usize,
     max_evaluations: usize,
@@ -47,12 +49,12 @@ impl RunMeter {
     pub fn new(profile: FlopProfile, config: &TrainerConfig, train: usize, valid: usize) -> Self {
         let sizes = Sizes {
             batch: config.batch_size,
-            train,
             valid,
             eval_samples: config.eval_samples,
             max_evaluations: config.max_evaluations_per_epoch,
         };
-        Self { profile, sizes, steps: 0, trained: 0, evaluated: 0, flops: 0, resources: None }
+        let plan = EpochPlan::new(config, train);
+        Self { profile, sizes, plan, epoch: 1, steps: 0, trained: 0, evaluated: 0, flops: 0, resources: None }
     }
 
     /// Training FLOPs so far.
@@ -67,13 +69,12 @@ impl RunMeter {
 }
 
 impl Observer for RunMeter {
-    fn epoch_started(&mut self, _epoch: u32, _steps: usize) {
-        self.steps = 0;
+    fn epoch_started(&mut self, epoch: u32, _steps: usize) {
+        (self.epoch, self.steps) = (epoch, 0);
     }
 
     fn step(&mut self, _loss: f32) {
-        let done = self.steps * self.sizes.batch;
-        self.trained += self.sizes.batch.min(self.sizes.train.saturating_sub(done)) as u64;
+        self.trained += self.plan.batch_len(self.epoch, self.steps) as u64;
         self.steps += 1;
     }
 

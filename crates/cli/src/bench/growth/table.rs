@@ -4,9 +4,6 @@
 use super::variants::{Comparison, RunRow};
 use morphogen::Score;
 
-/// The variants, in the order the tables list them.
-const VARIANTS: [&str; 3] = ["static", "growing", "enlarged"];
-
 /// Mean and population standard deviation.
 fn mean_std(values: &[f64]) -> (f64, f64) {
     let n = values.len().max(1) as f64;
@@ -24,12 +21,12 @@ fn result_name(score: Score) -> &'static str {
 
 /// The summary table (one row per variant), every run, and the lifecycle's costs.
 pub fn table(comparison: &Comparison) -> String {
-    let Comparison { model, size_name, score, runs } = comparison;
+    let Comparison { model, size_name, score, variants, runs } = comparison;
     let mut out = format!("{model:?}, {}\n\n", result_name(*score)).to_lowercase();
     out += &format!(
         "| variant | {size_name} | runs | mean | spread (std) | trainable params | params added | germinated | fossilized | culled | wall s (mean) | training FLOPs (mean) |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n"
     );
-    for (variant, group) in groups(runs) {
+    for (variant, group) in groups(variants, runs) {
         let n = group.len();
         let avg = |f: fn(&RunRow) -> f64| group.iter().map(|r| f(r)).sum::<f64>() / n as f64;
         let (mean, std) = mean_std(&group.iter().map(|r| f64::from(r.result)).collect::<Vec<_>>());
@@ -66,7 +63,7 @@ pub fn table(comparison: &Comparison) -> String {
     out += "\nlifecycle costs at the last epoch end (means): seed state and bank bytes over every seeded layer, \
             and the seeded layers' share of one validation forward pass (telemetry and blending)\n\n\
             | variant | seed state bytes | bank bytes | seeded share of the pass |\n|---|---|---|---|\n";
-    for (variant, group) in groups(runs) {
+    for (variant, group) in groups(variants, runs) {
         let avg = |f: fn(&RunRow) -> f64| group.iter().map(|r| f(r)).sum::<f64>() / group.len() as f64;
         out += &format!(
             "| {variant} | {:.0} | {:.0} | {:.1}% |\n",
@@ -78,11 +75,14 @@ pub fn table(comparison: &Comparison) -> String {
     out
 }
 
-/// The runs of each variant that has any, in [`VARIANTS`] order.
-fn groups(runs: &[RunRow]) -> impl Iterator<Item = (&'static str, Vec<&RunRow>)> {
-    VARIANTS
-        .into_iter()
-        .map(|v| (v, runs.iter().filter(|r| r.variant == v).collect::<Vec<_>>()))
+/// The runs of each of `variants` that has any, in that order.
+fn groups<'a>(
+    variants: &'a [&'static str],
+    runs: &'a [RunRow],
+) -> impl Iterator<Item = (&'static str, Vec<&'a RunRow>)> + 'a {
+    variants
+        .iter()
+        .map(|&v| (v, runs.iter().filter(|r| r.variant == v).collect::<Vec<_>>()))
         .filter(|(_, g)| !g.is_empty())
 }
 

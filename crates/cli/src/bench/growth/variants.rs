@@ -1,5 +1,5 @@
-//! The runs of `morphogen bench growth`: static, growing, and static but enlarged to the
-//! parameter count growing ended with, each trained once per seed, for any preset and task.
+//! The runs of `morphogen bench growth`: the [`Variant`]s asked for, each trained once per seed,
+//! for any preset and task.
 
 use super::enlarged::{enlarged, size, size_name};
 use super::meter::RunMeter;
@@ -10,10 +10,75 @@ use crate::train::once::{train_once, Lifetime};
 use morphogen::burn::data::dataset::Dataset;
 use morphogen::burn::module::AutodiffModule;
 use morphogen::burn::tensor::backend::AutodiffBackend;
+use morphogen::controller::SiteSelection;
 use morphogen::trainer::RunConfig;
 use morphogen::trainer::{CountFlops, EventLog, ModelConfig, ModelKind, Task, TaskData, TaskModel};
 use morphogen::{MorphogenError, Score, SeededModel, Stage};
 use serde::Serialize;
+
+/// One way to train the preset.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
+pub enum Variant {
+    /// The host alone: the controller never germinates.
+    Static,
+    /// The host, grown by the controller as configured.
+    Growing,
+    /// Growing, with seeds germinated at random sites instead of the unhealthiest (the
+    /// ablation of the controller's choice of sites).
+    RandomSites,
+    /// Static, the host enlarged to the parameter count `growing` ended with (its mean).
+    Enlarged,
+    /// Static, the host enlarged to `--full-ratio` times its parameters.
+    Full,
+}
+
+impl Variant {
+    /// The name the tables print.
+    pub fn name(self) -> &'static str {
+        match self {
+            Variant::Static => "static",
+            Variant::Growing => "growing",
+            Variant::RandomSites => "random sites",
+            Variant::Enlarged => "enlarged",
+            Variant::Full => "full",
+        }
+    }
+}
+
+/// What to run: the variants (sorted, once each), seeds per variant, the full host's size.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    /// The variants, in [`Variant`] order.
+    pub variants: Vec<Variant>,
+    /// Seeds (repeats) per variant.
+    pub repeats: u64,
+    /// The full host's parameters, as a multiple of the host's.
+    pub full_ratio: f64,
+}
+
+impl Plan {
+    /// Checks the plan can run: `enlarged` needs `growing`'s parameter count, `full` a ratio
+    /// of at least 1, and there is at least one run.
+    pub fn validate(&self) -> Result<(), CliError> {
+        let bad = |problem: &str, hint: &str| {
+            Err(CliError::Engine(MorphogenError::InvalidConfig {
+                component: "bench growth".into(),
+                problem: problem.into(),
+                hint: hint.into(),
+            }))
+        };
+        if self.repeats == 0 || self.variants.is_empty() {
+            return bad("nothing to run", "pass --repeats 1 or more and at least one --variants entry");
+        }
+        if self.variants.contains(&Variant::Enlarged) && !self.variants.contains(&Variant::Growing) {
+            return bad("the enlarged variant is sized by the growing runs", "add growing to --variants");
+        }
+        if self.variants.contains(&Variant::Full) && !(self.full_ratio.is_finite() && self.full_ratio >= 1.0) {
+            return bad("--full-ratio must be a finite number >= 1", "4 makes the full host about 4x the host");
+        }
+        Ok(())
+    }
+}
 
 /// Every run of a comparison, and what its numbers mean.
 #[derive(Clone, Debug, Serialize)]
@@ -25,6 +90,8 @@ pub struct Comparison {
     /// The task's score: accuracy (higher is better) or negative perplexity, which the runs
     /// report as perplexity (lower is better).
     pub score: Score,
+    /// The variants run, in table order.
+    pub variants: Vec<&'static str>,
     /// Every run.
     pub runs: Vec<RunRow>,
 }
@@ -32,7 +99,7 @@ pub struct Comparison {
 /// One finished run, as reported.
 #[derive(Clone, Debug, Serialize)]
 pub struct RunRow {
-    /// `static`, `growing` or `enlarged`.
+    /// The variant's name ([`Variant::name`]).
     pub variant: &'static str,
     /// Shuffling and initialisation seed.
     pub seed: u64,
@@ -63,16 +130,14 @@ pub struct RunRow {
     pub seeded_share: f64,
 }
 
-/// Runs the three variants of the run `base` describes `repeats` times on backend `B`.
-pub fn run<B: AutodiffBackend>(device: &B::Device, base: &RunConfig, repeats: u64) -> Result<Comparison, CliError> {
+/// Runs the variants of `plan` of the run `base` describes on backend `B`.
+pub fn run<B: AutodiffBackend>(device: &B::Device, base: &RunConfig, plan: &Plan) -> Result<Comparison, CliError> {
     match base.model.kind {
-        ModelKind::Mlp => Bench::<B, _, _>::new(base, image_data(base)?, ModelConfig::mlp, device).compare(repeats),
-        ModelKind::Cnn => Bench::<B, _, _>::new(base, image_data(base)?, ModelConfig::cnn, device).compare(repeats),
-        ModelKind::Resnet => {
-            Bench::<B, _, _>::new(base, image_data(base)?, ModelConfig::resnet, device).compare(repeats)
-        }
+        ModelKind::Mlp => Bench::<B, _, _>::new(base, image_data(base)?, ModelConfig::mlp, device).compare(plan),
+        ModelKind::Cnn => Bench::<B, _, _>::new(base, image_data(base)?, ModelConfig::cnn, device).compare(plan),
+        ModelKind::Resnet => Bench::<B, _, _>::new(base, image_data(base)?, ModelConfig::resnet, device).compare(plan),
         ModelKind::Transformer => {
-            Bench::<B, _, _>::new(base, text_data(base)?, ModelConfig::transformer, device).compare(repeats)
+            Bench::<B, _, _>::new(base, text_data(base)?, ModelConfig::transformer, device).compare(plan)
         }
     }
 }
@@ -97,23 +162,35 @@ where
         Self { base, data, build, device }
     }
 
-    /// Growing and static `repeats` times, then enlarged to the mean grown parameter count.
-    fn compare(&self, repeats: u64) -> Result<Comparison, CliError> {
+    /// The variants of `plan`, each `repeats` times, seed by seed; the enlarged host after the
+    /// growing runs that size it.
+    fn compare(&self, plan: &Plan) -> Result<Comparison, CliError> {
         let mut rows = Vec::new();
-        for seed in 1..=repeats {
-            rows.push(self.one(self.base, "growing", true, seed)?);
-            rows.push(self.one(self.base, "static", false, seed)?);
-        }
-        let grown: Vec<usize> = rows.iter().filter(|r| r.variant == "growing").map(|r| r.params_added).collect();
-        let added = grown.iter().sum::<usize>() / grown.len().max(1);
-        let target = self.params(&self.base.model)? + added;
-        let enlarged =
-            RunConfig { model: enlarged(&self.base.model, target, |m| self.params(m))?, ..self.base.clone() };
-        for seed in 1..=repeats {
-            rows.push(self.one(&enlarged, "enlarged", false, seed)?);
+        let host = self.params(&self.base.model)?;
+        for &variant in &plan.variants {
+            let config = match variant {
+                Variant::Static | Variant::Growing => self.base.clone(),
+                Variant::RandomSites => {
+                    let mut config = self.base.clone();
+                    config.controller.sites = SiteSelection::Random;
+                    config
+                }
+                Variant::Enlarged => self.sized(host + mean_params_added(&rows))?,
+                Variant::Full => self.sized((host as f64 * plan.full_ratio).round() as usize)?,
+            };
+            let growth = matches!(variant, Variant::Growing | Variant::RandomSites);
+            for seed in 1..=plan.repeats {
+                rows.push(self.one(&config, variant.name(), growth, seed)?);
+            }
         }
         let kind = self.base.model.kind;
-        Ok(Comparison { model: kind, size_name: size_name(kind), score: self.data.task.score(), runs: rows })
+        let variants = plan.variants.iter().map(|v| v.name()).collect();
+        Ok(Comparison { model: kind, size_name: size_name(kind), score: self.data.task.score(), variants, runs: rows })
+    }
+
+    /// The base run with the host enlarged to about `target` trainable parameters.
+    fn sized(&self, target: usize) -> Result<RunConfig, CliError> {
+        Ok(RunConfig { model: enlarged(&self.base.model, target, |m| self.params(m))?, ..self.base.clone() })
     }
 
     /// Trainable parameters of the preset `model` describes.
@@ -155,4 +232,11 @@ where
             seeded_share: if resources.forward_seconds > 0.0 { seeded / resources.forward_seconds } else { 0.0 },
         })
     }
+}
+
+/// The parameters the growing runs among `rows` added, on average.
+fn mean_params_added(rows: &[RunRow]) -> usize {
+    let grown: Vec<usize> =
+        rows.iter().filter(|r| r.variant == Variant::Growing.name()).map(|r| r.params_added).collect();
+    grown.iter().sum::<usize>() / grown.len().max(1)
 }
