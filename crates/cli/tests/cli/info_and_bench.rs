@@ -78,3 +78,59 @@ fn seeds_beyond_features_are_skipped_rows() {
     let row = &json["rows"][0];
     assert!(row["measured"].is_null() && row["skipped"].is_string(), "{row}");
 }
+
+#[test]
+fn growth_bench_runs_the_variants_asked_for_in_order() {
+    let path = temp_json("growth");
+    let config = scratch("bench-growth-config").join("grow.toml");
+    std::fs::write(&config, "[controller]\ntrigger = \"every_epoch\"\n").unwrap();
+    let out = run(&[
+        "bench",
+        "growth",
+        "--config",
+        config.to_str().unwrap(),
+        "--hidden",
+        "8",
+        "--train-subset",
+        "300",
+        "--valid-subset",
+        "100",
+        "--batch-size",
+        "50",
+        "--steps-per-epoch",
+        "4",
+        "--epochs",
+        "3",
+        "--repeats",
+        "1",
+        "--variants",
+        "full,random-sites,static,growing",
+        "--json",
+        path.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).expect("json written")).unwrap();
+    std::fs::remove_file(&path).ok();
+    let names: Vec<&str> = json["variants"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    assert_eq!(names, ["static", "growing", "random sites", "full"]);
+    let runs = json["runs"].as_array().unwrap();
+    let run_of = |name: &str| runs.iter().find(|r| r["variant"] == name).unwrap_or_else(|| panic!("{name} ran"));
+    let (host, full) = (run_of("static"), run_of("full"));
+    assert_eq!(run_of("growing")["germinated"].as_u64().map(|g| g > 0), Some(true), "every_epoch grew");
+    assert_eq!(run_of("static")["germinated"].as_u64(), Some(0));
+    let ratio = full["host_params"].as_f64().unwrap() / host["host_params"].as_f64().unwrap();
+    assert!((3.0..5.0).contains(&ratio), "full is about 4x the host's parameters: {ratio}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.matches("| random sites | 1 |").count(), 1, "each run reported as it ends: {stderr}");
+}
+
+#[test]
+fn an_enlarged_variant_without_growing_runs_is_refused() {
+    let out = run(&["bench", "growth", "--variants", "static,enlarged"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("enlarged") && stderr.contains("add growing"), "{stderr}");
+    let out = run(&["bench", "growth", "--variants", "full", "--full-ratio", "0.5"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--full-ratio"));
+}

@@ -1,10 +1,10 @@
 //! The growth loop end to end on real Fashion-MNIST (Debian's `dataset-fashion-mnist`).
 
-use crate::common::{data, seeded_through_inner, B};
+use crate::common::{data, pooled_data, seeded_through_inner, B};
 use burn::optim::{AdamConfig, Optimizer};
 use burn::tensor::backend::Backend;
 use morphogen_contracts::Stage;
-use morphogen_controller::{Controller, ControllerConfig};
+use morphogen_controller::{Controller, ControllerConfig, GrowthTrigger};
 use morphogen_engine::SeededModel;
 use morphogen_trainer::{
     fashion_mnist, EventLog, ImageBatch, ImageClassification, Mlp, ModelConfig, StepOutput, TaskModel, TrainError,
@@ -64,6 +64,45 @@ fn a_full_lifecycle_fossilizes_and_culls_through_the_trainer() {
     assert!(out.model.params_added() > 0);
     // The optimizer kept state for the host weights across every growth step.
     assert!(out.optim.to_record().contains_key(&out.model.fc1.host.weight.id));
+}
+
+#[test]
+fn epochs_of_n_steps_run_the_lifecycle_inside_one_pass() {
+    // 2,000 images in batches of 50 are a pass of 40 steps; epochs of 8 steps put five epoch
+    // ends (and growth decisions) in each pass.
+    let data = pooled_data(2000, 400, 2);
+    let device = Default::default();
+    B::seed(&device, 3);
+    let model: Mlp<B> = ModelConfig { hidden: 16, num_seeds: 4, graft_ramp_steps: 4, ..Default::default() }
+        .mlp(&data.task, &device)
+        .unwrap();
+    let config = TrainerConfig {
+        epochs: 10,
+        batch_size: 50,
+        steps_per_epoch: Some(8),
+        learning_rate: 2e-3,
+        eval_samples: 400,
+        seed: 3,
+        ..Default::default()
+    };
+    let controller = Controller::new(ControllerConfig {
+        trigger: GrowthTrigger::EveryEpoch,
+        max_active_per_layer: 4,
+        max_germinations_per_epoch: 4,
+        ..Default::default()
+    })
+    .unwrap();
+    let mut trainer = Trainer::new(config, controller, EventLog::in_memory()).unwrap();
+    let out = trainer.run(model, AdamConfig::new().init(), &data, &mut ()).unwrap();
+    let steps: Vec<u64> = out.history.iter().map(|m| m.step).collect();
+    assert_eq!(steps, (1..=10).map(|e| e * 8).collect::<Vec<_>>(), "an epoch is 8 steps");
+    let events = trainer.events().events();
+    let first = |stage: Stage| events.iter().filter(|e| e.to == stage).map(|e| e.step).min();
+    assert!(first(Stage::Germinated) == Some(8), "growth from the first epoch end: {:?}", first(Stage::Germinated));
+    // 80 steps are two passes: with epochs of a whole pass, two epochs could not get a seed
+    // from germination to its last gate.
+    assert!(first(Stage::Fossilized).or(first(Stage::Culled)).is_some(), "no seed reached its last gate");
+    assert!(out.history.last().unwrap().val_accuracy > 0.5, "it learned: {:?}", out.history.last());
 }
 
 /// An MLP whose logits turn NaN on one chosen forward call.

@@ -46,19 +46,7 @@ pub fn table(comparison: &Comparison) -> String {
         "\n| variant | seed | {size_name} | result | params added | germinated | fossilized | culled | wall s | training FLOPs |\n|---|---|---|---|---|---|---|---|---|---|\n"
     );
     for r in runs {
-        out += &format!(
-            "| {} | {} | {} | {:.4} | {} | {} | {} | {} | {:.1} | {:.3e} |\n",
-            r.variant,
-            r.seed,
-            r.size,
-            r.result,
-            r.params_added,
-            r.germinated,
-            r.fossilized,
-            r.culled,
-            r.seconds,
-            r.train_flops as f64
-        );
+        out += &r.markdown_row();
     }
     out += "\nlifecycle costs at the last epoch end (means): seed state and bank bytes over every seeded layer, \
             and the seeded layers' share of one validation forward pass (telemetry and blending)\n\n\

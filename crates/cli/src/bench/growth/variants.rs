@@ -130,6 +130,26 @@ pub struct RunRow {
     pub seeded_share: f64,
 }
 
+impl RunRow {
+    /// The run as a row of the table of every run (with its line end).
+    pub fn markdown_row(&self) -> String {
+        let r = self;
+        format!(
+            "| {} | {} | {} | {:.4} | {} | {} | {} | {} | {:.1} | {:.3e} |\n",
+            r.variant,
+            r.seed,
+            r.size,
+            r.result,
+            r.params_added,
+            r.germinated,
+            r.fossilized,
+            r.culled,
+            r.seconds,
+            r.train_flops as f64
+        )
+    }
+}
+
 /// Runs the variants of `plan` of the run `base` describes on backend `B`.
 pub fn run<B: AutodiffBackend>(device: &B::Device, base: &RunConfig, plan: &Plan) -> Result<Comparison, CliError> {
     match base.model.kind {
@@ -180,7 +200,10 @@ where
             };
             let growth = matches!(variant, Variant::Growing | Variant::RandomSites);
             for seed in 1..=plan.repeats {
-                rows.push(self.one(&config, variant.name(), growth, seed)?);
+                let row = self.one(&config, variant.name(), growth, seed)?;
+                // Each run as it ends: a long benchmark cut short keeps what it measured.
+                eprint!("{}", row.markdown_row());
+                rows.push(row);
             }
         }
         let kind = self.base.model.kind;
@@ -208,7 +231,6 @@ where
         let model = (self.build)(&config.model, &self.data.task, self.device)?;
         let profile = model.flop_profile(&self.data.task);
         let mut meter = RunMeter::new(profile, &config.trainer, self.data.train.len(), self.data.valid.len());
-        eprintln!("{variant} seed {seed}: {} {}", size_name(config.model.kind), size(&config.model));
         let run = train_once(model, &config, &self.data, EventLog::in_memory(), Lifetime::default(), &mut meter)?;
         let resources = meter.resources().cloned().unwrap_or_default();
         let seeded: f64 = resources.layers.iter().map(|l| l.seeded_seconds).sum();
