@@ -70,7 +70,8 @@ fn germinated(d: &morphogen_contracts::Decisions) -> Vec<(String, usize)> {
 
 #[test]
 fn grows_at_the_unhealthiest_seed_only_on_a_plateau() {
-    let mut ctl = Controller::new(ControllerConfig { patience: 2, ..Default::default() }).unwrap();
+    let config = ControllerConfig { trigger: GrowthTrigger::Plateau, patience: 2, ..Default::default() };
+    let mut ctl = Controller::new(config).unwrap();
     let mut l = dormant_layer("fc1", 4);
     l.health.seeds[2] = health(2, 0.01, 0.75); // low variance, mostly dead
     assert!(germinated(&ctl.step(&system(1, 0.50, vec![l.clone()]))).is_empty(), "first epoch sets the baseline");
@@ -85,7 +86,12 @@ fn grows_at_the_unhealthiest_seed_only_on_a_plateau() {
 
 #[test]
 fn the_every_epoch_trigger_grows_from_the_first_epoch_even_while_improving() {
-    let config = ControllerConfig { trigger: GrowthTrigger::EveryEpoch, patience: 5, ..Default::default() };
+    let config = ControllerConfig {
+        trigger: GrowthTrigger::EveryEpoch,
+        patience: 5,
+        max_germinations_per_epoch: 2,
+        ..Default::default()
+    };
     let mut ctl = Controller::new(config).unwrap();
     for (epoch, accuracy) in [(1, 0.5), (2, 0.6), (3, 0.7)] {
         let d = ctl.step(&system(epoch, accuracy, vec![dormant_layer("fc1", 8)]));
@@ -270,7 +276,8 @@ fn bad_config_is_rejected_with_the_field_named() {
 
 #[test]
 fn a_language_model_plateaus_on_perplexity_not_accuracy() {
-    let config = ControllerConfig { patience: 1, plateau_delta: 0.01, ..Default::default() };
+    let config =
+        ControllerConfig { trigger: GrowthTrigger::Plateau, patience: 1, plateau_delta: 0.01, ..Default::default() };
     let mut ctl = Controller::new(config).unwrap();
     let lm = |epoch, val_loss| {
         let mut s = system(epoch, 0.3, vec![dormant_layer("blocks.0.mlp.fc1", 2)]);
