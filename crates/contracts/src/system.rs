@@ -93,6 +93,11 @@ pub struct SeedEvaluation {
     pub accuracy_with: f32,
     /// Validation accuracy without it.
     pub accuracy_without: f32,
+    /// Standard error of [`SeedEvaluation::contribution`]: the spread of the contribution over
+    /// equal slices of the samples, divided by the root of their number (0 when not measured).
+    /// A contribution within a few of these of 0 is noise.
+    #[serde(default)]
+    pub contribution_stderr: f32,
 }
 
 impl SeedEvaluation {

@@ -111,7 +111,8 @@ struct CompactState<'a> {
 pub(crate) fn serialize<S: Serializer>(system: &&SystemState, serializer: S) -> Result<S::Ok, S::Error> {
     let m = &system.metrics;
     let evaluation = |e: &SeedEvaluation| {
-        (e.seed.clone(), all_bytes(&[e.loss_with, e.loss_without, e.accuracy_with, e.accuracy_without]))
+        let numbers = [e.loss_with, e.loss_without, e.accuracy_with, e.accuracy_without, e.contribution_stderr];
+        (e.seed.clone(), all_bytes(&numbers))
     };
     CompactState {
         epoch: m.epoch,
@@ -133,7 +134,7 @@ pub(crate) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<
 }
 
 fn expand_state(c: CompactState<'_>) -> Result<SystemState, String> {
-    let [train_loss, train_accuracy, val_loss, val_accuracy] = four(&c.metrics, "metrics")?;
+    let [train_loss, train_accuracy, val_loss, val_accuracy] = fixed::<4>(&c.metrics, "metrics")?;
     let metrics = GlobalMetrics {
         epoch: c.epoch,
         step: c.step,
@@ -144,8 +145,9 @@ fn expand_state(c: CompactState<'_>) -> Result<SystemState, String> {
         score: c.score,
     };
     let evaluation = |(seed, numbers): (SeedAddress, Floats)| {
-        let [loss_with, loss_without, accuracy_with, accuracy_without] = four(&numbers, "evaluation")?;
-        Ok(SeedEvaluation { seed, loss_with, loss_without, accuracy_with, accuracy_without })
+        let [loss_with, loss_without, accuracy_with, accuracy_without, contribution_stderr] =
+            fixed::<5>(&numbers, "evaluation")?;
+        Ok(SeedEvaluation { seed, loss_with, loss_without, accuracy_with, accuracy_without, contribution_stderr })
     };
     Ok(SystemState {
         metrics,
@@ -182,13 +184,14 @@ fn in_parallel<T: Send, U: Send>(items: Vec<T>, seeds: impl Fn(&T) -> usize, f: 
 }
 
 /// Four numbers as one column of bytes.
-fn all_bytes(values: &[f32; 4]) -> Floats<'static> {
+fn all_bytes(values: &[f32]) -> Floats<'static> {
     Floats::Bytes(STANDARD.encode(values.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>()).into())
 }
 
-fn four(column: &Floats<'_>, what: &str) -> Result<[f32; 4], String> {
-    let values = expand_floats(column, 4, what)?;
-    Ok([values[0], values[1], values[2], values[3]])
+/// The `N` numbers of a fixed-length column.
+fn fixed<const N: usize>(column: &Floats<'_>, what: &str) -> Result<[f32; N], String> {
+    let values = expand_floats(column, N, what)?;
+    Ok(std::array::from_fn(|i| values[i]))
 }
 
 fn compact_layer(layer: &LayerState) -> CompactLayer<'static> {
@@ -437,9 +440,16 @@ mod tests {
     }
 
     fn system() -> impl Strategy<Value = SystemState> {
-        let evaluation = (0usize..9, float(), float(), float(), float()).prop_map(|(seed, a, b, c, d)| {
+        let evaluation = (0usize..9, float(), float(), float(), float(), float()).prop_map(|(seed, a, b, c, d, e)| {
             let seed = SeedAddress { layer: "blocks.0.fc".into(), seed };
-            SeedEvaluation { seed, loss_with: a, loss_without: b, accuracy_with: c, accuracy_without: d }
+            SeedEvaluation {
+                seed,
+                loss_with: a,
+                loss_without: b,
+                accuracy_with: c,
+                accuracy_without: d,
+                contribution_stderr: e,
+            }
         });
         let metrics = (float(), float(), float(), float()).prop_map(|(a, b, c, d)| GlobalMetrics {
             epoch: 4,

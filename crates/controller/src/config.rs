@@ -37,6 +37,9 @@ pub struct ControllerConfig {
     pub stabilization_epochs: u32,
     /// Validation-loss reduction a seed must bring in EVALUATING to be kept.
     pub min_contribution: f32,
+    /// The evaluation gate also asks the reduction to be at least this many of its standard
+    /// errors (measured over slices of the samples): above the noise floor. 0 turns it off.
+    pub min_contribution_z: f32,
     /// Epochs in FINE_TUNING before the final gate.
     pub fine_tuning_epochs: u32,
     /// Failures after which a layer quarantines a seed (mirror of the layers' setting).
@@ -67,6 +70,7 @@ impl Default for ControllerConfig {
             min_output_rms: 1e-6,
             stabilization_epochs: 1,
             min_contribution: 0.0,
+            min_contribution_z: 0.0,
             fine_tuning_epochs: 1,
             quarantine_after: 3,
             linear_blueprint: "residual_mlp".into(),
@@ -125,6 +129,9 @@ impl ControllerConfig {
         }
         if !self.min_contribution.is_finite() {
             return bad("min_contribution", "use a finite value");
+        }
+        if !(self.min_contribution_z.is_finite() && self.min_contribution_z >= 0.0) {
+            return bad("min_contribution_z", "use a finite value >= 0 (0 turns the noise test off)");
         }
         if self.quarantine_after == 0 {
             return bad("quarantine_after", "use at least 1");

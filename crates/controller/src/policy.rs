@@ -123,12 +123,13 @@ impl Controller {
             }
             Stage::Evaluating => {
                 let eval = system.evaluations.iter().find(|e| e.seed == at)?;
-                let gain = eval.contribution();
+                let (gain, stderr) = (eval.contribution(), eval.contribution_stderr);
+                let floor = c.min_contribution.max(c.min_contribution_z * stderr);
                 let detail = format!(
-                    "val loss {:.4} with, {:.4} without (contribution {gain:+.4}, minimum {:+.4})",
-                    eval.loss_with, eval.loss_without, c.min_contribution
+                    "val loss {:.4} with, {:.4} without (contribution {gain:+.4} +- {stderr:.4}, minimum {floor:+.4})",
+                    eval.loss_with, eval.loss_without
                 );
-                if gain >= c.min_contribution {
+                if gain >= floor {
                     self.state.fine_tuning_entry.insert(key(&at), (m.val_loss, m.val_score()));
                     Some(Command::advance(at, Stage::FineTuning, format!("evaluation passed: {detail}")))
                 } else {

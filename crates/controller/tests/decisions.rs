@@ -203,6 +203,30 @@ fn training_gate_passes_bounded_learning_and_culls_the_rest() {
 }
 
 #[test]
+fn the_evaluation_gate_asks_a_contribution_above_its_noise() {
+    let config = ControllerConfig { min_contribution_z: 2.0, ..Default::default() };
+    let judged = |stderr: f32| {
+        let mut s = system(1, 0.5, vec![with_stage(Stage::Evaluating, 1, health(0, 1.0, 0.0))]);
+        s.evaluations = vec![SeedEvaluation {
+            seed: morphogen_contracts::SeedAddress { layer: "fc1".into(), seed: 0 },
+            loss_with: 0.5,
+            loss_without: 0.6,
+            accuracy_with: 0.8,
+            accuracy_without: 0.79,
+            contribution_stderr: stderr,
+        }];
+        only(&Controller::new(config.clone()).unwrap().step(&s))
+    };
+    let (to, why) = judged(0.04);
+    assert_eq!(to, Stage::FineTuning, "0.1 is 2.5 standard errors: {why}");
+    let (to, why) = judged(0.06);
+    assert_eq!(to, Stage::Culled, "0.1 is 1.7 standard errors: noise");
+    assert!(why.contains("+- 0.0600") && why.contains("minimum +0.1200"), "{why}");
+    let refused = Controller::new(ControllerConfig { min_contribution_z: -1.0, ..Default::default() });
+    assert!(refused.unwrap_err().to_string().contains("min_contribution_z"));
+}
+
+#[test]
 fn evaluation_and_fine_tuning_gates() {
     let mut ctl = Controller::new(ControllerConfig::default()).unwrap();
     let h = health(0, 1.0, 0.0);
@@ -212,6 +236,7 @@ fn evaluation_and_fine_tuning_gates() {
         loss_without: 0.6,
         accuracy_with: 0.8,
         accuracy_without: 0.79,
+        contribution_stderr: 0.0,
     };
     let mut s = system(1, 0.5, vec![with_stage(Stage::Evaluating, 1, h.clone())]);
     assert!(ctl.step(&s).commands.is_empty(), "waits for a measurement");

@@ -144,6 +144,19 @@ mod tests {
     }
 
     #[test]
+    fn every_shipped_config_parses_and_validates() {
+        let shipped = [
+            include_str!("../../../configs/small-host.toml"),
+            include_str!("../../../configs/resnet-growth.toml"),
+            include_str!("../../../configs/transformer-growth.toml"),
+        ];
+        for text in shipped {
+            let config = RunConfig::from_toml(text).unwrap_or_else(|e| panic!("{e}: {text}"));
+            config.validate().unwrap_or_else(|e| panic!("{e}: {text}"));
+        }
+    }
+
+    #[test]
     fn the_seed_count_reads_under_its_old_name_too() {
         for key in ["num_seeds", "seeds"] {
             let config = RunConfig::from_toml(&format!("[model]\n{key} = 4\n")).unwrap();

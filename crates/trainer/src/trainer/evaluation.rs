@@ -38,6 +38,10 @@ pub struct Evaluation {
     pub accuracy: f32,
 }
 
+/// Slices the samples of a seed measurement fall into: the contribution's standard error is
+/// its spread over them.
+const CONTRIBUTION_SLICES: usize = 8;
+
 /// Mean loss and accuracy of `model` on the first `budget.samples` examples of `data`. The sums
 /// stay on the device until one read at the end.
 pub fn evaluate<B, T, M>(model: &M, task: &T, data: &DeviceData<B, T>, budget: EvalBudget) -> Evaluation
@@ -46,30 +50,47 @@ where
     T: Task,
     M: TaskModel<B, T>,
 {
-    let _span = tracing::debug_span!("evaluate", samples = budget.samples.min(data.len()) as i64).entered();
-    let batching = Batching::in_order(budget.batch_size).first(budget.samples);
-    let mut sums: Option<(Tensor<B, 1>, Tensor<B, 1>)> = None;
-    let mut predictions = 0usize;
+    totals(&batch_sums(model, task, data, Batching::in_order(budget.batch_size).first(budget.samples)))
+}
+
+/// The loss and correct-prediction totals of one batch.
+#[derive(Clone, Copy, Debug)]
+struct BatchSums {
+    loss: f64,
+    correct: f64,
+    predictions: usize,
+}
+
+/// Each batch's totals of `model` on the batches `batching` gives, read back at once.
+fn batch_sums<B, T, M>(model: &M, task: &T, data: &DeviceData<B, T>, batching: Batching) -> Vec<BatchSums>
+where
+    B: Backend,
+    T: Task,
+    M: TaskModel<B, T>,
+{
+    let _span = tracing::debug_span!("evaluate", samples = batching.limit.min(data.len()) as i64).entered();
+    let (mut losses, mut corrects, mut predictions) = (Vec::new(), Vec::new(), Vec::new());
     for batch in data.batches(task, batching) {
         let out = model.step(batch);
-        let loss = out.loss * out.predictions as f32;
-        sums = Some(match sums {
-            Some((l, c)) => (l + loss, c + out.correct),
-            None => (loss, out.correct),
-        });
-        predictions += out.predictions;
+        losses.push(out.loss * out.predictions as f32);
+        corrects.push(out.correct);
+        predictions.push(out.predictions);
     }
-    let Some((loss, correct)) = sums else {
-        return Evaluation { loss: 0.0, accuracy: 0.0 };
-    };
-    let totals = Tensor::cat(vec![loss, correct], 0).into_data().convert::<f64>().to_vec::<f64>().expect("f64 sums");
-    let n = predictions.max(1) as f64;
-    Evaluation { loss: (totals[0] / n) as f32, accuracy: (totals[1] / n) as f32 }
+    if predictions.is_empty() {
+        return Vec::new();
+    }
+    let totals = Tensor::cat([losses, corrects].concat(), 0).into_data().convert::<f64>().to_vec::<f64>();
+    let totals = totals.expect("f64 sums");
+    let (loss, correct) = totals.split_at(predictions.len());
+    (0..predictions.len())
+        .map(|i| BatchSums { loss: loss[i], correct: correct[i], predictions: predictions[i] })
+        .collect()
 }
 
 /// Measures every EVALUATING seed of `model` (up to `budget.max_seeds`): validation loss and
-/// accuracy with the seed, and with its alpha forced to 0. One pass for the baseline, one per
-/// measured seed. The controller's evaluation gate reads the result (pass it to
+/// accuracy with the seed, and with its alpha forced to 0, and the standard error of the
+/// difference over [`CONTRIBUTION_SLICES`] slices of the samples. One pass for the baseline,
+/// one per measured seed. The controller's evaluation gate reads the result (pass it to
 /// [`measure_system`]).
 pub fn evaluate_seeds<B, T, M>(model: &M, task: &T, valid: &DeviceData<B, T>, budget: EvalBudget) -> Vec<SeedEvaluation>
 where
@@ -82,20 +103,47 @@ where
     if targets.is_empty() {
         return Vec::new();
     }
-    let with = evaluate(model, task, valid, budget);
+    let samples = budget.samples.min(valid.len());
+    let slice = budget.batch_size.min(samples.div_ceil(CONTRIBUTION_SLICES)).max(1);
+    let batching = Batching::in_order(slice).first(samples);
+    let with = batch_sums(model, task, valid, batching);
     targets
         .into_iter()
         .map(|seed| {
-            let without = evaluate(&without(model, &seed), task, valid, budget);
+            let without = batch_sums(&without(model, &seed), task, valid, batching);
+            let (w, wo) = (totals(&with), totals(&without));
             SeedEvaluation {
                 seed,
-                loss_with: with.loss,
-                loss_without: without.loss,
-                accuracy_with: with.accuracy,
-                accuracy_without: without.accuracy,
+                loss_with: w.loss,
+                loss_without: wo.loss,
+                accuracy_with: w.accuracy,
+                accuracy_without: wo.accuracy,
+                contribution_stderr: contribution_stderr(&with, &without),
             }
         })
         .collect()
+}
+
+/// Mean loss and accuracy over `batches`.
+fn totals(batches: &[BatchSums]) -> Evaluation {
+    let n = batches.iter().map(|b| b.predictions).sum::<usize>().max(1) as f64;
+    let (loss, correct) = batches.iter().fold((0.0, 0.0), |(l, c), b| (l + b.loss, c + b.correct));
+    Evaluation { loss: (loss / n) as f32, accuracy: (correct / n) as f32 }
+}
+
+/// Standard error of the mean of the per-slice contributions (loss without minus loss with,
+/// slice by slice): the sample standard deviation over the slices, divided by the root of
+/// their number; 0 with fewer than two slices.
+fn contribution_stderr(with: &[BatchSums], without: &[BatchSums]) -> f32 {
+    let k = with.len().min(without.len());
+    if k < 2 {
+        return 0.0;
+    }
+    let gains: Vec<f64> =
+        with.iter().zip(without).map(|(w, wo)| (wo.loss - w.loss) / w.predictions.max(1) as f64).collect();
+    let mean = gains.iter().sum::<f64>() / k as f64;
+    let variance = gains.iter().map(|g| (g - mean).powi(2)).sum::<f64>() / (k - 1) as f64;
+    (variance / k as f64).sqrt() as f32
 }
 
 /// The seeds of `model` in EVALUATING, layer by layer.
