@@ -201,12 +201,12 @@ pub(crate) fn gate_factor<B: Backend>(
     spec: &GraftingSpec,
     signals: &GraftSignals<B>,
     drift: Option<&Tensor<B, 1>>,
+    alpha: &Tensor<B, 1>,
     memory: &mut GateMemory<B>,
-    device: &B::Device,
     missing: impl Fn(&str, &str) -> MorphogenError,
 ) -> Result<Tensor<B, 1>, MorphogenError> {
     match spec.gate {
-        Gate::Always => Ok(Tensor::ones([1], device)),
+        Gate::Always => Ok(Tensor::ones([1], &alpha.device())),
         Gate::LossImproving { stall_factor, ema_decay } => {
             let loss = signals
                 .loss
@@ -235,9 +235,14 @@ pub(crate) fn gate_factor<B: Backend>(
                     "pass GraftSignals::new().with_seed_grad_norms(layer.seed_grad_norms(&grads))",
                 )
             })?;
-            let norms = norms.detach();
-            let inside = norms.clone().greater_equal_elem(lower).float() * norms.lower_equal_elem(upper).float();
-            Ok(inside)
+            // A GRAFTING blueprint's gradient is weighed by its alpha (blend.rs): judge it at
+            // weight 1. At alpha 0 it is 0 whatever the blueprint learned, so an unstarted seed
+            // takes its first step.
+            let alpha = alpha.clone().detach();
+            let at_weight_one = norms.detach() / alpha.clone().clamp_min(f32::MIN_POSITIVE);
+            let inside =
+                at_weight_one.clone().greater_equal_elem(lower).float() * at_weight_one.lower_equal_elem(upper).float();
+            Ok(inside.max_pair(alpha.lower_equal_elem(0.0).float()))
         }
     }
 }

@@ -14,6 +14,12 @@ impl<B: Backend> SeedCore<B> {
         self.ramps.iter().any(|(id, _)| matches!(self.setup.strategies.get(*id).gate, Gate::DriftBelow { .. }))
     }
 
+    /// Whether a grafting seed's strategy gates on the per-seed gradient norms (the training
+    /// loop then measures them with [`seed_grad_norms`](Self::seed_grad_norms)).
+    pub fn needs_grad_norms(&self) -> bool {
+        self.ramps.iter().any(|(id, _)| matches!(self.setup.strategies.get(*id).gate, Gate::GradNormWithin { .. }))
+    }
+
     /// Moves every GRAFTING seed's alpha by its strategy, on device. `host_rows` gives the host
     /// weights as `[features, fan_in]` and is called only when a drift gate needs it.
     pub fn graft_step_with(
@@ -36,7 +42,8 @@ impl<B: Backend> SeedCore<B> {
                 signal: signal.into(),
                 hint: hint.into(),
             };
-            let factor = gate_factor(id, &spec, signals, drift.as_ref(), &mut self.gate_memory, &device, missing)?;
+            let alpha = &self.params.state.alpha;
+            let factor = gate_factor(id, &spec, signals, drift.as_ref(), alpha, &mut self.gate_memory, missing)?;
             increment = increment + ramp * factor;
         }
         self.params.state.alpha = self.params.state.alpha.clone().map(|a| (a + increment).clamp(0.0, 1.0));

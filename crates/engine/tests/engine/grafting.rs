@@ -80,12 +80,16 @@ fn grad_norm_gated_moves_only_inside_its_band() {
     let mut layer = grafting("grad_norm_gated");
     let norms = |v: f32| Tensor::<B, 1>::from_floats([v, 0.0], &device());
     assert!(layer.graft_step(&GraftSignals::new()).is_err());
+    // At alpha 0 the blueprint's gradient is 0 whatever it learned: the first step is free.
     layer.graft_step(&GraftSignals::new().with_seed_grad_norms(norms(100.0))).unwrap();
-    assert_eq!(alpha(&layer), 0.0, "too large: paused");
+    assert!((alpha(&layer) - 0.25).abs() < 1e-6, "unstarted: moves");
+    // From then on the norm is judged at weight 1 (divided by alpha 0.25): band [1e-6, 10].
+    layer.graft_step(&GraftSignals::new().with_seed_grad_norms(norms(3.0))).unwrap();
+    assert!((alpha(&layer) - 0.25).abs() < 1e-6, "12 at weight 1, too large: paused");
     layer.graft_step(&GraftSignals::new().with_seed_grad_norms(norms(0.0))).unwrap();
-    assert_eq!(alpha(&layer), 0.0, "vanished: paused");
-    layer.graft_step(&GraftSignals::new().with_seed_grad_norms(norms(1.0))).unwrap();
-    assert!((alpha(&layer) - 0.25).abs() < 1e-6);
+    assert!((alpha(&layer) - 0.25).abs() < 1e-6, "vanished: paused");
+    layer.graft_step(&GraftSignals::new().with_seed_grad_norms(norms(2.0))).unwrap();
+    assert!((alpha(&layer) - 0.5).abs() < 1e-6, "8 at weight 1: moves");
 }
 
 #[test]

@@ -8,9 +8,9 @@ use super::types::TrainingTypes;
 use super::Trainer;
 use crate::{EpochPlan, Observer, TaskModel, TrainError};
 use burn::optim::{GradientsParams, Optimizer};
-use burn::tensor::backend::Backend;
+use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::Tensor;
-use morphogen_engine::{GraftSignals, SeededModel};
+use morphogen_engine::{GraftSignals, MorphogenError, SeededModel};
 use morphogen_flags::Feature;
 
 /// A completed epoch of steps.
@@ -94,16 +94,18 @@ impl Trainer {
         optim: &mut T::Optimizer,
         loss: Tensor<T::Backend, 1>,
     ) -> Result<T::Model, TrainError> {
-        let grads = {
+        let (grads, norms) = {
             let _backward = tracing::debug_span!("backward").entered();
-            GradientsParams::from_grads(loss.backward(), &model)
+            let grads = loss.backward();
+            let norms = seed_grad_norms(&model, &grads);
+            (GradientsParams::from_grads(grads, &model), norms)
         };
         let mut model = {
             let _optimizer = tracing::debug_span!("optimizer").entered();
             optim.step(self.config.learning_rate, model, grads)
         };
-        tracing::debug_span!("graft_step")
-            .in_scope(|| model.graft_step(&GraftSignals::new().with_loss(loss.detach())))?;
+        let signals = GraftSignals::new().with_loss(loss.detach());
+        tracing::debug_span!("graft_step").in_scope(|| graft_step(&mut model, signals, norms))?;
         self.report_kernel_fallbacks(&model);
         if self.config.debug {
             model.check_invariants()?;
@@ -131,6 +133,45 @@ impl Trainer {
             }
         });
     }
+}
+
+/// Each seeded layer's per-seed blueprint gradient norms, for the layers whose grafting seeds
+/// gate on them (`grad_norm_gated`); measured before the optimizer takes the gradients.
+fn seed_grad_norms<B: AutodiffBackend, M: SeededModel<B>>(
+    model: &M,
+    grads: &B::Gradients,
+) -> Vec<(String, Tensor<B, 1>)> {
+    let mut norms = Vec::new();
+    model.visit_seeded(&mut |name, layer| {
+        if layer.seed_core().needs_grad_norms() {
+            norms.push((name.to_string(), layer.seed_core().seed_grad_norms(grads)));
+        }
+    });
+    norms
+}
+
+/// One grafting step on every seeded layer: `signals`, plus its gradient norms for a layer
+/// that has them.
+fn graft_step<B: Backend, M: SeededModel<B>>(
+    model: &mut M,
+    signals: GraftSignals<B>,
+    norms: Vec<(String, Tensor<B, 1>)>,
+) -> Result<(), MorphogenError> {
+    if norms.is_empty() {
+        return model.graft_step(&signals);
+    }
+    let mut result = Ok(());
+    model.visit_seeded_mut(&mut |name, layer| {
+        if result.is_ok() {
+            let own = norms.iter().find(|(layer, _)| layer == name);
+            let signals = match own {
+                Some((_, n)) => signals.clone().with_seed_grad_norms(n.clone()),
+                None => signals.clone(),
+            };
+            result = layer.graft_step(&signals);
+        }
+    });
+    result
 }
 
 /// Reads and checks the losses `watch` holds; a divergence is reported and ends the epoch.

@@ -3,7 +3,7 @@
 use crate::common::{data, pooled_data, seeded_through_inner, B};
 use burn::optim::{AdamConfig, Optimizer};
 use burn::tensor::backend::Backend;
-use morphogen_contracts::Stage;
+use morphogen_contracts::{Stage, TransitionEvent};
 use morphogen_controller::{Controller, ControllerConfig, GrowthTrigger};
 use morphogen_engine::SeededModel;
 use morphogen_trainer::{
@@ -66,10 +66,9 @@ fn a_full_lifecycle_fossilizes_and_culls_through_the_trainer() {
     assert!(out.optim.to_record().contains_key(&out.model.fc1.host.weight.id));
 }
 
-#[test]
-fn epochs_of_n_steps_run_the_lifecycle_inside_one_pass() {
-    // 2,000 images in batches of 50 are a pass of 40 steps; epochs of 8 steps put five epoch
-    // ends (and growth decisions) in each pass.
+/// A run of 10 epochs of 8 steps on 2,000 images (batches of 50: a pass is 40 steps, so five
+/// epoch ends and growth decisions come in each pass), growing every epoch with `strategy`.
+fn short_epochs_run(strategy: &str) -> (Vec<u64>, Vec<TransitionEvent>, f32) {
     let data = pooled_data(2000, 400, 2);
     let device = Default::default();
     B::seed(&device, 3);
@@ -89,20 +88,36 @@ fn epochs_of_n_steps_run_the_lifecycle_inside_one_pass() {
         trigger: GrowthTrigger::EveryEpoch,
         max_active_per_layer: 4,
         max_germinations_per_epoch: 4,
+        strategy: strategy.into(),
         ..Default::default()
     })
     .unwrap();
     let mut trainer = Trainer::new(config, controller, EventLog::in_memory()).unwrap();
-    let out = trainer.run(model, AdamConfig::new().init(), &data, &mut ()).unwrap();
-    let steps: Vec<u64> = out.history.iter().map(|m| m.step).collect();
+    let out =
+        trainer.run(model, AdamConfig::new().init(), &data, &mut ()).unwrap_or_else(|e| panic!("{strategy}: {e}"));
+    let steps = out.history.iter().map(|m| m.step).collect();
+    (steps, trainer.events().events().to_vec(), out.history.last().unwrap().val_accuracy)
+}
+
+#[test]
+fn epochs_of_n_steps_run_the_lifecycle_inside_one_pass() {
+    let (steps, events, accuracy) = short_epochs_run("fixed_ramp");
     assert_eq!(steps, (1..=10).map(|e| e * 8).collect::<Vec<_>>(), "an epoch is 8 steps");
-    let events = trainer.events().events();
     let first = |stage: Stage| events.iter().filter(|e| e.to == stage).map(|e| e.step).min();
     assert!(first(Stage::Germinated) == Some(8), "growth from the first epoch end: {:?}", first(Stage::Germinated));
     // 80 steps are two passes: with epochs of a whole pass, two epochs could not get a seed
     // from germination to its last gate.
     assert!(first(Stage::Fossilized).or(first(Stage::Culled)).is_some(), "no seed reached its last gate");
-    assert!(out.history.last().unwrap().val_accuracy > 0.5, "it learned: {:?}", out.history.last());
+    assert!(accuracy > 0.5, "it learned: {accuracy}");
+}
+
+#[test]
+fn every_grafting_strategy_ramps_seeds_in_through_the_trainer() {
+    for strategy in ["performance_linked", "drift_controlled", "grad_norm_gated"] {
+        let (_, events, _) = short_epochs_run(strategy);
+        let ramped = events.iter().filter(|e| e.to == Stage::Stabilization).count();
+        assert!(ramped > 0, "{strategy}: no seed's alpha reached 1");
+    }
 }
 
 /// An MLP whose logits turn NaN on one chosen forward call.
