@@ -145,8 +145,10 @@ fn expand_state(c: CompactState<'_>) -> Result<SystemState, String> {
         score: c.score,
     };
     let evaluation = |(seed, numbers): (SeedAddress, Floats)| {
+        // Four numbers from a sender older than the standard error (ADR 0018): 0, unmeasured.
         let [loss_with, loss_without, accuracy_with, accuracy_without, contribution_stderr] =
-            fixed::<5>(&numbers, "evaluation")?;
+            fixed::<5>(&numbers, "evaluation")
+                .or_else(|_| fixed::<4>(&numbers, "evaluation").map(|[a, b, c, d]| [a, b, c, d, 0.0]))?;
         Ok(SeedEvaluation { seed, loss_with, loss_without, accuracy_with, accuracy_without, contribution_stderr })
     };
     Ok(SystemState {
@@ -369,6 +371,7 @@ fn expand_stages(text: &str, rows: usize, what: &str) -> Result<Vec<Stage>, Stri
 
 #[cfg(test)]
 mod tests {
+    use super::{all_bytes, expand_state, CompactState, Score};
     use crate::{Controller, ControllerConfig, DecisionRequest};
     use morphogen_contracts::{
         GlobalMetrics, LayerHealthReport, LayerState, SeedAddress, SeedEvaluation, SeedHealth, SeedInfo, Stage,
@@ -474,6 +477,26 @@ mod tests {
             let back: DecisionRequest = serde_json::from_str(&text).unwrap();
             prop_assert_eq!(format!("{:?}", back.system), format!("{:?}", system));
         }
+    }
+
+    #[test]
+    fn an_evaluation_of_four_numbers_from_an_older_sender_reads_with_no_standard_error() {
+        let seed = SeedAddress { layer: "fc1".into(), seed: 2 };
+        let state = |numbers: &[f32]| CompactState {
+            epoch: 1,
+            step: 10,
+            score: Score::Accuracy,
+            metrics: all_bytes(&[0.5, 0.8, 0.6, 0.7]),
+            layers: Vec::new(),
+            evaluations: vec![(seed.clone(), all_bytes(numbers))],
+            params_added: 0,
+        };
+        let old = expand_state(state(&[0.4, 0.5, 0.9, 0.8])).unwrap();
+        assert_eq!(old.evaluations[0].contribution_stderr, 0.0);
+        assert_eq!(old.evaluations[0].loss_without, 0.5);
+        let new = expand_state(state(&[0.4, 0.5, 0.9, 0.8, 0.01])).unwrap();
+        assert_eq!(new.evaluations[0].contribution_stderr, 0.01);
+        assert!(expand_state(state(&[0.4, 0.5, 0.9])).unwrap_err().contains("evaluation"));
     }
 
     #[test]
