@@ -89,7 +89,7 @@ where
 
 /// Measures every EVALUATING seed of `model` (up to `budget.max_seeds`): validation loss and
 /// accuracy with the seed, and with its alpha forced to 0, and the standard error of the
-/// difference over [`CONTRIBUTION_SLICES`] slices of the samples. One pass for the baseline,
+/// difference over eight slices of the samples. One pass for the baseline,
 /// one per measured seed. The controller's evaluation gate reads the result (pass it to
 /// [`measure_system`]).
 pub fn evaluate_seeds<B, T, M>(model: &M, task: &T, valid: &DeviceData<B, T>, budget: EvalBudget) -> Vec<SeedEvaluation>
