@@ -65,11 +65,6 @@ impl<B: Backend, T: Task> DeviceData<B, T> {
         self.len == 0
     }
 
-    /// Number of batches `batching` gives.
-    pub fn num_batches(&self, batching: Batching) -> usize {
-        batching.limit.min(self.len).div_ceil(batching.size.max(1))
-    }
-
     /// The batches `batching` asks for, each gathered on the device ([`Task::select`]). The order
     /// (one index tensor) is uploaded once per call.
     pub fn batches<'a>(&'a self, task: &'a T, batching: Batching) -> impl Iterator<Item = T::Batch<B>> + 'a {

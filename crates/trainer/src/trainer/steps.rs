@@ -1,5 +1,5 @@
-//! One epoch's optimizer steps, each with its grafting step
-//! and kernel-fallback report, and the divergence checks on their losses.
+//! One epoch's optimizer steps, each with its grafting step and kernel-fallback report, and the
+//! divergence checks on their losses.
 
 use super::context::RunContext;
 use super::loss_watch::LossWatch;
@@ -39,8 +39,9 @@ pub(super) enum EpochEnd<M> {
 
 impl Trainer {
     /// One epoch's steps ([`EpochPlan`]: a pass over the training set in a fresh random order,
-    /// or `steps_per_epoch` steps of passes), gathered on the device; the losses are read back after the first step and every
-    /// `loss_check_every` steps, and the pass stops at the first NaN/Inf or spiking one.
+    /// or `steps_per_epoch` steps of passes), gathered on the device; the losses are read back
+    /// after the first step and every `loss_check_every` steps, and the epoch stops at the
+    /// first NaN/Inf or spiking one.
     pub(super) fn train_epoch<T: TrainingTypes>(
         &mut self,
         mut model: T::Model,
