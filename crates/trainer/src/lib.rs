@@ -16,6 +16,7 @@ mod epoch_plan;
 mod error;
 mod events;
 mod flops;
+mod lr_schedule;
 mod models;
 mod resources;
 mod rules;
@@ -32,6 +33,7 @@ pub use epoch_plan::{EpochPlan, PassSlice};
 pub use error::{ErrorKind, TrainError};
 pub use events::{DecisionSource, EventLog, Observer, StageCounts};
 pub use flops::{attention_flops, blueprint_flops, conv2d_flops, linear_flops, CountFlops, FlopProfile};
+pub use lr_schedule::LrSchedule;
 pub use models::{
     Cnn, FeedForward, Mlp, ModelConfig, ModelKind, Projection, ResNet, ResidualBlock, TaskKind, Transformer,
     TransformerBlock,

@@ -2,7 +2,7 @@
 
 use crate::backend::BackendKind;
 use clap::Args;
-use morphogen::trainer::{ModelKind, TaskKind};
+use morphogen::trainer::{LrSchedule, ModelKind, TaskKind};
 use morphogen::Precision;
 use std::path::PathBuf;
 
@@ -38,6 +38,10 @@ pub struct TrainArgs {
     /// Adam learning rate.
     #[arg(long)]
     pub lr: Option<f64>,
+    /// How the learning rate moves: constant, or cosine decay to `[trainer] min_learning_rate`
+    /// over the run [default: constant]
+    #[arg(long, value_enum)]
+    pub lr_schedule: Option<LrScheduleArg>,
     /// Seeds per seeded layer.
     #[arg(long)]
     pub seeds: Option<usize>,
@@ -191,6 +195,24 @@ impl From<PrecisionArg> for Precision {
             PrecisionArg::F32 => Precision::F32,
             PrecisionArg::Bf16 => Precision::Bf16,
             PrecisionArg::F16 => Precision::F16,
+        }
+    }
+}
+
+/// Learning-rate schedules on the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LrScheduleArg {
+    /// The same rate at every step.
+    Constant,
+    /// Cosine decay from `--lr` to `[trainer] min_learning_rate` over the run.
+    Cosine,
+}
+
+impl From<LrScheduleArg> for LrSchedule {
+    fn from(schedule: LrScheduleArg) -> Self {
+        match schedule {
+            LrScheduleArg::Constant => LrSchedule::Constant,
+            LrScheduleArg::Cosine => LrSchedule::Cosine,
         }
     }
 }

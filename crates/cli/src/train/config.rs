@@ -3,7 +3,7 @@
 
 use super::args::TrainArgs;
 use crate::error::CliError;
-use morphogen::trainer::{ModelKind, RunConfig, TaskKind, DEFAULT_RUN_NAME};
+use morphogen::trainer::{LrSchedule, ModelKind, RunConfig, TaskKind, DEFAULT_RUN_NAME};
 use morphogen::Precision;
 use morphogen_flags::Feature;
 
@@ -29,6 +29,7 @@ pub fn resolve(args: &TrainArgs) -> Result<RunConfig, CliError> {
     set(&mut config.trainer.batch_size, args.batch_size);
     config.trainer.steps_per_epoch = args.steps_per_epoch.or(config.trainer.steps_per_epoch);
     set(&mut config.trainer.learning_rate, args.lr);
+    set(&mut config.trainer.lr_schedule, args.lr_schedule.map(LrSchedule::from));
     set(&mut config.trainer.seed, args.seed);
     set(&mut config.model.num_seeds, args.seeds);
     set(&mut config.model.hidden, args.hidden);

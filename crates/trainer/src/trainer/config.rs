@@ -1,6 +1,6 @@
 //! How the trainer runs: [`TrainerConfig`] and its validation.
 
-use crate::RollbackRule;
+use crate::{LrSchedule, RollbackRule};
 use morphogen_contracts::MorphogenError;
 use serde::{Deserialize, Serialize};
 
@@ -20,6 +20,11 @@ pub struct TrainerConfig {
     pub steps_per_epoch: Option<usize>,
     /// Learning rate.
     pub learning_rate: f64,
+    /// How the learning rate moves over the run: constant, or cosine decay from
+    /// `learning_rate` to `min_learning_rate` over every step of every epoch.
+    pub lr_schedule: LrSchedule,
+    /// Where a decaying schedule ends.
+    pub min_learning_rate: f64,
     /// Seed of the shuffling order.
     pub seed: u64,
     /// A step loss above this many times its moving average is a spike and triggers a rollback.
@@ -58,6 +63,8 @@ impl Default for TrainerConfig {
             batch_size: 128,
             steps_per_epoch: None,
             learning_rate: 1e-3,
+            lr_schedule: LrSchedule::Constant,
+            min_learning_rate: 0.0,
             seed: 42,
             spike_factor: 5.0,
             max_rollbacks: 3,
@@ -83,6 +90,8 @@ impl TrainerConfig {
             )
         } else if !(self.learning_rate.is_finite() && self.learning_rate > 0.0) {
             Some("learning_rate must be a finite value > 0")
+        } else if !(self.min_learning_rate >= 0.0 && self.min_learning_rate <= self.learning_rate) {
+            Some("min_learning_rate must be between 0 and learning_rate")
         } else if self.spike_factor.is_nan() || self.spike_factor <= 1.0 {
             Some("spike_factor must be > 1")
         } else {

@@ -66,7 +66,8 @@ impl Trainer {
             watch.push(self.step, out.loss.clone());
             correct = correct + out.correct.detach();
             predictions += out.predictions;
-            model = self.optimize::<T>(model, optim, out.loss)?;
+            let rate = self.learning_rate(&plan, epoch, index);
+            model = self.optimize::<T>(model, optim, out.loss, rate)?;
             errors += self.signals.pass_to(run.observer);
             if self.stop_requested() {
                 return Ok(read_losses(&mut watch, epoch, run.observer).err().unwrap_or(EpochEnd::Stopped(model)));
@@ -87,13 +88,22 @@ impl Trainer {
         Ok(EpochEnd::Done(Trained { model, loss, accuracy, steps: batches, errors }))
     }
 
-    /// One optimizer step on `loss`, then the seeds' grafting step, the kernel-fallback report
-    /// and (in debug mode) the invariant check.
+    /// The learning rate of step `index` of `epoch`, by the schedule, over the whole run.
+    fn learning_rate(&self, plan: &EpochPlan, epoch: u32, index: usize) -> f64 {
+        let c = &self.config;
+        let steps = plan.steps() as u64;
+        let position = u64::from(epoch.saturating_sub(1)) * steps + index as u64;
+        c.lr_schedule.rate(c.learning_rate, c.min_learning_rate, position, u64::from(c.epochs) * steps)
+    }
+
+    /// One optimizer step on `loss` at `rate`, then the seeds' grafting step, the kernel-fallback
+    /// report and (in debug mode) the invariant check.
     fn optimize<T: TrainingTypes>(
         &mut self,
         model: T::Model,
         optim: &mut T::Optimizer,
         loss: Tensor<T::Backend, 1>,
+        rate: f64,
     ) -> Result<T::Model, TrainError> {
         let (grads, norms) = {
             let _backward = tracing::debug_span!("backward").entered();
@@ -103,7 +113,7 @@ impl Trainer {
         };
         let mut model = {
             let _optimizer = tracing::debug_span!("optimizer").entered();
-            optim.step(self.config.learning_rate, model, grads)
+            optim.step(rate, model, grads)
         };
         let signals = GraftSignals::new().with_loss(loss.detach());
         tracing::debug_span!("graft_step").in_scope(|| graft_step(&mut model, signals, norms))?;

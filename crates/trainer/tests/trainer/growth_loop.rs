@@ -7,8 +7,8 @@ use morphogen_contracts::{Stage, TransitionEvent};
 use morphogen_controller::{Controller, ControllerConfig, GrowthTrigger};
 use morphogen_engine::SeededModel;
 use morphogen_trainer::{
-    fashion_mnist, EventLog, ImageBatch, ImageClassification, Mlp, ModelConfig, StepOutput, TaskModel, TrainError,
-    Trainer, TrainerConfig,
+    fashion_mnist, EventLog, ImageBatch, ImageClassification, LrSchedule, Mlp, ModelConfig, StepOutput, TaskModel,
+    TrainError, Trainer, TrainerConfig,
 };
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -231,4 +231,31 @@ fn bad_trainer_config_is_rejected_before_training() {
     let err =
         Trainer::new(TrainerConfig { batch_size: 0, ..Default::default() }, eager_controller(), EventLog::in_memory());
     assert!(err.is_err());
+}
+
+#[test]
+fn the_learning_rate_schedule_reaches_the_optimizer() {
+    let data = pooled_data(600, 100, 4);
+    let train = |schedule: LrSchedule, min_learning_rate: f64| {
+        let device = Default::default();
+        B::seed(&device, 5);
+        let model: Mlp<B> =
+            ModelConfig { hidden: 8, num_seeds: 2, ..Default::default() }.mlp(&data.task, &device).unwrap();
+        let config = TrainerConfig {
+            epochs: 2,
+            batch_size: 100,
+            learning_rate: 1e-2,
+            lr_schedule: schedule,
+            min_learning_rate,
+            seed: 5,
+            ..Default::default()
+        };
+        let controller = Controller::new(ControllerConfig { max_germinations_per_epoch: 0, ..Default::default() });
+        let mut trainer = Trainer::new(config, controller.unwrap(), EventLog::in_memory()).unwrap();
+        let out = trainer.run(model, AdamConfig::new().init(), &data, &mut ()).unwrap();
+        out.model.fc1.host.weight.val().into_data().to_vec::<f32>().unwrap()
+    };
+    let constant = train(LrSchedule::Constant, 0.0);
+    assert_eq!(train(LrSchedule::Cosine, 1e-2), constant, "a cosine from 0.01 to 0.01 is the constant rate");
+    assert_ne!(train(LrSchedule::Cosine, 0.0), constant, "a decaying rate takes other steps");
 }
