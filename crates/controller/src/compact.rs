@@ -185,7 +185,7 @@ fn in_parallel<T: Send, U: Send>(items: Vec<T>, seeds: impl Fn(&T) -> usize, f: 
     })
 }
 
-/// Four numbers as one column of bytes.
+/// A few numbers as one column of bytes.
 fn all_bytes(values: &[f32]) -> Floats<'static> {
     Floats::Bytes(STANDARD.encode(values.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>()).into())
 }

@@ -52,18 +52,19 @@ impl EpochPlan {
         self.steps_per_epoch.unwrap_or_else(|| self.batches_per_pass())
     }
 
+    /// Step `index` (from 0) of epoch `epoch` (from 1), counted from the run's first step.
+    pub fn position(&self, epoch: u32, index: usize) -> u64 {
+        u64::from(epoch.saturating_sub(1)) * self.steps() as u64 + index as u64
+    }
+
     /// The passes epoch `epoch` (from 1) walks, in order, each with the batches it takes.
     pub fn slices(&self, epoch: u32) -> Vec<PassSlice> {
         let per_pass = self.batches_per_pass() as u64;
         if per_pass == 0 {
             return Vec::new();
         }
-        let Some(steps) = self.steps_per_epoch else {
-            // One pass, its order seeded by the epoch (as passes are below, counted from 1).
-            return vec![PassSlice { batching: self.pass_batching(epoch.into()), first: 0, count: per_pass as usize }];
-        };
-        let mut global = u64::from(epoch.saturating_sub(1)) * steps as u64;
-        let end = global + steps as u64;
+        let mut global = self.position(epoch, 0);
+        let end = global + self.steps() as u64;
         let mut slices = Vec::new();
         while global < end {
             let (pass, first) = (global / per_pass, global % per_pass);
@@ -81,8 +82,7 @@ impl EpochPlan {
     /// Examples in step `index` (from 0) of epoch `epoch`: the batch size, less at a pass's end.
     pub fn batch_len(&self, epoch: u32, index: usize) -> usize {
         let per_pass = self.batches_per_pass().max(1) as u64;
-        let global = u64::from(epoch.saturating_sub(1)) * self.steps() as u64 + index as u64;
-        let start = (global % per_pass) as usize * self.batch_size;
+        let start = (self.position(epoch, index) % per_pass) as usize * self.batch_size;
         self.batch_size.min(self.examples.saturating_sub(start))
     }
 

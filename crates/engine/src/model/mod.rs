@@ -184,10 +184,16 @@ pub trait SeededModel<B: Backend> {
 
     /// One grafting step on every seeded layer.
     fn graft_step(&mut self, signals: &GraftSignals<B>) -> Result<(), MorphogenError> {
+        self.graft_step_each(&|_| signals.clone())
+    }
+
+    /// One grafting step on every seeded layer, each with the signals `signals` gives for its
+    /// path (a layer's own per-seed gradient norms, say); the first error stops the step.
+    fn graft_step_each(&mut self, signals: &dyn Fn(&str) -> GraftSignals<B>) -> Result<(), MorphogenError> {
         let mut result = Ok(());
-        visit_named_mut(self, &mut |_, layer| {
+        visit_named_mut(self, &mut |path, layer| {
             if result.is_ok() {
-                result = layer.graft_step(signals);
+                result = layer.graft_step(&signals(path));
             }
         });
         result

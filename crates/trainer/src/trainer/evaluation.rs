@@ -107,11 +107,12 @@ where
     let slice = budget.batch_size.min(samples.div_ceil(CONTRIBUTION_SLICES)).max(1);
     let batching = Batching::in_order(slice).first(samples);
     let with = batch_sums(model, task, valid, batching);
+    let w = totals(&with);
     targets
         .into_iter()
         .map(|seed| {
             let without = batch_sums(&without(model, &seed), task, valid, batching);
-            let (w, wo) = (totals(&with), totals(&without));
+            let wo = totals(&without);
             SeedEvaluation {
                 seed,
                 loss_with: w.loss,

@@ -91,9 +91,8 @@ impl Trainer {
     /// The learning rate of step `index` of `epoch`, by the schedule, over the whole run.
     fn learning_rate(&self, plan: &EpochPlan, epoch: u32, index: usize) -> f64 {
         let c = &self.config;
-        let steps = plan.steps() as u64;
-        let position = u64::from(epoch.saturating_sub(1)) * steps + index as u64;
-        c.lr_schedule.rate(c.learning_rate, c.min_learning_rate, position, u64::from(c.epochs) * steps)
+        let total = u64::from(c.epochs) * plan.steps() as u64;
+        c.lr_schedule.rate(c.learning_rate, c.min_learning_rate, plan.position(epoch, index), total)
     }
 
     /// One optimizer step on `loss` at `rate`, then the seeds' grafting step, the kernel-fallback
@@ -168,21 +167,10 @@ fn graft_step<B: Backend, M: SeededModel<B>>(
     signals: GraftSignals<B>,
     norms: Vec<(String, Tensor<B, 1>)>,
 ) -> Result<(), MorphogenError> {
-    if norms.is_empty() {
-        return model.graft_step(&signals);
-    }
-    let mut result = Ok(());
-    model.visit_seeded_mut(&mut |name, layer| {
-        if result.is_ok() {
-            let own = norms.iter().find(|(layer, _)| layer == name);
-            let signals = match own {
-                Some((_, n)) => signals.clone().with_seed_grad_norms(n.clone()),
-                None => signals.clone(),
-            };
-            result = layer.graft_step(&signals);
-        }
-    });
-    result
+    model.graft_step_each(&|path| match norms.iter().find(|(layer, _)| layer == path) {
+        Some((_, n)) => signals.clone().with_seed_grad_norms(n.clone()),
+        None => signals.clone(),
+    })
 }
 
 /// Reads and checks the losses `watch` holds; a divergence is reported and ends the epoch.
