@@ -48,6 +48,24 @@ pub enum TrainError {
     /// Saving or restoring a checkpoint failed.
     #[error(transparent)]
     Checkpoint(Box<morphogen_checkpoint::CheckpointError>),
+    /// A collective operation among data-parallel replicas failed.
+    #[error("replica {rank} could not {operation}: {problem}; start every replica with the same model and group size")]
+    Collective {
+        /// The replica reporting it.
+        rank: usize,
+        /// What it was doing.
+        operation: String,
+        /// What went wrong.
+        problem: String,
+    },
+    /// A replica's seeds are no longer in lockstep with rank 0's.
+    #[error("replica {rank}'s seeds differ from rank 0's, first at {layer}; apply every growth decision on every replica at the same step")]
+    ReplicasDiverged {
+        /// The replica that differs.
+        rank: usize,
+        /// The first seeded layer (by its path) whose seed state differs.
+        layer: String,
+    },
     /// Writing the event log failed.
     #[error("writing {path}: {source}{}", io_advice(.source))]
     Io {
@@ -67,6 +85,7 @@ impl TrainError {
             TrainError::Diverged { .. } => ErrorKind::Diverged,
             TrainError::Checkpoint(_) => ErrorKind::Checkpoint,
             TrainError::Io { .. } => ErrorKind::Io,
+            TrainError::Collective { .. } | TrainError::ReplicasDiverged { .. } => ErrorKind::Replicas,
         }
     }
 }
@@ -95,6 +114,8 @@ pub enum ErrorKind {
     Diverged,
     /// No decision came over the message bus in time, or the bus failed (the run goes on).
     Bus,
+    /// Data-parallel replicas failed to communicate or fell out of lockstep.
+    Replicas,
     /// Reported by other code through [`Signals`](crate::Signals) under its own judgement.
     Other,
 }
@@ -112,6 +133,7 @@ impl ErrorKind {
             ErrorKind::Io => "io",
             ErrorKind::Diverged => "diverged",
             ErrorKind::Bus => "bus",
+            ErrorKind::Replicas => "replicas",
             ErrorKind::Other => "other",
         }
     }

@@ -6,7 +6,8 @@
 //! Users with their own loop call `controller.step(&state)` and `model.apply_command(...)`
 //! themselves; [`measure_system`] builds the controller's input from a model. With the
 //! controller as a service on a message bus, [`Trainer::with_bus`] asks it instead (a loop of
-//! one's own uses [`RemoteController`]).
+//! one's own uses [`RemoteController`]). A loop of one's own runs data-parallel over several
+//! devices with [`Replica`] (Burn's collective operations).
 #![warn(missing_docs)]
 
 mod bus_config;
@@ -18,6 +19,7 @@ mod events;
 mod flops;
 mod lr_schedule;
 mod models;
+mod replica;
 mod resources;
 mod rules;
 mod run_config;
@@ -38,6 +40,7 @@ pub use models::{
     Cnn, FeedForward, Mlp, ModelConfig, ModelKind, Projection, ResNet, ResidualBlock, TaskKind, Transformer,
     TransformerBlock,
 };
+pub use replica::{Replica, ReplicaConfig};
 pub use resources::{process_rss_bytes, LayerResources, Resources};
 pub use rules::RollbackRule;
 pub use run_config::{RunConfig, RunSection, DEFAULT_RUN_NAME};

@@ -4,6 +4,7 @@
 
 mod bus;
 mod common;
+mod data_parallel;
 mod growth_loop;
 mod presets;
 mod rollback_rules;

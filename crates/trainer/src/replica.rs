@@ -1,0 +1,239 @@
+//! One member of a data-parallel group, for a loop of one's own (in the spirit of PyTorch's
+//! DistributedDataParallel), built on Burn's collective operations (`burn::collective`).
+//!
+//! Every replica holds the same model and optimizer, takes its shard of each global batch, and
+//! averages gradients with the others before its optimizer step, so all replicas take the same
+//! step. Growth decisions are made once and applied by every replica at the same step; a
+//! lockstep check compares every replica's seed state with rank 0's and names the first layer
+//! that differs.
+
+use crate::TrainError;
+use burn::collective::{self, CollectiveConfig, CollectiveError, PeerId, ReduceOperation};
+use burn::module::{Module, ModuleMapper, Param, ParamId};
+use burn::optim::GradientsParams;
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::{Tensor, TensorData, TensorPrimitive};
+use morphogen_contracts::MorphogenError;
+use morphogen_engine::SeededModel;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::ops::Range;
+
+/// Where a replica sits in its group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReplicaConfig {
+    /// This replica's index, `0..replicas`; rank 0 is the reference the others are checked against.
+    pub rank: usize,
+    /// Replicas in the group.
+    pub replicas: usize,
+}
+
+impl ReplicaConfig {
+    /// Checks the rank lies inside the group.
+    pub fn validate(&self) -> Result<(), MorphogenError> {
+        let problem = if self.replicas == 0 {
+            Some("replicas must be at least 1".to_string())
+        } else if self.rank >= self.replicas {
+            Some(format!("rank {} is outside a group of {} replicas", self.rank, self.replicas))
+        } else {
+            None
+        };
+        match problem {
+            None => Ok(()),
+            Some(problem) => Err(MorphogenError::InvalidConfig {
+                component: "replica".into(),
+                problem,
+                hint: "give each replica a distinct rank from 0 to replicas - 1".into(),
+            }),
+        }
+    }
+
+    /// The examples of a global batch of `size` this replica takes: consecutive shards, the first
+    /// `size % replicas` replicas taking one example more.
+    pub fn shard(&self, size: usize) -> Range<usize> {
+        let (base, extra) = (size / self.replicas, size % self.replicas);
+        let start = self.rank * base + self.rank.min(extra);
+        start..start + base + usize::from(self.rank < extra)
+    }
+
+    /// What this replica's mean loss is multiplied by before backward, so that averaging the
+    /// replicas' gradients gives the gradient of the mean loss over the whole global batch of
+    /// `size`, uneven shards included: `replicas * shard / size`.
+    pub fn loss_weight(&self, size: usize) -> f32 {
+        (self.replicas * self.shard(size).len()) as f32 / size.max(1) as f32
+    }
+}
+
+/// A joined member of a data-parallel group on backend `B`. Leaving the group (drop) unregisters it.
+pub struct Replica<B: AutodiffBackend> {
+    config: ReplicaConfig,
+    peer: PeerId,
+    device: B::Device,
+}
+
+impl<B: AutodiffBackend> std::fmt::Debug for Replica<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Replica").field("config", &self.config).finish()
+    }
+}
+
+impl<B: AutodiffBackend> Replica<B> {
+    /// Joins the group of `config.replicas` replicas of this process, computing on `device`.
+    /// Every replica must join before the first collective operation returns.
+    pub fn join(config: ReplicaConfig, device: &B::Device) -> Result<Self, TrainError> {
+        config.validate()?;
+        let peer = PeerId::from(config.rank);
+        let group = CollectiveConfig::default().with_num_devices(config.replicas);
+        collective::register::<B::InnerBackend>(peer, device.clone(), group)
+            .map_err(|e| collective_error(config.rank, "join the group", e))?;
+        Ok(Self { config, peer, device: device.clone() })
+    }
+
+    /// Where this replica sits in its group.
+    pub fn config(&self) -> ReplicaConfig {
+        self.config
+    }
+
+    /// `model` with rank 0's parameters (values and ids) on every replica, as a run must start:
+    /// Burn initializes parameters lazily, so even clones of one model made before its first
+    /// forward pass hold different random weights. Call it on every replica before creating the
+    /// optimizer: it is a collective operation, one broadcast per parameter.
+    pub fn synchronize<M: Module<B>>(&self, model: M) -> Result<M, TrainError> {
+        let mut broadcast = Broadcast { replica: self, failure: None };
+        let model = model.map(&mut broadcast);
+        match broadcast.failure {
+            None => Ok(model),
+            Some(failure) => Err(failure),
+        }
+    }
+
+    /// Rank 0's `tensor` on every replica.
+    fn broadcast<const D: usize>(
+        &self,
+        tensor: Tensor<B::InnerBackend, D>,
+    ) -> Result<Tensor<B::InnerBackend, D>, TrainError> {
+        let sent = (self.config.rank == 0).then(|| tensor.into_primitive().tensor());
+        let received = collective::broadcast::<B::InnerBackend>(self.peer, sent)
+            .map_err(|e| collective_error(self.config.rank, "receive rank 0's parameters", e))?;
+        Ok(Tensor::from_primitive(TensorPrimitive::Float(received)))
+    }
+
+    /// Every replica's gradients averaged (in the same parameter order on every replica), so that
+    /// each takes the same optimizer step. Weigh each replica's loss by
+    /// [`ReplicaConfig::loss_weight`] first when shards can be uneven.
+    pub fn average_gradients(&self, grads: GradientsParams) -> Result<GradientsParams, TrainError> {
+        grads
+            .all_reduce::<B::InnerBackend>(self.peer, ReduceOperation::Mean)
+            .map_err(|e| collective_error(self.config.rank, "average gradients", e))
+    }
+
+    /// Checks that every seeded layer of `model` is in the same state (every seed's stage,
+    /// blueprint, strategy, alpha, epochs in stage, embargo and failures; every bank's size) as on
+    /// rank 0. A collective operation: call it on every replica at the same point; every replica
+    /// then returns the same answer, naming the lowest rank that differs and its first layer.
+    pub fn check_lockstep<M: SeededModel<B>>(&self, model: &M) -> Result<(), TrainError> {
+        let (names, hashes) = layer_hashes(model);
+        let rank = self.config.rank;
+        let sent = (rank == 0).then(|| hash_tensor::<B::InnerBackend>(&hashes, &self.device).into_primitive().tensor());
+        let reference = collective::broadcast::<B::InnerBackend>(self.peer, sent)
+            .map_err(|e| collective_error(rank, "compare seed states", e))?;
+        let reference = tensor_hashes(Tensor::<B::InnerBackend, 1>::from_primitive(TensorPrimitive::Float(reference)));
+        let first_difference = (0..names.len().max(reference.len())).find(|&i| reference.get(i) != hashes.get(i));
+        // Each replica reports its first differing layer (+1; 0 for none) in its own slot.
+        let mut reports = vec![0f32; self.config.replicas];
+        reports[rank] = first_difference.map_or(0.0, |i| (i + 1) as f32);
+        let reports =
+            Tensor::<B::InnerBackend, 1>::from_data(TensorData::new(reports, [self.config.replicas]), &self.device);
+        let reports = collective::all_reduce::<B::InnerBackend>(
+            self.peer,
+            reports.into_primitive().tensor(),
+            ReduceOperation::Sum,
+        )
+        .map_err(|e| collective_error(rank, "compare seed states", e))?;
+        let reports = Tensor::<B::InnerBackend, 1>::from_primitive(TensorPrimitive::Float(reports)).into_data();
+        let reports = reports.convert::<f32>().to_vec::<f32>().unwrap_or_default();
+        match reports.iter().position(|&r| r > 0.0) {
+            None => Ok(()),
+            Some(differing) => {
+                let layer = reports[differing] as usize - 1;
+                Err(TrainError::ReplicasDiverged {
+                    rank: differing,
+                    layer: names.get(layer).cloned().unwrap_or_else(|| format!("seeded layer {layer}")),
+                })
+            }
+        }
+    }
+}
+
+/// Replaces every float parameter's id and value with rank 0's; keeps the first failure.
+struct Broadcast<'a, B: AutodiffBackend> {
+    replica: &'a Replica<B>,
+    failure: Option<TrainError>,
+}
+
+impl<B: AutodiffBackend> ModuleMapper<B> for Broadcast<'_, B> {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+        let (id, value, mapper) = param.consume();
+        if self.failure.is_some() {
+            return Param::from_mapped_value(id, value, mapper);
+        }
+        let id_pieces = hash_tensor::<B::InnerBackend>(&[id.val()], &self.replica.device);
+        let received = self.replica.broadcast(id_pieces).and_then(|id| {
+            let require_grad = value.is_require_grad();
+            let mut value = Tensor::from_inner(self.replica.broadcast(value.clone().inner())?);
+            if require_grad {
+                value = value.require_grad();
+            }
+            Ok((ParamId::from(tensor_hashes(id)[0]), value))
+        });
+        match received {
+            Ok((id, value)) => Param::from_mapped_value(id, value, mapper),
+            Err(failure) => {
+                self.failure = Some(failure);
+                Param::from_mapped_value(id, value, mapper)
+            }
+        }
+    }
+}
+
+impl<B: AutodiffBackend> Drop for Replica<B> {
+    fn drop(&mut self) {
+        // Leaving twice or after a failed peer is harmless to this replica; nothing to report.
+        let _ = collective::finish_collective::<B::InnerBackend>(self.peer);
+    }
+}
+
+/// A collective operation's failure, naming the replica and what it was doing.
+fn collective_error(rank: usize, operation: &str, error: CollectiveError) -> TrainError {
+    TrainError::Collective { rank, operation: operation.into(), problem: format!("{error:?}") }
+}
+
+/// Every seeded layer's name and a hash of its seed state, in visiting order, after the number of
+/// seeded layers (so that models of different shapes differ first there, and a model without
+/// seeded layers still takes part).
+fn layer_hashes<B: AutodiffBackend, M: SeededModel<B>>(model: &M) -> (Vec<String>, Vec<u64>) {
+    let (mut names, mut hashes) = (vec!["the number of seeded layers".to_string()], vec![0]);
+    model.visit_seeded(&mut |name, layer| {
+        let core = layer.seed_core();
+        let state =
+            serde_json::to_string(&(core.seed_infos(), core.blueprint_params())).expect("seed state serializes");
+        let mut hasher = DefaultHasher::new();
+        state.hash(&mut hasher);
+        names.push(name.to_string());
+        hashes.push(hasher.finish());
+    });
+    hashes[0] = names.len() as u64 - 1;
+    (names, hashes)
+}
+
+/// 64-bit values (hashes, parameter ids) as exact floats: four 16-bit pieces each.
+fn hash_tensor<Bk: Backend>(hashes: &[u64], device: &Bk::Device) -> Tensor<Bk, 1> {
+    let pieces: Vec<f32> = hashes.iter().flat_map(|h| (0..4).map(move |i| ((h >> (16 * i)) & 0xffff) as f32)).collect();
+    let len = pieces.len();
+    Tensor::from_data(TensorData::new(pieces, [len]), device)
+}
+
+/// The values [`hash_tensor`] wrote.
+fn tensor_hashes<Bk: Backend>(tensor: Tensor<Bk, 1>) -> Vec<u64> {
+    let pieces = tensor.into_data().convert::<f32>().to_vec::<f32>().unwrap_or_default();
+    pieces.chunks(4).map(|p| p.iter().enumerate().fold(0u64, |h, (i, &v)| h | ((v as u64) << (16 * i)))).collect()
+}

@@ -1,0 +1,139 @@
+//! Data-parallel replicas in one process: threads on ndarray joined through Burn's collective
+//! operations (the code path a run on several GPUs takes) train a growing MLP on Fashion-MNIST
+//! exactly as one process on the whole global batch does, and a replica whose seeds fall out of
+//! lockstep is named by every replica.
+
+use crate::common::{pooled_data, B};
+use burn::optim::{AdamConfig, GradientsParams, Optimizer};
+use burn::tensor::Tensor;
+use morphogen_contracts::Stage;
+use morphogen_trainer::{
+    ImageClassification, ImageItem, Mlp, ModelConfig, Replica, ReplicaConfig, Task, TaskModel, TrainError,
+};
+
+/// Optimizer steps each run takes.
+const STEPS: usize = 5;
+/// Examples per global batch: three replicas take 17, 17 and 16 of them.
+const GLOBAL_BATCH: usize = 50;
+/// Adam's learning rate: large, so that a wrong step shows.
+const LR: f64 = 1e-2;
+
+/// The task and the first training images (7x7).
+fn images() -> (ImageClassification, Vec<ImageItem>) {
+    let data = pooled_data(STEPS * GLOBAL_BATCH, 1, 4);
+    let items = (0..data.train.len()).map(|i| data.train.get(i).unwrap()).collect();
+    (data.task, items)
+}
+
+/// A small MLP whose first layer has two seeds past GRAFTING (their blueprints both train and
+/// count in the output) and one TRAINING seed.
+fn growing_mlp(task: &ImageClassification) -> Mlp<B> {
+    let config = ModelConfig { hidden: 16, num_seeds: 4, ..Default::default() };
+    let mut model = config.mlp::<B>(task, &Default::default()).unwrap();
+    model.fc1.request_germinations(&[0, 1, 2], "residual_mlp", "fixed_ramp").unwrap();
+    let to_fine_tuning = [Stage::Training, Stage::Grafting, Stage::Stabilization, Stage::Evaluating, Stage::FineTuning];
+    model.fc1.advance_many(&[0, 1, 2], Stage::Training).unwrap();
+    for stage in &to_fine_tuning[1..] {
+        model.fc1.advance_many(&[0, 1], *stage).unwrap();
+    }
+    model
+}
+
+/// `model`'s logits on the first global batch: every host and blueprint weight shows in them.
+fn logits(model: &Mlp<B>, task: &ImageClassification, items: &[ImageItem]) -> Vec<f32> {
+    let batch = task.batch::<B>(items[..GLOBAL_BATCH].to_vec(), &Default::default());
+    let logits: Tensor<B, 2> = model.logits(batch.images);
+    logits.into_data().to_vec().unwrap()
+}
+
+/// Trains `model` for [`STEPS`] steps as replica `replica` of its group (or alone with `None`, on
+/// whole global batches), averaging gradients when `average` is set.
+fn train(
+    mut model: Mlp<B>,
+    task: &ImageClassification,
+    items: &[ImageItem],
+    replica: Option<&Replica<B>>,
+    average: bool,
+) -> Result<Mlp<B>, TrainError> {
+    let mut optim = AdamConfig::new().init();
+    let group = replica.map_or(ReplicaConfig { rank: 0, replicas: 1 }, |r| r.config());
+    for step in 0..STEPS {
+        let global = &items[step * GLOBAL_BATCH..(step + 1) * GLOBAL_BATCH];
+        let batch = task.batch::<B>(global[group.shard(GLOBAL_BATCH)].to_vec(), &Default::default());
+        let loss = model.step(batch).loss * group.loss_weight(GLOBAL_BATCH);
+        let mut grads = GradientsParams::from_grads(loss.backward(), &model);
+        if let (Some(replica), true) = (replica, average) {
+            grads = replica.average_gradients(grads)?;
+        }
+        model = optim.step(LR, model, grads);
+    }
+    Ok(model)
+}
+
+/// Runs `body` as every replica of a group of `replicas`, each on its own thread, and returns
+/// what each returned, by rank.
+fn as_replicas<T: Send>(replicas: usize, body: impl Fn(Replica<B>) -> T + Sync) -> Vec<T> {
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..replicas)
+            .map(|rank| {
+                let body = &body;
+                scope.spawn(move || body(Replica::join(ReplicaConfig { rank, replicas }, &Default::default()).unwrap()))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    })
+}
+
+fn max_difference(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}
+
+#[test]
+fn replicas_train_as_one_process_on_the_global_batch() {
+    let (task, items) = images();
+    // Clones of a model not yet run hold different weights (Burn initializes lazily), so the
+    // replicas start from rank 0's through `synchronize`, and so does the single process.
+    let model = growing_mlp(&task);
+    let runs = as_replicas(3, |replica| {
+        let start = replica.synchronize(model.clone()).unwrap();
+        let averaged = train(start.clone(), &task, &items, Some(&replica), true).unwrap();
+        replica.check_lockstep(&averaged).unwrap();
+        let apart = train(start.clone(), &task, &items, Some(&replica), false).unwrap();
+        (start, logits(&averaged, &task, &items), logits(&apart, &task, &items))
+    });
+    let single = logits(&train(runs[0].0.clone(), &task, &items, None, false).unwrap(), &task, &items);
+    for (rank, (_, averaged, _)) in runs.iter().enumerate() {
+        let difference = max_difference(averaged, &single);
+        assert!(difference < 1e-4, "replica {rank} differs from one process by {difference}");
+    }
+    // Without averaging, each replica learns from its shard alone and ends elsewhere.
+    let apart = max_difference(&runs[0].2, &single);
+    assert!(apart > 1e-2, "training on a shard alone came within {apart} of the whole batch");
+}
+
+#[test]
+fn a_replica_out_of_lockstep_is_named_by_every_replica() {
+    let (task, _) = images();
+    let model = growing_mlp(&task);
+    let answers = as_replicas(2, |replica| {
+        let mut mine = model.clone();
+        replica.check_lockstep(&mine).expect("identical replicas are in lockstep");
+        if replica.config().rank == 1 {
+            // A growth decision applied on one replica only.
+            mine.fc2.request_germinations(&[0], "residual_mlp", "fixed_ramp").unwrap();
+        }
+        replica.check_lockstep(&mine).map_err(|e| e.to_string())
+    });
+    for answer in answers {
+        let error = answer.expect_err("a replica out of lockstep is reported");
+        assert!(error.contains("replica 1") && error.contains("fc2"), "{error}");
+    }
+}
+
+#[test]
+fn ranks_outside_the_group_are_refused() {
+    let error = Replica::<B>::join(ReplicaConfig { rank: 2, replicas: 2 }, &Default::default()).unwrap_err();
+    assert!(error.to_string().contains("rank 2 is outside a group of 2 replicas"), "{error}");
+    let shards: Vec<_> = (0..3).map(|rank| ReplicaConfig { rank, replicas: 3 }.shard(50)).collect();
+    assert_eq!(shards, vec![0..17, 17..34, 34..50]);
+}
