@@ -128,6 +128,39 @@ impl<B: Backend> TelemetryWindow<B> {
         elems * self.blueprint.dtype().size() + partial
     }
 
+    /// The window's sums as one flat tensor, every entry a sum over samples, so that windows of
+    /// several data-parallel replicas add up entry by entry: per-feature sums (`3 * features`),
+    /// chunk totals (`2 * seeds`), blueprint contributions (`seeds`), then the sample count in
+    /// four 16-bit pieces (exact in f32 for a sum over up to 256 windows).
+    pub fn flat_sums(&self) -> Tensor<B, 1> {
+        let Sums { features, totals, .. } = self.sums.settled();
+        let device = self.blueprint.device();
+        let pieces: Vec<f32> = (0..4).map(|i| ((self.samples >> (16 * i)) & 0xffff) as f32).collect();
+        let samples = Tensor::<B, 1>::from_data(TensorData::new(pieces, [4]), &device).cast(self.blueprint.dtype());
+        Tensor::cat(vec![features.reshape([-1]), totals.reshape([-1]), self.blueprint.clone(), samples], 0)
+    }
+
+    /// Replaces the window's sums with `flat`, laid out as [`Self::flat_sums`] lays them out
+    /// (for example their total over replicas); reads the four sample-count pieces back. Returns
+    /// the length it expected when `flat` has another.
+    pub fn set_flat_sums(&mut self, flat: Tensor<B, 1>, chunks: &ChunkMap) -> Result<(), usize> {
+        let (f, s) = (chunks.features(), chunks.seeds());
+        let expected = 3 * f + 3 * s + 4;
+        if flat.dims()[0] != expected {
+            return Err(expected);
+        }
+        let pieces = flat.clone().narrow(0, expected - 4, 4).into_data().convert::<f32>();
+        let pieces = pieces.to_vec::<f32>().expect("converted to f32");
+        self.samples = pieces.iter().enumerate().map(|(i, &p)| (p.round() as u64) << (16 * i)).sum();
+        self.sums = Sums {
+            features: flat.clone().narrow(0, 0, 3 * f).reshape([3, f]),
+            totals: flat.clone().narrow(0, 3 * f, 2 * s).reshape([2, s]),
+            partial: None,
+        };
+        self.blueprint = flat.narrow(0, 3 * f + 2 * s, s);
+        Ok(())
+    }
+
     /// Reads the window (with `alpha`, `[num_seeds]`) in one transfer.
     pub fn read(&self, alpha: Tensor<B, 1>) -> WindowSums {
         let Sums { features: f, totals, .. } = &self.sums.settled();

@@ -93,13 +93,14 @@ impl<B: AutodiffBackend> Replica<B> {
         self.config
     }
 
-    /// `model` with rank 0's parameters (values and ids) on every replica, as a run must start:
-    /// Burn initializes parameters lazily, so even clones of one model made before its first
-    /// forward pass hold different random weights. Call it on every replica before creating the
-    /// optimizer: it is a collective operation, one broadcast per parameter.
+    /// `model` on this replica's device with rank 0's parameters (values and ids), as a run must
+    /// start: Burn initializes parameters lazily, so even clones of one model made before its
+    /// first forward pass hold different random weights. The copy has its own telemetry windows
+    /// (clones share them). Call it on every replica before creating the optimizer: it is a
+    /// collective operation, one broadcast per parameter.
     pub fn synchronize<M: Module<B>>(&self, model: M) -> Result<M, TrainError> {
         let mut broadcast = Broadcast { replica: self, failure: None };
-        let model = model.map(&mut broadcast);
+        let model = model.fork(&self.device).map(&mut broadcast);
         match broadcast.failure {
             None => Ok(model),
             Some(failure) => Err(failure),
@@ -124,6 +125,27 @@ impl<B: AutodiffBackend> Replica<B> {
         grads
             .all_reduce::<B::InnerBackend>(self.peer, ReduceOperation::Mean)
             .map_err(|e| collective_error(self.config.rank, "average gradients", e))
+    }
+
+    /// Adds up every seeded layer's telemetry window over the replicas, so that the next health
+    /// report on each replica covers the whole global batches, as one process's would (the
+    /// controller then sees all the data). A collective operation: call it on every replica
+    /// before reading health.
+    pub fn sum_telemetry<M: SeededModel<B>>(&self, model: &mut M) -> Result<(), TrainError> {
+        let mut outcome = Ok(());
+        model.visit_seeded_mut(&mut |_, layer| {
+            if outcome.is_ok() {
+                let core = layer.seed_core_mut();
+                let mine = core.telemetry_sums().inner().into_primitive().tensor();
+                outcome = collective::all_reduce::<B::InnerBackend>(self.peer, mine, ReduceOperation::Sum)
+                    .map_err(|e| collective_error(self.config.rank, "add up telemetry", e))
+                    .and_then(|total| {
+                        let total = Tensor::from_inner(Tensor::from_primitive(TensorPrimitive::Float(total)));
+                        Ok(core.set_telemetry_sums(total)?)
+                    });
+            }
+        });
+        outcome
     }
 
     /// Checks that every seeded layer of `model` is in the same state (every seed's stage,

@@ -3,6 +3,7 @@
 use super::{HostKind, SeedCore};
 use crate::bank::BlueprintBank;
 use burn::tensor::backend::Backend;
+use burn::tensor::Tensor;
 use morphogen_contracts::MorphogenError;
 use morphogen_contracts::{LayerHealthReport, SeedInfo};
 use std::collections::BTreeMap;
@@ -49,6 +50,24 @@ impl<B: Backend> SeedCore<B> {
         let sums = window.read(self.params.state.alpha.val());
         window.reset(&self.setup.chunks, &self.device());
         sums.report(&self.setup.name, &self.setup.chunks, |s| self.table[s].stage)
+    }
+
+    /// The telemetry window's sums since the last report as one flat tensor whose entries add
+    /// up across data-parallel replicas (each replica saw its shard of the same batches).
+    pub fn telemetry_sums(&self) -> Tensor<B, 1> {
+        self.shared.telemetry().flat_sums()
+    }
+
+    /// Replaces the telemetry window's sums with `sums`, laid out as [`Self::telemetry_sums`]
+    /// gives them: typically their total over every replica, so that the next health report
+    /// covers all the data.
+    pub fn set_telemetry_sums(&mut self, sums: Tensor<B, 1>) -> Result<(), MorphogenError> {
+        let got = sums.dims().to_vec();
+        self.shared.telemetry().set_flat_sums(sums, &self.setup.chunks).map_err(|len| MorphogenError::ShapeMismatch {
+            layer: self.setup.name.clone(),
+            expected: format!("[{len}] telemetry sums, as telemetry_sums gives them for this layer"),
+            got,
+        })
     }
 
     /// Parameters one seed's blueprint adds, for each blueprint this layer can grow.

@@ -106,3 +106,30 @@ fn telemetry_every_samples_one_pass_in_n() {
         .unwrap_err();
     assert!(err.to_string().contains("telemetry_every = 0"), "{err}");
 }
+
+/// Data-parallel replicas add up their windows: two windows over two halves of the data,
+/// added, report what one window over all of it reports.
+#[test]
+fn windows_added_up_report_as_one_window_over_all_the_data() {
+    use burn::module::Module;
+    let mut half = SeededLinearConfig::new(5, 12).with_num_seeds(3).init::<B>(&device());
+    // A first pass initializes the (lazy) weights, so the forks below copy them; forks have
+    // telemetry windows of their own.
+    half.forward(random([1, 5]));
+    half.health_report();
+    let (other_half, whole) = (half.clone().fork(&device()), half.clone().fork(&device()));
+    let (x1, x2) = (random([7, 5]), random([4, 5]));
+    half.forward(x1.clone());
+    other_half.forward(x2.clone());
+    whole.forward(x1);
+    whole.forward(x2);
+    let total = half.core.telemetry_sums() + other_half.core.telemetry_sums();
+    half.core.set_telemetry_sums(total).unwrap();
+    let (added, expected) = (half.health_report(), whole.health_report());
+    assert_eq!(added.samples, 11);
+    assert_eq!(added.samples, expected.samples);
+    compare(&added.seeds, &expected.seeds);
+
+    let error = half.core.set_telemetry_sums(Tensor::zeros([3], &device())).unwrap_err().to_string();
+    assert!(error.contains(&half.core.name().to_string()) && error.contains("telemetry sums"), "{error}");
+}

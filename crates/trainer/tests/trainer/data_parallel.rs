@@ -1,12 +1,14 @@
 //! Data-parallel replicas in one process: threads on ndarray joined through Burn's collective
 //! operations (the code path a run on several GPUs takes) train a growing MLP on Fashion-MNIST
-//! exactly as one process on the whole global batch does, and a replica whose seeds fall out of
-//! lockstep is named by every replica.
+//! and measure its seeds' health exactly as one process on the whole global batch does, and a
+//! replica whose seeds fall out of lockstep is named by every replica.
 
 use crate::common::{pooled_data, B};
+use burn::module::Module;
 use burn::optim::{AdamConfig, GradientsParams, Optimizer};
 use burn::tensor::Tensor;
 use morphogen_contracts::Stage;
+use morphogen_engine::SeededModel;
 use morphogen_trainer::{
     ImageClassification, ImageItem, Mlp, ModelConfig, Replica, ReplicaConfig, Task, TaskModel, TrainError,
 };
@@ -88,27 +90,69 @@ fn max_difference(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
 }
 
+/// The first seeded layer's telemetry sums since its last report.
+fn telemetry(model: &Mlp<B>) -> Vec<f32> {
+    model.fc1.core.telemetry_sums().into_data().to_vec().unwrap()
+}
+
+/// Every seed's health statistics, layer after layer (reading them resets the windows).
+fn health(model: &Mlp<B>) -> Vec<f32> {
+    let reports = model.health_reports();
+    reports.iter().flat_map(|r| &r.seeds).flat_map(|s| [s.mean, s.variance, s.dead_ratio, s.correlation]).collect()
+}
+
+/// The largest difference between `a` and `b` relative to the larger magnitude (at least 1).
+fn relative_difference(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter().zip(b).map(|(x, y)| (x - y).abs() / x.abs().max(y.abs()).max(1.0)).fold(0.0, f32::max)
+}
+
+/// What one replica measured: its start, its logits trained with and without averaging, and its
+/// first layer's telemetry sums before and after adding them up, and its health after.
+struct ReplicaRun {
+    start: Mlp<B>,
+    averaged: Vec<f32>,
+    apart: Vec<f32>,
+    own_telemetry: Vec<f32>,
+    summed_telemetry: Vec<f32>,
+    health: Vec<f32>,
+}
+
 #[test]
-fn replicas_train_as_one_process_on_the_global_batch() {
+fn replicas_train_and_measure_as_one_process_on_the_global_batch() {
     let (task, items) = images();
     // Clones of a model not yet run hold different weights (Burn initializes lazily), so the
     // replicas start from rank 0's through `synchronize`, and so does the single process.
     let model = growing_mlp(&task);
     let runs = as_replicas(3, |replica| {
         let start = replica.synchronize(model.clone()).unwrap();
-        let averaged = train(start.clone(), &task, &items, Some(&replica), true).unwrap();
+        let mut averaged = train(start.clone(), &task, &items, Some(&replica), true).unwrap();
         replica.check_lockstep(&averaged).unwrap();
+        let own_telemetry = telemetry(&averaged);
+        replica.sum_telemetry(&mut averaged).unwrap();
+        let (summed_telemetry, health) = (telemetry(&averaged), health(&averaged));
         let apart = train(start.clone(), &task, &items, Some(&replica), false).unwrap();
-        (start, logits(&averaged, &task, &items), logits(&apart, &task, &items))
+        let (averaged, apart) = (logits(&averaged, &task, &items), logits(&apart, &task, &items));
+        ReplicaRun { start, averaged, apart, own_telemetry, summed_telemetry, health }
     });
-    let single = logits(&train(runs[0].0.clone(), &task, &items, None, false).unwrap(), &task, &items);
-    for (rank, (_, averaged, _)) in runs.iter().enumerate() {
-        let difference = max_difference(averaged, &single);
+    // A fork has telemetry windows of its own.
+    let single = train(runs[0].start.clone().fork(&Default::default()), &task, &items, None, false).unwrap();
+    let (single_telemetry, single_health) = (telemetry(&single), health(&single));
+    let single = logits(&single, &task, &items);
+    for (rank, run) in runs.iter().enumerate() {
+        let difference = max_difference(&run.averaged, &single);
         assert!(difference < 1e-4, "replica {rank} differs from one process by {difference}");
+        let telemetry = relative_difference(&run.summed_telemetry, &single_telemetry);
+        assert!(telemetry < 1e-4, "replica {rank}'s summed telemetry differs from one process's by {telemetry}");
+        let health = relative_difference(&run.health, &single_health);
+        assert!(health < 1e-3, "replica {rank}'s health differs from one process's by {health}");
     }
-    // Without averaging, each replica learns from its shard alone and ends elsewhere.
-    let apart = max_difference(&runs[0].2, &single);
+    // Without averaging, each replica learns from its shard alone and ends elsewhere; before
+    // adding up, each window holds its shard alone.
+    let apart = max_difference(&runs[0].apart, &single);
     assert!(apart > 1e-2, "training on a shard alone came within {apart} of the whole batch");
+    let own = relative_difference(&runs[0].own_telemetry, &single_telemetry);
+    assert!(own > 0.1, "one replica's telemetry came within {own} of the whole batch's");
 }
 
 #[test]
