@@ -13,7 +13,7 @@ use burn::module::{Module, ModuleMapper, Param, ParamId};
 use burn::optim::GradientsParams;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Tensor, TensorData, TensorPrimitive};
-use morphogen_contracts::MorphogenError;
+use morphogen_contracts::{Decisions, MorphogenError};
 use morphogen_engine::SeededModel;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::ops::Range;
@@ -107,15 +107,19 @@ impl<B: AutodiffBackend> Replica<B> {
         }
     }
 
-    /// Rank 0's `tensor` on every replica.
-    fn broadcast<const D: usize>(
-        &self,
-        tensor: Tensor<B::InnerBackend, D>,
-    ) -> Result<Tensor<B::InnerBackend, D>, TrainError> {
-        let sent = (self.config.rank == 0).then(|| tensor.into_primitive().tensor());
-        let received = collective::broadcast::<B::InnerBackend>(self.peer, sent)
-            .map_err(|e| collective_error(self.config.rank, "receive rank 0's parameters", e))?;
-        Ok(Tensor::from_primitive(TensorPrimitive::Float(received)))
+    /// Growth decisions made once, on rank 0 (only there is `decide` called: the controller runs
+    /// on one replica), and sent to every replica, to apply at the same step. A collective
+    /// operation.
+    pub fn decide_once(&self, decide: impl FnOnce() -> Decisions) -> Result<Decisions, TrainError> {
+        let json = self.is_root().then(|| serde_json::to_vec(&decide()).expect("decisions serialize"));
+        let sent = json.map(|bytes| self.floats(bytes.into_iter().map(f32::from).collect()));
+        let bytes: Vec<u8> =
+            values(self.broadcast(sent, "receive rank 0's decisions")?).iter().map(|&b| b as u8).collect();
+        serde_json::from_slice(&bytes).map_err(|e| TrainError::Collective {
+            rank: self.config.rank,
+            operation: "read rank 0's decisions".into(),
+            problem: e.to_string(),
+        })
     }
 
     /// Every replica's gradients averaged (in the same parameter order on every replica), so that
@@ -136,13 +140,9 @@ impl<B: AutodiffBackend> Replica<B> {
         model.visit_seeded_mut(&mut |_, layer| {
             if outcome.is_ok() {
                 let core = layer.seed_core_mut();
-                let mine = core.telemetry_sums().inner().into_primitive().tensor();
-                outcome = collective::all_reduce::<B::InnerBackend>(self.peer, mine, ReduceOperation::Sum)
-                    .map_err(|e| collective_error(self.config.rank, "add up telemetry", e))
-                    .and_then(|total| {
-                        let total = Tensor::from_inner(Tensor::from_primitive(TensorPrimitive::Float(total)));
-                        Ok(core.set_telemetry_sums(total)?)
-                    });
+                outcome = self
+                    .sum(core.telemetry_sums().inner(), "add up telemetry")
+                    .and_then(|total| Ok(core.set_telemetry_sums(Tensor::from_inner(total))?));
             }
         });
         outcome
@@ -153,26 +153,15 @@ impl<B: AutodiffBackend> Replica<B> {
     /// rank 0. A collective operation: call it on every replica at the same point; every replica
     /// then returns the same answer, naming the lowest rank that differs and its first layer.
     pub fn check_lockstep<M: SeededModel<B>>(&self, model: &M) -> Result<(), TrainError> {
+        let operation = "compare seed states";
         let (names, hashes) = layer_hashes(model);
-        let rank = self.config.rank;
-        let sent = (rank == 0).then(|| hash_tensor::<B::InnerBackend>(&hashes, &self.device).into_primitive().tensor());
-        let reference = collective::broadcast::<B::InnerBackend>(self.peer, sent)
-            .map_err(|e| collective_error(rank, "compare seed states", e))?;
-        let reference = tensor_hashes(Tensor::<B::InnerBackend, 1>::from_primitive(TensorPrimitive::Float(reference)));
+        let sent = self.is_root().then(|| self.floats(to_pieces(&hashes)));
+        let reference = from_pieces(&values(self.broadcast(sent, operation)?));
         let first_difference = (0..names.len().max(reference.len())).find(|&i| reference.get(i) != hashes.get(i));
         // Each replica reports its first differing layer (+1; 0 for none) in its own slot.
         let mut reports = vec![0f32; self.config.replicas];
-        reports[rank] = first_difference.map_or(0.0, |i| (i + 1) as f32);
-        let reports =
-            Tensor::<B::InnerBackend, 1>::from_data(TensorData::new(reports, [self.config.replicas]), &self.device);
-        let reports = collective::all_reduce::<B::InnerBackend>(
-            self.peer,
-            reports.into_primitive().tensor(),
-            ReduceOperation::Sum,
-        )
-        .map_err(|e| collective_error(rank, "compare seed states", e))?;
-        let reports = Tensor::<B::InnerBackend, 1>::from_primitive(TensorPrimitive::Float(reports)).into_data();
-        let reports = reports.convert::<f32>().to_vec::<f32>().unwrap_or_default();
+        reports[self.config.rank] = first_difference.map_or(0.0, |i| (i + 1) as f32);
+        let reports = values(self.sum(self.floats(reports), operation)?);
         match reports.iter().position(|&r| r > 0.0) {
             None => Ok(()),
             Some(differing) => {
@@ -183,6 +172,44 @@ impl<B: AutodiffBackend> Replica<B> {
                 })
             }
         }
+    }
+
+    /// Whether this replica is rank 0, the one that sends what is broadcast.
+    fn is_root(&self) -> bool {
+        self.config.rank == 0
+    }
+
+    /// Rank 0's `sent` (`None` on every other rank) on every replica.
+    fn broadcast<const D: usize>(
+        &self,
+        sent: Option<Tensor<B::InnerBackend, D>>,
+        operation: &str,
+    ) -> Result<Tensor<B::InnerBackend, D>, TrainError> {
+        let sent = sent.map(|tensor| tensor.into_primitive().tensor());
+        let received = collective::broadcast::<B::InnerBackend>(self.peer, sent)
+            .map_err(|e| collective_error(self.config.rank, operation, e))?;
+        Ok(Tensor::from_primitive(TensorPrimitive::Float(received)))
+    }
+
+    /// `tensor` added up over every replica.
+    fn sum<const D: usize>(
+        &self,
+        tensor: Tensor<B::InnerBackend, D>,
+        operation: &str,
+    ) -> Result<Tensor<B::InnerBackend, D>, TrainError> {
+        let total = collective::all_reduce::<B::InnerBackend>(
+            self.peer,
+            tensor.into_primitive().tensor(),
+            ReduceOperation::Sum,
+        )
+        .map_err(|e| collective_error(self.config.rank, operation, e))?;
+        Ok(Tensor::from_primitive(TensorPrimitive::Float(total)))
+    }
+
+    /// `values` as a tensor on this replica's device.
+    fn floats(&self, values: Vec<f32>) -> Tensor<B::InnerBackend, 1> {
+        let len = values.len();
+        Tensor::from_data(TensorData::new(values, [len]), &self.device)
     }
 }
 
@@ -198,14 +225,15 @@ impl<B: AutodiffBackend> ModuleMapper<B> for Broadcast<'_, B> {
         if self.failure.is_some() {
             return Param::from_mapped_value(id, value, mapper);
         }
-        let id_pieces = hash_tensor::<B::InnerBackend>(&[id.val()], &self.replica.device);
-        let received = self.replica.broadcast(id_pieces).and_then(|id| {
-            let require_grad = value.is_require_grad();
-            let mut value = Tensor::from_inner(self.replica.broadcast(value.clone().inner())?);
-            if require_grad {
-                value = value.require_grad();
+        let (replica, operation) = (self.replica, "receive rank 0's parameters");
+        let sent_id = replica.is_root().then(|| replica.floats(to_pieces(&[id.val()])));
+        let received = replica.broadcast(sent_id, operation).and_then(|root_id| {
+            let sent_value = replica.is_root().then(|| value.clone().inner());
+            let mut root_value = Tensor::from_inner(replica.broadcast(sent_value, operation)?);
+            if value.is_require_grad() {
+                root_value = root_value.require_grad();
             }
-            Ok((ParamId::from(tensor_hashes(id)[0]), value))
+            Ok((ParamId::from(from_pieces(&values(root_id))[0]), root_value))
         });
         match received {
             Ok((id, value)) => Param::from_mapped_value(id, value, mapper),
@@ -248,14 +276,19 @@ fn layer_hashes<B: AutodiffBackend, M: SeededModel<B>>(model: &M) -> (Vec<String
 }
 
 /// 64-bit values (hashes, parameter ids) as exact floats: four 16-bit pieces each.
-fn hash_tensor<Bk: Backend>(hashes: &[u64], device: &Bk::Device) -> Tensor<Bk, 1> {
-    let pieces: Vec<f32> = hashes.iter().flat_map(|h| (0..4).map(move |i| ((h >> (16 * i)) & 0xffff) as f32)).collect();
-    let len = pieces.len();
-    Tensor::from_data(TensorData::new(pieces, [len]), device)
+fn to_pieces(values: &[u64]) -> Vec<f32> {
+    values.iter().flat_map(|v| (0..4).map(move |i| ((v >> (16 * i)) & 0xffff) as f32)).collect()
 }
 
-/// The values [`hash_tensor`] wrote.
-fn tensor_hashes<Bk: Backend>(tensor: Tensor<Bk, 1>) -> Vec<u64> {
-    let pieces = tensor.into_data().convert::<f32>().to_vec::<f32>().unwrap_or_default();
-    pieces.chunks(4).map(|p| p.iter().enumerate().fold(0u64, |h, (i, &v)| h | ((v as u64) << (16 * i)))).collect()
+/// The values [`to_pieces`] wrote.
+fn from_pieces(pieces: &[f32]) -> Vec<u64> {
+    pieces
+        .chunks(4)
+        .map(|p| p.iter().enumerate().fold(0u64, |v, (i, &piece)| v | ((piece as u64) << (16 * i))))
+        .collect()
+}
+
+/// A tensor's elements, read back to the host.
+fn values<Bk: Backend>(tensor: Tensor<Bk, 1>) -> Vec<f32> {
+    tensor.into_data().convert::<f32>().to_vec::<f32>().unwrap_or_default()
 }

@@ -1,17 +1,21 @@
 //! Data-parallel replicas in one process: threads on ndarray joined through Burn's collective
 //! operations (the code path a run on several GPUs takes) train a growing MLP on Fashion-MNIST
 //! and measure its seeds' health exactly as one process on the whole global batch does, and a
-//! replica whose seeds fall out of lockstep is named by every replica.
+//! replica whose seeds fall out of lockstep is named by every replica; growth decided on rank 0
+//! reaches every replica.
 
 use crate::common::{pooled_data, B};
 use burn::module::Module;
 use burn::optim::{AdamConfig, GradientsParams, Optimizer};
 use burn::tensor::Tensor;
-use morphogen_contracts::Stage;
+use morphogen_contracts::{GlobalMetrics, Stage};
+use morphogen_controller::{Controller, ControllerConfig};
 use morphogen_engine::SeededModel;
 use morphogen_trainer::{
-    ImageClassification, ImageItem, Mlp, ModelConfig, Replica, ReplicaConfig, Task, TaskModel, TrainError,
+    measure_system, ImageClassification, ImageItem, Mlp, ModelConfig, Replica, ReplicaConfig, Task, TaskModel,
+    TrainError,
 };
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Optimizer steps each run takes.
 const STEPS: usize = 5;
@@ -180,4 +184,33 @@ fn ranks_outside_the_group_are_refused() {
     assert!(error.to_string().contains("rank 2 is outside a group of 2 replicas"), "{error}");
     let shards: Vec<_> = (0..3).map(|rank| ReplicaConfig { rank, replicas: 3 }.shard(50)).collect();
     assert_eq!(shards, vec![0..17, 17..34, 34..50]);
+}
+
+#[test]
+fn growth_decided_on_rank_0_is_applied_by_every_replica() {
+    let (task, items) = images();
+    let model = growing_mlp(&task);
+    let decided = AtomicUsize::new(0);
+    let decisions = as_replicas(2, |replica| {
+        let mut mine = train(replica.synchronize(model.clone()).unwrap(), &task, &items, Some(&replica), true).unwrap();
+        replica.sum_telemetry(&mut mine).unwrap();
+        // Every replica reads its health (which starts a new window); only rank 0 decides.
+        let metrics =
+            GlobalMetrics { epoch: 1, step: STEPS as u64, train_loss: 1.0, val_loss: 1.0, ..Default::default() };
+        let system = measure_system(&mine, metrics, Vec::new());
+        let decisions = replica
+            .decide_once(|| {
+                decided.fetch_add(1, Ordering::SeqCst);
+                Controller::new(ControllerConfig::default()).unwrap().step(&system)
+            })
+            .unwrap();
+        for command in &decisions.commands {
+            mine.apply_command(command).unwrap();
+        }
+        replica.check_lockstep(&mine).unwrap();
+        decisions
+    });
+    assert_eq!(decided.load(Ordering::SeqCst), 1, "the controller ran on rank 0 only");
+    assert!(!decisions[0].commands.is_empty(), "the controller grew seeds: {:?}", decisions[0]);
+    assert_eq!(decisions[0], decisions[1], "every replica applied rank 0's decisions");
 }
