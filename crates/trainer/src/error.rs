@@ -58,6 +58,16 @@ pub enum TrainError {
         /// What went wrong.
         problem: String,
     },
+    /// A collective operation waited longer than the replica's timeout for its peers.
+    #[error("replica {rank} waited {waited:?} for the other replicas to {operation}; one of them died or hangs: see its log, then resume from the last checkpoint")]
+    ReplicaTimeout {
+        /// The replica that waited.
+        rank: usize,
+        /// What it was waiting to do.
+        operation: String,
+        /// How long it waited.
+        waited: std::time::Duration,
+    },
     /// A replica's seeds are no longer in lockstep with rank 0's.
     #[error("replica {rank}'s seeds differ from rank 0's, first at {layer}; apply every growth decision on every replica at the same step")]
     ReplicasDiverged {
@@ -85,7 +95,9 @@ impl TrainError {
             TrainError::Diverged { .. } => ErrorKind::Diverged,
             TrainError::Checkpoint(_) => ErrorKind::Checkpoint,
             TrainError::Io { .. } => ErrorKind::Io,
-            TrainError::Collective { .. } | TrainError::ReplicasDiverged { .. } => ErrorKind::Replicas,
+            TrainError::Collective { .. } | TrainError::ReplicaTimeout { .. } | TrainError::ReplicasDiverged { .. } => {
+                ErrorKind::Replicas
+            }
         }
     }
 }

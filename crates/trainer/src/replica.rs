@@ -17,23 +17,43 @@ use morphogen_contracts::{Decisions, MorphogenError};
 use morphogen_engine::SeededModel;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::ops::Range;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::time::Duration;
 
-/// Where a replica sits in its group.
+/// Where a replica sits in its group, and how long it waits for the others.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ReplicaConfig {
     /// This replica's index, `0..replicas`; rank 0 is the reference the others are checked against.
     pub rank: usize,
     /// Replicas in the group.
     pub replicas: usize,
+    /// The longest a collective operation waits for the other replicas before it fails with
+    /// [`TrainError::ReplicaTimeout`]: a peer that died or hangs stops the run instead of
+    /// blocking it forever. Generous by default (20 minutes), because a GPU replica's first
+    /// steps include compiling its kernels.
+    pub timeout: Duration,
 }
 
 impl ReplicaConfig {
-    /// Checks the rank lies inside the group.
+    /// Replica `rank` of `replicas`, with the default timeout.
+    pub fn new(rank: usize, replicas: usize) -> Self {
+        Self { rank, replicas, timeout: Duration::from_secs(20 * 60) }
+    }
+
+    /// The same with another timeout.
+    pub fn with_timeout(self, timeout: Duration) -> Self {
+        Self { timeout, ..self }
+    }
+
+    /// Checks the rank lies inside the group and the timeout is not zero.
     pub fn validate(&self) -> Result<(), MorphogenError> {
         let problem = if self.replicas == 0 {
             Some("replicas must be at least 1".to_string())
         } else if self.rank >= self.replicas {
             Some(format!("rank {} is outside a group of {} replicas", self.rank, self.replicas))
+        } else if self.timeout.is_zero() {
+            Some("the timeout must be longer than zero".to_string())
         } else {
             None
         };
@@ -42,7 +62,7 @@ impl ReplicaConfig {
             Some(problem) => Err(MorphogenError::InvalidConfig {
                 component: "replica".into(),
                 problem,
-                hint: "give each replica a distinct rank from 0 to replicas - 1".into(),
+                hint: "give each replica a distinct rank from 0 to replicas - 1, and a timeout".into(),
             }),
         }
     }
@@ -68,6 +88,8 @@ pub struct Replica<B: AutodiffBackend> {
     config: ReplicaConfig,
     peer: PeerId,
     device: B::Device,
+    /// Set once an operation timed out: the group is then out of step for good.
+    timed_out: AtomicBool,
 }
 
 impl<B: AutodiffBackend> std::fmt::Debug for Replica<B> {
@@ -85,7 +107,7 @@ impl<B: AutodiffBackend> Replica<B> {
         let group = CollectiveConfig::default().with_num_devices(config.replicas);
         collective::register::<B::InnerBackend>(peer, device.clone(), group)
             .map_err(|e| collective_error(config.rank, "join the group", e))?;
-        Ok(Self { config, peer, device: device.clone() })
+        Ok(Self { config, peer, device: device.clone(), timed_out: AtomicBool::new(false) })
     }
 
     /// Where this replica sits in its group.
@@ -126,9 +148,8 @@ impl<B: AutodiffBackend> Replica<B> {
     /// each takes the same optimizer step. Weigh each replica's loss by
     /// [`ReplicaConfig::loss_weight`] first when shards can be uneven.
     pub fn average_gradients(&self, grads: GradientsParams) -> Result<GradientsParams, TrainError> {
-        grads
-            .all_reduce::<B::InnerBackend>(self.peer, ReduceOperation::Mean)
-            .map_err(|e| collective_error(self.config.rank, "average gradients", e))
+        let peer = self.peer;
+        self.bounded("average gradients", move || grads.all_reduce::<B::InnerBackend>(peer, ReduceOperation::Mean))
     }
 
     /// Adds up every seeded layer's telemetry window over the replicas, so that the next health
@@ -185,9 +206,8 @@ impl<B: AutodiffBackend> Replica<B> {
         sent: Option<Tensor<B::InnerBackend, D>>,
         operation: &str,
     ) -> Result<Tensor<B::InnerBackend, D>, TrainError> {
-        let sent = sent.map(|tensor| tensor.into_primitive().tensor());
-        let received = collective::broadcast::<B::InnerBackend>(self.peer, sent)
-            .map_err(|e| collective_error(self.config.rank, operation, e))?;
+        let (peer, sent) = (self.peer, sent.map(|tensor| tensor.into_primitive().tensor()));
+        let received = self.bounded(operation, move || collective::broadcast::<B::InnerBackend>(peer, sent))?;
         Ok(Tensor::from_primitive(TensorPrimitive::Float(received)))
     }
 
@@ -197,13 +217,37 @@ impl<B: AutodiffBackend> Replica<B> {
         tensor: Tensor<B::InnerBackend, D>,
         operation: &str,
     ) -> Result<Tensor<B::InnerBackend, D>, TrainError> {
-        let total = collective::all_reduce::<B::InnerBackend>(
-            self.peer,
-            tensor.into_primitive().tensor(),
-            ReduceOperation::Sum,
-        )
-        .map_err(|e| collective_error(self.config.rank, operation, e))?;
+        let (peer, mine) = (self.peer, tensor.into_primitive().tensor());
+        let total = self
+            .bounded(operation, move || collective::all_reduce::<B::InnerBackend>(peer, mine, ReduceOperation::Sum))?;
         Ok(Tensor::from_primitive(TensorPrimitive::Float(total)))
+    }
+
+    /// Runs `call`, a blocking collective operation, on a thread of its own and waits for it at
+    /// most the configured timeout. A call that times out stays blocked on its thread (Burn's
+    /// collective operations cannot be cancelled), so every later operation fails at once.
+    fn bounded<T: Send + 'static>(
+        &self,
+        operation: &str,
+        call: impl FnOnce() -> Result<T, CollectiveError> + Send + 'static,
+    ) -> Result<T, TrainError> {
+        let timeout = TrainError::ReplicaTimeout {
+            rank: self.config.rank,
+            operation: operation.into(),
+            waited: self.config.timeout,
+        };
+        if self.timed_out.load(Ordering::SeqCst) {
+            return Err(timeout);
+        }
+        let (sender, receiver) = mpsc::channel();
+        std::thread::spawn(move || sender.send(call()));
+        match receiver.recv_timeout(self.config.timeout) {
+            Ok(result) => result.map_err(|e| collective_error(self.config.rank, operation, e)),
+            Err(_) => {
+                self.timed_out.store(true, Ordering::SeqCst);
+                Err(timeout)
+            }
+        }
     }
 
     /// `values` as a tensor on this replica's device.
@@ -247,8 +291,10 @@ impl<B: AutodiffBackend> ModuleMapper<B> for Broadcast<'_, B> {
 
 impl<B: AutodiffBackend> Drop for Replica<B> {
     fn drop(&mut self) {
-        // Leaving twice or after a failed peer is harmless to this replica; nothing to report.
-        let _ = collective::finish_collective::<B::InnerBackend>(self.peer);
+        // Leaving waits for the group too: bounded like every operation, and skipped once the
+        // group is out of step. Nothing to report on the way out.
+        let peer = self.peer;
+        let _ = self.bounded("leave the group", move || collective::finish_collective::<B::InnerBackend>(peer));
     }
 }
 

@@ -16,6 +16,7 @@ use morphogen_trainer::{
     TrainError,
 };
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 /// Optimizer steps each run takes.
 const STEPS: usize = 5;
@@ -62,7 +63,7 @@ fn train(
     average: bool,
 ) -> Result<Mlp<B>, TrainError> {
     let mut optim = AdamConfig::new().init();
-    let group = replica.map_or(ReplicaConfig { rank: 0, replicas: 1 }, |r| r.config());
+    let group = replica.map_or(ReplicaConfig::new(0, 1), |r| r.config());
     for step in 0..STEPS {
         let global = &items[step * GLOBAL_BATCH..(step + 1) * GLOBAL_BATCH];
         let batch = task.batch::<B>(global[group.shard(GLOBAL_BATCH)].to_vec(), &Default::default());
@@ -77,13 +78,19 @@ fn train(
 }
 
 /// Runs `body` as every replica of a group of `replicas`, each on its own thread, and returns
-/// what each returned, by rank.
+/// what each returned, by rank. A replica waits at most a minute for the others, so a test whose
+/// replicas fall out of step fails rather than hangs.
 fn as_replicas<T: Send>(replicas: usize, body: impl Fn(Replica<B>) -> T + Sync) -> Vec<T> {
+    as_replicas_waiting(replicas, Duration::from_secs(60), body)
+}
+
+/// [`as_replicas`] with every replica waiting at most `timeout` for the others.
+fn as_replicas_waiting<T: Send>(replicas: usize, timeout: Duration, body: impl Fn(Replica<B>) -> T + Sync) -> Vec<T> {
     std::thread::scope(|scope| {
         let handles: Vec<_> = (0..replicas)
             .map(|rank| {
-                let body = &body;
-                scope.spawn(move || body(Replica::join(ReplicaConfig { rank, replicas }, &Default::default()).unwrap()))
+                let (body, config) = (&body, ReplicaConfig::new(rank, replicas).with_timeout(timeout));
+                scope.spawn(move || body(Replica::join(config, &Default::default()).unwrap()))
             })
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
@@ -180,9 +187,11 @@ fn a_replica_out_of_lockstep_is_named_by_every_replica() {
 
 #[test]
 fn ranks_outside_the_group_are_refused() {
-    let error = Replica::<B>::join(ReplicaConfig { rank: 2, replicas: 2 }, &Default::default()).unwrap_err();
+    let error = Replica::<B>::join(ReplicaConfig::new(2, 2), &Default::default()).unwrap_err();
     assert!(error.to_string().contains("rank 2 is outside a group of 2 replicas"), "{error}");
-    let shards: Vec<_> = (0..3).map(|rank| ReplicaConfig { rank, replicas: 3 }.shard(50)).collect();
+    let error = ReplicaConfig::new(0, 2).with_timeout(Duration::ZERO).validate().unwrap_err();
+    assert!(error.to_string().contains("timeout"), "{error}");
+    let shards: Vec<_> = (0..3).map(|rank| ReplicaConfig::new(rank, 3).shard(50)).collect();
     assert_eq!(shards, vec![0..17, 17..34, 34..50]);
 }
 
@@ -213,4 +222,29 @@ fn growth_decided_on_rank_0_is_applied_by_every_replica() {
     assert_eq!(decided.load(Ordering::SeqCst), 1, "the controller ran on rank 0 only");
     assert!(!decisions[0].commands.is_empty(), "the controller grew seeds: {:?}", decisions[0]);
     assert_eq!(decisions[0], decisions[1], "every replica applied rank 0's decisions");
+}
+
+#[test]
+fn a_replica_that_hangs_stops_the_others_within_their_timeout() {
+    let (task, _) = images();
+    let model = growing_mlp(&task);
+    let timeout = Duration::from_secs(2);
+    let answers = as_replicas_waiting(2, timeout, |replica| {
+        let mine = replica.synchronize(model.clone()).unwrap();
+        if replica.config().rank == 1 {
+            // Hangs (longer than rank 0 waits) instead of comparing seed states.
+            std::thread::sleep(3 * timeout);
+            return None;
+        }
+        let started = Instant::now();
+        let first = replica.check_lockstep(&mine).unwrap_err().to_string();
+        let waited = started.elapsed();
+        // The group is out of step for good: the next operation fails at once.
+        let next = replica.decide_once(Default::default).unwrap_err().to_string();
+        Some((first, waited, next, started.elapsed() - waited))
+    });
+    let (first, waited, next, next_waited) = answers[0].clone().expect("rank 0 answered");
+    assert!(first.contains("replica 0 waited 2s") && first.contains("compare seed states"), "{first}");
+    assert!(waited >= timeout && waited < 4 * timeout, "rank 0 gave up after {waited:?}");
+    assert!(next.contains("waited") && next_waited < timeout, "{next} after {next_waited:?}");
 }
