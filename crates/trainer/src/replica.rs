@@ -7,13 +7,13 @@
 //! lockstep check compares every replica's seed state with rank 0's and names the first layer
 //! that differs.
 
-use crate::TrainError;
+use crate::{Evaluation, TrainError};
 use burn::collective::{self, CollectiveConfig, CollectiveError, PeerId, ReduceOperation};
 use burn::module::{Module, ModuleMapper, Param, ParamId};
 use burn::optim::GradientsParams;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Tensor, TensorData, TensorPrimitive};
-use morphogen_contracts::{Decisions, MorphogenError};
+use morphogen_contracts::{Decisions, MorphogenError, SeedAddress, SeedEvaluation};
 use morphogen_engine::SeededModel;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::ops::Range;
@@ -150,6 +150,62 @@ impl<B: AutodiffBackend> Replica<B> {
     pub fn average_gradients(&self, grads: GradientsParams) -> Result<GradientsParams, TrainError> {
         let peer = self.peer;
         self.bounded("average gradients", move || grads.all_reduce::<B::InnerBackend>(peer, ReduceOperation::Mean))
+    }
+
+    /// Each replica's validation measurements on its own shard (`samples` examples here: the
+    /// model's mean loss and accuracy, and every EVALUATING seed's) combined into what one
+    /// process measuring every shard reports. Means are weighted by samples. A contribution's
+    /// standard error becomes that of the weighted mean, the shards being independent. Every
+    /// replica gets the same answer. A collective operation; the seeds come in the same order on
+    /// every replica (they do in lockstep), which is checked.
+    pub fn combine_evaluations(
+        &self,
+        evaluation: Evaluation,
+        seeds: Vec<SeedEvaluation>,
+        samples: usize,
+    ) -> Result<(Evaluation, Vec<SeedEvaluation>), TrainError> {
+        let operation = "combine evaluations";
+        let n = samples as f32;
+        let mut flat = vec![n, n * evaluation.loss, n * evaluation.accuracy];
+        for seed in &seeds {
+            let (with, without) = (seed.loss_with, seed.loss_without);
+            flat.extend([n * with, n * without, n * seed.accuracy_with, n * seed.accuracy_without]);
+            flat.push((n * seed.contribution_stderr).powi(2));
+            flat.extend(to_pieces(&[address_hash(&seed.seed)]));
+        }
+        let total = values(self.sum(self.floats(flat.clone()), operation)?);
+        // Per seed: five sums, then four pieces of its address's hash.
+        let seed_part = |values: &[f32], i: usize| values[3 + 9 * i..3 + 9 * (i + 1)].to_vec();
+        let replicas = self.config.replicas as f32;
+        let same_seed = |i: usize| {
+            let (mine, summed) = (seed_part(&flat, i), seed_part(&total, i));
+            mine[5..].iter().map(|piece| piece * replicas).eq(summed[5..].iter().copied())
+        };
+        if !(0..seeds.len()).all(same_seed) {
+            return Err(TrainError::Collective {
+                rank: self.config.rank,
+                operation: operation.into(),
+                problem: "the replicas measured different seeds".into(),
+            });
+        }
+        let all = total[0].max(1.0);
+        let combined = Evaluation { loss: total[1] / all, accuracy: total[2] / all };
+        let seeds = seeds
+            .into_iter()
+            .enumerate()
+            .map(|(i, seed)| {
+                let t = seed_part(&total, i);
+                SeedEvaluation {
+                    loss_with: t[0] / all,
+                    loss_without: t[1] / all,
+                    accuracy_with: t[2] / all,
+                    accuracy_without: t[3] / all,
+                    contribution_stderr: t[4].sqrt() / all,
+                    ..seed
+                }
+            })
+            .collect();
+        Ok((combined, seeds))
     }
 
     /// Adds up every seeded layer's telemetry window over the replicas, so that the next health
@@ -319,6 +375,13 @@ fn layer_hashes<B: AutodiffBackend, M: SeededModel<B>>(model: &M) -> (Vec<String
     });
     hashes[0] = names.len() as u64 - 1;
     (names, hashes)
+}
+
+/// A hash of a seed's address, to check replicas measured the same seeds.
+fn address_hash(address: &SeedAddress) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    address.hash(&mut hasher);
+    hasher.finish()
 }
 
 /// 64-bit values (hashes, parameter ids) as exact floats: four 16-bit pieces each.

@@ -2,9 +2,11 @@
 //! operations (the code path a run on several GPUs takes) train a growing MLP on Fashion-MNIST
 //! and measure its seeds' health exactly as one process on the whole global batch does, and a
 //! replica whose seeds fall out of lockstep is named by every replica; growth decided on rank 0
-//! reaches every replica.
+//! reaches every replica; evaluations on shards combine into one over all the data; a replica
+//! that hangs stops the others within their timeout.
 
 use crate::common::{pooled_data, B};
+use burn::data::dataset::{Dataset, InMemDataset};
 use burn::module::Module;
 use burn::optim::{AdamConfig, GradientsParams, Optimizer};
 use burn::tensor::Tensor;
@@ -12,8 +14,8 @@ use morphogen_contracts::{GlobalMetrics, Stage};
 use morphogen_controller::{Controller, ControllerConfig};
 use morphogen_engine::SeededModel;
 use morphogen_trainer::{
-    measure_system, ImageClassification, ImageItem, Mlp, ModelConfig, Replica, ReplicaConfig, Task, TaskModel,
-    TrainError,
+    evaluate, evaluate_seeds, measure_system, DeviceData, EvalBudget, ImageClassification, ImageItem, Mlp, ModelConfig,
+    Replica, ReplicaConfig, Task, TaskModel, TrainError,
 };
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -247,4 +249,51 @@ fn a_replica_that_hangs_stops_the_others_within_their_timeout() {
     assert!(first.contains("replica 0 waited 2s") && first.contains("compare seed states"), "{first}");
     assert!(waited >= timeout && waited < 4 * timeout, "rank 0 gave up after {waited:?}");
     assert!(next.contains("waited") && next_waited < timeout, "{next} after {next_waited:?}");
+}
+
+#[test]
+fn evaluations_on_shards_combine_into_one_over_the_whole_validation_set() {
+    let data = pooled_data(STEPS * GLOBAL_BATCH, 60, 4);
+    let (task, items) = images();
+    let valid: Vec<ImageItem> = (0..data.valid.len()).map(|i| data.valid.get(i).unwrap()).collect();
+    // Two seeds of the second layer train their blueprints, then wait in EVALUATING.
+    let mut model = growing_mlp(&task);
+    model.fc2.request_germinations(&[0, 1], "residual_mlp", "fixed_ramp").unwrap();
+    model.fc2.advance_many(&[0, 1], Stage::Training).unwrap();
+    let mut model = train(model, &task, &items, None, false).unwrap();
+    for stage in [Stage::Grafting, Stage::Stabilization, Stage::Evaluating] {
+        model.fc2.advance_many(&[0, 1], stage).unwrap();
+    }
+    let measure = |model: &Mlp<B>, items: Vec<ImageItem>| {
+        let budget = EvalBudget { samples: items.len(), batch_size: 16, max_seeds: 8 };
+        let data = DeviceData::<B, _>::upload(&task, &InMemDataset::new(items), &Default::default());
+        (evaluate(model, &task, &data, budget), evaluate_seeds(model, &task, &data, budget))
+    };
+    let (whole, whole_seeds) = measure(&model, valid.clone());
+    let combined = as_replicas(2, |replica| {
+        let mine = replica.synchronize(model.clone()).unwrap();
+        let shard = valid[replica.config().shard(valid.len())].to_vec();
+        let samples = shard.len();
+        let (evaluation, seeds) = measure(&mine, shard);
+        replica.combine_evaluations(evaluation, seeds, samples).unwrap()
+    });
+    assert_eq!(whole_seeds.len(), 2);
+    for (evaluation, seeds) in &combined {
+        assert_close(&[evaluation.loss, evaluation.accuracy], &[whole.loss, whole.accuracy], "model");
+        for (seed, expected) in seeds.iter().zip(&whole_seeds) {
+            assert_eq!(seed.seed, expected.seed);
+            let measured = [seed.loss_with, seed.loss_without, seed.accuracy_with, seed.accuracy_without];
+            let expected_values =
+                [expected.loss_with, expected.loss_without, expected.accuracy_with, expected.accuracy_without];
+            assert_close(&measured, &expected_values, &format!("seed {:?}", seed.seed));
+            assert!(seed.contribution().abs() > 0.0, "the trained blueprint changes the loss");
+            assert!(seed.contribution_stderr > 0.0 && seed.contribution_stderr.is_finite());
+        }
+    }
+    assert_eq!(combined[0], combined[1], "every replica gets the same answer");
+}
+
+/// `a` and `b` equal to float summation order.
+fn assert_close(a: &[f32], b: &[f32], what: &str) {
+    assert!(relative_difference(a, b) < 1e-5, "{what}: {a:?} against {b:?}");
 }
