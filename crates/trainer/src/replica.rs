@@ -144,6 +144,22 @@ impl<B: AutodiffBackend> Replica<B> {
         })
     }
 
+    /// Applies `decisions` (from [`Self::decide_once`]) to this replica's `model`, then gives the
+    /// parameters growth created (new bank pages, random and with ids of their own on each
+    /// replica) rank 0's values and ids, as [`Self::synchronize`] does for the whole model.
+    /// Existing parameters keep their ids, so the optimizer's state carries on. A collective
+    /// operation.
+    pub fn apply_decisions<M: SeededModel<B> + Module<B>>(
+        &self,
+        mut model: M,
+        decisions: &Decisions,
+    ) -> Result<M, TrainError> {
+        for command in &decisions.commands {
+            model.apply_command(command)?;
+        }
+        self.synchronize(model)
+    }
+
     /// Every replica's gradients averaged (in the same parameter order on every replica), so that
     /// each takes the same optimizer step. Weigh each replica's loss by
     /// [`ReplicaConfig::loss_weight`] first when shards can be uneven.

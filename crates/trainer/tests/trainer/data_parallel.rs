@@ -114,6 +114,14 @@ fn health(model: &Mlp<B>) -> Vec<f32> {
     reports.iter().flat_map(|r| &r.seeds).flat_map(|s| [s.mean, s.variance, s.dead_ratio, s.correlation]).collect()
 }
 
+/// Every blueprint parameter of `model`'s seeded layers, bank after bank.
+fn bank_values(model: &Mlp<B>) -> Vec<f32> {
+    let layers = [&model.fc1.core, &model.fc2.core];
+    let banks = layers.into_iter().flat_map(|core| core.params().banks.iter().flatten());
+    let params = banks.flat_map(|bank| bank.pages.iter().flat_map(|page| page.params.iter()));
+    params.flat_map(|param| param.val().into_data().to_vec::<f32>().unwrap()).collect()
+}
+
 /// The largest difference between `a` and `b` relative to the larger magnitude (at least 1).
 fn relative_difference(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
@@ -202,7 +210,7 @@ fn growth_decided_on_rank_0_is_applied_by_every_replica() {
     let (task, items) = images();
     let model = growing_mlp(&task);
     let decided = AtomicUsize::new(0);
-    let decisions = as_replicas(2, |replica| {
+    let runs = as_replicas(2, |replica| {
         let mut mine = train(replica.synchronize(model.clone()).unwrap(), &task, &items, Some(&replica), true).unwrap();
         replica.sum_telemetry(&mut mine).unwrap();
         // Every replica reads its health (which starts a new window); only rank 0 decides.
@@ -215,15 +223,22 @@ fn growth_decided_on_rank_0_is_applied_by_every_replica() {
                 Controller::new(ControllerConfig::default()).unwrap().step(&system)
             })
             .unwrap();
-        for command in &decisions.commands {
-            mine.apply_command(command).unwrap();
-        }
+        let mut mine = replica.apply_decisions(mine, &decisions).unwrap();
         replica.check_lockstep(&mine).unwrap();
-        decisions
+        // The germinated seeds train: their new bank pages must be the same everywhere.
+        let germinated: Vec<usize> =
+            decisions.commands.iter().filter(|c| c.target.layer == "fc1").map(|c| c.target.seed).collect();
+        mine.fc1.advance_many(&germinated, Stage::Training).unwrap();
+        let trained = train(mine, &task, &items, Some(&replica), true).unwrap();
+        (decisions, bank_values(&trained))
     });
+    let (decisions, banks_0) = &runs[0];
     assert_eq!(decided.load(Ordering::SeqCst), 1, "the controller ran on rank 0 only");
-    assert!(!decisions[0].commands.is_empty(), "the controller grew seeds: {:?}", decisions[0]);
-    assert_eq!(decisions[0], decisions[1], "every replica applied rank 0's decisions");
+    assert!(!decisions.commands.is_empty(), "the controller grew seeds: {decisions:?}");
+    assert_eq!(decisions, &runs[1].0, "every replica applied rank 0's decisions");
+    assert_eq!(banks_0.len(), runs[1].1.len());
+    let difference = max_difference(banks_0, &runs[1].1);
+    assert!(difference < 1e-5, "the replicas' blueprint weights differ by {difference} after growing and training");
 }
 
 #[test]
