@@ -102,7 +102,7 @@ where
             }
             let grads = GradientsParams::from_grads(loss.backward(), &model);
             let averaging = Instant::now();
-            let grads = replica.average_gradients(grads)?;
+            let grads = replica.average_gradients(&model, grads)?;
             costs.averaging += averaging.elapsed();
             model = optim.step(2e-3, model, grads);
             model.graft_step(&GraftSignals::new())?;

@@ -9,7 +9,7 @@
 
 use crate::{Evaluation, TrainError};
 use burn::collective::{self, CollectiveConfig, CollectiveError, PeerId, ReduceOperation};
-use burn::module::{Module, ModuleMapper, Param, ParamId};
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::optim::GradientsParams;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Tensor, TensorData, TensorPrimitive};
@@ -160,12 +160,28 @@ impl<B: AutodiffBackend> Replica<B> {
         self.synchronize(model)
     }
 
-    /// Every replica's gradients averaged (in the same parameter order on every replica), so that
-    /// each takes the same optimizer step. Weigh each replica's loss by
-    /// [`ReplicaConfig::loss_weight`] first when shards can be uneven.
-    pub fn average_gradients(&self, grads: GradientsParams) -> Result<GradientsParams, TrainError> {
-        let peer = self.peer;
-        self.bounded("average gradients", move || grads.all_reduce::<B::InnerBackend>(peer, ReduceOperation::Mean))
+    /// Every replica's gradients of `model`'s parameters averaged, so that each takes the same
+    /// optimizer step. All of them travel as one flat tensor, in the model's parameter order (the
+    /// same on every replica): one collective call a step, not one per parameter. Weigh each
+    /// replica's loss by [`ReplicaConfig::loss_weight`] first when shards can be uneven.
+    pub fn average_gradients<M: Module<B>>(
+        &self,
+        model: &M,
+        mut grads: GradientsParams,
+    ) -> Result<GradientsParams, TrainError> {
+        let mut bucket = GradientBucket::<B> { grads: &mut grads, flat: Vec::new(), unflatten: Vec::new() };
+        model.visit(&mut bucket);
+        let GradientBucket { flat, unflatten, .. } = bucket;
+        if flat.is_empty() {
+            return Ok(grads);
+        }
+        let total = self.sum(Tensor::cat(flat, 0), "average gradients")?;
+        let (lens, put_backs): (Vec<usize>, Vec<_>) = unflatten.into_iter().unzip();
+        let means = total.div_scalar(self.config.replicas as f32).split_with_sizes(lens, 0);
+        for (mean, put_back) in means.into_iter().zip(put_backs) {
+            put_back(&mut grads, mean);
+        }
+        Ok(grads)
     }
 
     /// Each replica's validation measurements on its own shard (`samples` examples here: the
@@ -326,6 +342,29 @@ impl<B: AutodiffBackend> Replica<B> {
     fn floats(&self, values: Vec<f32>) -> Tensor<B::InnerBackend, 1> {
         let len = values.len();
         Tensor::from_data(TensorData::new(values, [len]), &self.device)
+    }
+}
+
+/// Puts a flat slice of a bucket back into a gradient of its parameter's shape.
+type PutBack<Bk> = Box<dyn FnOnce(&mut GradientsParams, Tensor<Bk, 1>)>;
+
+/// Takes every gradient `grads` holds out of it, flattened, in the model's parameter order,
+/// with how long each is and how to put it back.
+struct GradientBucket<'a, B: AutodiffBackend> {
+    grads: &'a mut GradientsParams,
+    flat: Vec<Tensor<B::InnerBackend, 1>>,
+    unflatten: Vec<(usize, PutBack<B::InnerBackend>)>,
+}
+
+impl<B: AutodiffBackend> ModuleVisitor<B> for GradientBucket<'_, B> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        let id = param.id;
+        if let Some(grad) = self.grads.remove::<B::InnerBackend, D>(id) {
+            let shape: [usize; D] = grad.dims();
+            let len = shape.iter().product();
+            self.flat.push(grad.reshape([len]));
+            self.unflatten.push((len, Box::new(move |grads, flat| grads.register(id, flat.reshape(shape)))));
+        }
     }
 }
 

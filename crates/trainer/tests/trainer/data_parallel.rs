@@ -72,7 +72,7 @@ fn train(
         let loss = model.step(batch).loss * group.loss_weight(GLOBAL_BATCH);
         let mut grads = GradientsParams::from_grads(loss.backward(), &model);
         if let (Some(replica), true) = (replica, average) {
-            grads = replica.average_gradients(grads)?;
+            grads = replica.average_gradients(&model, grads)?;
         }
         model = optim.step(LR, model, grads);
     }
