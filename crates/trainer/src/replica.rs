@@ -13,7 +13,7 @@ use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::optim::GradientsParams;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Tensor, TensorData, TensorPrimitive};
-use morphogen_contracts::{Decisions, MorphogenError, SeedAddress, SeedEvaluation};
+use morphogen_contracts::{Decisions, MorphogenError, SeedEvaluation};
 use morphogen_engine::SeededModel;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::ops::Range;
@@ -119,13 +119,32 @@ impl<B: AutodiffBackend> Replica<B> {
     /// start: Burn initializes parameters lazily, so even clones of one model made before its
     /// first forward pass hold different random weights. The copy has its own telemetry windows
     /// (clones share them). Call it on every replica before creating the optimizer: it is a
-    /// collective operation, one broadcast per parameter.
+    /// collective operation, two broadcasts (every id, then every value as one flat tensor).
     pub fn synchronize<M: Module<B>>(&self, model: M) -> Result<M, TrainError> {
-        let mut broadcast = Broadcast { replica: self, failure: None };
-        let model = model.fork(&self.device).map(&mut broadcast);
-        match broadcast.failure {
-            None => Ok(model),
-            Some(failure) => Err(failure),
+        let operation = "receive rank 0's parameters";
+        let model = model.fork(&self.device);
+        let mut root = RootParams::<B>::default();
+        if self.is_root() {
+            model.visit(&mut root);
+        }
+        // The count leads, so the ids' tensor is never empty and every replica knows it.
+        let sent = [vec![root.ids.len() as u64], root.ids].concat();
+        let sent = self.is_root().then(|| self.floats(to_pieces(&sent)));
+        let mut ids = from_pieces(&values(self.broadcast(sent, operation)?)).into_iter();
+        if ids.next() == Some(0) {
+            return Ok(model);
+        }
+        let flat = self.broadcast(self.is_root().then(|| Tensor::cat(root.values, 0)), operation)?;
+        let mut adopt = Adopt::<B> { len: flat.dims()[0], flat, offset: 0, ids, fits: true };
+        let model = model.map(&mut adopt);
+        if adopt.fits && adopt.ids.len() == 0 && adopt.offset == adopt.len {
+            Ok(model)
+        } else {
+            Err(TrainError::Collective {
+                rank: self.config.rank,
+                operation: operation.into(),
+                problem: "rank 0's model has other parameters than this replica's".into(),
+            })
         }
     }
 
@@ -203,15 +222,18 @@ impl<B: AutodiffBackend> Replica<B> {
             let (with, without) = (seed.loss_with, seed.loss_without);
             flat.extend([n * with, n * without, n * seed.accuracy_with, n * seed.accuracy_without]);
             flat.push((n * seed.contribution_stderr).powi(2));
-            flat.extend(to_pieces(&[address_hash(&seed.seed)]));
+            flat.extend(to_pieces(&[hash_of(&seed.seed)]));
         }
         let total = values(self.sum(self.floats(flat.clone()), operation)?);
-        // Per seed: five sums, then four pieces of its address's hash.
-        let seed_part = |values: &[f32], i: usize| values[3 + 9 * i..3 + 9 * (i + 1)].to_vec();
+        // The model's three sums, then per seed five sums and four pieces of its address's hash.
+        let (model_sums, seed_sums, seed_entries) = (3, 5, 9);
+        let seed_part = |values: &[f32], i: usize| {
+            values[model_sums + seed_entries * i..model_sums + seed_entries * (i + 1)].to_vec()
+        };
         let replicas = self.config.replicas as f32;
         let same_seed = |i: usize| {
             let (mine, summed) = (seed_part(&flat, i), seed_part(&total, i));
-            mine[5..].iter().map(|piece| piece * replicas).eq(summed[5..].iter().copied())
+            mine[seed_sums..].iter().map(|piece| piece * replicas).eq(summed[seed_sums..].iter().copied())
         };
         if !(0..seeds.len()).all(same_seed) {
             return Err(TrainError::Collective {
@@ -368,35 +390,53 @@ impl<B: AutodiffBackend> ModuleVisitor<B> for GradientBucket<'_, B> {
     }
 }
 
-/// Replaces every float parameter's id and value with rank 0's; keeps the first failure.
-struct Broadcast<'a, B: AutodiffBackend> {
-    replica: &'a Replica<B>,
-    failure: Option<TrainError>,
+/// Rank 0's parameter ids and values (flattened), in the model's parameter order.
+struct RootParams<B: AutodiffBackend> {
+    ids: Vec<u64>,
+    values: Vec<Tensor<B::InnerBackend, 1>>,
 }
 
-impl<B: AutodiffBackend> ModuleMapper<B> for Broadcast<'_, B> {
+impl<B: AutodiffBackend> Default for RootParams<B> {
+    fn default() -> Self {
+        Self { ids: Vec::new(), values: Vec::new() }
+    }
+}
+
+impl<B: AutodiffBackend> ModuleVisitor<B> for RootParams<B> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        let value = param.val().inner();
+        let len = value.shape().num_elements();
+        self.ids.push(param.id.val());
+        self.values.push(value.reshape([len]));
+    }
+}
+
+/// Gives every float parameter, in the model's parameter order, the next of rank 0's ids and
+/// the next slice of rank 0's flat values; `fits` turns false when rank 0's run out first.
+struct Adopt<B: AutodiffBackend> {
+    flat: Tensor<B::InnerBackend, 1>,
+    len: usize,
+    offset: usize,
+    ids: std::vec::IntoIter<u64>,
+    fits: bool,
+}
+
+impl<B: AutodiffBackend> ModuleMapper<B> for Adopt<B> {
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
         let (id, value, mapper) = param.consume();
-        if self.failure.is_some() {
+        let shape: [usize; D] = value.dims();
+        let len: usize = shape.iter().product();
+        let Some(root_id) = self.ids.next().filter(|_| self.fits && self.offset + len <= self.len) else {
+            self.fits = false;
             return Param::from_mapped_value(id, value, mapper);
-        }
-        let (replica, operation) = (self.replica, "receive rank 0's parameters");
-        let sent_id = replica.is_root().then(|| replica.floats(to_pieces(&[id.val()])));
-        let received = replica.broadcast(sent_id, operation).and_then(|root_id| {
-            let sent_value = replica.is_root().then(|| value.clone().inner());
-            let mut root_value = Tensor::from_inner(replica.broadcast(sent_value, operation)?);
-            if value.is_require_grad() {
-                root_value = root_value.require_grad();
-            }
-            Ok((ParamId::from(from_pieces(&values(root_id))[0]), root_value))
-        });
-        match received {
-            Ok((id, value)) => Param::from_mapped_value(id, value, mapper),
-            Err(failure) => {
-                self.failure = Some(failure);
-                Param::from_mapped_value(id, value, mapper)
-            }
-        }
+        };
+        let root_value = match len {
+            0 => value.clone(),
+            _ => Tensor::from_inner(self.flat.clone().narrow(0, self.offset, len).reshape(shape)),
+        };
+        self.offset += len;
+        let root_value = if value.is_require_grad() { root_value.require_grad() } else { root_value };
+        Param::from_mapped_value(ParamId::from(root_id), root_value, mapper)
     }
 }
 
@@ -423,19 +463,17 @@ fn layer_hashes<B: AutodiffBackend, M: SeededModel<B>>(model: &M) -> (Vec<String
         let core = layer.seed_core();
         let state =
             serde_json::to_string(&(core.seed_infos(), core.blueprint_params())).expect("seed state serializes");
-        let mut hasher = DefaultHasher::new();
-        state.hash(&mut hasher);
         names.push(name.to_string());
-        hashes.push(hasher.finish());
+        hashes.push(hash_of(&state));
     });
     hashes[0] = names.len() as u64 - 1;
     (names, hashes)
 }
 
-/// A hash of a seed's address, to check replicas measured the same seeds.
-fn address_hash(address: &SeedAddress) -> u64 {
+/// A 64-bit hash of `value`, the same in every replica of one build (fixed keys).
+fn hash_of(value: &impl Hash) -> u64 {
     let mut hasher = DefaultHasher::new();
-    address.hash(&mut hasher);
+    value.hash(&mut hasher);
     hasher.finish()
 }
 
