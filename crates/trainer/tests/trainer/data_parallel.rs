@@ -13,6 +13,7 @@ use burn::tensor::Tensor;
 use morphogen_contracts::{GlobalMetrics, Stage};
 use morphogen_controller::{Controller, ControllerConfig};
 use morphogen_engine::SeededModel;
+use morphogen_testkit::assert_close;
 use morphogen_trainer::{
     evaluate, evaluate_seeds, measure_system, DeviceData, EvalBudget, ImageClassification, ImageItem, Mlp, ModelConfig,
     Replica, ReplicaConfig, Task, TaskModel, TrainError,
@@ -29,9 +30,15 @@ const LR: f64 = 1e-2;
 
 /// The task and the first training images (7x7).
 fn images() -> (ImageClassification, Vec<ImageItem>) {
-    let data = pooled_data(STEPS * GLOBAL_BATCH, 1, 4);
-    let items = (0..data.train.len()).map(|i| data.train.get(i).unwrap()).collect();
-    (data.task, items)
+    let (task, train, _) = images_and_validation(1);
+    (task, train)
+}
+
+/// The task, the first training images and the first `valid` validation images (7x7).
+fn images_and_validation(valid: usize) -> (ImageClassification, Vec<ImageItem>, Vec<ImageItem>) {
+    let data = pooled_data(STEPS * GLOBAL_BATCH, valid, 4);
+    let items = |set: &dyn Dataset<ImageItem>| (0..set.len()).map(|i| set.get(i).unwrap()).collect();
+    (data.task, items(&*data.train), items(&*data.valid))
 }
 
 /// A small MLP whose first layer has two seeds past GRAFTING (their blueprints both train and
@@ -40,10 +47,9 @@ fn growing_mlp(task: &ImageClassification) -> Mlp<B> {
     let config = ModelConfig { hidden: 16, num_seeds: 4, ..Default::default() };
     let mut model = config.mlp::<B>(task, &Default::default()).unwrap();
     model.fc1.request_germinations(&[0, 1, 2], "residual_mlp", "fixed_ramp").unwrap();
-    let to_fine_tuning = [Stage::Training, Stage::Grafting, Stage::Stabilization, Stage::Evaluating, Stage::FineTuning];
     model.fc1.advance_many(&[0, 1, 2], Stage::Training).unwrap();
-    for stage in &to_fine_tuning[1..] {
-        model.fc1.advance_many(&[0, 1], *stage).unwrap();
+    for stage in [Stage::Grafting, Stage::Stabilization, Stage::Evaluating, Stage::FineTuning] {
+        model.fc1.advance_many(&[0, 1], stage).unwrap();
     }
     model
 }
@@ -268,9 +274,7 @@ fn a_replica_that_hangs_stops_the_others_within_their_timeout() {
 
 #[test]
 fn evaluations_on_shards_combine_into_one_over_the_whole_validation_set() {
-    let data = pooled_data(STEPS * GLOBAL_BATCH, 60, 4);
-    let (task, items) = images();
-    let valid: Vec<ImageItem> = (0..data.valid.len()).map(|i| data.valid.get(i).unwrap()).collect();
+    let (task, items, valid) = images_and_validation(60);
     // Two seeds of the second layer train their blueprints, then wait in EVALUATING.
     let mut model = growing_mlp(&task);
     model.fc2.request_germinations(&[0, 1], "residual_mlp", "fixed_ramp").unwrap();
@@ -294,21 +298,16 @@ fn evaluations_on_shards_combine_into_one_over_the_whole_validation_set() {
     });
     assert_eq!(whole_seeds.len(), 2);
     for (evaluation, seeds) in &combined {
-        assert_close(&[evaluation.loss, evaluation.accuracy], &[whole.loss, whole.accuracy], "model");
+        assert_close(&[evaluation.loss, evaluation.accuracy], &[whole.loss, whole.accuracy], 1e-5, "model");
         for (seed, expected) in seeds.iter().zip(&whole_seeds) {
             assert_eq!(seed.seed, expected.seed);
             let measured = [seed.loss_with, seed.loss_without, seed.accuracy_with, seed.accuracy_without];
             let expected_values =
                 [expected.loss_with, expected.loss_without, expected.accuracy_with, expected.accuracy_without];
-            assert_close(&measured, &expected_values, &format!("seed {:?}", seed.seed));
+            assert_close(&measured, &expected_values, 1e-5, &format!("seed {:?}", seed.seed));
             assert!(seed.contribution().abs() > 0.0, "the trained blueprint changes the loss");
             assert!(seed.contribution_stderr > 0.0 && seed.contribution_stderr.is_finite());
         }
     }
     assert_eq!(combined[0], combined[1], "every replica gets the same answer");
-}
-
-/// `a` and `b` equal to float summation order.
-fn assert_close(a: &[f32], b: &[f32], what: &str) {
-    assert!(relative_difference(a, b) < 1e-5, "{what}: {a:?} against {b:?}");
 }

@@ -26,14 +26,18 @@ fn eager_controller() -> Controller {
     .unwrap()
 }
 
+/// The MLP preset `config` describes for `task`, its weights drawn from backend seed `seed`.
+fn seeded_mlp(task: &ImageClassification, seed: u64, config: ModelConfig) -> Mlp<B> {
+    let device = Default::default();
+    B::seed(&device, seed);
+    config.mlp(task, &device).unwrap()
+}
+
 #[test]
 fn a_full_lifecycle_fossilizes_and_culls_through_the_trainer() {
     let data = data(3000, 1000);
-    let device = Default::default();
     let seed: u64 = std::env::var("LIFECYCLE_SEED").map_or(7, |s| s.parse().expect("a number"));
-    B::seed(&device, seed);
-    let model: Mlp<B> =
-        ModelConfig { hidden: 16, num_seeds: 4, ..Default::default() }.mlp(&data.task, &device).unwrap();
+    let model = seeded_mlp(&data.task, seed, ModelConfig { hidden: 16, num_seeds: 4, ..Default::default() });
     // Twelve epochs give the first seeds (germinated at epoch 1) time to pass all gates, and
     // their successors time to fail some: a seed needs about seven epochs from germination to
     // its last gate.
@@ -70,11 +74,8 @@ fn a_full_lifecycle_fossilizes_and_culls_through_the_trainer() {
 /// epoch ends and growth decisions come in each pass), growing every epoch with `strategy`.
 fn short_epochs_run(strategy: &str) -> (Vec<u64>, Vec<TransitionEvent>, f32) {
     let data = pooled_data(2000, 400, 2);
-    let device = Default::default();
-    B::seed(&device, 3);
-    let model: Mlp<B> = ModelConfig { hidden: 16, num_seeds: 4, graft_ramp_steps: 4, ..Default::default() }
-        .mlp(&data.task, &device)
-        .unwrap();
+    let config = ModelConfig { hidden: 16, num_seeds: 4, graft_ramp_steps: 4, ..Default::default() };
+    let model = seeded_mlp(&data.task, 3, config);
     let config = TrainerConfig {
         epochs: 10,
         batch_size: 50,
@@ -237,10 +238,7 @@ fn bad_trainer_config_is_rejected_before_training() {
 fn the_learning_rate_schedule_reaches_the_optimizer() {
     let data = pooled_data(600, 100, 4);
     let train = |schedule: LrSchedule, min_learning_rate: f64| {
-        let device = Default::default();
-        B::seed(&device, 5);
-        let model: Mlp<B> =
-            ModelConfig { hidden: 8, num_seeds: 2, ..Default::default() }.mlp(&data.task, &device).unwrap();
+        let model = seeded_mlp(&data.task, 5, ModelConfig { hidden: 8, num_seeds: 2, ..Default::default() });
         let config = TrainerConfig {
             epochs: 2,
             batch_size: 100,
