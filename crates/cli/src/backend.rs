@@ -3,7 +3,8 @@
 use crate::error::CliError;
 use clap::ValueEnum;
 use morphogen::burn::backend::{Autodiff, NdArray};
-use morphogen::burn::tensor::backend::AutodiffBackend;
+use morphogen::burn::tensor::backend::Device as _;
+use morphogen::burn::tensor::backend::{AutodiffBackend, Backend, DeviceId, DeviceOps};
 
 /// A backend named on the command line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -98,6 +99,18 @@ pub fn run_on<T: OnBackend>(kind: BackendKind, kernels: &str, task: T) -> Result
         #[allow(unreachable_patterns)] // unreachable when every backend is built
         missing => Err(CliError::BackendNotBuilt { backend: missing.name(), feature: missing.feature() }),
     }
+}
+
+/// The devices of backend `B` numbered `indices` (by `B::device_count`, from 0); none for an
+/// empty list.
+pub fn devices<B: Backend>(indices: &[usize]) -> Result<Vec<B::Device>, CliError> {
+    let kind = B::Device::default().id().type_id;
+    let count = B::device_count(kind);
+    let device = |&index: &usize| match u16::try_from(index) {
+        Ok(id) if index < count => Ok(B::Device::from_id(DeviceId::new(kind, id))),
+        _ => Err(CliError::NoSuchDevice { index, count }),
+    };
+    indices.iter().map(device).collect()
 }
 
 /// Where GPU runs keep CubeCL's compiled kernels and autotune results, a folder per kernel set

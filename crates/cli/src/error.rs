@@ -16,6 +16,14 @@ pub enum CliError {
         /// The cargo feature that builds it in.
         feature: &'static str,
     },
+    /// A device index names no device of the backend.
+    #[error("--devices: device {index} does not exist; this backend has {count} device(s), numbered from 0")]
+    NoSuchDevice {
+        /// The index asked for.
+        index: usize,
+        /// Devices the backend has.
+        count: usize,
+    },
     /// The engine refused an operation.
     #[error(transparent)]
     Engine(#[from] MorphogenError),
@@ -68,7 +76,7 @@ impl CliError {
     /// 1 for failures while running.
     pub fn exit_code(&self) -> u8 {
         match self {
-            CliError::BackendNotBuilt { .. } | CliError::Config { .. } => 2,
+            CliError::BackendNotBuilt { .. } | CliError::Config { .. } | CliError::NoSuchDevice { .. } => 2,
             CliError::Engine(MorphogenError::InvalidConfig { .. }) => 2,
             CliError::Train(TrainError::TaskMismatch { .. }) => 2,
             CliError::Train(TrainError::Morphogen(MorphogenError::InvalidConfig { .. })) => 2,

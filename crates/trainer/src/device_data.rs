@@ -28,22 +28,52 @@ pub struct Batching {
     pub shuffle: Option<u64>,
     /// Only the first this many examples (before shuffling).
     pub limit: usize,
+    /// Only this part of every batch (`None`: all of it).
+    pub shard: Option<Shard>,
+}
+
+/// Part `index` of `count` near-equal parts of every batch: a data-parallel replica's share of
+/// each global batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shard {
+    /// Which part, `0..count`.
+    pub index: usize,
+    /// Parts every batch is cut into.
+    pub count: usize,
+}
+
+impl Shard {
+    /// The examples of a batch of `size` this part takes: consecutive parts, the first
+    /// `size % count` parts taking one example more.
+    pub fn range(&self, size: usize) -> Range<usize> {
+        let count = self.count.max(1);
+        let (base, extra) = (size / count, size % count);
+        let start = self.index * base + self.index.min(extra);
+        start..start + base + usize::from(self.index < extra)
+    }
 }
 
 impl Batching {
     /// Every example, in order, `size` at a time.
     pub fn in_order(size: usize) -> Self {
-        Self { size, shuffle: None, limit: usize::MAX }
+        Self { size, shuffle: None, limit: usize::MAX, shard: None }
     }
 
     /// Every example, in the random order `seed` gives, `size` at a time.
     pub fn shuffled(size: usize, seed: u64) -> Self {
-        Self { size, shuffle: Some(seed), limit: usize::MAX }
+        Self { size, shuffle: Some(seed), limit: usize::MAX, shard: None }
     }
 
     /// Only the first `limit` examples.
     pub fn first(self, limit: usize) -> Self {
         Self { limit, ..self }
+    }
+
+    /// Only `shard`'s part of every batch. A batch smaller than `shard.count` is skipped, so
+    /// that every part of every batch taken has at least one example (all parts skip the same
+    /// batches).
+    pub fn sharded(self, shard: Shard) -> Self {
+        Self { shard: Some(shard), ..self }
     }
 }
 
@@ -78,13 +108,30 @@ impl<B: Backend, T: Task> DeviceData<B, T> {
         batching: Batching,
         range: Range<usize>,
     ) -> impl Iterator<Item = T::Batch<B>> + 'a {
+        self.sized_batches(task, batching, range).map(|(batch, _)| batch)
+    }
+
+    /// [`Self::some_batches`], each batch with the number of examples of the whole batch it is
+    /// a shard of (its own number without a shard).
+    pub fn sized_batches<'a>(
+        &'a self,
+        task: &'a T,
+        batching: Batching,
+        range: Range<usize>,
+    ) -> impl Iterator<Item = (T::Batch<B>, usize)> + 'a {
         let n = batching.limit.min(self.len);
         let size = batching.size.max(1);
         let order = self.order(n, batching.shuffle);
         let first = range.start.saturating_mul(size).min(n);
-        (first..n).step_by(size).take(range.len()).map(move |start| {
-            let indices = order.clone().narrow(0, start, size.min(n - start));
-            task.select(&self.all, indices)
+        let whole = Shard { index: 0, count: 1 };
+        let shard = batching.shard.unwrap_or(whole);
+        (first..n).step_by(size).take(range.len()).filter_map(move |start| {
+            let len = size.min(n - start);
+            let part = shard.range(len);
+            (len >= shard.count).then(|| {
+                let indices = order.clone().narrow(0, start + part.start, part.len());
+                (task.select(&self.all, indices), len)
+            })
         })
     }
 

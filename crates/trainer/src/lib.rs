@@ -30,7 +30,7 @@ mod trainer;
 
 pub use bus_config::{BusConfig, OnTimeout};
 pub use data::{fashion_mnist, ImageSet, TextCorpus, TextWindows, Vocabulary, FASHION_MNIST_DIR, SHAKESPEARE_DIR};
-pub use device_data::{Batching, DeviceData};
+pub use device_data::{Batching, DeviceData, Shard};
 pub use epoch_plan::{EpochPlan, PassSlice};
 pub use error::{ErrorKind, TrainError};
 pub use events::{DecisionSource, EventLog, Observer, StageCounts};

@@ -7,7 +7,7 @@
 //! lockstep check compares every replica's seed state with rank 0's and names the first layer
 //! that differs.
 
-use crate::{Evaluation, TrainError};
+use crate::{Evaluation, Shard, TrainError};
 use burn::collective::{self, CollectiveConfig, CollectiveError, PeerId, ReduceOperation};
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::optim::GradientsParams;
@@ -15,6 +15,8 @@ use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Tensor, TensorData, TensorPrimitive};
 use morphogen_contracts::{Decisions, MorphogenError, SeedEvaluation};
 use morphogen_engine::SeededModel;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -70,9 +72,12 @@ impl ReplicaConfig {
     /// The examples of a global batch of `size` this replica takes: consecutive shards, the first
     /// `size % replicas` replicas taking one example more.
     pub fn shard(&self, size: usize) -> Range<usize> {
-        let (base, extra) = (size / self.replicas, size % self.replicas);
-        let start = self.rank * base + self.rank.min(extra);
-        start..start + base + usize::from(self.rank < extra)
+        self.batch_shard().range(size)
+    }
+
+    /// This replica's part of every batch, for [`Batching::sharded`](crate::Batching::sharded).
+    pub fn batch_shard(&self) -> Shard {
+        Shard { index: self.rank, count: self.replicas }
     }
 
     /// What this replica's mean loss is multiplied by before backward, so that averaging the
@@ -152,15 +157,48 @@ impl<B: AutodiffBackend> Replica<B> {
     /// on one replica), and sent to every replica, to apply at the same step. A collective
     /// operation.
     pub fn decide_once(&self, decide: impl FnOnce() -> Decisions) -> Result<Decisions, TrainError> {
-        let json = self.is_root().then(|| serde_json::to_vec(&decide()).expect("decisions serialize"));
+        self.agree("receive rank 0's decisions", decide)
+    }
+
+    /// What `decide` returns on rank 0 (only there is it called), on every replica: one
+    /// broadcast of its JSON. A collective operation.
+    pub(crate) fn agree<V: Serialize + DeserializeOwned>(
+        &self,
+        operation: &str,
+        decide: impl FnOnce() -> V,
+    ) -> Result<V, TrainError> {
+        let json = self.is_root().then(|| serde_json::to_vec(&decide()).expect("JSON values serialize"));
         let sent = json.map(|bytes| self.floats(bytes.into_iter().map(f32::from).collect()));
-        let bytes: Vec<u8> =
-            values(self.broadcast(sent, "receive rank 0's decisions")?).iter().map(|&b| b as u8).collect();
+        let bytes: Vec<u8> = values(self.broadcast(sent, operation)?).iter().map(|&b| b as u8).collect();
         serde_json::from_slice(&bytes).map_err(|e| TrainError::Collective {
             rank: self.config.rank,
-            operation: "read rank 0's decisions".into(),
+            operation: operation.into(),
             problem: e.to_string(),
         })
+    }
+
+    /// `values` added up over every replica. A collective operation.
+    pub(crate) fn add_up(&self, values_here: Vec<f32>, operation: &str) -> Result<Vec<f32>, TrainError> {
+        Ok(values(self.sum(self.floats(values_here), operation)?))
+    }
+
+    /// Runs `work` on rank 0 before any other replica runs its own (they wait for it): for work
+    /// that draws from a random generator the replicas of one process share, so that rank 0
+    /// draws what one process alone would. A collective operation.
+    pub(crate) fn rank_0_first<R>(&self, operation: &str, work: impl FnOnce() -> R) -> Result<R, TrainError> {
+        if self.is_root() {
+            let done = work();
+            self.any(false, operation)?;
+            Ok(done)
+        } else {
+            self.any(false, operation)?;
+            Ok(work())
+        }
+    }
+
+    /// Whether `flag` is set on any replica. A collective operation.
+    pub(crate) fn any(&self, flag: bool, operation: &str) -> Result<bool, TrainError> {
+        Ok(self.add_up(vec![f32::from(u8::from(flag))], operation)?[0] > 0.0)
     }
 
     /// Applies `decisions` (from [`Self::decide_once`]) to this replica's `model`, then gives the
@@ -186,21 +224,35 @@ impl<B: AutodiffBackend> Replica<B> {
     pub fn average_gradients<M: Module<B>>(
         &self,
         model: &M,
-        mut grads: GradientsParams,
+        grads: GradientsParams,
     ) -> Result<GradientsParams, TrainError> {
+        Ok(self.average_with(model, grads, Vec::new())?.0)
+    }
+
+    /// [`Self::average_gradients`], with `extras` (per-step signals such as the weighted loss)
+    /// averaged in the same collective call; they come back in order.
+    pub(crate) fn average_with<M: Module<B>>(
+        &self,
+        model: &M,
+        mut grads: GradientsParams,
+        extras: Vec<Tensor<B::InnerBackend, 1>>,
+    ) -> Result<(GradientsParams, Vec<Tensor<B::InnerBackend, 1>>), TrainError> {
         let mut bucket = GradientBucket::<B> { grads: &mut grads, flat: Vec::new(), unflatten: Vec::new() };
         model.visit(&mut bucket);
-        let GradientBucket { flat, unflatten, .. } = bucket;
+        let GradientBucket { mut flat, unflatten, .. } = bucket;
+        let extra_lens: Vec<usize> = extras.iter().map(|extra| extra.dims()[0]).collect();
+        flat.extend(extras);
         if flat.is_empty() {
-            return Ok(grads);
+            return Ok((grads, Vec::new()));
         }
         let total = self.sum(Tensor::cat(flat, 0), "average gradients")?;
         let (lens, put_backs): (Vec<usize>, Vec<_>) = unflatten.into_iter().unzip();
-        let means = total.div_scalar(self.config.replicas as f32).split_with_sizes(lens, 0);
+        let mut means = total.div_scalar(self.config.replicas as f32).split_with_sizes([lens, extra_lens].concat(), 0);
+        let extras = means.split_off(put_backs.len());
         for (mean, put_back) in means.into_iter().zip(put_backs) {
             put_back(&mut grads, mean);
         }
-        Ok(grads)
+        Ok((grads, extras))
     }
 
     /// Each replica's validation measurements on its own shard (`samples` examples here: the

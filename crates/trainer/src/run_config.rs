@@ -5,6 +5,7 @@
 use crate::{
     BusConfig, ModelConfig, ModelKind, TaskKind, TrainError, TrainerConfig, FASHION_MNIST_DIR, SHAKESPEARE_DIR,
 };
+use morphogen_contracts::MorphogenError;
 use morphogen_controller::ControllerConfig;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -29,6 +30,9 @@ pub struct RunSection {
     pub growth: bool,
     /// Where run folders go.
     pub runs_dir: PathBuf,
+    /// The backend's devices to train on, by index, one data-parallel replica each (empty: the
+    /// backend's default device alone). An index may repeat: two replicas on one device.
+    pub devices: Vec<usize>,
 }
 
 impl Default for RunSection {
@@ -42,6 +46,7 @@ impl Default for RunSection {
             valid_fraction: 0.1,
             growth: true,
             runs_dir: "runs".into(),
+            devices: Vec::new(),
         }
     }
 }
@@ -108,7 +113,22 @@ impl RunConfig {
         self.trainer.validate()?;
         self.controller.validate()?;
         self.bus.validate()?;
+        self.check_devices()?;
         Ok(())
+    }
+
+    /// Every replica must get at least one example of each global batch.
+    fn check_devices(&self) -> Result<(), TrainError> {
+        let replicas = self.run.devices.len();
+        if replicas <= self.trainer.batch_size {
+            return Ok(());
+        }
+        Err(MorphogenError::InvalidConfig {
+            component: "run.devices".into(),
+            problem: format!("{replicas} devices share batches of only {} examples", self.trainer.batch_size),
+            hint: "use a batch size of at least one example per device, or fewer devices".into(),
+        }
+        .into())
     }
 
     /// The run name a preset gets when neither the file nor the caller names the run:

@@ -119,6 +119,11 @@ pub struct TrainArgs {
     /// Backend.
     #[arg(long, value_enum, default_value_t = BackendKind::Ndarray)]
     pub backend: BackendKind,
+    /// Train data parallel on these devices of the backend, by index (`0,1`: one replica on
+    /// each of the first two GPUs, in this process); an index may repeat. Default: the backend's
+    /// default device alone.
+    #[arg(long, value_delimiter = ',', value_name = "LIST")]
+    pub devices: Option<Vec<usize>>,
     /// Serve Prometheus metrics (`GET /metrics`) on this address while training, e.g.
     /// `127.0.0.1:9464` (see `docs/metrics.md`).
     #[arg(long, value_name = "ADDR")]

@@ -23,6 +23,7 @@ pub fn resolve(args: &TrainArgs) -> Result<RunConfig, CliError> {
     set(&mut config.run.runs_dir, args.runs_dir.clone());
     set(&mut config.run.train_subset, args.train_subset);
     set(&mut config.run.valid_subset, args.valid_subset);
+    set(&mut config.run.devices, args.devices.clone());
     config.run.growth &= !args.no_growth;
     config.trainer.debug |= args.debug;
     set(&mut config.trainer.epochs, args.epochs);

@@ -12,6 +12,7 @@ mod exporters;
 mod incidents;
 pub mod once;
 mod progress;
+mod replicas;
 mod resume;
 mod run;
 mod run_folder;

@@ -8,7 +8,7 @@ use morphogen::burn::tensor::backend::{AutodiffBackend, Backend};
 use morphogen::burn::tensor::Tensor;
 use morphogen::controller::Controller;
 use morphogen::trainer::RunConfig;
-use morphogen::trainer::{EventLog, Observer, Stopped, Task, TaskData, TaskModel, Trainer};
+use morphogen::trainer::{EventLog, Observer, ReplicaConfig, Stopped, Task, TaskData, TaskModel, Trainer};
 use morphogen::{GlobalMetrics, SeededModel, Stage, TransitionEvent};
 use morphogen_bus::RedisBus;
 use std::sync::atomic::AtomicBool;
@@ -62,13 +62,16 @@ pub fn trainable_params<B: Backend, M: Module<B>>(model: &M) -> usize {
     count.0
 }
 
-/// How one run starts and may stop: resumed or fresh, and the flag that stops it after a step.
+/// How one run starts and may stop: resumed or fresh, the flag that stops it after a step, and
+/// its place in a data-parallel group.
 #[derive(Clone, Debug, Default)]
 pub struct Lifetime {
     /// Continue from the newest checkpoint.
     pub resume: bool,
     /// Set (by a signal handler) to stop after the current step.
     pub stop: Option<Arc<AtomicBool>>,
+    /// This run's replica, when it is one of several.
+    pub replica: Option<ReplicaConfig>,
 }
 
 /// Trains `model` once with Adam as `config` says.
@@ -95,6 +98,9 @@ where
     }
     if let Some(flag) = lifetime.stop {
         trainer = trainer.with_stop_flag(flag);
+    }
+    if let Some(replica) = lifetime.replica {
+        trainer = trainer.with_replica(replica)?;
     }
     let (mut model, mut optim) = (model, AdamConfig::new().init());
     let host_params = trainable_params(&model);

@@ -4,15 +4,18 @@
 use super::data::{image_data, text_data};
 use super::once::{train_once, Lifetime};
 use super::progress::{Progress, RunMode};
+use super::replicas::Replicated;
 use super::resume::agree_with_checkpoint;
 use super::run_folder::RunFolder;
 use super::summary::results;
-use crate::backend::OnBackend;
+use crate::backend::{devices, OnBackend};
 use crate::error::CliError;
 use crate::stop::StopSignal;
 use morphogen::burn::data::dataset::Dataset;
-use morphogen::burn::module::AutodiffModule;
+use morphogen::burn::module::{AutodiffModule, Module, ModuleVisitor, Param};
 use morphogen::burn::tensor::backend::AutodiffBackend;
+use morphogen::burn::tensor::backend::Backend;
+use morphogen::burn::tensor::Tensor;
 use morphogen::trainer::RunConfig;
 use morphogen::trainer::{ErrorKind, ModelKind, Observer, Stopped, Task, TaskData, TaskModel};
 use morphogen::SeededModel;
@@ -36,32 +39,61 @@ impl OnBackend for Training<'_> {
 
     fn run<B: AutodiffBackend>(self, device: &B::Device) -> Result<(), CliError> {
         let config = self.config;
-        B::seed(device, config.trainer.seed);
+        let devices = match devices::<B>(&config.run.devices)? {
+            devices if devices.is_empty() => vec![device.clone()],
+            devices => devices,
+        };
+        B::seed(&devices[0], config.trainer.seed);
         let model = &config.model;
         match model.kind {
             ModelKind::Mlp => {
                 let data = image_data(config)?;
-                self.train_model::<B, _, _>(model.mlp(&data.task, device)?, &data)
+                self.train_model::<B, _, _>(models::<B, _, _>(&devices, |d| model.mlp(&data.task, d))?, &data)
             }
             ModelKind::Cnn => {
                 let data = image_data(config)?;
-                self.train_model::<B, _, _>(model.cnn(&data.task, device)?, &data)
+                self.train_model::<B, _, _>(models::<B, _, _>(&devices, |d| model.cnn(&data.task, d))?, &data)
             }
             ModelKind::Resnet => {
                 let data = image_data(config)?;
-                self.train_model::<B, _, _>(model.resnet(&data.task, device)?, &data)
+                self.train_model::<B, _, _>(models::<B, _, _>(&devices, |d| model.resnet(&data.task, d))?, &data)
             }
             ModelKind::Transformer => {
                 let data = text_data(config)?;
-                self.train_model::<B, _, _>(model.transformer(&data.task, device)?, &data)
+                self.train_model::<B, _, _>(models::<B, _, _>(&devices, |d| model.transformer(&data.task, d))?, &data)
             }
         }
     }
 }
 
+/// One model on each of `devices`, built by `build` one after the other, every parameter drawn
+/// at once (Burn draws a parameter's initial values at its first use, which replicas on threads
+/// would do in any order): the first model is the one a run without `--devices` trains.
+fn models<B, M, E>(devices: &[B::Device], build: impl Fn(&B::Device) -> Result<M, E>) -> Result<Vec<M>, CliError>
+where
+    B: Backend,
+    M: Module<B>,
+    CliError: From<E>,
+{
+    devices.iter().map(|device| Ok(drawn(build(device)?))).collect()
+}
+
+/// `model` with every parameter's initial values drawn, in the order the model visits them.
+fn drawn<B: Backend, M: Module<B>>(model: M) -> M {
+    struct Draw;
+    impl<B: Backend> ModuleVisitor<B> for Draw {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+            drop(param.val());
+        }
+    }
+    model.visit(&mut Draw);
+    model
+}
+
 impl Training<'_> {
-    /// Creates the run folder, trains `model` on `data`, saves it and prints the results.
-    fn train_model<B, M, T>(self, model: M, data: &TaskData<T>) -> Result<(), CliError>
+    /// Creates the run folder, trains `models` (one replica each; rank 0 first) on `data`, saves
+    /// the result and prints it.
+    fn train_model<B, M, T>(self, mut models: Vec<M>, data: &TaskData<T>) -> Result<(), CliError>
     where
         B: AutodiffBackend,
         T: Task,
@@ -69,6 +101,9 @@ impl Training<'_> {
         M::InnerModule: SeededModel<B::InnerBackend> + TaskModel<B::InnerBackend, T>,
     {
         let Training { config, mode, metrics, stop } = self;
+        let replicas = models.len();
+        let others = models.split_off(1);
+        let model = models.pop().expect("a model for the first device");
         let folder = RunFolder::create(config)?;
         let quarantined = match (&config.trainer.checkpoint_dir, mode.resume) {
             (Some(checkpoints), true) => agree_with_checkpoint(&folder, checkpoints)?,
@@ -89,8 +124,17 @@ impl Training<'_> {
         for q in &quarantined {
             observer.error(ErrorKind::CheckpointCorrupt, &q.to_string());
         }
-        let lifetime = Lifetime { resume: mode.resume, stop: Some(stop.flag.clone()) };
-        let result = train_once(model, config, data, events, lifetime, &mut observer)?;
+        let lifetime = Lifetime { resume: mode.resume, stop: Some(stop.flag.clone()), replica: None };
+        let result = if others.is_empty() {
+            train_once(model, config, data, events, lifetime, &mut observer)?
+        } else {
+            eprintln!(
+                "data parallel: {replicas} replicas, each on a shard of every batch of {}",
+                config.trainer.batch_size
+            );
+            let lead = Replicated { config, data, lifetime, replicas };
+            lead.train(model, others, events, &mut observer)?
+        };
         if let Some(stopped) = &result.stopped {
             return Err(CliError::Stopped { signal: stop.signal(), message: stopped_message(stopped, config) });
         }

@@ -103,6 +103,50 @@ fn resume_continues_a_run_from_its_newest_checkpoint() {
     std::fs::remove_dir_all(&runs).ok();
 }
 
+#[test]
+fn two_replicas_train_as_one_process_and_resume_together() {
+    let runs = scratch("train-devices");
+    let alone = small_run(&runs, "alone", &["--epochs", "2"]);
+    assert!(alone.status.success(), "{}", String::from_utf8_lossy(&alone.stderr));
+    let two = small_run(&runs, "two", &["--epochs", "2", "--devices", "0,0"]);
+    let stderr = String::from_utf8_lossy(&two.stderr);
+    assert!(two.status.success(), "{stderr}");
+    assert!(stderr.contains("data parallel: 2 replicas"), "{stderr}");
+    let val_losses = |name: &str| -> Vec<f64> {
+        let metrics = std::fs::read_to_string(runs.join(name).join("metrics.jsonl")).unwrap();
+        metrics
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["val_loss"].as_f64().unwrap())
+            .collect()
+    };
+    let (one, replicated) = (val_losses("alone"), val_losses("two"));
+    assert_eq!(one.len(), 2);
+    for (a, b) in one.iter().zip(&replicated) {
+        assert!((a - b).abs() < 1e-4 * a.abs().max(1.0), "validation loss {a} alone, {b} on two replicas");
+    }
+    let resumed = small_run(&runs, "two", &["--epochs", "3", "--devices", "0,0", "--resume"]);
+    let stderr = String::from_utf8_lossy(&resumed.stderr);
+    assert!(resumed.status.success(), "{stderr}");
+    assert!(stderr.contains("resumed after epoch 2"), "{stderr}");
+    assert_eq!(epochs_in(&runs.join("two"), "metrics.jsonl"), [1, 2, 3]);
+    std::fs::remove_dir_all(&runs).ok();
+}
+
+#[test]
+fn devices_that_do_not_exist_or_outnumber_the_batch_are_refused() {
+    let runs = scratch("train-bad-devices");
+    let out = small_run(&runs, "missing", &["--epochs", "1", "--devices", "0,3"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("device 3 does not exist") && stderr.contains("1 device(s)"), "{stderr}");
+    assert!(!runs.join("missing").exists(), "nothing written");
+    let out = run(&["train", "--epochs", "1", "--devices", "0,0,0", "--batch-size", "2", "--name", "crowded"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("run.devices") && stderr.contains("3 devices"), "{stderr}");
+    std::fs::remove_dir_all(&runs).ok();
+}
+
 /// The `epoch` of every record of the run folder's `log`.
 fn epochs_in(dir: &std::path::Path, log: &str) -> Vec<u64> {
     let text = std::fs::read_to_string(dir.join(log)).unwrap();

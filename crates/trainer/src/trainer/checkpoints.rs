@@ -15,7 +15,7 @@ use tracing::field::Empty;
 
 impl Trainer {
     /// Saves the known-good state (model, optimizer, controller state, progress) when a
-    /// checkpoint directory is configured.
+    /// checkpoint directory is configured (by rank 0 alone, with replicas).
     pub(super) fn save_checkpoint<T: TrainingTypes>(
         &self,
         model: &T::Model,
@@ -23,7 +23,7 @@ impl Trainer {
         epoch: u32,
         val_loss: Option<f32>,
     ) -> Result<(), TrainError> {
-        let Some(dir) = &self.checkpoints else { return Ok(()) };
+        let Some(dir) = self.checkpoints.as_ref().filter(|_| self.writes_checkpoints()) else { return Ok(()) };
         let span = tracing::info_span!(
             "checkpoint.save",
             epoch = i64::from(epoch),

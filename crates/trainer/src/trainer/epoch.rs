@@ -3,7 +3,7 @@
 //! the last one and tries the epoch again.
 
 use super::context::RunContext;
-use super::evaluation::{evaluate, evaluate_seeds, measure_system, EvalBudget};
+use super::evaluation::{evaluate_part, evaluate_seeds_part, measure_system, EvalBudget, Evaluation};
 use super::rollback::KnownGood;
 use super::steps::{EpochEnd, Trained};
 use super::types::TrainingTypes;
@@ -12,12 +12,12 @@ use crate::epoch_plan::numbered_seed;
 use crate::resources::{measure, Resources};
 use crate::rules::EpochFacts;
 use crate::{
-    Batching, DecisionSource, DeviceData, ErrorKind, Observer, OnTimeout, StageCounts, Task, TaskData, TaskModel,
-    TrainError,
+    Batching, DecisionSource, DeviceData, ErrorKind, Observer, OnTimeout, Replica, StageCounts, Task, TaskData,
+    TaskModel, TrainError,
 };
 use burn::module::{AutodiffModule, Module};
-use burn::tensor::backend::Backend;
-use morphogen_contracts::{Command, Decisions, GlobalMetrics, SystemState};
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use morphogen_contracts::{Command, Decisions, GlobalMetrics, SeedEvaluation, SystemState};
 use morphogen_engine::SeededModel;
 use tracing::field::Empty;
 use tracing::Span;
@@ -51,7 +51,9 @@ impl Trainer {
         if let Some(remote) = self.remote.as_mut() {
             remote.announce();
         }
-        let mut run = RunContext::<T>::upload(data, device, observer);
+        let replica = self.replica.map(|config| Replica::join(config, &device)).transpose()?;
+        let mut run = RunContext::<T>::upload(data, device, observer, replica);
+        model = self.in_step(model, run.replica.as_ref())?;
         let mut good = KnownGood::<T>::new(&model, &optim, &self.controller, None);
         let mut epoch = self.first_epoch;
         if epoch == 1 {
@@ -73,7 +75,8 @@ impl Trainer {
                 Attempt::RollBack { outcome, reason } => {
                     span.record("outcome", outcome);
                     rollbacks += 1;
-                    (model, optim) = self.roll_back(&good, &reason, rollbacks, epoch, run.observer)?;
+                    let (restored, restored_optim) = self.roll_back(&good, &reason, rollbacks, epoch, run.observer)?;
+                    (model, optim) = (self.in_step(restored, run.replica.as_ref())?, restored_optim);
                 }
                 Attempt::Stopped(model) => {
                     span.record("outcome", "stopped");
@@ -96,14 +99,14 @@ impl Trainer {
         span: &Span,
         run: &mut RunContext<T>,
     ) -> Result<Attempt<T::Model>, TrainError> {
-        let trained = match self.train_epoch(model, optim, epoch, run)? {
+        let mut trained = match self.train_epoch(model, optim, epoch, run)? {
             EpochEnd::Done(trained) => trained,
             EpochEnd::Diverged(reason) => return Ok(Attempt::RollBack { outcome: "diverged", reason }),
             EpochEnd::Stopped(model) => return Ok(Attempt::Stopped(model)),
         };
         let inner = trained.model.valid();
-        let metrics = self.validate(&inner, &trained, epoch, span, run);
-        if let Some(reason) = self.check_epoch(&inner, &metrics, &trained, last_good_val_loss, run) {
+        let metrics = self.validate(&inner, &trained, epoch, span, run)?;
+        if let Some(reason) = self.check_epoch(&inner, &metrics, &trained, last_good_val_loss, run)? {
             return Ok(Attempt::RollBack { outcome: "rollback_rule", reason });
         }
         let budget = EvalBudget {
@@ -111,18 +114,49 @@ impl Trainer {
             batch_size: self.config.eval_batch_size,
             max_seeds: self.config.max_evaluations_per_epoch,
         };
-        let evaluations = evaluate_seeds(&inner, &run.data.task, &run.valid, budget);
+        let evaluations = evaluate_seeds_everywhere(&inner, budget, run)?;
+        if let Some(replica) = &run.replica {
+            replica.sum_telemetry(&mut trained.model)?;
+        }
         let system = measure_system(&trained.model, metrics, evaluations);
         run.observer.layers_measured(&system.layers);
-        let (decisions, decided_by) = self.decide(&system, epoch, run.observer);
+        let (decisions, decided_by) = match &run.replica {
+            None => self.decide(&system, epoch, run.observer),
+            Some(replica) => {
+                replica.agree("receive rank 0's decisions", || self.decide(&system, epoch, run.observer))?
+            }
+        };
         if let Some(reason) = decisions.rollback {
             return Ok(Attempt::RollBack { outcome: "controller_rollback", reason });
         }
         // Germination draws blueprint weights from the backend's generator: seeded by the run's
         // seed and the epoch alone, a resumed run grows the blueprints an uninterrupted one would.
-        T::Backend::seed(&run.device, numbered_seed(self.config.seed, epoch.into()) ^ GROWTH_STREAM);
-        let model = self.grow(trained.model, &decisions.commands, &metrics, decided_by.as_deref(), run.observer)?;
-        Ok(Attempt::Kept { model, metrics })
+        // Replicas of one process share the generator, so rank 0 grows first.
+        let seed = numbered_seed(self.config.seed, epoch.into()) ^ GROWTH_STREAM;
+        let grow = || {
+            T::Backend::seed(&run.device, seed);
+            self.grow(trained.model, &decisions.commands, &metrics, decided_by.as_deref(), run.observer)
+        };
+        let model = match &run.replica {
+            None => grow()?,
+            Some(replica) => replica.rank_0_first("wait for rank 0 to grow", grow)??,
+        };
+        Ok(Attempt::Kept { model: self.in_step(model, run.replica.as_ref())?, metrics })
+    }
+
+    /// With replicas, `model` with rank 0's parameters (growth draws new blueprint weights on
+    /// each replica), checked to be in lockstep in debug mode; alone, `model` as it is.
+    pub(super) fn in_step<B: AutodiffBackend, M: SeededModel<B> + Module<B>>(
+        &self,
+        model: M,
+        replica: Option<&Replica<B>>,
+    ) -> Result<M, TrainError> {
+        let Some(replica) = replica else { return Ok(model) };
+        let model = replica.synchronize(model)?;
+        if self.config.debug {
+            replica.check_lockstep(&model)?;
+        }
+        Ok(model)
     }
 
     /// The epoch's metrics: the training pass's, and loss and accuracy on the whole validation
@@ -134,11 +168,16 @@ impl Trainer {
         epoch: u32,
         span: &Span,
         run: &RunContext<T>,
-    ) -> GlobalMetrics {
+    ) -> Result<GlobalMetrics, TrainError> {
         let budget = EvalBudget { samples: usize::MAX, batch_size: self.config.eval_batch_size, max_seeds: 0 };
-        let valid = evaluate(inner, &run.data.task, &run.valid, budget);
+        let shard = run.replica.as_ref().map(|replica| replica.config().batch_shard());
+        let (valid, samples) = evaluate_part(inner, &run.data.task, &run.valid, budget, shard);
+        let valid = match &run.replica {
+            None => valid,
+            Some(replica) => replica.combine_evaluations(valid, Vec::new(), samples)?.0,
+        };
         span.record("train_loss", trained.loss).record("val_loss", valid.loss).record("val_accuracy", valid.accuracy);
-        GlobalMetrics {
+        Ok(GlobalMetrics {
             epoch,
             step: self.step,
             train_loss: trained.loss,
@@ -146,7 +185,7 @@ impl Trainer {
             val_loss: valid.loss,
             val_accuracy: valid.accuracy,
             score: run.data.task.score(),
-        }
+        })
     }
 
     /// Measures the epoch's resources and errors and checks the rollback rules on them: the
@@ -158,7 +197,7 @@ impl Trainer {
         trained: &Trained<T::Model>,
         last_good_val_loss: Option<f32>,
         run: &mut RunContext<T>,
-    ) -> Option<String> {
+    ) -> Result<Option<String>, TrainError> {
         let resources = self.measure_resources(inner, &run.data.task, &run.valid);
         run.observer.resources_measured(&resources);
         let errors = trained.errors + self.signals.pass_to(run.observer);
@@ -170,7 +209,7 @@ impl Trainer {
             resources: &resources,
             baseline_rss: self.baseline_rss,
         };
-        self.check_rules(&facts, run.observer)
+        self.check_rules(&facts, run.observer, run.replica.as_ref())
     }
 
     /// Memory, bank bytes and the seeded share of a forward pass over the first validation
@@ -247,6 +286,25 @@ impl Trainer {
         model.end_epoch();
         observer.epoch_ended(metrics, &StageCounts::of(&model));
         Ok(model)
+    }
+}
+
+/// Every EVALUATING seed measured on this replica's shard of the validation data and combined
+/// over the replicas (on all of it, alone).
+fn evaluate_seeds_everywhere<T: TrainingTypes>(
+    inner: &T::ValidModel,
+    budget: EvalBudget,
+    run: &RunContext<T>,
+) -> Result<Vec<SeedEvaluation>, TrainError> {
+    let shard = run.replica.as_ref().map(|replica| replica.config().batch_shard());
+    let (seeds, samples) = evaluate_seeds_part(inner, &run.data.task, &run.valid, budget, shard);
+    match &run.replica {
+        // In lockstep every replica has the same EVALUATING seeds: all combine, or none.
+        Some(replica) if !seeds.is_empty() => {
+            let nothing = Evaluation { loss: 0.0, accuracy: 0.0 };
+            Ok(replica.combine_evaluations(nothing, seeds, samples)?.1)
+        }
+        _ => Ok(seeds),
     }
 }
 

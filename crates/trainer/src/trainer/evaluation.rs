@@ -2,7 +2,7 @@
 //! contribution, and the controller's input. Public, so a user's own loop can do what the
 //! trainer does at each epoch end.
 
-use crate::{Batching, DeviceData, Task, TaskModel};
+use crate::{Batching, DeviceData, Shard, Task, TaskModel};
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 use morphogen_contracts::{GlobalMetrics, SeedAddress, SeedEvaluation, Stage, SystemState};
@@ -50,7 +50,26 @@ where
     T: Task,
     M: TaskModel<B, T>,
 {
-    totals(&batch_sums(model, task, data, Batching::in_order(budget.batch_size).first(budget.samples)))
+    evaluate_part(model, task, data, budget, None).0
+}
+
+/// [`evaluate`] on `shard`'s part of every batch (all of it with `None`), with the number of
+/// predictions measured.
+pub(super) fn evaluate_part<B, T, M>(
+    model: &M,
+    task: &T,
+    data: &DeviceData<B, T>,
+    budget: EvalBudget,
+    shard: Option<Shard>,
+) -> (Evaluation, usize)
+where
+    B: Backend,
+    T: Task,
+    M: TaskModel<B, T>,
+{
+    let batching = Batching::in_order(budget.batch_size).first(budget.samples);
+    let batches = batch_sums(model, task, data, shard.map_or(batching, |shard| batching.sharded(shard)));
+    (totals(&batches), predictions(&batches))
 }
 
 /// The loss and correct-prediction totals of one batch.
@@ -98,17 +117,36 @@ where
     T: Task,
     M: SeededModel<B> + TaskModel<B, T> + Clone,
 {
+    evaluate_seeds_part(model, task, valid, budget, None).0
+}
+
+/// [`evaluate_seeds`] on `shard`'s part of every batch (all of it with `None`), with the number
+/// of predictions measured.
+pub(super) fn evaluate_seeds_part<B, T, M>(
+    model: &M,
+    task: &T,
+    valid: &DeviceData<B, T>,
+    budget: EvalBudget,
+    shard: Option<Shard>,
+) -> (Vec<SeedEvaluation>, usize)
+where
+    B: Backend,
+    T: Task,
+    M: SeededModel<B> + TaskModel<B, T> + Clone,
+{
     let mut targets = evaluating_seeds(model);
     targets.truncate(budget.max_seeds);
     if targets.is_empty() {
-        return Vec::new();
+        return (Vec::new(), 0);
     }
     let samples = budget.samples.min(valid.len());
     let slice = budget.batch_size.min(samples.div_ceil(CONTRIBUTION_SLICES)).max(1);
     let batching = Batching::in_order(slice).first(samples);
+    let batching = shard.map_or(batching, |shard| batching.sharded(shard));
     let with = batch_sums(model, task, valid, batching);
     let w = totals(&with);
-    targets
+    let measured = predictions(&with);
+    let seeds = targets
         .into_iter()
         .map(|seed| {
             let without = batch_sums(&without(model, &seed), task, valid, batching);
@@ -122,12 +160,18 @@ where
                 contribution_stderr: contribution_stderr(&with, &without),
             }
         })
-        .collect()
+        .collect();
+    (seeds, measured)
+}
+
+/// Predictions over `batches`.
+fn predictions(batches: &[BatchSums]) -> usize {
+    batches.iter().map(|b| b.predictions).sum()
 }
 
 /// Mean loss and accuracy over `batches`.
 fn totals(batches: &[BatchSums]) -> Evaluation {
-    let n = batches.iter().map(|b| b.predictions).sum::<usize>().max(1) as f64;
+    let n = predictions(batches).max(1) as f64;
     let (loss, correct) = batches.iter().fold((0.0, 0.0), |(l, c), b| (l + b.loss, c + b.correct));
     Evaluation { loss: (loss / n) as f32, accuracy: (correct / n) as f32 }
 }

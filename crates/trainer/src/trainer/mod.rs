@@ -21,7 +21,7 @@ pub use remote::{Answer, AppliedDecision, NoDecision, RemoteController};
 pub use types::{Training, TrainingTypes};
 
 use crate::resources::process_rss_bytes;
-use crate::{BusConfig, EventLog, Observer, Signals, Task, TaskData, TrainError};
+use crate::{BusConfig, EventLog, Observer, ReplicaConfig, Signals, Task, TaskData, TrainError};
 use burn::module::AutodiffModule;
 use burn::optim::Optimizer;
 use burn::tensor::backend::AutodiffBackend;
@@ -86,6 +86,8 @@ pub struct Trainer {
     remote: Option<RemoteController>,
     /// Decisions applied from the bus, saved in every checkpoint.
     applied: Vec<AppliedDecision>,
+    /// This run's place in a data-parallel group, when it is one replica of several.
+    replica: Option<ReplicaConfig>,
 }
 
 impl Trainer {
@@ -108,6 +110,7 @@ impl Trainer {
             stop: None,
             remote: None,
             applied: Vec::new(),
+            replica: None,
         })
     }
 
@@ -120,6 +123,25 @@ impl Trainer {
         config.validate()?;
         self.remote = Some(RemoteController::new(bus, run, config));
         Ok(self)
+    }
+
+    /// Makes this run one replica of a data-parallel group (one trainer per replica, each on its
+    /// device, in threads of one process): each trains on its shard of every global batch and
+    /// averages gradients with the others, so all take the steps one process would take on the
+    /// whole batch; validation and seed evaluations are measured on shards and combined;
+    /// telemetry is added up before the controller reads health; the controller (and a bus)
+    /// runs on rank 0 only and its decisions reach every replica, which grow alike; rank 0 alone
+    /// writes checkpoints. Every replica must be given the same config, model, optimizer and
+    /// data. In debug mode the replicas' seed states are compared after every epoch.
+    pub fn with_replica(mut self, config: ReplicaConfig) -> Result<Self, TrainError> {
+        config.validate()?;
+        self.replica = Some(config);
+        Ok(self)
+    }
+
+    /// Whether this trainer writes checkpoints: alone, or as rank 0 of a group.
+    fn writes_checkpoints(&self) -> bool {
+        self.replica.is_none_or(|config| config.rank == 0)
     }
 
     /// The decisions applied from the bus so far (restored from the checkpoint on resume).

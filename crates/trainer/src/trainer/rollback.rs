@@ -5,9 +5,9 @@
 use super::transitions::Transition;
 use super::types::TrainingTypes;
 use super::Trainer;
-use crate::rules::EpochFacts;
-use crate::{Observer, TrainError};
-use burn::tensor::backend::Backend;
+use crate::rules::{EpochFacts, Firing};
+use crate::{Observer, Replica, TrainError};
+use burn::tensor::backend::{AutodiffBackend, Backend};
 use morphogen_contracts::{Command, GlobalMetrics, SeedAddress, Stage};
 use morphogen_controller::Controller;
 use morphogen_engine::SeededModel;
@@ -32,8 +32,29 @@ impl<T: TrainingTypes> KnownGood<T> {
 impl Trainer {
     /// The first rollback rule that fires, reported to the observer with the flag it switches
     /// off; its reason is the rollback's.
-    pub(super) fn check_rules(&mut self, facts: &EpochFacts, observer: &mut dyn Observer) -> Option<String> {
-        let firing = self.config.rollback_rules.iter().find_map(|rule| rule.check(facts))?;
+    /// With replicas, rank 0's facts decide for every replica (memory and errors are measured
+    /// on each), so that all roll back together.
+    pub(super) fn check_rules<B: AutodiffBackend>(
+        &mut self,
+        facts: &EpochFacts,
+        observer: &mut dyn Observer,
+        replica: Option<&Replica<B>>,
+    ) -> Result<Option<String>, TrainError> {
+        let rules = &self.config.rollback_rules;
+        let first = || rules.iter().enumerate().find_map(|(i, rule)| rule.check(facts).map(|f| (i, f.reason)));
+        let fired = match replica {
+            None => first(),
+            Some(replica) => replica.agree("agree on the rollback rules", first)?,
+        };
+        let Some((index, reason)) = fired else { return Ok(None) };
+        let Some(rule) = rules.get(index) else {
+            return Err(TrainError::Collective {
+                rank: replica.map_or(0, |r| r.config().rank),
+                operation: "agree on the rollback rules".into(),
+                problem: format!("rank 0 has a rollback rule {index} this replica lacks: the replicas' configs differ"),
+            });
+        };
+        let firing = Firing { rule: rule.name(), reason, flag: rule.flag() };
         tracing::warn!(rule = firing.rule, reason = %firing.reason, "rollback rule fired");
         observer.rule_fired(firing.rule, &firing.reason);
         if let Some(feature) = firing.flag {
@@ -42,7 +63,7 @@ impl Trainer {
                 observer.flag_disabled(feature.name(), &firing.reason);
             }
         }
-        Some(firing.reason)
+        Ok(Some(firing.reason))
     }
 
     /// Returns to the last good state; the seeds that were active there are ROLLED_BACK. Fails

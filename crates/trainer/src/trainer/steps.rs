@@ -6,7 +6,8 @@ use super::loss_watch::LossWatch;
 use super::tensors::scalar;
 use super::types::TrainingTypes;
 use super::Trainer;
-use crate::{EpochPlan, Observer, TaskModel, TrainError};
+use crate::{EpochPlan, Observer, Replica, TaskModel, TrainError};
+use burn::module::Module;
 use burn::optim::{GradientsParams, Optimizer};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::Tensor;
@@ -56,25 +57,31 @@ impl Trainer {
         let mut correct = Tensor::<T::Backend, 1>::zeros([1], &run.device);
         let (mut watch, mut errors, mut predictions) = (LossWatch::new(self.config.spike_factor), 0, 0);
         let slices = plan.slices(epoch);
+        let shard = run.replica.as_ref().map(|replica| replica.config().batch_shard());
         let walk = slices.iter().flat_map(|slice| {
-            run.train.some_batches(&run.data.task, slice.batching, slice.first..slice.first + slice.count)
+            let batching = shard.map_or(slice.batching, |shard| slice.batching.sharded(shard));
+            run.train.sized_batches(&run.data.task, batching, slice.first..slice.first + slice.count)
         });
-        for (index, batch) in walk.enumerate() {
+        for (index, (batch, whole)) in walk.enumerate() {
             let _step = tracing::debug_span!("step", step = self.step as i64).entered();
             let out = tracing::debug_span!("forward").in_scope(|| model.step(batch));
             errors += self.signals.pass_to(run.observer);
-            watch.push(self.step, out.loss.clone());
             correct = correct + out.correct.detach();
             predictions += out.predictions;
             let rate = self.learning_rate(&plan, epoch, index);
-            model = self.optimize::<T>(model, optim, out.loss, rate)?;
+            let step = self.step;
+            let share = shard.map(|shard| shard.range(whole).len() as f32 / whole as f32);
+            let (stepped, loss) = self.optimize::<T>(model, optim, out.loss, rate, run.replica.as_ref().zip(share))?;
+            model = stepped;
+            watch.push(step, loss);
             errors += self.signals.pass_to(run.observer);
-            if self.stop_requested() {
-                return Ok(read_losses(&mut watch, epoch, run.observer).err().unwrap_or(EpochEnd::Stopped(model)));
-            }
             // The first step's loss is read at once: an early sanity check, and the moment the
             // observer learns that training has started.
-            if index == 0 || watch.unread() >= self.config.loss_check_every {
+            let check_now = index == 0 || watch.unread() >= self.config.loss_check_every;
+            if self.stop_agreed(check_now, run.replica.as_ref())? {
+                return Ok(read_losses(&mut watch, epoch, run.observer).err().unwrap_or(EpochEnd::Stopped(model)));
+            }
+            if check_now {
                 if let Err(diverged) = read_losses(&mut watch, epoch, run.observer) {
                     return Ok(diverged);
                 }
@@ -83,9 +90,31 @@ impl Trainer {
         if let Err(diverged) = read_losses(&mut watch, epoch, run.observer) {
             return Ok(diverged);
         }
-        let accuracy = scalar(correct) / predictions.max(1) as f32;
+        let (correct, predictions) = match run.replica.as_ref() {
+            None => (scalar(correct), predictions as f32),
+            Some(replica) => {
+                let sums = replica.add_up(vec![scalar(correct), predictions as f32], "add up training accuracy")?;
+                (sums[0], sums[1])
+            }
+        };
+        let accuracy = correct / predictions.max(1.0);
         let loss = (watch.sum / batches.max(1) as f64) as f32;
         Ok(EpochEnd::Done(Trained { model, loss, accuracy, steps: batches, errors }))
+    }
+
+    /// Whether to stop after this step: at once when the stop flag is set, alone; with replicas,
+    /// only at a loss check (`check_now`), and then when any replica's flag is set, so that all
+    /// stop after the same step.
+    fn stop_agreed<B: AutodiffBackend>(
+        &self,
+        check_now: bool,
+        replica: Option<&Replica<B>>,
+    ) -> Result<bool, TrainError> {
+        match replica {
+            None => Ok(self.stop_requested()),
+            Some(_) if !check_now => Ok(false),
+            Some(replica) => replica.any(self.stop_requested(), "agree on stopping"),
+        }
     }
 
     /// The learning rate of step `index` of `epoch`, by the schedule, over the whole run.
@@ -96,32 +125,44 @@ impl Trainer {
     }
 
     /// One optimizer step on `loss` at `rate`, then the seeds' grafting step, the kernel-fallback
-    /// report and (in debug mode) the invariant check.
+    /// report and (in debug mode) the invariant check. With a replica (and this replica's `share`
+    /// of the global batch), gradients, loss and gradient norms are first averaged over the
+    /// replicas, weighted so that they are those of the whole global batch. Returns the model
+    /// and the step's loss (the global batch's, with replicas).
     fn optimize<T: TrainingTypes>(
         &mut self,
         model: T::Model,
         optim: &mut T::Optimizer,
         loss: Tensor<T::Backend, 1>,
         rate: f64,
-    ) -> Result<T::Model, TrainError> {
-        let (grads, norms) = {
+        replica: Option<(&Replica<T::Backend>, f32)>,
+    ) -> Result<(T::Model, Tensor<T::Backend, 1>), TrainError> {
+        let (grads, loss, norms) = {
             let _backward = tracing::debug_span!("backward").entered();
+            let loss = match replica {
+                None => loss,
+                Some((replica, share)) => loss.mul_scalar(replica.config().replicas as f32 * share),
+            };
             let grads = loss.backward();
             let norms = seed_grad_norms(&model, &grads);
-            (GradientsParams::from_grads(grads, &model), norms)
+            let grads = GradientsParams::from_grads(grads, &model);
+            match replica {
+                None => (grads, loss.detach(), norms),
+                Some((replica, _)) => average(replica, &model, grads, loss, norms)?,
+            }
         };
         let mut model = {
             let _optimizer = tracing::debug_span!("optimizer").entered();
             optim.step(rate, model, grads)
         };
-        let signals = GraftSignals::new().with_loss(loss.detach());
+        let signals = GraftSignals::new().with_loss(loss.clone());
         tracing::debug_span!("graft_step").in_scope(|| graft_step(&mut model, signals, norms))?;
         self.report_kernel_fallbacks(&model);
         if self.config.debug {
             model.check_invariants()?;
         }
         self.step += 1;
-        Ok(model)
+        Ok((model, loss))
     }
 
     /// With the `kernels` flag switched off for this run, every seeded layer takes the tensor
@@ -143,6 +184,23 @@ impl Trainer {
             }
         });
     }
+}
+
+/// Gradients, weighted loss and gradient norms averaged over the replicas in one collective call:
+/// the global batch's gradients and loss, and the mean of the replicas' norms (what the
+/// `grad_norm_gated` gate reads with replicas).
+fn average<B: AutodiffBackend, M: Module<B>>(
+    replica: &Replica<B>,
+    model: &M,
+    grads: GradientsParams,
+    weighted_loss: Tensor<B, 1>,
+    norms: Vec<(String, Tensor<B, 1>)>,
+) -> Result<(GradientsParams, Tensor<B, 1>, Vec<(String, Tensor<B, 1>)>), TrainError> {
+    let extras = std::iter::once(weighted_loss.detach().inner()).chain(norms.iter().map(|(_, n)| n.clone().inner()));
+    let (grads, mut means) = replica.average_with(model, grads, extras.collect())?;
+    let norms = norms.into_iter().zip(means.split_off(1)).map(|((layer, _), mean)| (layer, Tensor::from_inner(mean)));
+    let loss = Tensor::from_inner(means.remove(0));
+    Ok((grads, loss, norms.collect()))
 }
 
 /// Each seeded layer's per-seed blueprint gradient norms, for the layers whose grafting seeds

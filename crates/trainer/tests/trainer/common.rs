@@ -1,13 +1,22 @@
 //! What the trainer's test modules share: the backend and the data.
 
 use burn::backend::{Autodiff, NdArray};
+use burn::tensor::backend::Backend;
 use morphogen_trainer::{
-    fashion_mnist, ImageClassification, ImageSet, NextCharacter, TaskData, TextCorpus, FASHION_MNIST_DIR,
+    fashion_mnist, ImageClassification, ImageSet, Mlp, ModelConfig, NextCharacter, TaskData, TextCorpus,
+    FASHION_MNIST_DIR,
 };
 use std::path::Path;
 
 /// The backend every test trains on.
 pub type B = Autodiff<NdArray>;
+
+/// The MLP preset `config` describes for `task`, its weights drawn from backend seed `seed`.
+pub fn seeded_mlp(task: &ImageClassification, seed: u64, config: ModelConfig) -> Mlp<B> {
+    let device = Default::default();
+    B::seed(&device, seed);
+    config.mlp(task, &device).unwrap()
+}
 
 /// The first `train` training and `valid` validation images of Fashion-MNIST.
 pub fn data(train: usize, valid: usize) -> TaskData<ImageClassification> {

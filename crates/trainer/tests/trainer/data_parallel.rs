@@ -5,18 +5,18 @@
 //! reaches every replica; evaluations on shards combine into one over all the data; a replica
 //! that hangs stops the others within their timeout.
 
-use crate::common::{pooled_data, B};
+use crate::common::{pooled_data, seeded_mlp, B};
 use burn::data::dataset::{Dataset, InMemDataset};
 use burn::module::Module;
 use burn::optim::{AdamConfig, GradientsParams, Optimizer};
 use burn::tensor::Tensor;
 use morphogen_contracts::{GlobalMetrics, Stage};
-use morphogen_controller::{Controller, ControllerConfig};
+use morphogen_controller::{Controller, ControllerConfig, GrowthTrigger};
 use morphogen_engine::SeededModel;
 use morphogen_testkit::assert_close;
 use morphogen_trainer::{
-    evaluate, evaluate_seeds, measure_system, DeviceData, EvalBudget, ImageClassification, ImageItem, Mlp, ModelConfig,
-    Replica, ReplicaConfig, Task, TaskModel, TrainError,
+    evaluate, evaluate_seeds, measure_system, DeviceData, EvalBudget, EventLog, ImageClassification, ImageItem, Mlp,
+    ModelConfig, Replica, ReplicaConfig, Task, TaskData, TaskModel, TrainError, Trainer, TrainerConfig,
 };
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -310,4 +310,88 @@ fn evaluations_on_shards_combine_into_one_over_the_whole_validation_set() {
         }
     }
     assert_eq!(combined[0], combined[1], "every replica gets the same answer");
+}
+
+/// What one run of the trainer gave: its epochs' metrics, its seed transitions (epoch, layer,
+/// seed, from, to), its final logits on the first validation images, and how many checkpoints it
+/// wrote.
+struct TrainerRun {
+    history: Vec<GlobalMetrics>,
+    transitions: Vec<(u32, String, usize, Stage, Stage)>,
+    logits: Vec<f32>,
+    checkpoints: usize,
+}
+
+/// Six epochs of eight steps of 50 images, growing every epoch, through [`Trainer::run`]: alone
+/// (`replica` `None`) or as one replica of a group, starting from `model`.
+fn trainer_run(model: Mlp<B>, data: &TaskData<ImageClassification>, replica: Option<ReplicaConfig>) -> TrainerRun {
+    let folder = tempfile::tempdir().unwrap();
+    let config = TrainerConfig {
+        epochs: 6,
+        batch_size: GLOBAL_BATCH,
+        steps_per_epoch: Some(8),
+        learning_rate: 2e-3,
+        eval_samples: 200,
+        eval_batch_size: 64,
+        seed: 5,
+        debug: true,
+        checkpoint_dir: Some(folder.path().to_path_buf()),
+        ..Default::default()
+    };
+    let controller = ControllerConfig {
+        trigger: GrowthTrigger::EveryEpoch,
+        max_active_per_layer: 4,
+        max_germinations_per_epoch: 4,
+        ..Default::default()
+    };
+    let mut trainer = Trainer::new(config, Controller::new(controller).unwrap(), EventLog::in_memory()).unwrap();
+    if let Some(replica) = replica {
+        trainer = trainer.with_replica(replica).unwrap();
+    }
+    let out = trainer.run(model, AdamConfig::new().init(), data, &mut ()).unwrap();
+    let valid: Vec<ImageItem> = (0..GLOBAL_BATCH).map(|i| data.valid.get(i).unwrap()).collect();
+    let events = trainer.events().events();
+    TrainerRun {
+        history: out.history,
+        transitions: events.iter().map(|e| (e.epoch, e.layer.clone(), e.seed, e.from, e.to)).collect(),
+        logits: logits(&out.model, &data.task, &valid),
+        checkpoints: std::fs::read_dir(folder.path()).unwrap().count(),
+    }
+}
+
+#[test]
+fn the_trainer_on_two_replicas_trains_and_grows_as_one_process_on_the_global_batch() {
+    let data = pooled_data(1600, 200, 2);
+    let config = ModelConfig { hidden: 16, num_seeds: 4, graft_ramp_steps: 4, ..Default::default() };
+    let model = seeded_mlp(&data.task, 5, config);
+    // Every parameter drawn now, once: clones of a model that has not run draw their own.
+    let model = model.clone().load_record(model.into_record());
+    let alone = trainer_run(model.clone(), &data, None);
+    let runs: Vec<TrainerRun> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..2)
+            .map(|rank| {
+                let (model, data) = (model.clone(), &data);
+                let config = ReplicaConfig::new(rank, 2).with_timeout(Duration::from_secs(60));
+                scope.spawn(move || trainer_run(model, data, Some(config)))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let grown = alone.transitions.iter().filter(|t| t.4 == Stage::Germinated).count();
+    assert!(grown > 0, "the run grew: {:?}", alone.transitions);
+    for (rank, run) in runs.iter().enumerate() {
+        assert_eq!(run.transitions, alone.transitions, "rank {rank}'s seed transitions");
+        assert_eq!(run.history.len(), alone.history.len());
+        for (mine, one) in run.history.iter().zip(&alone.history) {
+            assert_close(&[mine.train_loss], &[one.train_loss], 1e-4, "training loss");
+            assert_close(&[mine.val_loss], &[one.val_loss], 1e-4, "validation loss");
+            assert!((mine.train_accuracy - one.train_accuracy).abs() < 1e-6, "training accuracy");
+            assert!((mine.val_accuracy - one.val_accuracy).abs() < 1e-6, "validation accuracy");
+        }
+        let difference = relative_difference(&run.logits, &alone.logits);
+        assert!(difference < 1e-3, "rank {rank}'s logits differ from one process's by {difference}");
+    }
+    assert_eq!(runs[0].logits, runs[1].logits, "the replicas end with the same model");
+    assert_eq!(runs[0].checkpoints, alone.checkpoints, "rank 0 writes every checkpoint");
+    assert_eq!(runs[1].checkpoints, 0, "rank 1 writes none");
 }

@@ -1,6 +1,6 @@
 //! The growth loop end to end on real Fashion-MNIST (Debian's `dataset-fashion-mnist`).
 
-use crate::common::{data, pooled_data, seeded_through_inner, B};
+use crate::common::{data, pooled_data, seeded_mlp, seeded_through_inner, B};
 use burn::optim::{AdamConfig, Optimizer};
 use burn::tensor::backend::Backend;
 use morphogen_contracts::{Stage, TransitionEvent};
@@ -24,13 +24,6 @@ fn eager_controller() -> Controller {
         ..Default::default()
     })
     .unwrap()
-}
-
-/// The MLP preset `config` describes for `task`, its weights drawn from backend seed `seed`.
-fn seeded_mlp(task: &ImageClassification, seed: u64, config: ModelConfig) -> Mlp<B> {
-    let device = Default::default();
-    B::seed(&device, seed);
-    config.mlp(task, &device).unwrap()
 }
 
 #[test]
