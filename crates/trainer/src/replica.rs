@@ -236,7 +236,7 @@ impl<B: AutodiffBackend> Replica<B> {
         model: &M,
         mut grads: GradientsParams,
         extras: Vec<Tensor<B::InnerBackend, 1>>,
-    ) -> Result<(GradientsParams, Vec<Tensor<B::InnerBackend, 1>>), TrainError> {
+    ) -> Result<Averaged<B>, TrainError> {
         let mut bucket = GradientBucket::<B> { grads: &mut grads, flat: Vec::new(), unflatten: Vec::new() };
         model.visit(&mut bucket);
         let GradientBucket { mut flat, unflatten, .. } = bucket;
@@ -418,6 +418,9 @@ impl<B: AutodiffBackend> Replica<B> {
         Tensor::from_data(TensorData::new(values, [len]), &self.device)
     }
 }
+
+/// Averaged gradients, and the extras averaged with them.
+type Averaged<B> = (GradientsParams, Vec<Tensor<<B as AutodiffBackend>::InnerBackend, 1>>);
 
 /// Puts a flat slice of a bucket back into a gradient of its parameter's shape.
 type PutBack<Bk> = Box<dyn FnOnce(&mut GradientsParams, Tensor<Bk, 1>)>;

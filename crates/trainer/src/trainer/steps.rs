@@ -186,6 +186,9 @@ impl Trainer {
     }
 }
 
+/// Per-seed blueprint gradient norms, by seeded layer.
+type SeedGradNorms<B> = Vec<(String, Tensor<B, 1>)>;
+
 /// Gradients, weighted loss and gradient norms averaged over the replicas in one collective call:
 /// the global batch's gradients and loss, and the mean of the replicas' norms (what the
 /// `grad_norm_gated` gate reads with replicas).
@@ -194,8 +197,8 @@ fn average<B: AutodiffBackend, M: Module<B>>(
     model: &M,
     grads: GradientsParams,
     weighted_loss: Tensor<B, 1>,
-    norms: Vec<(String, Tensor<B, 1>)>,
-) -> Result<(GradientsParams, Tensor<B, 1>, Vec<(String, Tensor<B, 1>)>), TrainError> {
+    norms: SeedGradNorms<B>,
+) -> Result<(GradientsParams, Tensor<B, 1>, SeedGradNorms<B>), TrainError> {
     let extras = std::iter::once(weighted_loss.detach().inner()).chain(norms.iter().map(|(_, n)| n.clone().inner()));
     let (grads, mut means) = replica.average_with(model, grads, extras.collect())?;
     let norms = norms.into_iter().zip(means.split_off(1)).map(|((layer, _), mean)| (layer, Tensor::from_inner(mean)));
@@ -205,10 +208,7 @@ fn average<B: AutodiffBackend, M: Module<B>>(
 
 /// Each seeded layer's per-seed blueprint gradient norms, for the layers whose grafting seeds
 /// gate on them (`grad_norm_gated`); measured before the optimizer takes the gradients.
-fn seed_grad_norms<B: AutodiffBackend, M: SeededModel<B>>(
-    model: &M,
-    grads: &B::Gradients,
-) -> Vec<(String, Tensor<B, 1>)> {
+fn seed_grad_norms<B: AutodiffBackend, M: SeededModel<B>>(model: &M, grads: &B::Gradients) -> SeedGradNorms<B> {
     let mut norms = Vec::new();
     model.visit_seeded(&mut |name, layer| {
         if layer.seed_core().needs_grad_norms() {
@@ -223,7 +223,7 @@ fn seed_grad_norms<B: AutodiffBackend, M: SeededModel<B>>(
 fn graft_step<B: Backend, M: SeededModel<B>>(
     model: &mut M,
     signals: GraftSignals<B>,
-    norms: Vec<(String, Tensor<B, 1>)>,
+    norms: SeedGradNorms<B>,
 ) -> Result<(), MorphogenError> {
     model.graft_step_each(&|path| match norms.iter().find(|(layer, _)| layer == path) {
         Some((_, n)) => signals.clone().with_seed_grad_norms(n.clone()),
