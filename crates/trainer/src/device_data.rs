@@ -199,6 +199,22 @@ mod tests {
         }
     }
 
+    proptest! {
+        #[test]
+        fn the_shards_of_a_batch_together_are_the_batch(n in 1usize..200, size in 1usize..40, count in 1usize..5) {
+            let whole = walk(n, Batching::in_order(size));
+            let parts: Vec<_> = (0..count).map(|index| walk(n, Batching::in_order(size).sharded(Shard { index, count }))).collect();
+            let kept: Vec<&Vec<usize>> = whole.iter().filter(|batch| batch.len() >= count).collect();
+            for (b, batch) in kept.iter().enumerate() {
+                let joined: Vec<usize> = parts.iter().flat_map(|part| part[b].clone()).collect();
+                prop_assert_eq!(&joined, *batch);
+                let sizes: Vec<usize> = parts.iter().map(|part| part[b].len()).collect();
+                prop_assert!(sizes.iter().max().unwrap() - sizes.iter().min().unwrap() <= 1, "near-equal parts");
+            }
+            prop_assert!(parts.iter().all(|part| part.len() == kept.len()), "every part skips the same batches");
+        }
+    }
+
     #[test]
     fn different_seeds_give_different_orders() {
         assert_ne!(walk(100, Batching::shuffled(10, 1)).concat(), walk(100, Batching::shuffled(10, 2)).concat());
