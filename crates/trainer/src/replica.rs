@@ -362,28 +362,15 @@ impl<B: AutodiffBackend> Replica<B> {
         self.config.rank == 0
     }
 
-    /// Rank 0's `sent` (`None` on every other rank) on every replica. Burn 0.21 has no
-    /// broadcast across processes, so it is two sums, exact because every other replica adds
-    /// zeros: the length (in 16-bit pieces), then the values.
-    fn broadcast(
+    /// Rank 0's `sent` (`None` on every other rank) on every replica.
+    fn broadcast<const D: usize>(
         &self,
-        sent: Option<Tensor<B::InnerBackend, 1>>,
+        sent: Option<Tensor<B::InnerBackend, D>>,
         operation: &str,
-    ) -> Result<Tensor<B::InnerBackend, 1>, TrainError> {
-        let len = sent.as_ref().map_or(0, |tensor| tensor.dims()[0] as u64);
-        let len = from_pieces(&values(self.sum(self.floats(to_pieces(&[len])), operation)?))[0] as usize;
-        if len == 0 {
-            return Ok(self.floats(Vec::new()));
-        }
-        let mine = sent.unwrap_or_else(|| Tensor::zeros([len], &self.device));
-        if mine.dims()[0] != len {
-            return Err(TrainError::Collective {
-                rank: self.config.rank,
-                operation: operation.into(),
-                problem: "more than one replica sent a broadcast".into(),
-            });
-        }
-        self.sum(mine, operation)
+    ) -> Result<Tensor<B::InnerBackend, D>, TrainError> {
+        let (peer, sent) = (self.peer, sent.map(|tensor| tensor.into_primitive().tensor()));
+        let received = self.bounded(operation, move || collective::broadcast::<B::InnerBackend>(peer, sent))?;
+        Ok(Tensor::from_primitive(TensorPrimitive::Float(received)))
     }
 
     /// `tensor` added up over every replica.
