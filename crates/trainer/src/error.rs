@@ -68,6 +68,21 @@ pub enum TrainError {
         /// How long it waited.
         waited: std::time::Duration,
     },
+    /// Another replica of the group failed, so this one stopped waiting for it.
+    #[error(
+        "replica {rank}: replica {failed} failed ({problem}) while the group was to {operation}; \
+         stop the run and resume from the last checkpoint"
+    )]
+    ReplicaFailed {
+        /// The replica that stopped.
+        rank: usize,
+        /// The replica that failed.
+        failed: usize,
+        /// What the group was doing.
+        operation: String,
+        /// Why it failed.
+        problem: String,
+    },
     /// A replica's seeds are no longer in lockstep with rank 0's.
     #[error("replica {rank}'s seeds differ from rank 0's, first at {layer}; apply every growth decision on every replica at the same step")]
     ReplicasDiverged {
@@ -95,9 +110,10 @@ impl TrainError {
             TrainError::Diverged { .. } => ErrorKind::Diverged,
             TrainError::Checkpoint(_) => ErrorKind::Checkpoint,
             TrainError::Io { .. } => ErrorKind::Io,
-            TrainError::Collective { .. } | TrainError::ReplicaTimeout { .. } | TrainError::ReplicasDiverged { .. } => {
-                ErrorKind::Replicas
-            }
+            TrainError::Collective { .. }
+            | TrainError::ReplicaTimeout { .. }
+            | TrainError::ReplicaFailed { .. }
+            | TrainError::ReplicasDiverged { .. } => ErrorKind::Replicas,
         }
     }
 }

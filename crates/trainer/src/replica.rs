@@ -19,9 +19,20 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::ops::Range;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// The first failure among this process's replicas: the rank that failed and why. Burn's
+/// collective server, and so the group, is one per process; cleared when the last replica leaves.
+static FAILURE: Mutex<Option<(usize, String)>> = Mutex::new(None);
+
+/// Replicas of this process that joined and have not left yet.
+static JOINED: AtomicUsize = AtomicUsize::new(0);
+
+/// How often a replica waiting on a collective operation checks whether another one failed.
+const FAILURE_POLL: Duration = Duration::from_millis(100);
 
 /// Where a replica sits in its group, and how long it waits for the others.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -112,6 +123,7 @@ impl<B: AutodiffBackend> Replica<B> {
         let group = CollectiveConfig::default().with_num_devices(config.replicas);
         collective::register::<B::InnerBackend>(peer, device.clone(), group)
             .map_err(|e| collective_error(config.rank, "join the group", e))?;
+        JOINED.fetch_add(1, Ordering::SeqCst);
         Ok(Self { config, peer, device: device.clone(), timed_out: AtomicBool::new(false) })
     }
 
@@ -393,23 +405,57 @@ impl<B: AutodiffBackend> Replica<B> {
         operation: &str,
         call: impl FnOnce() -> Result<T, CollectiveError> + Send + 'static,
     ) -> Result<T, TrainError> {
-        let timeout = TrainError::ReplicaTimeout {
+        let timeout = || TrainError::ReplicaTimeout {
             rank: self.config.rank,
             operation: operation.into(),
             waited: self.config.timeout,
         };
+        if let Some(failed) = self.group_failure(operation) {
+            return Err(failed);
+        }
         if self.timed_out.load(Ordering::SeqCst) {
-            return Err(timeout);
+            return Err(timeout());
         }
         let (sender, receiver) = mpsc::channel();
         std::thread::spawn(move || sender.send(call()));
-        match receiver.recv_timeout(self.config.timeout) {
-            Ok(result) => result.map_err(|e| collective_error(self.config.rank, operation, e)),
-            Err(_) => {
-                self.timed_out.store(true, Ordering::SeqCst);
-                Err(timeout)
-            }
+        let deadline = Instant::now() + self.config.timeout;
+        loop {
+            let wait = deadline.saturating_duration_since(Instant::now()).min(FAILURE_POLL);
+            let error = match receiver.recv_timeout(wait) {
+                Ok(result) => return result.map_err(|e| collective_error(self.config.rank, operation, e)),
+                Err(RecvTimeoutError::Disconnected) => TrainError::Collective {
+                    rank: self.config.rank,
+                    operation: operation.into(),
+                    problem: "Burn's collective operation panicked".into(),
+                },
+                Err(RecvTimeoutError::Timeout) => match self.group_failure(operation) {
+                    Some(failed) => failed,
+                    None if Instant::now() < deadline => continue,
+                    None => timeout(),
+                },
+            };
+            self.timed_out.store(true, Ordering::SeqCst);
+            return Err(error);
         }
+    }
+
+    /// Records that this replica failed for `problem` (the first failure in the group wins):
+    /// every replica waiting on a collective operation then stops with an error naming it,
+    /// instead of waiting out its timeout.
+    pub(crate) fn abandon(&self, problem: String) {
+        let mut failure = FAILURE.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        failure.get_or_insert((self.config.rank, problem));
+    }
+
+    /// The error naming the replica that failed, if one did.
+    fn group_failure(&self, operation: &str) -> Option<TrainError> {
+        let failure = FAILURE.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        failure.as_ref().map(|(failed, problem)| TrainError::ReplicaFailed {
+            rank: self.config.rank,
+            failed: *failed,
+            operation: operation.into(),
+            problem: problem.clone(),
+        })
     }
 
     /// `values` as a tensor on this replica's device.
@@ -499,8 +545,15 @@ impl<B: AutodiffBackend> Drop for Replica<B> {
     fn drop(&mut self) {
         // Leaving waits for the group too: bounded like every operation, and skipped once the
         // group is out of step. Nothing to report on the way out.
+        if std::thread::panicking() {
+            self.abandon("its thread panicked".into());
+        }
         let peer = self.peer;
         let _ = self.bounded("leave the group", move || collective::finish_collective::<B::InnerBackend>(peer));
+        if JOINED.fetch_sub(1, Ordering::SeqCst) == 1 {
+            // The whole group has left: the next one starts without this one's failure.
+            *FAILURE.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = None;
+        }
     }
 }
 

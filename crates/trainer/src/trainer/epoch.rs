@@ -40,7 +40,7 @@ impl Trainer {
     pub(super) fn run_epochs<T: TrainingTypes>(
         &mut self,
         mut model: T::Model,
-        mut optim: T::Optimizer,
+        optim: T::Optimizer,
         data: &TaskData<T::Task>,
         observer: &mut dyn Observer,
     ) -> Result<TrainOutcome<T::Model, T::Optimizer>, TrainError> {
@@ -53,7 +53,22 @@ impl Trainer {
         }
         let replica = self.replica.map(|config| Replica::join(config, &device)).transpose()?;
         let mut run = RunContext::<T>::upload(data, device, observer, replica);
-        model = self.in_step(model, run.replica.as_ref())?;
+        let result = self.epochs_in_context(model, optim, &mut run);
+        // The other replicas stop waiting for this one, with an error naming it.
+        if let (Err(error), Some(replica)) = (&result, &run.replica) {
+            replica.abandon(error.to_string());
+        }
+        result
+    }
+
+    /// [`Self::run_epochs`] once the data is on the device and the replica joined.
+    fn epochs_in_context<T: TrainingTypes>(
+        &mut self,
+        model: T::Model,
+        mut optim: T::Optimizer,
+        run: &mut RunContext<T>,
+    ) -> Result<TrainOutcome<T::Model, T::Optimizer>, TrainError> {
+        let mut model = self.in_step(model, run.replica.as_ref())?;
         let mut good = KnownGood::<T>::new(&model, &optim, &self.controller, None);
         let mut epoch = self.first_epoch;
         if epoch == 1 {
@@ -63,7 +78,7 @@ impl Trainer {
         while epoch <= self.config.epochs {
             let span = epoch_span(epoch, rollbacks);
             let _epoch = span.enter();
-            match self.attempt_epoch(model, &mut optim, epoch, good.val_loss, &span, &mut run)? {
+            match self.attempt_epoch(model, &mut optim, epoch, good.val_loss, &span, run)? {
                 Attempt::Kept { model: kept, metrics } => {
                     model = kept;
                     history.push(metrics);

@@ -5,20 +5,23 @@
 //! reaches every replica; evaluations on shards combine into one over all the data; a replica
 //! that hangs stops the others within their timeout.
 
-use crate::common::{pooled_data, seeded_mlp, B};
+use crate::common::{pooled_data, seeded_mlp, seeded_through_inner, B};
 use burn::data::dataset::{Dataset, InMemDataset};
 use burn::module::Module;
 use burn::optim::{AdamConfig, GradientsParams, Optimizer};
+use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 use morphogen_contracts::{GlobalMetrics, Stage};
 use morphogen_controller::{Controller, ControllerConfig, GrowthTrigger};
 use morphogen_engine::SeededModel;
 use morphogen_testkit::assert_close;
 use morphogen_trainer::{
-    evaluate, evaluate_seeds, measure_system, DeviceData, EvalBudget, EventLog, ImageClassification, ImageItem, Mlp,
-    ModelConfig, Replica, ReplicaConfig, Task, TaskData, TaskModel, TrainError, Trainer, TrainerConfig,
+    evaluate, evaluate_seeds, measure_system, DeviceData, EvalBudget, EventLog, ImageBatch, ImageClassification,
+    ImageItem, Mlp, ModelConfig, Replica, ReplicaConfig, StepOutput, Task, TaskData, TaskModel, TrainError, Trainer,
+    TrainerConfig,
 };
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Optimizer steps each run takes.
@@ -394,4 +397,54 @@ fn the_trainer_on_two_replicas_trains_and_grows_as_one_process_on_the_global_bat
     assert_eq!(runs[0].logits, runs[1].logits, "the replicas end with the same model");
     assert_eq!(runs[0].checkpoints, alone.checkpoints, "rank 0 writes every checkpoint");
     assert_eq!(runs[1].checkpoints, 0, "rank 1 writes none");
+}
+
+/// An MLP whose forward pass panics at one chosen call: a replica whose device fails.
+#[derive(Module, Debug)]
+struct Failing<B: Backend> {
+    inner: Mlp<B>,
+    #[module(skip)]
+    calls: Arc<AtomicUsize>,
+    #[module(skip)]
+    fail_at: usize,
+}
+
+seeded_through_inner!(Failing);
+
+impl<B: Backend> TaskModel<B, ImageClassification> for Failing<B> {
+    fn step(&self, batch: ImageBatch<B>) -> StepOutput<B> {
+        assert_ne!(self.calls.fetch_add(1, Ordering::SeqCst), self.fail_at, "the replica's device failed");
+        StepOutput::classification(self.inner.logits(batch.images), batch.labels)
+    }
+}
+
+#[test]
+fn a_replica_that_fails_stops_the_others_at_once_naming_it() {
+    let data = pooled_data(800, 100, 4);
+    let model = seeded_mlp(&data.task, 9, ModelConfig { hidden: 16, num_seeds: 4, ..Default::default() });
+    let model = model.clone().load_record(model.into_record());
+    let config = TrainerConfig { epochs: 3, batch_size: 50, eval_samples: 100, ..Default::default() };
+    // Far longer than the test may take: the others must not wait it out.
+    let timeout = Duration::from_secs(120);
+    let trainer = |rank| {
+        let controller = Controller::new(ControllerConfig::default()).unwrap();
+        let trainer = Trainer::new(config.clone(), controller, EventLog::in_memory()).unwrap();
+        trainer.with_replica(ReplicaConfig::new(rank, 2).with_timeout(timeout)).unwrap()
+    };
+    let started = Instant::now();
+    let (lead, failing) = std::thread::scope(|scope| {
+        let failing = Failing { inner: model.clone(), calls: Arc::new(AtomicUsize::new(0)), fail_at: 20 };
+        let (data, mut rank_1) = (&data, trainer(1));
+        let failing = scope.spawn(move || rank_1.run(failing, AdamConfig::new().init(), data, &mut ()).map(drop));
+        let lead = trainer(0).run(model.clone(), AdamConfig::new().init(), &data, &mut ()).map(drop);
+        (lead, failing.join())
+    });
+    assert!(failing.is_err(), "rank 1's thread panicked");
+    match lead {
+        Err(TrainError::ReplicaFailed { rank: 0, failed: 1, problem, .. }) => {
+            assert!(problem.contains("panicked"), "{problem}")
+        }
+        other => panic!("rank 0 should name rank 1's failure, got {other:?}"),
+    }
+    assert!(started.elapsed() < Duration::from_secs(60), "rank 0 stopped at once, not after its timeout");
 }
