@@ -436,7 +436,7 @@ fn a_replica_that_fails_stops_the_others_at_once_naming_it() {
         let failing = Failing { inner: model.clone(), calls: Arc::new(AtomicUsize::new(0)), fail_at: 20 };
         let (data, mut rank_1) = (&data, trainer(1));
         let failing = scope.spawn(move || rank_1.run(failing, AdamConfig::new().init(), data, &mut ()).map(drop));
-        let lead = trainer(0).run(model.clone(), AdamConfig::new().init(), &data, &mut ()).map(drop);
+        let lead = trainer(0).run(model.clone(), AdamConfig::new().init(), data, &mut ()).map(drop);
         (lead, failing.join())
     });
     assert!(failing.is_err(), "rank 1's thread panicked");
