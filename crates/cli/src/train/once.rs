@@ -106,7 +106,9 @@ where
     let host_params = trainable_params(&model);
     if lifetime.resume {
         let epoch = trainer.resume(&mut model, &mut optim)?;
-        eprintln!("resumed after epoch {epoch}");
+        if lifetime.replica.is_none_or(|replica| replica.rank == 0) {
+            eprintln!("resumed after epoch {epoch}");
+        }
     }
     let start = std::time::Instant::now();
     let outcome = trainer.run(model, optim, data, observer)?;

@@ -104,9 +104,9 @@ fn resume_continues_a_run_from_its_newest_checkpoint() {
 }
 
 #[test]
-fn two_replicas_train_as_one_process_and_resume_together() {
+fn two_replicas_train_as_one_process_and_resume_with_any_number_of_replicas() {
     let runs = scratch("train-devices");
-    let alone = small_run(&runs, "alone", &["--epochs", "2"]);
+    let alone = small_run(&runs, "alone", &["--epochs", "3"]);
     assert!(alone.status.success(), "{}", String::from_utf8_lossy(&alone.stderr));
     let two = small_run(&runs, "two", &["--epochs", "2", "--devices", "0,0"]);
     let stderr = String::from_utf8_lossy(&two.stderr);
@@ -119,16 +119,24 @@ fn two_replicas_train_as_one_process_and_resume_together() {
             .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["val_loss"].as_f64().unwrap())
             .collect()
     };
-    let (one, replicated) = (val_losses("alone"), val_losses("two"));
-    assert_eq!(one.len(), 2);
-    for (a, b) in one.iter().zip(&replicated) {
-        assert!((a - b).abs() < 1e-4 * a.abs().max(1.0), "validation loss {a} alone, {b} on two replicas");
+    let same = |a: &[f64], b: &[f64]| {
+        assert_eq!(a.len(), b.len());
+        for (a, b) in a.iter().zip(b) {
+            assert!((a - b).abs() < 1e-4 * a.abs().max(1.0), "validation loss {a} alone, {b} with replicas");
+        }
+    };
+    same(&val_losses("alone")[..2], &val_losses("two"));
+    // Two replicas' checkpoint resumed by one process, then by three replicas.
+    for (epochs, devices) in [("3", None), ("4", Some("0,0,0"))] {
+        let resume =
+            [&["--epochs", epochs, "--resume"][..], &devices.map_or(vec![], |d| vec!["--devices", d])].concat();
+        let resumed = small_run(&runs, "two", &resume);
+        let stderr = String::from_utf8_lossy(&resumed.stderr);
+        assert!(resumed.status.success(), "{stderr}");
+        assert_eq!(stderr.matches("resumed after epoch").count(), 1, "said once: {stderr}");
     }
-    let resumed = small_run(&runs, "two", &["--epochs", "3", "--devices", "0,0", "--resume"]);
-    let stderr = String::from_utf8_lossy(&resumed.stderr);
-    assert!(resumed.status.success(), "{stderr}");
-    assert!(stderr.contains("resumed after epoch 2"), "{stderr}");
-    assert_eq!(epochs_in(&runs.join("two"), "metrics.jsonl"), [1, 2, 3]);
+    same(&val_losses("alone"), &val_losses("two")[..3]);
+    assert_eq!(epochs_in(&runs.join("two"), "metrics.jsonl"), [1, 2, 3, 4]);
     std::fs::remove_dir_all(&runs).ok();
 }
 
