@@ -10,7 +10,7 @@ use morphogen::burn::tensor::backend::AutodiffBackend;
 use morphogen::trainer::{EventLog, Observer, ReplicaConfig, RunConfig, Task, TaskData, TaskModel, TrainError};
 use morphogen::SeededModel;
 
-/// A run trained as `replicas` replicas.
+/// A run trained as one replica per model given to [`Replicated::train`].
 pub struct Replicated<'a, T: Task> {
     /// The run's configuration.
     pub config: &'a RunConfig,
@@ -18,8 +18,6 @@ pub struct Replicated<'a, T: Task> {
     pub data: &'a TaskData<T>,
     /// How it starts and stops (every replica resumes from rank 0's checkpoints).
     pub lifetime: Lifetime,
-    /// Replicas in all.
-    pub replicas: usize,
 }
 
 impl<T: Task> Replicated<'_, T> {
@@ -38,7 +36,8 @@ impl<T: Task> Replicated<'_, T> {
         M: AutodiffModule<B> + SeededModel<B> + TaskModel<B, T> + Send,
         M::InnerModule: SeededModel<B::InnerBackend> + TaskModel<B::InnerBackend, T>,
     {
-        let Replicated { config, data, lifetime, replicas } = self;
+        let Replicated { config, data, lifetime } = self;
+        let replicas = others.len() + 1;
         let member = |rank| Lifetime { replica: Some(ReplicaConfig::new(rank, replicas)), ..lifetime.clone() };
         // Decisions reach the other replicas from rank 0, never from a bus of their own.
         let mut follower = config.clone();

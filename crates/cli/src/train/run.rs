@@ -101,7 +101,6 @@ impl Training<'_> {
         M::InnerModule: SeededModel<B::InnerBackend> + TaskModel<B::InnerBackend, T>,
     {
         let Training { config, mode, metrics, stop } = self;
-        let replicas = models.len();
         let others = models.split_off(1);
         let model = models.pop().expect("a model for the first device");
         let folder = RunFolder::create(config)?;
@@ -129,10 +128,11 @@ impl Training<'_> {
             train_once(model, config, data, events, lifetime, &mut observer)?
         } else {
             eprintln!(
-                "data parallel: {replicas} replicas, each on a shard of every batch of {}",
+                "data parallel: {} replicas, each on a shard of every batch of {}",
+                others.len() + 1,
                 config.trainer.batch_size
             );
-            let lead = Replicated { config, data, lifetime, replicas };
+            let lead = Replicated { config, data, lifetime };
             lead.train(model, others, events, &mut observer)?
         };
         if let Some(stopped) = &result.stopped {

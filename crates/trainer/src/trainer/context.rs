@@ -1,7 +1,7 @@
 //! What one run reads, runs on and reports to.
 
 use super::types::{TrainingTypes, ValidBackend};
-use crate::{DeviceData, Observer, Replica, TaskData};
+use crate::{DeviceData, Observer, Replica, Shard, TaskData};
 use burn::tensor::Device;
 
 /// The task and data a run trains and validates on, its device, and the observer it reports to.
@@ -33,5 +33,10 @@ impl<'a, T: TrainingTypes> RunContext<'a, T> {
         let train = DeviceData::upload(&data.task, &*data.train, &device);
         let valid = DeviceData::upload(&data.task, &*data.valid, &device);
         Self { data, train, valid, device, observer, replica }
+    }
+
+    /// This replica's part of every batch; `None` alone.
+    pub fn shard(&self) -> Option<Shard> {
+        self.replica.as_ref().map(|replica| replica.config().batch_shard())
     }
 }

@@ -185,8 +185,7 @@ impl Trainer {
         run: &RunContext<T>,
     ) -> Result<GlobalMetrics, TrainError> {
         let budget = EvalBudget { samples: usize::MAX, batch_size: self.config.eval_batch_size, max_seeds: 0 };
-        let shard = run.replica.as_ref().map(|replica| replica.config().batch_shard());
-        let (valid, samples) = evaluate_part(inner, &run.data.task, &run.valid, budget, shard);
+        let (valid, samples) = evaluate_part(inner, &run.data.task, &run.valid, budget, run.shard());
         let valid = match &run.replica {
             None => valid,
             Some(replica) => replica.combine_evaluations(valid, Vec::new(), samples)?.0,
@@ -311,8 +310,7 @@ fn evaluate_seeds_everywhere<T: TrainingTypes>(
     budget: EvalBudget,
     run: &RunContext<T>,
 ) -> Result<Vec<SeedEvaluation>, TrainError> {
-    let shard = run.replica.as_ref().map(|replica| replica.config().batch_shard());
-    let (seeds, samples) = evaluate_seeds_part(inner, &run.data.task, &run.valid, budget, shard);
+    let (seeds, samples) = evaluate_seeds_part(inner, &run.data.task, &run.valid, budget, run.shard());
     match &run.replica {
         // In lockstep every replica has the same EVALUATING seeds: all combine, or none.
         Some(replica) if !seeds.is_empty() => {

@@ -57,7 +57,7 @@ impl Trainer {
         let mut correct = Tensor::<T::Backend, 1>::zeros([1], &run.device);
         let (mut watch, mut errors, mut predictions) = (LossWatch::new(self.config.spike_factor), 0, 0);
         let slices = plan.slices(epoch);
-        let shard = run.replica.as_ref().map(|replica| replica.config().batch_shard());
+        let shard = run.shard();
         let walk = slices.iter().flat_map(|slice| {
             let batching = shard.map_or(slice.batching, |shard| slice.batching.sharded(shard));
             run.train.sized_batches(&run.data.task, batching, slice.first..slice.first + slice.count)
@@ -70,8 +70,8 @@ impl Trainer {
             predictions += out.predictions;
             let rate = self.learning_rate(&plan, epoch, index);
             let step = self.step;
-            let share = shard.map(|shard| shard.range(whole).len() as f32 / whole as f32);
-            let (stepped, loss) = self.optimize::<T>(model, optim, out.loss, rate, run.replica.as_ref().zip(share))?;
+            let replica = run.replica.as_ref().map(|replica| (replica, whole));
+            let (stepped, loss) = self.optimize::<T>(model, optim, out.loss, rate, replica)?;
             model = stepped;
             watch.push(step, loss);
             errors += self.signals.pass_to(run.observer);
@@ -125,8 +125,8 @@ impl Trainer {
     }
 
     /// One optimizer step on `loss` at `rate`, then the seeds' grafting step, the kernel-fallback
-    /// report and (in debug mode) the invariant check. With a replica (and this replica's `share`
-    /// of the global batch), gradients, loss and gradient norms are first averaged over the
+    /// report and (in debug mode) the invariant check. With a replica (and the size of the global
+    /// batch this replica took a shard of), gradients, loss and gradient norms are first averaged over the
     /// replicas, weighted so that they are those of the whole global batch. Returns the model
     /// and the step's loss (the global batch's, with replicas).
     fn optimize<T: TrainingTypes>(
@@ -135,13 +135,13 @@ impl Trainer {
         optim: &mut T::Optimizer,
         loss: Tensor<T::Backend, 1>,
         rate: f64,
-        replica: Option<(&Replica<T::Backend>, f32)>,
+        replica: Option<(&Replica<T::Backend>, usize)>,
     ) -> Result<(T::Model, Tensor<T::Backend, 1>), TrainError> {
         let (grads, loss, norms) = {
             let _backward = tracing::debug_span!("backward").entered();
             let loss = match replica {
                 None => loss,
-                Some((replica, share)) => loss.mul_scalar(replica.config().replicas as f32 * share),
+                Some((replica, whole)) => loss.mul_scalar(replica.config().loss_weight(whole)),
             };
             let grads = loss.backward();
             let norms = seed_grad_norms(&model, &grads);
