@@ -102,11 +102,12 @@ def np_layer(state, layer, step, x):
     out = h.copy()
     for residual in layer["residuals"]:
         a, b = residual["start"], residual["end"]
+        ra, rb = residual.get("reads", [a, b])  # the chunk, or the whole layer
         prefix = f"{path}.residuals.{residual['seed']}"
         if conv:
-            out[:, a:b] += np_residual(state, prefix, residual["ops"], h[:, a:b])
+            out[:, a:b] += np_residual(state, prefix, residual["ops"], h[:, ra:rb])
         else:
-            out[..., a:b] += np_residual(state, prefix, residual["ops"], h[..., a:b])
+            out[..., a:b] += np_residual(state, prefix, residual["ops"], h[..., ra:rb])
     return out
 
 
@@ -143,18 +144,20 @@ def torch_forward(export_path, layers, architecture, x):
         return nn.Sequential(*modules)
 
     def residual_modules(layer):
-        """The seed -> nn.Sequential dict and the seed -> (start, end) chunk of a seeded layer."""
+        """The seed -> nn.Sequential dict and the seed -> (start, end, reads) of a seeded layer:
+        its chunk, and the features its residual reads (the chunk, or the whole layer)."""
         modules = nn.ModuleDict({str(r["seed"]): sequential(r["ops"]) for r in layer["residuals"]})
-        return modules, {str(r["seed"]): (r["start"], r["end"]) for r in layer["residuals"]}
+        spans = {str(r["seed"]): (r["start"], r["end"], r.get("reads", [r["start"], r["end"]])) for r in layer["residuals"]}
+        return modules, spans
 
     def add_residuals(residuals, chunks, h, channels_first):
         out = h.clone()
         for seed, module in residuals.items():
-            a, b = chunks[seed]
+            a, b, (ra, rb) = chunks[seed]
             if channels_first:
-                out[:, a:b] = out[:, a:b] + module(h[:, a:b])
+                out[:, a:b] = out[:, a:b] + module(h[:, ra:rb])
             else:
-                out[..., a:b] = out[..., a:b] + module(h[..., a:b])
+                out[..., a:b] = out[..., a:b] + module(h[..., ra:rb])
         return out
 
     class GrownLinear(nn.Linear):

@@ -24,7 +24,7 @@ use crate::tensor::{self, StoredTensor, TensorMap};
 use burn::module::{Module, ParamId};
 use burn::tensor::backend::Backend;
 use burn::tensor::{DType, TensorData};
-use morphogen_engine::{HostKind, SeedAddress, SeedCore, SeededModel, Stage};
+use morphogen_engine::{BlueprintInput, HostKind, SeedAddress, SeedCore, SeededModel, Stage};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
@@ -191,7 +191,7 @@ fn export_layer<B: Backend>(
 ) -> Result<Value, CheckpointError> {
     let base = layer.layer_path();
     let alpha: Vec<f32> = core.params().state.alpha.val().into_data().convert::<f32>().to_vec().expect("f32 alpha");
-    let (width, host) = (core.chunks().width(), core.host_kind());
+    let host = core.host_kind();
     let banks = BankValues::read(core);
     let mut residuals = Vec::new();
     let mut merged = Vec::new();
@@ -205,10 +205,15 @@ fn export_layer<B: Backend>(
         }
         let spec = core.blueprints().get(blueprint);
         let range = core.chunks().range(seed);
-        let ops = residual::split_ops(spec, width, banks.row(blueprint, slot));
+        let reads = match spec.input {
+            BlueprintInput::Chunk => range.clone(),
+            BlueprintInput::Layer => 0..core.chunks().features(),
+        };
+        let ops = residual::split_ops(spec, spec.input_width(core.chunks()), banks.row(blueprint, slot));
         let entry = json!({"seed": seed, "start": range.start, "end": range.end, "blueprint": spec.name,
-                           "stage": row.stage.name(), "scale": scale});
+                           "reads": [reads.start, reads.end], "stage": row.stage.name(), "scale": scale});
         if host == HostKind::Linear
+            && spec.input == BlueprintInput::Chunk
             && residual::is_affine(spec)
             && merge_into_host(out, &base, range.clone(), &ops, scale)
         {
@@ -216,7 +221,7 @@ fn export_layer<B: Backend>(
             report.merged.push(address);
             continue;
         }
-        let (tensors, description) = residual::residual_tensors(&ops, spec, host, range.len(), scale);
+        let (tensors, description) = residual::residual_tensors(&ops, spec, host, [reads.len(), range.len()], scale);
         for Exported { name, shape, values } in tensors {
             let full = paths::join(&[&base, "residuals", &seed.to_string(), &name]);
             out.insert(full, StoredTensor::from_f32(values, shape));

@@ -32,10 +32,11 @@ pub struct Exported {
 }
 
 /// Splits a row's parameters (in `param_shapes` order) into per-op weights and biases, paired
-/// with their index among `spec.ops` (activations count, as in `nn.Sequential`).
-pub fn split_ops(spec: &BlueprintSpec, width: usize, row: Vec<Vec<f32>>) -> Vec<(usize, BlueprintOp, OpParams)> {
+/// with their index among `spec.ops` (activations count, as in `nn.Sequential`). `input`: the
+/// first op's input width ([`BlueprintSpec::input_width`]).
+pub fn split_ops(spec: &BlueprintSpec, input: usize, row: Vec<Vec<f32>>) -> Vec<(usize, BlueprintOp, OpParams)> {
     let mut params = row.into_iter();
-    let mut current = width;
+    let mut current = input;
     let mut ops = Vec::new();
     for (index, op) in spec.ops.iter().enumerate() {
         let (has_bias, kernel_area) = match *op {
@@ -85,18 +86,19 @@ pub fn affine_map(ops: &[(usize, BlueprintOp, OpParams)], c: usize) -> (Vec<f64>
 }
 
 /// The ops as PyTorch modules' tensors (`<op index>.weight`, `<op index>.bias`), sliced to the
-/// chunk's `c` real features and scaled by `scale`, plus their JSON description.
+/// `reads` real features the first op reads and the chunk's `c` real features, the last op
+/// scaled by `scale`, plus their JSON description.
 pub fn residual_tensors(
     ops: &[(usize, BlueprintOp, OpParams)],
     spec: &BlueprintSpec,
     host: HostKind,
-    c: usize,
+    [reads, c]: [usize; 2],
     scale: f32,
 ) -> (Vec<Exported>, Vec<Value>) {
     let last = ops.len() - 1;
     let mut tensors = Vec::new();
     for (k, (index, op, p)) in ops.iter().enumerate() {
-        let keep_in = if k == 0 { c } else { p.widths.0 };
+        let keep_in = if k == 0 { reads } else { p.widths.0 };
         let keep_out = if k == last { c } else { p.widths.1 };
         let factor = if k == last { scale } else { 1.0 };
         let (weight, shape) = match *op {
@@ -110,7 +112,7 @@ pub fn residual_tensors(
             tensors.push(Exported { name: format!("{index}.bias"), shape: vec![keep_out], values });
         }
     }
-    (tensors, describe(spec, ops, host, c))
+    (tensors, describe(spec, ops, host, [reads, c]))
 }
 
 /// A dense op as PyTorch `Linear` (`[out, in]`) or, on Conv2d hosts, a 1x1 `Conv2d`.
@@ -135,12 +137,17 @@ fn conv_weight(p: &OpParams, keep_in: usize, keep_out: usize, kernel: usize) -> 
 }
 
 /// JSON description of the residual module, one entry per op (as in `nn.Sequential`).
-fn describe(spec: &BlueprintSpec, ops: &[(usize, BlueprintOp, OpParams)], host: HostKind, c: usize) -> Vec<Value> {
+fn describe(
+    spec: &BlueprintSpec,
+    ops: &[(usize, BlueprintOp, OpParams)],
+    host: HostKind,
+    [reads, c]: [usize; 2],
+) -> Vec<Value> {
     let last = ops.len() - 1;
     let widths = |index: usize| {
         let k = ops.iter().position(|(i, _, _)| *i == index).expect("every parametric op has parameters");
         let (w_in, w_out) = ops[k].2.widths;
-        (if k == 0 { c } else { w_in }, if k == last { c } else { w_out })
+        (if k == 0 { reads } else { w_in }, if k == last { c } else { w_out })
     };
     let describe_op = |(index, op): (usize, &BlueprintOp)| match *op {
         BlueprintOp::Act(a) => json!({ "type": activation_name(a) }),

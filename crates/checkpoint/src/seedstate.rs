@@ -79,7 +79,7 @@ pub fn check_banks<B: Backend>(
             continue;
         }
         let spec = core.blueprints().get(blueprint);
-        let shapes = spec.param_shapes(core.chunks().width());
+        let shapes = spec.param_shapes(core.chunks());
         let mut first_row = 0;
         for page in 0..pages.len() {
             let bank_error = |param: usize, problem: String, rows: Range<usize>| CheckpointError::BankMismatch {

@@ -8,6 +8,7 @@
 //! for a reused row are those of its previous occupant, decayed while it sat unused).
 
 use crate::blueprint::{BlueprintSpec, ParamShape};
+use crate::chunks::ChunkMap;
 use burn::module::{Module, Param};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Distribution, Tensor, TensorData};
@@ -63,13 +64,13 @@ impl<B: Backend> BlueprintBank<B> {
     pub fn grow_to(
         &mut self,
         spec: &BlueprintSpec,
-        width: usize,
+        chunks: &ChunkMap,
         rows: usize,
         first_page: usize,
         max_rows: usize,
         device: &B::Device,
     ) {
-        let shapes = spec.param_shapes(width);
+        let shapes = spec.param_shapes(chunks);
         while self.capacity() < rows {
             let size = (first_page << self.pages.len()).min(max_rows - self.capacity());
             self.pages.push(BankPage::new(&shapes, size.max(1), device));
@@ -78,8 +79,8 @@ impl<B: Backend> BlueprintBank<B> {
 
     /// Re-initialises the listed rows (fresh random first layers, zero last layer), one masked
     /// op per parameter per page, keeping parameter ids.
-    pub fn reinit_rows(&mut self, spec: &BlueprintSpec, width: usize, rows: &[usize]) {
-        let shapes = spec.param_shapes(width);
+    pub fn reinit_rows(&mut self, spec: &BlueprintSpec, chunks: &ChunkMap, rows: &[usize]) {
+        let shapes = spec.param_shapes(chunks);
         let mut first = 0;
         for page in &mut self.pages {
             let n = page.rows();

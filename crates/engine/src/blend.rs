@@ -1,5 +1,6 @@
-//! The active-seed pass of one blueprint bank: gather every row's chunk of the host output, run
-//! the blueprint on all rows at once, weigh each row's result by its seed's stage (and alpha
+//! The active-seed pass of one blueprint bank: gather every row's input (its chunk of the host
+//! output, or the whole host output for blueprints reading the layer), run the blueprint on all
+//! rows at once, weigh each row's result by its seed's stage (and alpha
 //! while GRAFTING), and add it back onto the chunk.
 //!
 //! Stage rules, fixed between transitions and so precomputed in [`BankIndex`]:
@@ -13,7 +14,7 @@
 //! fused launch per bank page on CubeCL backends.
 
 use crate::bank::BlueprintBank;
-use crate::blueprint::BlueprintSpec;
+use crate::blueprint::{BlueprintInput, BlueprintSpec};
 use crate::chunks::ChunkMap;
 use burn::tensor::backend::Backend;
 use burn::tensor::{IndexingUpdateOp, Int, Tensor, TensorData};
@@ -95,6 +96,8 @@ pub(crate) struct BankIndex<B: Backend> {
     grafting: Option<Tensor<B, 3>>,
     /// 1 on TRAINING rows (detached input, straight-through output); `None` if there are none.
     training: Option<Tensor<B, 3>>,
+    /// `[rows, 1, 1]`, 1 on TRAINING rows; `None` if there are none.
+    training_rows: Option<Tensor<B, 3>>,
     /// `[rows, 1, 1]`, 1 on rows whose blueprint trains; `None` if none does.
     trainable: Option<Tensor<B, 3>>,
 }
@@ -120,7 +123,11 @@ impl<B: Backend> BankIndex<B> {
         };
         let zeros = || Tensor::zeros([rows, 1, width], device);
         let one_if = |on: bool| if on { 1.0 } else { 0.0 };
-        let trainable: Vec<f32> = roles.iter().map(|r| one_if(r.trainable)).collect();
+        // A per-row indicator: [rows, 1, 1].
+        let per_row = |flag: &dyn Fn(&RowRole) -> bool| -> Option<Tensor<B, 3>> {
+            let values: Vec<f32> = roles.iter().map(|r| one_if(flag(r))).collect();
+            values.contains(&1.0).then(|| Tensor::from_data(TensorData::new(values, [rows, 1, 1]), device))
+        };
         let table: Vec<i64> = roles.iter().flat_map(|r| [r.seed.map_or(-1, |s| s as i64), r.flags()]).collect();
         Self {
             blueprint,
@@ -133,17 +140,19 @@ impl<B: Backend> BankIndex<B> {
             fixed: spread(&|r| r.fixed).unwrap_or_else(zeros),
             grafting: spread(&|r| one_if(r.grafting)),
             training: spread(&|r| one_if(r.training)),
-            trainable: trainable
-                .contains(&1.0)
-                .then(|| Tensor::from_data(TensorData::new(trainable, [rows, 1, 1]), device)),
+            training_rows: per_row(&|r| r.training),
+            trainable: per_row(&|r| r.trainable),
             mask: spread(&|_| 1.0).unwrap_or_else(zeros),
             roles,
         }
     }
 }
 
-/// Everything one bank's pass reads besides the host output.
+/// Everything one bank's pass reads besides the output it adds to.
 pub(crate) struct BankPass<'a, B: Backend> {
+    /// The host output before any seed's contribution, `[a, features, p]`: what blueprints
+    /// reading the whole layer read.
+    pub host_output: Tensor<B, 3>,
     /// The bank's index and stage factors.
     pub index: &'a BankIndex<B>,
     /// The bank's parameters.
@@ -164,23 +173,15 @@ pub(crate) struct BankPass<'a, B: Backend> {
 /// outputs, `[seeds]`.
 pub(crate) type BankResult<B> = (Tensor<B, 3>, Option<Tensor<B, 1>>);
 
-/// Applies one bank to the host output `h` (`[a, features, p]`).
+/// Applies one bank to `h` (`[a, features, p]`: the host output, plus earlier banks' seeds).
 pub(crate) fn apply_bank<B: Backend>(h: Tensor<B, 3>, pass: &BankPass<'_, B>) -> BankResult<B> {
     let index = pass.index;
     let [a, _, p] = h.dims();
     let width = pass.chunks.width();
     let rows = index.row_seeds.dims()[0];
-
-    // Gather every row's chunk: [a, rows*width, p] -> [rows, a*p, width].
-    let x = h.clone().select(1, index.features.clone()).reshape([a, rows, width, p]).permute([1, 0, 3, 2]).reshape([
-        rows,
-        a * p,
-        width,
-    ]);
-    // TRAINING rows learn on a detached input, so the host gets no gradient through them.
-    let x = match &index.training {
-        None => x * index.mask.clone(),
-        Some(training) => x.clone() * (index.mask.clone() - training.clone()) + x.detach() * training.clone(),
+    let x = match pass.spec.input {
+        BlueprintInput::Chunk => chunk_input(h.clone(), index, width),
+        BlueprintInput::Layer => layer_input(pass.host_output.clone(), index),
     };
     // Frozen rows see detached parameters: same values, no gradient.
     let params: Vec<_> = pass
@@ -209,6 +210,36 @@ pub(crate) fn apply_bank<B: Backend>(h: Tensor<B, 3>, pass: &BankPass<'_, B>) ->
     }
     let back = contribution.reshape([rows, a, p, width]).permute([1, 0, 3, 2]).reshape([a, rows * width, p]);
     (h.select_assign(1, index.features.clone(), back, IndexingUpdateOp::Add), sumsq)
+}
+
+/// Every row's chunk of `h`, `[rows, a*p, width]`, zero on padding and free rows. TRAINING rows
+/// read it detached, so the host gets no gradient through them.
+fn chunk_input<B: Backend>(h: Tensor<B, 3>, index: &BankIndex<B>, width: usize) -> Tensor<B, 3> {
+    let [a, _, p] = h.dims();
+    let rows = index.row_seeds.dims()[0];
+    let x = h.select(1, index.features.clone()).reshape([a, rows, width, p]).permute([1, 0, 3, 2]).reshape([
+        rows,
+        a * p,
+        width,
+    ]);
+    match &index.training {
+        None => x * index.mask.clone(),
+        Some(training) => x.clone() * (index.mask.clone() - training.clone()) + x.detach() * training.clone(),
+    }
+}
+
+/// The whole host output once per row, `[rows, a*p, features]`; TRAINING rows read it detached.
+fn layer_input<B: Backend>(host: Tensor<B, 3>, index: &BankIndex<B>) -> Tensor<B, 3> {
+    let [a, features, p] = host.dims();
+    let rows = index.row_seeds.dims()[0];
+    let x = host.permute([0, 2, 1]).reshape([1, a * p, features]);
+    let per_row = |x: Tensor<B, 3>| x.expand([rows, a * p, features]);
+    match &index.training_rows {
+        None => per_row(x),
+        Some(training) => {
+            per_row(x.clone()) * (training.clone().neg() + 1.0) + per_row(x.detach()) * training.clone()
+        }
+    }
 }
 
 /// A per-row quantity (`[rows]`, zero on free rows) summed per seed: `[seeds]`.

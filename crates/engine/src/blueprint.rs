@@ -1,10 +1,12 @@
 //! Blueprints: the small modules grown at a seed, described as data.
 //!
-//! A blueprint is a short chain of [`BlueprintOp`]s applied to a seed's chunk. Describing it as
+//! A blueprint is a short chain of [`BlueprintOp`]s from what it reads ([`BlueprintInput`]: the
+//! seed's chunk, or the layer's whole output) back to the seed's chunk. Describing it as
 //! data rather than code means one description runs batched for every seed of a layer (each op
 //! is one batched matmul or one grouped convolution over all bank rows), travels over the bus
 //! and is stored in checkpoints. Users register their own with [`BlueprintRegistry::register`].
 
+use crate::chunks::ChunkMap;
 use crate::registry::{Registry, Spec};
 use burn::tensor::activation::{gelu, relu, tanh};
 use burn::tensor::backend::Backend;
@@ -67,12 +69,27 @@ pub enum BlueprintOp {
     Act(Activation),
 }
 
-/// A named blueprint: a chain of ops from the chunk back to the chunk. The last op is parametric
+/// What a blueprint's first op reads.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BlueprintInput {
+    /// The seed's own chunk of the host output: one block of a block-diagonal side network.
+    #[default]
+    Chunk,
+    /// Every feature of the host output (before any seed's contribution): the blueprint mixes
+    /// the whole layer into its chunk, like new units of a wider layer.
+    Layer,
+}
+
+/// A named blueprint: a chain of ops from its input back to the chunk. The last op is parametric
 /// with [`Width::Chunk`] output and starts at zero, so a new blueprint adds exactly nothing.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct BlueprintSpec {
     /// Name used in germination requests.
     pub name: String,
+    /// What the first op reads (the seed's chunk unless set).
+    #[serde(default)]
+    pub input: BlueprintInput,
     /// The ops, applied in order.
     pub ops: Vec<BlueprintOp>,
 }
@@ -91,6 +108,7 @@ impl BlueprintSpec {
     pub fn residual_mlp(hidden_ratio: f32) -> Self {
         Self {
             name: "residual_mlp".into(),
+            input: BlueprintInput::Chunk,
             ops: vec![
                 BlueprintOp::Dense { out: Width::Ratio(hidden_ratio), bias: true },
                 BlueprintOp::Act(Activation::Relu),
@@ -103,6 +121,7 @@ impl BlueprintSpec {
     pub fn low_rank(rank_ratio: f32) -> Self {
         Self {
             name: "low_rank".into(),
+            input: BlueprintInput::Chunk,
             ops: vec![
                 BlueprintOp::Dense { out: Width::Ratio(rank_ratio), bias: false },
                 BlueprintOp::Dense { out: Width::Chunk, bias: false },
@@ -114,11 +133,41 @@ impl BlueprintSpec {
     pub fn small_conv() -> Self {
         Self {
             name: "small_conv".into(),
+            input: BlueprintInput::Chunk,
             ops: vec![
                 BlueprintOp::Conv { out: Width::Chunk, kernel: 3 },
                 BlueprintOp::Act(Activation::Relu),
                 BlueprintOp::Conv { out: Width::Chunk, kernel: 1 },
             ],
+        }
+    }
+
+    /// `layer -> ratio * chunk -> ReLU -> chunk`: a residual MLP reading every feature of the
+    /// layer's output, so what a seed grows is new hidden units of the whole layer.
+    pub fn wide_mlp(hidden_ratio: f32) -> Self {
+        Self { name: "wide_mlp".into(), input: BlueprintInput::Layer, ..Self::residual_mlp(hidden_ratio) }
+    }
+
+    /// 3x3 conv over every channel of the layer's output to `ratio * chunk` channels, ReLU, 1x1
+    /// conv back to the chunk: for Conv2d layers.
+    pub fn wide_conv(hidden_ratio: f32) -> Self {
+        Self {
+            name: "wide_conv".into(),
+            input: BlueprintInput::Layer,
+            ops: vec![
+                BlueprintOp::Conv { out: Width::Ratio(hidden_ratio), kernel: 3 },
+                BlueprintOp::Act(Activation::Relu),
+                BlueprintOp::Conv { out: Width::Chunk, kernel: 1 },
+            ],
+        }
+    }
+
+    /// Features the first op reads on a layer of `chunks`: the padded chunk width or every
+    /// feature of the layer.
+    pub fn input_width(&self, chunks: &ChunkMap) -> usize {
+        match self.input {
+            BlueprintInput::Chunk => chunks.width(),
+            BlueprintInput::Layer => chunks.features(),
         }
     }
 
@@ -166,10 +215,12 @@ impl BlueprintSpec {
         Ok(())
     }
 
-    /// Per-row parameter shapes for a padded chunk width, in op order (weight then bias).
-    pub fn param_shapes(&self, chunk: usize) -> Vec<ParamShape> {
+    /// Per-row parameter shapes on a layer of `chunks` (sized for its padded chunk width), in op
+    /// order (weight then bias).
+    pub fn param_shapes(&self, chunks: &ChunkMap) -> Vec<ParamShape> {
+        let chunk = chunks.width();
         let mut shapes = Vec::new();
-        let mut width = chunk;
+        let mut width = self.input_width(chunks);
         let last = self.ops.len() - 1;
         for (i, op) in self.ops.iter().enumerate() {
             let zero = i == last;
@@ -194,14 +245,14 @@ impl BlueprintSpec {
         shapes
     }
 
-    /// Parameters one row holds for a padded chunk width.
-    pub fn param_count(&self, chunk: usize) -> usize {
-        self.param_shapes(chunk).iter().map(|s| s.dims[0] * s.dims[1]).sum()
+    /// Parameters one row holds on a layer of `chunks`.
+    pub fn param_count(&self, chunks: &ChunkMap) -> usize {
+        self.param_shapes(chunks).iter().map(|s| s.dims[0] * s.dims[1]).sum()
     }
 
     /// Applies the blueprint to every bank row at once.
     ///
-    /// `x`: `[rows, samples, chunk]`; `params`: the stacked `[rows, a, b]` tensors of
+    /// `x`: `[rows, samples, input width]`; `params`: the stacked `[rows, a, b]` tensors of
     /// [`param_shapes`](Self::param_shapes); `spatial`: `[batch, height, width]` on Conv2d layers,
     /// with `samples = batch * height * width`. Returns `[rows, samples, chunk]`.
     pub fn forward<B: Backend>(
@@ -269,9 +320,16 @@ fn grouped_conv<B: Backend>(
 pub type BlueprintRegistry = Registry<BlueprintSpec>;
 
 impl Default for BlueprintRegistry {
-    /// `residual_mlp` (hidden 2x chunk), `low_rank` (rank a quarter of the chunk), `small_conv`.
+    /// `residual_mlp` (hidden 2x chunk), `low_rank` (rank a quarter of the chunk), `small_conv`,
+    /// `wide_mlp` and `wide_conv` (hidden 2x chunk, reading the whole layer).
     fn default() -> Self {
-        let specs = vec![BlueprintSpec::residual_mlp(2.0), BlueprintSpec::low_rank(0.25), BlueprintSpec::small_conv()];
+        let specs = vec![
+            BlueprintSpec::residual_mlp(2.0),
+            BlueprintSpec::low_rank(0.25),
+            BlueprintSpec::small_conv(),
+            BlueprintSpec::wide_mlp(2.0),
+            BlueprintSpec::wide_conv(2.0),
+        ];
         Self::from_specs(specs).expect("built-in blueprints are valid")
     }
 }
@@ -292,9 +350,10 @@ mod tests {
 
     #[test]
     fn builtins_are_valid_and_end_at_zero() {
+        let chunks = ChunkMap::new("layer", 9, 2).unwrap();
         for spec in BlueprintRegistry::default().specs() {
             spec.validate().unwrap();
-            let shapes = spec.param_shapes(5);
+            let shapes = spec.param_shapes(&chunks);
             let last_weight = shapes.iter().rev().find(|s| s.dims[0] != 1 || s.fan_in.is_some()).unwrap();
             assert_eq!(last_weight.fan_in, None, "{} must start at zero", spec.name);
         }
@@ -304,11 +363,23 @@ mod tests {
     fn malformed_specs_are_rejected() {
         let open_end = BlueprintSpec {
             name: "bad".into(),
+            input: BlueprintInput::Chunk,
             ops: vec![BlueprintOp::Dense { out: Width::Chunk, bias: true }, BlueprintOp::Act(Activation::Relu)],
         };
         assert!(open_end.validate().is_err());
-        let even = BlueprintSpec { name: "even".into(), ops: vec![BlueprintOp::Conv { out: Width::Chunk, kernel: 2 }] };
+        let even = BlueprintSpec { name: "even".into(), input: BlueprintInput::Chunk, ops: vec![BlueprintOp::Conv { out: Width::Chunk, kernel: 2 }] };
         assert!(even.validate().unwrap_err().to_string().contains("odd"));
         assert!(BlueprintRegistry::default().register(even).is_err());
+    }
+
+    #[test]
+    fn a_blueprint_reading_the_layer_sizes_its_first_op_by_the_layer() {
+        // 10 features over 3 seeds: chunks of 4, 3, 3 (padded width 4).
+        let chunks = ChunkMap::new("layer", 10, 3).unwrap();
+        let dims = |spec: &BlueprintSpec| spec.param_shapes(&chunks).iter().map(|s| s.dims).collect::<Vec<_>>();
+        assert_eq!(dims(&BlueprintSpec::residual_mlp(2.0)), [[4, 8], [1, 8], [8, 4], [1, 4]]);
+        assert_eq!(dims(&BlueprintSpec::wide_mlp(2.0)), [[10, 8], [1, 8], [8, 4], [1, 4]]);
+        assert_eq!(dims(&BlueprintSpec::wide_conv(2.0)), [[8, 90], [1, 8], [4, 8], [1, 4]]);
+        assert_eq!(BlueprintSpec::wide_mlp(2.0).param_count(&chunks), 80 + 8 + 32 + 4);
     }
 }

@@ -41,7 +41,7 @@ pub use attention::{SeededMultiHeadAttention, SeededMultiHeadAttentionConfig};
 pub use backends::persist_kernel_caches;
 #[cfg(feature = "cuda")]
 pub use backends::CubeCuda;
-pub use blueprint::{Activation, BlueprintOp, BlueprintRegistry, BlueprintSpec, ParamShape, Width};
+pub use blueprint::{Activation, BlueprintInput, BlueprintOp, BlueprintRegistry, BlueprintSpec, ParamShape, Width};
 pub use chunks::ChunkMap;
 pub use config::LifecycleConfig;
 pub use conv::{SeededConv2d, SeededConv2dConfig};

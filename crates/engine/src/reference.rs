@@ -4,7 +4,7 @@
 //! benchmarks: it loops over seeds on the host and reads seed state back from the device, the way
 //! the seed plan's own implementation did. Never use it for training.
 
-use crate::blueprint::{BlueprintOp, BlueprintSpec};
+use crate::blueprint::{BlueprintInput, BlueprintOp, BlueprintSpec};
 use crate::chunks::ChunkMap;
 use crate::seeds::SeedCore;
 use crate::telemetry::narrow_for_reshape;
@@ -49,7 +49,11 @@ pub fn apply<B: Backend>(core: &SeedCore<B>, h: Tensor<B, 3>, spatial: Option<[u
                 })
                 .collect();
             let params = narrow_to_chunk(spec, params, chunks.width(), c);
-            let x = host.clone().permute([0, 2, 1]).reshape([1, a * p, c]);
+            let read = match spec.input {
+                BlueprintInput::Chunk => host.clone(),
+                BlueprintInput::Layer => h.clone(),
+            };
+            let x = read.clone().permute([0, 2, 1]).reshape([1, a * p, read.dims()[1]]);
             let x = if row.stage == Stage::Training { x.detach() } else { x };
             let b = spec.forward(&params, x, spatial);
             let contribution = if row.stage == Stage::Training { b.clone() - b.detach() } else { b * gate };
@@ -60,7 +64,7 @@ pub fn apply<B: Backend>(core: &SeedCore<B>, h: Tensor<B, 3>, spatial: Option<[u
 }
 
 /// Cuts one row's parameters (sized for the padded width) down to a chunk of `chunk` features:
-/// the first op's inputs and the last op's outputs.
+/// the first op's inputs (when it reads the chunk) and the last op's outputs.
 fn narrow_to_chunk<B: Backend>(
     spec: &BlueprintSpec,
     params: Vec<Tensor<B, 3>>,
@@ -70,12 +74,13 @@ fn narrow_to_chunk<B: Backend>(
     let mut params = params.into_iter();
     let parametric: Vec<_> = spec.ops.iter().filter(|op| !matches!(op, BlueprintOp::Act(_))).collect();
     let last = parametric.len() - 1;
+    let reads_chunk = spec.input == BlueprintInput::Chunk;
     let mut out = Vec::new();
     for (i, op) in parametric.into_iter().enumerate() {
         let mut weight = params.next().expect("weight");
         match *op {
             BlueprintOp::Dense { bias, .. } => {
-                if i == 0 {
+                if i == 0 && reads_chunk {
                     weight = weight.narrow(1, 0, chunk);
                 }
                 if i == last {
@@ -88,7 +93,7 @@ fn narrow_to_chunk<B: Backend>(
                 }
             }
             BlueprintOp::Conv { kernel, .. } => {
-                if i == 0 {
+                if i == 0 && reads_chunk {
                     let [_, o, _] = weight.dims();
                     let k2 = kernel * kernel;
                     weight =

@@ -18,7 +18,7 @@ use burn::nn::pool::MaxPool2d;
 use burn::nn::{Linear, PaddingConfig2d};
 use burn::tensor::backend::Backend;
 use morphogen_contracts::LayerState;
-use morphogen_engine::{BlueprintOp, BlueprintSpec, HostKind, SeedCore, SeededConv2d, SeededLinear, Width};
+use morphogen_engine::{BlueprintOp, BlueprintSpec, ChunkMap, HostKind, SeedCore, SeededConv2d, SeededLinear};
 use std::collections::BTreeMap;
 
 /// FLOPs of one multiply-add.
@@ -42,25 +42,24 @@ pub fn attention_flops(seq: usize, d: usize) -> u64 {
     2 * MULTIPLY_ADD * (seq * seq * d) as u64
 }
 
-/// FLOPs of `spec` on one sample of a chunk `chunk` wide (the layer's padded chunk width): a
-/// row of a Linear layer, a pixel of a Conv2d layer (a conv op's kernel taps are counted per
-/// pixel; the edge pixels' padding is counted as work, as the grouped convolution does it).
-pub fn blueprint_flops(spec: &BlueprintSpec, chunk: usize) -> u64 {
-    let resolve = |out: Width| match out {
-        Width::Chunk => chunk,
-        Width::Ratio(r) => ((f64::from(r) * chunk as f64).ceil() as usize).max(1),
-        Width::Fixed(n) => n,
-    };
-    let mut width = chunk;
+/// FLOPs of `spec` on one sample of a layer of `chunks` (its padded chunk width; blueprints
+/// reading the whole layer read every feature): a row of a Linear layer, a pixel of a Conv2d
+/// layer (a conv op's kernel taps are counted per pixel; the edge pixels' padding is counted as
+/// work, as the grouped convolution does it). Each op's weight holds one multiply-add a sample.
+pub fn blueprint_flops(spec: &BlueprintSpec, chunks: &ChunkMap) -> u64 {
+    let mut shapes = spec.param_shapes(chunks).into_iter();
     let mut flops = 0;
     for op in &spec.ops {
-        let (out, taps) = match *op {
-            BlueprintOp::Dense { out, .. } => (resolve(out), 1),
-            BlueprintOp::Conv { out, kernel } => (resolve(out), kernel * kernel),
+        let has_bias = match *op {
+            BlueprintOp::Dense { bias, .. } => bias,
+            BlueprintOp::Conv { .. } => true,
             BlueprintOp::Act(_) => continue,
         };
-        flops += MULTIPLY_ADD * (taps * width * out) as u64;
-        width = out;
+        let [a, b] = shapes.next().expect("a weight per parametric op").dims;
+        if has_bias {
+            shapes.next();
+        }
+        flops += MULTIPLY_ADD * (a * b) as u64;
     }
     flops
 }
@@ -123,13 +122,12 @@ impl FlopProfile {
     /// Records what one seed of `core` holding each blueprint it can grow adds, over `samples`
     /// samples (rows, or output pixels) per example.
     fn add_seeds<B: Backend>(&mut self, core: &SeedCore<B>, samples: usize) {
-        let chunk = core.chunks().width();
         let costs = core
             .blueprints()
             .specs()
             .iter()
             .filter(|spec| !spec.needs_spatial() || core.host_kind() == HostKind::Conv2d)
-            .map(|spec| (spec.name.clone(), samples as u64 * blueprint_flops(spec, chunk)))
+            .map(|spec| (spec.name.clone(), samples as u64 * blueprint_flops(spec, core.chunks())))
             .collect();
         self.seeds.insert(core.name().to_string(), costs);
     }
@@ -241,9 +239,13 @@ mod tests {
         assert_eq!(conv2d_flops([3, 3], [4, 4], 2, [1, 1]), 2 * 9 * 2 * 4);
         assert_eq!(attention_flops(5, 8), 2 * 2 * 25 * 8);
         // residual_mlp(2.0) on a chunk of 3: 3 -> 6 -> 3.
-        assert_eq!(blueprint_flops(&BlueprintSpec::residual_mlp(2.0), 3), 2 * (3 * 6 + 6 * 3));
+        let chunks = |features| ChunkMap::new("layer", features, 1).unwrap();
+        assert_eq!(blueprint_flops(&BlueprintSpec::residual_mlp(2.0), &chunks(3)), 2 * (3 * 6 + 6 * 3));
         // small_conv on 4 channels: 3x3 4 -> 4, then 1x1 4 -> 4, per pixel.
-        assert_eq!(blueprint_flops(&BlueprintSpec::small_conv(), 4), 2 * (9 * 16 + 16));
+        assert_eq!(blueprint_flops(&BlueprintSpec::small_conv(), &chunks(4)), 2 * (9 * 16 + 16));
+        // 10 features over 5 seeds: chunks of 2, read whole: 3x3 conv 10 -> 4, 1x1 conv 4 -> 2.
+        let five = ChunkMap::new("layer", 10, 5).unwrap();
+        assert_eq!(blueprint_flops(&BlueprintSpec::wide_conv(2.0), &five), 2 * (9 * 10 * 4 + 4 * 2));
     }
 
     #[test]

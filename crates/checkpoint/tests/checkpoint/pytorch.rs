@@ -65,10 +65,10 @@ fn grown_conv_net() -> ConvNet<B> {
     conv.request_germination(1, "residual_mlp", "fixed_ramp").unwrap();
     walk(conv, 1, &TO_FINE_TUNING[..2]);
     conv.set_alpha(&[1], 0.3).unwrap();
-    conv.request_germination(2, "low_rank", "fixed_ramp").unwrap();
+    conv.request_germination(2, "wide_conv", "fixed_ramp").unwrap();
     walk(conv, 2, &[TO_FINE_TUNING.as_slice(), &[Stage::Fossilized]].concat());
     let fc1 = &mut model.fc1.core;
-    fc1.request_germinations(&[0, 2], "residual_mlp", "fixed_ramp").unwrap();
+    fc1.request_germinations(&[0, 2], "wide_mlp", "fixed_ramp").unwrap();
     walk(fc1, 0, &TO_FINE_TUNING);
     walk(fc1, 2, &TO_FINE_TUNING[..1]);
     fc1.request_germinations(&[1, 3], "low_rank", "fixed_ramp").unwrap();
@@ -105,7 +105,7 @@ fn export_merges_linear_blueprints_and_exports_the_rest_as_residuals() {
         "fc1.bias",
         "conv.residuals.0.0.weight",
         "conv.residuals.0.2.bias",
-        "conv.residuals.2.1.weight",
+        "conv.residuals.2.2.weight",
         "fc1.residuals.0.2.weight",
         "fc2.residuals.0.0.bias",
     ] {
@@ -115,7 +115,8 @@ fn export_merges_linear_blueprints_and_exports_the_rest_as_residuals() {
     assert_eq!(tensors["fc1.weight"].shape, [10, 175], "Linear weights in PyTorch's [out, in] layout");
     assert_eq!(tensors["conv.residuals.0.0.weight"].shape, [3, 3, 3, 3], "small_conv on a 3-channel chunk");
     assert_eq!(tensors["conv.residuals.1.0.weight"].shape, [6, 2, 1, 1], "dense ops on a Conv2d host are 1x1 convs");
-    assert_eq!(tensors["fc1.residuals.0.0.weight"].shape, [6, 3]);
+    assert_eq!(tensors["conv.residuals.2.0.weight"].shape, [6, 7, 3, 3], "wide_conv reads all 7 channels");
+    assert_eq!(tensors["fc1.residuals.0.0.weight"].shape, [6, 10], "wide_mlp reads all 10 features");
     assert_eq!(metadata["format"], morphogen_checkpoint::EXPORT_FORMAT);
 }
 

@@ -14,8 +14,10 @@ impl<B: Backend> SeedCore<B> {
         let _span = tracing::trace_span!("seeded_layer", layer = self.setup.name.as_str()).entered();
         let sampled = self.observe(&h);
         let alpha = self.params.state.alpha.val();
+        let host_output = h.clone();
         self.indices.iter().fold(h, |h, index| {
             let pass = BankPass {
+                host_output: host_output.clone(),
                 index,
                 bank: self.params.banks[index.blueprint].as_ref().expect("indexed banks exist"),
                 spec: self.setup.blueprints.get(index.blueprint),

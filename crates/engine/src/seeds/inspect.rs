@@ -72,20 +72,20 @@ impl<B: Backend> SeedCore<B> {
 
     /// Parameters one seed's blueprint adds, for each blueprint this layer can grow.
     pub fn blueprint_params(&self) -> BTreeMap<String, usize> {
-        let width = self.setup.chunks.width();
+        let chunks = &self.setup.chunks;
         self.setup
             .blueprints
             .specs()
             .iter()
             .filter(|spec| !spec.needs_spatial() || self.setup.host == HostKind::Conv2d)
-            .map(|spec| (spec.name.clone(), spec.param_count(width)))
+            .map(|spec| (spec.name.clone(), spec.param_count(chunks)))
             .collect()
     }
 
     /// Parameters added by the blueprints seeds hold now.
     pub fn params_added(&self) -> usize {
-        let width = self.setup.chunks.width();
-        self.table.iter().filter_map(|row| row.blueprint).map(|b| self.setup.blueprints.get(b).param_count(width)).sum()
+        let chunks = &self.setup.chunks;
+        self.table.iter().filter_map(|row| row.blueprint).map(|b| self.setup.blueprints.get(b).param_count(chunks)).sum()
     }
 
     /// Bytes of seed-state columns on device (32 per seed with f32 columns).

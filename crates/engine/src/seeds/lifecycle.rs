@@ -54,12 +54,12 @@ impl<B: Backend> SeedCore<B> {
             self.table.iter().filter(|r| r.blueprint == Some(blueprint)).filter_map(|r| r.slot).collect();
         let rows: Vec<usize> = (0..).filter(|r| !taken.contains(r)).take(count).collect();
         let needed = rows.last().map_or(0, |r| r + 1);
-        let (spec, width, device) =
-            (self.setup.blueprints.get(blueprint).clone(), self.setup.chunks.width(), self.device());
+        let (spec, chunks, device) =
+            (self.setup.blueprints.get(blueprint).clone(), self.setup.chunks.clone(), self.device());
         let first_page = self.setup.lifecycle.bank_page_rows.min(self.num_seeds());
         let bank = self.params.banks[blueprint].get_or_insert_with(BlueprintBank::empty);
-        bank.grow_to(&spec, width, needed, first_page, self.setup.chunks.seeds(), &device);
-        bank.reinit_rows(&spec, width, &rows);
+        bank.grow_to(&spec, &chunks, needed, first_page, chunks.seeds(), &device);
+        bank.reinit_rows(&spec, &chunks, &rows);
         rows
     }
 

@@ -2,8 +2,8 @@
 //! backends: outputs and gradients (input, host weights, every bank parameter) on random shapes,
 //! uneven chunks, every stage and strategy, several bank pages, and blueprints the kernel runs
 //! (`residual_mlp`, `low_rank`, a tanh chain) beside ones it leaves to the tensor path
-//! (`gelu_tanh`, `small_conv`). wgpu runs in CI on Mesa's software Vulkan; CUDA is opt-in with
-//! `MORPHOGEN_CUDA_TESTS=1`.
+//! (`gelu_tanh`, `small_conv`, and `wide_mlp` and `wide_conv`, which read the whole layer). wgpu
+//! runs in CI on Mesa's software Vulkan; CUDA is opt-in with `MORPHOGEN_CUDA_TESTS=1`.
 #![cfg(any(feature = "wgpu", feature = "cuda"))]
 
 use crate::common::{
@@ -92,7 +92,7 @@ fn linear_case<B: AutodiffBackend>(case: &Case, per_batch: usize, blueprints: &[
 }
 
 fn conv_case<B: AutodiffBackend>(case: &Case, side: usize, tol: Tolerance) {
-    let blueprints = ["residual_mlp", "small_conv", "low_rank", "tanh_mlp"];
+    let blueprints = ["residual_mlp", "small_conv", "low_rank", "tanh_mlp", "wide_conv"];
     let mut layer = SeededConv2dConfig::new([case.d_in, case.features], [3, 3])
         .with_padding(burn::nn::PaddingConfig2d::Same)
         .with_num_seeds(case.seeds)
@@ -195,7 +195,7 @@ macro_rules! active_kernel_tests {
                 #[test]
                 fn linear_active_kernel_matches_reference(case in case(40)) {
                     if $enabled {
-                        linear_case::<Wd>(&case, 5, &["residual_mlp", "low_rank", "tanh_mlp", "gelu_tanh"], $tol);
+                        linear_case::<Wd>(&case, 5, &["residual_mlp", "low_rank", "tanh_mlp", "gelu_tanh", "wide_mlp"], $tol);
                     }
                 }
 

@@ -4,7 +4,9 @@ use burn::module::{Module, ModuleMapper, Param};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::Tensor;
 use morphogen_engine::{reference, SeededConv2d, SeededLinear};
-use morphogen_engine::{Activation, BlueprintOp, BlueprintRegistry, BlueprintSpec, SeedCore, Stage, Width};
+use morphogen_engine::{
+    Activation, BlueprintInput, BlueprintOp, BlueprintRegistry, BlueprintSpec, SeedCore, Stage, Width,
+};
 use proptest::prelude::*;
 
 // `random_on` serves the kernel suites, which need the `wgpu` or `cuda` feature.
@@ -15,6 +17,7 @@ pub use morphogen_testkit::{assert_close, bits, device, random, random_on, value
 pub fn gelu_tanh() -> BlueprintSpec {
     BlueprintSpec {
         name: "gelu_tanh".into(),
+        input: BlueprintInput::Chunk,
         ops: vec![
             BlueprintOp::Dense { out: Width::Fixed(3), bias: false },
             BlueprintOp::Act(Activation::Gelu),
@@ -29,6 +32,7 @@ pub fn gelu_tanh() -> BlueprintSpec {
 pub fn tanh_mlp() -> BlueprintSpec {
     BlueprintSpec {
         name: "tanh_mlp".into(),
+        input: BlueprintInput::Chunk,
         ops: vec![
             BlueprintOp::Dense { out: Width::Fixed(3), bias: false },
             BlueprintOp::Act(Activation::Tanh),

@@ -24,7 +24,7 @@ proptest! {
             .with_num_seeds(case.seeds)
             .with_options(SeedOptions::new().with_blueprints(registry()))
             .init::<B>(&device());
-        populate(&mut layer.core, &case, &["residual_mlp", "low_rank", "gelu_tanh", "tanh_mlp"]);
+        populate(&mut layer.core, &case, &["residual_mlp", "low_rank", "gelu_tanh", "tanh_mlp", "wide_mlp"]);
         let layer = layer.map(&mut RandomBanks);
         let x = random([case.batch, 2, case.d_in]);
         let weights = random([case.batch, 2, case.features]);
@@ -38,7 +38,7 @@ proptest! {
             .with_num_seeds(case.seeds)
             .with_options(SeedOptions::new().with_blueprints(registry()))
             .init::<B>(&device());
-        populate(&mut layer.core, &case, &["small_conv", "residual_mlp", "low_rank", "gelu_tanh", "tanh_mlp"]);
+        populate(&mut layer.core, &case, &["small_conv", "residual_mlp", "low_rank", "gelu_tanh", "tanh_mlp", "wide_conv", "wide_mlp"]);
         let layer = layer.map(&mut RandomBanks);
         let x = random([case.batch, case.d_in, height, width]);
         let weights = random([case.batch, case.features, height, width]);

@@ -95,7 +95,8 @@ pub struct ModelConfig {
     /// configs written before it was renamed).
     #[serde(alias = "seeds")]
     pub num_seeds: usize,
-    /// Hidden width of `residual_mlp` blueprints, as a multiple of the chunk.
+    /// Hidden width of the `residual_mlp`, `wide_mlp` and `wide_conv` blueprints, as a multiple
+    /// of the chunk.
     pub blueprint_hidden_ratio: f32,
     /// Epochs a culled seed waits before it may grow again.
     pub embargo_epochs: u32,
@@ -179,8 +180,12 @@ impl ModelConfig {
 
     /// The seed options every seeded layer of a preset gets.
     pub(crate) fn options(&self) -> Result<SeedOptions, MorphogenError> {
-        let blueprints =
-            SeedOptions::new().blueprints.register(BlueprintSpec::residual_mlp(self.blueprint_hidden_ratio))?;
+        let ratio = self.blueprint_hidden_ratio;
+        let blueprints = SeedOptions::new()
+            .blueprints
+            .register(BlueprintSpec::residual_mlp(ratio))?
+            .register(BlueprintSpec::wide_mlp(ratio))?
+            .register(BlueprintSpec::wide_conv(ratio))?;
         let grafting = GraftingConfig::new().with_ramp_steps(self.graft_ramp_steps);
         Ok(SeedOptions::new()
             .with_blueprints(blueprints)

@@ -26,7 +26,8 @@ mod device;
 
 use super::{per_seed, BankPass, BankResult, RowRole};
 use crate::bank::BankPage;
-use crate::blueprint::{Activation, BlueprintOp, BlueprintSpec};
+use crate::blueprint::{Activation, BlueprintInput, BlueprintOp, BlueprintSpec};
+use crate::chunks::ChunkMap;
 use crate::cube::{max_bindings, streaming_multiprocessors, with_cube_differentiable, Constant, CubeDifferentiable};
 use burn::tensor::backend::Backend;
 use burn::tensor::{DType, Shape, Tensor as BurnTensor, TensorPrimitive};
@@ -54,8 +55,12 @@ struct Chain {
 }
 
 impl Chain {
-    /// The chain of `spec` at padded chunk width `width`; `None` for any other blueprint.
-    fn of(spec: &BlueprintSpec, width: usize) -> Option<Self> {
+    /// The chain of `spec` on a layer of `chunks`; `None` for any other blueprint, and for
+    /// blueprints reading the whole layer.
+    fn of(spec: &BlueprintSpec, chunks: &ChunkMap) -> Option<Self> {
+        if spec.input != BlueprintInput::Chunk {
+            return None;
+        }
         let (first, act, second) = match spec.ops.as_slice() {
             [first, BlueprintOp::Act(act), second] => (first, Some(*act), second),
             [first, second] => (first, None, second),
@@ -70,7 +75,7 @@ impl Chain {
         let (BlueprintOp::Dense { bias: bias1, .. }, BlueprintOp::Dense { bias: bias2, .. }) = (first, second) else {
             return None;
         };
-        let hidden = spec.param_shapes(width)[0].dims[1];
+        let (width, hidden) = (chunks.width(), spec.param_shapes(chunks)[0].dims[1]);
         Some(Self { width, hidden, act, bias1: *bias1, bias2: *bias2 })
     }
 
@@ -302,7 +307,7 @@ impl CubeDifferentiable<INPUTS> for BankOp {
 /// this build knows, the blueprint is not a two-map chain, or a row does not fit shared memory.
 /// One op per [`pages_per_op`] pages: for all but the largest banks, one op for the bank.
 pub(crate) fn apply_bank<B: Backend>(h: &BurnTensor<B, 3>, pass: &BankPass<'_, B>) -> Option<BankResult<B>> {
-    let chain = Chain::of(pass.spec, pass.chunks.width())?;
+    let chain = Chain::of(pass.spec, pass.chunks)?;
     let float = |t: BurnTensor<B, 3>| t.into_primitive().tensor();
     let per_op = pages_per_op(max_bindings::<B>(&float(h.clone()))?)?;
     let mut out = h.clone();
