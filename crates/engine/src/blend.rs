@@ -236,9 +236,7 @@ fn layer_input<B: Backend>(host: Tensor<B, 3>, index: &BankIndex<B>) -> Tensor<B
     let per_row = |x: Tensor<B, 3>| x.expand([rows, a * p, features]);
     match &index.training_rows {
         None => per_row(x),
-        Some(training) => {
-            per_row(x.clone()) * (training.clone().neg() + 1.0) + per_row(x.detach()) * training.clone()
-        }
+        Some(training) => per_row(x.clone()) * (training.clone().neg() + 1.0) + per_row(x.detach()) * training.clone(),
     }
 }
 

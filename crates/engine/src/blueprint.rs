@@ -367,7 +367,11 @@ mod tests {
             ops: vec![BlueprintOp::Dense { out: Width::Chunk, bias: true }, BlueprintOp::Act(Activation::Relu)],
         };
         assert!(open_end.validate().is_err());
-        let even = BlueprintSpec { name: "even".into(), input: BlueprintInput::Chunk, ops: vec![BlueprintOp::Conv { out: Width::Chunk, kernel: 2 }] };
+        let even = BlueprintSpec {
+            name: "even".into(),
+            input: BlueprintInput::Chunk,
+            ops: vec![BlueprintOp::Conv { out: Width::Chunk, kernel: 2 }],
+        };
         assert!(even.validate().unwrap_err().to_string().contains("odd"));
         assert!(BlueprintRegistry::default().register(even).is_err());
     }

@@ -83,6 +83,21 @@ pub enum TrainError {
         /// Why it failed.
         problem: String,
     },
+    /// A replica was started with other settings than rank 0 (checked before the first step).
+    #[error(
+        "replica {rank} was started with {setting} = {here}, rank 0 with {rank_0}; start every \
+         replica with the same config (only the checkpoint directory may differ)"
+    )]
+    ReplicaSettingsDiffer {
+        /// The lowest rank whose settings differ from rank 0's.
+        rank: usize,
+        /// The first setting that differs, as a dotted path (`trainer.learning_rate`).
+        setting: String,
+        /// Its value on that replica, as JSON.
+        here: String,
+        /// Its value on rank 0, as JSON.
+        rank_0: String,
+    },
     /// A replica's seeds are no longer in lockstep with rank 0's.
     #[error("replica {rank}'s seeds differ from rank 0's, first at {layer}; apply every growth decision on every replica at the same step")]
     ReplicasDiverged {
@@ -113,6 +128,7 @@ impl TrainError {
             TrainError::Collective { .. }
             | TrainError::ReplicaTimeout { .. }
             | TrainError::ReplicaFailed { .. }
+            | TrainError::ReplicaSettingsDiffer { .. }
             | TrainError::ReplicasDiverged { .. } => ErrorKind::Replicas,
         }
     }

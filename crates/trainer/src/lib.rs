@@ -17,6 +17,7 @@ mod epoch_plan;
 mod error;
 mod events;
 mod flops;
+mod json_difference;
 mod lr_schedule;
 mod models;
 mod replica;

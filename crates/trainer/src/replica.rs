@@ -7,6 +7,7 @@
 //! lockstep check compares every replica's seed state with rank 0's and names the first layer
 //! that differs.
 
+use crate::json_difference::first_difference;
 use crate::{Evaluation, Shard, TrainError};
 use burn::collective::{self, CollectiveConfig, CollectiveError, PeerId, ReduceOperation};
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
@@ -179,7 +180,34 @@ impl<B: AutodiffBackend> Replica<B> {
         operation: &str,
         decide: impl FnOnce() -> V,
     ) -> Result<V, TrainError> {
-        let json = self.is_root().then(|| serde_json::to_vec(&decide()).expect("JSON values serialize"));
+        self.told_by(0, operation, decide)
+    }
+
+    /// Checks that this replica was started with the settings rank 0 was started with
+    /// (`settings`: any JSON, the same shape on every replica). A collective operation: every
+    /// replica returns the same answer, naming the lowest rank that differs, the first setting
+    /// that differs (a dotted path) and both values.
+    pub fn check_same_settings(&self, settings: &serde_json::Value) -> Result<(), TrainError> {
+        let operation = "compare settings with rank 0's";
+        let rank_0 = self.agree(operation, || settings.clone())?;
+        let difference = first_difference(&rank_0, settings);
+        let mut reports = vec![0f32; self.config.replicas];
+        reports[self.config.rank] = f32::from(u8::from(difference.is_some()));
+        let Some(differing) = self.add_up(reports, operation)?.iter().position(|&r| r > 0.0) else {
+            return Ok(());
+        };
+        let (setting, rank_0, here) = self.told_by(differing, operation, || difference.expect("this rank differs"))?;
+        Err(TrainError::ReplicaSettingsDiffer { rank: differing, setting, here, rank_0 })
+    }
+
+    /// What `decide` returns on rank `from` (only there is it called), on every replica.
+    fn told_by<V: Serialize + DeserializeOwned>(
+        &self,
+        from: usize,
+        operation: &str,
+        decide: impl FnOnce() -> V,
+    ) -> Result<V, TrainError> {
+        let json = (self.config.rank == from).then(|| serde_json::to_vec(&decide()).expect("JSON values serialize"));
         let sent = json.map(|bytes| self.floats(bytes.into_iter().map(f32::from).collect()));
         let bytes: Vec<u8> = values(self.broadcast(sent, operation)?).iter().map(|&b| b as u8).collect();
         serde_json::from_slice(&bytes).map_err(|e| TrainError::Collective {

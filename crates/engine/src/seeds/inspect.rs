@@ -85,7 +85,11 @@ impl<B: Backend> SeedCore<B> {
     /// Parameters added by the blueprints seeds hold now.
     pub fn params_added(&self) -> usize {
         let chunks = &self.setup.chunks;
-        self.table.iter().filter_map(|row| row.blueprint).map(|b| self.setup.blueprints.get(b).param_count(chunks)).sum()
+        self.table
+            .iter()
+            .filter_map(|row| row.blueprint)
+            .map(|b| self.setup.blueprints.get(b).param_count(chunks))
+            .sum()
     }
 
     /// Bytes of seed-state columns on device (32 per seed with f32 columns).

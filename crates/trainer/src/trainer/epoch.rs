@@ -13,7 +13,7 @@ use crate::resources::{measure, Resources};
 use crate::rules::EpochFacts;
 use crate::{
     Batching, DecisionSource, DeviceData, ErrorKind, Observer, OnTimeout, Replica, StageCounts, Task, TaskData,
-    TaskModel, TrainError,
+    TaskModel, TrainError, TrainerConfig,
 };
 use burn::module::{AutodiffModule, Module};
 use burn::tensor::backend::{AutodiffBackend, Backend};
@@ -68,6 +68,9 @@ impl Trainer {
         mut optim: T::Optimizer,
         run: &mut RunContext<T>,
     ) -> Result<TrainOutcome<T::Model, T::Optimizer>, TrainError> {
+        if let Some(replica) = &run.replica {
+            replica.check_same_settings(&self.settings(&model))?;
+        }
         let mut model = self.in_step(model, run.replica.as_ref())?;
         let mut good = KnownGood::<T>::new(&model, &optim, &self.controller, None);
         let mut epoch = self.first_epoch;
@@ -157,6 +160,18 @@ impl Trainer {
             Some(replica) => replica.rank_0_first("wait for rank 0 to grow", grow)??,
         };
         Ok(Attempt::Kept { model: self.in_step(model, run.replica.as_ref())?, metrics })
+    }
+
+    /// What every replica of a group must agree on before the first step: the trainer's config
+    /// (but where each keeps its checkpoints), the controller's, and the model's seeded layers
+    /// and parameter count.
+    fn settings<B: AutodiffBackend, M: SeededModel<B> + Module<B>>(&self, model: &M) -> serde_json::Value {
+        let trainer = TrainerConfig { checkpoint_dir: None, ..self.config.clone() };
+        serde_json::json!({
+            "trainer": trainer,
+            "controller": self.controller.config(),
+            "model": {"parameters": model.num_params(), "seeded_layers": model.seeded_layer_names()},
+        })
     }
 
     /// With replicas, `model` with rank 0's parameters (growth draws new blueprint weights on

@@ -3,7 +3,8 @@
 //! and measure its seeds' health exactly as one process on the whole global batch does, and a
 //! replica whose seeds fall out of lockstep is named by every replica; growth decided on rank 0
 //! reaches every replica; evaluations on shards combine into one over all the data; a replica
-//! that hangs stops the others within their timeout.
+//! that hangs stops the others within their timeout; replicas started with other settings are
+//! refused before the first step.
 
 use crate::common::{pooled_data, seeded_mlp, seeded_through_inner, B};
 use burn::data::dataset::{Dataset, InMemDataset};
@@ -447,4 +448,47 @@ fn a_replica_that_fails_stops_the_others_at_once_naming_it() {
         other => panic!("rank 0 should name rank 1's failure, got {other:?}"),
     }
     assert!(started.elapsed() < Duration::from_secs(60), "rank 0 stopped at once, not after its timeout");
+}
+
+#[test]
+fn replicas_started_with_other_settings_are_refused_before_the_first_step() {
+    let data = pooled_data(200, 50, 4);
+    let model = seeded_mlp(&data.task, 9, ModelConfig { hidden: 16, num_seeds: 4, ..Default::default() });
+    let run = |rank: usize, learning_rate: f64, folder: &std::path::Path| {
+        let config = TrainerConfig {
+            epochs: 1,
+            batch_size: 50,
+            eval_samples: 50,
+            learning_rate,
+            // Where each keeps its checkpoints may differ.
+            checkpoint_dir: Some(folder.join(format!("rank-{rank}"))),
+            ..Default::default()
+        };
+        let controller = Controller::new(ControllerConfig::default()).unwrap();
+        let trainer = Trainer::new(config, controller, EventLog::in_memory()).unwrap();
+        let mut trainer =
+            trainer.with_replica(ReplicaConfig::new(rank, 2).with_timeout(Duration::from_secs(60))).unwrap();
+        let model = model.clone().load_record(model.clone().into_record());
+        trainer.run(model, AdamConfig::new().init(), &data, &mut ()).map(drop)
+    };
+    let group = |rank_1_rate: f64, folder: &std::path::Path| {
+        std::thread::scope(|scope| {
+            let rank_1 = scope.spawn(|| run(1, rank_1_rate, folder));
+            [run(0, 1e-3, folder), rank_1.join().unwrap()]
+        })
+    };
+    let (same, other) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let results = group(1e-3, same.path());
+    assert!(results.iter().all(Result::is_ok), "the same settings train: {results:?}");
+    for result in group(5e-3, other.path()) {
+        match result {
+            Err(TrainError::ReplicaSettingsDiffer { rank: 1, setting, here, rank_0 }) => {
+                assert_eq!([setting, here, rank_0], ["trainer.learning_rate", "0.005", "0.001"])
+            }
+            other => panic!("every replica should name rank 1's learning rate, got {other:?}"),
+        }
+    }
+    let checkpoints = |folder: &std::path::Path| std::fs::read_dir(folder.join("rank-0")).unwrap().count();
+    assert!(checkpoints(same.path()) > 0, "rank 0 saved its run");
+    assert_eq!(checkpoints(other.path()), 0, "nothing saved before the check");
 }
