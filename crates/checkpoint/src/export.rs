@@ -193,6 +193,8 @@ fn export_layer<B: Backend>(
     let alpha: Vec<f32> = core.params().state.alpha.val().into_data().convert::<f32>().to_vec().expect("f32 alpha");
     let host = core.host_kind();
     let banks = BankValues::read(core);
+    // Merging a seed changes the host output, which blueprints reading the whole layer read.
+    let may_merge = host == HostKind::Linear && !reads_the_layer(core, &alpha);
     let mut residuals = Vec::new();
     let mut merged = Vec::new();
     for (seed, row) in core.table().iter().enumerate() {
@@ -212,11 +214,7 @@ fn export_layer<B: Backend>(
         let ops = residual::split_ops(spec, spec.input_width(core.chunks()), banks.row(blueprint, slot));
         let entry = json!({"seed": seed, "start": range.start, "end": range.end, "blueprint": spec.name,
                            "reads": [reads.start, reads.end], "stage": row.stage.name(), "scale": scale});
-        if host == HostKind::Linear
-            && spec.input == BlueprintInput::Chunk
-            && residual::is_affine(spec)
-            && merge_into_host(out, &base, range.clone(), &ops, scale)
-        {
+        if may_merge && residual::is_affine(spec) && merge_into_host(out, &base, range.clone(), &ops, scale) {
             merged.push(entry);
             report.merged.push(address);
             continue;
@@ -233,6 +231,14 @@ fn export_layer<B: Backend>(
     }
     Ok(json!({"name": layer.name, "path": base, "host": host.to_string(), "features": core.chunks().features(),
               "seeds": core.num_seeds(), "residuals": residuals, "merged": merged}))
+}
+
+/// Whether any seed of `core` contributing now holds a blueprint reading the whole layer.
+fn reads_the_layer<B: Backend>(core: &SeedCore<B>, alpha: &[f32]) -> bool {
+    core.table().iter().enumerate().any(|(seed, row)| {
+        let reads_layer = row.blueprint.is_some_and(|b| core.blueprints().get(b).input == BlueprintInput::Layer);
+        reads_layer && output_weight(core, seed, alpha[seed]) != 0.0
+    })
 }
 
 /// Folds an affine blueprint into the host rows `range` of `P.weight` (`[out, in]`) and
