@@ -2,7 +2,11 @@
 """Where the time went, from a `morphogen train --profile FILE` trace: total and mean seconds per
 span name, largest first (the trace itself opens in ui.perfetto.dev or chrome://tracing).
 
-Usage: python3 scripts/profile_summary.py FILE [--top 20]
+Usage: python3 scripts/profile_summary.py FILE [--top 20] [--split operation] [--rank 0]
+
+`--split ARG` counts spans apart by the value of their argument ARG (the `collective` spans of
+data-parallel replicas by `operation`: gradients, decisions, telemetry, seed-state hashes);
+`--rank R` keeps, of the spans that carry a `rank`, those of replica R.
 """
 import argparse
 import collections
@@ -17,21 +21,32 @@ def load(path):
     return json.loads(text)
 
 
-def durations(events):
-    """Seconds of each span, by name: complete events, or begin/end pairs matched per thread."""
+def durations(events, split=None, rank=None):
+    """Seconds of each span, by name (and `split` argument): complete events, or begin/end pairs
+    matched per thread; spans of other ranks than `rank` left out."""
     spans = collections.defaultdict(list)
     open_spans = collections.defaultdict(list)
+
+    def record(event, seconds):
+        args = event.get("args", {})
+        if rank is not None and "rank" in args and str(args["rank"]) != str(rank):
+            return
+        name = event.get("name")
+        if split is not None and split in args:
+            name = f"{name} ({args[split]})"
+        spans[name].append(seconds)
+
     for e in events:
-        phase, name = e.get("ph"), e.get("name")
+        phase = e.get("ph")
         if phase == "X":
-            spans[name].append(e["dur"] / 1e6)
+            record(e, e["dur"] / 1e6)
         elif phase == "B":
             open_spans[(e.get("pid"), e.get("tid"))].append(e)
         elif phase == "E":
             stack = open_spans[(e.get("pid"), e.get("tid"))]
             if stack:
                 begin = stack.pop()
-                spans[begin["name"]].append((e["ts"] - begin["ts"]) / 1e6)
+                record(begin, (e["ts"] - begin["ts"]) / 1e6)
     return spans
 
 
@@ -39,8 +54,10 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("trace")
     parser.add_argument("--top", type=int, default=20)
+    parser.add_argument("--split", help="count spans apart by this argument's value")
+    parser.add_argument("--rank", help="keep only this replica's spans (of those carrying a rank)")
     args = parser.parse_args()
-    spans = durations(load(args.trace))
+    spans = durations(load(args.trace), args.split, args.rank)
     rows = sorted(spans.items(), key=lambda kv: -sum(kv[1]))[: args.top]
     print("| span | count | total s | mean ms |\n|---|---|---|---|")
     for name, times in rows:

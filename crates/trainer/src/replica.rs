@@ -427,12 +427,15 @@ impl<B: AutodiffBackend> Replica<B> {
 
     /// Runs `call`, a blocking collective operation, on a thread of its own and waits for it at
     /// most the configured timeout. A call that times out stays blocked on its thread (Burn's
-    /// collective operations cannot be cancelled), so every later operation fails at once.
+    /// collective operations cannot be cancelled), so every later operation fails at once. The
+    /// wait is a `collective` span named by `operation` (in `--profile` traces: the cost of
+    /// lockstep, waiting on peers included).
     fn bounded<T: Send + 'static>(
         &self,
         operation: &str,
         call: impl FnOnce() -> Result<T, CollectiveError> + Send + 'static,
     ) -> Result<T, TrainError> {
+        let _span = tracing::debug_span!("collective", operation, rank = self.config.rank).entered();
         let timeout = || TrainError::ReplicaTimeout {
             rank: self.config.rank,
             operation: operation.into(),
