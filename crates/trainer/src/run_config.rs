@@ -166,6 +166,7 @@ mod tests {
     #[test]
     fn every_shipped_config_parses_and_validates() {
         let shipped = [
+            include_str!("../../../configs/mlp-growth.toml"),
             include_str!("../../../configs/small-host.toml"),
             include_str!("../../../configs/resnet-growth.toml"),
             include_str!("../../../configs/transformer-growth.toml"),
