@@ -13,7 +13,7 @@ use burn::collective::{self, CollectiveConfig, CollectiveError, PeerId, ReduceOp
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::optim::GradientsParams;
 use burn::tensor::backend::{AutodiffBackend, Backend};
-use burn::tensor::{Tensor, TensorData, TensorPrimitive};
+use burn::tensor::{DType, Tensor, TensorData, TensorPrimitive};
 use morphogen_contracts::{Decisions, MorphogenError, SeedEvaluation};
 use morphogen_engine::SeededModel;
 use serde::de::DeserializeOwned;
@@ -356,16 +356,22 @@ impl<B: AutodiffBackend> Replica<B> {
 
     /// Adds up every seeded layer's telemetry window over the replicas, so that the next health
     /// report on each replica covers the whole global batches, as one process's would (the
-    /// controller then sees all the data). A collective operation: call it on every replica
-    /// before reading health.
+    /// controller then sees all the data). Every layer's sums travel in one call, in f32. A
+    /// collective operation: call it on every replica before reading health.
     pub fn sum_telemetry<M: SeededModel<B>>(&self, model: &mut M) -> Result<(), TrainError> {
+        let mut sums = Vec::new();
+        model.visit_seeded(&mut |_, layer| sums.push(layer.seed_core().telemetry_sums().inner()));
+        if sums.is_empty() {
+            return Ok(());
+        }
+        let (lens, dtypes): (Vec<usize>, Vec<DType>) = sums.iter().map(|s| (s.dims()[0], s.dtype())).unzip();
+        let flat = Tensor::cat(sums.into_iter().map(|s| s.cast(DType::F32)).collect(), 0);
+        let mut totals = self.sum(flat, "add up telemetry")?.split_with_sizes(lens, 0).into_iter().zip(dtypes);
         let mut outcome = Ok(());
         model.visit_seeded_mut(&mut |_, layer| {
-            if outcome.is_ok() {
-                let core = layer.seed_core_mut();
-                outcome = self
-                    .sum(core.telemetry_sums().inner(), "add up telemetry")
-                    .and_then(|total| Ok(core.set_telemetry_sums(Tensor::from_inner(total))?));
+            if let (Ok(()), Some((total, dtype))) = (&outcome, totals.next()) {
+                let total = Tensor::from_inner(total.cast(dtype));
+                outcome = layer.seed_core_mut().set_telemetry_sums(total).map_err(TrainError::from);
             }
         });
         outcome
