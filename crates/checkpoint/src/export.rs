@@ -207,10 +207,7 @@ fn export_layer<B: Backend>(
         }
         let spec = core.blueprints().get(blueprint);
         let range = core.chunks().range(seed);
-        let reads = match spec.input {
-            BlueprintInput::Chunk => range.clone(),
-            BlueprintInput::Layer => 0..core.chunks().features(),
-        };
+        let reads = spec.reads(core.chunks(), seed);
         let ops = residual::split_ops(spec, spec.input_width(core.chunks()), banks.row(blueprint, slot));
         let entry = json!({"seed": seed, "start": range.start, "end": range.end, "blueprint": spec.name,
                            "reads": [reads.start, reads.end], "stage": row.stage.name(), "scale": scale});

@@ -15,6 +15,7 @@ use burn::tensor::ops::ConvOptions;
 use burn::tensor::Tensor;
 use morphogen_contracts::MorphogenError;
 use serde::{Deserialize, Serialize};
+use std::ops::Range;
 
 /// Width of an op's output, relative to the layer's padded chunk width.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -168,6 +169,15 @@ impl BlueprintSpec {
         match self.input {
             BlueprintInput::Chunk => chunks.width(),
             BlueprintInput::Layer => chunks.features(),
+        }
+    }
+
+    /// The features of the host output that `seed`'s blueprint reads on a layer of `chunks`
+    /// (unpadded): its chunk, or every feature of the layer.
+    pub fn reads(&self, chunks: &ChunkMap, seed: usize) -> Range<usize> {
+        match self.input {
+            BlueprintInput::Chunk => chunks.range(seed),
+            BlueprintInput::Layer => 0..chunks.features(),
         }
     }
 

@@ -49,11 +49,9 @@ pub fn apply<B: Backend>(core: &SeedCore<B>, h: Tensor<B, 3>, spatial: Option<[u
                 })
                 .collect();
             let params = narrow_to_chunk(spec, params, chunks.width(), c);
-            let read = match spec.input {
-                BlueprintInput::Chunk => host.clone(),
-                BlueprintInput::Layer => h.clone(),
-            };
-            let x = read.clone().permute([0, 2, 1]).reshape([1, a * p, read.dims()[1]]);
+            let reads = spec.reads(chunks, seed);
+            let read = h.clone().narrow(1, reads.start, reads.len());
+            let x = read.permute([0, 2, 1]).reshape([1, a * p, reads.len()]);
             let x = if row.stage == Stage::Training { x.detach() } else { x };
             let b = spec.forward(&params, x, spatial);
             let contribution = if row.stage == Stage::Training { b.clone() - b.detach() } else { b * gate };

@@ -191,9 +191,7 @@ impl<B: AutodiffBackend> Replica<B> {
         let operation = "compare settings with rank 0's";
         let rank_0 = self.agree(operation, || settings.clone())?;
         let difference = first_difference(&rank_0, settings);
-        let mut reports = vec![0f32; self.config.replicas];
-        reports[self.config.rank] = f32::from(u8::from(difference.is_some()));
-        let Some(differing) = self.add_up(reports, operation)?.iter().position(|&r| r > 0.0) else {
+        let Some((differing, _)) = self.lowest_reporting(f32::from(u8::from(difference.is_some())), operation)? else {
             return Ok(());
         };
         let (setting, rank_0, here) = self.told_by(differing, operation, || difference.expect("this rank differs"))?;
@@ -234,6 +232,14 @@ impl<B: AutodiffBackend> Replica<B> {
             self.any(false, operation)?;
             Ok(work())
         }
+    }
+
+    /// The lowest rank whose `report` is above 0, and its report, on every replica (each
+    /// replica's report travels in its own slot). A collective operation.
+    fn lowest_reporting(&self, report: f32, operation: &str) -> Result<Option<(usize, f32)>, TrainError> {
+        let mut reports = vec![0f32; self.config.replicas];
+        reports[self.config.rank] = report;
+        Ok(self.add_up(reports, operation)?.into_iter().enumerate().find(|&(_, r)| r > 0.0))
     }
 
     /// Whether `flag` is set on any replica. A collective operation.
@@ -387,14 +393,11 @@ impl<B: AutodiffBackend> Replica<B> {
         let sent = self.is_root().then(|| self.floats(to_pieces(&hashes)));
         let reference = from_pieces(&values(self.broadcast(sent, operation)?));
         let first_difference = (0..names.len().max(reference.len())).find(|&i| reference.get(i) != hashes.get(i));
-        // Each replica reports its first differing layer (+1; 0 for none) in its own slot.
-        let mut reports = vec![0f32; self.config.replicas];
-        reports[self.config.rank] = first_difference.map_or(0.0, |i| (i + 1) as f32);
-        let reports = values(self.sum(self.floats(reports), operation)?);
-        match reports.iter().position(|&r| r > 0.0) {
+        // Each replica reports its first differing layer (+1; 0 for none).
+        match self.lowest_reporting(first_difference.map_or(0.0, |i| (i + 1) as f32), operation)? {
             None => Ok(()),
-            Some(differing) => {
-                let layer = reports[differing] as usize - 1;
+            Some((differing, report)) => {
+                let layer = report as usize - 1;
                 Err(TrainError::ReplicasDiverged {
                     rank: differing,
                     layer: names.get(layer).cloned().unwrap_or_else(|| format!("seeded layer {layer}")),
@@ -408,7 +411,7 @@ impl<B: AutodiffBackend> Replica<B> {
         self.config.rank == 0
     }
 
-    /// Rank 0's `sent` (`None` on every other rank) on every replica.
+    /// The `sent` of the one replica that sends (`None` on every other) on every replica.
     fn broadcast<const D: usize>(
         &self,
         sent: Option<Tensor<B::InnerBackend, D>>,
