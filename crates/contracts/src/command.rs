@@ -60,4 +60,7 @@ pub struct Decisions {
     pub commands: Vec<Command>,
     /// Set when the whole model must go back to its last good checkpoint, with the reason.
     pub rollback: Option<String>,
+    /// Set when the neural policy could not decide growth and the heuristic did: why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<String>,
 }

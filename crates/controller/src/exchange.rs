@@ -2,7 +2,8 @@
 //! state with the controller's config and memory; any replica can answer, and the memory it
 //! hands back goes into the run's checkpoints as it does in a single process.
 
-use crate::{Controller, ControllerConfig, ControllerState};
+use crate::{Controller, ControllerConfig, ControllerState, NeuralPolicy};
+use std::sync::Arc;
 use morphogen_contracts::{Decisions, MorphogenError, SystemState};
 use serde::{Deserialize, Serialize};
 
@@ -53,9 +54,13 @@ impl DecisionRequest {
         serde_json::to_value(request).expect("requests serialize")
     }
 
-    /// The answer the run's own controller would give; an invalid config is refused.
-    pub fn answer(self) -> Result<DecisionReply, MorphogenError> {
+    /// The answer the run's own controller would give, its growth decided by `policy` when one
+    /// is given; an invalid config is refused.
+    pub fn answer(self, policy: Option<&Arc<NeuralPolicy>>) -> Result<DecisionReply, MorphogenError> {
         let mut controller = Controller::new(self.config)?.with_state(self.state);
+        if let Some(policy) = policy {
+            controller = controller.with_policy(policy.clone());
+        }
         let decisions = controller.step(&self.system);
         Ok(DecisionReply { decisions, state: controller.into_state() })
     }

@@ -18,11 +18,20 @@
 mod compact;
 mod config;
 mod exchange;
+mod features;
+mod neural_policy;
 mod policy;
+mod policy_file;
+mod policy_learning;
+mod policy_net;
 mod service;
 
 pub use config::{ControllerConfig, GrowthTrigger, SiteSelection};
 pub use exchange::{DecisionReply, DecisionRequest, Refusal};
+pub use features::{Candidate, Limits, Observation, CANDIDATE_FEATURES, FEATURE_SCHEMA_VERSION, RUN_FEATURES};
+pub use neural_policy::{Choice, FeatureEffect, NeuralPolicy, Pick, Picking, PolicyBackend};
+pub use policy_file::{PolicyError, PolicyManifest, POLICY_FORMAT};
+pub use policy_learning::{DecisionRecord, PolicyLearner};
 pub use morphogen_contracts::{Command, Decisions, SystemState};
 pub use policy::{Controller, ControllerState};
 pub use service::{ControllerService, Handled, ServiceOptions};

@@ -3,8 +3,12 @@ use morphogen_contracts::{
     Command, Decisions, GlobalMetrics, LayerState, MorphogenError, SeedAddress, SeedHealth, SeedInfo, Stage,
     SystemState,
 };
+use crate::features::Observation;
+use crate::neural_policy::{NeuralPolicy, Picking};
+use crate::policy_learning::DecisionRecord;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// What the controller remembers between epochs (serialisable, for checkpoints).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -17,13 +21,21 @@ pub struct ControllerState {
     /// Validation loss and score when each seed entered FINE_TUNING: its final gate compares
     /// against them.
     pub fine_tuning_entry: BTreeMap<String, (f32, f32)>,
+    /// Validation loss at the previous decision (a feature of the neural policy).
+    #[serde(default)]
+    pub last_val_loss: Option<f32>,
 }
 
-/// The heuristic controller; see the crate docs.
+/// The controller; see the crate docs. Growth is the heuristic's, or a neural policy's when one
+/// is given ([`Controller::with_policy`]); the gates are always the heuristic's.
 #[derive(Clone, Debug)]
 pub struct Controller {
     config: ControllerConfig,
     state: ControllerState,
+    policy: Option<Arc<NeuralPolicy>>,
+    picking: Picking,
+    /// Every growth decision, when recording (to learn from).
+    trace: Option<Vec<DecisionRecord>>,
 }
 
 fn key(address: &SeedAddress) -> String {
@@ -34,7 +46,38 @@ impl Controller {
     /// A controller with a validated config.
     pub fn new(config: ControllerConfig) -> Result<Self, MorphogenError> {
         config.validate()?;
-        Ok(Self { config, state: ControllerState::default() })
+        Ok(Self { config, state: ControllerState::default(), policy: None, picking: Picking::Greedy, trace: None })
+    }
+
+    /// Lets `policy` decide where, what and when to grow (within every budget); the measured
+    /// gates stay the heuristic's. When the policy cannot decide (a score that is not finite),
+    /// the heuristic does and [`Decisions::fallback`] says why.
+    pub fn with_policy(mut self, policy: Arc<NeuralPolicy>) -> Self {
+        self.policy = Some(policy);
+        self
+    }
+
+    /// The neural policy, if one decides growth.
+    pub fn policy(&self) -> Option<&Arc<NeuralPolicy>> {
+        self.policy.as_ref()
+    }
+
+    /// Makes the policy draw its moves (keyed by `key`) instead of taking the most probable:
+    /// for learning episodes.
+    pub fn exploring(mut self, key: u64) -> Self {
+        self.picking = Picking::Sample(key);
+        self
+    }
+
+    /// Records every growth decision from now on (see [`Controller::trace`]).
+    pub fn recording(mut self) -> Self {
+        self.trace = Some(Vec::new());
+        self
+    }
+
+    /// The growth decisions recorded so far (empty unless [`recording`](Self::recording)).
+    pub fn trace(&self) -> &[DecisionRecord] {
+        self.trace.as_deref().unwrap_or_default()
     }
 
     /// Resumes a controller from saved state.
@@ -66,7 +109,7 @@ impl Controller {
                 "non-finite metrics at epoch {}: train loss {}, val loss {}",
                 m.epoch, m.train_loss, m.val_loss
             );
-            return Decisions { commands: Vec::new(), rollback: Some(reason) };
+            return Decisions { commands: Vec::new(), rollback: Some(reason), fallback: None };
         }
         let mut training = count(system, |s| s.stage == Stage::Training);
         let mut commands = Vec::new();
@@ -85,14 +128,78 @@ impl Controller {
                 }
             }
         }
-        if self.growth_due(m) {
-            let grown = self.germinate(system);
-            if !grown.is_empty() {
-                self.state.epochs_without_progress = 0;
-            }
-            commands.extend(grown);
+        let due = self.growth_due(m);
+        let (grown, fallback) = self.grow(system, due);
+        if !grown.is_empty() {
+            self.state.epochs_without_progress = 0;
         }
-        Decisions { commands, rollback: None }
+        commands.extend(grown);
+        self.state.last_val_loss = Some(m.val_loss);
+        Decisions { commands, rollback: None, fallback }
+    }
+
+    /// The germinations of this decision: the policy's, or the heuristic's when there is no
+    /// policy or it failed (with why). `due`: whether the heuristic's trigger fired.
+    fn grow(&mut self, system: &SystemState, due: bool) -> (Vec<Command>, Option<String>) {
+        let observe = self.policy.is_some() || self.trace.is_some();
+        let observation = observe.then(|| Observation::of(system, &self.config, &self.state));
+        let fallback = match (&self.policy, &observation) {
+            (Some(policy), Some(observation)) => {
+                match policy.choose(observation, self.picking, system.metrics.epoch) {
+                    Ok(choice) => {
+                        let commands = self.policy_commands(policy, observation, &choice);
+                        let picks = choice.picks.iter().map(|p| p.candidate).collect();
+                        self.record(observation, picks, choice.waited);
+                        return (commands, None);
+                    }
+                    Err(why) => Some(format!("neural policy failed ({why}); the heuristic decided")),
+                }
+            }
+            _ => None,
+        };
+        let commands = if due { self.germinate(system) } else { Vec::new() };
+        if let Some(observation) = observation {
+            let picks = heuristic_picks(&observation, &commands);
+            let waited = picks.len() < observation.limits.picks && observation.feasible_after(&picks).contains(&true);
+            self.record(&observation, picks, waited);
+        }
+        (commands, fallback)
+    }
+
+    /// The policy's germination orders, each explained by its score and top features.
+    fn policy_commands(
+        &self,
+        policy: &NeuralPolicy,
+        observation: &Observation,
+        choice: &crate::neural_policy::Choice,
+    ) -> Vec<Command> {
+        choice
+            .picks
+            .iter()
+            .map(|pick| {
+                let candidate = &observation.candidates[pick.candidate];
+                let features: Vec<String> = policy
+                    .explain(observation, pick.candidate, 3)
+                    .iter()
+                    .map(|e| format!("{} {:.3} ({:+.3})", e.feature, e.value, e.effect))
+                    .collect();
+                let reason = format!(
+                    "neural policy: score {:.3} against {:.3} for waiting, p {:.2}; top features: {}; +{} params",
+                    pick.score,
+                    choice.wait_score,
+                    pick.probability,
+                    features.join(", "),
+                    candidate.cost
+                );
+                Command::germinate(candidate.address.clone(), &candidate.blueprint, &self.config.strategy, reason)
+            })
+            .collect()
+    }
+
+    fn record(&mut self, observation: &Observation, picks: Vec<usize>, waited: bool) {
+        if let Some(trace) = &mut self.trace {
+            trace.push(DecisionRecord { observation: observation.clone(), picks, waited });
+        }
     }
 
     /// The next move of one seed, if its gate is due.
@@ -291,6 +398,20 @@ fn draw(epoch: u32, layer: &str, seed: usize) -> f32 {
     h = (h ^ (h >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     h = (h ^ (h >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     (h >> 40) as f32 / (1u64 << 24) as f32
+}
+
+/// The candidates the heuristic's germinations correspond to, in order.
+fn heuristic_picks(observation: &Observation, commands: &[Command]) -> Vec<usize> {
+    commands
+        .iter()
+        .filter_map(|command| match &command.kind {
+            morphogen_contracts::CommandKind::Germinate { blueprint, .. } => observation
+                .candidates
+                .iter()
+                .position(|c| c.address == command.target && &c.blueprint == blueprint),
+            morphogen_contracts::CommandKind::Advance { .. } => None,
+        })
+        .collect()
 }
 
 fn count(system: &SystemState, f: impl Fn(&SeedInfo) -> bool) -> usize {

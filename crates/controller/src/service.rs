@@ -3,7 +3,8 @@
 //! group; a state a replica read and never answered (it died) is taken over by another after
 //! [`ServiceOptions::reclaim_after`].
 
-use crate::{DecisionReply, DecisionRequest, Refusal};
+use crate::{DecisionReply, DecisionRequest, NeuralPolicy, Refusal};
+use std::sync::Arc;
 use morphogen_bus::{Bus, BusError, Delivery, Outgoing, Reader};
 use serde::Deserialize;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -65,13 +66,21 @@ pub struct ControllerService<B: Bus> {
     runs: Vec<String>,
     scanned: Option<Instant>,
     reclaimed: Instant,
+    policy: Option<Arc<NeuralPolicy>>,
 }
 
 impl<B: Bus> ControllerService<B> {
     /// A service reading `bus` as the consumer `name` (unique among replicas).
     pub fn new(bus: B, name: impl Into<String>, options: ServiceOptions) -> Self {
         let name = name.into();
-        Self { bus, name, options, runs: Vec::new(), scanned: None, reclaimed: Instant::now() }
+        Self { bus, name, options, runs: Vec::new(), scanned: None, reclaimed: Instant::now(), policy: None }
+    }
+
+    /// Lets `policy` decide every run's growth (each run's own settings still set the budgets
+    /// and gates).
+    pub fn with_policy(mut self, policy: Arc<NeuralPolicy>) -> Self {
+        self.policy = Some(policy);
+        self
     }
 
     /// Its consumer name: the controller identity runs record with each decision.
@@ -132,7 +141,7 @@ impl<B: Bus> ControllerService<B> {
         let run = delivery.envelope.run.clone();
         let reply = DecisionRequest::deserialize(&delivery.payload)
             .map_err(|e| format!("not a decision request: {e}"))
-            .and_then(|request| request.answer().map_err(|e| format!("refused: {e}")));
+            .and_then(|request| request.answer(self.policy.as_ref()).map_err(|e| format!("refused: {e}")));
         let reply: DecisionReply = match reply {
             Ok(reply) => reply,
             Err(reason) => {

@@ -160,6 +160,9 @@ pub enum ErrorKind {
     Bus,
     /// Data-parallel replicas failed to communicate or fell out of lockstep.
     Replicas,
+    /// The neural controller's policy could not be loaded or could not decide: the heuristic
+    /// decided instead (the run goes on).
+    Policy,
     /// Reported by other code through [`Signals`](crate::Signals) under its own judgement.
     Other,
 }
@@ -178,6 +181,7 @@ impl ErrorKind {
             ErrorKind::Diverged => "diverged",
             ErrorKind::Bus => "bus",
             ErrorKind::Replicas => "replicas",
+            ErrorKind::Policy => "policy",
             ErrorKind::Other => "other",
         }
     }

@@ -292,6 +292,9 @@ impl Trainer {
                 }
             },
         };
+        if let Some(why) = &decisions.fallback {
+            observer.error(ErrorKind::Policy, &format!("epoch {epoch}: {why}"));
+        }
         observer.decided(epoch, &source);
         decide.record("controller", source.controller());
         decide.record("commands", decisions.commands.len() as i64);

@@ -122,7 +122,7 @@ fn stutter(mut bus: InProcessBus, stop: Arc<AtomicBool>) {
             continue;
         };
         let asked: DecisionRequest = serde_json::from_value(request.payload.clone()).unwrap();
-        let reply = serde_json::to_value(asked.answer().unwrap()).unwrap();
+        let reply = serde_json::to_value(asked.answer(None).unwrap()).unwrap();
         for (old, old_reply) in &sent {
             bus.publish(Outgoing::decision(old, "stutter", old_reply)).unwrap();
         }

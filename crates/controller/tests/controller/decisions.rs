@@ -1,72 +1,8 @@
 //! The controller on scripted telemetry: plateaus, budgets, embargo, quarantine and gates.
 
-use morphogen_contracts::{
-    CommandKind, GlobalMetrics, LayerHealthReport, LayerState, Score, SeedEvaluation, SeedHealth, SeedInfo, Stage,
-    SystemState,
-};
+use crate::fixtures::{dormant_layer, germinated, health, layer, seed, system, with_stage};
+use morphogen_contracts::{CommandKind, Score, SeedEvaluation, SeedHealth, Stage};
 use morphogen_controller::{Controller, ControllerConfig, GrowthTrigger, SiteSelection};
-
-fn seed(id: usize, stage: Stage) -> SeedInfo {
-    SeedInfo {
-        seed: id,
-        stage,
-        blueprint: None,
-        strategy: None,
-        alpha: 0.0,
-        epochs_in_stage: 1,
-        embargo_epochs_left: 0,
-        failures: 0,
-        chunk: id * 4..id * 4 + 4,
-    }
-}
-
-fn health(id: usize, variance: f32, dead: f32) -> SeedHealth {
-    SeedHealth {
-        seed: id,
-        stage: Stage::Dormant,
-        alpha: 0.0,
-        mean: 0.0,
-        variance,
-        dead_ratio: dead,
-        correlation: 0.0,
-        blueprint_rms: 0.0,
-    }
-}
-
-fn layer(name: &str, seeds: Vec<SeedInfo>, health: Vec<SeedHealth>) -> LayerState {
-    LayerState {
-        layer: name.into(),
-        host: "Linear".into(),
-        seeds,
-        health: LayerHealthReport { layer: name.into(), samples: 100, seeds: health },
-        blueprint_params: [("residual_mlp".to_string(), 100)].into(),
-    }
-}
-
-fn dormant_layer(name: &str, n: usize) -> LayerState {
-    layer(name, (0..n).map(|i| seed(i, Stage::Dormant)).collect(), (0..n).map(|i| health(i, 1.0, 0.0)).collect())
-}
-
-fn system(epoch: u32, val_accuracy: f32, layers: Vec<LayerState>) -> SystemState {
-    let metrics = GlobalMetrics {
-        epoch,
-        step: epoch as u64 * 10,
-        train_loss: 0.5,
-        train_accuracy: 0.8,
-        val_loss: 0.5,
-        val_accuracy,
-        score: Score::Accuracy,
-    };
-    SystemState { metrics, layers, evaluations: vec![], params_added: 0 }
-}
-
-fn germinated(d: &morphogen_contracts::Decisions) -> Vec<(String, usize)> {
-    d.commands
-        .iter()
-        .filter(|c| matches!(c.kind, CommandKind::Germinate { .. }))
-        .map(|c| (c.target.layer.clone(), c.target.seed))
-        .collect()
-}
 
 #[test]
 fn grows_at_the_unhealthiest_seed_only_on_a_plateau() {
@@ -163,13 +99,6 @@ fn embargoed_and_quarantined_seeds_do_not_grow() {
     l.seeds[1].failures = 3;
     ctl.step(&system(1, 0.5, vec![l.clone()]));
     assert_eq!(germinated(&ctl.step(&system(2, 0.5, vec![l]))), vec![("fc1".to_string(), 2)]);
-}
-
-fn with_stage(stage: Stage, epochs: u32, h: SeedHealth) -> LayerState {
-    let mut s = seed(0, stage);
-    s.epochs_in_stage = epochs;
-    s.alpha = 1.0;
-    layer("fc1", vec![s], vec![h])
 }
 
 fn only(d: &morphogen_contracts::Decisions) -> (Stage, String) {

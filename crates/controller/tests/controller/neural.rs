@@ -1,0 +1,181 @@
+//! The neural policy: it learns the heuristic's choices, keeps every budget and gate, explains
+//! itself, learns from rewards in the right direction, and a policy file that is missing,
+//! damaged or made for other features is refused with a typed error.
+
+use crate::fixtures::{germinated, health, varied_system, with_stage};
+use morphogen_contracts::{CommandKind, Stage};
+use morphogen_controller::{
+    Controller, ControllerConfig, DecisionRecord, NeuralPolicy, Observation, PolicyError, PolicyLearner,
+    CANDIDATE_FEATURES,
+};
+use proptest::prelude::*;
+use std::sync::Arc;
+
+fn config() -> ControllerConfig {
+    ControllerConfig { max_germinations_per_epoch: 2, ..Default::default() }
+}
+
+/// The heuristic's growth decisions on states drawn from `keys`.
+fn heuristic_records(keys: std::ops::Range<u64>) -> Vec<DecisionRecord> {
+    keys.flat_map(|key| {
+        let mut controller = Controller::new(config()).unwrap().recording();
+        controller.step(&varied_system(key, 1, 3, 12));
+        controller.trace().to_vec()
+    })
+    .collect()
+}
+
+fn temp_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("morphogen-policy-{name}-{}", std::process::id()));
+    std::fs::remove_dir_all(&dir).ok();
+    dir
+}
+
+#[test]
+fn imitation_learns_to_pick_the_seeds_the_heuristic_picks_on_states_it_never_saw() {
+    let mut learner = PolicyLearner::new(NeuralPolicy::untrained(32, 7), 3e-3);
+    let records = heuristic_records(0..24);
+    let first = learner.imitate(&records);
+    let mut last = first;
+    for _ in 0..150 {
+        last = learner.imitate(&records);
+    }
+    assert!(last < first * 0.5, "the imitation loss fell from {first} to {last}");
+    let policy = Arc::new(learner.policy(serde_json::Value::Null));
+    let (mut same, mut total) = (0, 0);
+    for key in 100..110 {
+        let state = varied_system(key, 1, 3, 12);
+        let heuristic = germinated(&Controller::new(config()).unwrap().step(&state));
+        let neural = germinated(&Controller::new(config()).unwrap().with_policy(policy.clone()).step(&state));
+        same += neural.iter().filter(|g| heuristic.contains(g)).count();
+        total += heuristic.len();
+    }
+    assert!(same * 10 >= total * 7, "the policy agreed with the heuristic on {same} of {total} held-out picks");
+}
+
+#[test]
+fn a_rewarded_decision_becomes_more_likely_and_a_punished_one_less() {
+    let record = heuristic_records(5..6).remove(0);
+    for (advantage, grows) in [(1.0, true), (-1.0, false)] {
+        let mut learner = PolicyLearner::new(NeuralPolicy::untrained(16, 3), 1e-2);
+        let before = learner.policy(serde_json::Value::Null).log_probability(&record);
+        for _ in 0..10 {
+            learner.reinforce([(&record, advantage)]);
+        }
+        let after = learner.policy(serde_json::Value::Null).log_probability(&record);
+        assert_eq!(after > before, grows, "advantage {advantage}: log p {before} -> {after}");
+    }
+}
+
+#[test]
+fn the_policy_keeps_every_budget_and_never_skips_a_gate() {
+    let policy = Arc::new(NeuralPolicy::untrained(16, 11));
+    proptest!(ProptestConfig::with_cases(24), |(key in 0u64..1000, picks in 0usize..5, per_layer in 1usize..4, budget in 0usize..400)| {
+        let config = ControllerConfig {
+            max_germinations_per_epoch: picks,
+            max_active_per_layer: per_layer,
+            param_budget: budget,
+            ..Default::default()
+        };
+        let mut state = varied_system(key, 2, 3, 10);
+        // A seed due for its training gate with an unbounded blueprint output: the gate culls it.
+        let mut gated = health(0, 1.0, 0.0);
+        gated.blueprint_rms = 1e6;
+        state.layers[0] = with_stage(Stage::Training, 1, gated);
+        let decisions = Controller::new(config.clone()).unwrap().with_policy(policy.clone()).step(&state);
+        let grown = germinated(&decisions);
+        let cost: usize = decisions.commands.iter().filter_map(|c| match &c.kind {
+            CommandKind::Germinate { blueprint, .. } => state.layers.iter().find(|l| l.layer == c.target.layer).map(|l| l.blueprint_params[blueprint]),
+            CommandKind::Advance { .. } => None,
+        }).sum();
+        prop_assert!(grown.len() <= picks);
+        prop_assert!(cost <= budget);
+        for layer in &state.layers {
+            let held = layer.seeds.iter().filter(|s| s.stage.holds_blueprint()).count();
+            prop_assert!(held + grown.iter().filter(|(l, _)| *l == layer.layer).count() <= per_layer.max(held));
+        }
+        let culled = decisions.commands.iter().any(|c| c.target.layer == state.layers[0].layer
+            && c.kind == CommandKind::Advance { to: Stage::Culled });
+        prop_assert!(culled, "the training gate still culled the unbounded seed: {:?}", decisions.commands);
+    });
+}
+
+#[test]
+fn each_germination_carries_its_score_and_the_features_behind_it() {
+    let policy = Arc::new(NeuralPolicy::untrained(16, 5));
+    let mut controller = Controller::new(config()).unwrap().with_policy(policy.clone());
+    let state = varied_system(9, 1, 2, 8);
+    let observation = Observation::of(&state, &config(), controller.state());
+    let decisions = controller.step(&state);
+    let choice = policy.choose(&observation, morphogen_controller::Picking::Greedy, 1).unwrap();
+    assert_eq!(germinated(&decisions).len(), choice.picks.len());
+    for (command, pick) in decisions.commands.iter().zip(&choice.picks) {
+        assert!(command.reason.starts_with(&format!("neural policy: score {:.3}", pick.score)), "{}", command.reason);
+        let top = policy.explain(&observation, pick.candidate, 3);
+        assert_eq!(top.len(), 3);
+        for effect in &top {
+            assert!(CANDIDATE_FEATURES.contains(&effect.feature));
+            assert!(command.reason.contains(effect.feature), "{} names {}", command.reason, effect.feature);
+        }
+        assert!(top.windows(2).all(|w| w[0].effect.abs() >= w[1].effect.abs()), "largest effect first");
+    }
+}
+
+#[test]
+fn scores_that_are_not_finite_fall_back_to_the_heuristic_with_the_reason() {
+    let policy = Arc::new(NeuralPolicy::untrained(16, 5));
+    let mut state = varied_system(3, 1, 2, 8);
+    state.layers[1].health.seeds[4].variance = f32::NAN;
+    let neural = Controller::new(config()).unwrap().with_policy(policy).step(&state);
+    let heuristic = Controller::new(config()).unwrap().step(&state);
+    let why = neural.fallback.as_deref().expect("a fallback is reported");
+    assert!(why.contains("not finite") || why.contains("NaN"), "{why}");
+    assert_eq!(germinated(&neural), germinated(&heuristic));
+}
+
+#[test]
+fn sampling_repeats_for_a_key_and_varies_between_keys() {
+    let policy = Arc::new(NeuralPolicy::untrained(16, 2));
+    let state = varied_system(1, 1, 3, 12);
+    let run = |key| germinated(&Controller::new(config()).unwrap().with_policy(policy.clone()).exploring(key).step(&state));
+    assert_eq!(run(4), run(4));
+    assert!((0..20).any(|key| run(key) != run(4)), "twenty keys drew the same picks");
+}
+
+#[test]
+fn a_saved_policy_loads_back_identical_and_damage_is_refused_by_name() {
+    let dir = temp_dir("files");
+    let path = dir.join("grow.policy");
+    let policy = NeuralPolicy::untrained(16, 9);
+    policy.save(&path, serde_json::json!({ "episodes": 0 })).unwrap();
+    let state = varied_system(2, 1, 2, 6);
+    let observation = Observation::of(&state, &config(), &Default::default());
+    let loaded = NeuralPolicy::load(&path).unwrap();
+    assert_eq!(
+        loaded.choose(&observation, morphogen_controller::Picking::Sample(1), 1).unwrap(),
+        policy.choose(&observation, morphogen_controller::Picking::Sample(1), 1).unwrap()
+    );
+    assert_eq!(loaded.manifest().training["episodes"], 0);
+
+    assert!(matches!(policy.save(&path, serde_json::Value::Null), Err(PolicyError::Exists { .. })));
+    assert!(NeuralPolicy::load(&path).is_ok(), "the refused save left the policy intact");
+    assert!(matches!(NeuralPolicy::load(&dir.join("missing.policy")), Err(PolicyError::Io { .. })));
+
+    let weights = path.join("weights.safetensors");
+    let mut bytes = std::fs::read(&weights).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x40;
+    std::fs::write(&weights, &bytes).unwrap();
+    let damaged = NeuralPolicy::load(&path).unwrap_err();
+    assert!(matches!(damaged, PolicyError::Corrupt { .. }), "{damaged}");
+    assert!(damaged.to_string().contains("hash"), "{damaged}");
+
+    let manifest = path.join("manifest.json");
+    let text = std::fs::read_to_string(&manifest).unwrap().replace("\"schema_version\": 1", "\"schema_version\": 99");
+    std::fs::write(&manifest, text).unwrap();
+    let other = NeuralPolicy::load(&path).unwrap_err();
+    assert!(matches!(other, PolicyError::Mismatch { .. }) && other.to_string().contains("99"), "{other}");
+    std::fs::write(&manifest, "{ not json").unwrap();
+    assert!(matches!(NeuralPolicy::load(&path), Err(PolicyError::Corrupt { .. })));
+    std::fs::remove_dir_all(&dir).ok();
+}
