@@ -1,10 +1,14 @@
 //! `morphogen controller serve`: the growth controller as a service on the message bus, serving
-//! every run there until SIGINT or SIGTERM.
+//! every run there until SIGINT or SIGTERM; `morphogen controller train-policy`: teaches the
+//! neural controller's policy (see the `policy` module).
 
 use crate::error::CliError;
 use crate::stop::StopSignal;
 use clap::Subcommand;
-use morphogen::controller::{ControllerService, Handled, ServiceOptions};
+use crate::policy::{train_policy, TrainPolicyArgs};
+use crate::train::args::ControllerArg;
+use morphogen::controller::{ControllerService, Handled, NeuralPolicy, ServiceOptions};
+use std::sync::Arc;
 use morphogen_bus::{BusError, BusOptions, RedisBus};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -33,7 +37,18 @@ pub enum ControllerCommand {
         /// Print nothing per decision (failures are still shown).
         #[arg(long)]
         quiet: bool,
+        /// Who decides growth: the heuristic, or the neural policy `--policy` (each run's own
+        /// budgets and gates still hold). A policy that cannot be loaded leaves growth to the
+        /// heuristic, with a warning.
+        #[arg(long, value_enum, default_value_t = ControllerArg::Heuristic, requires_if("neural", "policy"))]
+        controller: ControllerArg,
+        /// The policy folder for `--controller neural`.
+        #[arg(long, value_name = "DIR")]
+        policy: Option<PathBuf>,
     },
+    /// Teach the neural controller's policy on short growth episodes: imitate the heuristic,
+    /// then improve on it by policy gradient (see `docs/controller.md`).
+    TrainPolicy(Box<TrainPolicyArgs>),
 }
 
 /// How long to wait for the server at start and on each call.
@@ -41,7 +56,12 @@ const SERVER_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Runs a `morphogen controller` command.
 pub fn run(command: &ControllerCommand) -> Result<(), CliError> {
-    let ControllerCommand::Serve { bus, ca_file, name, reclaim_after_secs, quiet } = command;
+    let (bus, ca_file, name, reclaim_after_secs, quiet, controller, policy) = match command {
+        ControllerCommand::TrainPolicy(args) => return train_policy(args),
+        ControllerCommand::Serve { bus, ca_file, name, reclaim_after_secs, quiet, controller, policy } => {
+            (bus, ca_file, name, reclaim_after_secs, quiet, controller, policy)
+        }
+    };
     keep_freed_memory();
     let options = BusOptions { ca_file: ca_file.clone(), ..BusOptions::default() };
     let connected = RedisBus::connect(bus, options, SERVER_TIMEOUT)?;
@@ -49,6 +69,12 @@ pub fn run(command: &ControllerCommand) -> Result<(), CliError> {
     let name = name.clone().unwrap_or_else(default_name);
     let options = ServiceOptions { reclaim_after: Duration::from_secs(*reclaim_after_secs), ..Default::default() };
     let mut service = ControllerService::new(connected, name, options);
+    if let (ControllerArg::Neural, Some(path)) = (controller, policy) {
+        match NeuralPolicy::load(path) {
+            Ok(policy) => service = service.with_policy(Arc::new(policy)),
+            Err(error) => eprintln!("warning: {error}; the heuristic decides growth"),
+        }
+    }
     let stop = StopSignal::install()?;
     eprintln!("controller {} serving every run on {url} (stop with Ctrl-C)", service.name());
     let mut down = false;

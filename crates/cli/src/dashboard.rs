@@ -3,7 +3,7 @@
 
 use crate::error::CliError;
 use clap::Args;
-use morphogen_dashboard::{write_report, RunSet, Server};
+use morphogen_dashboard::{write_policy_report, write_report, PolicyFolder, RunSet, Server};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -21,7 +21,8 @@ pub struct DashboardArgs {
 /// Flags of `morphogen report`.
 #[derive(Args, Debug)]
 pub struct ReportArgs {
-    /// A run folder (`runs/<name>`).
+    /// A run folder (`runs/<name>`), or a policy folder (`morphogen controller train-policy
+    /// --out`, recognised by its `manifest.json`).
     pub path: PathBuf,
     /// The HTML file to write.
     #[arg(short, long, value_name = "FILE", default_value = "report.html")]
@@ -50,8 +51,12 @@ pub fn dashboard(args: &DashboardArgs) -> Result<(), CliError> {
     Ok(server.run()?)
 }
 
-/// `morphogen report`: writes the self-contained HTML report of one run.
+/// `morphogen report`: writes the self-contained HTML report of one run, or of one policy
+/// folder (its manifest, training curves and feature importance).
 pub fn report(args: &ReportArgs) -> Result<(), CliError> {
+    if PolicyFolder::has_manifest(&args.path) {
+        return policy_report(args);
+    }
     let runs = RunSet::open(&args.path)?;
     let [run] = runs.runs() else {
         let names: Vec<&str> = runs.runs().iter().map(|r| r.name()).collect();
@@ -65,6 +70,17 @@ pub fn report(args: &ReportArgs) -> Result<(), CliError> {
     }
     write_report(run, &args.output)?;
     eprintln!("wrote {} (run {}, {} epochs)", args.output.display(), run.name(), run.metrics().len());
+    Ok(())
+}
+
+/// `morphogen report` of a policy folder.
+fn policy_report(args: &ReportArgs) -> Result<(), CliError> {
+    let policy = PolicyFolder::open(&args.path)?;
+    for message in policy.messages() {
+        eprintln!("note: {message}");
+    }
+    write_policy_report(&policy, &args.output)?;
+    eprintln!("wrote {} (policy {}, {} episodes)", args.output.display(), policy.name(), policy.episodes().len());
     Ok(())
 }
 

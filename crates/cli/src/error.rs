@@ -66,6 +66,9 @@ pub enum CliError {
         /// Where the run stopped and how to resume it.
         message: String,
     },
+    /// A policy file could not be read or written.
+    #[error(transparent)]
+    Policy(#[from] morphogen::controller::PolicyError),
     /// The rows could not be encoded as JSON.
     #[error("cannot encode the rows as JSON: {0}")]
     Json(#[from] serde_json::Error),
@@ -83,6 +86,7 @@ impl CliError {
             CliError::Flags(error) if error.is_user_error() => 2,
             CliError::Dashboard(error) if error.is_user_error() => 2,
             CliError::Bus(morphogen_bus::BusError::BadUrl { .. }) => 2,
+            CliError::Policy(_) => 2,
             // The shell's convention for a process ended by a signal.
             CliError::Stopped { signal, .. } => 128 + *signal as u8,
             _ => 1,

@@ -16,6 +16,7 @@ mod dashboard;
 mod error;
 mod flags;
 mod info;
+mod policy;
 mod stop;
 mod train;
 

@@ -44,7 +44,7 @@ pub use models::{
 pub use replica::{Replica, ReplicaConfig};
 pub use resources::{process_rss_bytes, LayerResources, Resources};
 pub use rules::RollbackRule;
-pub use run_config::{RunConfig, RunSection, DEFAULT_RUN_NAME};
+pub use run_config::{ControllerKind, RunConfig, RunSection, DEFAULT_RUN_NAME};
 pub use signals::Signals;
 pub use task::{StepOutput, Task, TaskData, TaskModel};
 pub use tasks::{ImageBatch, ImageClassification, ImageItem, NextCharacter, TextBatch, TextItem};

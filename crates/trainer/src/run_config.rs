@@ -33,6 +33,22 @@ pub struct RunSection {
     /// The backend's devices to train on, by index, one data-parallel replica each (empty: the
     /// backend's default device alone). An index may repeat: two replicas on one device.
     pub devices: Vec<usize>,
+    /// Who decides growth: the heuristic, or a neural policy (`policy`).
+    pub controller: ControllerKind,
+    /// The policy folder the neural controller loads (`morphogen controller train-policy`
+    /// writes one). A missing or damaged policy leaves growth to the heuristic, with a warning.
+    pub policy: Option<PathBuf>,
+}
+
+/// Who decides growth (`[run] controller`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ControllerKind {
+    /// The heuristic: grow at the unhealthiest seeds by the configured trigger.
+    #[default]
+    Heuristic,
+    /// A trained neural policy decides where, what and when to grow; the heuristic's gates stay.
+    Neural,
 }
 
 impl Default for RunSection {
@@ -47,6 +63,8 @@ impl Default for RunSection {
             growth: true,
             runs_dir: "runs".into(),
             devices: Vec::new(),
+            controller: ControllerKind::Heuristic,
+            policy: None,
         }
     }
 }
@@ -114,6 +132,14 @@ impl RunConfig {
         self.controller.validate()?;
         self.bus.validate()?;
         self.check_devices()?;
+        if self.run.controller == ControllerKind::Neural && self.run.policy.is_none() {
+            return Err(MorphogenError::InvalidConfig {
+                component: "run.policy".into(),
+                problem: "the neural controller needs a policy".into(),
+                hint: "pass --policy <folder> (made by `morphogen controller train-policy`)".into(),
+            }
+            .into());
+        }
         Ok(())
     }
 

@@ -2,7 +2,7 @@
 
 use crate::backend::BackendKind;
 use clap::Args;
-use morphogen::trainer::{LrSchedule, ModelKind, TaskKind};
+use morphogen::trainer::{ControllerKind, LrSchedule, ModelKind, TaskKind};
 use morphogen::Precision;
 use std::path::PathBuf;
 
@@ -108,6 +108,15 @@ pub struct TrainArgs {
     /// `message_bus` flag is on for this run's name. Timeout and fallback: the `[bus]` table.
     #[arg(long, value_name = "URL")]
     pub bus: Option<String>,
+    /// Who decides growth: the heuristic, or the neural policy `--policy` (within the same
+    /// budgets and gates). With `--flags`, neural only where the `neural_controller` flag is on
+    /// for this run's name.
+    #[arg(long, value_enum)]
+    pub controller: Option<ControllerArg>,
+    /// The policy folder for `--controller neural` (made by `morphogen controller
+    /// train-policy`); also what `morphogen bench growth`'s `neural` variant uses.
+    #[arg(long, value_name = "DIR")]
+    pub policy: Option<PathBuf>,
     /// For a `rediss://` bus: a PEM file of the certificate authorities to trust instead of
     /// the system's.
     #[arg(long, value_name = "FILE")]
@@ -157,6 +166,24 @@ pub enum TraceLevel {
     Debug,
     /// Also every seeded layer's forward work.
     Trace,
+}
+
+/// Who decides growth, on the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ControllerArg {
+    /// Grow at the unhealthiest seeds by the configured trigger.
+    Heuristic,
+    /// A trained neural policy (`--policy`) decides where, what and when to grow.
+    Neural,
+}
+
+impl From<ControllerArg> for ControllerKind {
+    fn from(controller: ControllerArg) -> Self {
+        match controller {
+            ControllerArg::Heuristic => ControllerKind::Heuristic,
+            ControllerArg::Neural => ControllerKind::Neural,
+        }
+    }
 }
 
 /// Model presets on the command line.

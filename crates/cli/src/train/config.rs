@@ -3,7 +3,7 @@
 
 use super::args::TrainArgs;
 use crate::error::CliError;
-use morphogen::trainer::{LrSchedule, ModelKind, RunConfig, TaskKind, DEFAULT_RUN_NAME};
+use morphogen::trainer::{ControllerKind, LrSchedule, ModelKind, RunConfig, TaskKind, DEFAULT_RUN_NAME};
 use morphogen::Precision;
 use morphogen_flags::Feature;
 
@@ -48,6 +48,8 @@ pub fn resolve(args: &TrainArgs) -> Result<RunConfig, CliError> {
     config.set_growth(config.run.growth);
     config.bus.url = args.bus.clone().or(config.bus.url);
     config.bus.ca_file = args.bus_ca_file.clone().or(config.bus.ca_file);
+    set(&mut config.run.controller, args.controller.map(ControllerKind::from));
+    config.run.policy = args.policy.clone().or(config.run.policy);
     if let Some(path) = &args.flags {
         apply_flags(&mut config, path);
     }
@@ -64,7 +66,8 @@ pub fn resolve(args: &TrainArgs) -> Result<RunConfig, CliError> {
     Ok(config)
 }
 
-/// What the flag file decides for this run: the kernels, and whether it talks to the bus.
+/// What the flag file decides for this run: the kernels, whether it talks to the bus, and
+/// whether a neural policy decides its growth.
 fn apply_flags(config: &mut RunConfig, path: &std::path::Path) {
     let (flags, warning) = morphogen_flags::Flags::load(path);
     if let Some(warning) = warning {
@@ -75,6 +78,10 @@ fn apply_flags(config: &mut RunConfig, path: &std::path::Path) {
     if config.bus.url.is_some() && !flags.is_enabled_for(Feature::MessageBus, name) {
         eprintln!("the message_bus flag is off for run {name}: its controller runs in this process");
         config.bus.url = None;
+    }
+    if config.run.controller == ControllerKind::Neural && !flags.is_enabled_for(Feature::NeuralController, name) {
+        eprintln!("the neural_controller flag is off for run {name}: the heuristic decides its growth");
+        config.run.controller = ControllerKind::Heuristic;
     }
 }
 

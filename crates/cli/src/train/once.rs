@@ -6,9 +6,9 @@ use morphogen::burn::module::{AutodiffModule, Module, ModuleVisitor, Param};
 use morphogen::burn::optim::AdamConfig;
 use morphogen::burn::tensor::backend::{AutodiffBackend, Backend};
 use morphogen::burn::tensor::Tensor;
-use morphogen::controller::Controller;
+use morphogen::controller::{Controller, DecisionRecord, NeuralPolicy};
 use morphogen::trainer::RunConfig;
-use morphogen::trainer::{EventLog, Observer, ReplicaConfig, Stopped, Task, TaskData, TaskModel, Trainer};
+use morphogen::trainer::{ControllerKind, ErrorKind, EventLog, Observer, ReplicaConfig, Stopped, Task, TaskData, TaskModel, Trainer};
 use morphogen::{GlobalMetrics, SeededModel, Stage, TransitionEvent};
 use morphogen_bus::RedisBus;
 use std::sync::atomic::AtomicBool;
@@ -32,6 +32,8 @@ pub struct RunResult<M> {
     pub seconds: f64,
     /// Where the run stopped, when a stop was requested before its end.
     pub stopped: Option<Stopped>,
+    /// The controller's growth decisions, when it was recording them.
+    pub trace: Vec<DecisionRecord>,
 }
 
 impl<M> RunResult<M> {
@@ -74,8 +76,26 @@ pub struct Lifetime {
     pub replica: Option<ReplicaConfig>,
 }
 
-/// Trains `model` once with Adam as `config` says.
+/// The controller `config` asks for: the heuristic, or one whose growth a neural policy
+/// decides. A policy that cannot be loaded is reported to `observer` (a warning, an incident,
+/// a metric) and the heuristic decides instead.
+pub fn controller_for(config: &RunConfig, observer: &mut dyn Observer) -> Result<Controller, CliError> {
+    let controller = Controller::new(config.controller.clone())?;
+    let (ControllerKind::Neural, Some(path)) = (config.run.controller, &config.run.policy) else {
+        return Ok(controller);
+    };
+    match NeuralPolicy::load(path) {
+        Ok(policy) => Ok(controller.with_policy(Arc::new(policy))),
+        Err(error) => {
+            observer.error(ErrorKind::Policy, &format!("{error}; the heuristic decides growth"));
+            Ok(controller)
+        }
+    }
+}
+
+/// Trains `model` once with Adam as `config` says, `controller` deciding.
 pub fn train_once<B, M, T>(
+    controller: Controller,
     model: M,
     config: &RunConfig,
     data: &TaskData<T>,
@@ -89,7 +109,6 @@ where
     M: AutodiffModule<B> + SeededModel<B> + TaskModel<B, T>,
     M::InnerModule: SeededModel<B::InnerBackend> + TaskModel<B::InnerBackend, T>,
 {
-    let controller = Controller::new(config.controller.clone())?;
     let mut trainer = Trainer::new(config.trainer.clone(), controller, events)?;
     if let Some(url) = &config.bus.url {
         let bus = RedisBus::open(url, config.bus.options(), config.bus.decision_timeout())?;
@@ -121,5 +140,6 @@ where
         host_params,
         seconds: start.elapsed().as_secs_f64(),
         stopped: outcome.stopped,
+        trace: trainer.controller().trace().to_vec(),
     })
 }

@@ -3,7 +3,7 @@
 //! and the checkpoints, and alone talks to a controller service; the others train their shard
 //! of every batch in lockstep with it.
 
-use super::once::{train_once, Lifetime, RunResult};
+use super::once::{controller_for, train_once, Lifetime, RunResult};
 use crate::error::CliError;
 use morphogen::burn::module::AutodiffModule;
 use morphogen::burn::tensor::backend::AutodiffBackend;
@@ -48,10 +48,14 @@ impl<T: Task> Replicated<'_, T> {
                 .map(|(rank, model)| {
                     let (follower, lifetime) = (&follower, member(rank));
                     let events = EventLog::in_memory();
-                    scope.spawn(move || train_once(model, follower, data, events, lifetime, &mut ()).map(drop))
+                    scope.spawn(move || {
+                        train_once(controller_for(follower, &mut ())?, model, follower, data, events, lifetime, &mut ())
+                            .map(drop)
+                    })
                 })
                 .collect();
-            let result = train_once(lead, config, data, events, member(0), observer);
+            let result = controller_for(config, observer)
+                .and_then(|controller| train_once(controller, lead, config, data, events, member(0), observer));
             let followers = handles
                 .into_iter()
                 .zip(1..)

@@ -2,7 +2,7 @@
 //! the preset model, the run folder, training and the results.
 
 use super::data::{image_data, text_data};
-use super::once::{train_once, Lifetime};
+use super::once::{controller_for, train_once, Lifetime};
 use super::progress::{Progress, RunMode};
 use super::replicas::Replicated;
 use super::resume::agree_with_checkpoint;
@@ -125,7 +125,7 @@ impl Training<'_> {
         }
         let lifetime = Lifetime { resume: mode.resume, stop: Some(stop.flag.clone()), replica: None };
         let result = if others.is_empty() {
-            train_once(model, config, data, events, lifetime, &mut observer)?
+            train_once(controller_for(config, &mut observer)?, model, config, data, events, lifetime, &mut observer)?
         } else {
             eprintln!(
                 "data parallel: {} replicas, each on a shard of every batch of {}",

@@ -9,5 +9,6 @@ mod info_and_bench;
 mod kill;
 mod load;
 mod metrics;
+mod policy;
 mod tracing;
 mod train;

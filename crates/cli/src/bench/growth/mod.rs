@@ -35,7 +35,7 @@ pub struct GrowthArgs {
     #[arg(long, default_value_t = 3)]
     pub repeats: u64,
     /// The variants to run (`enlarged` needs `growing`), run and listed in this order:
-    /// static, growing, random-sites, enlarged, full.
+    /// static, growing, random-sites, neural (needs --policy), enlarged, full.
     #[arg(long, value_enum, value_delimiter = ',', default_value = "static,growing,enlarged,full")]
     pub variants: Vec<Variant>,
     /// The full host's trainable parameters, as a multiple of the host's.
@@ -51,7 +51,7 @@ pub fn run(args: &GrowthArgs) -> Result<(), CliError> {
     let mut variants = args.variants.clone();
     variants.sort();
     variants.dedup();
-    let plan = Plan { variants, repeats: args.repeats, full_ratio: args.full_ratio };
+    let plan = Plan { variants, repeats: args.repeats, full_ratio: args.full_ratio, policy: args.run.policy.clone() };
     plan.validate()?;
     let mut json = JsonFile::create(args.json.as_deref())?;
     let base = config::resolve(&args.run)?;

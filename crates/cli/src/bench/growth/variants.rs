@@ -6,13 +6,14 @@ use super::meter::RunMeter;
 use crate::error::CliError;
 use crate::train::data::{image_data, text_data};
 use crate::train::once::trainable_params;
-use crate::train::once::{train_once, Lifetime};
+use crate::train::once::{controller_for, train_once, Lifetime};
 use morphogen::burn::data::dataset::Dataset;
 use morphogen::burn::module::AutodiffModule;
 use morphogen::burn::tensor::backend::AutodiffBackend;
-use morphogen::controller::SiteSelection;
+use morphogen::controller::{NeuralPolicy, SiteSelection};
+use std::path::PathBuf;
 use morphogen::trainer::RunConfig;
-use morphogen::trainer::{CountFlops, EventLog, ModelConfig, ModelKind, Task, TaskData, TaskModel};
+use morphogen::trainer::{ControllerKind, CountFlops, EventLog, ModelConfig, ModelKind, Task, TaskData, TaskModel};
 use morphogen::{MorphogenError, Score, SeededModel, Stage};
 use serde::Serialize;
 
@@ -26,6 +27,8 @@ pub enum Variant {
     /// Growing, with seeds germinated at random sites instead of the unhealthiest (the
     /// ablation of the controller's choice of sites).
     RandomSites,
+    /// Growing, its growth decided by the neural policy `--policy` (the same budgets and gates).
+    Neural,
     /// Static, the host enlarged to the parameter count `growing` ended with (its mean).
     Enlarged,
     /// Static, the host enlarged to `--full-ratio` times its parameters.
@@ -39,13 +42,15 @@ impl Variant {
             Variant::Static => "static",
             Variant::Growing => "growing",
             Variant::RandomSites => "random sites",
+            Variant::Neural => "neural",
             Variant::Enlarged => "enlarged",
             Variant::Full => "full",
         }
     }
 }
 
-/// What to run: the variants (sorted, once each), seeds per variant, the full host's size.
+/// What to run: the variants (sorted, once each), seeds per variant, the full host's size, the
+/// policy of the `neural` variant.
 #[derive(Clone, Debug)]
 pub struct Plan {
     /// The variants, in [`Variant`] order.
@@ -54,6 +59,8 @@ pub struct Plan {
     pub repeats: u64,
     /// The full host's parameters, as a multiple of the host's.
     pub full_ratio: f64,
+    /// The policy folder the `neural` variant loads.
+    pub policy: Option<PathBuf>,
 }
 
 impl Plan {
@@ -75,6 +82,14 @@ impl Plan {
         }
         if self.variants.contains(&Variant::Full) && !(self.full_ratio.is_finite() && self.full_ratio >= 1.0) {
             return bad("--full-ratio must be a finite number >= 1", "4 makes the full host about 4x the host");
+        }
+        if self.variants.contains(&Variant::Neural) {
+            let Some(policy) = &self.policy else {
+                return bad("the neural variant needs a policy", "pass --policy <folder>");
+            };
+            // Loaded here so that a bad policy stops the benchmark instead of measuring the
+            // heuristic under the neural variant's name.
+            NeuralPolicy::load(policy)?;
         }
         Ok(())
     }
@@ -190,6 +205,12 @@ where
         for &variant in &plan.variants {
             let config = match variant {
                 Variant::Static | Variant::Growing => self.base.clone(),
+                Variant::Neural => {
+                    let mut config = self.base.clone();
+                    config.run.controller = ControllerKind::Neural;
+                    config.run.policy = plan.policy.clone();
+                    config
+                }
                 Variant::RandomSites => {
                     let mut config = self.base.clone();
                     config.controller.sites = SiteSelection::Random;
@@ -198,7 +219,7 @@ where
                 Variant::Enlarged => self.sized(host + mean_params_added(&rows))?,
                 Variant::Full => self.sized((host as f64 * plan.full_ratio).round() as usize)?,
             };
-            let growth = matches!(variant, Variant::Growing | Variant::RandomSites);
+            let growth = matches!(variant, Variant::Growing | Variant::RandomSites | Variant::Neural);
             for seed in 1..=plan.repeats {
                 let row = self.one(&config, variant.name(), growth, seed)?;
                 // Each run as it ends: a long benchmark cut short keeps what it measured.
@@ -231,7 +252,9 @@ where
         let model = (self.build)(&config.model, &self.data.task, self.device)?;
         let profile = model.flop_profile(&self.data.task);
         let mut meter = RunMeter::new(profile, &config.trainer, self.data.train.len(), self.data.valid.len());
-        let run = train_once(model, &config, &self.data, EventLog::in_memory(), Lifetime::default(), &mut meter)?;
+        let controller = controller_for(&config, &mut meter)?;
+        let (events, lifetime) = (EventLog::in_memory(), Lifetime::default());
+        let run = train_once(controller, model, &config, &self.data, events, lifetime, &mut meter)?;
         let resources = meter.resources().cloned().unwrap_or_default();
         let seeded: f64 = resources.layers.iter().map(|l| l.seeded_seconds).sum();
         Ok(RunRow {

@@ -1,0 +1,141 @@
+//! `morphogen controller train-policy`: teaches a neural growth policy on short growth
+//! episodes of the presets asked for. First it records the heuristic controller's decisions
+//! and imitates them; then it improves on them by REINFORCE with a leave-one-out baseline (see
+//! `morphogen::controller::PolicyLearner`): groups of episodes share a preset and a training
+//! seed and differ only in the policy's draws. The reward is the final validation score less a
+//! cost per host's worth of parameters added. The policy, its manifest and the training curves
+//! (`training.jsonl`) go into the `--out` folder.
+
+mod episode;
+mod log;
+mod school;
+
+use crate::backend::{self, OnBackend};
+use crate::error::CliError;
+use crate::train::args::ModelArg;
+use clap::Args;
+use episode::Arena;
+use log::TrainingLog;
+use morphogen::burn::tensor::backend::AutodiffBackend;
+use morphogen::controller::PolicyError;
+use morphogen::trainer::{ModelKind, RunConfig};
+use morphogen::MorphogenError;
+use school::School;
+use std::path::PathBuf;
+
+/// Flags of `morphogen controller train-policy`.
+#[derive(Args, Debug)]
+pub struct TrainPolicyArgs {
+    /// Presets to learn on, taken in turn.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "mlp,cnn")]
+    pub model: Vec<ModelArg>,
+    /// Episodes in all, the heuristic's included.
+    #[arg(long, default_value_t = 200)]
+    pub episodes: usize,
+    /// The first episodes, whose decisions the heuristic takes and the policy imitates.
+    #[arg(long, default_value_t = 8)]
+    pub imitation_episodes: usize,
+    /// Episodes per policy-gradient step; they share a preset and a training seed.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(2..))]
+    pub group: u64,
+    /// Episodes of a group trained at once, one thread each (1: one after the other, and
+    /// exactly reproducible).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    pub parallel: u64,
+    /// The policy folder to write (it must not exist yet).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Reward lost per host's worth of parameters added (0: growth is free).
+    #[arg(long, default_value_t = 0.02)]
+    pub param_cost: f32,
+    /// Epochs per episode.
+    #[arg(long, default_value_t = 6)]
+    pub epochs: u32,
+    /// Optimizer steps per epoch of an episode.
+    #[arg(long, default_value_t = 60)]
+    pub steps_per_epoch: usize,
+    /// Validation examples per episode.
+    #[arg(long, default_value_t = 2000)]
+    pub valid_subset: usize,
+    /// Fashion-MNIST folder (for the image presets).
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<PathBuf>,
+    /// Units per hidden layer of the policy.
+    #[arg(long, default_value_t = 32)]
+    pub hidden: usize,
+    /// The policy's Adam learning rate.
+    #[arg(long, default_value_t = 3e-3)]
+    pub lr: f64,
+    /// Passes over the recorded heuristic decisions.
+    #[arg(long, default_value_t = 300)]
+    pub imitation_steps: usize,
+    /// Seed of the policy's weights, of its draws and of the episodes' training seeds.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Backend the episodes train on (the policy itself always runs on the CPU).
+    #[arg(long, value_enum, default_value_t = crate::backend::BackendKind::Ndarray)]
+    pub backend: crate::backend::BackendKind,
+}
+
+impl TrainPolicyArgs {
+    /// The run every episode starts from.
+    fn base(&self) -> RunConfig {
+        let mut base = RunConfig::default();
+        base.run.data = self.data.clone();
+        base.run.valid_subset = self.valid_subset;
+        base.trainer.epochs = self.epochs;
+        base.trainer.steps_per_epoch = Some(self.steps_per_epoch);
+        base.trainer.checkpoint_dir = None;
+        base
+    }
+
+    fn check(&self) -> Result<(), CliError> {
+        let bad = |problem: &str, hint: &str| {
+            Err(CliError::Engine(MorphogenError::InvalidConfig {
+                component: "controller train-policy".into(),
+                problem: problem.into(),
+                hint: hint.into(),
+            }))
+        };
+        if self.out.exists() {
+            return Err(PolicyError::Exists { path: self.out.clone() }.into());
+        }
+        if self.model.is_empty() || self.episodes == 0 {
+            return bad("nothing to learn from", "pass at least one --model and --episodes 1 or more");
+        }
+        if self.imitation_episodes > self.episodes {
+            return bad("--imitation-episodes exceeds --episodes", "the heuristic's episodes count towards --episodes");
+        }
+        if !(self.param_cost.is_finite() && self.param_cost >= 0.0) || self.hidden == 0 || self.epochs == 0 {
+            return bad("--param-cost, --hidden or --epochs is out of range", "use a cost >= 0 and sizes >= 1");
+        }
+        self.base().validate()?;
+        Ok(())
+    }
+}
+
+/// `morphogen controller train-policy`.
+pub fn train_policy(args: &TrainPolicyArgs) -> Result<(), CliError> {
+    args.check()?;
+    backend::run_on(args.backend, "policy-episodes", Learning { args })
+}
+
+struct Learning<'a> {
+    args: &'a TrainPolicyArgs,
+}
+
+impl OnBackend for Learning<'_> {
+    type Output = ();
+
+    fn run<B: AutodiffBackend>(self, device: &B::Device) -> Result<(), CliError> {
+        let args = self.args;
+        let presets: Vec<ModelKind> = args.model.iter().map(|&m| m.into()).collect();
+        let arena = Arena::<B>::new(args.base(), &presets, device.clone())?;
+        let log = TrainingLog::create(&args.out)?;
+        let (policy, summary, log) = School::new(args, arena, presets, log).teach()?;
+        policy.save(&args.out, summary)?;
+        log.finish(&args.out)?;
+        eprintln!("wrote {} ({} episodes; curves in training.jsonl, `morphogen report` draws them)", args.out.display(), args.episodes);
+        Ok(())
+    }
+}
