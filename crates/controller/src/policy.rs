@@ -57,6 +57,12 @@ impl Controller {
         self
     }
 
+    /// The same controller with growth left to the heuristic (its state kept).
+    pub fn without_policy(mut self) -> Self {
+        self.policy = None;
+        self
+    }
+
     /// The neural policy, if one decides growth.
     pub fn policy(&self) -> Option<&Arc<NeuralPolicy>> {
         self.policy.as_ref()

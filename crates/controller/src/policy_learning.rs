@@ -111,7 +111,7 @@ pub(crate) fn log_probability<B: burn::tensor::backend::Backend>(
         let masked = scores.candidates.clone() + Tensor::from_data(TensorData::new(bias, [n]), device);
         let log_p = log_softmax(Tensor::cat(vec![masked, scores.wait.clone()], 0), 0);
         let at = chosen.unwrap_or(n);
-        total = total + log_p.slice([at..at + 1]);
+        total = total + log_p.narrow(0, at, 1);
     }
     total
 }

@@ -11,6 +11,15 @@ pub enum DashboardError {
         /// The path given.
         path: PathBuf,
     },
+    /// A folder given as a policy has no `manifest.json`, or one that is not JSON or not a
+    /// policy's (a checkpoint's, say).
+    #[error("{}: {problem}; pass a policy folder written by `morphogen controller train-policy --out` (its manifest.json has \"format\": \"morphogen-policy\"), or a run folder", path.display())]
+    NotAPolicy {
+        /// The manifest file.
+        path: PathBuf,
+        /// What is wrong with it.
+        problem: String,
+    },
     /// The server could not listen on the address asked for.
     #[error(
         "cannot listen on {addr}: {source}; pick another address with --addr (e.g. 127.0.0.1:0 for any free port)"
@@ -41,6 +50,9 @@ impl DashboardError {
     /// Whether the request itself was wrong (a missing folder, an address in use), as opposed
     /// to a failure while running: the CLI exits with 2 for these.
     pub fn is_user_error(&self) -> bool {
-        matches!(self, DashboardError::NotAFolder { .. } | DashboardError::Bind { .. })
+        matches!(
+            self,
+            DashboardError::NotAFolder { .. } | DashboardError::NotAPolicy { .. } | DashboardError::Bind { .. }
+        )
     }
 }

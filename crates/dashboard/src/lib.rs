@@ -4,6 +4,9 @@
 //!   assets) with the seed lattice, health heatmaps, training curves and the event log,
 //!   following a run while it trains by polling a JSON API.
 //! - [`write_report`]: the same page as one self-contained HTML file, data inlined.
+//! - [`write_policy_report`]: the report of a policy folder (`morphogen controller
+//!   train-policy`, read as a [`PolicyFolder`]): its manifest, training curves per episode and
+//!   feature importance, as one HTML file of inline SVG.
 //! - [`WatchView`] and [`watch`]: a terminal view (ratatui) of stages per layer, the lattice in
 //!   miniature and the latest events.
 //!
@@ -20,10 +23,16 @@ mod demo;
 mod epoch_line;
 mod error;
 mod groups;
+#[cfg(test)]
+mod headless;
+mod html;
 mod layers;
 mod page;
+mod policy_folder;
+mod policy_report;
 mod run;
 mod server;
+mod svg_chart;
 mod tail;
 mod view;
 mod watch;
@@ -34,6 +43,10 @@ pub use error::DashboardError;
 pub use groups::{group_of, layer_groups, LayerGroup};
 pub use layers::{EpochLayers, LayerColumns, LayersLog};
 pub use page::{live_page, report_page, write_report, STAGE_COLORS};
+pub use policy_folder::{
+    PolicyEpisode, PolicyFolder, PolicyManifest, PolicyPhase, POLICY_FORMAT, POLICY_MANIFEST, POLICY_TRAINING_LOG,
+};
+pub use policy_report::{policy_report_page, write_policy_report};
 pub use run::{Run, RunSet, RUN_FILES};
 pub use server::{router, Server, CONNECTION_LIMIT, HEADER_TIMEOUT, MAX_REQUEST_HEAD};
 pub use tail::{FileState, JsonlTail, Record};

@@ -21,7 +21,8 @@ pub const STAGE_COLORS: [[u8; 3]; 11] = [
 ];
 
 const TEMPLATE: &str = include_str!("assets/index.html");
-const STYLE: &str = include_str!("assets/style.css");
+/// The page's stylesheet, which the policy report shares.
+pub(crate) const STYLE: &str = include_str!("assets/style.css");
 const SCRIPT: &str = include_str!("assets/app.js");
 
 /// The live page: it asks the server's API for its data.
@@ -61,6 +62,7 @@ fn assemble(data: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::headless::rendered_dom;
 
     #[test]
     fn the_page_embeds_everything_and_no_external_url() {
@@ -71,25 +73,6 @@ mod tests {
         for external in ["http://", "https://", "src=\"//"] {
             assert!(!page.contains(external), "the page must not load {external} resources");
         }
-    }
-
-    /// The DOM headless Chromium builds from `page` after its scripts ran, or `None` when
-    /// `MORPHOGEN_SKIP_BROWSER=1`.
-    fn rendered_dom(page: &Path) -> Option<String> {
-        if std::env::var("MORPHOGEN_SKIP_BROWSER").is_ok_and(|v| v == "1") {
-            eprintln!("MORPHOGEN_SKIP_BROWSER=1: skipping the headless-Chromium check");
-            return None;
-        }
-        let out = std::process::Command::new("chromium")
-            .args(["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
-            .args(["--virtual-time-budget=10000", "--dump-dom"])
-            .arg(format!("file://{}", page.display()))
-            .output()
-            .expect(
-                "the page is checked in headless Chromium: `apt-get install -y chromium` (or MORPHOGEN_SKIP_BROWSER=1)",
-            );
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        Some(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
     /// A 12-block model of 72 layers: the report's lattice and heatmaps are one labelled group

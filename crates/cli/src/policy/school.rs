@@ -166,6 +166,7 @@ impl<'a, B: AutodiffBackend> School<'a, B> {
             "param_cost": a.param_cost,
             "epochs": a.epochs,
             "steps_per_epoch": a.steps_per_epoch,
+            "batch_size": a.batch_size,
             "learning_rate": a.lr,
             "seed": a.seed,
             "feature_importance": feature_importance(policy, &self.last_records),

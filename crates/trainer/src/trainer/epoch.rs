@@ -19,6 +19,7 @@ use burn::module::{AutodiffModule, Module};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use morphogen_contracts::{Command, Decisions, GlobalMetrics, SeedEvaluation, SystemState};
 use morphogen_engine::SeededModel;
+use morphogen_flags::Feature;
 use tracing::field::Empty;
 use tracing::Span;
 
@@ -267,6 +268,9 @@ impl Trainer {
             rollback = Empty
         );
         let _decide = decide.enter();
+        if self.disabled_flags.contains(&Feature::NeuralController) && self.controller.policy().is_some() {
+            self.controller = self.controller.clone().without_policy();
+        }
         let (decisions, source) = match self.remote.as_mut() {
             None => (self.controller.step(system), DecisionSource::InProcess),
             Some(remote) => match remote.ask(&self.controller, system, self.step, &self.applied) {
