@@ -22,13 +22,29 @@ pub struct NeuralPolicy {
 }
 
 /// How the policy picks among its scores.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Picking {
     /// The most probable move each time (runs).
     Greedy,
-    /// Drawn from the softmax with this key (learning episodes); the same key, epoch and scores
-    /// draw the same picks.
-    Sample(u64),
+    /// Drawn from the softmax of the scores divided by `temperature` (learning episodes; above
+    /// 1 explores more); the same key, epoch and scores draw the same picks. The most probable
+    /// move does not depend on the temperature, so a policy trained this way runs greedily.
+    Sample {
+        /// Names the draws.
+        key: u64,
+        /// Divides every score before the softmax.
+        temperature: f32,
+    },
+}
+
+impl Picking {
+    /// What every score is divided by.
+    pub fn temperature(self) -> f32 {
+        match self {
+            Picking::Greedy => 1.0,
+            Picking::Sample { temperature, .. } => temperature,
+        }
+    }
 }
 
 /// One germination the policy ordered.
@@ -133,13 +149,14 @@ fn pick(observation: &Observation, scores: &[f32], wait_score: f32, picking: Pic
         if options.is_empty() {
             return Choice { picks, waited: false, wait_score };
         }
+        let t = picking.temperature();
         let top = options.iter().map(|&i| scores[i]).fold(wait_score, f32::max);
-        let weights: Vec<f32> = options.iter().map(|&i| (scores[i] - top).exp()).collect();
-        let wait_weight = (wait_score - top).exp();
+        let weights: Vec<f32> = options.iter().map(|&i| ((scores[i] - top) / t).exp()).collect();
+        let wait_weight = ((wait_score - top) / t).exp();
         let total = weights.iter().sum::<f32>() + wait_weight;
         let chosen = match picking {
             Picking::Greedy => options.iter().zip(&weights).filter(|(_, &w)| w > wait_weight).max_by(|a, b| a.1.total_cmp(b.1)),
-            Picking::Sample(key) => {
+            Picking::Sample { key, .. } => {
                 let mut target = unit(key, epoch, picks.len()) * total - wait_weight;
                 let mut options = options.iter().zip(&weights);
                 // Rounding can leave a sliver past the last weight: it goes to the last option.

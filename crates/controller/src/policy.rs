@@ -68,10 +68,10 @@ impl Controller {
         self.policy.as_ref()
     }
 
-    /// Makes the policy draw its moves (keyed by `key`) instead of taking the most probable:
-    /// for learning episodes.
-    pub fn exploring(mut self, key: u64) -> Self {
-        self.picking = Picking::Sample(key);
+    /// Makes the policy draw its moves (keyed by `key`, scores divided by `temperature`)
+    /// instead of taking the most probable: for learning episodes.
+    pub fn exploring(mut self, key: u64, temperature: f32) -> Self {
+        self.picking = Picking::Sample { key, temperature };
         self
     }
 
@@ -155,7 +155,7 @@ impl Controller {
                     Ok(choice) => {
                         let commands = self.policy_commands(policy, observation, &choice);
                         let picks = choice.picks.iter().map(|p| p.candidate).collect();
-                        self.record(observation, picks, choice.waited);
+                        self.record(observation, picks, choice.waited, self.picking.temperature());
                         return (commands, None);
                     }
                     Err(why) => Some(format!("neural policy failed ({why}); the heuristic decided")),
@@ -167,7 +167,7 @@ impl Controller {
         if let Some(observation) = observation {
             let picks = heuristic_picks(&observation, &commands);
             let waited = picks.len() < observation.limits.picks && observation.feasible_after(&picks).contains(&true);
-            self.record(&observation, picks, waited);
+            self.record(&observation, picks, waited, 1.0);
         }
         (commands, fallback)
     }
@@ -202,9 +202,9 @@ impl Controller {
             .collect()
     }
 
-    fn record(&mut self, observation: &Observation, picks: Vec<usize>, waited: bool) {
+    fn record(&mut self, observation: &Observation, picks: Vec<usize>, waited: bool, temperature: f32) {
         if let Some(trace) = &mut self.trace {
-            trace.push(DecisionRecord { observation: observation.clone(), picks, waited });
+            trace.push(DecisionRecord { observation: observation.clone(), picks, waited, temperature });
         }
     }
 

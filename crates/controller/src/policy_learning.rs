@@ -28,6 +28,8 @@ pub struct DecisionRecord {
     pub picks: Vec<usize>,
     /// Whether the decision stopped by choice with feasible candidates left.
     pub waited: bool,
+    /// What the scores were divided by when the moves were drawn (1 for the heuristic).
+    pub temperature: f32,
 }
 
 type Learning = Autodiff<PolicyBackend>;
@@ -102,14 +104,15 @@ pub(crate) fn log_probability<B: burn::tensor::backend::Backend>(
 ) -> Tensor<B, 1> {
     let o = &record.observation;
     let scores = net.scores(&o.candidate_features, &o.run_features, device);
+    let (candidates, wait) = (scores.candidates.div_scalar(record.temperature), scores.wait.div_scalar(record.temperature));
     let n = o.candidates.len();
     let moves = record.picks.iter().map(|&p| Some(p)).chain(record.waited.then_some(None));
     let mut total = Tensor::<B, 1>::zeros([1], device);
     for (step, chosen) in moves.enumerate() {
         let feasible = o.feasible_after(&record.picks[..step]);
         let bias: Vec<f32> = feasible.iter().map(|&f| if f { 0.0 } else { -1e9 }).collect();
-        let masked = scores.candidates.clone() + Tensor::from_data(TensorData::new(bias, [n]), device);
-        let log_p = log_softmax(Tensor::cat(vec![masked, scores.wait.clone()], 0), 0);
+        let masked = candidates.clone() + Tensor::from_data(TensorData::new(bias, [n]), device);
+        let log_p = log_softmax(Tensor::cat(vec![masked, wait.clone()], 0), 0);
         let at = chosen.unwrap_or(n);
         total = total + log_p.narrow(0, at, 1);
     }

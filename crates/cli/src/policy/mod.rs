@@ -70,8 +70,12 @@ pub struct TrainPolicyArgs {
     #[arg(long, default_value_t = 3e-3)]
     pub lr: f64,
     /// Passes over the recorded heuristic decisions.
-    #[arg(long, default_value_t = 300)]
+    #[arg(long, default_value_t = 100)]
     pub imitation_steps: usize,
+    /// The policy's episodes draw from the softmax of its scores divided by this (above 1:
+    /// more exploration; the policy it learns runs greedily, which does not depend on it).
+    #[arg(long, default_value_t = 2.0)]
+    pub temperature: f32,
     /// Seed of the policy's weights, of its draws and of the episodes' training seeds.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -112,6 +116,9 @@ impl TrainPolicyArgs {
         }
         if !(self.param_cost.is_finite() && self.param_cost >= 0.0) || self.hidden == 0 || self.epochs == 0 {
             return bad("--param-cost, --hidden or --epochs is out of range", "use a cost >= 0 and sizes >= 1");
+        }
+        if !(self.temperature.is_finite() && self.temperature > 0.0) {
+            return bad("--temperature must be a finite number > 0", "2 explores twice as flat as the scores");
         }
         self.base().validate()?;
         Ok(())

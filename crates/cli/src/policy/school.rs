@@ -102,7 +102,7 @@ impl<'a, B: AutodiffBackend> School<'a, B> {
     ) -> Result<Vec<Episode>, CliError> {
         let one = |key: u64| -> Result<Episode, CliError> {
             let controller = Controller::new(ControllerConfig::default())?.with_policy(policy.clone());
-            self.arena.run(preset, seed, controller.exploring(key).recording())
+            self.arena.run(preset, seed, controller.exploring(key, self.args.temperature).recording())
         };
         let mut episodes = Vec::new();
         for chunk in keys.chunks(self.args.parallel as usize) {
@@ -168,6 +168,7 @@ impl<'a, B: AutodiffBackend> School<'a, B> {
             "steps_per_epoch": a.steps_per_epoch,
             "batch_size": a.batch_size,
             "learning_rate": a.lr,
+            "temperature": a.temperature,
             "seed": a.seed,
             "feature_importance": feature_importance(policy, &self.last_records),
         })
