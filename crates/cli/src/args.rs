@@ -44,7 +44,8 @@ pub enum Command {
     /// Serve a live web dashboard of a run folder (or a folder of runs) on loopback: the seed
     /// lattice, health heatmaps, training curves and the event log (`docs/dashboard.md`).
     Dashboard(DashboardArgs),
-    /// Write one self-contained HTML file with the dashboard's views of a run.
+    /// Write one self-contained HTML file with the dashboard's views of a run, or the training
+    /// curves and feature importance of a policy folder (`morphogen controller train-policy`).
     Report(ReportArgs),
     /// A terminal view of a run: stages per layer, the lattice in miniature, the latest events.
     Watch(WatchArgs),
@@ -54,7 +55,8 @@ pub enum Command {
         #[command(subcommand)]
         command: BusCommand,
     },
-    /// The growth controller as a service on the message bus (`docs/bus.md`).
+    /// The growth controller: as a service on the message bus (`docs/bus.md`), and the neural
+    /// policy's training (`docs/controller.md`).
     Controller {
         /// What to do.
         #[command(subcommand)]

@@ -3,14 +3,14 @@
 //! neural controller's policy (see the `policy` module).
 
 use crate::error::CliError;
-use crate::stop::StopSignal;
-use clap::Subcommand;
 use crate::policy::{train_policy, TrainPolicyArgs};
+use crate::stop::StopSignal;
 use crate::train::args::ControllerArg;
+use clap::Subcommand;
 use morphogen::controller::{ControllerService, Handled, NeuralPolicy, ServiceOptions};
-use std::sync::Arc;
 use morphogen_bus::{BusError, BusOptions, RedisBus};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// What `morphogen controller` can do.

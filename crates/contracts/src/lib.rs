@@ -6,6 +6,7 @@
 mod command;
 mod error;
 mod io_advice;
+mod policy_manifest;
 mod report;
 mod stage;
 mod system;
@@ -13,6 +14,7 @@ mod system;
 pub use command::{Command, CommandKind, Decisions, SeedAddress};
 pub use error::MorphogenError;
 pub use io_advice::io_advice;
+pub use policy_manifest::{PolicyManifest, POLICY_FORMAT, POLICY_MANIFEST, POLICY_TRAINING_LOG, POLICY_WEIGHTS};
 pub use report::{LayerHealthReport, SeedHealth, SeedInfo};
 pub use stage::Stage;
 pub use system::{GlobalMetrics, LayerState, Score, SeedEvaluation, SystemState, TransitionEvent};

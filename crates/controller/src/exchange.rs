@@ -3,9 +3,9 @@
 //! hands back goes into the run's checkpoints as it does in a single process.
 
 use crate::{Controller, ControllerConfig, ControllerState, NeuralPolicy};
-use std::sync::Arc;
 use morphogen_contracts::{Decisions, MorphogenError, SystemState};
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 /// A run's question at a decision point, as a controller reads it (a run writes it with
 /// [`DecisionRequest::json`], without copying its state).

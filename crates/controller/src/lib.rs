@@ -13,6 +13,14 @@
 //! [`DecisionReply`]. On the wire, each layer's per-seed fields travel as columns (a sequence
 //! as two numbers, other columns as base64 bytes): a 10,000-seed layer is a few hundred
 //! kilobytes.
+//!
+//! A learned policy can decide growth instead ([`Controller::with_policy`], ADR 0021): a
+//! [`NeuralPolicy`] scores every candidate growth (a free dormant seed with a blueprint its layer
+//! can grow, described by [`CANDIDATE_FEATURES`]) with shared weights in the context of all of
+//! them and the run ([`RUN_FEATURES`]), and germinates those that beat waiting, within the same
+//! budgets; the gates stay the heuristic's. [`PolicyLearner`] trains one by imitating recorded
+//! decisions ([`Controller::recording`]) and by policy gradient; a policy folder holds its
+//! weights and a manifest checked on load ([`NeuralPolicy::load`]).
 #![warn(missing_docs)]
 
 mod compact;
@@ -29,9 +37,10 @@ mod service;
 pub use config::{ControllerConfig, GrowthTrigger, SiteSelection};
 pub use exchange::{DecisionReply, DecisionRequest, Refusal};
 pub use features::{Candidate, Limits, Observation, CANDIDATE_FEATURES, FEATURE_SCHEMA_VERSION, RUN_FEATURES};
-pub use neural_policy::{Choice, FeatureEffect, NeuralPolicy, Pick, Picking, PolicyBackend};
-pub use policy_file::{PolicyError, PolicyManifest, POLICY_FORMAT};
-pub use policy_learning::{DecisionRecord, PolicyLearner};
 pub use morphogen_contracts::{Command, Decisions, SystemState};
+pub use morphogen_contracts::{PolicyManifest, POLICY_FORMAT, POLICY_TRAINING_LOG};
+pub use neural_policy::{Choice, FeatureEffect, NeuralPolicy, Pick, Picking, PolicyBackend};
 pub use policy::{Controller, ControllerState};
+pub use policy_file::PolicyError;
+pub use policy_learning::{DecisionRecord, PolicyLearner};
 pub use service::{ControllerService, Handled, ServiceOptions};

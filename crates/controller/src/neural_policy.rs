@@ -6,9 +6,10 @@
 //! candidate, best first, whose score beats waiting); while it learns it samples.
 
 use crate::features::{Observation, CANDIDATE_FEATURES};
-use crate::policy_file::PolicyManifest;
+use crate::policy_file::manifest_for;
 use crate::policy_net::PolicyNet;
 use burn::backend::NdArray;
+use morphogen_contracts::PolicyManifest;
 
 /// The backend the policy runs on: the CPU, whatever trains the model (a decision scores a few
 /// thousand rows with a 32-unit network).
@@ -87,7 +88,7 @@ impl NeuralPolicy {
         let device = Default::default();
         PolicyBackend::seed(&device, seed);
         let net = PolicyNet::new(hidden, &device);
-        Self { net, manifest: PolicyManifest::describe(hidden, serde_json::Value::Null) }
+        Self { net, manifest: manifest_for(hidden, serde_json::Value::Null) }
     }
 
     /// The manifest: schema, sizes, how it was trained.
@@ -155,18 +156,24 @@ fn pick(observation: &Observation, scores: &[f32], wait_score: f32, picking: Pic
         let wait_weight = ((wait_score - top) / t).exp();
         let total = weights.iter().sum::<f32>() + wait_weight;
         let chosen = match picking {
-            Picking::Greedy => options.iter().zip(&weights).filter(|(_, &w)| w > wait_weight).max_by(|a, b| a.1.total_cmp(b.1)),
+            Picking::Greedy => {
+                options.iter().zip(&weights).filter(|(_, &w)| w > wait_weight).max_by(|a, b| a.1.total_cmp(b.1))
+            }
             Picking::Sample { key, .. } => {
                 let mut target = unit(key, epoch, picks.len()) * total - wait_weight;
                 let mut options = options.iter().zip(&weights);
                 // Rounding can leave a sliver past the last weight: it goes to the last option.
-                (target >= 0.0).then(|| {
-                    options.clone().find(|(_, &w)| {
-                        target -= w;
-                        target < 0.0
+                (target >= 0.0)
+                    .then(|| {
+                        options
+                            .clone()
+                            .find(|(_, &w)| {
+                                target -= w;
+                                target < 0.0
+                            })
+                            .or_else(|| options.next_back())
                     })
-                    .or_else(|| options.next_back())
-                }).flatten()
+                    .flatten()
             }
         };
         let Some((&candidate, &weight)) = chosen else {

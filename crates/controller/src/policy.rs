@@ -1,11 +1,11 @@
+use crate::features::Observation;
+use crate::neural_policy::{NeuralPolicy, Picking};
+use crate::policy_learning::DecisionRecord;
 use crate::{ControllerConfig, GrowthTrigger, SiteSelection};
 use morphogen_contracts::{
     Command, Decisions, GlobalMetrics, LayerState, MorphogenError, SeedAddress, SeedHealth, SeedInfo, Stage,
     SystemState,
 };
-use crate::features::Observation;
-use crate::neural_policy::{NeuralPolicy, Picking};
-use crate::policy_learning::DecisionRecord;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -150,17 +150,15 @@ impl Controller {
         let observe = self.policy.is_some() || self.trace.is_some();
         let observation = observe.then(|| Observation::of(system, &self.config, &self.state));
         let fallback = match (&self.policy, &observation) {
-            (Some(policy), Some(observation)) => {
-                match policy.choose(observation, self.picking, system.metrics.epoch) {
-                    Ok(choice) => {
-                        let commands = self.policy_commands(policy, observation, &choice);
-                        let picks = choice.picks.iter().map(|p| p.candidate).collect();
-                        self.record(observation, picks, choice.waited, self.picking.temperature());
-                        return (commands, None);
-                    }
-                    Err(why) => Some(format!("neural policy failed ({why}); the heuristic decided")),
+            (Some(policy), Some(observation)) => match policy.choose(observation, self.picking, system.metrics.epoch) {
+                Ok(choice) => {
+                    let commands = self.policy_commands(policy, observation, &choice);
+                    let picks = choice.picks.iter().map(|p| p.candidate).collect();
+                    self.record(observation, picks, choice.waited, self.picking.temperature());
+                    return (commands, None);
                 }
-            }
+                Err(why) => Some(format!("neural policy failed ({why}); the heuristic decided")),
+            },
             _ => None,
         };
         let commands = if due { self.germinate(system) } else { Vec::new() };
@@ -411,10 +409,9 @@ fn heuristic_picks(observation: &Observation, commands: &[Command]) -> Vec<usize
     commands
         .iter()
         .filter_map(|command| match &command.kind {
-            morphogen_contracts::CommandKind::Germinate { blueprint, .. } => observation
-                .candidates
-                .iter()
-                .position(|c| c.address == command.target && &c.blueprint == blueprint),
+            morphogen_contracts::CommandKind::Germinate { blueprint, .. } => {
+                observation.candidates.iter().position(|c| c.address == command.target && &c.blueprint == blueprint)
+            }
             morphogen_contracts::CommandKind::Advance { .. } => None,
         })
         .collect()

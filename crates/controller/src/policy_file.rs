@@ -7,36 +7,10 @@ use crate::features::{CANDIDATE_FEATURES, FEATURE_SCHEMA_VERSION, RUN_FEATURES};
 use crate::neural_policy::NeuralPolicy;
 use crate::policy_net::PolicyNet;
 use burn::store::{ModuleSnapshot, SafetensorsStore};
-use serde::{Deserialize, Serialize};
+use morphogen_contracts::{PolicyManifest, POLICY_FORMAT, POLICY_MANIFEST, POLICY_WEIGHTS};
 use sha2::{Digest, Sha256};
 use std::fs;
 use std::path::{Path, PathBuf};
-
-/// What names a policy folder's manifest.
-pub const POLICY_FORMAT: &str = "morphogen-policy";
-const MANIFEST_FILE: &str = "manifest.json";
-const WEIGHTS_FILE: &str = "weights.safetensors";
-
-/// The manifest of a policy file.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PolicyManifest {
-    /// Always [`POLICY_FORMAT`].
-    pub format: String,
-    /// The feature schema the policy was trained on ([`FEATURE_SCHEMA_VERSION`]).
-    pub schema_version: u32,
-    /// Candidate feature names, in column order.
-    pub candidate_features: Vec<String>,
-    /// Run feature names, in column order.
-    pub run_features: Vec<String>,
-    /// Units per hidden layer.
-    pub hidden: usize,
-    /// How it was trained (presets, episodes, rewards): free-form, for people.
-    pub training: serde_json::Value,
-    /// SHA-256 of `weights.safetensors`, hex (filled in when saved).
-    #[serde(default)]
-    pub weights_sha256: String,
-}
 
 /// Why a policy file cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -75,37 +49,37 @@ pub enum PolicyError {
     },
 }
 
-impl PolicyManifest {
-    /// The manifest of a policy with `hidden` units trained as `training` says.
-    pub fn describe(hidden: usize, training: serde_json::Value) -> Self {
-        Self {
-            format: POLICY_FORMAT.into(),
-            schema_version: FEATURE_SCHEMA_VERSION,
-            candidate_features: CANDIDATE_FEATURES.iter().map(|s| s.to_string()).collect(),
-            run_features: RUN_FEATURES.iter().map(|s| s.to_string()).collect(),
-            hidden,
-            training,
-            weights_sha256: String::new(),
-        }
+/// The manifest of a policy with `hidden` units trained as `training` says, for this version's
+/// features.
+pub(crate) fn manifest_for(hidden: usize, training: serde_json::Value) -> PolicyManifest {
+    PolicyManifest {
+        format: POLICY_FORMAT.into(),
+        schema_version: FEATURE_SCHEMA_VERSION,
+        candidate_features: CANDIDATE_FEATURES.iter().map(|s| s.to_string()).collect(),
+        run_features: RUN_FEATURES.iter().map(|s| s.to_string()).collect(),
+        hidden,
+        training,
+        weights_sha256: String::new(),
     }
+}
 
-    /// Why a policy with this manifest cannot serve this version's features, if it cannot.
-    fn mismatch(&self) -> Option<String> {
-        let expected = Self::describe(self.hidden, serde_json::Value::Null);
-        if self.format != POLICY_FORMAT {
-            return Some(format!("format {:?}, expected {POLICY_FORMAT:?}", self.format));
-        }
-        if self.schema_version != expected.schema_version {
-            return Some(format!(
-                "feature schema {}, this version reads {}",
-                self.schema_version, expected.schema_version
-            ));
-        }
-        if (&self.candidate_features, &self.run_features) != (&expected.candidate_features, &expected.run_features) {
-            return Some("its feature names differ from this version's".into());
-        }
-        (self.hidden == 0).then(|| "hidden size 0".into())
+/// Why a policy with `manifest` cannot serve this version's features, if it cannot.
+fn mismatch(manifest: &PolicyManifest) -> Option<String> {
+    let expected = manifest_for(manifest.hidden, serde_json::Value::Null);
+    if manifest.format != POLICY_FORMAT {
+        return Some(format!("format {:?}, expected {POLICY_FORMAT:?}", manifest.format));
     }
+    if manifest.schema_version != expected.schema_version {
+        return Some(format!(
+            "feature schema {}, this version reads {}",
+            manifest.schema_version, expected.schema_version
+        ));
+    }
+    if (&manifest.candidate_features, &manifest.run_features) != (&expected.candidate_features, &expected.run_features)
+    {
+        return Some("its feature names differ from this version's".into());
+    }
+    (manifest.hidden == 0).then(|| "hidden size 0".into())
 }
 
 impl NeuralPolicy {
@@ -122,13 +96,13 @@ impl NeuralPolicy {
         let manifest = PolicyManifest {
             training,
             weights_sha256: sha256_hex(&weights),
-            ..PolicyManifest::describe(self.net.hidden(), serde_json::Value::Null)
+            ..manifest_for(self.net.hidden(), serde_json::Value::Null)
         };
         let manifest = serde_json::to_vec_pretty(&manifest).map_err(|e| corrupt(e.to_string()))?;
         let temp = path.with_extension(format!("partial-{}", std::process::id()));
         fs::create_dir_all(&temp).map_err(io("create", &temp))?;
-        fs::write(temp.join(WEIGHTS_FILE), &weights).map_err(io("write", &temp))?;
-        fs::write(temp.join(MANIFEST_FILE), manifest).map_err(io("write", &temp))?;
+        fs::write(temp.join(POLICY_WEIGHTS), &weights).map_err(io("write", &temp))?;
+        fs::write(temp.join(POLICY_MANIFEST), manifest).map_err(io("write", &temp))?;
         fs::rename(&temp, path).map_err(io("move into place", path))
     }
 
@@ -140,14 +114,14 @@ impl NeuralPolicy {
             fs::read(&file).map_err(|source| PolicyError::Io { action: "read", path: file, source })
         };
         let corrupt = |problem: String| PolicyError::Corrupt { path: path.into(), problem };
-        let manifest: PolicyManifest = serde_json::from_slice(&read(MANIFEST_FILE)?)
-            .map_err(|e| corrupt(format!("{MANIFEST_FILE} is not a policy manifest: {e}")))?;
-        if let Some(problem) = manifest.mismatch() {
+        let manifest: PolicyManifest = serde_json::from_slice(&read(POLICY_MANIFEST)?)
+            .map_err(|e| corrupt(format!("{POLICY_MANIFEST} is not a policy manifest: {e}")))?;
+        if let Some(problem) = mismatch(&manifest) {
             return Err(PolicyError::Mismatch { path: path.into(), problem });
         }
-        let weights = read(WEIGHTS_FILE)?;
+        let weights = read(POLICY_WEIGHTS)?;
         if sha256_hex(&weights) != manifest.weights_sha256 {
-            return Err(corrupt(format!("{WEIGHTS_FILE} does not match the hash in {MANIFEST_FILE}")));
+            return Err(corrupt(format!("{POLICY_WEIGHTS} does not match the hash in {POLICY_MANIFEST}")));
         }
         let mut net = PolicyNet::new(manifest.hidden, &Default::default());
         let mut store = SafetensorsStore::from_bytes(Some(weights)).validate(true);

@@ -50,7 +50,7 @@ impl PolicyLearner {
     /// The policy as it stands, ready to decide.
     pub fn policy(&self, training: serde_json::Value) -> NeuralPolicy {
         let net = self.net.valid();
-        let manifest = crate::policy_file::PolicyManifest::describe(net.hidden(), training);
+        let manifest = crate::policy_file::manifest_for(net.hidden(), training);
         NeuralPolicy { net, manifest }
     }
 
@@ -104,7 +104,8 @@ pub(crate) fn log_probability<B: burn::tensor::backend::Backend>(
 ) -> Tensor<B, 1> {
     let o = &record.observation;
     let scores = net.scores(&o.candidate_features, &o.run_features, device);
-    let (candidates, wait) = (scores.candidates.div_scalar(record.temperature), scores.wait.div_scalar(record.temperature));
+    let (candidates, wait) =
+        (scores.candidates.div_scalar(record.temperature), scores.wait.div_scalar(record.temperature));
     let n = o.candidates.len();
     let moves = record.picks.iter().map(|&p| Some(p)).chain(record.waited.then_some(None));
     let mut total = Tensor::<B, 1>::zeros([1], device);

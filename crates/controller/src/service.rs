@@ -4,10 +4,10 @@
 //! [`ServiceOptions::reclaim_after`].
 
 use crate::{DecisionReply, DecisionRequest, NeuralPolicy, Refusal};
-use std::sync::Arc;
 use morphogen_bus::{Bus, BusError, Delivery, Outgoing, Reader};
 use serde::Deserialize;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How a [`ControllerService`] polls.

@@ -43,9 +43,7 @@ pub use error::DashboardError;
 pub use groups::{group_of, layer_groups, LayerGroup};
 pub use layers::{EpochLayers, LayerColumns, LayersLog};
 pub use page::{live_page, report_page, write_report, STAGE_COLORS};
-pub use policy_folder::{
-    PolicyEpisode, PolicyFolder, PolicyManifest, PolicyPhase, POLICY_FORMAT, POLICY_MANIFEST, POLICY_TRAINING_LOG,
-};
+pub use policy_folder::{PolicyEpisode, PolicyFolder, PolicyPhase};
 pub use policy_report::{policy_report_page, write_policy_report};
 pub use run::{Run, RunSet, RUN_FILES};
 pub use server::{router, Server, CONNECTION_LIMIT, HEADER_TIMEOUT, MAX_REQUEST_HEAD};

@@ -3,51 +3,9 @@
 
 use crate::tail::{JsonlTail, Record};
 use crate::DashboardError;
+use morphogen_contracts::{PolicyManifest, POLICY_FORMAT, POLICY_MANIFEST, POLICY_TRAINING_LOG};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
-
-/// What a policy manifest's `format` says.
-pub const POLICY_FORMAT: &str = "morphogen-policy";
-/// The manifest file of a policy folder (a checkpoint folder has one too, of another format).
-pub const POLICY_MANIFEST: &str = "manifest.json";
-/// The training log of a policy folder: one [`PolicyEpisode`] a line.
-pub const POLICY_TRAINING_LOG: &str = "training.jsonl";
-
-/// A policy's `manifest.json`, as far as the report shows it (unknown fields are ignored).
-#[derive(Clone, Debug, PartialEq, Deserialize)]
-pub struct PolicyManifest {
-    /// Always [`POLICY_FORMAT`].
-    pub format: String,
-    /// The feature schema the policy was trained on.
-    pub schema_version: u32,
-    /// Candidate feature names, in column order.
-    pub candidate_features: Vec<String>,
-    /// Run feature names, in column order.
-    pub run_features: Vec<String>,
-    /// Units per hidden layer.
-    pub hidden: usize,
-    /// How it was trained (presets, episodes, algorithm, `feature_importance`): free-form.
-    #[serde(default)]
-    pub training: serde_json::Value,
-    /// SHA-256 of `weights.safetensors`, hex.
-    #[serde(default)]
-    pub weights_sha256: String,
-}
-
-impl PolicyManifest {
-    /// `training.feature_importance` (feature name to mean absolute effect on the score), most
-    /// important first (ties by name); entries that are not numbers are left out. Empty when
-    /// the training did not record it.
-    pub fn feature_importance(&self) -> Vec<(&str, f64)> {
-        let Some(entries) = self.training.get("feature_importance").and_then(|v| v.as_object()) else {
-            return Vec::new();
-        };
-        let mut ranked: Vec<(&str, f64)> =
-            entries.iter().filter_map(|(name, value)| Some((name.as_str(), value.as_f64()?))).collect();
-        ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(b.0)));
-        ranked
-    }
-}
 
 /// Which part of the training an episode belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]

@@ -3,7 +3,8 @@
 
 use crate::html::escape;
 use crate::svg_chart::{line_chart, Band, Point, Series};
-use crate::{DashboardError, PolicyEpisode, PolicyFolder, PolicyManifest, PolicyPhase};
+use crate::{DashboardError, PolicyEpisode, PolicyFolder, PolicyPhase};
+use morphogen_contracts::PolicyManifest;
 use serde_json::Value;
 use std::path::Path;
 

@@ -7,7 +7,9 @@ use crate::train::once::{train_once, Lifetime};
 use morphogen::burn::module::AutodiffModule;
 use morphogen::burn::tensor::backend::AutodiffBackend;
 use morphogen::controller::{Controller, DecisionRecord};
-use morphogen::trainer::{EventLog, ImageClassification, ModelKind, NextCharacter, RunConfig, Task, TaskData, TaskModel};
+use morphogen::trainer::{
+    EventLog, ImageClassification, ModelKind, NextCharacter, RunConfig, Task, TaskData, TaskModel,
+};
 use morphogen::{SeededModel, Stage};
 
 /// What one episode produced.
@@ -49,9 +51,14 @@ impl<B: AutodiffBackend> Arena<B> {
     /// Loads the data `presets` need, as `base` describes it.
     pub fn new(base: RunConfig, presets: &[ModelKind], device: B::Device) -> Result<Self, CliError> {
         let needs = |task| presets.iter().any(|p| p.task() == task);
-        let with = |kind: ModelKind| RunConfig { model: morphogen::trainer::ModelConfig { kind, ..base.model.clone() }, ..base.clone() };
-        let images = needs(morphogen::trainer::TaskKind::Classify).then(|| image_data(&with(ModelKind::Mlp))).transpose()?;
-        let text = needs(morphogen::trainer::TaskKind::Lm).then(|| text_data(&with(ModelKind::Transformer))).transpose()?;
+        let with = |kind: ModelKind| RunConfig {
+            model: morphogen::trainer::ModelConfig { kind, ..base.model.clone() },
+            ..base.clone()
+        };
+        let images =
+            needs(morphogen::trainer::TaskKind::Classify).then(|| image_data(&with(ModelKind::Mlp))).transpose()?;
+        let text =
+            needs(morphogen::trainer::TaskKind::Lm).then(|| text_data(&with(ModelKind::Transformer))).transpose()?;
         Ok(Self { base, images, text, device })
     }
 
@@ -69,7 +76,9 @@ impl<B: AutodiffBackend> Arena<B> {
             ModelKind::Mlp => train::<B, _, _>(controller, model.mlp(&images().task, d)?, &config, images()),
             ModelKind::Cnn => train::<B, _, _>(controller, model.cnn(&images().task, d)?, &config, images()),
             ModelKind::Resnet => train::<B, _, _>(controller, model.resnet(&images().task, d)?, &config, images()),
-            ModelKind::Transformer => train::<B, _, _>(controller, model.transformer(&text().task, d)?, &config, text()),
+            ModelKind::Transformer => {
+                train::<B, _, _>(controller, model.transformer(&text().task, d)?, &config, text())
+            }
         }?;
         Ok(Episode { preset, seed, ..episode })
     }

@@ -7,9 +7,6 @@ use crate::error::CliError;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-/// The file's name inside the policy folder.
-pub const TRAINING_LOG: &str = "training.jsonl";
-
 /// The log being written.
 pub struct TrainingLog {
     path: PathBuf,
@@ -56,7 +53,7 @@ impl TrainingLog {
 
     /// Moves the log into the saved policy folder `out`.
     pub fn finish(self, out: &Path) -> Result<(), CliError> {
-        let target = out.join(TRAINING_LOG);
+        let target = out.join(morphogen::controller::POLICY_TRAINING_LOG);
         std::fs::rename(&self.path, &target).map_err(|source| CliError::Write { path: target, source })
     }
 }

@@ -146,7 +146,11 @@ impl OnBackend for Learning<'_> {
         let (policy, summary, log) = School::new(args, arena, presets, log).teach()?;
         policy.save(&args.out, summary)?;
         log.finish(&args.out)?;
-        eprintln!("wrote {} ({} episodes; curves in training.jsonl, `morphogen report` draws them)", args.out.display(), args.episodes);
+        eprintln!(
+            "wrote {} ({} episodes; curves in training.jsonl, `morphogen report` draws them)",
+            args.out.display(),
+            args.episodes
+        );
         Ok(())
     }
 }

@@ -129,7 +129,8 @@ impl<'a, B: AutodiffBackend> School<'a, B> {
         }
         let raw: Vec<f32> = rewards.iter().map(|r| r - (total - r) / (n - 1.0)).collect();
         let square = raw.iter().map(|a| a * a).sum::<f32>() / n;
-        self.advantage_square = if self.advantage_square == 0.0 { square } else { 0.9 * self.advantage_square + 0.1 * square };
+        self.advantage_square =
+            if self.advantage_square == 0.0 { square } else { 0.9 * self.advantage_square + 0.1 * square };
         let scale = self.advantage_square.sqrt().max(1e-6);
         raw.iter().map(|a| a / scale).collect()
     }

@@ -8,7 +8,9 @@ use morphogen::burn::tensor::backend::{AutodiffBackend, Backend};
 use morphogen::burn::tensor::Tensor;
 use morphogen::controller::{Controller, DecisionRecord, NeuralPolicy};
 use morphogen::trainer::RunConfig;
-use morphogen::trainer::{ControllerKind, ErrorKind, EventLog, Observer, ReplicaConfig, Stopped, Task, TaskData, TaskModel, Trainer};
+use morphogen::trainer::{
+    ControllerKind, ErrorKind, EventLog, Observer, ReplicaConfig, Stopped, Task, TaskData, TaskModel, Trainer,
+};
 use morphogen::{GlobalMetrics, SeededModel, Stage, TransitionEvent};
 use morphogen_bus::RedisBus;
 use std::sync::atomic::AtomicBool;

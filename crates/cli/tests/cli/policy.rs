@@ -84,7 +84,10 @@ fn a_policy_learned_from_episodes_decides_growth_and_a_damaged_one_leaves_it_to_
     assert!(out.status.success(), "{}", text(&out));
     let reasons = germination_reasons(&runs.join("neural"));
     assert!(!reasons.is_empty(), "the imitated policy grows: {}", text(&out));
-    assert!(reasons.iter().all(|r| r.starts_with("neural policy: score") && r.contains("top features:")), "{reasons:?}");
+    assert!(
+        reasons.iter().all(|r| r.starts_with("neural policy: score") && r.contains("top features:")),
+        "{reasons:?}"
+    );
 
     let mut damaged = saved.clone();
     let middle = damaged.len() / 2;

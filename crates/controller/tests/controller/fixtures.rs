@@ -66,7 +66,6 @@ pub fn germinated(d: &morphogen_contracts::Decisions) -> Vec<(String, usize)> {
         .collect()
 }
 
-
 /// A layer `fc1` of one seed in `stage` for `epochs` epochs, alpha 1, with health `h`.
 pub fn with_stage(stage: Stage, epochs: u32, h: SeedHealth) -> LayerState {
     let mut s = seed(0, stage);

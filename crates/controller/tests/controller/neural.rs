@@ -137,7 +137,9 @@ fn scores_that_are_not_finite_fall_back_to_the_heuristic_with_the_reason() {
 fn sampling_repeats_for_a_key_and_varies_between_keys() {
     let policy = Arc::new(NeuralPolicy::untrained(16, 2));
     let state = varied_system(1, 1, 3, 12);
-    let run = |key| germinated(&Controller::new(config()).unwrap().with_policy(policy.clone()).exploring(key, 1.0).step(&state));
+    let run = |key| {
+        germinated(&Controller::new(config()).unwrap().with_policy(policy.clone()).exploring(key, 1.0).step(&state))
+    };
     assert_eq!(run(4), run(4));
     assert!((0..20).any(|key| run(key) != run(4)), "twenty keys drew the same picks");
 }

@@ -151,6 +151,18 @@ impl Observer for Seen {
 
 /// Trains three epochs with `rules`, the fault acting in epoch 2's first attempt.
 fn run(fault: Fault, rules: Vec<RollbackRule>) -> (Result<u32, TrainError>, Seen, Vec<Feature>) {
+    let controller =
+        Controller::new(ControllerConfig { patience: 0, max_germinations_per_epoch: 2, ..Default::default() }).unwrap();
+    let (outcome, seen, flags, _) = run_with(controller, fault, rules);
+    (outcome, seen, flags)
+}
+
+/// [`run`] with `controller`, also handing back the transitions.
+fn run_with(
+    controller: Controller,
+    fault: Fault,
+    rules: Vec<RollbackRule>,
+) -> (Result<u32, TrainError>, Seen, Vec<Feature>, Vec<morphogen_contracts::TransitionEvent>) {
     let data = data(640, 200);
     let device = Default::default();
     B::seed(&device, 11);
@@ -162,8 +174,6 @@ fn run(fault: Fault, rules: Vec<RollbackRule>) -> (Result<u32, TrainError>, Seen
         steps: AtomicUsize::new(0),
         memory: AtomicU64::new(100 << 20),
     });
-    let controller =
-        Controller::new(ControllerConfig { patience: 0, max_germinations_per_epoch: 2, ..Default::default() }).unwrap();
     // A high spike factor and rollback budget keep the step-level guard out of the way.
     let config = TrainerConfig {
         epochs: 3,
@@ -184,7 +194,7 @@ fn run(fault: Fault, rules: Vec<RollbackRule>) -> (Result<u32, TrainError>, Seen
     let mut seen = Seen { script: Some(script), ..Default::default() };
     let outcome = trainer.run(model, AdamConfig::new().init(), &data, &mut seen);
     let flags = trainer.disabled_flags().iter().copied().collect();
-    (outcome.map(|o| o.rollbacks), seen, flags)
+    (outcome.map(|o| o.rollbacks), seen, flags, trainer.events().events().to_vec())
 }
 
 /// Asserts `rule` fired once, in epoch 2, the run rolled back once and finished, and `kernels`
@@ -220,6 +230,27 @@ fn fast_path_fallbacks_over_the_error_rate_roll_back_and_disable_the_flag() {
     let (_, seen, _) = run(Fault::Fallback, vec![rule]);
     // One fallback a training forward pass in epoch 2's first attempt: ten steps.
     assert_eq!(seen.fallbacks, 10);
+}
+
+#[test]
+fn a_rule_naming_neural_controller_leaves_growth_to_the_heuristic_from_then_on() {
+    let policy = std::sync::Arc::new(morphogen_controller::NeuralPolicy::untrained(16, 1));
+    let config = ControllerConfig { max_germinations_per_epoch: 2, ..Default::default() };
+    let controller = Controller::new(config).unwrap().with_policy(policy);
+    let rule = RollbackRule::NonFinite { flag: Some("neural_controller".into()) };
+    let (outcome, seen, flags, events) = run_with(controller, Fault::Nan, vec![rule]);
+    assert_eq!(outcome.unwrap(), 1, "one rollback: {:?}", seen.rollbacks);
+    assert_eq!(flags, [Feature::NeuralController]);
+    let grown = |epoch: u32| -> Vec<&str> {
+        events
+            .iter()
+            .filter(|e| e.epoch == epoch && e.to == morphogen_contracts::Stage::Germinated)
+            .map(|e| e.reason.as_str())
+            .collect()
+    };
+    assert!(!grown(1).is_empty() && grown(1).iter().all(|r| r.starts_with("neural policy")), "{:?}", grown(1));
+    let later = [grown(2), grown(3)].concat();
+    assert!(!later.is_empty() && later.iter().all(|r| !r.starts_with("neural")), "{later:?}");
 }
 
 #[test]

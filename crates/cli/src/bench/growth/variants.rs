@@ -11,11 +11,11 @@ use morphogen::burn::data::dataset::Dataset;
 use morphogen::burn::module::AutodiffModule;
 use morphogen::burn::tensor::backend::AutodiffBackend;
 use morphogen::controller::{NeuralPolicy, SiteSelection};
-use std::path::PathBuf;
 use morphogen::trainer::RunConfig;
 use morphogen::trainer::{ControllerKind, CountFlops, EventLog, ModelConfig, ModelKind, Task, TaskData, TaskModel};
 use morphogen::{MorphogenError, Score, SeededModel, Stage};
 use serde::Serialize;
+use std::path::PathBuf;
 
 /// One way to train the preset.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
