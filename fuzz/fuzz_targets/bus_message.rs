@@ -11,7 +11,7 @@ fuzz_target!(|bytes: &[u8]| {
     let Ok(envelope) = Envelope::parse(bytes) else { return };
     let Body::Inline { payload } = &envelope.body else { return };
     if let Ok(request) = DecisionRequest::deserialize(payload) {
-        let _ = request.answer();
+        let _ = request.answer(None);
     }
     let _ = DecisionReply::deserialize(payload);
 });

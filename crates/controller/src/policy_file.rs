@@ -8,6 +8,7 @@ use crate::neural_policy::NeuralPolicy;
 use crate::policy_net::PolicyNet;
 use burn::store::{ModuleSnapshot, SafetensorsStore};
 use morphogen_contracts::{PolicyManifest, POLICY_FORMAT, POLICY_MANIFEST, POLICY_WEIGHTS};
+use safetensors::SafeTensors;
 use sha2::{Digest, Sha256};
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -79,7 +80,45 @@ fn mismatch(manifest: &PolicyManifest) -> Option<String> {
     {
         return Some("its feature names differ from this version's".into());
     }
-    (manifest.hidden == 0).then(|| "hidden size 0".into())
+    (!(1..=MAX_HIDDEN).contains(&manifest.hidden))
+        .then(|| format!("hidden size {}, expected 1 to {MAX_HIDDEN}", manifest.hidden))
+}
+
+/// The largest hidden size a policy may name (a network of about 50 M parameters): a damaged
+/// manifest must not make the loader allocate without bound.
+const MAX_HIDDEN: usize = 4096;
+
+/// `net`'s tensors as safetensors bytes.
+fn encode(net: &PolicyNet<crate::neural_policy::PolicyBackend>) -> Result<Vec<u8>, String> {
+    let mut store = SafetensorsStore::from_bytes(None);
+    net.save_into(&mut store).map_err(|e| e.to_string())?;
+    store.get_bytes().map_err(|e| e.to_string())
+}
+
+/// Why `weights` cannot fill `net`, if they cannot: every tensor `net` has, of its dtype and
+/// shape, and no other (Burn's loader panics on a tensor of another dtype).
+fn misfit(weights: &[u8], net: &PolicyNet<crate::neural_policy::PolicyBackend>) -> Option<String> {
+    let bytes = encode(net).ok()?;
+    let expected = SafeTensors::deserialize(&bytes).ok()?;
+    let found = match SafeTensors::deserialize(weights) {
+        Ok(found) => found,
+        Err(e) => return Some(format!("not a safetensors file: {e}")),
+    };
+    if found.len() != expected.len() {
+        return Some(format!("{} tensors, the network has {}", found.len(), expected.len()));
+    }
+    let misfit = expected.iter().find_map(|(name, want)| match found.tensor(name) {
+        Err(_) => Some(format!("tensor {name} is missing")),
+        Ok(got) if (got.dtype(), got.shape()) != (want.dtype(), want.shape()) => Some(format!(
+            "tensor {name} is {:?} {:?}, the network's is {:?} {:?}",
+            got.dtype(),
+            got.shape(),
+            want.dtype(),
+            want.shape()
+        )),
+        Ok(_) => None,
+    });
+    misfit
 }
 
 impl NeuralPolicy {
@@ -90,9 +129,7 @@ impl NeuralPolicy {
             return Err(PolicyError::Exists { path: path.into() });
         }
         let corrupt = |problem: String| PolicyError::Corrupt { path: path.into(), problem };
-        let mut store = SafetensorsStore::from_bytes(None);
-        self.net.save_into(&mut store).map_err(|e| corrupt(e.to_string()))?;
-        let weights = store.get_bytes().map_err(|e| corrupt(e.to_string()))?;
+        let weights = encode(&self.net).map_err(corrupt)?;
         let manifest = PolicyManifest {
             training,
             weights_sha256: sha256_hex(&weights),
@@ -124,6 +161,9 @@ impl NeuralPolicy {
             return Err(corrupt(format!("{POLICY_WEIGHTS} does not match the hash in {POLICY_MANIFEST}")));
         }
         let mut net = PolicyNet::new(manifest.hidden, &Default::default());
+        if let Some(problem) = misfit(&weights, &net) {
+            return Err(corrupt(format!("{POLICY_WEIGHTS}: {problem}")));
+        }
         let mut store = SafetensorsStore::from_bytes(Some(weights)).validate(true);
         let applied = net.load_from(&mut store).map_err(|e| corrupt(e.to_string()))?;
         if !applied.is_success() || !applied.missing.is_empty() || !applied.unused.is_empty() {

@@ -89,6 +89,14 @@ fn a_policy_learned_from_episodes_decides_growth_and_a_damaged_one_leaves_it_to_
         "{reasons:?}"
     );
 
+    let flags = dir.join("flags.toml");
+    std::fs::write(&flags, "[neural_controller]\nenabled = false\nrollout = 100\n").unwrap();
+    let out = grow(&runs, "flag-off", &[&neural[..], &["--flags", flags.to_str().unwrap()]].concat());
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("the neural_controller flag is off"), "{}", text(&out));
+    let reasons = germination_reasons(&runs.join("flag-off"));
+    assert!(!reasons.is_empty() && reasons.iter().all(|r| !r.starts_with("neural")), "{reasons:?}");
+
     let mut damaged = saved.clone();
     let middle = damaged.len() / 2;
     damaged[middle] ^= 0x08;

@@ -9,6 +9,7 @@ use morphogen_controller::{
     CANDIDATE_FEATURES,
 };
 use proptest::prelude::*;
+use sha2::Digest;
 use std::sync::Arc;
 
 fn config() -> ControllerConfig {
@@ -164,13 +165,40 @@ fn a_saved_policy_loads_back_identical_and_damage_is_refused_by_name() {
     assert!(matches!(NeuralPolicy::load(&dir.join("missing.policy")), Err(PolicyError::Io { .. })));
 
     let weights = path.join("weights.safetensors");
-    let mut bytes = std::fs::read(&weights).unwrap();
+    let original = std::fs::read(&weights).unwrap();
+    let mut bytes = original.clone();
     let last = bytes.len() - 1;
     bytes[last] ^= 0x40;
     std::fs::write(&weights, &bytes).unwrap();
     let damaged = NeuralPolicy::load(&path).unwrap_err();
     assert!(matches!(damaged, PolicyError::Corrupt { .. }), "{damaged}");
     assert!(damaged.to_string().contains("hash"), "{damaged}");
+
+    // Weights whose hash the manifest names but that do not fit the network: a tensor of
+    // integers (Burn's loader would panic on it), then one tensor too few.
+    let rewrite = |new: Vec<u8>| {
+        let manifest = path.join("manifest.json");
+        let mut json: serde_json::Value = serde_json::from_slice(&std::fs::read(&manifest).unwrap()).unwrap();
+        let hash: String = sha2::Sha256::digest(&new).iter().map(|b| format!("{b:02x}")).collect();
+        json["weights_sha256"] = hash.into();
+        std::fs::write(&manifest, serde_json::to_string_pretty(&json).unwrap()).unwrap();
+        std::fs::write(&weights, new).unwrap();
+    };
+    let parsed = safetensors::SafeTensors::deserialize(&original).unwrap();
+    let ints = vec![0u8; 4 * 16 * 14];
+    let mut tensors: Vec<(String, safetensors::tensor::TensorView)> =
+        parsed.tensors().into_iter().filter(|(name, _)| !name.starts_with("enc1.weight")).collect();
+    tensors.push((
+        "enc1.weight".into(),
+        safetensors::tensor::TensorView::new(safetensors::Dtype::I32, vec![14, 16], &ints).unwrap(),
+    ));
+    rewrite(safetensors::serialize(tensors.clone(), None).unwrap());
+    let wrong = NeuralPolicy::load(&path).unwrap_err();
+    assert!(matches!(wrong, PolicyError::Corrupt { .. }) && wrong.to_string().contains("I32"), "{wrong}");
+    tensors.pop();
+    rewrite(safetensors::serialize(tensors, None).unwrap());
+    let short = NeuralPolicy::load(&path).unwrap_err();
+    assert!(short.to_string().contains("tensors, the network has"), "{short}");
 
     let manifest = path.join("manifest.json");
     let text = std::fs::read_to_string(&manifest).unwrap().replace("\"schema_version\": 1", "\"schema_version\": 99");
@@ -180,4 +208,13 @@ fn a_saved_policy_loads_back_identical_and_damage_is_refused_by_name() {
     std::fs::write(&manifest, "{ not json").unwrap();
     assert!(matches!(NeuralPolicy::load(&path), Err(PolicyError::Corrupt { .. })));
     std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn the_shipped_policy_loads_and_grows_within_the_budgets() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../policies/grow.policy");
+    let policy = Arc::new(NeuralPolicy::load(&path).expect("policies/grow.policy fits this version's features"));
+    let decisions = Controller::new(config()).unwrap().with_policy(policy).step(&varied_system(4, 1, 3, 12));
+    assert!(decisions.fallback.is_none(), "{:?}", decisions.fallback);
+    assert!(germinated(&decisions).len() <= config().max_germinations_per_epoch);
 }
