@@ -16,7 +16,6 @@ use morphogen_contracts::PolicyManifest;
 pub type PolicyBackend = NdArray;
 
 /// A trained policy and its manifest.
-#[derive(Debug)]
 pub struct NeuralPolicy {
     pub(crate) net: PolicyNet<PolicyBackend>,
     pub(crate) manifest: PolicyManifest,
@@ -79,6 +78,17 @@ pub struct FeatureEffect {
     pub value: f32,
     /// The score minus the score with this feature at the mean over all candidates.
     pub effect: f32,
+}
+
+/// The manifest's identity, not the weights (a controller is printed in logs and panics).
+impl std::fmt::Debug for NeuralPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NeuralPolicy")
+            .field("schema_version", &self.manifest.schema_version)
+            .field("hidden", &self.manifest.hidden)
+            .field("weights_sha256", &self.manifest.weights_sha256)
+            .finish()
+    }
 }
 
 impl NeuralPolicy {
