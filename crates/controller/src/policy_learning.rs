@@ -1,7 +1,8 @@
 //! Teaching the neural policy: first to imitate the heuristic's recorded decisions, then to do
 //! better by a policy gradient over whole growth episodes.
 //!
-//! The gradient is REINFORCE with a leave-one-out baseline: episodes come in groups that share
+//! The gradient is REINFORCE with a leave-one-out baseline (taken, when a group's episodes serve
+//! several steps, on PPO's clipped surrogate, which bounds how far they move the policy): episodes come in groups that share
 //! the preset and the training seed and differ only in the policy's draws, and each episode's
 //! advantage is its reward minus the mean of the others in its group. No value network and no
 //! clipping (PPO's parts): an episode is a whole training run, a few seconds to minutes, and
@@ -57,23 +58,36 @@ impl PolicyLearner {
     /// One step towards taking `records`' decisions (cross-entropy of every pick and wait);
     /// returns the mean negative log-likelihood per decision before the step.
     pub fn imitate(&mut self, records: &[DecisionRecord]) -> f32 {
-        self.step(records.iter().map(|r| (r, 1.0)))
-    }
-
-    /// One policy-gradient step: each record weighted by its episode's advantage; returns the
-    /// weighted loss before the step.
-    pub fn reinforce<'a>(&mut self, weighted: impl IntoIterator<Item = (&'a DecisionRecord, f32)>) -> f32 {
-        self.step(weighted)
-    }
-
-    /// Descends `-sum(weight * log p(record)) / records`.
-    fn step<'a>(&mut self, weighted: impl IntoIterator<Item = (&'a DecisionRecord, f32)>) -> f32 {
         let device = Default::default();
-        let terms: Vec<Tensor<Learning, 1>> = weighted
-            .into_iter()
-            .filter(|(r, _)| !r.observation.candidates.is_empty())
-            .map(|(record, weight)| log_probability(&self.net, record, &device).mul_scalar(-weight))
+        let terms = records
+            .iter()
+            .filter(|r| !r.observation.candidates.is_empty())
+            .map(|record| log_probability(&self.net, record, &device).neg())
             .collect();
+        self.descend(terms)
+    }
+
+    /// One policy-gradient step on `(record, advantage, log p when drawn)` triples, on the
+    /// clipped surrogate of PPO: with `ratio = p now / p when drawn` per decision it ascends
+    /// `min(ratio * A, clamp(ratio, 1 - clip, 1 + clip) * A)`. On fresh episodes (ratio 1) the
+    /// gradient is REINFORCE's; further steps on the same episodes stop pushing a decision once
+    /// its ratio leaves the band. Returns the loss before the step.
+    pub fn reinforce<'a>(&mut self, batch: impl IntoIterator<Item = (&'a DecisionRecord, f32, f32)>, clip: f32) -> f32 {
+        let device = Default::default();
+        let terms = batch
+            .into_iter()
+            .filter(|(r, _, _)| !r.observation.candidates.is_empty())
+            .map(|(record, advantage, drawn)| {
+                let ratio = log_probability(&self.net, record, &device).sub_scalar(drawn).exp();
+                let clipped = ratio.clone().clamp(1.0 - clip, 1.0 + clip).mul_scalar(advantage);
+                ratio.mul_scalar(advantage).min_pair(clipped).neg()
+            })
+            .collect();
+        self.descend(terms)
+    }
+
+    /// One Adam step on the mean of `terms`; returns that mean before the step.
+    fn descend(&mut self, terms: Vec<Tensor<Learning, 1>>) -> f32 {
         if terms.is_empty() {
             return 0.0;
         }

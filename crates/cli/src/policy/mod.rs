@@ -38,6 +38,10 @@ pub struct TrainPolicyArgs {
     /// Episodes per policy-gradient step; they share a preset and a training seed.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(2..))]
     pub group: u64,
+    /// Policy-gradient steps on each group's episodes (after the first, on PPO's clipped
+    /// surrogate, so they stay near the policy that drew the episodes).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    pub policy_steps: u64,
     /// Episodes of a group trained at once, one thread each (1: one after the other, and
     /// exactly reproducible).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]

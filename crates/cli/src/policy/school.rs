@@ -15,6 +15,10 @@ use std::sync::Arc;
 /// Training seeds of the reinforcement groups start here (the heuristic's episodes use 1, 2, ...).
 const GROUP_SEEDS: u64 = 1000;
 
+/// How far from 1 the probability ratio of a decision may move on one group's episodes
+/// (PPO's usual 0.2).
+const CLIP: f32 = 0.2;
+
 /// One policy's training, episode by episode.
 pub struct School<'a, B: AutodiffBackend> {
     args: &'a TrainPolicyArgs,
@@ -83,8 +87,16 @@ impl<'a, B: AutodiffBackend> School<'a, B> {
         let episodes = self.run_group(preset, seed, &policy, &keys)?;
         let rewards: Vec<f32> = episodes.iter().map(|e| e.reward(self.args.param_cost)).collect();
         let advantages = self.advantages(&rewards);
-        let weighted = episodes.iter().zip(&advantages).flat_map(|(e, &a)| e.trace.iter().map(move |r| (r, a)));
-        let loss = learner.reinforce(weighted);
+        let batch: Vec<_> = episodes
+            .iter()
+            .zip(&advantages)
+            .flat_map(|(e, &a)| e.trace.iter().map(move |r| (r, a)))
+            .map(|(record, advantage)| (record, advantage, policy.log_probability(record)))
+            .collect();
+        let loss = learner.reinforce(batch.iter().copied(), CLIP);
+        for _ in 1..self.args.policy_steps {
+            learner.reinforce(batch.iter().copied(), CLIP);
+        }
         for episode in &episodes {
             self.report("reinforce", episode, Some(loss))?;
         }
@@ -158,7 +170,8 @@ impl<'a, B: AutodiffBackend> School<'a, B> {
     fn summary(&self, policy: &NeuralPolicy) -> serde_json::Value {
         let a = self.args;
         serde_json::json!({
-            "algorithm": "imitation of the heuristic, then REINFORCE with a leave-one-out group baseline",
+            "algorithm": "imitation of the heuristic, then REINFORCE with a leave-one-out group baseline (clipped surrogate over policy_steps steps a group)",
+            "policy_steps": a.policy_steps,
             "presets": self.presets.iter().map(|p| p.name()).collect::<Vec<_>>(),
             "episodes": a.episodes,
             "imitation_episodes": a.imitation_episodes,

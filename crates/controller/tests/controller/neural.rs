@@ -61,11 +61,27 @@ fn a_rewarded_decision_becomes_more_likely_and_a_punished_one_less() {
         let mut learner = PolicyLearner::new(NeuralPolicy::untrained(16, 3), 1e-2);
         let before = learner.policy(serde_json::Value::Null).log_probability(&record);
         for _ in 0..10 {
-            learner.reinforce([(&record, advantage)]);
+            learner.reinforce([(&record, advantage, before)], 100.0);
         }
         let after = learner.policy(serde_json::Value::Null).log_probability(&record);
         assert_eq!(after > before, grows, "advantage {advantage}: log p {before} -> {after}");
     }
+}
+
+#[test]
+fn clipping_limits_how_far_repeated_steps_on_the_same_episodes_move_the_policy() {
+    let record = heuristic_records(5..6).remove(0);
+    let moved = |clip: f32| {
+        let mut learner = PolicyLearner::new(NeuralPolicy::untrained(16, 3), 1e-2);
+        let drawn = learner.policy(serde_json::Value::Null).log_probability(&record);
+        for _ in 0..30 {
+            learner.reinforce([(&record, 1.0, drawn)], clip);
+        }
+        learner.policy(serde_json::Value::Null).log_probability(&record) - drawn
+    };
+    let (clipped, free) = (moved(0.2), moved(100.0));
+    assert!(clipped > 0.0, "clipped at 0.2: log p moved {clipped}");
+    assert!(free > 2.0 * clipped, "unclipped it moves further: {free} against {clipped}");
 }
 
 #[test]
