@@ -39,8 +39,9 @@ pub struct TrainPolicyArgs {
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(2..))]
     pub group: u64,
     /// Policy-gradient steps on each group's episodes (after the first, on PPO's clipped
-    /// surrogate, so they stay near the policy that drew the episodes).
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    /// surrogate, so they stay near the policy that drew the episodes). One step a group barely
+    /// moved a policy in 160 episodes; eight taught it (`docs/results.md`).
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..))]
     pub policy_steps: u64,
     /// Episodes of a group trained at once, one thread each (1: one after the other, and
     /// exactly reproducible).
