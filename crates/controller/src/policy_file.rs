@@ -7,9 +7,9 @@ use crate::features::{CANDIDATE_FEATURES, FEATURE_SCHEMA_VERSION, RUN_FEATURES};
 use crate::neural_policy::NeuralPolicy;
 use crate::policy_net::PolicyNet;
 use burn::store::{ModuleSnapshot, SafetensorsStore};
+use morphogen_checkpoint::sha256_hex;
 use morphogen_contracts::{PolicyManifest, POLICY_FORMAT, POLICY_MANIFEST, POLICY_WEIGHTS};
 use safetensors::SafeTensors;
-use sha2::{Digest, Sha256};
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -177,8 +177,4 @@ impl NeuralPolicy {
 fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> PolicyError {
     let path = path.to_path_buf();
     move |source| PolicyError::Io { action, path, source }
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }

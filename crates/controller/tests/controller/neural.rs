@@ -9,7 +9,6 @@ use morphogen_controller::{
     CANDIDATE_FEATURES,
 };
 use proptest::prelude::*;
-use sha2::Digest;
 use std::sync::Arc;
 
 fn config() -> ControllerConfig {
@@ -195,8 +194,7 @@ fn a_saved_policy_loads_back_identical_and_damage_is_refused_by_name() {
     let rewrite = |new: Vec<u8>| {
         let manifest = path.join("manifest.json");
         let mut json: serde_json::Value = serde_json::from_slice(&std::fs::read(&manifest).unwrap()).unwrap();
-        let hash: String = sha2::Sha256::digest(&new).iter().map(|b| format!("{b:02x}")).collect();
-        json["weights_sha256"] = hash.into();
+        json["weights_sha256"] = morphogen_checkpoint::sha256_hex(&new).into();
         std::fs::write(&manifest, serde_json::to_string_pretty(&json).unwrap()).unwrap();
         std::fs::write(&weights, new).unwrap();
     };
