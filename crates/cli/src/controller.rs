@@ -6,7 +6,7 @@ use crate::error::CliError;
 use crate::policy::{train_policy, TrainPolicyArgs};
 use crate::stop::StopSignal;
 use crate::train::args::ControllerArg;
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 use morphogen::controller::{ControllerService, Handled, NeuralPolicy, ServiceOptions};
 use morphogen_bus::{BusError, BusOptions, RedisBus};
 use std::path::PathBuf;
@@ -16,39 +16,44 @@ use std::time::Duration;
 /// What `morphogen controller` can do.
 #[derive(Subcommand, Debug)]
 pub enum ControllerCommand {
-    /// Answer every run's state on the bus with the heuristic controller's decisions (each run
-    /// sends its own controller settings), until SIGINT or SIGTERM. Start several, with
-    /// different names, to share the work and take over from one that dies.
-    Serve {
-        /// The Redis server: `redis://[:password@]host:port[/db]`, or `rediss://` for TLS.
-        #[arg(long, value_name = "URL")]
-        bus: String,
-        /// For `rediss://`: a PEM file of the certificate authorities to trust instead of the
-        /// system's.
-        #[arg(long, value_name = "FILE")]
-        ca_file: Option<PathBuf>,
-        /// This controller's name, unique among the replicas: recorded with each decision it
-        /// makes [default: <host>-<pid>].
-        #[arg(long)]
-        name: Option<String>,
-        /// Take over a state another replica read and has not answered for this many seconds.
-        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
-        reclaim_after_secs: u64,
-        /// Print nothing per decision (failures are still shown).
-        #[arg(long)]
-        quiet: bool,
-        /// Who decides growth: the heuristic, or the neural policy `--policy` (each run's own
-        /// budgets and gates still hold). A policy that cannot be loaded leaves growth to the
-        /// heuristic, with a warning.
-        #[arg(long, value_enum, default_value_t = ControllerArg::Heuristic, requires_if("neural", "policy"))]
-        controller: ControllerArg,
-        /// The policy folder for `--controller neural`.
-        #[arg(long, value_name = "DIR")]
-        policy: Option<PathBuf>,
-    },
+    /// Answer every run's state on the bus with its controller's decisions (each run sends its
+    /// own controller settings; growth by the heuristic, or by `--policy`), until SIGINT or
+    /// SIGTERM. Start several, with different names, to share the work and take over from one
+    /// that dies.
+    Serve(ServeArgs),
     /// Teach the neural controller's policy on short growth episodes: imitate the heuristic,
     /// then improve on it by policy gradient (see `docs/controller.md`).
     TrainPolicy(Box<TrainPolicyArgs>),
+}
+
+/// Flags of `morphogen controller serve`.
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// The Redis server: `redis://[:password@]host:port[/db]`, or `rediss://` for TLS.
+    #[arg(long, value_name = "URL")]
+    bus: String,
+    /// For `rediss://`: a PEM file of the certificate authorities to trust instead of the
+    /// system's.
+    #[arg(long, value_name = "FILE")]
+    ca_file: Option<PathBuf>,
+    /// This controller's name, unique among the replicas: recorded with each decision it
+    /// makes [default: <host>-<pid>].
+    #[arg(long)]
+    name: Option<String>,
+    /// Take over a state another replica read and has not answered for this many seconds.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    reclaim_after_secs: u64,
+    /// Print nothing per decision (failures are still shown).
+    #[arg(long)]
+    quiet: bool,
+    /// Who decides growth: the heuristic, or the neural policy `--policy` (each run's own
+    /// budgets and gates still hold). A policy that cannot be loaded leaves growth to the
+    /// heuristic, with a warning.
+    #[arg(long, value_enum, default_value_t = ControllerArg::Heuristic, requires_if("neural", "policy"))]
+    controller: ControllerArg,
+    /// The policy folder for `--controller neural`.
+    #[arg(long, value_name = "DIR")]
+    policy: Option<PathBuf>,
 }
 
 /// How long to wait for the server at start and on each call.
@@ -56,12 +61,15 @@ const SERVER_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Runs a `morphogen controller` command.
 pub fn run(command: &ControllerCommand) -> Result<(), CliError> {
-    let (bus, ca_file, name, reclaim_after_secs, quiet, controller, policy) = match command {
-        ControllerCommand::TrainPolicy(args) => return train_policy(args),
-        ControllerCommand::Serve { bus, ca_file, name, reclaim_after_secs, quiet, controller, policy } => {
-            (bus, ca_file, name, reclaim_after_secs, quiet, controller, policy)
-        }
-    };
+    match command {
+        ControllerCommand::Serve(args) => serve(args),
+        ControllerCommand::TrainPolicy(args) => train_policy(args),
+    }
+}
+
+/// `morphogen controller serve`.
+fn serve(args: &ServeArgs) -> Result<(), CliError> {
+    let ServeArgs { bus, ca_file, name, reclaim_after_secs, quiet, controller, policy } = args;
     keep_freed_memory();
     let options = BusOptions { ca_file: ca_file.clone(), ..BusOptions::default() };
     let connected = RedisBus::connect(bus, options, SERVER_TIMEOUT)?;

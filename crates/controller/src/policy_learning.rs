@@ -1,14 +1,13 @@
 //! Teaching the neural policy: first to imitate the heuristic's recorded decisions, then to do
 //! better by a policy gradient over whole growth episodes.
 //!
-//! The gradient is REINFORCE with a leave-one-out baseline (taken, when a group's episodes serve
-//! several steps, on PPO's clipped surrogate, which bounds how far they move the policy): episodes come in groups that share
+//! The gradient is REINFORCE with a leave-one-out baseline: episodes come in groups that share
 //! the preset and the training seed and differ only in the policy's draws, and each episode's
-//! advantage is its reward minus the mean of the others in its group. No value network and no
-//! clipping (PPO's parts): an episode is a whole training run, a few seconds to minutes, and
-//! gives only a handful of decisions, so there are too few samples to fit a critic or to reuse a
-//! batch over several clipped epochs; the group baseline removes the variance the training seed
-//! adds, which is most of it.
+//! advantage is its reward minus the mean of the others in its group. When a group's episodes
+//! serve several steps, the steps after the first run on PPO's clipped surrogate, which keeps
+//! them near the policy that drew the episodes. No value network: an episode is a whole training
+//! run, a few seconds to minutes, and gives only a handful of decisions, too few samples to fit a
+//! critic; the group baseline removes the variance the training seed adds, which is most of it.
 
 use crate::features::Observation;
 use crate::neural_policy::{NeuralPolicy, PolicyBackend};
@@ -48,10 +47,10 @@ impl PolicyLearner {
         Self { net: PolicyNet::from_inner(policy.net), optim: AdamConfig::new().init(), learning_rate }
     }
 
-    /// The policy as it stands, ready to decide.
-    pub fn policy(&self, training: serde_json::Value) -> NeuralPolicy {
+    /// The policy as it stands, ready to decide (how it was trained is given when it is saved).
+    pub fn policy(&self) -> NeuralPolicy {
         let net = self.net.valid();
-        let manifest = crate::policy_file::manifest_for(net.hidden(), training);
+        let manifest = crate::policy_file::manifest_for(net.hidden(), serde_json::Value::Null);
         NeuralPolicy { net, manifest }
     }
 

@@ -10,6 +10,7 @@ use morphogen::controller::{
     Controller, ControllerConfig, DecisionRecord, NeuralPolicy, PolicyLearner, CANDIDATE_FEATURES,
 };
 use morphogen::trainer::ModelKind;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// Training seeds of the reinforcement groups start here (the heuristic's episodes use 1, 2, ...).
@@ -49,7 +50,7 @@ impl<'a, B: AutodiffBackend> School<'a, B> {
             self.reinforce(&mut learner, group)?;
             group += 1;
         }
-        let policy = learner.policy(serde_json::Value::Null);
+        let policy = learner.policy();
         let summary = self.summary(&policy);
         Ok((policy, summary, self.log))
     }
@@ -82,7 +83,7 @@ impl<'a, B: AutodiffBackend> School<'a, B> {
         let size = (self.args.group as usize).min(self.args.episodes - self.episode);
         let preset = self.presets[group % self.presets.len()];
         let seed = self.args.seed + GROUP_SEEDS + group as u64;
-        let policy = Arc::new(learner.policy(serde_json::Value::Null));
+        let policy = Arc::new(learner.policy());
         let keys: Vec<u64> = (0..size as u64).map(|i| (self.args.seed << 32) ^ (group as u64 * 1009 + i)).collect();
         let episodes = self.run_group(preset, seed, &policy, &keys)?;
         let rewards: Vec<f32> = episodes.iter().map(|e| e.reward(self.args.param_cost)).collect();
@@ -193,19 +194,16 @@ impl<'a, B: AutodiffBackend> School<'a, B> {
 /// `NeuralPolicy::explain`), over up to 16 candidates of each of `records`: what the policy
 /// weighs.
 fn feature_importance(policy: &NeuralPolicy, records: &[DecisionRecord]) -> serde_json::Map<String, serde_json::Value> {
-    let mut totals = vec![0.0f32; CANDIDATE_FEATURES.len()];
+    let mut totals: BTreeMap<&str, f32> = CANDIDATE_FEATURES.iter().map(|&f| (f, 0.0)).collect();
     let mut count = 0;
     for record in records {
         let n = record.observation.candidates.len();
         for candidate in (0..n).step_by(n.div_ceil(16).max(1)) {
             for effect in policy.explain(&record.observation, candidate, CANDIDATE_FEATURES.len()) {
-                let column = CANDIDATE_FEATURES.iter().position(|&f| f == effect.feature).unwrap_or(0);
-                totals[column] += effect.effect.abs();
+                *totals.entry(effect.feature).or_default() += effect.effect.abs();
             }
             count += 1;
         }
     }
-    let mut ranked: Vec<(&str, f32)> = CANDIDATE_FEATURES.iter().copied().zip(totals).collect();
-    ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
-    ranked.into_iter().map(|(name, total)| (name.to_string(), serde_json::json!(total / count.max(1) as f32))).collect()
+    totals.into_iter().map(|(name, total)| (name.to_string(), serde_json::json!(total / count.max(1) as f32))).collect()
 }

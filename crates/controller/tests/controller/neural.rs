@@ -41,7 +41,7 @@ fn imitation_learns_to_pick_the_seeds_the_heuristic_picks_on_states_it_never_saw
         last = learner.imitate(&records);
     }
     assert!(last < first * 0.5, "the imitation loss fell from {first} to {last}");
-    let policy = Arc::new(learner.policy(serde_json::Value::Null));
+    let policy = Arc::new(learner.policy());
     let (mut same, mut total) = (0, 0);
     for key in 100..110 {
         let state = varied_system(key, 1, 3, 12);
@@ -58,11 +58,11 @@ fn a_rewarded_decision_becomes_more_likely_and_a_punished_one_less() {
     let record = heuristic_records(5..6).remove(0);
     for (advantage, grows) in [(1.0, true), (-1.0, false)] {
         let mut learner = PolicyLearner::new(NeuralPolicy::untrained(16, 3), 1e-2);
-        let before = learner.policy(serde_json::Value::Null).log_probability(&record);
+        let before = learner.policy().log_probability(&record);
         for _ in 0..10 {
             learner.reinforce([(&record, advantage, before)], 100.0);
         }
-        let after = learner.policy(serde_json::Value::Null).log_probability(&record);
+        let after = learner.policy().log_probability(&record);
         assert_eq!(after > before, grows, "advantage {advantage}: log p {before} -> {after}");
     }
 }
@@ -72,11 +72,11 @@ fn clipping_limits_how_far_repeated_steps_on_the_same_episodes_move_the_policy()
     let record = heuristic_records(5..6).remove(0);
     let moved = |clip: f32| {
         let mut learner = PolicyLearner::new(NeuralPolicy::untrained(16, 3), 1e-2);
-        let drawn = learner.policy(serde_json::Value::Null).log_probability(&record);
+        let drawn = learner.policy().log_probability(&record);
         for _ in 0..30 {
             learner.reinforce([(&record, 1.0, drawn)], clip);
         }
-        learner.policy(serde_json::Value::Null).log_probability(&record) - drawn
+        learner.policy().log_probability(&record) - drawn
     };
     let (clipped, free) = (moved(0.2), moved(100.0));
     assert!(clipped > 0.0, "clipped at 0.2: log p moved {clipped}");
