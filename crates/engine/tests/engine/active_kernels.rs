@@ -156,6 +156,16 @@ fn many_pages_case<B: AutodiffBackend>(blueprints: &[&str], tol: Tolerance) {
     assert!(layer.core.blend_kernel_passes() > 0, "the kernel ran");
 }
 
+/// Blueprints reading the whole layer on 1x1 images, in stages that hold one: the input gradient
+/// through the host output matches the reference loop (a random case once caught it wrong).
+fn wide_conv_on_one_pixel<B: AutodiffBackend>(tol: Tolerance) {
+    for stage in [Stage::Germinated, Stage::Training, Stage::Stabilization, Stage::Fossilized] {
+        let stage = Stage::ALL.iter().position(|s| *s == stage).unwrap();
+        let case = Case { features: 3, seeds: 1, d_in: 3, batch: 3, stages: vec![(stage, 4, 3, 0.65, false)] };
+        conv_case::<B>(&case, 1, tol);
+    }
+}
+
 macro_rules! active_kernel_tests {
     ($module:ident, $backend:ty, $enabled:expr, $tol:expr) => {
         mod $module {
@@ -166,6 +176,13 @@ macro_rules! active_kernel_tests {
             fn linear_active_kernel_on_sequences() {
                 if $enabled {
                     sequence_case::<Wd>($tol);
+                }
+            }
+
+            #[test]
+            fn wide_conv_on_one_pixel_images() {
+                if $enabled {
+                    wide_conv_on_one_pixel::<Wd>($tol);
                 }
             }
 
