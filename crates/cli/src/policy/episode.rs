@@ -62,6 +62,11 @@ impl<B: AutodiffBackend> Arena<B> {
         Ok(Self { base, images, text, device })
     }
 
+    /// A heuristic controller with the base run's settings.
+    pub fn controller(&self) -> Result<Controller, CliError> {
+        Ok(Controller::new(self.base.controller.clone())?)
+    }
+
     /// Trains `preset` from `seed` for the base run's epochs, `controller` deciding growth.
     pub fn run(&self, preset: ModelKind, seed: u64, controller: Controller) -> Result<Episode, CliError> {
         let mut config = self.base.clone();

@@ -68,6 +68,11 @@ pub struct TrainPolicyArgs {
     /// Fashion-MNIST folder (for the image presets).
     #[arg(long, value_name = "DIR")]
     pub data: Option<PathBuf>,
+    /// A `morphogen train` config file: episodes take its model, controller and optimizer
+    /// settings (host sizes, seeds a layer, blueprints, graft ramp, trigger and budgets, learning
+    /// rate); their length, batch and validation size come from the flags here.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// Units per hidden layer of the policy.
     #[arg(long, default_value_t = 32)]
     pub hidden: usize,
@@ -90,16 +95,16 @@ pub struct TrainPolicyArgs {
 }
 
 impl TrainPolicyArgs {
-    /// The run every episode starts from.
-    fn base(&self) -> RunConfig {
-        let mut base = RunConfig::default();
-        base.run.data = self.data.clone();
+    /// The run every episode starts from: the config file's, with the flags applied.
+    fn base(&self) -> Result<RunConfig, CliError> {
+        let mut base = crate::train::config::read(self.config.as_deref())?;
+        base.run.data = self.data.clone().or(base.run.data);
         base.run.valid_subset = self.valid_subset;
         base.trainer.epochs = self.epochs;
         base.trainer.steps_per_epoch = Some(self.steps_per_epoch);
         base.trainer.batch_size = self.batch_size;
         base.trainer.checkpoint_dir = None;
-        base
+        Ok(base)
     }
 
     fn check(&self) -> Result<(), CliError> {
@@ -125,7 +130,11 @@ impl TrainPolicyArgs {
         if !(self.temperature.is_finite() && self.temperature > 0.0) {
             return bad("--temperature must be a finite number > 0", "2 explores twice as flat as the scores");
         }
-        self.base().validate()?;
+        let base = self.base()?;
+        base.validate()?;
+        if !base.run.growth {
+            return bad("the config turns growth off", "episodes need growth: drop `growth = false` from [run]");
+        }
         Ok(())
     }
 }
@@ -146,7 +155,7 @@ impl OnBackend for Learning<'_> {
     fn run<B: AutodiffBackend>(self, device: &B::Device) -> Result<(), CliError> {
         let args = self.args;
         let presets: Vec<ModelKind> = args.model.iter().map(|&m| m.into()).collect();
-        let arena = Arena::<B>::new(args.base(), &presets, device.clone())?;
+        let arena = Arena::<B>::new(args.base()?, &presets, device.clone())?;
         let log = TrainingLog::create(&args.out)?;
         let (policy, summary, log) = School::new(args, arena, presets, log).teach()?;
         policy.save(&args.out, summary)?;

@@ -6,9 +6,7 @@ use super::log::TrainingLog;
 use super::TrainPolicyArgs;
 use crate::error::CliError;
 use morphogen::burn::tensor::backend::AutodiffBackend;
-use morphogen::controller::{
-    Controller, ControllerConfig, DecisionRecord, NeuralPolicy, PolicyLearner, CANDIDATE_FEATURES,
-};
+use morphogen::controller::{DecisionRecord, NeuralPolicy, PolicyLearner, CANDIDATE_FEATURES};
 use morphogen::trainer::ModelKind;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -61,7 +59,7 @@ impl<'a, B: AutodiffBackend> School<'a, B> {
         for i in 0..self.args.imitation_episodes {
             let preset = self.presets[i % self.presets.len()];
             let seed = self.args.seed + i as u64;
-            let controller = Controller::new(ControllerConfig::default())?.recording();
+            let controller = self.arena.controller()?.recording();
             let episode = self.arena.run(preset, seed, controller)?;
             self.report("imitation", &episode, None)?;
             records.extend(episode.trace);
@@ -114,7 +112,7 @@ impl<'a, B: AutodiffBackend> School<'a, B> {
         keys: &[u64],
     ) -> Result<Vec<Episode>, CliError> {
         let one = |key: u64| -> Result<Episode, CliError> {
-            let controller = Controller::new(ControllerConfig::default())?.with_policy(policy.clone());
+            let controller = self.arena.controller()?.with_policy(policy.clone());
             self.arena.run(preset, seed, controller.exploring(key, self.args.temperature).recording())
         };
         let mut episodes = Vec::new();
@@ -173,6 +171,7 @@ impl<'a, B: AutodiffBackend> School<'a, B> {
         serde_json::json!({
             "algorithm": "imitation of the heuristic, then REINFORCE with a leave-one-out group baseline (clipped surrogate over policy_steps steps a group)",
             "policy_steps": a.policy_steps,
+            "config": a.config,
             "presets": self.presets.iter().map(|p| p.name()).collect::<Vec<_>>(),
             "episodes": a.episodes,
             "imitation_episodes": a.imitation_episodes,

@@ -6,17 +6,19 @@ use crate::error::CliError;
 use morphogen::trainer::{ControllerKind, LrSchedule, ModelKind, RunConfig, TaskKind, DEFAULT_RUN_NAME};
 use morphogen::Precision;
 use morphogen_flags::Feature;
+use std::path::Path;
+
+/// The config file at `path` (not validated yet), or the defaults without one.
+pub fn read(path: Option<&Path>) -> Result<RunConfig, CliError> {
+    let Some(path) = path else { return Ok(RunConfig::default()) };
+    let problem = |e: &dyn std::fmt::Display| CliError::Config { path: path.to_path_buf(), problem: e.to_string() };
+    let text = std::fs::read_to_string(path).map_err(|e| problem(&e))?;
+    RunConfig::from_toml(&text).map_err(|e| problem(&e))
+}
 
 /// The config file (if any) with the flags applied, validated.
 pub fn resolve(args: &TrainArgs) -> Result<RunConfig, CliError> {
-    let mut config = match &args.config {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| CliError::Config { path: path.clone(), problem: e.to_string() })?;
-            RunConfig::from_toml(&text).map_err(|e| CliError::Config { path: path.clone(), problem: e.to_string() })?
-        }
-        None => RunConfig::default(),
-    };
+    let mut config = read(args.config.as_deref())?;
     config.run.data = args.data.clone().or(config.run.data);
     config.run.task = args.task.map(TaskKind::from).or(config.run.task);
     set(&mut config.run.name, args.name.clone());

@@ -1,5 +1,6 @@
 //! The neural controller end to end on the real Fashion-MNIST: `morphogen controller
-//! train-policy` learns a policy from real growth episodes, `morphogen train --controller neural`
+//! train-policy` learns a policy from real growth episodes (of the host and controller a config
+//! file describes, when given one), `morphogen train --controller neural`
 //! grows by it, and a damaged policy leaves growth to the heuristic with a warning and an
 //! incident, never a crash.
 
@@ -112,5 +113,37 @@ fn a_policy_learned_from_episodes_decides_growth_and_a_damaged_one_leaves_it_to_
     let out = grow(&runs, "no-policy", &["--controller", "neural"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(text(&out).contains("--policy"), "{}", text(&out));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn episodes_take_the_host_and_controller_of_a_config_file() {
+    let dir = scratch("policy-config");
+    // An 8-unit MLP, at most two germinations an epoch (the default allows four).
+    let config = dir.join("small.toml");
+    std::fs::write(&config, "[model]\nhidden = 8\n\n[controller]\nmax_germinations_per_epoch = 2\n").unwrap();
+    let policy = dir.join("small.policy");
+    let (config_path, policy_path) = (config.to_str().unwrap(), policy.to_str().unwrap());
+    let learn = ["controller", "train-policy", "--config", config_path, "--model", "mlp", "--episodes", "2"];
+    let shape = ["--imitation-episodes", "2", "--epochs", "3", "--steps-per-epoch", "8", "--valid-subset", "100"];
+    let out = run(&[&learn[..], &shape, &["--out", policy_path]].concat());
+    assert!(out.status.success(), "{}", text(&out));
+    let curves = std::fs::read_to_string(policy.join("training.jsonl")).unwrap();
+    let episodes: Vec<serde_json::Value> = curves.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(episodes.len(), 2, "{curves}");
+    for episode in &episodes {
+        assert_eq!(episode["host_params"], 784 * 8 + 8 + 8 * 8 + 8 + 8 * 10 + 10, "{episode}");
+        let germinated = episode["germinated"].as_u64().unwrap();
+        assert!((1..=6).contains(&germinated), "two at each of three epoch ends: {episode}");
+    }
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(policy.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["training"]["config"], config_path);
+
+    std::fs::write(&config, "[run]\ngrowth = false\n").unwrap();
+    let unused = dir.join("unused.policy");
+    let refused = run(&[&learn[..], &shape, &["--out", unused.to_str().unwrap()]].concat());
+    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused));
+    assert!(text(&refused).contains("growth off") && !unused.exists(), "{}", text(&refused));
     std::fs::remove_dir_all(&dir).ok();
 }
