@@ -225,10 +225,13 @@ fn a_saved_policy_loads_back_identical_and_damage_is_refused_by_name() {
 }
 
 #[test]
-fn the_shipped_policy_loads_and_grows_within_the_budgets() {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../policies/grow.policy");
-    let policy = Arc::new(NeuralPolicy::load(&path).expect("policies/grow.policy fits this version's features"));
-    let decisions = Controller::new(config()).unwrap().with_policy(policy).step(&varied_system(4, 1, 3, 12));
-    assert!(decisions.fallback.is_none(), "{:?}", decisions.fallback);
-    assert!(germinated(&decisions).len() <= config().max_germinations_per_epoch);
+fn the_shipped_policies_load_and_decide_within_the_budgets() {
+    let folder = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../policies");
+    for name in ["grow.policy", "lean.policy", "budget.policy"] {
+        let policy = NeuralPolicy::load(&folder.join(name)).unwrap_or_else(|e| panic!("policies/{name}: {e}"));
+        let decisions =
+            Controller::new(config()).unwrap().with_policy(Arc::new(policy)).step(&varied_system(4, 1, 3, 12));
+        assert!(decisions.fallback.is_none(), "{name}: {:?}", decisions.fallback);
+        assert!(germinated(&decisions).len() <= config().max_germinations_per_epoch, "{name}");
+    }
 }
