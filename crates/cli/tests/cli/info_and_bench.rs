@@ -103,6 +103,8 @@ fn growth_bench_runs_the_variants_asked_for_in_order() {
         "3",
         "--repeats",
         "1",
+        "--seed",
+        "4",
         "--variants",
         "full,random-sites,static,growing",
         "--json",
@@ -121,7 +123,8 @@ fn growth_bench_runs_the_variants_asked_for_in_order() {
     let ratio = full["host_params"].as_f64().unwrap() / host["host_params"].as_f64().unwrap();
     assert!((3.0..5.0).contains(&ratio), "full is about 4x the host's parameters: {ratio}");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(stderr.matches("| random sites | 1 |").count(), 1, "each run reported as it ends: {stderr}");
+    assert_eq!(stderr.matches("| random sites | 4 |").count(), 1, "each run reported as it ends: {stderr}");
+    assert!(runs.iter().all(|r| r["seed"] == 4), "--seed 4 picks the first seed: {runs:?}");
 }
 
 #[test]

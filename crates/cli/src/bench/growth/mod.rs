@@ -31,7 +31,8 @@ pub struct GrowthArgs {
     /// and backend; boxed to keep `BenchTarget`'s variants of similar size).
     #[command(flatten)]
     pub run: Box<TrainArgs>,
-    /// Seeds (repeats) per variant.
+    /// Seeds (repeats) per variant: 1, 2, 3, ... or, with `--seed S`, S, S + 1, ... (seeds
+    /// other runs were not chosen on).
     #[arg(long, default_value_t = 3)]
     pub repeats: u64,
     /// The variants to run (`enlarged` needs `growing`), run and listed in this order:
@@ -51,7 +52,13 @@ pub fn run(args: &GrowthArgs) -> Result<(), CliError> {
     let mut variants = args.variants.clone();
     variants.sort();
     variants.dedup();
-    let plan = Plan { variants, repeats: args.repeats, full_ratio: args.full_ratio, policy: args.run.policy.clone() };
+    let plan = Plan {
+        variants,
+        repeats: args.repeats,
+        first_seed: args.run.seed.unwrap_or(1),
+        full_ratio: args.full_ratio,
+        policy: args.run.policy.clone(),
+    };
     plan.validate()?;
     let mut json = JsonFile::create(args.json.as_deref())?;
     let base = config::resolve(&args.run)?;

@@ -57,6 +57,8 @@ pub struct Plan {
     pub variants: Vec<Variant>,
     /// Seeds (repeats) per variant.
     pub repeats: u64,
+    /// The first of them: each variant runs seeds `first_seed .. first_seed + repeats`.
+    pub first_seed: u64,
     /// The full host's parameters, as a multiple of the host's.
     pub full_ratio: f64,
     /// The policy folder the `neural` variant loads.
@@ -220,7 +222,7 @@ where
                 Variant::Full => self.sized((host as f64 * plan.full_ratio).round() as usize)?,
             };
             let growth = matches!(variant, Variant::Growing | Variant::RandomSites | Variant::Neural);
-            for seed in 1..=plan.repeats {
+            for seed in plan.first_seed..plan.first_seed + plan.repeats {
                 let row = self.one(&config, variant.name(), growth, seed)?;
                 // Each run as it ends: a long benchmark cut short keeps what it measured.
                 eprint!("{}", row.markdown_row());
