@@ -110,7 +110,8 @@ impl TrainPolicyArgs {
         Ok(base)
     }
 
-    fn check(&self) -> Result<(), CliError> {
+    /// The episodes' base run, once the flags and the config file are checked.
+    fn checked_base(&self) -> Result<RunConfig, CliError> {
         let bad = |problem: &str, hint: &str| {
             Err(CliError::Engine(MorphogenError::InvalidConfig {
                 component: "controller train-policy".into(),
@@ -138,27 +139,28 @@ impl TrainPolicyArgs {
         if !base.run.growth {
             return bad("the config turns growth off", "episodes need growth: drop `growth = false` from [run]");
         }
-        Ok(())
+        Ok(base)
     }
 }
 
 /// `morphogen controller train-policy`.
 pub fn train_policy(args: &TrainPolicyArgs) -> Result<(), CliError> {
-    args.check()?;
-    backend::run_on(args.backend, "policy-episodes", Learning { args })
+    let base = args.checked_base()?;
+    backend::run_on(args.backend, "policy-episodes", Learning { args, base })
 }
 
 struct Learning<'a> {
     args: &'a TrainPolicyArgs,
+    base: RunConfig,
 }
 
 impl OnBackend for Learning<'_> {
     type Output = ();
 
     fn run<B: AutodiffBackend>(self, device: &B::Device) -> Result<(), CliError> {
-        let args = self.args;
+        let Learning { args, base } = self;
         let presets: Vec<ModelKind> = args.model.iter().map(|&m| m.into()).collect();
-        let arena = Arena::<B>::new(args.base()?, &presets, device.clone())?;
+        let arena = Arena::<B>::new(base, &presets, device.clone())?;
         let log = TrainingLog::create(&args.out)?;
         let (policy, summary, log) = School::new(args, arena, presets, log).teach()?;
         policy.save(&args.out, summary)?;
