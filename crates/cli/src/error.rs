@@ -81,7 +81,12 @@ impl CliError {
         match self {
             CliError::BackendNotBuilt { .. } | CliError::Config { .. } | CliError::NoSuchDevice { .. } => 2,
             CliError::Engine(MorphogenError::InvalidConfig { .. }) => 2,
-            CliError::Train(TrainError::TaskMismatch { .. } | TrainError::ReplicaSettingsDiffer { .. }) => 2,
+            CliError::Train(
+                TrainError::TaskMismatch { .. }
+                | TrainError::ReplicaSettingsDiffer { .. }
+                | TrainError::Coordinator { .. }
+                | TrainError::NodeAddress { .. },
+            ) => 2,
             CliError::Train(TrainError::Morphogen(MorphogenError::InvalidConfig { .. })) => 2,
             CliError::Flags(error) if error.is_user_error() => 2,
             CliError::Dashboard(error) if error.is_user_error() => 2,

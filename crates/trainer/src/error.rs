@@ -68,6 +68,24 @@ pub enum TrainError {
         /// How long it waited.
         waited: std::time::Duration,
     },
+    /// The coordinator of a group over several processes cannot be reached or started.
+    #[error("the coordinator at {address}: {problem}; start node 0 (it runs the coordinator) with the same --coordinator, and check that this host can reach it")]
+    Coordinator {
+        /// The coordinator's address.
+        address: std::net::SocketAddr,
+        /// What went wrong.
+        problem: String,
+    },
+    /// A node cannot serve its tensors on its address.
+    #[error(
+        "node address {address}: cannot listen ({problem}); pass another --node-address, or stop what holds the port"
+    )]
+    NodeAddress {
+        /// The address.
+        address: std::net::SocketAddr,
+        /// Why not.
+        problem: String,
+    },
     /// Another replica of the group failed, so this one stopped waiting for it.
     #[error(
         "replica {rank}: replica {failed} failed ({problem}) while the group was to {operation}; \
@@ -126,6 +144,8 @@ impl TrainError {
             TrainError::Checkpoint(_) => ErrorKind::Checkpoint,
             TrainError::Io { .. } => ErrorKind::Io,
             TrainError::Collective { .. }
+            | TrainError::Coordinator { .. }
+            | TrainError::NodeAddress { .. }
             | TrainError::ReplicaTimeout { .. }
             | TrainError::ReplicaFailed { .. }
             | TrainError::ReplicaSettingsDiffer { .. }

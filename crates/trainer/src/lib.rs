@@ -20,6 +20,7 @@ mod flops;
 mod json_difference;
 mod lr_schedule;
 mod models;
+mod node_group;
 mod replica;
 mod resources;
 mod rules;
@@ -41,6 +42,7 @@ pub use models::{
     Cnn, FeedForward, Mlp, ModelConfig, ModelKind, Projection, ResNet, ResidualBlock, TaskKind, Transformer,
     TransformerBlock,
 };
+pub use node_group::{Coordinator, NodeGroup, COORDINATOR_WAIT};
 pub use replica::{Replica, ReplicaConfig};
 pub use resources::{process_rss_bytes, LayerResources, Resources};
 pub use rules::RollbackRule;

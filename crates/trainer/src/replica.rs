@@ -8,7 +8,7 @@
 //! that differs.
 
 use crate::json_difference::first_difference;
-use crate::{Evaluation, Shard, TrainError};
+use crate::{Evaluation, NodeGroup, Shard, TrainError, COORDINATOR_WAIT};
 use burn::collective::{self, CollectiveConfig, CollectiveError, PeerId, ReduceOperation};
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::optim::GradientsParams;
@@ -40,8 +40,11 @@ const FAILURE_POLL: Duration = Duration::from_millis(100);
 pub struct ReplicaConfig {
     /// This replica's index, `0..replicas`; rank 0 is the reference the others are checked against.
     pub rank: usize,
-    /// Replicas in the group.
+    /// Replicas in the group, over every process.
     pub replicas: usize,
+    /// The processes the group spans, when more than this one: each holds `replicas / nodes`
+    /// consecutive ranks, node 0 the first.
+    pub nodes: Option<NodeGroup>,
     /// The longest a collective operation waits for the other replicas before it fails with
     /// [`TrainError::ReplicaTimeout`]: a peer that died or hangs stops the run instead of
     /// blocking it forever. Generous by default (20 minutes), because a GPU replica's first
@@ -52,7 +55,17 @@ pub struct ReplicaConfig {
 impl ReplicaConfig {
     /// Replica `rank` of `replicas`, with the default timeout.
     pub fn new(rank: usize, replicas: usize) -> Self {
-        Self { rank, replicas, timeout: Duration::from_secs(20 * 60) }
+        Self { rank, replicas, nodes: None, timeout: Duration::from_secs(20 * 60) }
+    }
+
+    /// The same, the group spanning the processes of `nodes`.
+    pub fn with_nodes(self, nodes: NodeGroup) -> Self {
+        Self { nodes: Some(nodes), ..self }
+    }
+
+    /// Replicas in this process.
+    pub fn local_replicas(&self) -> usize {
+        self.replicas / self.nodes.map_or(1, |group| group.nodes.max(1))
     }
 
     /// The same with another timeout.
@@ -68,6 +81,8 @@ impl ReplicaConfig {
             Some(format!("rank {} is outside a group of {} replicas", self.rank, self.replicas))
         } else if self.timeout.is_zero() {
             Some("the timeout must be longer than zero".to_string())
+        } else if let Some(problem) = self.nodes.and_then(|group| self.node_problem(group)) {
+            Some(problem)
         } else {
             None
         };
@@ -79,6 +94,19 @@ impl ReplicaConfig {
                 hint: "give each replica a distinct rank from 0 to replicas - 1, and a timeout".into(),
             }),
         }
+    }
+
+    /// What is wrong with this replica's place among the nodes of `group`, if anything.
+    fn node_problem(&self, group: NodeGroup) -> Option<String> {
+        if let Err(MorphogenError::InvalidConfig { problem, .. }) = group.validate() {
+            return Some(problem);
+        }
+        if self.replicas % group.nodes != 0 {
+            return Some(format!("{} replicas do not split evenly over {} nodes", self.replicas, group.nodes));
+        }
+        let node = self.rank / self.local_replicas();
+        (node != group.node_rank)
+            .then(|| format!("rank {} belongs to node {node}, not to node {}", self.rank, group.node_rank))
     }
 
     /// The examples of a global batch of `size` this replica takes: consecutive shards, the first
@@ -116,16 +144,25 @@ impl<B: AutodiffBackend> std::fmt::Debug for Replica<B> {
 }
 
 impl<B: AutodiffBackend> Replica<B> {
-    /// Joins the group of `config.replicas` replicas of this process, computing on `device`.
-    /// Every replica must join before the first collective operation returns.
+    /// Joins the group of `config.replicas` replicas, computing on `device`: all in this
+    /// process, or spread over the processes of `config.nodes` (each waits up to
+    /// [`COORDINATOR_WAIT`] for the coordinator, then up to the timeout for every node to
+    /// register). Every replica must join before the first collective operation returns.
     pub fn join(config: ReplicaConfig, device: &B::Device) -> Result<Self, TrainError> {
         config.validate()?;
         let peer = PeerId::from(config.rank);
-        let group = CollectiveConfig::default().with_num_devices(config.replicas);
-        collective::register::<B::InnerBackend>(peer, device.clone(), group)
-            .map_err(|e| collective_error(config.rank, "join the group", e))?;
+        let group = match config.nodes {
+            None => CollectiveConfig::default().with_num_devices(config.replicas),
+            Some(nodes) => {
+                nodes.wait_for_coordinator(COORDINATOR_WAIT)?;
+                nodes.collective(config.local_replicas())
+            }
+        };
         JOINED.fetch_add(1, Ordering::SeqCst);
-        Ok(Self { config, peer, device: device.clone(), timed_out: AtomicBool::new(false) })
+        let replica = Self { config, peer, device: device.clone(), timed_out: AtomicBool::new(false) };
+        let device = device.clone();
+        replica.bounded("join the group", move || collective::register::<B::InnerBackend>(peer, device, group))?;
+        Ok(replica)
     }
 
     /// Where this replica sits in its group.
@@ -411,15 +448,28 @@ impl<B: AutodiffBackend> Replica<B> {
         self.config.rank == 0
     }
 
-    /// The `sent` of the one replica that sends (`None` on every other) on every replica.
-    fn broadcast<const D: usize>(
+    /// The `sent` of the one replica that sends (`None` on every other) on every replica. Burn
+    /// 0.21 has no broadcast across processes, so it is two sums, exact because every other
+    /// replica adds zeros: the length (in 16-bit pieces), then the values.
+    fn broadcast(
         &self,
-        sent: Option<Tensor<B::InnerBackend, D>>,
+        sent: Option<Tensor<B::InnerBackend, 1>>,
         operation: &str,
-    ) -> Result<Tensor<B::InnerBackend, D>, TrainError> {
-        let (peer, sent) = (self.peer, sent.map(|tensor| tensor.into_primitive().tensor()));
-        let received = self.bounded(operation, move || collective::broadcast::<B::InnerBackend>(peer, sent))?;
-        Ok(Tensor::from_primitive(TensorPrimitive::Float(received)))
+    ) -> Result<Tensor<B::InnerBackend, 1>, TrainError> {
+        let len = sent.as_ref().map_or(0, |tensor| tensor.dims()[0] as u64);
+        let len = from_pieces(&values(self.sum(self.floats(to_pieces(&[len])), operation)?))[0] as usize;
+        if len == 0 {
+            return Ok(self.floats(Vec::new()));
+        }
+        let mine = sent.unwrap_or_else(|| Tensor::zeros([len], &self.device));
+        if mine.dims()[0] != len {
+            return Err(TrainError::Collective {
+                rank: self.config.rank,
+                operation: operation.into(),
+                problem: "more than one replica sent a broadcast".into(),
+            });
+        }
+        self.sum(mine, operation)
     }
 
     /// `tensor` added up over every replica.

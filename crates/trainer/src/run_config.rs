@@ -3,7 +3,8 @@
 //! A program of its own can read the same file with [`RunConfig::from_toml`].
 
 use crate::{
-    BusConfig, ModelConfig, ModelKind, TaskKind, TrainError, TrainerConfig, FASHION_MNIST_DIR, SHAKESPEARE_DIR,
+    BusConfig, ModelConfig, ModelKind, NodeGroup, TaskKind, TrainError, TrainerConfig, FASHION_MNIST_DIR,
+    SHAKESPEARE_DIR,
 };
 use morphogen_contracts::MorphogenError;
 use morphogen_controller::ControllerConfig;
@@ -33,6 +34,10 @@ pub struct RunSection {
     /// The backend's devices to train on, by index, one data-parallel replica each (empty: the
     /// backend's default device alone). An index may repeat: two replicas on one device.
     pub devices: Vec<usize>,
+    /// The processes (nodes) the run spans, each training on its own `devices`; none: this
+    /// process alone. Set by `morphogen train --nodes`, never read from a file.
+    #[serde(skip)]
+    pub nodes: Option<NodeGroup>,
     /// Who decides growth: the heuristic, or a neural policy (`policy`).
     pub controller: ControllerKind,
     /// The policy folder the neural controller loads (`morphogen controller train-policy`
@@ -63,6 +68,7 @@ impl Default for RunSection {
             growth: true,
             runs_dir: "runs".into(),
             devices: Vec::new(),
+            nodes: None,
             controller: ControllerKind::Heuristic,
             policy: None,
         }
@@ -145,7 +151,10 @@ impl RunConfig {
 
     /// Every replica must get at least one example of each global batch.
     fn check_devices(&self) -> Result<(), TrainError> {
-        let replicas = self.run.devices.len();
+        if let Some(group) = self.run.nodes {
+            group.validate()?;
+        }
+        let replicas = self.run.devices.len().max(1) * self.run.nodes.map_or(1, |group| group.nodes);
         if replicas <= self.trainer.batch_size {
             return Ok(());
         }

@@ -133,6 +133,22 @@ pub struct TrainArgs {
     /// default device alone.
     #[arg(long, value_delimiter = ',', value_name = "LIST")]
     pub devices: Option<Vec<usize>>,
+    /// Train over this many processes (nodes), on one host or several, each started with the
+    /// same options and its own `--node-rank`; each trains one replica per device of its
+    /// `--devices`. Node 0 runs the coordinator and writes the run folder.
+    #[arg(long, value_name = "N", requires_all = ["node_rank", "coordinator"])]
+    pub nodes: Option<usize>,
+    /// This process's index among the `--nodes`, from 0.
+    #[arg(long, value_name = "RANK", requires = "nodes")]
+    pub node_rank: Option<usize>,
+    /// The coordinator's address, `host:port`, the same on every node: node 0 listens on its
+    /// port, the others connect to it (and wait up to a minute for it).
+    #[arg(long, value_name = "ADDR", value_parser = socket_address, requires = "nodes")]
+    pub coordinator: Option<std::net::SocketAddr>,
+    /// Where this node serves its tensors to the others, `host:port` (default: this host's
+    /// address towards the coordinator, port coordinator + 1 + node rank).
+    #[arg(long, value_name = "ADDR", value_parser = socket_address, requires = "nodes")]
+    pub node_address: Option<std::net::SocketAddr>,
     /// Serve Prometheus metrics (`GET /metrics`) on this address while training, e.g.
     /// `127.0.0.1:9464` (see `docs/metrics.md`).
     #[arg(long, value_name = "ADDR")]
@@ -265,4 +281,11 @@ impl From<TaskArg> for TaskKind {
             TaskArg::Lm => TaskKind::Lm,
         }
     }
+}
+
+/// `host:port` resolved to its first address.
+fn socket_address(text: &str) -> Result<std::net::SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    let mut addresses = text.to_socket_addrs().map_err(|e| format!("'{text}' is not a reachable host:port ({e})"))?;
+    addresses.next().ok_or_else(|| format!("'{text}' resolves to no address"))
 }

@@ -3,7 +3,7 @@
 
 use super::args::TrainArgs;
 use crate::error::CliError;
-use morphogen::trainer::{ControllerKind, LrSchedule, ModelKind, RunConfig, TaskKind, DEFAULT_RUN_NAME};
+use morphogen::trainer::{ControllerKind, LrSchedule, ModelKind, NodeGroup, RunConfig, TaskKind, DEFAULT_RUN_NAME};
 use morphogen::Precision;
 use morphogen_flags::Feature;
 use std::path::Path;
@@ -26,6 +26,7 @@ pub fn resolve(args: &TrainArgs) -> Result<RunConfig, CliError> {
     set(&mut config.run.train_subset, args.train_subset);
     set(&mut config.run.valid_subset, args.valid_subset);
     set(&mut config.run.devices, args.devices.clone());
+    config.run.nodes = node_group(args);
     config.run.growth &= !args.no_growth;
     config.trainer.debug |= args.debug;
     set(&mut config.trainer.epochs, args.epochs);
@@ -92,4 +93,11 @@ fn set<T>(slot: &mut T, value: Option<T>) {
     if let Some(v) = value {
         *slot = v;
     }
+}
+
+/// The node group `--nodes`, `--node-rank`, `--coordinator` and `--node-address` describe.
+fn node_group(args: &TrainArgs) -> Option<NodeGroup> {
+    let (nodes, node_rank, coordinator) = (args.nodes?, args.node_rank?, args.coordinator?);
+    let group = NodeGroup::new(nodes, node_rank, coordinator);
+    Some(args.node_address.map_or(group, |address| group.with_address(address)))
 }

@@ -38,7 +38,7 @@ impl<T: Task> Replicated<'_, T> {
     {
         let Replicated { config, data, lifetime } = self;
         let replicas = others.len() + 1;
-        let member = |rank| Lifetime { replica: Some(ReplicaConfig::new(rank, replicas)), ..lifetime.clone() };
+        let member = |index| Lifetime { replica: Some(replica_config(config, replicas, index)), ..lifetime.clone() };
         // Decisions reach the other replicas from rank 0, never from a bus of their own.
         let mut follower = config.clone();
         follower.bus.url = None;
@@ -56,15 +56,23 @@ impl<T: Task> Replicated<'_, T> {
                 .collect();
             let result = controller_for(config, observer)
                 .and_then(|controller| train_once(controller, lead, config, data, events, member(0), observer));
-            let followers = handles
-                .into_iter()
-                .zip(1..)
-                .map(|(handle, rank)| handle.join().unwrap_or_else(|_| Err(panicked(rank))));
+            let followers = handles.into_iter().zip(1..).map(|(handle, index)| {
+                handle.join().unwrap_or_else(|_| Err(panicked(replica_config(config, replicas, index).rank)))
+            });
             let followers: Result<Vec<()>, CliError> = followers.collect();
             let result = result?;
             followers?;
             Ok(result)
         })
+    }
+}
+
+/// The place of this process's replica `index` (of `here`) in the whole group: with `--nodes`,
+/// node `k` holds ranks `k * here ..`.
+fn replica_config(config: &RunConfig, here: usize, index: usize) -> ReplicaConfig {
+    match config.run.nodes {
+        None => ReplicaConfig::new(index, here),
+        Some(group) => ReplicaConfig::new(group.node_rank * here + index, group.nodes * here).with_nodes(group),
     }
 }
 

@@ -16,7 +16,7 @@ use morphogen::burn::module::{AutodiffModule, Module, ModuleVisitor, Param};
 use morphogen::burn::tensor::backend::AutodiffBackend;
 use morphogen::burn::tensor::backend::Backend;
 use morphogen::burn::tensor::Tensor;
-use morphogen::trainer::RunConfig;
+use morphogen::trainer::{Coordinator, EventLog, NodeGroup, RunConfig};
 use morphogen::trainer::{ErrorKind, ModelKind, Observer, Stopped, Task, TaskData, TaskModel};
 use morphogen::SeededModel;
 use morphogen_metrics::{Borrowed, Both, MetricsObserver};
@@ -103,6 +103,12 @@ impl Training<'_> {
         let Training { config, mode, metrics, stop } = self;
         let others = models.split_off(1);
         let model = models.pop().expect("a model for the first device");
+        let lifetime = Lifetime { resume: mode.resume, stop: Some(stop.flag.clone()), replica: None };
+        let _coordinator = match config.run.nodes {
+            Some(group) if group.node_rank > 0 => return follow_node_0(group, config, data, model, others, lifetime),
+            Some(group) => Some(start_coordinator(group)?),
+            None => None,
+        };
         let folder = RunFolder::create(config)?;
         let quarantined = match (&config.trainer.checkpoint_dir, mode.resume) {
             (Some(checkpoints), true) => agree_with_checkpoint(&folder, checkpoints)?,
@@ -123,13 +129,15 @@ impl Training<'_> {
         for q in &quarantined {
             observer.error(ErrorKind::CheckpointCorrupt, &q.to_string());
         }
-        let lifetime = Lifetime { resume: mode.resume, stop: Some(stop.flag.clone()), replica: None };
-        let result = if others.is_empty() {
+        let result = if others.is_empty() && config.run.nodes.is_none() {
             train_once(controller_for(config, &mut observer)?, model, config, data, events, lifetime, &mut observer)?
         } else {
+            let nodes = config.run.nodes.map_or(1, |group| group.nodes);
             eprintln!(
-                "data parallel: {} replicas, each on a shard of every batch of {}",
+                "data parallel: {} replicas ({} a node, {nodes} node{}), each on a shard of every batch of {}",
+                (others.len() + 1) * nodes,
                 others.len() + 1,
+                if nodes == 1 { "" } else { "s" },
                 config.trainer.batch_size
             );
             let lead = Replicated { config, data, lifetime };
@@ -167,4 +175,49 @@ fn stopped_message(stopped: &Stopped, config: &RunConfig) -> String {
             stopped.epoch, stopped.step
         ),
     }
+}
+
+/// Node 0's side of `--nodes`: checks that its tensor address is free, then runs the
+/// coordinator, which the other nodes wait for, until the run ends.
+fn start_coordinator(group: NodeGroup) -> Result<Coordinator, CliError> {
+    group.check_address()?;
+    eprintln!("node 0 of {}: coordinator on port {}", group.nodes, group.coordinator.port());
+    Ok(Coordinator::start(group.coordinator.port())?)
+}
+
+/// A node other than 0 of `--nodes`: trains its replicas in lockstep with node 0, which writes
+/// the run folder, the checkpoints and the results (with `--resume`, every node reads node 0's
+/// checkpoints: on several hosts, from shared storage). Nothing is written here.
+fn follow_node_0<B, M, T>(
+    group: NodeGroup,
+    config: &RunConfig,
+    data: &TaskData<T>,
+    model: M,
+    others: Vec<M>,
+    lifetime: Lifetime,
+) -> Result<(), CliError>
+where
+    B: AutodiffBackend,
+    T: Task,
+    M: AutodiffModule<B> + SeededModel<B> + TaskModel<B, T> + Send,
+    M::InnerModule: SeededModel<B::InnerBackend> + TaskModel<B::InnerBackend, T>,
+{
+    group.check_address()?;
+    eprintln!(
+        "node {} of {}: {} replica(s), in lockstep with node 0 through the coordinator at {}",
+        group.node_rank,
+        group.nodes,
+        others.len() + 1,
+        group.coordinator
+    );
+    // Decisions come from node 0, never from a bus of this node's own.
+    let mut follower = config.clone();
+    follower.bus.url = None;
+    let replicas = Replicated { config: &follower, data, lifetime };
+    let result = replicas.train(model, others, EventLog::in_memory(), &mut ())?;
+    match result.stopped {
+        Some(stopped) => eprintln!("node {}: stopped with node 0 in epoch {}", group.node_rank, stopped.epoch),
+        None => eprintln!("node {}: done; node 0 holds the run", group.node_rank),
+    }
+    Ok(())
 }
