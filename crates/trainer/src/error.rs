@@ -76,6 +76,18 @@ pub enum TrainError {
         /// What went wrong.
         problem: String,
     },
+    /// Another node of the group stopped answering while this replica waited on it.
+    #[error("replica {rank}: node {node} ({address}) stopped answering while the group was to {operation}; it died or its host is unreachable: the newest checkpoint stays, restart every node with --resume")]
+    NodeLost {
+        /// The replica that noticed.
+        rank: usize,
+        /// The node that stopped answering.
+        node: usize,
+        /// Its tensor address.
+        address: std::net::SocketAddr,
+        /// What the group was doing.
+        operation: String,
+    },
     /// A node cannot serve its tensors on its address.
     #[error(
         "node address {address}: cannot listen ({problem}); pass another --node-address, or stop what holds the port"
@@ -146,6 +158,7 @@ impl TrainError {
             TrainError::Collective { .. }
             | TrainError::Coordinator { .. }
             | TrainError::NodeAddress { .. }
+            | TrainError::NodeLost { .. }
             | TrainError::ReplicaTimeout { .. }
             | TrainError::ReplicaFailed { .. }
             | TrainError::ReplicaSettingsDiffer { .. }

@@ -42,7 +42,7 @@ pub use models::{
     Cnn, FeedForward, Mlp, ModelConfig, ModelKind, Projection, ResNet, ResidualBlock, TaskKind, Transformer,
     TransformerBlock,
 };
-pub use node_group::{Coordinator, NodeGroup, COORDINATOR_WAIT};
+pub use node_group::{Coordinator, NodeGroup};
 pub use replica::{Replica, ReplicaConfig};
 pub use resources::{process_rss_bytes, LayerResources, Resources};
 pub use rules::RollbackRule;

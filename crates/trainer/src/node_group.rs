@@ -5,17 +5,15 @@
 use crate::TrainError;
 use burn::collective::{AllReduceStrategy, CollectiveConfig};
 use morphogen_contracts::MorphogenError;
-use serde::{Deserialize, Serialize};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::thread::JoinHandle;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// How long a node waits for the coordinator to accept connections: node 0 may start a little
-/// after the others.
-pub const COORDINATOR_WAIT: Duration = Duration::from_secs(60);
+/// How often, at most, a replica waiting on the others checks that the other nodes still answer.
+const WATCH_EVERY: Duration = Duration::from_secs(1);
 
 /// Where this process sits among the processes (nodes) of a data-parallel group.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct NodeGroup {
     /// Processes in the group, each with the same number of replicas.
     pub nodes: usize,
@@ -25,6 +23,9 @@ pub struct NodeGroup {
     pub coordinator: SocketAddr,
     /// Where this node serves its tensors to the others: reachable from every other node.
     pub address: SocketAddr,
+    /// How long a node waits for the coordinator to accept connections (node 0 may start
+    /// after the others): a minute by default.
+    pub coordinator_wait: Duration,
 }
 
 impl NodeGroup {
@@ -34,7 +35,8 @@ impl NodeGroup {
     pub fn new(nodes: usize, node_rank: usize, coordinator: SocketAddr) -> Self {
         let host = local_address_towards(coordinator).unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
         let port = coordinator.port().saturating_add(1).saturating_add(node_rank.min(u16::MAX as usize) as u16);
-        Self { nodes, node_rank, coordinator, address: SocketAddr::new(host, port) }
+        let address = SocketAddr::new(host, port);
+        Self { nodes, node_rank, coordinator, address, coordinator_wait: Duration::from_secs(60) }
     }
 
     /// The same, serving tensors on `address`.
@@ -85,9 +87,15 @@ impl NodeGroup {
         }
     }
 
-    /// Waits up to `within` for the coordinator to accept a connection: an unreachable one is
-    /// a typed error naming it, not a node that retries forever.
-    pub fn wait_for_coordinator(&self, within: Duration) -> Result<(), TrainError> {
+    /// The same, waiting up to `wait` for the coordinator.
+    pub fn with_coordinator_wait(self, wait: Duration) -> Self {
+        Self { coordinator_wait: wait, ..self }
+    }
+
+    /// Waits up to `coordinator_wait` for the coordinator to accept a connection: an
+    /// unreachable one is a typed error naming it, not a node that retries forever.
+    pub fn wait_for_coordinator(&self) -> Result<(), TrainError> {
+        let within = self.coordinator_wait;
         let deadline = Instant::now() + within;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -116,11 +124,42 @@ fn local_address_towards(coordinator: SocketAddr) -> Option<IpAddr> {
     Some(socket.local_addr().ok()?.ip())
 }
 
+/// Watches the other nodes of a group while a replica waits on them: a node whose address no
+/// longer accepts connections died, or its host is unreachable.
+#[derive(Debug)]
+pub(crate) struct NodeWatch {
+    /// Every other node's rank and address.
+    others: Vec<(usize, SocketAddr)>,
+    /// When the other nodes were last checked.
+    checked: Mutex<Instant>,
+}
+
+impl NodeWatch {
+    /// Watches every node of `addresses` (in node order) but `node_rank`.
+    pub(crate) fn new(addresses: Vec<SocketAddr>, node_rank: usize) -> Self {
+        let others = addresses.into_iter().enumerate().filter(|&(node, _)| node != node_rank).collect();
+        Self { others, checked: Mutex::new(Instant::now()) }
+    }
+
+    /// The first other node that does not accept a connection within a second; checked at most
+    /// once every [`WATCH_EVERY`] (`None` in between) unless `now`.
+    pub(crate) fn silent_node(&self, now: bool) -> Option<(usize, SocketAddr)> {
+        {
+            let mut checked = self.checked.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            if !now && checked.elapsed() < WATCH_EVERY {
+                return None;
+            }
+            *checked = Instant::now();
+        }
+        let answers = |address: &SocketAddr| TcpStream::connect_timeout(address, Duration::from_secs(1)).is_ok();
+        self.others.iter().copied().find(|(_, address)| !answers(address))
+    }
+}
+
 /// The coordinator node 0 runs: Burn's orchestrator, on a thread of its own, until dropped.
 #[derive(Debug)]
 pub struct Coordinator {
     stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
 }
 
 impl Coordinator {
@@ -139,8 +178,9 @@ impl Coordinator {
         let serve = burn_collective::start_global_orchestrator_until(port, async move {
             let _ = stopped.await;
         });
-        let thread = std::thread::spawn(move || runtime.block_on(serve));
-        Ok(Self { stop: Some(stop), thread: Some(thread) })
+        // Not joined when dropped: a node that lingers must not keep node 0 from exiting.
+        std::thread::spawn(move || runtime.block_on(serve));
+        Ok(Self { stop: Some(stop) })
     }
 }
 
@@ -148,9 +188,6 @@ impl Drop for Coordinator {
     fn drop(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
         }
     }
 }

@@ -8,7 +8,8 @@
 //! that differs.
 
 use crate::json_difference::first_difference;
-use crate::{Evaluation, NodeGroup, Shard, TrainError, COORDINATOR_WAIT};
+use crate::node_group::NodeWatch;
+use crate::{Evaluation, NodeGroup, Shard, TrainError};
 use burn::collective::{self, CollectiveConfig, CollectiveError, PeerId, ReduceOperation};
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::optim::GradientsParams;
@@ -19,6 +20,7 @@ use morphogen_engine::SeededModel;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::hash::{DefaultHasher, Hash, Hasher};
+use std::net::SocketAddr;
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -135,6 +137,8 @@ pub struct Replica<B: AutodiffBackend> {
     device: B::Device,
     /// Set once an operation timed out: the group is then out of step for good.
     timed_out: AtomicBool,
+    /// The other nodes, when the group spans several processes.
+    watch: Option<NodeWatch>,
 }
 
 impl<B: AutodiffBackend> std::fmt::Debug for Replica<B> {
@@ -146,7 +150,7 @@ impl<B: AutodiffBackend> std::fmt::Debug for Replica<B> {
 impl<B: AutodiffBackend> Replica<B> {
     /// Joins the group of `config.replicas` replicas, computing on `device`: all in this
     /// process, or spread over the processes of `config.nodes` (each waits up to
-    /// [`COORDINATOR_WAIT`] for the coordinator, then up to the timeout for every node to
+    /// its `coordinator_wait` for the coordinator, then up to the timeout for every node to
     /// register). Every replica must join before the first collective operation returns.
     pub fn join(config: ReplicaConfig, device: &B::Device) -> Result<Self, TrainError> {
         config.validate()?;
@@ -154,15 +158,27 @@ impl<B: AutodiffBackend> Replica<B> {
         let group = match config.nodes {
             None => CollectiveConfig::default().with_num_devices(config.replicas),
             Some(nodes) => {
-                nodes.wait_for_coordinator(COORDINATOR_WAIT)?;
+                nodes.wait_for_coordinator()?;
                 nodes.collective(config.local_replicas())
             }
         };
         JOINED.fetch_add(1, Ordering::SeqCst);
-        let replica = Self { config, peer, device: device.clone(), timed_out: AtomicBool::new(false) };
+        let mut replica = Self { config, peer, device: device.clone(), timed_out: AtomicBool::new(false), watch: None };
         let device = device.clone();
         replica.bounded("join the group", move || collective::register::<B::InnerBackend>(peer, device, group))?;
+        if let Some(nodes) = config.nodes {
+            replica.watch = Some(NodeWatch::new(replica.node_addresses(nodes)?, nodes.node_rank));
+        }
         Ok(replica)
+    }
+
+    /// Every node's tensor address, in node order, told by the node's first replica. A
+    /// collective operation.
+    fn node_addresses(&self, nodes: NodeGroup) -> Result<Vec<SocketAddr>, TrainError> {
+        let first_rank = |node| node * self.config.local_replicas();
+        (0..nodes.nodes)
+            .map(|node| self.told_by(first_rank(node), "exchange node addresses", || nodes.address))
+            .collect()
     }
 
     /// Where this replica sits in its group.
@@ -512,17 +528,26 @@ impl<B: AutodiffBackend> Replica<B> {
         loop {
             let wait = deadline.saturating_duration_since(Instant::now()).min(FAILURE_POLL);
             let error = match receiver.recv_timeout(wait) {
-                Ok(result) => return result.map_err(|e| collective_error(self.config.rank, operation, e)),
+                // Burn's server fails at once when a peer's connection breaks: a lost node is
+                // the reason to report.
+                Ok(result) => {
+                    return result.map_err(|e| {
+                        self.lost_node(operation, true)
+                            .unwrap_or_else(|| collective_error(self.config.rank, operation, e))
+                    })
+                }
                 Err(RecvTimeoutError::Disconnected) => TrainError::Collective {
                     rank: self.config.rank,
                     operation: operation.into(),
                     problem: "Burn's collective operation panicked".into(),
                 },
-                Err(RecvTimeoutError::Timeout) => match self.group_failure(operation) {
-                    Some(failed) => failed,
-                    None if Instant::now() < deadline => continue,
-                    None => timeout(),
-                },
+                Err(RecvTimeoutError::Timeout) => {
+                    match self.group_failure(operation).or_else(|| self.lost_node(operation, false)) {
+                        Some(failed) => failed,
+                        None if Instant::now() < deadline => continue,
+                        None => timeout(),
+                    }
+                }
             };
             self.timed_out.store(true, Ordering::SeqCst);
             return Err(error);
@@ -546,6 +571,13 @@ impl<B: AutodiffBackend> Replica<B> {
             operation: operation.into(),
             problem: problem.clone(),
         })
+    }
+
+    /// The error naming another node that stopped answering, if one did (checked at once if
+    /// `now`, else at most once a second).
+    fn lost_node(&self, operation: &str, now: bool) -> Option<TrainError> {
+        let (node, address) = self.watch.as_ref()?.silent_node(now)?;
+        Some(TrainError::NodeLost { rank: self.config.rank, node, address, operation: operation.into() })
     }
 
     /// `values` as a tensor on this replica's device.

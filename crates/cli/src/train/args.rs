@@ -149,6 +149,9 @@ pub struct TrainArgs {
     /// address towards the coordinator, port coordinator + 1 + node rank).
     #[arg(long, value_name = "ADDR", value_parser = socket_address, requires = "nodes")]
     pub node_address: Option<std::net::SocketAddr>,
+    /// How long a node waits for the coordinator before it gives up, in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60, requires = "nodes")]
+    pub coordinator_wait: u64,
     /// Serve Prometheus metrics (`GET /metrics`) on this address while training, e.g.
     /// `127.0.0.1:9464` (see `docs/metrics.md`).
     #[arg(long, value_name = "ADDR")]

@@ -98,6 +98,7 @@ fn set<T>(slot: &mut T, value: Option<T>) {
 /// The node group `--nodes`, `--node-rank`, `--coordinator` and `--node-address` describe.
 fn node_group(args: &TrainArgs) -> Option<NodeGroup> {
     let (nodes, node_rank, coordinator) = (args.nodes?, args.node_rank?, args.coordinator?);
-    let group = NodeGroup::new(nodes, node_rank, coordinator);
+    let wait = std::time::Duration::from_secs(args.coordinator_wait);
+    let group = NodeGroup::new(nodes, node_rank, coordinator).with_coordinator_wait(wait);
     Some(args.node_address.map_or(group, |address| group.with_address(address)))
 }

@@ -141,7 +141,7 @@ impl Training<'_> {
                 config.trainer.batch_size
             );
             let lead = Replicated { config, data, lifetime };
-            lead.train(model, others, events, &mut observer)?
+            lead.train(model, others, events, &mut observer).map_err(|e| folder.undo_if_refused(e))?
         };
         if let Some(stopped) = &result.stopped {
             return Err(CliError::Stopped { signal: stop.signal(), message: stopped_message(stopped, config) });
@@ -210,9 +210,13 @@ where
         others.len() + 1,
         group.coordinator
     );
-    // Decisions come from node 0, never from a bus of this node's own.
+    // Decisions come from node 0, never from a bus of this node's own; only node 0 writes
+    // checkpoints (the others read them to resume).
     let mut follower = config.clone();
     follower.bus.url = None;
+    if !lifetime.resume {
+        follower.trainer.checkpoint_dir = None;
+    }
     let replicas = Replicated { config: &follower, data, lifetime };
     let result = replicas.train(model, others, EventLog::in_memory(), &mut ())?;
     match result.stopped {

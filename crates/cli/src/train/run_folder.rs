@@ -5,24 +5,35 @@ use crate::error::CliError;
 use morphogen::burn::module::Module;
 use morphogen::burn::record::{FullPrecisionSettings, NamedMpkFileRecorder};
 use morphogen::burn::tensor::backend::Backend;
-use morphogen::trainer::EventLog;
-use morphogen::trainer::RunConfig;
+use morphogen::trainer::{EventLog, RunConfig, TrainError};
 use std::path::{Path, PathBuf};
 
 /// A run's folder, created.
 pub struct RunFolder {
     dir: PathBuf,
+    /// Whether this run created the folder (it did not exist before).
+    new: bool,
 }
 
 impl RunFolder {
     /// Creates `<runs_dir>/<name>/` (and its parents) and writes the run's `config.toml` into it.
     pub fn create(config: &RunConfig) -> Result<Self, CliError> {
         let dir = config.run.runs_dir.join(&config.run.name);
+        let new = !dir.exists();
         std::fs::create_dir_all(&dir).map_err(|source| CliError::Write { path: dir.clone(), source })?;
         let path = dir.join("config.toml");
         let text = toml::to_string_pretty(config).expect("configs serialise");
         std::fs::write(&path, text).map_err(|source| CliError::Write { path, source })?;
-        Ok(Self { dir })
+        Ok(Self { dir, new })
+    }
+
+    /// `error`, after removing the folder if this run created it and `error` is a replica
+    /// started with other settings: bad input leaves nothing written.
+    pub fn undo_if_refused(&self, error: CliError) -> CliError {
+        if self.new && matches!(error, CliError::Train(TrainError::ReplicaSettingsDiffer { .. })) {
+            std::fs::remove_dir_all(&self.dir).ok();
+        }
+        error
     }
 
     /// The folder itself.

@@ -9,6 +9,7 @@ mod info_and_bench;
 mod kill;
 mod load;
 mod metrics;
+mod nodes;
 mod policy;
 mod tracing;
 mod train;
