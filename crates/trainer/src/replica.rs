@@ -75,7 +75,8 @@ impl ReplicaConfig {
         Self { timeout, ..self }
     }
 
-    /// Checks the rank lies inside the group and the timeout is not zero.
+    /// Checks the rank lies inside the group (and inside its node's share of it) and the
+    /// timeout is not zero.
     pub fn validate(&self) -> Result<(), MorphogenError> {
         let problem = if self.replicas == 0 {
             Some("replicas must be at least 1".to_string())
@@ -83,10 +84,8 @@ impl ReplicaConfig {
             Some(format!("rank {} is outside a group of {} replicas", self.rank, self.replicas))
         } else if self.timeout.is_zero() {
             Some("the timeout must be longer than zero".to_string())
-        } else if let Some(problem) = self.nodes.and_then(|group| self.node_problem(group)) {
-            Some(problem)
         } else {
-            None
+            self.nodes.and_then(|group| self.node_problem(group))
         };
         match problem {
             None => Ok(()),
@@ -103,7 +102,7 @@ impl ReplicaConfig {
         if let Err(MorphogenError::InvalidConfig { problem, .. }) = group.validate() {
             return Some(problem);
         }
-        if self.replicas % group.nodes != 0 {
+        if !self.replicas.is_multiple_of(group.nodes) {
             return Some(format!("{} replicas do not split evenly over {} nodes", self.replicas, group.nodes));
         }
         let node = self.rank / self.local_replicas();

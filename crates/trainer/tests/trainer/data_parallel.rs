@@ -18,8 +18,8 @@ use morphogen_engine::SeededModel;
 use morphogen_testkit::assert_close;
 use morphogen_trainer::{
     evaluate, evaluate_seeds, measure_system, DeviceData, EvalBudget, EventLog, ImageBatch, ImageClassification,
-    ImageItem, Mlp, ModelConfig, Replica, ReplicaConfig, StepOutput, Task, TaskData, TaskModel, TrainError, Trainer,
-    TrainerConfig,
+    ImageItem, Mlp, ModelConfig, NodeGroup, Replica, ReplicaConfig, StepOutput, Task, TaskData, TaskModel, TrainError,
+    Trainer, TrainerConfig,
 };
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -215,6 +215,22 @@ fn ranks_outside_the_group_are_refused() {
     assert!(error.to_string().contains("timeout"), "{error}");
     let shards: Vec<_> = (0..3).map(|rank| ReplicaConfig::new(rank, 3).shard(50)).collect();
     assert_eq!(shards, vec![0..17, 17..34, 34..50]);
+}
+
+#[test]
+fn ranks_that_do_not_belong_to_their_node_are_refused() {
+    let coordinator = "127.0.0.1:29500".parse().unwrap();
+    let node = |rank| NodeGroup::new(2, rank, coordinator);
+    assert_eq!(node(1).address.port(), 29502, "node 1 serves on coordinator + 2");
+    assert!(ReplicaConfig::new(2, 4).with_nodes(node(1)).validate().is_ok());
+    assert_eq!(ReplicaConfig::new(3, 4).with_nodes(node(1)).local_replicas(), 2);
+    let refused = |config: ReplicaConfig| config.validate().unwrap_err().to_string();
+    let error = refused(ReplicaConfig::new(1, 4).with_nodes(node(1)));
+    assert!(error.contains("rank 1 belongs to node 0, not to node 1"), "{error}");
+    let error = refused(ReplicaConfig::new(1, 3).with_nodes(node(1)));
+    assert!(error.contains("3 replicas do not split evenly over 2 nodes"), "{error}");
+    let error = refused(ReplicaConfig::new(0, 2).with_nodes(node(2)));
+    assert!(error.contains("node rank 2 is outside a group of 2 nodes"), "{error}");
 }
 
 #[test]
