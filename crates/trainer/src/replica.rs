@@ -493,10 +493,17 @@ impl<B: AutodiffBackend> Replica<B> {
         tensor: Tensor<B::InnerBackend, D>,
         operation: &str,
     ) -> Result<Tensor<B::InnerBackend, D>, TrainError> {
-        let (peer, mine) = (self.peer, tensor.into_primitive().tensor());
-        let total = self
-            .bounded(operation, move || collective::all_reduce::<B::InnerBackend>(peer, mine, ReduceOperation::Sum))?;
-        Ok(Tensor::from_primitive(TensorPrimitive::Float(total)))
+        // Through host memory both ways: Burn's collective computes on threads of its own, and a
+        // CubeCL tensor handed between threads of one device was read before it was written
+        // (replicas on one CUDA or wgpu device trained apart from one process; the test
+        // `replicas_on_one_cubecl_device_train_as_one_process`).
+        let (peer, device) = (self.peer, self.device.clone());
+        let mine = Tensor::<B::InnerBackend, D>::from_data(tensor.into_data(), &device).into_primitive().tensor();
+        let total = self.bounded(operation, move || {
+            let total = collective::all_reduce::<B::InnerBackend>(peer, mine, ReduceOperation::Sum)?;
+            Ok(Tensor::<B::InnerBackend, D>::from_primitive(TensorPrimitive::Float(total)).into_data())
+        })?;
+        Ok(Tensor::from_data(total, &self.device))
     }
 
     /// Runs `call`, a blocking collective operation, on a thread of its own and waits for it at

@@ -18,7 +18,7 @@ mod run;
 mod run_folder;
 mod summary;
 
-use crate::backend::{self, BackendKind};
+use crate::backend;
 use crate::error::CliError;
 use args::TrainArgs;
 
@@ -34,7 +34,6 @@ pub fn train(args: &TrainArgs) -> Result<(), CliError> {
     let _tracing = exporters::install_tracing(args)?;
     let mode = RunMode { quiet: args.quiet, resume: args.resume, started };
     let stop = crate::stop::StopSignal::install()?;
-    warn_of_shared_gpus(args.backend, &config.run.devices);
     backend::run_on(args.backend, &kernel_set(&config), Training { config: &config, mode, metrics, stop: &stop })
 }
 
@@ -45,19 +44,6 @@ pub(crate) fn kernel_set(config: &morphogen::trainer::RunConfig) -> String {
     match precision {
         morphogen::Precision::F32 => kind.to_string(),
         half => format!("{kind}-{half}"),
-    }
-}
-
-/// Replicas on threads sharing one CUDA device diverged from a run alone on an H200
-/// (docs/benchmarks.md, "Across processes"): say so, and what to run instead.
-fn warn_of_shared_gpus(backend: BackendKind, devices: &[usize]) {
-    let shared = devices.iter().enumerate().any(|(i, d)| devices[..i].contains(d));
-    if matches!(backend, BackendKind::Cuda | BackendKind::CudaFusion) && shared {
-        eprintln!(
-            "warning: --devices lists a GPU twice; replicas on threads of one CUDA device were seen to \
-             train differently from a run alone: for several replicas on one GPU, start them as \
-             processes with --nodes"
-        );
     }
 }
 

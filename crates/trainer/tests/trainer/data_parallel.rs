@@ -10,7 +10,7 @@ use crate::common::{pooled_data, seeded_mlp, seeded_through_inner, B};
 use burn::data::dataset::{Dataset, InMemDataset};
 use burn::module::Module;
 use burn::optim::{AdamConfig, GradientsParams, Optimizer};
-use burn::tensor::backend::Backend;
+use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::Tensor;
 use morphogen_contracts::{GlobalMetrics, Stage};
 use morphogen_controller::{Controller, ControllerConfig, GrowthTrigger};
@@ -50,8 +50,11 @@ fn images_and_validation(valid: usize) -> (ImageClassification, Vec<ImageItem>, 
 /// after it on this thread, come from one backend seed: on some draws a blueprint reads only dead
 /// units, never learns, and a test that needs a contribution would fail by chance.
 fn growing_mlp(task: &ImageClassification) -> Mlp<B> {
-    let config = ModelConfig { hidden: 16, num_seeds: 4, ..Default::default() };
-    let mut model = seeded_mlp(task, 7, config);
+    grown(seeded_mlp(task, 7, ModelConfig { hidden: 16, num_seeds: 4, ..Default::default() }))
+}
+
+/// `model` with the seeds of [`growing_mlp`] germinated and advanced.
+fn grown<Bk: AutodiffBackend>(mut model: Mlp<Bk>) -> Mlp<Bk> {
     model.fc1.request_germinations(&[0, 1, 2], "residual_mlp", "fixed_ramp").unwrap();
     model.fc1.advance_many(&[0, 1, 2], Stage::Training).unwrap();
     for stage in [Stage::Grafting, Stage::Stabilization, Stage::Evaluating, Stage::FineTuning] {
@@ -61,26 +64,26 @@ fn growing_mlp(task: &ImageClassification) -> Mlp<B> {
 }
 
 /// `model`'s logits on the first global batch: every host and blueprint weight shows in them.
-fn logits(model: &Mlp<B>, task: &ImageClassification, items: &[ImageItem]) -> Vec<f32> {
-    let batch = task.batch::<B>(items[..GLOBAL_BATCH].to_vec(), &Default::default());
-    let logits: Tensor<B, 2> = model.logits(batch.images);
+fn logits<Bk: AutodiffBackend>(model: &Mlp<Bk>, task: &ImageClassification, items: &[ImageItem]) -> Vec<f32> {
+    let batch = task.batch::<Bk>(items[..GLOBAL_BATCH].to_vec(), &Default::default());
+    let logits: Tensor<Bk, 2> = model.logits(batch.images);
     logits.into_data().to_vec().unwrap()
 }
 
 /// Trains `model` for [`STEPS`] steps as replica `replica` of its group (or alone with `None`, on
 /// whole global batches), averaging gradients when `average` is set.
-fn train(
-    mut model: Mlp<B>,
+fn train<Bk: AutodiffBackend>(
+    mut model: Mlp<Bk>,
     task: &ImageClassification,
     items: &[ImageItem],
-    replica: Option<&Replica<B>>,
+    replica: Option<&Replica<Bk>>,
     average: bool,
-) -> Result<Mlp<B>, TrainError> {
+) -> Result<Mlp<Bk>, TrainError> {
     let mut optim = AdamConfig::new().init();
     let group = replica.map_or(ReplicaConfig::new(0, 1), |r| r.config());
     for step in 0..STEPS {
         let global = &items[step * GLOBAL_BATCH..(step + 1) * GLOBAL_BATCH];
-        let batch = task.batch::<B>(global[group.shard(GLOBAL_BATCH)].to_vec(), &Default::default());
+        let batch = task.batch::<Bk>(global[group.shard(GLOBAL_BATCH)].to_vec(), &Default::default());
         let loss = model.step(batch).loss * group.loss_weight(GLOBAL_BATCH);
         let mut grads = GradientsParams::from_grads(loss.backward(), &model);
         if let (Some(replica), true) = (replica, average) {
@@ -94,12 +97,16 @@ fn train(
 /// Runs `body` as every replica of a group of `replicas`, each on its own thread, and returns
 /// what each returned, by rank. A replica waits at most a minute for the others, so a test whose
 /// replicas fall out of step fails rather than hangs.
-fn as_replicas<T: Send>(replicas: usize, body: impl Fn(Replica<B>) -> T + Sync) -> Vec<T> {
+fn as_replicas<Bk: AutodiffBackend, T: Send>(replicas: usize, body: impl Fn(Replica<Bk>) -> T + Sync) -> Vec<T> {
     as_replicas_waiting(replicas, Duration::from_secs(60), body)
 }
 
 /// [`as_replicas`] with every replica waiting at most `timeout` for the others.
-fn as_replicas_waiting<T: Send>(replicas: usize, timeout: Duration, body: impl Fn(Replica<B>) -> T + Sync) -> Vec<T> {
+fn as_replicas_waiting<Bk: AutodiffBackend, T: Send>(
+    replicas: usize,
+    timeout: Duration,
+    body: impl Fn(Replica<Bk>) -> T + Sync,
+) -> Vec<T> {
     std::thread::scope(|scope| {
         let handles: Vec<_> = (0..replicas)
             .map(|rank| {
@@ -186,6 +193,31 @@ fn replicas_train_and_measure_as_one_process_on_the_global_batch() {
     assert!(apart > 1e-2, "training on a shard alone came within {apart} of the whole batch");
     let own = relative_difference(&runs[0].own_telemetry, &single_telemetry);
     assert!(own > 0.1, "one replica's telemetry came within {own} of the whole batch's");
+}
+
+/// Replicas on threads of one CubeCL device: on CUDA they trained apart from one process until
+/// every collective call went through host memory (docs/benchmarks.md, "Across processes");
+/// Burn's wgpu backend (CubeCL on Mesa's software Vulkan) showed the same fault on the CPU.
+#[cfg(feature = "wgpu")]
+#[test]
+fn replicas_on_one_cubecl_device_train_as_one_process() {
+    type W = burn::backend::Autodiff<burn::backend::Wgpu>;
+    let (task, items) = images();
+    let device = Default::default();
+    W::seed(&device, 7);
+    let config = ModelConfig { hidden: 16, num_seeds: 4, ..Default::default() };
+    let model = grown(config.mlp::<W>(&task, &device).unwrap());
+    let runs = as_replicas::<W, _>(2, |replica| {
+        let start = replica.synchronize(model.clone()).unwrap();
+        let averaged = train(start.clone(), &task, &items, Some(&replica), true).unwrap();
+        (start, logits(&averaged, &task, &items))
+    });
+    let single = train(runs[0].0.clone().fork(&device), &task, &items, None, false).unwrap();
+    let single = logits(&single, &task, &items);
+    for (rank, (_, averaged)) in runs.iter().enumerate() {
+        let difference = max_difference(averaged, &single);
+        assert!(difference < 1e-4, "replica {rank} differs from one process by {difference}");
+    }
 }
 
 #[test]
