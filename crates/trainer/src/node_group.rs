@@ -80,11 +80,8 @@ impl NodeGroup {
     /// Checks that this node can serve its tensors on `address`'s port: call it once a
     /// process, before its replicas join (Burn's server cannot report a port in use).
     pub fn check_address(&self) -> Result<(), TrainError> {
-        let any = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), self.address.port());
-        match TcpListener::bind(any) {
-            Ok(_) => Ok(()),
-            Err(e) => Err(TrainError::NodeAddress { address: self.address, problem: e.to_string() }),
-        }
+        listenable(self.address.port())
+            .map_err(|e| TrainError::NodeAddress { address: self.address, problem: e.to_string() })
     }
 
     /// The same, waiting up to `wait` for the coordinator.
@@ -114,6 +111,12 @@ impl NodeGroup {
             }
         }
     }
+}
+
+/// Whether a server can listen on `port` of every interface, as Burn's servers do: they panic
+/// on a port they cannot bind, so asking first gives the reason instead.
+fn listenable(port: u16) -> std::io::Result<()> {
+    TcpListener::bind(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port)).map(drop)
 }
 
 /// The address of this host on the route to `coordinator` (no packet is sent).
@@ -168,8 +171,7 @@ impl Coordinator {
     pub fn start(port: u16) -> Result<Self, TrainError> {
         let address = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port);
         let failed = |problem: String| TrainError::Coordinator { address, problem };
-        // Burn's server panics on a port it cannot bind; asking first gives the reason instead.
-        drop(TcpListener::bind(address).map_err(|e| failed(format!("cannot listen: {e}")))?);
+        listenable(port).map_err(|e| failed(format!("cannot listen: {e}")))?;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()

@@ -104,6 +104,9 @@ impl Training<'_> {
         let others = models.split_off(1);
         let model = models.pop().expect("a model for the first device");
         let lifetime = Lifetime { resume: mode.resume, stop: Some(stop.flag.clone()), replica: None };
+        if let Some(group) = config.run.nodes {
+            group.check_address()?;
+        }
         let _coordinator = match config.run.nodes {
             Some(group) if group.node_rank > 0 => return follow_node_0(group, config, data, model, others, lifetime),
             Some(group) => Some(start_coordinator(group)?),
@@ -177,10 +180,9 @@ fn stopped_message(stopped: &Stopped, config: &RunConfig) -> String {
     }
 }
 
-/// Node 0's side of `--nodes`: checks that its tensor address is free, then runs the
-/// coordinator, which the other nodes wait for, until the run ends.
+/// Node 0's side of `--nodes`: the coordinator, which the other nodes wait for, until the run
+/// ends.
 fn start_coordinator(group: NodeGroup) -> Result<Coordinator, CliError> {
-    group.check_address()?;
     eprintln!("node 0 of {}: coordinator on port {}", group.nodes, group.coordinator.port());
     Ok(Coordinator::start(group.coordinator.port())?)
 }
@@ -202,7 +204,6 @@ where
     M: AutodiffModule<B> + SeededModel<B> + TaskModel<B, T> + Send,
     M::InnerModule: SeededModel<B::InnerBackend> + TaskModel<B::InnerBackend, T>,
 {
-    group.check_address()?;
     eprintln!(
         "node {} of {}: {} replica(s), in lockstep with node 0 through the coordinator at {}",
         group.node_rank,
