@@ -98,6 +98,16 @@ pub struct SeedEvaluation {
     /// A contribution within a few of these of 0 is noise.
     #[serde(default)]
     pub contribution_stderr: f32,
+    /// Seeds whose contributions were removed together to measure this one: 1 for the seed
+    /// alone; with the trainer's layer ablation, every EVALUATING seed of its layer, each of
+    /// which then carries the group's numbers (and is kept or culled with it).
+    #[serde(default = "one_seed")]
+    pub ablated_together: u32,
+}
+
+/// Records written before group ablation measured every seed alone.
+fn one_seed() -> u32 {
+    1
 }
 
 impl SeedEvaluation {

@@ -111,7 +111,9 @@ struct CompactState<'a> {
 pub(crate) fn serialize<S: Serializer>(system: &&SystemState, serializer: S) -> Result<S::Ok, S::Error> {
     let m = &system.metrics;
     let evaluation = |e: &SeedEvaluation| {
-        let numbers = [e.loss_with, e.loss_without, e.accuracy_with, e.accuracy_without, e.contribution_stderr];
+        let together = e.ablated_together as f32;
+        let numbers =
+            [e.loss_with, e.loss_without, e.accuracy_with, e.accuracy_without, e.contribution_stderr, together];
         (e.seed.clone(), all_bytes(&numbers))
     };
     CompactState {
@@ -145,11 +147,22 @@ fn expand_state(c: CompactState<'_>) -> Result<SystemState, String> {
         score: c.score,
     };
     let evaluation = |(seed, numbers): (SeedAddress, Floats)| {
-        // Four numbers from a sender older than the standard error (ADR 0018): 0, unmeasured.
-        let [loss_with, loss_without, accuracy_with, accuracy_without, contribution_stderr] =
-            fixed::<5>(&numbers, "evaluation")
-                .or_else(|_| fixed::<4>(&numbers, "evaluation").map(|[a, b, c, d]| [a, b, c, d, 0.0]))?;
-        Ok(SeedEvaluation { seed, loss_with, loss_without, accuracy_with, accuracy_without, contribution_stderr })
+        // Older senders: four numbers before the standard error (ADR 0018: 0, unmeasured), five
+        // before group ablation (every seed measured alone).
+        let [loss_with, loss_without, accuracy_with, accuracy_without, contribution_stderr, together] =
+            fixed::<6>(&numbers, "evaluation")
+                .or_else(|_| fixed::<5>(&numbers, "evaluation").map(|[a, b, c, d, e]| [a, b, c, d, e, 1.0]))
+                .or_else(|_| fixed::<4>(&numbers, "evaluation").map(|[a, b, c, d]| [a, b, c, d, 0.0, 1.0]))?;
+        let ablated_together = together as u32;
+        Ok(SeedEvaluation {
+            seed,
+            loss_with,
+            loss_without,
+            accuracy_with,
+            accuracy_without,
+            contribution_stderr,
+            ablated_together,
+        })
     };
     Ok(SystemState {
         metrics,
@@ -443,7 +456,8 @@ mod tests {
     }
 
     fn system() -> impl Strategy<Value = SystemState> {
-        let evaluation = (0usize..9, float(), float(), float(), float(), float()).prop_map(|(seed, a, b, c, d, e)| {
+        let numbers = (float(), float(), float(), float(), float());
+        let evaluation = (0usize..9, numbers, 1u32..9).prop_map(|(seed, (a, b, c, d, e), together)| {
             let seed = SeedAddress { layer: "blocks.0.fc".into(), seed };
             SeedEvaluation {
                 seed,
@@ -452,6 +466,7 @@ mod tests {
                 accuracy_with: c,
                 accuracy_without: d,
                 contribution_stderr: e,
+                ablated_together: together,
             }
         });
         let metrics = (float(), float(), float(), float()).prop_map(|(a, b, c, d)| GlobalMetrics {
@@ -480,7 +495,7 @@ mod tests {
     }
 
     #[test]
-    fn an_evaluation_of_four_numbers_from_an_older_sender_reads_with_no_standard_error() {
+    fn evaluations_from_older_senders_read_with_no_standard_error_and_one_seed_ablated() {
         let seed = SeedAddress { layer: "fc1".into(), seed: 2 };
         let state = |numbers: &[f32]| CompactState {
             epoch: 1,
@@ -494,8 +509,11 @@ mod tests {
         let old = expand_state(state(&[0.4, 0.5, 0.9, 0.8])).unwrap();
         assert_eq!(old.evaluations[0].contribution_stderr, 0.0);
         assert_eq!(old.evaluations[0].loss_without, 0.5);
-        let new = expand_state(state(&[0.4, 0.5, 0.9, 0.8, 0.01])).unwrap();
-        assert_eq!(new.evaluations[0].contribution_stderr, 0.01);
+        assert_eq!(old.evaluations[0].ablated_together, 1);
+        let five = expand_state(state(&[0.4, 0.5, 0.9, 0.8, 0.01])).unwrap();
+        assert_eq!((five.evaluations[0].contribution_stderr, five.evaluations[0].ablated_together), (0.01, 1));
+        let six = expand_state(state(&[0.4, 0.5, 0.9, 0.8, 0.01, 4.0])).unwrap();
+        assert_eq!(six.evaluations[0].ablated_together, 4);
         assert!(expand_state(state(&[0.4, 0.5, 0.9])).unwrap_err().contains("evaluation"));
     }
 

@@ -236,8 +236,13 @@ impl Controller {
                 let eval = system.evaluations.iter().find(|e| e.seed == at)?;
                 let (gain, stderr) = (eval.contribution(), eval.contribution_stderr);
                 let floor = c.min_contribution.max(c.min_contribution_z * stderr);
+                let together = match eval.ablated_together {
+                    0 | 1 => String::new(),
+                    n => format!(" with the layer's {n} EVALUATING seeds"),
+                };
                 let detail = format!(
-                    "val loss {:.4} with, {:.4} without (contribution {gain:+.4} +- {stderr:.4}, minimum {floor:+.4})",
+                    "val loss {:.4} with, {:.4} without{together} (contribution {gain:+.4} +- {stderr:.4}, minimum \
+                     {floor:+.4})",
                     eval.loss_with, eval.loss_without
                 );
                 if gain >= floor {

@@ -13,8 +13,8 @@ use morphogen::burn::data::dataset::{Dataset, InMemDataset};
 use morphogen::burn::optim::{AdamConfig, GradientsParams, Optimizer};
 use morphogen::controller::{Controller, ControllerConfig};
 use morphogen::trainer::{
-    evaluate, evaluate_seeds, fashion_mnist, measure_system, DeviceData, EvalBudget, ImageClassification, ImageItem,
-    ModelConfig, Replica, ReplicaConfig, Task, TaskModel, TrainError, FASHION_MNIST_DIR,
+    evaluate, evaluate_seeds, fashion_mnist, measure_system, Ablation, DeviceData, EvalBudget, ImageClassification,
+    ImageItem, ModelConfig, Replica, ReplicaConfig, Task, TaskModel, TrainError, FASHION_MNIST_DIR,
 };
 use morphogen::{GlobalMetrics, GraftSignals, SeededModel};
 use std::time::{Duration, Instant};
@@ -91,7 +91,7 @@ where
     let mut costs = Costs::default();
     let shard = valid[group.shard(valid.len())].to_vec();
     let (samples, valid_shard) = (shard.len(), DeviceData::<B, _>::upload(task, &InMemDataset::new(shard), &device));
-    let budget = EvalBudget { samples, batch_size: GLOBAL_BATCH, max_seeds: 16 };
+    let budget = EvalBudget { samples, batch_size: GLOBAL_BATCH, max_seeds: 16, ablation: Ablation::Seed };
     for epoch in 1..=EPOCHS {
         let mut train_loss = 0.0;
         for (step, global) in train.chunks(GLOBAL_BATCH).enumerate() {

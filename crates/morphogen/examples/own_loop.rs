@@ -11,8 +11,8 @@ use morphogen::burn::optim::{AdamConfig, GradientsParams, Optimizer};
 use morphogen::burn::tensor::backend::AutodiffBackend;
 use morphogen::controller::{Controller, ControllerConfig};
 use morphogen::trainer::{
-    evaluate, evaluate_seeds, fashion_mnist, measure_system, Batching, DeviceData, EvalBudget, ModelConfig, Task,
-    TaskData, TaskModel, TextCorpus, FASHION_MNIST_DIR, SHAKESPEARE_DIR,
+    evaluate, evaluate_seeds, fashion_mnist, measure_system, Ablation, Batching, DeviceData, EvalBudget, ModelConfig,
+    Task, TaskData, TaskModel, TextCorpus, FASHION_MNIST_DIR, SHAKESPEARE_DIR,
 };
 use morphogen::{CommandKind, GlobalMetrics, GraftSignals, SeededModel, Stage};
 
@@ -66,7 +66,7 @@ where
     // Both sets live on the device; batches are gathered there.
     let train = DeviceData::<B, T>::upload(&data.task, &*data.train, &device);
     let valid_set = DeviceData::upload(&data.task, &*data.valid, &device);
-    let budget = EvalBudget { samples: valid_set.len(), batch_size: BATCH, max_seeds: 16 };
+    let budget = EvalBudget { samples: valid_set.len(), batch_size: BATCH, max_seeds: 16, ablation: Ablation::Seed };
     let mut fossilized = 0;
     for epoch in 1..=epochs {
         let (mut train_loss, mut steps) = (0.0, 0);

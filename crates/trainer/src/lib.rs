@@ -10,6 +10,7 @@
 //! devices with [`Replica`] (Burn's collective operations).
 #![warn(missing_docs)]
 
+mod ablation;
 mod bus_config;
 mod data;
 mod device_data;
@@ -30,6 +31,7 @@ mod task;
 mod tasks;
 mod trainer;
 
+pub use ablation::Ablation;
 pub use bus_config::{BusConfig, OnTimeout};
 pub use data::{fashion_mnist, ImageSet, TextCorpus, TextWindows, Vocabulary, FASHION_MNIST_DIR, SHAKESPEARE_DIR};
 pub use device_data::{Batching, DeviceData, Shard};

@@ -143,6 +143,7 @@ fn the_evaluation_gate_asks_a_contribution_above_its_noise() {
             accuracy_with: 0.8,
             accuracy_without: 0.79,
             contribution_stderr: stderr,
+            ablated_together: 1,
         }];
         only(&Controller::new(config.clone()).unwrap().step(&s))
     };
@@ -166,6 +167,7 @@ fn evaluation_and_fine_tuning_gates() {
         accuracy_with: 0.8,
         accuracy_without: 0.79,
         contribution_stderr: 0.0,
+        ablated_together: 1,
     };
     let mut s = system(1, 0.5, vec![with_stage(Stage::Evaluating, 1, h.clone())]);
     assert!(ctl.step(&s).commands.is_empty(), "waits for a measurement");

@@ -1,6 +1,6 @@
 //! How the trainer runs: [`TrainerConfig`] and its validation.
 
-use crate::{LrSchedule, RollbackRule};
+use crate::{Ablation, LrSchedule, RollbackRule};
 use morphogen_contracts::MorphogenError;
 use serde::{Deserialize, Serialize};
 
@@ -33,8 +33,12 @@ pub struct TrainerConfig {
     pub max_rollbacks: u32,
     /// Validation examples used to measure each EVALUATING seed's contribution.
     pub eval_samples: usize,
-    /// Most EVALUATING seeds measured per epoch (the rest wait for the next epoch).
+    /// Most measurements of EVALUATING seeds per epoch, each one validation pass (a seed, or a
+    /// layer's seeds with `ablation = "layer"`); the rest wait for the next epoch.
     pub max_evaluations_per_epoch: usize,
+    /// Whether an EVALUATING seed's contribution is measured by removing it alone or with the
+    /// other EVALUATING seeds of its layer.
+    pub ablation: Ablation,
     /// Where to save a checkpoint (model, optimizer, controller state) after every epoch; a
     /// rollback then restores the newest checkpoint that verifies. Without it, rollbacks use an
     /// in-memory copy of the last good epoch.
@@ -70,6 +74,7 @@ impl Default for TrainerConfig {
             max_rollbacks: 3,
             eval_samples: 2000,
             max_evaluations_per_epoch: 16,
+            ablation: Ablation::Seed,
             checkpoint_dir: None,
             eval_batch_size: 1024,
             loss_check_every: 32,

@@ -132,6 +132,7 @@ impl Trainer {
             samples: self.config.eval_samples,
             batch_size: self.config.eval_batch_size,
             max_seeds: self.config.max_evaluations_per_epoch,
+            ablation: self.config.ablation,
         };
         let evaluations = evaluate_seeds_everywhere(&inner, budget, run)?;
         if let Some(replica) = &run.replica {
@@ -200,7 +201,12 @@ impl Trainer {
         span: &Span,
         run: &RunContext<T>,
     ) -> Result<GlobalMetrics, TrainError> {
-        let budget = EvalBudget { samples: usize::MAX, batch_size: self.config.eval_batch_size, max_seeds: 0 };
+        let budget = EvalBudget {
+            samples: usize::MAX,
+            batch_size: self.config.eval_batch_size,
+            max_seeds: 0,
+            ablation: self.config.ablation,
+        };
         let (valid, samples) = evaluate_part(inner, &run.data.task, &run.valid, budget, run.shard());
         let valid = match &run.replica {
             None => valid,

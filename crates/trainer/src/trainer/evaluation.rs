@@ -2,7 +2,7 @@
 //! contribution, and the controller's input. Public, so a user's own loop can do what the
 //! trainer does at each epoch end.
 
-use crate::{Batching, DeviceData, Shard, Task, TaskModel};
+use crate::{Ablation, Batching, DeviceData, Shard, Task, TaskModel};
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 use morphogen_contracts::{GlobalMetrics, SeedAddress, SeedEvaluation, Stage, SystemState};
@@ -25,8 +25,11 @@ pub struct EvalBudget {
     pub samples: usize,
     /// Examples per forward pass.
     pub batch_size: usize,
-    /// Most EVALUATING seeds measured in one call (each costs a pass); the rest wait.
+    /// Most measurements in one call (each costs a pass: a seed, or a layer's seeds); the rest
+    /// wait.
     pub max_seeds: usize,
+    /// Which EVALUATING seeds one measurement removes together.
+    pub ablation: Ablation,
 }
 
 /// A model's mean loss and accuracy over some validation examples.
@@ -106,10 +109,10 @@ where
         .collect()
 }
 
-/// Measures every EVALUATING seed of `model` (up to `budget.max_seeds`): validation loss and
-/// accuracy with the seed, and with its alpha forced to 0, and the standard error of the
-/// difference over eight slices of the samples. One pass for the baseline,
-/// one per measured seed. The controller's evaluation gate reads the result (pass it to
+/// Measures every EVALUATING seed of `model` (up to `budget.max_seeds` measurements): validation
+/// loss and accuracy with the seed, and with its alpha (and, with [`Ablation::Layer`], its
+/// layer's other EVALUATING seeds' alphas) forced to 0, and the standard error of the
+/// difference over eight slices of the samples. One pass for the baseline, one per measurement. The controller's evaluation gate reads the result (pass it to
 /// [`measure_system`]).
 pub fn evaluate_seeds<B, T, M>(model: &M, task: &T, valid: &DeviceData<B, T>, budget: EvalBudget) -> Vec<SeedEvaluation>
 where
@@ -134,7 +137,7 @@ where
     T: Task,
     M: SeededModel<B> + TaskModel<B, T> + Clone,
 {
-    let mut targets = evaluating_seeds(model);
+    let mut targets = budget.ablation.groups(evaluating_seeds(model));
     targets.truncate(budget.max_seeds);
     if targets.is_empty() {
         return (Vec::new(), 0);
@@ -148,17 +151,20 @@ where
     let measured = predictions(&with);
     let seeds = targets
         .into_iter()
-        .map(|seed| {
-            let without = batch_sums(&without(model, &seed), task, valid, batching);
+        .flat_map(|group| {
+            let without = batch_sums(&without(model, &group), task, valid, batching);
             let wo = totals(&without);
-            SeedEvaluation {
+            let stderr = contribution_stderr(&with, &without);
+            let together = group.len() as u32;
+            group.into_iter().map(move |seed| SeedEvaluation {
                 seed,
                 loss_with: w.loss,
                 loss_without: wo.loss,
                 accuracy_with: w.accuracy,
                 accuracy_without: wo.accuracy,
-                contribution_stderr: contribution_stderr(&with, &without),
-            }
+                contribution_stderr: stderr,
+                ablated_together: together,
+            })
         })
         .collect();
     (seeds, measured)
@@ -204,12 +210,14 @@ fn evaluating_seeds<B: Backend, N: SeededModel<B>>(model: &N) -> Vec<SeedAddress
     targets
 }
 
-/// A copy of `model` with the EVALUATING seed at `seed` ablated (its alpha forced to 0).
-fn without<B: Backend, N: SeededModel<B> + Clone>(model: &N, seed: &SeedAddress) -> N {
+/// A copy of `model` with the EVALUATING seeds of `group` (all of one layer) ablated (their
+/// alphas forced to 0).
+fn without<B: Backend, N: SeededModel<B> + Clone>(model: &N, group: &[SeedAddress]) -> N {
+    let seeds: Vec<usize> = group.iter().map(|s| s.seed).collect();
     let mut ablated = model.clone();
     ablated.visit_seeded_mut(&mut |name, layer| {
-        if name == seed.layer {
-            layer.seed_core_mut().set_ablation(&[seed.seed]).expect("seed is EVALUATING");
+        if name == group[0].layer {
+            layer.seed_core_mut().set_ablation(&seeds).expect("seeds are EVALUATING");
         }
     });
     ablated

@@ -2,7 +2,8 @@
 //! operations (the code path a run on several GPUs takes) train a growing MLP on Fashion-MNIST
 //! and measure its seeds' health exactly as one process on the whole global batch does, and a
 //! replica whose seeds fall out of lockstep is named by every replica; growth decided on rank 0
-//! reaches every replica; evaluations on shards combine into one over all the data; a replica
+//! reaches every replica; evaluations on shards combine into one over all the data (and a
+//! layer's EVALUATING seeds ablated together measure as one); a replica
 //! that hangs stops the others within their timeout; replicas started with other settings are
 //! refused before the first step.
 
@@ -12,14 +13,14 @@ use burn::module::Module;
 use burn::optim::{AdamConfig, GradientsParams, Optimizer};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::Tensor;
-use morphogen_contracts::{GlobalMetrics, Stage};
+use morphogen_contracts::{GlobalMetrics, SeedEvaluation, Stage};
 use morphogen_controller::{Controller, ControllerConfig, GrowthTrigger};
 use morphogen_engine::SeededModel;
 use morphogen_testkit::assert_close;
 use morphogen_trainer::{
-    evaluate, evaluate_seeds, measure_system, DeviceData, EvalBudget, EventLog, ImageBatch, ImageClassification,
-    ImageItem, Mlp, ModelConfig, NodeGroup, Replica, ReplicaConfig, StepOutput, Task, TaskData, TaskModel, TrainError,
-    Trainer, TrainerConfig,
+    evaluate, evaluate_seeds, measure_system, Ablation, DeviceData, EvalBudget, EventLog, ImageBatch,
+    ImageClassification, ImageItem, Mlp, ModelConfig, NodeGroup, Replica, ReplicaConfig, StepOutput, Task, TaskData,
+    TaskModel, TrainError, Trainer, TrainerConfig,
 };
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -329,16 +330,9 @@ fn a_replica_that_hangs_stops_the_others_within_their_timeout() {
 #[test]
 fn evaluations_on_shards_combine_into_one_over_the_whole_validation_set() {
     let (task, items, valid) = images_and_validation(60);
-    // Two seeds of the second layer train their blueprints, then wait in EVALUATING.
-    let mut model = growing_mlp(&task);
-    model.fc2.request_germinations(&[0, 1], "residual_mlp", "fixed_ramp").unwrap();
-    model.fc2.advance_many(&[0, 1], Stage::Training).unwrap();
-    let mut model = train(model, &task, &items, None, false).unwrap();
-    for stage in [Stage::Grafting, Stage::Stabilization, Stage::Evaluating] {
-        model.fc2.advance_many(&[0, 1], stage).unwrap();
-    }
+    let model = evaluating_pair(&task, &items);
     let measure = |model: &Mlp<B>, items: Vec<ImageItem>| {
-        let budget = EvalBudget { samples: items.len(), batch_size: 16, max_seeds: 8 };
+        let budget = EvalBudget { samples: items.len(), batch_size: 16, max_seeds: 8, ablation: Ablation::Seed };
         let data = DeviceData::<B, _>::upload(&task, &InMemDataset::new(items), &Default::default());
         (evaluate(model, &task, &data, budget), evaluate_seeds(model, &task, &data, budget))
     };
@@ -364,6 +358,59 @@ fn evaluations_on_shards_combine_into_one_over_the_whole_validation_set() {
         }
     }
     assert_eq!(combined[0], combined[1], "every replica gets the same answer");
+}
+
+#[test]
+fn a_layers_evaluating_seeds_ablated_together_are_measured_as_one() {
+    let (task, items, valid) = images_and_validation(60);
+    let model = evaluating_pair(&task, &items);
+    let data = DeviceData::<B, _>::upload(&task, &InMemDataset::new(valid.clone()), &Default::default());
+    let measure = |ablation| {
+        let budget = EvalBudget { samples: valid.len(), batch_size: 16, max_seeds: 8, ablation };
+        evaluate_seeds(&model, &task, &data, budget)
+    };
+    let (alone, together) = (measure(Ablation::Seed), measure(Ablation::Layer));
+    let mut both_removed = model.clone();
+    both_removed.fc2.seed_core_mut().set_ablation(&[0, 1]).unwrap();
+    let budget = EvalBudget { samples: valid.len(), batch_size: 16, max_seeds: 0, ablation: Ablation::Layer };
+    let without_both = evaluate(&both_removed, &task, &data, budget).loss;
+    assert_eq!(together.len(), 2, "one measurement, reported for each seed");
+    for (seed, measured) in [0, 1].into_iter().zip(&together) {
+        assert_eq!((measured.seed.seed, measured.ablated_together), (seed, 2));
+        assert_close(&[measured.loss_without], &[without_both], 1e-6, "loss without the layer's seeds");
+        assert_eq!(measured.contribution_stderr, together[0].contribution_stderr);
+    }
+    for measured in &alone {
+        assert_eq!(measured.ablated_together, 1);
+        let apart = (measured.loss_without - without_both).abs();
+        assert!(apart > 1e-5, "seed {} alone measures something else ({apart})", measured.seed.seed);
+    }
+    let one_pass = measure_with_cap(&model, &task, &data, 1);
+    assert_eq!(one_pass.len(), 2, "a cap of one measurement still measures the whole layer");
+}
+
+/// [`evaluate_seeds`] with layer ablation and at most `max_seeds` measurements.
+fn measure_with_cap(
+    model: &Mlp<B>,
+    task: &ImageClassification,
+    data: &DeviceData<B, ImageClassification>,
+    max_seeds: usize,
+) -> Vec<SeedEvaluation> {
+    let budget = EvalBudget { samples: 60, batch_size: 16, max_seeds, ablation: Ablation::Layer };
+    evaluate_seeds(model, task, data, budget)
+}
+
+/// A growing MLP whose second layer's seeds 0 and 1 trained their blueprints on `items` and
+/// wait in EVALUATING.
+fn evaluating_pair(task: &ImageClassification, items: &[ImageItem]) -> Mlp<B> {
+    let mut model = growing_mlp(task);
+    model.fc2.request_germinations(&[0, 1], "residual_mlp", "fixed_ramp").unwrap();
+    model.fc2.advance_many(&[0, 1], Stage::Training).unwrap();
+    let mut model = train(model, task, items, None, false).unwrap();
+    for stage in [Stage::Grafting, Stage::Stabilization, Stage::Evaluating] {
+        model.fc2.advance_many(&[0, 1], stage).unwrap();
+    }
+    model
 }
 
 /// What one run of the trainer gave: its epochs' metrics, its seed transitions (epoch, layer,

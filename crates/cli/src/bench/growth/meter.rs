@@ -4,13 +4,13 @@
 //! FLOPs: every forward pass the trainer makes, priced by the model's [`FlopProfile`] at the
 //! seed states of its epoch (seeds change only at epoch ends). A training step is 3 forward
 //! passes of its batch (forward and backward); validation, the evaluation of EVALUATING seeds
-//! (a baseline pass and one ablated pass per seed measured) and the resource measurement (a
+//! (a baseline pass and one ablated pass per measurement: a seed, or a layer's seeds) and the resource measurement (a
 //! warm-up and a timed pass of one batch) 1 each. An epoch's work is priced when the trainer
 //! reports its seed states ([`Observer::layers_measured`]); an attempt rolled back before that
 //! is priced with the retry of the same epoch, which starts from the same seed states.
 
-use morphogen::trainer::{EpochPlan, FlopProfile, Observer, Resources, TrainerConfig};
-use morphogen::{LayerState, Stage};
+use morphogen::trainer::{Ablation, EpochPlan, FlopProfile, Observer, Resources, TrainerConfig};
+use morphogen::LayerState;
 
 /// Forward passes a training step costs, backward included.
 const TRAINING_PASSES: u64 = 3;
@@ -41,6 +41,7 @@ struct Sizes {
     valid: usize,
     eval_samples: usize,
     max_evaluations: usize,
+    ablation: Ablation,
 }
 
 impl RunMeter {
@@ -52,6 +53,7 @@ impl RunMeter {
             valid,
             eval_samples: config.eval_samples,
             max_evaluations: config.max_evaluations_per_epoch,
+            ablation: config.ablation,
         };
         let plan = EpochPlan::new(config, train);
         Self { profile, sizes, plan, epoch: 1, steps: 0, trained: 0, evaluated: 0, flops: 0, resources: None }
@@ -85,8 +87,7 @@ impl Observer for RunMeter {
     }
 
     fn layers_measured(&mut self, layers: &[LayerState]) {
-        let evaluating = layers.iter().flat_map(|l| &l.seeds).filter(|s| s.stage == Stage::Evaluating).count();
-        let measured = evaluating.min(self.sizes.max_evaluations);
+        let measured = self.sizes.ablation.passes(layers).min(self.sizes.max_evaluations);
         if measured > 0 {
             self.evaluated += ((1 + measured) * self.sizes.eval_samples.min(self.sizes.valid)) as u64;
         }
@@ -99,6 +100,7 @@ impl Observer for RunMeter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use morphogen::Stage;
     use morphogen::{LayerHealthReport, SeedInfo};
     use std::collections::BTreeMap;
 
@@ -146,5 +148,27 @@ mod tests {
         meter.resources_measured(&Resources::default());
         meter.layers_measured(&[layer(Stage::Evaluating)]);
         assert_eq!(meter.flops(), (3 * 10 + 5 + 2 * 4) * 100 + (3 * 10 + 5 + 2 * 4 + 2 * 3) * 110);
+    }
+
+    #[test]
+    fn ablating_a_layers_seeds_together_costs_one_pass_a_layer() {
+        let profile =
+            FlopProfile { host: 100, seeds: BTreeMap::from([("fc".into(), BTreeMap::from([("b".into(), 10)]))]) };
+        let evaluating = {
+            let mut l = layer(Stage::Evaluating);
+            l.seeds.push(SeedInfo { seed: 1, ..l.seeds[0].clone() });
+            l
+        };
+        let ablated = |ablation| {
+            let config = TrainerConfig { batch_size: 4, eval_samples: 3, ablation, ..Default::default() };
+            let mut meter = RunMeter::new(profile.clone(), &config, 4, 5);
+            meter.epoch_started(1, 1);
+            meter.step(0.0);
+            meter.layers_measured(&[evaluating.clone()]);
+            // One step of 4 examples at 120 FLOPs (two blueprints), then the evaluation passes.
+            meter.flops() / 120 - 3 * 4
+        };
+        assert_eq!(ablated(Ablation::Seed), 3 * 3, "a baseline and a pass per seed");
+        assert_eq!(ablated(Ablation::Layer), 2 * 3, "a baseline and one pass for the layer");
     }
 }
