@@ -15,7 +15,7 @@ use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::Tensor;
 use morphogen_contracts::{GlobalMetrics, SeedEvaluation, Stage};
 use morphogen_controller::{Controller, ControllerConfig, GrowthTrigger};
-use morphogen_engine::SeededModel;
+use morphogen_engine::{SeedControl, SeededModel};
 use morphogen_testkit::assert_close;
 use morphogen_trainer::{
     evaluate, evaluate_seeds, measure_system, Ablation, DeviceData, EvalBudget, EventLog, ImageBatch,

@@ -164,7 +164,7 @@ mod tests {
             let mut meter = RunMeter::new(profile.clone(), &config, 4, 5);
             meter.epoch_started(1, 1);
             meter.step(0.0);
-            meter.layers_measured(&[evaluating.clone()]);
+            meter.layers_measured(std::slice::from_ref(&evaluating));
             // One step of 4 examples at 120 FLOPs (two blueprints), then the evaluation passes.
             meter.flops() / 120 - 3 * 4
         };
