@@ -10,6 +10,8 @@
 //!   (an `nn.Sequential` over the seed's chunk, activations taking indices too), added to the
 //!   host output's features (channels) `start..end`; the seed's output weight is folded in;
 //! - seeds that contribute nothing now (GERMINATED, TRAINING, ablated) are left out;
+//! - a branch (`SeededBranch`) has no host weights: its layer entry names the host
+//!   [`IDENTITY_HOST`], and its output is the sum of its residual modules on its input;
 //! - other modules keep their path; `Linear` weights are transposed; `gamma` / `beta` of norm
 //!   layers are renamed `weight` / `bias`.
 //!
@@ -31,6 +33,10 @@ use std::path::Path;
 
 /// The `format` metadata value of exported files.
 pub const EXPORT_FORMAT: &str = "morphogen-pytorch-state-dict";
+
+/// The `host` a branch's layer entry names: it has no weights, and its output is the sum of its
+/// residual modules on its input (ADR 0023).
+pub const IDENTITY_HOST: &str = "Identity";
 
 /// What an export wrote.
 #[derive(Clone, Debug, PartialEq)]
@@ -193,8 +199,10 @@ fn export_layer<B: Backend>(
     let alpha: Vec<f32> = core.params().state.alpha.val().into_data().convert::<f32>().to_vec().expect("f32 alpha");
     let host = core.host_kind();
     let banks = BankValues::read(core);
+    // A branch (`SeededBranch`) has no host weights: its host is the identity, nothing to merge into.
+    let has_host = out.contains_key(&paths::join(&[&base, "weight"]));
     // Merging a seed changes the host output, which blueprints reading the whole layer read.
-    let may_merge = host == HostKind::Linear && !reads_the_layer(core, &alpha);
+    let may_merge = has_host && host == HostKind::Linear && !reads_the_layer(core, &alpha);
     let mut residuals = Vec::new();
     let mut merged = Vec::new();
     for (seed, row) in core.table().iter().enumerate() {
@@ -226,7 +234,8 @@ fn export_layer<B: Backend>(
         residuals.push(entry);
         report.residuals.push(address);
     }
-    Ok(json!({"name": layer.name, "path": base, "host": host.to_string(), "features": core.chunks().features(),
+    let host = if has_host { host.to_string() } else { IDENTITY_HOST.to_string() };
+    Ok(json!({"name": layer.name, "path": base, "host": host, "features": core.chunks().features(),
               "seeds": core.num_seeds(), "residuals": residuals, "merged": merged}))
 }
 

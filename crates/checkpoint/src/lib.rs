@@ -64,7 +64,7 @@ mod store;
 mod tensor;
 
 pub use error::CheckpointError;
-pub use export::{export_pytorch, import_pytorch, ExportReport, ImportReport, EXPORT_FORMAT};
+pub use export::{export_pytorch, import_pytorch, ExportReport, ImportReport, EXPORT_FORMAT, IDENTITY_HOST};
 pub use io::{sha256_hex, write_checkpoint, Checkpoint, MANIFEST_FILE, MANIFEST_SUM_FILE, TEMP_PREFIX, TENSOR_FILE};
 pub use manifest::{Manifest, Progress, RngState, SCHEMA_VERSION};
 pub use restore::STATE_COLUMNS;

@@ -52,6 +52,9 @@ pub struct ControllerConfig {
     pub conv_blueprint: String,
     /// Grafting strategy for every germination.
     pub strategy: String,
+    /// Germinate only in layers whose path contains one of these (`["mlp.branch"]`: the
+    /// transformer's branches); empty, the default: in every layer.
+    pub grow_in: Vec<String>,
 }
 
 impl Default for ControllerConfig {
@@ -78,6 +81,7 @@ impl Default for ControllerConfig {
             linear_blueprint: "residual_mlp".into(),
             conv_blueprint: "small_conv".into(),
             strategy: "fixed_ramp".into(),
+            grow_in: Vec::new(),
         }
     }
 }
@@ -141,6 +145,17 @@ impl ControllerConfig {
         if [&self.linear_blueprint, &self.conv_blueprint, &self.strategy].iter().any(|s| s.is_empty()) {
             return bad("linear_blueprint / conv_blueprint / strategy", "name a registered blueprint and strategy");
         }
+        if self.grow_in.iter().any(|part| part.is_empty()) {
+            return bad(
+                "grow_in",
+                "name parts of layer paths (\"mlp.branch\"), or leave the list empty for every layer",
+            );
+        }
         Ok(())
+    }
+
+    /// Whether seeds of the layer at `path` may germinate (`grow_in`).
+    pub fn may_grow_in(&self, path: &str) -> bool {
+        self.grow_in.is_empty() || self.grow_in.iter().any(|part| path.contains(part.as_str()))
     }
 }

@@ -105,7 +105,8 @@ impl Observation {
                 active as f32 / config.max_active_per_layer as f32,
                 failed as f32 / layer.seeds.len().max(1) as f32,
             ];
-            for seed in layer.seeds.iter().filter(|s| is_free(s, config)) {
+            let may_grow = config.may_grow_in(&layer.layer);
+            for seed in layer.seeds.iter().filter(|s| may_grow && is_free(s, config)) {
                 let Some(health) = layer.health.seeds.get(seed.seed) else { continue };
                 let chunk = seed.chunk.len().max(1) as f32;
                 for (blueprint, &cost) in &layer.blueprint_params {

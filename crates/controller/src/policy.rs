@@ -376,7 +376,7 @@ impl Controller {
     /// raise the score. At random, the score is a draw from the epoch, layer and seed.
     fn candidates<'a>(&self, system: &'a SystemState) -> Vec<(f32, &'a LayerState, usize, &'a SeedHealth)> {
         let mut out = Vec::new();
-        for layer in &system.layers {
+        for layer in system.layers.iter().filter(|layer| self.config.may_grow_in(&layer.layer)) {
             let max_var = layer.health.seeds.iter().map(|h| h.variance).fold(f32::MIN_POSITIVE, f32::max);
             for seed in &layer.seeds {
                 let free = seed.stage == Stage::Dormant

@@ -8,7 +8,8 @@
 //!   blueprint gets the gradient it would get at weight 1 (the host gets none through them);
 //! - GRAFTING rows are weighed by alpha; STABILIZATION, EVALUATING (unless ablated), FINE_TUNING
 //!   and FOSSILIZED rows by 1; the rest by 0;
-//! - only TRAINING, GRAFTING and FINE_TUNING rows train their blueprint parameters.
+//! - only TRAINING, GRAFTING and FINE_TUNING rows train their blueprint parameters (and
+//!   FOSSILIZED rows with `LifecycleConfig::train_fossilized`).
 //!
 //! [`apply_bank`] is the tensor path, on any backend; `kernel::apply_bank` does the same in one
 //! fused launch per bank page on CubeCL backends.

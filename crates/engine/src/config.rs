@@ -14,6 +14,10 @@ pub struct LifecycleConfig {
     /// Whether a FOSSILIZED seed may be reset to DORMANT (dropping its blueprint).
     #[config(default = false)]
     pub reuse_fossilized: bool,
+    /// Whether FOSSILIZED blueprints keep learning with the host, as part of it (joint
+    /// training), instead of staying frozen from fossilization on.
+    #[config(default = false)]
+    pub train_fossilized: bool,
     /// Whether the forward pass accumulates health telemetry.
     #[config(default = true)]
     pub telemetry: bool,
@@ -42,6 +46,12 @@ pub struct LifecycleConfig {
 }
 
 impl LifecycleConfig {
+    /// Whether a blueprint held by a seed in `stage` learns: in TRAINING, GRAFTING and
+    /// FINE_TUNING, and in FOSSILIZED with `train_fossilized`.
+    pub fn trains_blueprint(&self, stage: morphogen_contracts::Stage) -> bool {
+        stage.trains_blueprint() || (self.train_fossilized && stage == morphogen_contracts::Stage::Fossilized)
+    }
+
     /// Whether a kernel's `pass`-th pass (counted from 1) is checked against the tensor path:
     /// the first and every `kernel_check_every` after; none with 0.
     pub(crate) fn kernel_check_due(&self, pass: u64) -> bool {

@@ -5,7 +5,8 @@
 //! seeds through their lifecycle with the layers' methods (`request_germination`, `advance`,
 //! `health_report`, ...; each layer's [`SeedCore`] holds the rest); list a model's seeded layers
 //! with `#[derive(SeededModel)]` and address them by path through [`SeededModel`](trait@SeededModel);
-//! [`SeededMultiHeadAttentionConfig`] builds attention whose four projections carry seeds. [`reference`](mod@reference) holds the per-seed loop used as the oracle in
+//! [`SeededMultiHeadAttentionConfig`] builds attention whose four projections carry seeds;
+//! [`SeededBranchConfig`] builds seeds with no host of their own, beside a block. [`reference`](mod@reference) holds the per-seed loop used as the oracle in
 //! tests and the legacy baseline in benchmarks; [`storage`] names how seed state and blueprint
 //! banks are laid out, for checkpoints and tools.
 #![warn(missing_docs)]
@@ -19,6 +20,7 @@ mod backends;
 mod bank;
 mod blend;
 mod blueprint;
+mod branch;
 mod chunks;
 mod config;
 mod conv;
@@ -42,6 +44,7 @@ pub use backends::persist_kernel_caches;
 #[cfg(feature = "cuda")]
 pub use backends::CubeCuda;
 pub use blueprint::{Activation, BlueprintInput, BlueprintOp, BlueprintRegistry, BlueprintSpec, ParamShape, Width};
+pub use branch::{SeededBranch, SeededBranchConfig};
 pub use chunks::ChunkMap;
 pub use config::LifecycleConfig;
 pub use conv::{SeededConv2d, SeededConv2dConfig};

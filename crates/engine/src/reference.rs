@@ -41,7 +41,7 @@ pub fn apply<B: Backend>(core: &SeedCore<B>, h: Tensor<B, 3>, spatial: Option<[u
                 .into_iter()
                 .map(|w| {
                     let w = w.narrow(0, slot, 1);
-                    if row.stage.trains_blueprint() {
+                    if core.lifecycle().trains_blueprint(row.stage) {
                         w
                     } else {
                         w.detach()

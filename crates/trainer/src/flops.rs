@@ -18,7 +18,9 @@ use burn::nn::pool::MaxPool2d;
 use burn::nn::{Linear, PaddingConfig2d};
 use burn::tensor::backend::Backend;
 use morphogen_contracts::LayerState;
-use morphogen_engine::{BlueprintOp, BlueprintSpec, ChunkMap, HostKind, SeedCore, SeededConv2d, SeededLinear};
+use morphogen_engine::{
+    BlueprintOp, BlueprintSpec, ChunkMap, HostKind, SeedCore, SeededBranch, SeededConv2d, SeededLinear,
+};
 use std::collections::BTreeMap;
 
 /// FLOPs of one multiply-add.
@@ -97,6 +99,12 @@ impl FlopProfile {
     pub fn add_seeded_linear<B: Backend>(&mut self, layer: &SeededLinear<B>, rows: usize) {
         self.add_linear(&layer.host, rows);
         self.add_seeds(&layer.core, rows);
+    }
+
+    /// Adds a seeded branch over `rows` rows per example: only its seeds (its host is the
+    /// identity).
+    pub fn add_seeded_branch<B: Backend>(&mut self, branch: &SeededBranch<B>, rows: usize) {
+        self.add_seeds(&branch.core, rows);
     }
 
     /// Adds a Conv2d on a `size` (`[height, width]`) input; returns its output size.
@@ -215,6 +223,9 @@ impl<B: Backend> CountFlops<NextCharacter> for Transformer<B> {
             profile.add_seeded_linear(&attn.output, seq);
             profile.add_seeded_linear(&mlp.fc1, seq);
             profile.add_seeded_linear(&mlp.fc2, seq);
+            if let Some(branch) = &mlp.branch {
+                profile.add_seeded_branch(branch, seq);
+            }
         }
         profile.add_linear(&self.head, seq);
         profile
@@ -294,18 +305,24 @@ mod tests {
     }
 
     #[test]
-    fn a_tiny_resnet_counts_strides_and_projections() {
-        let config = ModelConfig { width: 1, num_seeds: 1, ..ModelConfig::default() };
-        let task = ImageClassification { shape: [1, 8, 8], classes: 2 };
-        let resnet = config.resnet::<B>(&task, &Default::default()).unwrap();
-        let conv = |c_in: u64, c_out: u64, taps: u64, pixels: u64| 2 * taps * c_in * c_out * pixels;
-        let stage = |c_in, c_out, pixels| {
-            let projection = if c_in != c_out { conv(c_in, c_out, 1, pixels) } else { 0 };
-            conv(c_in, c_out, 9, pixels) + 3 * conv(c_out, c_out, 9, pixels) + projection
-        };
-        let stem = conv(1, 1, 9, 64);
-        let head = 2 * 4 * 2;
-        assert_eq!(resnet.flop_profile(&task).host, stem + stage(1, 1, 64) + stage(1, 2, 16) + stage(2, 4, 4) + head);
+    fn a_tiny_resnet_counts_strides_projections_and_inner_widths() {
+        for inner_ratio in [1.0, 2.0] {
+            let config = ModelConfig { width: 1, inner_ratio, num_seeds: 1, ..ModelConfig::default() };
+            let task = ImageClassification { shape: [1, 8, 8], classes: 2 };
+            let resnet = config.resnet::<B>(&task, &Default::default()).unwrap();
+            let conv = |c_in: u64, c_out: u64, taps: u64, pixels: u64| 2 * taps * c_in * c_out * pixels;
+            // Two blocks a stage, each `c -> inner -> c_out` with `inner = ratio c_out`.
+            let stage = |c_in, c_out, pixels| {
+                let inner = inner_ratio as u64 * c_out;
+                let projection = if c_in != c_out { conv(c_in, c_out, 1, pixels) } else { 0 };
+                let convs = conv(c_in, inner, 9, pixels) + conv(c_out, inner, 9, pixels);
+                convs + 2 * conv(inner, c_out, 9, pixels) + projection
+            };
+            let stem = conv(1, 1, 9, 64);
+            let head = 2 * 4 * 2;
+            let expected = stem + stage(1, 1, 64) + stage(1, 2, 16) + stage(2, 4, 4) + head;
+            assert_eq!(resnet.flop_profile(&task).host, expected, "inner_ratio {inner_ratio}");
+        }
     }
 
     #[test]
@@ -316,11 +333,21 @@ mod tests {
         let profile = transformer.flop_profile(&task);
         let (seq, d) = (3, 4);
         let projections = 4 * 2 * d * d;
-        let mlp = 2 * d * 4 * d * 2;
+        let mlp = |ratio| 2 * d * ratio * d * 2;
         let attention = 2 * 2 * seq * d;
         let head = 2 * d * 5;
-        assert_eq!(profile.host, seq * (projections + mlp + attention + head));
+        assert_eq!(profile.host, seq * (projections + mlp(4) + attention + head));
         // residual_mlp(4.0) on fc1's chunk of 8: 8 -> 32 -> 8 on each of the 3 positions.
         assert_eq!(profile.seeds["blocks.0.mlp.fc1"]["residual_mlp"], 3 * 2 * (8 * 32 * 2));
+        // A narrower MLP: 4 -> 6 -> 4 (1.5 x 4).
+        let narrow = ModelConfig { mlp_ratio: 1.5, ..config.clone() };
+        let narrow = narrow.transformer::<B>(&task, &Default::default()).unwrap();
+        assert_eq!(narrow.flop_profile(&task).host, seq * (projections + 2 * d * 6 * 2 + attention + head));
+        // A branch beside the MLP costs nothing until its seeds grow: wide_mlp(4.0) on its chunk
+        // of 2 reads all 4 features, 4 -> 8 -> 2 on each position.
+        let branched = ModelConfig { mlp_branch: true, ..config }.transformer::<B>(&task, &Default::default()).unwrap();
+        let profile = branched.flop_profile(&task);
+        assert_eq!(profile.host, seq * (projections + mlp(4) + attention + head));
+        assert_eq!(profile.seeds["blocks.0.mlp.branch"]["wide_mlp"], 3 * 2 * (4 * 8 + 8 * 2));
     }
 }

@@ -5,8 +5,8 @@ use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 use morphogen_engine::{
-    seeded_model, storage::SeedTable, GraftingConfig, SeedOptions, SeededLinear, SeededLinearConfig, SeededModel,
-    Stage, StrategyRegistry,
+    seeded_model, storage::SeedTable, GraftingConfig, SeedControl, SeedOptions, SeededLinear, SeededLinearConfig,
+    SeededModel, Stage, StrategyRegistry,
 };
 use morphogen_testkit::bits;
 
@@ -48,9 +48,9 @@ pub fn net<Bk: Backend>(device: &Bk::Device) -> Net<Bk> {
 }
 
 /// Moves seeds through the listed stages (after germination).
-pub fn advance<Bk: Backend>(layer: &mut SeededLinear<Bk>, seeds: &[usize], stages: &[Stage]) {
+pub fn advance<Bk: Backend>(layer: &mut impl SeedControl<Bk>, seeds: &[usize], stages: &[Stage]) {
     for &stage in stages {
-        layer.advance_many(seeds, stage).unwrap();
+        layer.seed_core_mut().advance_many(seeds, stage).unwrap();
     }
 }
 

@@ -8,8 +8,12 @@ use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::tensor::activation::relu;
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
-use morphogen_checkpoint::{export_pytorch, write_checkpoint, Checkpoint, CheckpointDir, CheckpointError, Snapshot};
-use morphogen_engine::{SeedAddress, SeedControl, SeededLinear, SeededLinearConfig, SeededModel, Stage};
+use morphogen_checkpoint::{
+    export_pytorch, write_checkpoint, Checkpoint, CheckpointDir, CheckpointError, Snapshot, IDENTITY_HOST,
+};
+use morphogen_engine::{
+    SeedAddress, SeedControl, SeededBranch, SeededBranchConfig, SeededLinear, SeededLinearConfig, SeededModel, Stage,
+};
 use morphogen_testkit::*;
 use std::collections::HashMap;
 
@@ -206,6 +210,39 @@ fn export_names_tensors_by_module_path() {
     let layers: serde_json::Value = serde_json::from_str(&header.metadata().as_ref().unwrap()["layers"]).unwrap();
     let paths: Vec<&str> = layers.as_array().unwrap().iter().map(|l| l["path"].as_str().unwrap()).collect();
     assert_eq!(paths, ["blocks.0.fc1", "blocks.0.fc2", "blocks.1.fc1", "blocks.1.fc2", "blocks.2.fc1", "blocks.2.fc2"]);
+}
+
+/// A branch beside a plain layer: seeds with no host weights.
+#[derive(Module, Debug, SeededModel)]
+struct Branched<B: Backend> {
+    fc: Linear<B>,
+    branch: SeededBranch<B>,
+}
+
+#[test]
+fn a_branch_exports_its_seeds_as_residuals_on_an_identity_host() {
+    let mut model = Branched::<B> {
+        fc: LinearConfig::new(WIDTH, WIDTH).init(&device()),
+        branch: SeededBranchConfig::new(WIDTH).with_num_seeds(4).with_options(options()).init(&device()),
+    };
+    model.name_layers_by_path();
+    // An affine blueprint, fossilized: on a Linear layer it would be merged into the host rows.
+    model.branch.request_germination(2, "low_rank", "fixed_ramp").unwrap();
+    advance(&mut model.branch, &[2], &[TO_FINE_TUNING.as_slice(), &[Stage::Fossilized]].concat());
+    let model = model.map(&mut RandomBanks);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("export.safetensors");
+    let report = export_pytorch(&model, &path).unwrap();
+    assert_eq!(report.residuals, [address("branch", 2)], "{report:?}");
+    assert!(report.merged.is_empty(), "nothing to merge into: {report:?}");
+    assert!(report.tensors.iter().all(|t| !t.starts_with("branch.weight")), "{:?}", report.tensors);
+
+    let bytes = std::fs::read(&path).unwrap();
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let layers: serde_json::Value = serde_json::from_str(&header.metadata().as_ref().unwrap()["layers"]).unwrap();
+    assert_eq!(layers[0]["path"], "branch");
+    assert_eq!(layers[0]["host"], IDENTITY_HOST);
+    assert_eq!(layers[0]["residuals"][0]["seed"], 2);
 }
 
 #[test]

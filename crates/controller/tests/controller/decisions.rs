@@ -60,6 +60,22 @@ fn random_sites_ignore_health_but_repeat_for_the_same_epoch() {
 }
 
 #[test]
+fn grow_in_keeps_growth_to_the_named_layers() {
+    let config =
+        ControllerConfig { grow_in: vec!["mlp.branch".into()], max_germinations_per_epoch: 8, ..Default::default() };
+    let mut fc = dormant_layer("blocks.0.mlp.fc1", 4);
+    fc.health.seeds[1] = health(1, 0.0, 1.0); // the unhealthiest seed of all, but not in a branch
+    let layers = vec![fc, dormant_layer("blocks.0.mlp.branch", 2), dormant_layer("blocks.1.mlp.branch", 2)];
+    let grown = germinated(&Controller::new(config.clone()).unwrap().step(&system(1, 0.5, layers.clone())));
+    assert_eq!(grown.len(), 4, "{grown:?}");
+    assert!(grown.iter().all(|(layer, _)| layer.ends_with("mlp.branch")), "{grown:?}");
+    let everywhere = germinated(
+        &Controller::new(ControllerConfig { grow_in: vec![], ..config }).unwrap().step(&system(1, 0.5, layers)),
+    );
+    assert_eq!(everywhere[0], ("blocks.0.mlp.fc1".into(), 1), "an empty list grows anywhere: {everywhere:?}");
+}
+
+#[test]
 fn no_growth_at_target_accuracy() {
     let mut ctl =
         Controller::new(ControllerConfig { patience: 1, accuracy_target: 0.9, ..Default::default() }).unwrap();
@@ -228,6 +244,8 @@ fn non_finite_metrics_order_a_rollback() {
 fn bad_config_is_rejected_with_the_field_named() {
     let err = Controller::new(ControllerConfig { accuracy_target: 1.5, ..Default::default() }).unwrap_err();
     assert!(err.to_string().contains("accuracy_target"), "{err}");
+    let err = Controller::new(ControllerConfig { grow_in: vec![String::new()], ..Default::default() }).unwrap_err();
+    assert!(err.to_string().contains("grow_in"), "{err}");
 }
 
 #[test]

@@ -106,6 +106,9 @@ fn the_policy_keeps_every_budget_and_never_skips_a_gate() {
         }).sum();
         prop_assert!(grown.len() <= picks);
         prop_assert!(cost <= budget);
+        let only_layer2 = ControllerConfig { grow_in: vec!["layer2".into()], ..config.clone() };
+        let kept = germinated(&Controller::new(only_layer2).unwrap().with_policy(policy.clone()).step(&state));
+        prop_assert!(kept.iter().all(|(layer, _)| layer == "layer2"), "grow_in: {kept:?}");
         for layer in &state.layers {
             let held = layer.seeds.iter().filter(|s| s.stage.holds_blueprint()).count();
             prop_assert!(held + grown.iter().filter(|(l, _)| *l == layer.layer).count() <= per_layer.max(held));

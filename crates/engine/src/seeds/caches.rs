@@ -62,7 +62,7 @@ impl<B: Backend> SeedCore<B> {
                 fixed,
                 grafting: stage == Stage::Grafting,
                 training: stage == Stage::Training,
-                trainable: stage.trains_blueprint(),
+                trainable: self.setup.lifecycle.trains_blueprint(stage),
             }
         };
         BankIndex::new(blueprint, occupant.iter().map(role).collect(), &self.setup.chunks, device)

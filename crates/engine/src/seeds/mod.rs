@@ -179,7 +179,7 @@ impl<B: Backend> SeedCore<B> {
         SeedCore::assemble(self.setup.clone(), params, self.table.clone(), None)
     }
 
-    fn device(&self) -> B::Device {
+    pub(crate) fn device(&self) -> B::Device {
         self.params.state.stage.device()
     }
 
@@ -202,6 +202,11 @@ impl<B: Backend> SeedCore<B> {
     /// Number of seeds.
     pub fn num_seeds(&self) -> usize {
         self.setup.chunks.seeds()
+    }
+
+    /// The lifecycle rules.
+    pub fn lifecycle(&self) -> &LifecycleConfig {
+        &self.setup.lifecycle
     }
 
     /// The blueprints this layer can grow.

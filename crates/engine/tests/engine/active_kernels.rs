@@ -18,9 +18,13 @@ use proptest::prelude::*;
 const KERNEL_BLUEPRINTS: [&str; 3] = ["residual_mlp", "low_rank", "tanh_mlp"];
 
 /// Kernels on, bank pages of `page_rows` rows first (several pages per bank), the custom
-/// blueprints registered.
+/// blueprints registered; FOSSILIZED blueprints learn on single-row pages and stay frozen on
+/// larger ones, so both roles reach the kernel.
 fn options(page_rows: usize) -> SeedOptions {
-    let lifecycle = LifecycleConfig::new().with_kernel_check_every(0).with_bank_page_rows(page_rows);
+    let lifecycle = LifecycleConfig::new()
+        .with_kernel_check_every(0)
+        .with_bank_page_rows(page_rows)
+        .with_train_fossilized(page_rows == 1);
     SeedOptions::new().with_lifecycle(lifecycle).with_blueprints(registry())
 }
 

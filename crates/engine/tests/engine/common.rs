@@ -3,7 +3,7 @@
 use burn::module::{Module, ModuleMapper, Param};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::Tensor;
-use morphogen_engine::{reference, SeededConv2d, SeededLinear};
+use morphogen_engine::{reference, SeededBranch, SeededConv2d, SeededLinear};
 use morphogen_engine::{
     Activation, BlueprintInput, BlueprintOp, BlueprintRegistry, BlueprintSpec, SeedCore, Stage, Width,
 };
@@ -187,6 +187,31 @@ pub fn conv_matches_reference<Bk: AutodiffBackend>(
     let slow = reference::apply(&twin.core, h, Some([batch, height, width])).reshape([batch, features, height, width]);
     compare_with_reference(
         Side { out: fast, x: &x, host_weight: None, core: &layer.core },
+        Side { out: slow, x: &x_twin, host_weight: None, core: &twin.core },
+        weights,
+        output,
+        gradient,
+    );
+}
+
+/// A seeded branch on `x` (`[batch, n, features]`) against the reference loop on
+/// [`own_leaves`] copies of `x` and the branch, its host the identity: the reference's output
+/// minus its input is what the branch adds. See [`compare_with_reference`].
+pub fn branch_matches_reference<Bk: AutodiffBackend>(
+    branch: &SeededBranch<Bk>,
+    x: Tensor<Bk, 3>,
+    weights: Tensor<Bk, 3>,
+    output: impl Fn(&[f32], &[f32], &str),
+    gradient: impl Fn(&[f32], &[f32], &str),
+) {
+    let x = x.require_grad();
+    let fast = branch.forward(x.clone());
+    let (twin, x_twin) = (own_leaves(branch.clone()), x.clone().detach().require_grad());
+    let [batch, n, features] = x.dims();
+    let h = x_twin.clone().reshape([batch * n, features, 1]);
+    let slow = (reference::apply(&twin.core, h.clone(), None) - h).reshape([batch, n, features]);
+    compare_with_reference(
+        Side { out: fast, x: &x, host_weight: None, core: &branch.core },
         Side { out: slow, x: &x_twin, host_weight: None, core: &twin.core },
         weights,
         output,

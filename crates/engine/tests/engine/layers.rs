@@ -1,8 +1,9 @@
 //! Seeded layers against their plain host layers and the lifecycle's output semantics.
 
 use crate::common::*;
+use burn::module::Module;
 use burn::tensor::Tensor;
-use morphogen_engine::{GraftSignals, SeededConv2dConfig, SeededLinearConfig, Stage};
+use morphogen_engine::{GraftSignals, SeededBranchConfig, SeededConv2dConfig, SeededLinearConfig, Stage};
 
 fn linear(seeds: usize) -> morphogen_engine::SeededLinear<B> {
     SeededLinearConfig::new(12, 10).with_num_seeds(seeds).with_name("fc".into()).init(&device())
@@ -109,6 +110,51 @@ fn frozen_stages_get_no_gradient_and_full_contribution() {
     assert!(blueprint_grad_nonzero(&layer, x.clone()), "FINE_TUNING trains the blueprint");
     layer.advance(0, Stage::Fossilized).unwrap();
     assert!(!blueprint_grad_nonzero(&layer, x), "FOSSILIZED is frozen");
+}
+
+#[test]
+fn fossilized_blueprints_learn_only_when_the_lifecycle_says_so() {
+    for train_fossilized in [false, true] {
+        let lifecycle = morphogen_engine::LifecycleConfig::new().with_train_fossilized(train_fossilized);
+        let options = morphogen_engine::SeedOptions::new().with_lifecycle(lifecycle);
+        let mut layer = SeededLinearConfig::new(12, 10).with_num_seeds(2).with_options(options).init::<B>(&device());
+        layer.request_germination(0, "residual_mlp", "fixed_ramp").unwrap();
+        for stage in [Stage::Training, Stage::Grafting, Stage::Stabilization, Stage::Evaluating, Stage::FineTuning] {
+            layer.advance(0, stage).unwrap();
+        }
+        layer.advance(0, Stage::Fossilized).unwrap();
+        let layer = layer.map(&mut RandomBanks);
+        assert_eq!(
+            blueprint_grad_nonzero(&layer, random([4, 12])),
+            train_fossilized,
+            "train_fossilized {train_fossilized}"
+        );
+    }
+}
+
+#[test]
+fn a_branch_adds_zero_until_its_seeds_graft_then_what_they_grow() {
+    let mut branch = SeededBranchConfig::new(8).with_num_seeds(2).init::<B>(&device());
+    let x = random([3, 4, 8]).require_grad();
+    let dormant = branch.forward(x.clone());
+    assert!(values(dormant.clone()).iter().all(|v| *v == 0.0), "a dormant branch adds exactly zero");
+    let grads = (dormant * 2.0).sum().backward();
+    assert!(values(x.grad(&grads).unwrap()).iter().all(|v| *v == 0.0), "and passes no gradient");
+
+    branch.request_germination(1, "wide_mlp", "fixed_ramp").unwrap();
+    branch.advance(1, Stage::Training).unwrap();
+    let mut branch = branch.map(&mut RandomBanks);
+    let training = values(branch.forward(x.clone()));
+    assert!(training.iter().all(|v| *v == 0.0), "TRAINING adds nothing yet");
+    branch.advance(1, Stage::Grafting).unwrap();
+    branch.set_alpha(&[1], 1.0).unwrap();
+    let grafted = branch.forward(x.clone()).reshape([12, 8]);
+    let chunks = branch.chunks().clone();
+    let (seed0, seed1) = (chunks.range(0), chunks.range(1));
+    let on = |range: std::ops::Range<usize>| values(grafted.clone().slice([0..12, range]));
+    assert!(on(seed0).iter().all(|v| *v == 0.0), "the dormant seed's chunk stays zero");
+    assert!(on(seed1).iter().any(|v| *v != 0.0), "the grafted seed adds its blueprint on its chunk");
+    assert!(branch.try_forward(random([2, 7])).unwrap_err().to_string().contains("[..., 8]"));
 }
 
 #[test]

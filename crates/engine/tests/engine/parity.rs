@@ -1,9 +1,10 @@
 //! The vectorized path against the per-seed reference loop: outputs and gradients, random
-//! shapes, uneven chunks, every stage and strategy, every built-in blueprint and two custom ones.
+//! shapes, uneven chunks, every stage and strategy (FOSSILIZED blueprints frozen or learning), every built-in blueprint and two custom ones;
+//! Linear and Conv2d layers, and branches (seeds with the identity as host).
 
 use crate::common::*;
 use burn::module::Module;
-use morphogen_engine::{SeedOptions, SeededConv2dConfig, SeededLinearConfig};
+use morphogen_engine::{LifecycleConfig, SeedOptions, SeededBranchConfig, SeededConv2dConfig, SeededLinearConfig};
 use proptest::prelude::*;
 
 /// Outputs agree within 1e-5, gradients within 1e-4 (relative to `max(1, |x|)`).
@@ -15,14 +16,20 @@ fn gradient_within(a: &[f32], b: &[f32], what: &str) {
     assert_close(a, b, 1e-4, what);
 }
 
+/// The test blueprints, FOSSILIZED blueprints learning or frozen.
+fn options(train_fossilized: bool) -> SeedOptions {
+    let lifecycle = LifecycleConfig::new().with_train_fossilized(train_fossilized);
+    SeedOptions::new().with_lifecycle(lifecycle).with_blueprints(registry())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
 
     #[test]
-    fn linear_fast_path_matches_reference(case in case(20)) {
+    fn linear_fast_path_matches_reference(case in case(20), train_fossilized in any::<bool>()) {
         let mut layer = SeededLinearConfig::new(case.d_in, case.features)
             .with_num_seeds(case.seeds)
-            .with_options(SeedOptions::new().with_blueprints(registry()))
+            .with_options(options(train_fossilized))
             .init::<B>(&device());
         populate(&mut layer.core, &case, &["residual_mlp", "low_rank", "gelu_tanh", "tanh_mlp", "wide_mlp"]);
         let layer = layer.map(&mut RandomBanks);
@@ -32,11 +39,29 @@ proptest! {
     }
 
     #[test]
-    fn conv_fast_path_matches_reference(case in case(9), height in 1usize..5, width in 1usize..5) {
+    fn branch_fast_path_matches_reference(case in case(20), train_fossilized in any::<bool>()) {
+        let mut branch = SeededBranchConfig::new(case.features)
+            .with_num_seeds(case.seeds)
+            .with_options(options(train_fossilized))
+            .init::<B>(&device());
+        populate(&mut branch.core, &case, &["residual_mlp", "low_rank", "gelu_tanh", "tanh_mlp", "wide_mlp"]);
+        let branch = branch.map(&mut RandomBanks);
+        let x = random([case.batch, 2, case.features]);
+        let weights = random([case.batch, 2, case.features]);
+        branch_matches_reference(&branch, x, weights, output_within, gradient_within);
+    }
+
+    #[test]
+    fn conv_fast_path_matches_reference(
+        case in case(9),
+        height in 1usize..5,
+        width in 1usize..5,
+        train_fossilized in any::<bool>(),
+    ) {
         let mut layer = SeededConv2dConfig::new([case.d_in, case.features], [3, 3])
             .with_padding(burn::nn::PaddingConfig2d::Same)
             .with_num_seeds(case.seeds)
-            .with_options(SeedOptions::new().with_blueprints(registry()))
+            .with_options(options(train_fossilized))
             .init::<B>(&device());
         populate(&mut layer.core, &case, &["small_conv", "residual_mlp", "low_rank", "gelu_tanh", "tanh_mlp", "wide_conv", "wide_mlp"]);
         let layer = layer.map(&mut RandomBanks);

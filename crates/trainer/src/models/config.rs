@@ -83,10 +83,21 @@ pub struct ModelConfig {
     pub channels: [usize; 2],
     /// ResNet channels of the first stage (the second and third have twice and four times as many).
     pub width: usize,
+    /// ResNet channels inside a block (its first conv's outputs, its second conv's inputs), as a
+    /// multiple of the stage's width, rounded: the block's inner width, which unlike `width`
+    /// leaves the residual stream as it is.
+    pub inner_ratio: f32,
     /// Transformer blocks.
     pub layers: usize,
     /// Transformer width.
     pub d_model: usize,
+    /// Transformer MLP width (its first layer's outputs), as a multiple of `d_model`, rounded:
+    /// the block's inner width, which unlike `d_model` leaves the residual stream as it is.
+    pub mlp_ratio: f32,
+    /// Transformer: a seeded branch beside each block's MLP (`blocks.<i>.mlp.branch`), reading
+    /// the MLP's input and adding to its output; what its seeds grow are new hidden units of
+    /// the MLP, each reading every feature (`wide_mlp`). Off: no branch.
+    pub mlp_branch: bool,
     /// Transformer attention heads (`d_model` must be a multiple).
     pub heads: usize,
     /// Transformer context: positions seen at once.
@@ -100,6 +111,9 @@ pub struct ModelConfig {
     pub blueprint_hidden_ratio: f32,
     /// Epochs a culled seed waits before it may grow again.
     pub embargo_epochs: u32,
+    /// FOSSILIZED blueprints keep learning with the host (`LifecycleConfig::train_fossilized`)
+    /// instead of staying frozen.
+    pub train_fossilized: bool,
     /// Optimizer steps a GRAFTING seed's alpha takes to ramp from 0 to 1 at full speed (the engine's
     /// `GraftingConfig::ramp_steps`); with few steps an epoch, fewer ramp steps let seeds finish
     /// their lifecycle in fewer epochs.
@@ -123,13 +137,17 @@ impl Default for ModelConfig {
             hidden: 32,
             channels: [8, 16],
             width: 16,
+            inner_ratio: 1.0,
             layers: 2,
             d_model: 64,
+            mlp_ratio: 4.0,
+            mlp_branch: false,
             heads: 4,
             context: 64,
             num_seeds: 8,
             blueprint_hidden_ratio: 4.0,
             embargo_epochs: 2,
+            train_fossilized: false,
             graft_ramp_steps: 100,
             kernels: true,
             telemetry_every: 1,
@@ -166,8 +184,13 @@ impl ModelConfig {
         if self.kind == ModelKind::Transformer && !self.d_model.is_multiple_of(self.heads) {
             return Err(bad("heads", "use a number of heads that divides d_model"));
         }
-        if self.blueprint_hidden_ratio.is_nan() || self.blueprint_hidden_ratio <= 0.0 {
-            return Err(bad("blueprint_hidden_ratio", "use a positive ratio"));
+        let ratios = [
+            ("blueprint_hidden_ratio", self.blueprint_hidden_ratio),
+            ("inner_ratio", self.inner_ratio),
+            ("mlp_ratio", self.mlp_ratio),
+        ];
+        if let Some((field, _)) = ratios.iter().find(|(_, ratio)| ratio.is_nan() || *ratio <= 0.0) {
+            return Err(bad(field, "use a positive ratio"));
         }
         if self.precision != Precision::F32 && matches!(self.kind, ModelKind::Cnn | ModelKind::Resnet) {
             return Err(bad(
@@ -193,9 +216,15 @@ impl ModelConfig {
             .with_lifecycle(
                 LifecycleConfig::new()
                     .with_embargo_epochs(self.embargo_epochs)
+                    .with_train_fossilized(self.train_fossilized)
                     .with_kernels(self.kernels)
                     .with_telemetry_every(self.telemetry_every),
             ))
+    }
+
+    /// `ratio` times `width`, rounded, at least 1: a block's inner width.
+    pub(crate) fn inner_width(ratio: f32, width: usize) -> usize {
+        ((ratio as f64 * width as f64).round() as usize).max(1)
     }
 
     /// Seeds for a layer with `outputs` output features or channels: the configured count, at
@@ -210,4 +239,31 @@ impl ModelConfig {
 pub(crate) fn named<B: Backend, M: SeededModel<B>>(mut model: M) -> M {
     model.name_layers_by_path();
     model
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_ratio_that_is_not_positive_is_refused_by_name() {
+        for (config, field) in [
+            (ModelConfig { inner_ratio: 0.0, ..ModelConfig::default() }, "model.inner_ratio"),
+            (ModelConfig { mlp_ratio: f32::NAN, ..ModelConfig::default() }, "model.mlp_ratio"),
+            (ModelConfig { blueprint_hidden_ratio: -1.0, ..ModelConfig::default() }, "model.blueprint_hidden_ratio"),
+        ] {
+            match config.validate() {
+                Err(MorphogenError::InvalidConfig { component, .. }) => assert_eq!(component, field),
+                other => panic!("{field}: expected InvalidConfig, got {other:?}"),
+            }
+        }
+        assert_eq!(ModelConfig::default().validate(), Ok(()));
+    }
+
+    #[test]
+    fn inner_widths_round_and_stay_positive() {
+        assert_eq!(ModelConfig::inner_width(1.5, 8), 12);
+        assert_eq!(ModelConfig::inner_width(1.4, 5), 7);
+        assert_eq!(ModelConfig::inner_width(0.01, 8), 1);
+    }
 }

@@ -82,7 +82,8 @@ impl ModelConfig {
         }))
     }
 
-    /// One block from `io[0]` to `io[1]` channels, its first conv strided by `stride`.
+    /// One block from `io[0]` to `io[1]` channels (`inner_ratio io[1]` between its convs), its
+    /// first conv strided by `stride`.
     fn residual_block<B: Backend>(
         &self,
         io: [usize; 2],
@@ -102,10 +103,11 @@ impl ModelConfig {
             conv: Conv2dConfig::new(io, [1, 1]).with_stride([stride, stride]).with_bias(false).init(device),
             norm: BatchNormConfig::new(io[1]).init(device),
         });
+        let inner = Self::inner_width(self.inner_ratio, io[1]);
         Ok(ResidualBlock {
-            conv1: seeded(io, stride)?,
-            norm1: BatchNormConfig::new(io[1]).init(device),
-            conv2: seeded([io[1], io[1]], 1)?,
+            conv1: seeded([io[0], inner], stride)?,
+            norm1: BatchNormConfig::new(inner).init(device),
+            conv2: seeded([inner, io[1]], 1)?,
             norm2: BatchNormConfig::new(io[1]).init(device),
             projection,
         })

@@ -10,12 +10,9 @@ use burn::tensor::activation::gelu;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor};
 use morphogen_engine::{
-    MorphogenError, Precision, SeededLinear, SeededLinearConfig, SeededModel, SeededMultiHeadAttention,
-    SeededMultiHeadAttentionConfig,
+    MorphogenError, Precision, SeededBranch, SeededBranchConfig, SeededLinear, SeededLinearConfig, SeededModel,
+    SeededMultiHeadAttention, SeededMultiHeadAttentionConfig,
 };
-
-/// MLP width of a block, as a multiple of `d_model`.
-const MLP_RATIO: usize = 4;
 
 /// The transformer preset.
 #[derive(Module, Debug, SeededModel)]
@@ -48,13 +45,15 @@ pub struct TransformerBlock<B: Backend> {
     pub mlp: FeedForward<B>,
 }
 
-/// `fc2(gelu(fc1(x)))`, `d_model -> 4 d_model -> d_model`.
+/// `fc2(gelu(fc1(x))) + branch(x)`, `d_model -> mlp_ratio d_model -> d_model`.
 #[derive(Module, Debug, SeededModel)]
 pub struct FeedForward<B: Backend> {
-    /// Seeded `d_model -> 4 d_model`.
+    /// Seeded `d_model -> mlp_ratio d_model`.
     pub fc1: SeededLinear<B>,
-    /// Seeded `4 d_model -> d_model`.
+    /// Seeded `mlp_ratio d_model -> d_model`.
     pub fc2: SeededLinear<B>,
+    /// Seeds beside the two layers, reading their input (`[model] mlp_branch`).
+    pub branch: Option<SeededBranch<B>>,
 }
 
 impl ModelConfig {
@@ -80,6 +79,10 @@ impl ModelConfig {
     /// One block `d_model` wide.
     fn transformer_block<B: Backend>(&self, device: &B::Device) -> Result<TransformerBlock<B>, MorphogenError> {
         let d = self.d_model;
+        let inner = Self::inner_width(self.mlp_ratio, d);
+        let branch = self.mlp_branch.then(|| {
+            SeededBranchConfig::new(d).with_num_seeds(self.seeds_for(d)).with_options(self.options()?).try_init(device)
+        });
         let seeded = |io: [usize; 2]| {
             SeededLinearConfig::new(io[0], io[1])
                 .with_num_seeds(self.seeds_for(io[1]))
@@ -97,7 +100,7 @@ impl ModelConfig {
             norm1: LayerNormConfig::new(d).init(device),
             attn,
             norm2: LayerNormConfig::new(d).init(device),
-            mlp: FeedForward { fc1: seeded([d, MLP_RATIO * d])?, fc2: seeded([MLP_RATIO * d, d])? },
+            mlp: FeedForward { fc1: seeded([d, inner])?, fc2: seeded([inner, d])?, branch: branch.transpose()? },
         })
     }
 }
@@ -106,7 +109,18 @@ impl<B: Backend> TransformerBlock<B> {
     /// `[batch, seq, d_model] -> [batch, seq, d_model]`.
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         let x = x.clone() + self.attn.forward(self.norm1.forward(x));
-        x.clone() + self.mlp.fc2.forward(gelu(self.mlp.fc1.forward(self.norm2.forward(x))))
+        x.clone() + self.mlp.forward(self.norm2.forward(x))
+    }
+}
+
+impl<B: Backend> FeedForward<B> {
+    /// `[batch, seq, d_model] -> [batch, seq, d_model]`.
+    pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        let y = self.fc2.forward(gelu(self.fc1.forward(x.clone())));
+        match &self.branch {
+            Some(branch) => y + branch.forward(x),
+            None => y,
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! The ResNet and transformer presets grown through the trainer on CPU, small: seeds fossilize
 //! and are culled, every logged transition is legal, and the grown model's checkpoint restores
-//! bit for bit; a NaN loss on the language task rolls the run back as on images.
+//! bit for bit; a transformer grows only its MLP branches when told to; a NaN loss on the
+//! language task rolls the run back as on images.
 
 use crate::common::{pooled_data, text_data, B};
 use burn::data::dataset::Dataset;
@@ -140,6 +141,62 @@ fn a_transformer_grows_on_shakespeare_through_the_trainer() {
     let grown_seeds = report.merged.len() + report.residuals.len();
     assert!(grown_seeds > 0, "the grown seeds are exported: {report:?}");
     assert!(report.merged.iter().chain(&report.residuals).all(|s| s.layer.starts_with("blocks.0.")));
+}
+
+#[test]
+fn a_transformer_grows_only_its_mlp_branches_when_told_and_they_restore_and_export() {
+    let config = ModelConfig {
+        layers: 1,
+        d_model: 16,
+        heads: 2,
+        context: 16,
+        num_seeds: 2,
+        graft_ramp_steps: 8,
+        mlp_branch: true,
+        ..Default::default()
+    };
+    let data = text_data(config.context, 256, 64);
+    let device = Default::default();
+    B::seed(&device, 5);
+    let model = config.transformer::<B>(&data.task, &device).unwrap();
+    let mut fresh = config.transformer::<B>(&data.task, &device).unwrap();
+    assert_eq!(model.seeded_layer_names().last().map(String::as_str), Some("blocks.0.mlp.branch"));
+    let controller = Controller::new(ControllerConfig {
+        grow_in: vec!["mlp.branch".into()],
+        linear_blueprint: "wide_mlp".into(),
+        ..Default::default()
+    })
+    .unwrap();
+    let dir = std::env::temp_dir().join(format!("morphogen-branch-{}", std::process::id()));
+    // Five epochs: germinated at the first end, the seeds are EVALUATING (contributing) at the last.
+    let trainer_config = TrainerConfig {
+        epochs: 5,
+        batch_size: 32,
+        learning_rate: 3e-3,
+        eval_samples: 64,
+        checkpoint_dir: Some(dir.clone()),
+        ..Default::default()
+    };
+    let mut trainer = Trainer::new(trainer_config, controller, EventLog::in_memory()).unwrap();
+    let out = trainer.run(model, AdamConfig::new().init(), &data, &mut ()).unwrap();
+    let events = trainer.events().events();
+    let germinated: Vec<_> = events.iter().filter(|e| e.to == Stage::Germinated).collect();
+    assert!(!germinated.is_empty(), "the branch grew");
+    assert!(germinated.iter().all(|e| e.layer == "blocks.0.mlp.branch"), "{germinated:?}");
+    assert!(events.iter().any(|e| e.to == Stage::Evaluating), "a branch seed grafted and contributes");
+
+    CheckpointDir::open(&dir).unwrap().latest().unwrap().restore(&mut fresh).unwrap();
+    let items: Vec<_> = (0..8).filter_map(|i| data.valid.get(i)).collect();
+    let batch = data.task.batch::<<B as burn::tensor::backend::AutodiffBackend>::InnerBackend>(items, &device);
+    let grown = out.model.valid().step(batch.clone()).loss.into_data();
+    assert_eq!(grown, fresh.valid().step(batch).loss.into_data(), "the restored branch computes the same");
+    std::fs::remove_dir_all(&dir).ok();
+
+    let file = dir.with_extension("safetensors");
+    let report = export_pytorch(&out.model, &file).unwrap();
+    std::fs::remove_file(&file).ok();
+    assert!(report.residuals.iter().any(|s| s.layer == "blocks.0.mlp.branch"), "{report:?}");
+    assert!(report.merged.is_empty(), "nothing merges into an identity host: {report:?}");
 }
 
 /// The transformer preset, whose loss turns NaN on one chosen training step (validation passes,

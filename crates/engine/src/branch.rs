@@ -1,0 +1,93 @@
+//! [`SeededBranch`]: seeds with no host layer of their own, on a branch beside a block.
+//!
+//! A seeded layer's blueprints can only reach the features its host computes. A branch reads
+//! the tensor a block reads (a transformer block's normalized input, say) and returns only what
+//! its seeds add, which the model adds to the block's output. Its "host" is the identity: with
+//! every seed dormant the branch adds exactly zero, and what its `wide_mlp` seeds grow are new
+//! hidden units of the block, each reading every feature of its input (ADR 0023).
+
+use crate::grafting::GraftSignals;
+use crate::seeded_layer::seeded_layer;
+use crate::seeds::{HostKind, SeedCore, SeedOptions};
+use burn::config::Config;
+use burn::module::Module;
+use burn::tensor::backend::Backend;
+use burn::tensor::Tensor;
+use morphogen_contracts::MorphogenError;
+
+/// Configuration of a [`SeededBranch`].
+#[derive(Config, Debug)]
+pub struct SeededBranchConfig {
+    /// Features of the tensor the branch reads and adds to, split into `num_seeds` chunks.
+    pub features: usize,
+    /// Number of seeds; `1 <= num_seeds <= features`.
+    #[config(default = 1)]
+    pub num_seeds: usize,
+    /// Name of the branch used on its own, in errors and reports (inside a model: its path).
+    #[config(default = "String::from(\"seeded_branch\")")]
+    pub name: String,
+    /// Lifecycle rules, blueprints and grafting strategies.
+    #[config(default = "SeedOptions::new()")]
+    pub options: SeedOptions,
+}
+
+/// Seeds on a branch: `forward(x)` is what the seeds holding a blueprint add to `x`'s chunks,
+/// as their stages dictate; zero, and no gradient to `x`, while every seed is dormant.
+///
+/// Its seeds are those of a Linear layer whose host is the identity (host kind
+/// [`HostKind::Linear`]: dense blueprints, features in the last dimension), so telemetry
+/// measures the branch's input and a drift gate sees a host that never moves.
+#[derive(Module, Debug)]
+pub struct SeededBranch<B: Backend> {
+    /// Seed state, banks, telemetry and kernel guard.
+    pub core: SeedCore<B>,
+}
+
+impl SeededBranchConfig {
+    /// Builds the branch, or says what is wrong with the config.
+    pub fn try_init<B: Backend>(&self, device: &B::Device) -> Result<SeededBranch<B>, MorphogenError> {
+        let core = SeedCore::new(&self.name, HostKind::Linear, [self.features, self.num_seeds], &self.options, device)?;
+        Ok(SeededBranch { core })
+    }
+
+    /// Builds the branch; panics with [`try_init`](Self::try_init)'s error (Burn's convention).
+    pub fn init<B: Backend>(&self, device: &B::Device) -> SeededBranch<B> {
+        self.try_init(device).unwrap_or_else(|e| panic!("{e}"))
+    }
+}
+
+impl<B: Backend> SeededBranch<B> {
+    /// `[..., features] -> [..., features]`: the seeds' contribution on `x`, any number of
+    /// leading dimensions.
+    pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
+        let dims = x.dims();
+        let rows = dims[..D - 1].iter().product();
+        let h = x.reshape([rows, dims[D - 1], 1]);
+        // The seeds' pass returns its input plus their contributions; with nothing held it
+        // returns the input itself, so the difference is exactly zero.
+        (self.core.apply(h.clone(), None) - h).reshape(dims)
+    }
+
+    /// [`forward`](Self::forward) with the input's features checked first.
+    pub fn try_forward<const D: usize>(&self, x: Tensor<B, D>) -> Result<Tensor<B, D>, MorphogenError> {
+        let features = self.core.chunks().features();
+        if D == 0 || x.dims()[D - 1] != features {
+            return Err(MorphogenError::ShapeMismatch {
+                layer: self.core.name().to_string(),
+                expected: format!("[..., {features}]"),
+                got: x.dims().to_vec(),
+            });
+        }
+        Ok(self.forward(x))
+    }
+
+    /// Moves every GRAFTING seed's alpha one step by its strategy (on device). The identity host
+    /// has no weights to drift: a drift gate reads zero drift.
+    pub fn graft_step(&mut self, signals: &GraftSignals<B>) -> Result<(), MorphogenError> {
+        let features = self.core.chunks().features();
+        let device = self.core.device();
+        self.core.graft_step_with(signals, || Tensor::eye(features, &device))
+    }
+}
+
+seeded_layer!(SeededBranch);
