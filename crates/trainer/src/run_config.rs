@@ -205,6 +205,7 @@ mod tests {
             include_str!("../../../configs/small-host.toml"),
             include_str!("../../../configs/resnet-growth.toml"),
             include_str!("../../../configs/transformer-growth.toml"),
+            include_str!("../../../configs/transformer-branches.toml"),
         ];
         for text in shipped {
             let config = RunConfig::from_toml(text).unwrap_or_else(|e| panic!("{e}: {text}"));
