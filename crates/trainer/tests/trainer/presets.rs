@@ -34,24 +34,52 @@ fn eager_controller(min_contribution: f32) -> Controller {
     .unwrap()
 }
 
+/// A short run's trainer settings: `epochs` of small batches, checkpoints in `dir`.
+fn short_run(epochs: u32, dir: &Path) -> TrainerConfig {
+    TrainerConfig {
+        epochs,
+        batch_size: 32,
+        learning_rate: 3e-3,
+        eval_samples: 64,
+        checkpoint_dir: Some(dir.to_path_buf()),
+        ..Default::default()
+    }
+}
+
+/// Restores the newest checkpoint in `dir` into `fresh`, a newly built model of `grown`'s
+/// preset, and checks it computes exactly what `grown` does, with the same seed tables.
+fn restores_exactly<M, T>(grown: &M, mut fresh: M, data: &TaskData<T>, dir: &Path)
+where
+    T: Task,
+    M: AutodiffModule<B> + SeededModel<B>,
+    M::InnerModule: TaskModel<<B as burn::tensor::backend::AutodiffBackend>::InnerBackend, T>,
+{
+    CheckpointDir::open(dir).unwrap().latest().unwrap().restore(&mut fresh).unwrap();
+    let device = Default::default();
+    let items: Vec<_> = (0..8).filter_map(|i| data.valid.get(i)).collect();
+    let batch = data.task.batch::<<B as burn::tensor::backend::AutodiffBackend>::InnerBackend>(items, &device);
+    let expected = grown.valid().step(batch.clone()).loss.into_data();
+    let restored = fresh.valid().step(batch).loss.into_data();
+    assert_eq!(expected, restored, "the restored model computes exactly what the grown one does");
+    grown.visit_seeded(&mut |path, layer| {
+        fresh.visit_seeded(&mut |other, twin| {
+            if path == other {
+                assert_eq!(layer.seed_core().table(), twin.seed_core().table(), "{path}");
+            }
+        });
+    });
+}
+
 /// Trains `model` for twelve epochs with growth on and checks the lifecycle and the checkpoint of
 /// the grown model against `fresh`, a newly built model of the same preset.
-fn grows_and_restores<M, T>(model: M, mut fresh: M, data: &TaskData<T>, controller: Controller, dir: &Path) -> M
+fn grows_and_restores<M, T>(model: M, fresh: M, data: &TaskData<T>, controller: Controller, dir: &Path) -> M
 where
     T: Task,
     M: AutodiffModule<B> + SeededModel<B> + TaskModel<B, T>,
     M::InnerModule: SeededModel<<B as burn::tensor::backend::AutodiffBackend>::InnerBackend>
         + TaskModel<<B as burn::tensor::backend::AutodiffBackend>::InnerBackend, T>,
 {
-    let config = TrainerConfig {
-        epochs: 12,
-        batch_size: 32,
-        learning_rate: 3e-3,
-        eval_samples: 64,
-        checkpoint_dir: Some(dir.to_path_buf()),
-        ..Default::default()
-    };
-    let mut trainer = Trainer::new(config, controller, EventLog::in_memory()).unwrap();
+    let mut trainer = Trainer::new(short_run(12, dir), controller, EventLog::in_memory()).unwrap();
     let out = trainer.run(model, AdamConfig::new().init(), data, &mut ()).unwrap();
     let events = trainer.events().events();
     for e in events {
@@ -63,21 +91,7 @@ where
     assert!(reached(Stage::Fossilized) >= 1, "no seed fossilized");
     assert!(reached(Stage::Culled) >= 1, "no seed culled");
     assert!(out.model.params_added() > 0);
-
-    CheckpointDir::open(dir).unwrap().latest().unwrap().restore(&mut fresh).unwrap();
-    let device = Default::default();
-    let items: Vec<_> = (0..8).filter_map(|i| data.valid.get(i)).collect();
-    let batch = data.task.batch::<<B as burn::tensor::backend::AutodiffBackend>::InnerBackend>(items, &device);
-    let grown = out.model.valid().step(batch.clone()).loss.into_data();
-    let restored = fresh.valid().step(batch).loss.into_data();
-    assert_eq!(grown, restored, "the restored model computes exactly what the grown one does");
-    out.model.visit_seeded(&mut |path, layer| {
-        fresh.visit_seeded(&mut |other, twin| {
-            if path == other {
-                assert_eq!(layer.seed_core().table(), twin.seed_core().table(), "{path}");
-            }
-        });
-    });
+    restores_exactly(&out.model, fresh, data, dir);
     std::fs::remove_dir_all(dir).ok();
     out.model
 }
@@ -159,7 +173,7 @@ fn a_transformer_grows_only_its_mlp_branches_when_told_and_they_restore_and_expo
     let device = Default::default();
     B::seed(&device, 5);
     let model = config.transformer::<B>(&data.task, &device).unwrap();
-    let mut fresh = config.transformer::<B>(&data.task, &device).unwrap();
+    let fresh = config.transformer::<B>(&data.task, &device).unwrap();
     assert_eq!(model.seeded_layer_names().last().map(String::as_str), Some("blocks.0.mlp.branch"));
     let controller = Controller::new(ControllerConfig {
         grow_in: vec!["mlp.branch".into()],
@@ -169,15 +183,7 @@ fn a_transformer_grows_only_its_mlp_branches_when_told_and_they_restore_and_expo
     .unwrap();
     let dir = std::env::temp_dir().join(format!("morphogen-branch-{}", std::process::id()));
     // Five epochs: germinated at the first end, the seeds are EVALUATING (contributing) at the last.
-    let trainer_config = TrainerConfig {
-        epochs: 5,
-        batch_size: 32,
-        learning_rate: 3e-3,
-        eval_samples: 64,
-        checkpoint_dir: Some(dir.clone()),
-        ..Default::default()
-    };
-    let mut trainer = Trainer::new(trainer_config, controller, EventLog::in_memory()).unwrap();
+    let mut trainer = Trainer::new(short_run(5, &dir), controller, EventLog::in_memory()).unwrap();
     let out = trainer.run(model, AdamConfig::new().init(), &data, &mut ()).unwrap();
     let events = trainer.events().events();
     let germinated: Vec<_> = events.iter().filter(|e| e.to == Stage::Germinated).collect();
@@ -185,11 +191,7 @@ fn a_transformer_grows_only_its_mlp_branches_when_told_and_they_restore_and_expo
     assert!(germinated.iter().all(|e| e.layer == "blocks.0.mlp.branch"), "{germinated:?}");
     assert!(events.iter().any(|e| e.to == Stage::Evaluating), "a branch seed grafted and contributes");
 
-    CheckpointDir::open(&dir).unwrap().latest().unwrap().restore(&mut fresh).unwrap();
-    let items: Vec<_> = (0..8).filter_map(|i| data.valid.get(i)).collect();
-    let batch = data.task.batch::<<B as burn::tensor::backend::AutodiffBackend>::InnerBackend>(items, &device);
-    let grown = out.model.valid().step(batch.clone()).loss.into_data();
-    assert_eq!(grown, fresh.valid().step(batch).loss.into_data(), "the restored branch computes the same");
+    restores_exactly(&out.model, fresh, &data, &dir);
     std::fs::remove_dir_all(&dir).ok();
 
     let file = dir.with_extension("safetensors");
