@@ -113,22 +113,25 @@ fn a_resnet_grows_through_the_trainer() {
     grows_and_restores(model, fresh, &data, eager_controller(0.0), &dir);
 }
 
-#[test]
-fn a_transformer_grows_on_shakespeare_through_the_trainer() {
-    let config = ModelConfig {
-        layers: 1,
-        d_model: 16,
-        heads: 2,
-        context: 16,
-        num_seeds: 2,
-        graft_ramp_steps: 16,
-        ..Default::default()
-    };
+/// One block, 16 wide, two heads, 16 characters of context, two seeds a layer.
+fn tiny() -> ModelConfig {
+    ModelConfig { layers: 1, d_model: 16, heads: 2, context: 16, num_seeds: 2, ..Default::default() }
+}
+
+/// `config`'s transformer built twice from backend seed `seed` (to grow, and fresh to restore
+/// into), and Shakespeare in windows of its context.
+fn tiny_transformer(config: ModelConfig, seed: u64) -> (Transformer<B>, Transformer<B>, TaskData<NextCharacter>) {
     let data = text_data(config.context, 256, 64);
     let device = Default::default();
-    B::seed(&device, 3);
+    B::seed(&device, seed);
     let model = config.transformer::<B>(&data.task, &device).unwrap();
     let fresh = config.transformer::<B>(&data.task, &device).unwrap();
+    (model, fresh, data)
+}
+
+#[test]
+fn a_transformer_grows_on_shakespeare_through_the_trainer() {
+    let (model, fresh, data) = tiny_transformer(ModelConfig { graft_ramp_steps: 16, ..tiny() }, 3);
     let names = model.seeded_layer_names();
     assert_eq!(
         names,
@@ -159,21 +162,8 @@ fn a_transformer_grows_on_shakespeare_through_the_trainer() {
 
 #[test]
 fn a_transformer_grows_only_its_mlp_branches_when_told_and_they_restore_and_export() {
-    let config = ModelConfig {
-        layers: 1,
-        d_model: 16,
-        heads: 2,
-        context: 16,
-        num_seeds: 2,
-        graft_ramp_steps: 8,
-        mlp_branch: true,
-        ..Default::default()
-    };
-    let data = text_data(config.context, 256, 64);
-    let device = Default::default();
-    B::seed(&device, 5);
-    let model = config.transformer::<B>(&data.task, &device).unwrap();
-    let fresh = config.transformer::<B>(&data.task, &device).unwrap();
+    let config = ModelConfig { graft_ramp_steps: 8, mlp_branch: true, ..tiny() };
+    let (model, fresh, data) = tiny_transformer(config, 5);
     assert_eq!(model.seeded_layer_names().last().map(String::as_str), Some("blocks.0.mlp.branch"));
     let controller = Controller::new(ControllerConfig {
         grow_in: vec!["mlp.branch".into()],
