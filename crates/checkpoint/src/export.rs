@@ -234,8 +234,8 @@ fn export_layer<B: Backend>(
         residuals.push(entry);
         report.residuals.push(address);
     }
-    let host = if has_host { host.to_string() } else { IDENTITY_HOST.to_string() };
-    Ok(json!({"name": layer.name, "path": base, "host": host, "features": core.chunks().features(),
+    let host_name = if has_host { host.to_string() } else { IDENTITY_HOST.to_string() };
+    Ok(json!({"name": layer.name, "path": base, "host": host_name, "features": core.chunks().features(),
               "seeds": core.num_seeds(), "residuals": residuals, "merged": merged}))
 }
 

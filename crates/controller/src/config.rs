@@ -1,4 +1,4 @@
-use morphogen_contracts::MorphogenError;
+use morphogen_contracts::{LayerState, MorphogenError, SeedInfo, Stage};
 use serde::{Deserialize, Serialize};
 
 /// Every knob of the heuristic controller, with the defaults `morphogen train` uses.
@@ -157,5 +157,15 @@ impl ControllerConfig {
     /// Whether seeds of the layer at `path` may germinate (`grow_in`).
     pub fn may_grow_in(&self, path: &str) -> bool {
         self.grow_in.is_empty() || self.grow_in.iter().any(|part| path.contains(part.as_str()))
+    }
+
+    /// The seeds of `layer` that may germinate now: dormant, out of embargo, not quarantined,
+    /// in a layer `grow_in` allows.
+    pub fn germinable_seeds<'a>(&self, layer: &'a LayerState) -> impl Iterator<Item = &'a SeedInfo> {
+        let allowed = self.may_grow_in(&layer.layer);
+        let quarantine_after = self.quarantine_after;
+        layer.seeds.iter().filter(move |seed| {
+            allowed && seed.stage == Stage::Dormant && seed.embargo_epochs_left == 0 && seed.failures < quarantine_after
+        })
     }
 }

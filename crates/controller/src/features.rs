@@ -105,8 +105,7 @@ impl Observation {
                 active as f32 / config.max_active_per_layer as f32,
                 failed as f32 / layer.seeds.len().max(1) as f32,
             ];
-            let may_grow = config.may_grow_in(&layer.layer);
-            for seed in layer.seeds.iter().filter(|s| may_grow && is_free(s, config)) {
+            for seed in config.germinable_seeds(layer) {
                 let Some(health) = layer.health.seeds.get(seed.seed) else { continue };
                 let chunk = seed.chunk.len().max(1) as f32;
                 for (blueprint, &cost) in &layer.blueprint_params {
@@ -164,11 +163,6 @@ impl Observation {
             })
             .collect()
     }
-}
-
-/// Whether a seed may germinate now: dormant, out of embargo, not quarantined.
-fn is_free(seed: &morphogen_contracts::SeedInfo, config: &ControllerConfig) -> bool {
-    seed.stage == Stage::Dormant && seed.embargo_epochs_left == 0 && seed.failures < config.quarantine_after
 }
 
 /// `ln(1 + x) / 10`: sizes from 1 to tens of thousands land in `[0, 1]`.

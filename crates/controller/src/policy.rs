@@ -376,13 +376,10 @@ impl Controller {
     /// raise the score. At random, the score is a draw from the epoch, layer and seed.
     fn candidates<'a>(&self, system: &'a SystemState) -> Vec<(f32, &'a LayerState, usize, &'a SeedHealth)> {
         let mut out = Vec::new();
-        for layer in system.layers.iter().filter(|layer| self.config.may_grow_in(&layer.layer)) {
+        for layer in &system.layers {
             let max_var = layer.health.seeds.iter().map(|h| h.variance).fold(f32::MIN_POSITIVE, f32::max);
-            for seed in &layer.seeds {
-                let free = seed.stage == Stage::Dormant
-                    && seed.embargo_epochs_left == 0
-                    && seed.failures < self.config.quarantine_after;
-                let Some(health) = layer.health.seeds.get(seed.seed).filter(|_| free) else { continue };
+            for seed in self.config.germinable_seeds(layer) {
+                let Some(health) = layer.health.seeds.get(seed.seed) else { continue };
                 let score = match self.config.sites {
                     SiteSelection::Health => {
                         health.dead_ratio + health.correlation.max(0.0) + (1.0 - health.variance / max_var)

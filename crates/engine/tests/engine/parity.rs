@@ -1,6 +1,7 @@
 //! The vectorized path against the per-seed reference loop: outputs and gradients, random
-//! shapes, uneven chunks, every stage and strategy (FOSSILIZED blueprints frozen or learning), every built-in blueprint and two custom ones;
-//! Linear and Conv2d layers, and branches (seeds with the identity as host).
+//! shapes, uneven chunks, every stage and strategy (FOSSILIZED blueprints frozen or learning),
+//! every built-in blueprint and two custom ones; Linear and Conv2d layers, and branches (seeds
+//! with the identity as host).
 
 use crate::common::*;
 use burn::module::Module;
