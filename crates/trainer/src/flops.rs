@@ -101,8 +101,8 @@ impl FlopProfile {
         self.add_seeds(&layer.core, rows);
     }
 
-    /// Adds a seeded branch over `rows` rows per example: only its seeds (its host is the
-    /// identity).
+    /// Adds a seeded branch over `rows` rows (pixels, on an image) per example: only its seeds
+    /// (its host is the identity).
     pub fn add_seeded_branch<B: Backend>(&mut self, branch: &SeededBranch<B>, rows: usize) {
         self.add_seeds(&branch.core, rows);
     }
@@ -201,6 +201,9 @@ impl<B: Backend> CountFlops<ImageClassification> for ResNet<B> {
         for block in &self.blocks {
             let out = profile.add_seeded_conv2d(&block.conv1, size);
             profile.add_seeded_conv2d(&block.conv2, out);
+            if let Some(branch) = &block.branch {
+                profile.add_seeded_branch(branch, out[0] * out[1]);
+            }
             if let Some(projection) = &block.projection {
                 profile.add_conv2d(&projection.conv, size);
             }
@@ -305,7 +308,7 @@ mod tests {
     }
 
     #[test]
-    fn a_tiny_resnet_counts_strides_projections_and_inner_widths() {
+    fn a_tiny_resnet_counts_strides_projections_inner_widths_and_branches() {
         for inner_ratio in [1.0, 2.0] {
             let config = ModelConfig { width: 1, inner_ratio, num_seeds: 1, ..ModelConfig::default() };
             let task = ImageClassification { shape: [1, 8, 8], classes: 2 };
@@ -323,6 +326,17 @@ mod tests {
             let expected = stem + stage(1, 1, 64) + stage(1, 2, 16) + stage(2, 4, 4) + head;
             assert_eq!(resnet.flop_profile(&task).host, expected, "inner_ratio {inner_ratio}");
         }
+        // Branches beside the blocks that keep their shape cost nothing until their seeds grow:
+        // wide_conv(4.0) on blocks.5's one 4-channel seed, a 3x3 conv 4 -> 16 and a 1x1 16 -> 4
+        // on each of its 2x2 pixels.
+        let config = ModelConfig { width: 1, num_seeds: 1, block_branch: true, ..ModelConfig::default() };
+        let task = ImageClassification { shape: [1, 8, 8], classes: 2 };
+        let branched = config.resnet::<B>(&task, &Default::default()).unwrap();
+        let plain = ModelConfig { block_branch: false, ..config }.resnet::<B>(&task, &Default::default()).unwrap();
+        let profile = branched.flop_profile(&task);
+        assert_eq!(profile.host, plain.flop_profile(&task).host);
+        assert_eq!(profile.seeds["blocks.5.branch"]["wide_conv"], 4 * 2 * (9 * 4 * 16 + 16 * 4));
+        assert!(!profile.seeds.contains_key("blocks.4.branch"), "a block that strides has no branch");
     }
 
     #[test]

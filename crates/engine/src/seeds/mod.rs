@@ -37,7 +37,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// The kind of layer a seed core sits on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum HostKind {
     /// Features are the last dimension.
     Linear,

@@ -7,11 +7,15 @@
 #![cfg(any(feature = "wgpu", feature = "cuda"))]
 
 use crate::common::{
-    assert_close, case, conv_matches_reference, linear_matches_reference, populate, random_on, registry, values, Case,
+    assert_close, branch_matches_reference, case, conv_matches_reference, linear_matches_reference, populate,
+    random_on, registry, values, Case,
 };
 use burn::module::Module;
 use burn::tensor::backend::AutodiffBackend;
-use morphogen_engine::{reference, LifecycleConfig, SeedOptions, SeededConv2dConfig, SeededLinearConfig, Stage};
+use morphogen_engine::{
+    reference, HostKind, LifecycleConfig, SeedOptions, SeededBranchConfig, SeededConv2dConfig, SeededLinearConfig,
+    Stage,
+};
 use proptest::prelude::*;
 
 /// Blueprints the kernel runs.
@@ -110,6 +114,37 @@ fn conv_case<B: AutodiffBackend>(case: &Case, side: usize, tol: Tolerance) {
     conv_matches_reference(&layer, x, weights, check, check);
     if holds_kernel_blueprint(case, &blueprints) {
         assert!(layer.core.blend_kernel_passes() > 0, "the kernel ran");
+    }
+}
+
+/// `case` on a branch of `kind` (the identity as host): a Linear one on `[batch, 5, features]`, a
+/// Conv2d one on `[batch, features, 3, 3]` images; banks first paged by `page_rows` (1: FOSSILIZED
+/// blueprints learn).
+fn branch_case<B: AutodiffBackend>(case: &Case, kind: HostKind, page_rows: usize, tol: Tolerance) {
+    let blueprints = match kind {
+        HostKind::Linear => ["residual_mlp", "low_rank", "tanh_mlp", "wide_mlp"],
+        HostKind::Conv2d => ["residual_mlp", "small_conv", "tanh_mlp", "wide_conv"],
+    };
+    let mut branch = SeededBranchConfig::new(case.features)
+        .with_kind(kind)
+        .with_num_seeds(case.seeds)
+        .with_options(options(page_rows))
+        .init::<B>(&Default::default());
+    populate(&mut branch.core, case, &blueprints);
+    let branch = branch.map(&mut crate::common::RandomBanks);
+    let check = |a: &[f32], b: &[f32], what: &str| tol.check(a, b, what);
+    match kind {
+        HostKind::Linear => {
+            let shape = [case.batch, 5, case.features];
+            branch_matches_reference(&branch, random_on::<B, 3>(shape), random_on::<B, 3>(shape), check, check);
+        }
+        HostKind::Conv2d => {
+            let shape = [case.batch, case.features, 3, 3];
+            branch_matches_reference(&branch, random_on::<B, 4>(shape), random_on::<B, 4>(shape), check, check);
+        }
+    }
+    if holds_kernel_blueprint(case, &blueprints) {
+        assert!(branch.core.blend_kernel_passes() > 0, "the kernel ran");
     }
 }
 
@@ -226,6 +261,14 @@ macro_rules! active_kernel_tests {
                 fn linear_active_kernel_with_sample_groups(case in case(24)) {
                     if $enabled {
                         linear_case::<Wd>(&Case { batch: 2, ..case }, 150, &KERNEL_BLUEPRINTS, $tol);
+                    }
+                }
+
+                #[test]
+                fn branch_active_kernel_matches_reference(case in case(12), conv in any::<bool>(), page_rows in 1usize..3) {
+                    if $enabled {
+                        let kind = if conv { HostKind::Conv2d } else { HostKind::Linear };
+                        branch_case::<Wd>(&case, kind, page_rows, $tol);
                     }
                 }
 

@@ -3,7 +3,7 @@
 use burn::module::{Module, ModuleMapper, Param};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::Tensor;
-use morphogen_engine::{reference, SeededBranch, SeededConv2d, SeededLinear};
+use morphogen_engine::{reference, HostKind, SeededBranch, SeededConv2d, SeededLinear};
 use morphogen_engine::{
     Activation, BlueprintInput, BlueprintOp, BlueprintRegistry, BlueprintSpec, SeedCore, Stage, Width,
 };
@@ -194,22 +194,28 @@ pub fn conv_matches_reference<Bk: AutodiffBackend>(
     );
 }
 
-/// A seeded branch on `x` (`[batch, n, features]`) against the reference loop on
-/// [`own_leaves`] copies of `x` and the branch, its host the identity: the reference's output
-/// minus its input is what the branch adds. See [`compare_with_reference`].
-pub fn branch_matches_reference<Bk: AutodiffBackend>(
+/// A seeded branch on `x` (`[batch, n, features]` for kind Linear, `[batch, channels, height,
+/// width]` for Conv2d) against the reference loop on [`own_leaves`] copies of `x` and the
+/// branch, its host the identity: the reference's output minus its input is what the branch
+/// adds. See [`compare_with_reference`].
+pub fn branch_matches_reference<Bk: AutodiffBackend, const D: usize>(
     branch: &SeededBranch<Bk>,
-    x: Tensor<Bk, 3>,
-    weights: Tensor<Bk, 3>,
+    x: Tensor<Bk, D>,
+    weights: Tensor<Bk, D>,
     output: impl Fn(&[f32], &[f32], &str),
     gradient: impl Fn(&[f32], &[f32], &str),
 ) {
     let x = x.require_grad();
     let fast = branch.forward(x.clone());
     let (twin, x_twin) = (own_leaves(branch.clone()), x.clone().detach().require_grad());
-    let [batch, n, features] = x.dims();
-    let h = x_twin.clone().reshape([batch * n, features, 1]);
-    let slow = (reference::apply(&twin.core, h.clone(), None) - h).reshape([batch, n, features]);
+    let dims = x.dims();
+    let (h, spatial) = match branch.core.host_kind() {
+        HostKind::Linear => (x_twin.clone().reshape([dims[..D - 1].iter().product(), dims[D - 1], 1]), None),
+        HostKind::Conv2d => {
+            (x_twin.clone().reshape([dims[0], dims[1], dims[2] * dims[3]]), Some([dims[0], dims[2], dims[3]]))
+        }
+    };
+    let slow = (reference::apply(&twin.core, h.clone(), spatial) - h).reshape(dims);
     compare_with_reference(
         Side { out: fast, x: &x, host_weight: None, core: &branch.core },
         Side { out: slow, x: &x_twin, host_weight: None, core: &twin.core },

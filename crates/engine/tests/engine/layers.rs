@@ -3,7 +3,7 @@
 use crate::common::*;
 use burn::module::Module;
 use burn::tensor::Tensor;
-use morphogen_engine::{GraftSignals, SeededBranchConfig, SeededConv2dConfig, SeededLinearConfig, Stage};
+use morphogen_engine::{GraftSignals, HostKind, SeededBranchConfig, SeededConv2dConfig, SeededLinearConfig, Stage};
 
 fn linear(seeds: usize) -> morphogen_engine::SeededLinear<B> {
     SeededLinearConfig::new(12, 10).with_num_seeds(seeds).with_name("fc".into()).init(&device())
@@ -134,27 +134,34 @@ fn fossilized_blueprints_learn_only_when_the_lifecycle_says_so() {
 
 #[test]
 fn a_branch_adds_zero_until_its_seeds_graft_then_what_they_grow() {
-    let mut branch = SeededBranchConfig::new(8).with_num_seeds(2).init::<B>(&device());
-    let x = random([3, 4, 8]).require_grad();
-    let dormant = branch.forward(x.clone());
-    assert!(values(dormant.clone()).iter().all(|v| *v == 0.0), "a dormant branch adds exactly zero");
-    let grads = (dormant * 2.0).sum().backward();
-    assert!(values(x.grad(&grads).unwrap()).iter().all(|v| *v == 0.0), "and passes no gradient");
+    let kinds =
+        [(HostKind::Linear, "wide_mlp", "[..., 8]"), (HostKind::Conv2d, "wide_conv", "[batch, 8, height, width]")];
+    for (kind, blueprint, expected_shape) in kinds {
+        let mut branch = SeededBranchConfig::new(8).with_kind(kind).with_num_seeds(2).init::<B>(&device());
+        // 8 both in dimension 1 (a Conv2d branch's channels) and last (a Linear one's features).
+        let x = random([3, 8, 2, 8]).require_grad();
+        let dormant = branch.forward(x.clone());
+        assert!(values(dormant.clone()).iter().all(|v| *v == 0.0), "{kind}: a dormant branch adds exactly zero");
+        let grads = (dormant * 2.0).sum().backward();
+        assert!(values(x.grad(&grads).unwrap()).iter().all(|v| *v == 0.0), "{kind}: and passes no gradient");
 
-    branch.request_germination(1, "wide_mlp", "fixed_ramp").unwrap();
-    branch.advance(1, Stage::Training).unwrap();
-    let mut branch = branch.map(&mut RandomBanks);
-    let training = values(branch.forward(x.clone()));
-    assert!(training.iter().all(|v| *v == 0.0), "TRAINING adds nothing yet");
-    branch.advance(1, Stage::Grafting).unwrap();
-    branch.set_alpha(&[1], 1.0).unwrap();
-    let grafted = branch.forward(x.clone()).reshape([12, 8]);
-    let chunks = branch.chunks().clone();
-    let (seed0, seed1) = (chunks.range(0), chunks.range(1));
-    let on = |range: std::ops::Range<usize>| values(grafted.clone().slice([0..12, range]));
-    assert!(on(seed0).iter().all(|v| *v == 0.0), "the dormant seed's chunk stays zero");
-    assert!(on(seed1).iter().any(|v| *v != 0.0), "the grafted seed adds its blueprint on its chunk");
-    assert!(branch.try_forward(random([2, 7])).unwrap_err().to_string().contains("[..., 8]"));
+        branch.request_germination(1, blueprint, "fixed_ramp").unwrap();
+        branch.advance(1, Stage::Training).unwrap();
+        let mut branch = branch.map(&mut RandomBanks);
+        let training = values(branch.forward(x.clone()));
+        assert!(training.iter().all(|v| *v == 0.0), "{kind}: TRAINING adds nothing yet");
+        branch.advance(1, Stage::Grafting).unwrap();
+        branch.set_alpha(&[1], 1.0).unwrap();
+        let grafted = branch.forward(x.clone());
+        let features_last = if kind == HostKind::Conv2d { grafted.swap_dims(1, 3) } else { grafted };
+        let grafted = features_last.reshape([48, 8]);
+        let chunks = branch.chunks().clone();
+        let on = |range: std::ops::Range<usize>| values(grafted.clone().slice([0..48, range]));
+        assert!(on(chunks.range(0)).iter().all(|v| *v == 0.0), "{kind}: the dormant seed's chunk stays zero");
+        assert!(on(chunks.range(1)).iter().any(|v| *v != 0.0), "{kind}: the grafted seed adds its blueprint");
+        let err = branch.try_forward(random([2, 7, 1, 1])).unwrap_err().to_string();
+        assert!(err.contains(expected_shape), "{kind}: {err}");
+    }
 }
 
 #[test]

@@ -5,7 +5,9 @@
 
 use crate::common::*;
 use burn::module::Module;
-use morphogen_engine::{LifecycleConfig, SeedOptions, SeededBranchConfig, SeededConv2dConfig, SeededLinearConfig};
+use morphogen_engine::{
+    HostKind, LifecycleConfig, SeedOptions, SeededBranchConfig, SeededConv2dConfig, SeededLinearConfig,
+};
 use proptest::prelude::*;
 
 /// Outputs agree within 1e-5, gradients within 1e-4 (relative to `max(1, |x|)`).
@@ -16,6 +18,10 @@ fn output_within(a: &[f32], b: &[f32], what: &str) {
 fn gradient_within(a: &[f32], b: &[f32], what: &str) {
     assert_close(a, b, 1e-4, what);
 }
+
+/// Every blueprint a Conv2d host may hold.
+const CONV_BLUEPRINTS: [&str; 7] =
+    ["small_conv", "residual_mlp", "low_rank", "gelu_tanh", "tanh_mlp", "wide_conv", "wide_mlp"];
 
 /// The test blueprints, FOSSILIZED blueprints learning or frozen.
 fn options(train_fossilized: bool) -> SeedOptions {
@@ -53,6 +59,25 @@ proptest! {
     }
 
     #[test]
+    fn conv_branch_fast_path_matches_reference(
+        case in case(9),
+        height in 1usize..5,
+        width in 1usize..5,
+        train_fossilized in any::<bool>(),
+    ) {
+        let mut branch = SeededBranchConfig::new(case.features)
+            .with_kind(HostKind::Conv2d)
+            .with_num_seeds(case.seeds)
+            .with_options(options(train_fossilized))
+            .init::<B>(&device());
+        populate(&mut branch.core, &case, &CONV_BLUEPRINTS);
+        let branch = branch.map(&mut RandomBanks);
+        let x = random([case.batch, case.features, height, width]);
+        let weights = random([case.batch, case.features, height, width]);
+        branch_matches_reference(&branch, x, weights, output_within, gradient_within);
+    }
+
+    #[test]
     fn conv_fast_path_matches_reference(
         case in case(9),
         height in 1usize..5,
@@ -64,7 +89,7 @@ proptest! {
             .with_num_seeds(case.seeds)
             .with_options(options(train_fossilized))
             .init::<B>(&device());
-        populate(&mut layer.core, &case, &["small_conv", "residual_mlp", "low_rank", "gelu_tanh", "tanh_mlp", "wide_conv", "wide_mlp"]);
+        populate(&mut layer.core, &case, &CONV_BLUEPRINTS);
         let layer = layer.map(&mut RandomBanks);
         let x = random([case.batch, case.d_in, height, width]);
         let weights = random([case.batch, case.features, height, width]);

@@ -87,6 +87,11 @@ pub struct ModelConfig {
     /// multiple of the stage's width, rounded: the block's inner width, which unlike `width`
     /// leaves the residual stream as it is.
     pub inner_ratio: f32,
+    /// ResNet: a seeded branch beside each block that keeps its shape (`blocks.<i>.branch`: the
+    /// blocks that neither stride nor change channels), reading the block's input and adding to
+    /// its residual; what its `wide_conv` seeds grow are new channels inside the block, each
+    /// reading every channel of its input. Off: no branch.
+    pub block_branch: bool,
     /// Transformer blocks.
     pub layers: usize,
     /// Transformer width.
@@ -138,6 +143,7 @@ impl Default for ModelConfig {
             channels: [8, 16],
             width: 16,
             inner_ratio: 1.0,
+            block_branch: false,
             layers: 2,
             d_model: 64,
             mlp_ratio: 4.0,
@@ -191,6 +197,18 @@ impl ModelConfig {
         ];
         if let Some((field, _)) = ratios.iter().find(|(_, ratio)| ratio.is_nan() || *ratio <= 0.0) {
             return Err(bad(field, "use a positive ratio"));
+        }
+        if self.block_branch && self.kind != ModelKind::Resnet {
+            return Err(bad(
+                "block_branch",
+                "block_branch is built for the resnet preset: use mlp_branch on the transformer",
+            ));
+        }
+        if self.mlp_branch && self.kind != ModelKind::Transformer {
+            return Err(bad(
+                "mlp_branch",
+                "mlp_branch is built for the transformer preset: use block_branch on the resnet",
+            ));
         }
         if self.precision != Precision::F32 && matches!(self.kind, ModelKind::Cnn | ModelKind::Resnet) {
             return Err(bad(
@@ -246,8 +264,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_ratio_that_is_not_positive_is_refused_by_name() {
+    fn a_ratio_that_is_not_positive_or_a_branch_on_the_wrong_preset_is_refused_by_name() {
+        let resnet = ModelConfig { kind: ModelKind::Resnet, ..ModelConfig::default() };
+        let transformer = ModelConfig { kind: ModelKind::Transformer, ..ModelConfig::default() };
         for (config, field) in [
+            (ModelConfig { mlp_branch: true, ..resnet.clone() }, "model.mlp_branch"),
+            (ModelConfig { block_branch: true, ..transformer.clone() }, "model.block_branch"),
             (ModelConfig { inner_ratio: 0.0, ..ModelConfig::default() }, "model.inner_ratio"),
             (ModelConfig { mlp_ratio: f32::NAN, ..ModelConfig::default() }, "model.mlp_ratio"),
             (ModelConfig { blueprint_hidden_ratio: -1.0, ..ModelConfig::default() }, "model.blueprint_hidden_ratio"),
@@ -258,6 +280,8 @@ mod tests {
             }
         }
         assert_eq!(ModelConfig::default().validate(), Ok(()));
+        assert_eq!(ModelConfig { block_branch: true, ..resnet }.validate(), Ok(()));
+        assert_eq!(ModelConfig { mlp_branch: true, ..transformer }.validate(), Ok(()));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The ResNet preset: a 3x3 stem, three stages of two residual blocks with batch norm (every
 //! block conv seeded; the first block of the second and third stage halves the resolution and
 //! doubles the channels, its shortcut a 1x1 projection), global average pooling, a linear head.
+//! With `[model] block_branch`, a seeded branch beside each block that keeps its shape.
 
 use super::config::named;
 use super::ModelConfig;
@@ -12,7 +13,9 @@ use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d
 use burn::tensor::activation::relu;
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
-use morphogen_engine::{MorphogenError, SeededConv2d, SeededConv2dConfig, SeededModel};
+use morphogen_engine::{
+    HostKind, MorphogenError, SeededBranch, SeededBranchConfig, SeededConv2d, SeededConv2dConfig, SeededModel,
+};
 
 /// Residual blocks per stage.
 const BLOCKS_PER_STAGE: usize = 2;
@@ -32,7 +35,7 @@ pub struct ResNet<B: Backend> {
     pub head: Linear<B>,
 }
 
-/// `relu(norm2(conv2(relu(norm1(conv1(x))))) + shortcut(x))`, both convs seeded.
+/// `relu(norm2(conv2(relu(norm1(conv1(x))))) + branch(x) + shortcut(x))`, both convs seeded.
 #[derive(Module, Debug, SeededModel)]
 pub struct ResidualBlock<B: Backend> {
     /// Seeded 3x3, stride 1 or 2.
@@ -45,6 +48,9 @@ pub struct ResidualBlock<B: Backend> {
     pub norm2: BatchNorm<B>,
     /// 1x1 projection with batch norm where the block changes shape; identity otherwise.
     pub projection: Option<Projection<B>>,
+    /// Seeds beside the two convs, reading the block's input (`[model] block_branch`, blocks
+    /// that keep their shape). After `norm2`, so that removing them leaves its statistics alone.
+    pub branch: Option<SeededBranch<B>>,
 }
 
 /// A 1x1 strided conv and batch norm: the shortcut of a block that changes shape.
@@ -104,12 +110,20 @@ impl ModelConfig {
             norm: BatchNormConfig::new(io[1]).init(device),
         });
         let inner = Self::inner_width(self.inner_ratio, io[1]);
+        let branch = (self.block_branch && projection.is_none()).then(|| {
+            SeededBranchConfig::new(io[1])
+                .with_kind(HostKind::Conv2d)
+                .with_num_seeds(self.seeds_for(io[1]))
+                .with_options(self.options()?)
+                .try_init(device)
+        });
         Ok(ResidualBlock {
             conv1: seeded([io[0], inner], stride)?,
             norm1: BatchNormConfig::new(inner).init(device),
             conv2: seeded([inner, io[1]], 1)?,
             norm2: BatchNormConfig::new(io[1]).init(device),
             projection,
+            branch: branch.transpose()?,
         })
     }
 }
@@ -127,6 +141,10 @@ impl<B: Backend> ResidualBlock<B> {
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         let y = relu(self.norm1.forward(self.conv1.forward(x.clone())));
         let y = self.norm2.forward(self.conv2.forward(y));
+        let y = match &self.branch {
+            Some(branch) => y + branch.forward(x.clone()),
+            None => y,
+        };
         let shortcut = match &self.projection {
             Some(p) => p.norm.forward(p.conv.forward(x)),
             None => x,

@@ -1,6 +1,6 @@
 //! The ResNet and transformer presets grown through the trainer on CPU, small: seeds fossilize
 //! and are culled, every logged transition is legal, and the grown model's checkpoint restores
-//! bit for bit; a transformer grows only its MLP branches when told to; a NaN loss on the
+//! bit for bit; a transformer and a ResNet grow only their branches when told to; a NaN loss on the
 //! language task rolls the run back as on images.
 
 use crate::common::{pooled_data, text_data, B};
@@ -165,29 +165,58 @@ fn a_transformer_grows_only_its_mlp_branches_when_told_and_they_restore_and_expo
     let config = ModelConfig { graft_ramp_steps: 8, mlp_branch: true, ..tiny() };
     let (model, fresh, data) = tiny_transformer(config, 5);
     assert_eq!(model.seeded_layer_names().last().map(String::as_str), Some("blocks.0.mlp.branch"));
-    let controller = Controller::new(ControllerConfig {
+    let grow = ControllerConfig {
         grow_in: vec!["mlp.branch".into()],
         linear_blueprint: "wide_mlp".into(),
         ..Default::default()
-    })
-    .unwrap();
-    let dir = std::env::temp_dir().join(format!("morphogen-branch-{}", std::process::id()));
+    };
+    grows_only_in_branches(model, fresh, &data, grow);
+}
+
+#[test]
+fn a_resnet_grows_only_its_block_branches_when_told_and_they_restore_and_export() {
+    let data = pooled_data(96, 32, 4);
+    let device = Default::default();
+    B::seed(&device, 5);
+    let config = ModelConfig { width: 2, num_seeds: 2, graft_ramp_steps: 3, block_branch: true, ..Default::default() };
+    let model = config.resnet::<B>(&data.task, &device).unwrap();
+    let fresh = config.resnet::<B>(&data.task, &device).unwrap();
+    let branches: Vec<_> = model.seeded_layer_names().into_iter().filter(|n| n.ends_with("branch")).collect();
+    assert_eq!(branches, ["blocks.0.branch", "blocks.1.branch", "blocks.3.branch", "blocks.5.branch"]);
+    let grow =
+        ControllerConfig { grow_in: vec!["branch".into()], conv_blueprint: "wide_conv".into(), ..Default::default() };
+    grows_only_in_branches(model, fresh, &data, grow);
+}
+
+/// Trains `model` for five epochs under `grow`, whose `grow_in` names the branches: seeds grow only
+/// there and reach EVALUATING (contributing); the grown model restores exactly into `fresh` and
+/// exports its branch seeds as residuals.
+fn grows_only_in_branches<M, T>(model: M, fresh: M, data: &TaskData<T>, grow: ControllerConfig)
+where
+    T: Task,
+    M: AutodiffModule<B> + SeededModel<B> + TaskModel<B, T>,
+    M::InnerModule: SeededModel<<B as burn::tensor::backend::AutodiffBackend>::InnerBackend>
+        + TaskModel<<B as burn::tensor::backend::AutodiffBackend>::InnerBackend, T>,
+{
+    let branch = grow.grow_in[0].clone();
+    let controller = Controller::new(grow).unwrap();
+    let dir = std::env::temp_dir().join(format!("morphogen-branch-{}-{}", branch, std::process::id()));
     // Five epochs: germinated at the first end, the seeds are EVALUATING (contributing) at the last.
     let mut trainer = Trainer::new(short_run(5, &dir), controller, EventLog::in_memory()).unwrap();
-    let out = trainer.run(model, AdamConfig::new().init(), &data, &mut ()).unwrap();
+    let out = trainer.run(model, AdamConfig::new().init(), data, &mut ()).unwrap();
     let events = trainer.events().events();
     let germinated: Vec<_> = events.iter().filter(|e| e.to == Stage::Germinated).collect();
-    assert!(!germinated.is_empty(), "the branch grew");
-    assert!(germinated.iter().all(|e| e.layer == "blocks.0.mlp.branch"), "{germinated:?}");
+    assert!(!germinated.is_empty(), "the branches grew");
+    assert!(germinated.iter().all(|e| e.layer.ends_with(&branch)), "{germinated:?}");
     assert!(events.iter().any(|e| e.to == Stage::Evaluating), "a branch seed grafted and contributes");
 
-    restores_exactly(&out.model, fresh, &data, &dir);
+    restores_exactly(&out.model, fresh, data, &dir);
     std::fs::remove_dir_all(&dir).ok();
 
     let file = dir.with_extension("safetensors");
     let report = export_pytorch(&out.model, &file).unwrap();
     std::fs::remove_file(&file).ok();
-    assert!(report.residuals.iter().any(|s| s.layer == "blocks.0.mlp.branch"), "{report:?}");
+    assert!(report.residuals.iter().any(|s| s.layer.ends_with(&branch)), "{report:?}");
     assert!(report.merged.is_empty(), "nothing merges into an identity host: {report:?}");
 }
 
