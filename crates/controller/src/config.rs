@@ -24,6 +24,10 @@ pub struct ControllerConfig {
     pub max_germinations_per_epoch: usize,
     /// Most seeds in TRAINING at once (the rest wait in GERMINATED).
     pub max_training: usize,
+    /// A seed germinated while fewer than `max_training` seeds train starts TRAINING in the same
+    /// decision instead of waiting in GERMINATED until the next epoch end: one epoch sooner
+    /// through the lifecycle (off, the default: the design's queue step).
+    pub train_at_once: bool,
     /// Most parameters blueprints may add to the model.
     pub param_budget: usize,
     /// Epochs a seed trains in isolation before its training gate.
@@ -69,6 +73,7 @@ impl Default for ControllerConfig {
             max_active_total: 16,
             max_germinations_per_epoch: 4,
             max_training: 4,
+            train_at_once: false,
             param_budget: 200_000,
             training_epochs: 1,
             max_output_ratio: 10.0,

@@ -139,9 +139,29 @@ impl Controller {
         if !grown.is_empty() {
             self.state.epochs_without_progress = 0;
         }
+        let promoted = self.train_at_once(&grown, &mut training);
         commands.extend(grown);
+        commands.extend(promoted);
         self.state.last_val_loss = Some(m.val_loss);
         Decisions { commands, rollback: None, fallback }
+    }
+
+    /// With `train_at_once`, the germinations among `grown` that take a free training slot,
+    /// advanced to TRAINING (applied after them, in the same decision).
+    fn train_at_once(&self, grown: &[Command], training: &mut usize) -> Vec<Command> {
+        let c = &self.config;
+        if !c.train_at_once {
+            return Vec::new();
+        }
+        let free = c.max_training.saturating_sub(*training).min(grown.len());
+        grown[..free]
+            .iter()
+            .map(|germinated| {
+                *training += 1;
+                let reason = format!("promoted at once: a training slot was free ({training}/{})", c.max_training);
+                Command::advance(germinated.target.clone(), Stage::Training, reason)
+            })
+            .collect()
     }
 
     /// The germinations of this decision: the policy's, or the heuristic's when there is no

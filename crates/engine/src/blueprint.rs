@@ -163,6 +163,17 @@ impl BlueprintSpec {
         }
     }
 
+    /// 3x3 conv over every channel of the layer's output to `ratio * chunk` channels, ReLU, 3x3
+    /// conv back to the chunk: what widening a residual block's inner layer adds (new channels
+    /// reading every channel through a 3x3 conv, read back through another), for Conv2d layers
+    /// and branches.
+    pub fn inner_conv(hidden_ratio: f32) -> Self {
+        let mut spec = Self::wide_conv(hidden_ratio);
+        spec.name = "inner_conv".into();
+        spec.ops[2] = BlueprintOp::Conv { out: Width::Chunk, kernel: 3 };
+        spec
+    }
+
     /// Features the first op reads on a layer of `chunks`: the padded chunk width or every
     /// feature of the layer.
     pub fn input_width(&self, chunks: &ChunkMap) -> usize {
@@ -331,7 +342,7 @@ pub type BlueprintRegistry = Registry<BlueprintSpec>;
 
 impl Default for BlueprintRegistry {
     /// `residual_mlp` (hidden 2x chunk), `low_rank` (rank a quarter of the chunk), `small_conv`,
-    /// `wide_mlp` and `wide_conv` (hidden 2x chunk, reading the whole layer).
+    /// `wide_mlp`, `wide_conv` and `inner_conv` (hidden 2x chunk, reading the whole layer).
     fn default() -> Self {
         let specs = vec![
             BlueprintSpec::residual_mlp(2.0),
@@ -339,6 +350,7 @@ impl Default for BlueprintRegistry {
             BlueprintSpec::small_conv(),
             BlueprintSpec::wide_mlp(2.0),
             BlueprintSpec::wide_conv(2.0),
+            BlueprintSpec::inner_conv(2.0),
         ];
         Self::from_specs(specs).expect("built-in blueprints are valid")
     }
@@ -394,6 +406,7 @@ mod tests {
         assert_eq!(dims(&BlueprintSpec::residual_mlp(2.0)), [[4, 8], [1, 8], [8, 4], [1, 4]]);
         assert_eq!(dims(&BlueprintSpec::wide_mlp(2.0)), [[10, 8], [1, 8], [8, 4], [1, 4]]);
         assert_eq!(dims(&BlueprintSpec::wide_conv(2.0)), [[8, 90], [1, 8], [4, 8], [1, 4]]);
+        assert_eq!(dims(&BlueprintSpec::inner_conv(2.0)), [[8, 90], [1, 8], [4, 72], [1, 4]]);
         assert_eq!(BlueprintSpec::wide_mlp(2.0).param_count(&chunks), 80 + 8 + 32 + 4);
     }
 }

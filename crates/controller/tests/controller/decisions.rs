@@ -230,6 +230,39 @@ fn queue_limit_and_reset_after_embargo() {
 }
 
 #[test]
+fn train_at_once_promotes_germinations_into_free_training_slots() {
+    let config = ControllerConfig {
+        trigger: GrowthTrigger::EveryEpoch,
+        max_germinations_per_epoch: 3,
+        max_training: 3,
+        train_at_once: true,
+        ..Default::default()
+    };
+    let mut ctl = Controller::new(config).unwrap();
+    let mut l = dormant_layer("fc1", 6);
+    (l.seeds[0].stage, l.seeds[0].epochs_in_stage) = (Stage::Training, 0);
+    let d = ctl.step(&system(1, 0.5, vec![l]));
+    let grown = germinated(&d);
+    assert_eq!(grown.len(), 3, "{d:?}");
+    let promoted: Vec<_> = d
+        .commands
+        .iter()
+        .filter(|c| matches!(c.kind, CommandKind::Advance { to: Stage::Training }))
+        .map(|c| (c.target.layer.clone(), c.target.seed))
+        .collect();
+    assert_eq!(promoted, grown[..2], "two of three slots were free: the first two germinations take them");
+    let last_germination = d.commands.iter().rposition(|c| matches!(c.kind, CommandKind::Germinate { .. }));
+    let first_promotion =
+        d.commands.iter().position(|c| matches!(c.kind, CommandKind::Advance { to: Stage::Training }));
+    assert!(last_germination < first_promotion, "promotions follow the germinations: {d:?}");
+    assert!(d.commands.last().unwrap().reason.contains("promoted at once"), "{d:?}");
+
+    let off = ControllerConfig { train_at_once: false, ..ctl.config().clone() };
+    let d = Controller::new(off).unwrap().step(&system(1, 0.5, vec![dormant_layer("fc1", 6)]));
+    assert!(d.commands.iter().all(|c| matches!(c.kind, CommandKind::Germinate { .. })), "off: only germinations");
+}
+
+#[test]
 fn non_finite_metrics_order_a_rollback() {
     let mut ctl = Controller::new(ControllerConfig::default()).unwrap();
     let mut s = system(1, 0.5, vec![dormant_layer("fc1", 2)]);

@@ -100,7 +100,7 @@ fn linear_case<B: AutodiffBackend>(case: &Case, per_batch: usize, blueprints: &[
 }
 
 fn conv_case<B: AutodiffBackend>(case: &Case, side: usize, tol: Tolerance) {
-    let blueprints = ["residual_mlp", "small_conv", "low_rank", "tanh_mlp", "wide_conv"];
+    let blueprints = ["residual_mlp", "small_conv", "low_rank", "tanh_mlp", "wide_conv", "inner_conv"];
     let mut layer = SeededConv2dConfig::new([case.d_in, case.features], [3, 3])
         .with_padding(burn::nn::PaddingConfig2d::Same)
         .with_num_seeds(case.seeds)
@@ -123,7 +123,7 @@ fn conv_case<B: AutodiffBackend>(case: &Case, side: usize, tol: Tolerance) {
 fn branch_case<B: AutodiffBackend>(case: &Case, kind: HostKind, page_rows: usize, tol: Tolerance) {
     let blueprints = match kind {
         HostKind::Linear => ["residual_mlp", "low_rank", "tanh_mlp", "wide_mlp"],
-        HostKind::Conv2d => ["residual_mlp", "small_conv", "tanh_mlp", "wide_conv"],
+        HostKind::Conv2d => ["residual_mlp", "small_conv", "tanh_mlp", "inner_conv"],
     };
     let mut branch = SeededBranchConfig::new(case.features)
         .with_kind(kind)

@@ -20,8 +20,8 @@ fn gradient_within(a: &[f32], b: &[f32], what: &str) {
 }
 
 /// Every blueprint a Conv2d host may hold.
-const CONV_BLUEPRINTS: [&str; 7] =
-    ["small_conv", "residual_mlp", "low_rank", "gelu_tanh", "tanh_mlp", "wide_conv", "wide_mlp"];
+const CONV_BLUEPRINTS: [&str; 8] =
+    ["small_conv", "residual_mlp", "low_rank", "gelu_tanh", "tanh_mlp", "wide_conv", "inner_conv", "wide_mlp"];
 
 /// The test blueprints, FOSSILIZED blueprints learning or frozen.
 fn options(train_fossilized: bool) -> SeedOptions {

@@ -226,7 +226,8 @@ impl ModelConfig {
             .blueprints
             .register(BlueprintSpec::residual_mlp(ratio))?
             .register(BlueprintSpec::wide_mlp(ratio))?
-            .register(BlueprintSpec::wide_conv(ratio))?;
+            .register(BlueprintSpec::wide_conv(ratio))?
+            .register(BlueprintSpec::inner_conv(ratio))?;
         let grafting = GraftingConfig::new().with_ramp_steps(self.graft_ramp_steps);
         Ok(SeedOptions::new()
             .with_blueprints(blueprints)
