@@ -9,7 +9,7 @@ use burn::module::AutodiffModule;
 use burn::optim::AdamConfig;
 use burn::tensor::backend::Backend;
 use morphogen_checkpoint::{export_pytorch, CheckpointDir};
-use morphogen_contracts::Stage;
+use morphogen_contracts::{Stage, TransitionEvent};
 use morphogen_controller::{Controller, ControllerConfig};
 use morphogen_engine::SeededModel;
 use morphogen_trainer::{
@@ -183,15 +183,22 @@ fn a_resnet_grows_only_its_block_branches_when_told_and_they_restore_and_export(
     let fresh = config.resnet::<B>(&data.task, &device).unwrap();
     let branches: Vec<_> = model.seeded_layer_names().into_iter().filter(|n| n.ends_with("branch")).collect();
     assert_eq!(branches, ["blocks.0.branch", "blocks.1.branch", "blocks.3.branch", "blocks.5.branch"]);
-    let grow =
-        ControllerConfig { grow_in: vec!["branch".into()], conv_blueprint: "wide_conv".into(), ..Default::default() };
-    grows_only_in_branches(model, fresh, &data, grow);
+    // Germinations take a free TRAINING slot in the same decision: the lifecycle an epoch shorter.
+    let grow = ControllerConfig {
+        grow_in: vec!["branch".into()],
+        conv_blueprint: "inner_conv".into(),
+        train_at_once: true,
+        ..Default::default()
+    };
+    let events = grows_only_in_branches(model, fresh, &data, grow);
+    let at_once = events.iter().find(|e| e.to == Stage::Training).expect("a seed trained");
+    assert!(at_once.reason.contains("promoted at once"), "{at_once:?}");
 }
 
 /// Trains `model` for five epochs under `grow`, whose `grow_in` names the branches: seeds grow only
 /// there and reach EVALUATING (contributing); the grown model restores exactly into `fresh` and
-/// exports its branch seeds as residuals.
-fn grows_only_in_branches<M, T>(model: M, fresh: M, data: &TaskData<T>, grow: ControllerConfig)
+/// exports its branch seeds as residuals. Returns the run's lifecycle events.
+fn grows_only_in_branches<M, T>(model: M, fresh: M, data: &TaskData<T>, grow: ControllerConfig) -> Vec<TransitionEvent>
 where
     T: Task,
     M: AutodiffModule<B> + SeededModel<B> + TaskModel<B, T>,
@@ -218,6 +225,7 @@ where
     std::fs::remove_file(&file).ok();
     assert!(report.residuals.iter().any(|s| s.layer.ends_with(&branch)), "{report:?}");
     assert!(report.merged.is_empty(), "nothing merges into an identity host: {report:?}");
+    events.to_vec()
 }
 
 /// The transformer preset, whose loss turns NaN on one chosen training step (validation passes,
