@@ -6,7 +6,7 @@
 use crate::common::*;
 use burn::module::Module;
 use morphogen_engine::{
-    HostKind, LifecycleConfig, SeedOptions, SeededBranchConfig, SeededConv2dConfig, SeededLinearConfig,
+    HostKind, LifecycleConfig, SeedOptions, SeededBranch, SeededBranchConfig, SeededConv2dConfig, SeededLinearConfig,
 };
 use proptest::prelude::*;
 
@@ -23,6 +23,21 @@ fn gradient_within(a: &[f32], b: &[f32], what: &str) {
 const CONV_BLUEPRINTS: [&str; 8] =
     ["small_conv", "residual_mlp", "low_rank", "gelu_tanh", "tanh_mlp", "wide_conv", "inner_conv", "wide_mlp"];
 
+/// Blueprints for a Linear host.
+const LINEAR_BLUEPRINTS: [&str; 5] = ["residual_mlp", "low_rank", "gelu_tanh", "tanh_mlp", "wide_mlp"];
+
+/// A branch of `kind` over `case.features`, its seeds placed as `case` says holding `blueprints`,
+/// banks random.
+fn populated_branch(case: &Case, kind: HostKind, train_fossilized: bool, blueprints: &[&str]) -> SeededBranch<B> {
+    let mut branch = SeededBranchConfig::new(case.features)
+        .with_kind(kind)
+        .with_num_seeds(case.seeds)
+        .with_options(options(train_fossilized))
+        .init::<B>(&device());
+    populate(&mut branch.core, case, blueprints);
+    branch.map(&mut RandomBanks)
+}
+
 /// The test blueprints, FOSSILIZED blueprints learning or frozen.
 fn options(train_fossilized: bool) -> SeedOptions {
     let lifecycle = LifecycleConfig::new().with_train_fossilized(train_fossilized);
@@ -38,7 +53,7 @@ proptest! {
             .with_num_seeds(case.seeds)
             .with_options(options(train_fossilized))
             .init::<B>(&device());
-        populate(&mut layer.core, &case, &["residual_mlp", "low_rank", "gelu_tanh", "tanh_mlp", "wide_mlp"]);
+        populate(&mut layer.core, &case, &LINEAR_BLUEPRINTS);
         let layer = layer.map(&mut RandomBanks);
         let x = random([case.batch, 2, case.d_in]);
         let weights = random([case.batch, 2, case.features]);
@@ -47,12 +62,7 @@ proptest! {
 
     #[test]
     fn branch_fast_path_matches_reference(case in case(20), train_fossilized in any::<bool>()) {
-        let mut branch = SeededBranchConfig::new(case.features)
-            .with_num_seeds(case.seeds)
-            .with_options(options(train_fossilized))
-            .init::<B>(&device());
-        populate(&mut branch.core, &case, &["residual_mlp", "low_rank", "gelu_tanh", "tanh_mlp", "wide_mlp"]);
-        let branch = branch.map(&mut RandomBanks);
+        let branch = populated_branch(&case, HostKind::Linear, train_fossilized, &LINEAR_BLUEPRINTS);
         let x = random([case.batch, 2, case.features]);
         let weights = random([case.batch, 2, case.features]);
         branch_matches_reference(&branch, x, weights, output_within, gradient_within);
@@ -65,13 +75,7 @@ proptest! {
         width in 1usize..5,
         train_fossilized in any::<bool>(),
     ) {
-        let mut branch = SeededBranchConfig::new(case.features)
-            .with_kind(HostKind::Conv2d)
-            .with_num_seeds(case.seeds)
-            .with_options(options(train_fossilized))
-            .init::<B>(&device());
-        populate(&mut branch.core, &case, &CONV_BLUEPRINTS);
-        let branch = branch.map(&mut RandomBanks);
+        let branch = populated_branch(&case, HostKind::Conv2d, train_fossilized, &CONV_BLUEPRINTS);
         let x = random([case.batch, case.features, height, width]);
         let weights = random([case.batch, case.features, height, width]);
         branch_matches_reference(&branch, x, weights, output_within, gradient_within);

@@ -2,9 +2,10 @@
 
 use crate::TrainError;
 use burn::tensor::backend::Backend;
+use burn::tensor::Tensor;
 use morphogen_engine::{
-    BlueprintSpec, GraftingConfig, LifecycleConfig, MorphogenError, Precision, SeedOptions, SeededModel,
-    StrategyRegistry,
+    BlueprintSpec, GraftingConfig, HostKind, LifecycleConfig, MorphogenError, Precision, SeedOptions, SeededBranch,
+    SeededBranchConfig, SeededModel, StrategyRegistry,
 };
 use serde::{Deserialize, Serialize};
 
@@ -250,6 +251,36 @@ impl ModelConfig {
     /// most one per output.
     pub(crate) fn seeds_for(&self, outputs: usize) -> usize {
         self.num_seeds.min(outputs)
+    }
+
+    /// A seeded branch of `kind` over `features` if `wanted`, with the preset's seeds and options.
+    pub(crate) fn branch<B: Backend>(
+        &self,
+        wanted: bool,
+        kind: HostKind,
+        features: usize,
+        device: &B::Device,
+    ) -> Result<Option<SeededBranch<B>>, MorphogenError> {
+        let build = || {
+            SeededBranchConfig::new(features)
+                .with_kind(kind)
+                .with_num_seeds(self.seeds_for(features))
+                .with_options(self.options()?)
+                .try_init(device)
+        };
+        wanted.then(build).transpose()
+    }
+}
+
+/// `y` plus what `branch`, if there is one, adds on `x` (the input of the block it sits beside).
+pub(crate) fn plus_branch<B: Backend, const D: usize>(
+    y: Tensor<B, D>,
+    branch: &Option<SeededBranch<B>>,
+    x: Tensor<B, D>,
+) -> Tensor<B, D> {
+    match branch {
+        Some(branch) => y + branch.forward(x),
+        None => y,
     }
 }
 

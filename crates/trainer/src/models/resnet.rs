@@ -3,7 +3,7 @@
 //! doubles the channels, its shortcut a 1x1 projection), global average pooling, a linear head.
 //! With `[model] block_branch`, a seeded branch beside each block that keeps its shape.
 
-use super::config::named;
+use super::config::{named, plus_branch};
 use super::ModelConfig;
 use crate::{ImageBatch, ImageClassification, StepOutput, TaskModel};
 use burn::module::Module;
@@ -13,9 +13,7 @@ use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d
 use burn::tensor::activation::relu;
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
-use morphogen_engine::{
-    HostKind, MorphogenError, SeededBranch, SeededBranchConfig, SeededConv2d, SeededConv2dConfig, SeededModel,
-};
+use morphogen_engine::{HostKind, MorphogenError, SeededBranch, SeededConv2d, SeededConv2dConfig, SeededModel};
 
 /// Residual blocks per stage.
 const BLOCKS_PER_STAGE: usize = 2;
@@ -110,20 +108,14 @@ impl ModelConfig {
             norm: BatchNormConfig::new(io[1]).init(device),
         });
         let inner = Self::inner_width(self.inner_ratio, io[1]);
-        let branch = (self.block_branch && projection.is_none()).then(|| {
-            SeededBranchConfig::new(io[1])
-                .with_kind(HostKind::Conv2d)
-                .with_num_seeds(self.seeds_for(io[1]))
-                .with_options(self.options()?)
-                .try_init(device)
-        });
+        let branch = self.branch(self.block_branch && projection.is_none(), HostKind::Conv2d, io[1], device)?;
         Ok(ResidualBlock {
             conv1: seeded([io[0], inner], stride)?,
             norm1: BatchNormConfig::new(inner).init(device),
             conv2: seeded([inner, io[1]], 1)?,
             norm2: BatchNormConfig::new(io[1]).init(device),
             projection,
-            branch: branch.transpose()?,
+            branch,
         })
     }
 }
@@ -141,10 +133,7 @@ impl<B: Backend> ResidualBlock<B> {
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         let y = relu(self.norm1.forward(self.conv1.forward(x.clone())));
         let y = self.norm2.forward(self.conv2.forward(y));
-        let y = match &self.branch {
-            Some(branch) => y + branch.forward(x.clone()),
-            None => y,
-        };
+        let y = plus_branch(y, &self.branch, x.clone());
         let shortcut = match &self.projection {
             Some(p) => p.norm.forward(p.conv.forward(x)),
             None => x,

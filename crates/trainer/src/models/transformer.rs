@@ -1,7 +1,7 @@
 //! The transformer preset: decoder-only, pre-norm and causal, for next-character language
 //! modelling. Each block's attention projections and MLP layers are seeded.
 
-use super::config::named;
+use super::config::{named, plus_branch};
 use super::ModelConfig;
 use crate::{NextCharacter, StepOutput, TaskModel, TextBatch};
 use burn::module::Module;
@@ -10,7 +10,7 @@ use burn::tensor::activation::gelu;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor};
 use morphogen_engine::{
-    MorphogenError, Precision, SeededBranch, SeededBranchConfig, SeededLinear, SeededLinearConfig, SeededModel,
+    HostKind, MorphogenError, Precision, SeededBranch, SeededLinear, SeededLinearConfig, SeededModel,
     SeededMultiHeadAttention, SeededMultiHeadAttentionConfig,
 };
 
@@ -80,9 +80,7 @@ impl ModelConfig {
     fn transformer_block<B: Backend>(&self, device: &B::Device) -> Result<TransformerBlock<B>, MorphogenError> {
         let d = self.d_model;
         let inner = Self::inner_width(self.mlp_ratio, d);
-        let branch = self.mlp_branch.then(|| {
-            SeededBranchConfig::new(d).with_num_seeds(self.seeds_for(d)).with_options(self.options()?).try_init(device)
-        });
+        let branch = self.branch(self.mlp_branch, HostKind::Linear, d, device)?;
         let seeded = |io: [usize; 2]| {
             SeededLinearConfig::new(io[0], io[1])
                 .with_num_seeds(self.seeds_for(io[1]))
@@ -100,7 +98,7 @@ impl ModelConfig {
             norm1: LayerNormConfig::new(d).init(device),
             attn,
             norm2: LayerNormConfig::new(d).init(device),
-            mlp: FeedForward { fc1: seeded([d, inner])?, fc2: seeded([inner, d])?, branch: branch.transpose()? },
+            mlp: FeedForward { fc1: seeded([d, inner])?, fc2: seeded([inner, d])?, branch },
         })
     }
 }
@@ -117,10 +115,7 @@ impl<B: Backend> FeedForward<B> {
     /// `[batch, seq, d_model] -> [batch, seq, d_model]`.
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         let y = self.fc2.forward(gelu(self.fc1.forward(x.clone())));
-        match &self.branch {
-            Some(branch) => y + branch.forward(x),
-            None => y,
-        }
+        plus_branch(y, &self.branch, x)
     }
 }
 
