@@ -88,8 +88,16 @@ pub fn run_on<T: OnBackend>(kind: BackendKind, kernels: &str, task: T) -> Result
                 dir.display()
             );
         }
+        report_faulty_kernels(&dir, "before this run");
         morphogen::persist_kernel_caches(&dir);
+        let output = run_task(kind, task);
+        report_faulty_kernels(&dir, "during this run: its results may be wrong; run it again");
+        return output;
     }
+    run_task(kind, task)
+}
+
+fn run_task<T: OnBackend>(kind: BackendKind, task: T) -> Result<T::Output, CliError> {
     match kind {
         BackendKind::Ndarray => task.run::<Autodiff<NdArray<f32>>>(&Default::default()),
         #[cfg(feature = "cuda")]
@@ -98,6 +106,31 @@ pub fn run_on<T: OnBackend>(kind: BackendKind, kernels: &str, task: T) -> Result
         BackendKind::CudaFusion => task.run::<Autodiff<morphogen::burn::backend::Cuda<f32>>>(&Default::default()),
         #[allow(unreachable_patterns)] // unreachable when every backend is built
         missing => Err(CliError::BackendNotBuilt { backend: missing.name(), feature: missing.feature() }),
+    }
+}
+
+/// Moves the kernel cache's autotune choices off kernels known to compute wrong results (ADR
+/// 0024) and says which it moved and `when` they had been chosen; a cache it cannot fix is a
+/// warning, not a failed run.
+#[cfg(feature = "cuda")]
+fn report_faulty_kernels(dir: &std::path::Path, when: &str) {
+    match morphogen::avoid_faulty_kernels(dir) {
+        Ok(swaps) => {
+            for swap in swaps {
+                eprintln!(
+                    "warning: autotune had chosen {} for the shapes {} {when}; it computes wrong results \
+                     there (ADR 0024), so the kernel cache now runs {} instead ({})",
+                    swap.faulty,
+                    swap.shapes,
+                    swap.chosen,
+                    swap.file.display()
+                );
+            }
+        }
+        Err(err) => eprintln!(
+            "warning: could not check the kernel cache {} for faulty kernels (ADR 0024): {err}",
+            dir.display()
+        ),
     }
 }
 

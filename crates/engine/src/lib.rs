@@ -26,6 +26,7 @@ mod config;
 mod conv;
 #[cfg(feature = "kernels")]
 mod cube;
+mod faulty_kernels;
 mod grafting;
 mod guard;
 mod linear;
@@ -48,6 +49,7 @@ pub use branch::{SeededBranch, SeededBranchConfig};
 pub use chunks::ChunkMap;
 pub use config::LifecycleConfig;
 pub use conv::{SeededConv2d, SeededConv2dConfig};
+pub use faulty_kernels::{avoid_faulty_kernels, KernelSwap, FAULTY_KERNELS};
 pub use grafting::{Gate, GraftMemory, GraftSignals, GraftingConfig, GraftingSpec, StrategyRegistry};
 pub use linear::{SeededLinear, SeededLinearConfig};
 #[doc(hidden)]

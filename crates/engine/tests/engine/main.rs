@@ -5,6 +5,7 @@ mod active_kernels;
 mod attention;
 mod common;
 mod derive;
+mod faulty_kernels;
 mod grafting;
 mod kernels;
 mod layers;
