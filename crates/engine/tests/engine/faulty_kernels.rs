@@ -109,7 +109,9 @@ fn a_cache_without_faulty_choices_is_left_byte_for_byte() {
 
     assert_eq!(avoid_faulty_kernels(dir.path()).unwrap(), [], "no choice is faulty but one with nothing else to run");
     assert_eq!(fs::read_to_string(&file).unwrap(), format!("{line}\n{only_faulty}\n"));
-    assert!(FAULTY_KERNELS.iter().any(|prefix| "matmul_ordered_double_mma".starts_with(prefix)));
+    for fused_or_not in ["matmul_ordered_double_mma", "double_buffering_ordered_cmma"] {
+        assert!(FAULTY_KERNELS.iter().any(|prefix| fused_or_not.starts_with(prefix)), "{fused_or_not}");
+    }
 }
 
 #[test]
