@@ -8,7 +8,7 @@
 //! CubeCL's own lock file.
 
 use serde_json::Value;
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -76,15 +76,14 @@ fn autotune_files(dir: &Path) -> io::Result<Vec<PathBuf>> {
 fn avoid_in_file(file: &Path) -> io::Result<Vec<KernelSwap>> {
     let _lock = CacheLock::acquire(file)?;
     let text = fs::read_to_string(file)?;
-    let mut last = HashMap::new();
+    // The last entry of each key, in the keys' order (so the appended lines are too).
+    let mut last = BTreeMap::new();
     for entry in text.lines().filter_map(|line| serde_json::from_str::<Value>(line).ok()) {
         last.insert(entry["key"].to_string(), entry);
     }
     let mut appended = String::new();
     let mut swaps = Vec::new();
-    let mut entries: Vec<_> = last.into_values().collect();
-    entries.sort_by_key(|entry| entry["key"].to_string());
-    for mut entry in entries {
+    for mut entry in last.into_values() {
         let Some((faulty, chosen, index)) = replacement(&entry["value"]) else { continue };
         entry["value"]["fastest_index"] = index.into();
         appended.push_str(&entry.to_string());
