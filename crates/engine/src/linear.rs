@@ -112,6 +112,13 @@ impl<B: Backend> SeededLinear<B> {
         Ok(self.forward(x))
     }
 
+    /// This layer over another host (a widened one): the same seeds' setup and precision,
+    /// every seed dormant. Refused while a seed holds a blueprint.
+    pub fn with_host(&self, host: Linear<B>) -> Result<Self, MorphogenError> {
+        let core = self.core.over_features(host.weight.dims()[1])?;
+        Ok(SeededLinear { host, core, precision: self.precision })
+    }
+
     /// Moves every GRAFTING seed's alpha one step by its strategy (on device).
     pub fn graft_step(&mut self, signals: &GraftSignals<B>) -> Result<(), MorphogenError> {
         let weight = self.host.weight.val();

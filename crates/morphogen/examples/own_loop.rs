@@ -49,7 +49,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 fn grow<M, T>(mut model: M, data: &TaskData<T>, epochs: u32) -> Result<usize, Box<dyn std::error::Error>>
 where
     T: Task,
-    M: AutodiffModule<B> + SeededModel<B> + TaskModel<B, T>,
+    M: AutodiffModule<B> + SeededModel<B> + TaskModel<B, T> + 'static,
     M::InnerModule:
         SeededModel<<B as AutodiffBackend>::InnerBackend> + TaskModel<<B as AutodiffBackend>::InnerBackend, T>,
 {

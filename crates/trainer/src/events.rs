@@ -147,6 +147,8 @@ pub trait Observer {
     fn transition(&mut self, _event: &TransitionEvent) {}
     /// The model went back to its last good state.
     fn rolled_back(&mut self, _reason: &str) {}
+    /// The host widened by `features` after `epoch` (`[trainer.widen]`).
+    fn widened(&mut self, _epoch: u32, _features: usize) {}
     /// Memory and the seeded layers' share of a forward pass, measured at an epoch end before
     /// the rollback rules are checked.
     fn resources_measured(&mut self, _resources: &Resources) {}

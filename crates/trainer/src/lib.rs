@@ -30,6 +30,7 @@ mod signals;
 mod task;
 mod tasks;
 mod trainer;
+mod widening;
 
 pub use ablation::Ablation;
 pub use bus_config::{BusConfig, OnTimeout};
@@ -56,3 +57,4 @@ pub use trainer::{
     evaluate, evaluate_seeds, measure_system, Answer, AppliedDecision, EvalBudget, Evaluation, NoDecision,
     RemoteController, Stopped, TrainOutcome, Trainer, TrainerConfig, Training, TrainingTypes,
 };
+pub use widening::{grow_adam_state, AdamOptimizer, AxisGrowth, Fill, ParamGrowth, Widening};

@@ -106,11 +106,21 @@ pub struct RunConfig {
 }
 
 impl RunConfig {
-    /// Turns growth on or off: off, the controller never germinates.
+    /// Turns growth on or off: off, the controller never germinates and the host never widens.
     pub fn set_growth(&mut self, on: bool) {
         self.run.growth = on;
         if !on {
             self.controller.max_germinations_per_epoch = 0;
+            self.trainer.widen = None;
+        }
+    }
+
+    /// The model the run ends with when `[trainer.widen]` widens it: the preset `features`
+    /// wider (the transformer's `d_model`); the configured model otherwise.
+    pub fn final_model(&self) -> ModelConfig {
+        match self.trainer.widen {
+            Some(widen) => ModelConfig { d_model: self.model.d_model + widen.features, ..self.model.clone() },
+            None => self.model.clone(),
         }
     }
 

@@ -2,10 +2,12 @@
 //! (its examples, how a list of them becomes a batch of tensors and how a batch is gathered from
 //! another, the score it names) and a [`TaskModel`] (a batch in, its loss and counts out).
 
+use crate::ParamGrowth;
 use burn::data::dataset::Dataset;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor};
+use morphogen_contracts::MorphogenError;
 use morphogen_contracts::Score;
 use std::fmt::Debug;
 use std::sync::Arc;
@@ -35,6 +37,19 @@ pub trait Task: Clone + Debug + Send + Sync + 'static {
 pub trait TaskModel<B: Backend, T: Task> {
     /// The forward pass on `batch` and its loss.
     fn step(&self, batch: T::Batch<B>) -> StepOutput<B>;
+
+    /// This model `features` wider, computing what it computed, and how each parameter grew
+    /// (`[trainer.widen]`, ADR 0025). Models that cannot widen refuse, as by default.
+    fn widen(self, features: usize) -> Result<(Self, Vec<ParamGrowth>), MorphogenError>
+    where
+        Self: Sized,
+    {
+        Err(MorphogenError::InvalidConfig {
+            component: "trainer.widen".into(),
+            problem: format!("this model cannot widen (asked for {features} features)"),
+            hint: "remove [trainer.widen]: only the transformer preset widens".into(),
+        })
+    }
 }
 
 /// What one batch gives the trainer.

@@ -94,7 +94,7 @@ fn train<B, M, T>(controller: Controller, model: M, config: &RunConfig, data: &T
 where
     B: AutodiffBackend,
     T: Task,
-    M: AutodiffModule<B> + SeededModel<B> + TaskModel<B, T>,
+    M: AutodiffModule<B> + SeededModel<B> + TaskModel<B, T> + 'static,
     M::InnerModule: SeededModel<B::InnerBackend> + TaskModel<B::InnerBackend, T>,
 {
     let run = train_once(controller, model, config, data, EventLog::in_memory(), Lifetime::default(), &mut ())?;

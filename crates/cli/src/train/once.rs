@@ -108,7 +108,7 @@ pub fn train_once<B, M, T>(
 where
     B: AutodiffBackend,
     T: Task,
-    M: AutodiffModule<B> + SeededModel<B> + TaskModel<B, T>,
+    M: AutodiffModule<B> + SeededModel<B> + TaskModel<B, T> + 'static,
     M::InnerModule: SeededModel<B::InnerBackend> + TaskModel<B::InnerBackend, T>,
 {
     let mut trainer = Trainer::new(config.trainer.clone(), controller, events)?;

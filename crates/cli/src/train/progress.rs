@@ -162,6 +162,10 @@ impl Observer for Progress {
         eprintln!("rollback to the last good epoch: {reason}");
     }
 
+    fn widened(&mut self, epoch: u32, features: usize) {
+        self.note(format!("  the host widened by {features} features after epoch {epoch}"));
+    }
+
     fn error(&mut self, kind: ErrorKind, message: &str) {
         self.note(format!("warning ({kind}): {message}"));
         if let Err(e) = self.incidents.record(kind, message) {

@@ -33,7 +33,7 @@ impl<T: Task> Replicated<'_, T> {
     ) -> Result<RunResult<M>, CliError>
     where
         B: AutodiffBackend,
-        M: AutodiffModule<B> + SeededModel<B> + TaskModel<B, T> + Send,
+        M: AutodiffModule<B> + SeededModel<B> + TaskModel<B, T> + Send + 'static,
         M::InnerModule: SeededModel<B::InnerBackend> + TaskModel<B::InnerBackend, T>,
     {
         let Replicated { config, data, lifetime } = self;

@@ -97,7 +97,7 @@ impl Training<'_> {
     where
         B: AutodiffBackend,
         T: Task,
-        M: AutodiffModule<B> + SeededModel<B> + TaskModel<B, T>,
+        M: AutodiffModule<B> + SeededModel<B> + TaskModel<B, T> + 'static,
         M::InnerModule: SeededModel<B::InnerBackend> + TaskModel<B::InnerBackend, T>,
     {
         let Training { config, mode, metrics, stop } = self;
@@ -201,7 +201,7 @@ fn follow_node_0<B, M, T>(
 where
     B: AutodiffBackend,
     T: Task,
-    M: AutodiffModule<B> + SeededModel<B> + TaskModel<B, T> + Send,
+    M: AutodiffModule<B> + SeededModel<B> + TaskModel<B, T> + Send + 'static,
     M::InnerModule: SeededModel<B::InnerBackend> + TaskModel<B::InnerBackend, T>,
 {
     eprintln!(

@@ -31,7 +31,7 @@ use burn::config::Config;
 use burn::module::Module;
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
-use morphogen_contracts::MorphogenError;
+use morphogen_contracts::{MorphogenError, Stage};
 use std::collections::BTreeSet;
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -146,6 +146,25 @@ impl<B: Backend> SeedCore<B> {
         };
         let setup = Setup { name: name.to_string(), host, chunks, lifecycle, blueprints, strategies };
         Ok(Self::assemble(setup, params, vec![SeedRow::default(); seeds], None))
+    }
+
+    /// The same seeds' setup (name, kind, seed count, options) over a host of `features`
+    /// outputs, every seed dormant: what a widened host's layer starts with. Refused while a
+    /// seed holds a blueprint, which a wider chunk would not fit.
+    pub(crate) fn over_features(&self, features: usize) -> Result<Self, MorphogenError> {
+        if let Some(row) = self.table.iter().position(|row| row.stage != Stage::Dormant) {
+            return Err(MorphogenError::InvalidConfig {
+                component: self.setup.name.clone(),
+                problem: format!(
+                    "seed {row} is {:?}: a layer widens only while every seed is dormant",
+                    self.table[row].stage
+                ),
+                hint: "widen before growth begins, or turn growth off for a run that widens its host".into(),
+            });
+        }
+        let Setup { name, host, lifecycle, blueprints, strategies, .. } = self.setup.clone();
+        let options = SeedOptions { lifecycle, blueprints, strategies };
+        Self::new(&name, host, [features, self.num_seeds()], &options, &self.device())
     }
 
     /// Builds a core from its persistent parts, deriving every cache; the run-time state starts

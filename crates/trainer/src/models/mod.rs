@@ -5,6 +5,7 @@ mod config;
 mod mlp;
 mod resnet;
 mod transformer;
+mod transformer_widening;
 
 pub use cnn::Cnn;
 pub use config::{ModelConfig, ModelKind, TaskKind};

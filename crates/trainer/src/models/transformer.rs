@@ -3,7 +3,7 @@
 
 use super::config::{named, plus_branch};
 use super::ModelConfig;
-use crate::{NextCharacter, StepOutput, TaskModel, TextBatch};
+use crate::{NextCharacter, ParamGrowth, StepOutput, TaskModel, TextBatch};
 use burn::module::Module;
 use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::tensor::activation::gelu;
@@ -139,5 +139,9 @@ impl<B: Backend> TaskModel<B, NextCharacter> for Transformer<B> {
         let logits = self.logits(batch.inputs);
         let vocab = logits.dims()[2];
         StepOutput::classification(logits.reshape([n * seq, vocab]), batch.targets.reshape([n * seq]))
+    }
+
+    fn widen(self, features: usize) -> Result<(Self, Vec<ParamGrowth>), MorphogenError> {
+        self.widen_stream(features)
     }
 }

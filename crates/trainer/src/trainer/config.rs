@@ -1,6 +1,6 @@
 //! How the trainer runs: [`TrainerConfig`] and its validation.
 
-use crate::{Ablation, LrSchedule, RollbackRule};
+use crate::{Ablation, LrSchedule, RollbackRule, Widening};
 use morphogen_contracts::MorphogenError;
 use serde::{Deserialize, Serialize};
 
@@ -58,6 +58,9 @@ pub struct TrainerConfig {
     /// (and may switch a feature flag off for the rest of the run); none by default.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub rollback_rules: Vec<RollbackRule>,
+    /// Widen the host once, after an epoch (`[trainer.widen]`, the transformer only; ADR 0025).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub widen: Option<Widening>,
 }
 
 impl Default for TrainerConfig {
@@ -80,6 +83,7 @@ impl Default for TrainerConfig {
             loss_check_every: 32,
             debug: false,
             rollback_rules: Vec::new(),
+            widen: None,
         }
     }
 }
@@ -109,6 +113,7 @@ impl TrainerConfig {
                 hint: "fix the value in the config file or on the command line".into(),
             });
         }
+        self.widen.map_or(Ok(()), |widen| widen.validate(self.epochs))?;
         self.rollback_rules.iter().enumerate().try_for_each(|(i, rule)| rule.validate(i))
     }
 }

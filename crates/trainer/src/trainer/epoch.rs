@@ -84,8 +84,8 @@ impl Trainer {
             let _epoch = span.enter();
             match self.attempt_epoch(model, &mut optim, epoch, good.val_loss, &span, run)? {
                 Attempt::Kept { model: kept, metrics } => {
-                    model = kept;
                     history.push(metrics);
+                    (model, optim) = self.widen_after::<T>(epoch, kept, optim, run.observer)?;
                     self.save_checkpoint::<T>(&model, &optim, epoch, Some(metrics.val_loss))?;
                     span.record("outcome", "done");
                     good = KnownGood::new(&model, &optim, &self.controller, Some(metrics.val_loss));

@@ -14,6 +14,7 @@ mod steps;
 mod tensors;
 mod transitions;
 mod types;
+mod widen;
 
 pub use config::TrainerConfig;
 pub use evaluation::{evaluate, evaluate_seeds, measure_system, EvalBudget, Evaluation};
@@ -135,6 +136,7 @@ impl Trainer {
     /// data. In debug mode the replicas' seed states are compared after every epoch.
     pub fn with_replica(mut self, config: ReplicaConfig) -> Result<Self, TrainError> {
         config.validate()?;
+        self.check_widening("run as one replica of several")?;
         self.replica = Some(config);
         Ok(self)
     }
@@ -206,6 +208,7 @@ impl Trainer {
         M: AutodiffModule<B> + SeededModel<B>,
         O: Optimizer<M, B>,
     {
+        self.check_widening("resume")?;
         self.resume_from_newest(model, optim)
     }
 

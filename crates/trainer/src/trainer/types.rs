@@ -21,13 +21,14 @@ pub trait TrainingTypes {
     /// The model trained and grown.
     type Model: AutodiffModule<Self::Backend, InnerModule = Self::ValidModel>
         + SeededModel<Self::Backend>
-        + TaskModel<Self::Backend, Self::Task>;
+        + TaskModel<Self::Backend, Self::Task>
+        + 'static;
     /// The model on the inner backend: [`Self::Model`]'s `valid()`.
     type ValidModel: Module<ValidBackend<Self>>
         + SeededModel<ValidBackend<Self>>
         + TaskModel<ValidBackend<Self>, Self::Task>;
     /// The optimizer stepping the model.
-    type Optimizer: Optimizer<Self::Model, Self::Backend>;
+    type Optimizer: Optimizer<Self::Model, Self::Backend> + 'static;
 }
 
 /// The backend of validation: the training backend without autodiff.
@@ -40,9 +41,9 @@ impl<B, M, O, T> TrainingTypes for Training<B, M, O, T>
 where
     B: AutodiffBackend,
     T: Task,
-    M: AutodiffModule<B> + SeededModel<B> + TaskModel<B, T>,
+    M: AutodiffModule<B> + SeededModel<B> + TaskModel<B, T> + 'static,
     M::InnerModule: SeededModel<B::InnerBackend> + TaskModel<B::InnerBackend, T>,
-    O: Optimizer<M, B>,
+    O: Optimizer<M, B> + 'static,
 {
     type Backend = B;
     type Task = T;

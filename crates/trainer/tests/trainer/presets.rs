@@ -75,7 +75,7 @@ where
 fn grows_and_restores<M, T>(model: M, fresh: M, data: &TaskData<T>, controller: Controller, dir: &Path) -> M
 where
     T: Task,
-    M: AutodiffModule<B> + SeededModel<B> + TaskModel<B, T>,
+    M: AutodiffModule<B> + SeededModel<B> + TaskModel<B, T> + 'static,
     M::InnerModule: SeededModel<<B as burn::tensor::backend::AutodiffBackend>::InnerBackend>
         + TaskModel<<B as burn::tensor::backend::AutodiffBackend>::InnerBackend, T>,
 {
@@ -201,7 +201,7 @@ fn a_resnet_grows_only_its_block_branches_when_told_and_they_restore_and_export(
 fn grows_only_in_branches<M, T>(model: M, fresh: M, data: &TaskData<T>, grow: ControllerConfig) -> Vec<TransitionEvent>
 where
     T: Task,
-    M: AutodiffModule<B> + SeededModel<B> + TaskModel<B, T>,
+    M: AutodiffModule<B> + SeededModel<B> + TaskModel<B, T> + 'static,
     M::InnerModule: SeededModel<<B as burn::tensor::backend::AutodiffBackend>::InnerBackend>
         + TaskModel<<B as burn::tensor::backend::AutodiffBackend>::InnerBackend, T>,
 {

@@ -22,6 +22,8 @@ const RESOURCE_PASSES: u64 = 2;
 /// [`Observer`]).
 pub struct RunMeter {
     profile: FlopProfile,
+    /// The profile of the widened host, priced from the widening on (`[trainer.widen]`).
+    widened: Option<FlopProfile>,
     sizes: Sizes,
     /// Which batches each epoch trains on.
     plan: EpochPlan,
@@ -56,7 +58,24 @@ impl RunMeter {
             ablation: config.ablation,
         };
         let plan = EpochPlan::new(config, train);
-        Self { profile, sizes, plan, epoch: 1, steps: 0, trained: 0, evaluated: 0, flops: 0, resources: None }
+        Self {
+            profile,
+            widened: None,
+            sizes,
+            plan,
+            epoch: 1,
+            steps: 0,
+            trained: 0,
+            evaluated: 0,
+            flops: 0,
+            resources: None,
+        }
+    }
+
+    /// Prices the epochs after a widening at `profile`, the widened host's.
+    pub fn with_widened(mut self, profile: Option<FlopProfile>) -> Self {
+        self.widened = profile;
+        self
     }
 
     /// Training FLOPs so far.
@@ -84,6 +103,13 @@ impl Observer for RunMeter {
         // Validation went through every example just before.
         self.evaluated += (self.sizes.valid + RESOURCE_PASSES as usize * self.sizes.batch.min(self.sizes.valid)) as u64;
         self.resources = Some(resources.clone());
+    }
+
+    fn widened(&mut self, _epoch: u32, _features: usize) {
+        // The widening epoch's work was priced when its layers were measured, just before.
+        if let Some(profile) = self.widened.take() {
+            self.profile = profile;
+        }
     }
 
     fn layers_measured(&mut self, layers: &[LayerState]) {
@@ -148,6 +174,21 @@ mod tests {
         meter.resources_measured(&Resources::default());
         meter.layers_measured(&[layer(Stage::Evaluating)]);
         assert_eq!(meter.flops(), (3 * 10 + 5 + 2 * 4) * 100 + (3 * 10 + 5 + 2 * 4 + 2 * 3) * 110);
+    }
+
+    #[test]
+    fn the_epochs_after_a_widening_cost_the_wider_hosts_flops() {
+        let config = TrainerConfig { batch_size: 4, eval_samples: 3, ..Default::default() };
+        let narrow = FlopProfile { host: 100, seeds: BTreeMap::new() };
+        let mut meter =
+            RunMeter::new(narrow, &config, 4, 4).with_widened(Some(FlopProfile { host: 150, ..Default::default() }));
+        for epoch in 1..=2 {
+            meter.epoch_started(epoch, 1);
+            meter.step(0.0);
+            meter.layers_measured(&[layer(Stage::Dormant)]);
+            meter.widened(epoch, 8);
+        }
+        assert_eq!(meter.flops(), 3 * 4 * 100 + 3 * 4 * 150);
     }
 
     #[test]

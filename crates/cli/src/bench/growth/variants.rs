@@ -12,7 +12,9 @@ use morphogen::burn::module::AutodiffModule;
 use morphogen::burn::tensor::backend::AutodiffBackend;
 use morphogen::controller::{NeuralPolicy, SiteSelection};
 use morphogen::trainer::RunConfig;
-use morphogen::trainer::{ControllerKind, CountFlops, EventLog, ModelConfig, ModelKind, Task, TaskData, TaskModel};
+use morphogen::trainer::{
+    ControllerKind, CountFlops, EventLog, FlopProfile, ModelConfig, ModelKind, Task, TaskData, TaskModel,
+};
 use morphogen::{MorphogenError, Score, SeededModel, Stage};
 use serde::Serialize;
 use std::path::PathBuf;
@@ -126,7 +128,7 @@ pub struct RunRow {
     pub result: f32,
     /// Trainable parameters before training.
     pub host_params: usize,
-    /// Parameters blueprints added.
+    /// Parameters blueprints and a widening added.
     pub params_added: usize,
     /// Germinations.
     pub germinated: usize,
@@ -192,7 +194,7 @@ where
     B: AutodiffBackend,
     T: Task,
     F: Fn(&ModelConfig, &T, &B::Device) -> Result<M, MorphogenError>,
-    M: AutodiffModule<B> + SeededModel<B> + TaskModel<B, T> + CountFlops<T>,
+    M: AutodiffModule<B> + SeededModel<B> + TaskModel<B, T> + CountFlops<T> + 'static,
     M::InnerModule: SeededModel<B::InnerBackend> + TaskModel<B::InnerBackend, T>,
 {
     fn new(base: &'a RunConfig, data: TaskData<T>, build: F, device: &'a B::Device) -> Self {
@@ -239,6 +241,11 @@ where
         Ok(RunConfig { model: enlarged(&self.base.model, target, |m| self.params(m))?, ..self.base.clone() })
     }
 
+    /// The FLOP profile of the preset `model` describes.
+    fn profile(&self, model: &ModelConfig) -> Result<FlopProfile, CliError> {
+        Ok((self.build)(model, &self.data.task, self.device)?.flop_profile(&self.data.task))
+    }
+
     /// Trainable parameters of the preset `model` describes.
     fn params(&self, model: &ModelConfig) -> Result<usize, CliError> {
         Ok(trainable_params(&(self.build)(model, &self.data.task, self.device)?))
@@ -250,10 +257,19 @@ where
         config.set_growth(growth);
         config.trainer.seed = seed;
         config.trainer.checkpoint_dir = None; // nothing to resume: compare training alone
+                                              // Sized before seeding, so that the run draws the same numbers with or without widening.
+        let (widened, widened_params) = match config.trainer.widen {
+            Some(_) => (
+                Some(self.profile(&config.final_model())?),
+                self.params(&config.final_model())? - self.params(&config.model)?,
+            ),
+            None => (None, 0),
+        };
         B::seed(self.device, seed);
         let model = (self.build)(&config.model, &self.data.task, self.device)?;
         let profile = model.flop_profile(&self.data.task);
-        let mut meter = RunMeter::new(profile, &config.trainer, self.data.train.len(), self.data.valid.len());
+        let mut meter =
+            RunMeter::new(profile, &config.trainer, self.data.train.len(), self.data.valid.len()).with_widened(widened);
         let controller = controller_for(&config, &mut meter)?;
         let (events, lifetime) = (EventLog::in_memory(), Lifetime::default());
         let run = train_once(controller, model, &config, &self.data, events, lifetime, &mut meter)?;
@@ -268,7 +284,7 @@ where
                 Score::NegativePerplexity => -run.final_score(),
             },
             host_params: run.host_params,
-            params_added: run.params_added,
+            params_added: run.params_added + widened_params,
             germinated: run.reached(Stage::Germinated),
             fossilized: run.reached(Stage::Fossilized),
             culled: run.reached(Stage::Culled),

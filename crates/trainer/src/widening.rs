@@ -1,0 +1,214 @@
+//! Widening a host mid-run (ADR 0025): when, by how much, and how each parameter and its Adam
+//! moments grow so that the widened model computes what the narrow one did.
+//!
+//! A model that can widen ([`TaskModel::widen`](crate::TaskModel::widen)) returns, with the wider
+//! model, a [`ParamGrowth`] for every parameter whose shape changed: the same parameter id, its
+//! old values (maybe scaled) kept in place, and new rows or columns filled as each axis says.
+//! [`grow_adam_state`] then grows the optimizer's moments the same way, so the old weights keep
+//! their momentum and the new ones start from none.
+
+use burn::module::{AutodiffModule, ParamId};
+use burn::optim::adaptor::OptimizerAdaptor;
+use burn::optim::record::AdaptorRecord;
+use burn::optim::{Adam, Optimizer};
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::{Distribution, ElementConversion, Tensor};
+use morphogen_contracts::MorphogenError;
+use serde::{Deserialize, Serialize};
+
+/// When and by how much the trainer widens the host (`[trainer.widen]`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Widening {
+    /// The epoch after which the host widens, once (its validation and decisions come first).
+    pub after_epoch: u32,
+    /// Features added to the host's width (the transformer's `d_model`).
+    pub features: usize,
+}
+
+impl Widening {
+    /// Checks the widening can happen in a run of `epochs` epochs; the error names the field.
+    pub fn validate(&self, epochs: u32) -> Result<(), MorphogenError> {
+        let problem = if self.features == 0 {
+            "trainer.widen.features must be at least 1"
+        } else if self.after_epoch == 0 || self.after_epoch >= epochs {
+            "trainer.widen.after_epoch must be at least 1 and before the last epoch"
+        } else {
+            return Ok(());
+        };
+        Err(MorphogenError::InvalidConfig {
+            component: "trainer".into(),
+            problem: problem.into(),
+            hint: format!("widen after one of epochs 1..{} by 1 or more features", epochs.saturating_sub(1)),
+        })
+    }
+}
+
+/// What the new entries of a grown axis hold.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Fill {
+    /// One value everywhere.
+    Constant(f64),
+    /// Uniform in `[-bound, bound]`.
+    Uniform(f64),
+    /// The mean of the old entries along the grown axis (a new output feature that copies the
+    /// mean of the old ones, so a layer norm's statistics stay as they were).
+    MeanAlong,
+}
+
+/// How one axis of a parameter grows: it is `groups` blocks of `old` entries each (attention
+/// heads; 1 for a plain axis), and each block grows to `new` entries, the old ones first.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AxisGrowth {
+    /// The axis (0 or 1).
+    pub axis: usize,
+    /// Blocks along the axis.
+    pub groups: usize,
+    /// Entries of a block before.
+    pub old: usize,
+    /// Entries of a block after (at least `old`).
+    pub new: usize,
+    /// What the added entries hold.
+    pub fill: Fill,
+}
+
+/// How one parameter (a vector or a matrix) grows: its old values times `scale`, then each axis
+/// in turn.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ParamGrowth {
+    /// The parameter, whose id the wider model keeps.
+    pub id: ParamId,
+    /// Its rank: 1 (a vector) or 2 (a matrix).
+    pub rank: usize,
+    /// Factor on the old values (a layer norm's gain, the queries of wider heads).
+    pub scale: f64,
+    /// The axes that grow, applied in order.
+    pub axes: Vec<AxisGrowth>,
+}
+
+impl ParamGrowth {
+    /// `tensor` (rank 1 or 2) grown as this says.
+    pub fn apply<B: Backend, const D: usize>(&self, tensor: Tensor<B, D>) -> Tensor<B, D> {
+        let fills: Vec<Fill> = self.axes.iter().map(|axis| axis.fill).collect();
+        self.apply_with(tensor.mul_scalar(self.scale), &fills)
+    }
+
+    /// `tensor` (old values already scaled) grown along the axes, each filled by `fills`.
+    fn apply_with<B: Backend, const D: usize>(&self, tensor: Tensor<B, D>, fills: &[Fill]) -> Tensor<B, D> {
+        let dims = tensor.dims();
+        let mut matrix: Tensor<B, 2> = tensor.reshape([dims[0], if D == 2 { dims[1] } else { 1 }]);
+        for (axis, fill) in self.axes.iter().zip(fills) {
+            matrix = grow_axis(matrix, axis, *fill);
+        }
+        let [rows, cols] = matrix.dims();
+        let mut grown = dims;
+        grown[0] = rows;
+        if D == 2 {
+            grown[1] = cols;
+        }
+        matrix.reshape(grown)
+    }
+}
+
+/// `matrix` with `growth.axis` grown block by block, the new entries as `fill` says.
+fn grow_axis<B: Backend>(matrix: Tensor<B, 2>, growth: &AxisGrowth, fill: Fill) -> Tensor<B, 2> {
+    if growth.axis == 1 {
+        return grow_axis(matrix.transpose(), &AxisGrowth { axis: 0, ..*growth }, fill).transpose();
+    }
+    let AxisGrowth { groups, old, new, .. } = *growth;
+    let cols = matrix.dims()[1];
+    let device = matrix.device();
+    let blocks = matrix.reshape([groups, old, cols]);
+    let shape = [groups, new - old, cols];
+    let added = match fill {
+        Fill::Constant(value) => Tensor::full(shape, value, &device),
+        Fill::Uniform(bound) => Tensor::random(shape, Distribution::Uniform(-bound, bound), &device),
+        Fill::MeanAlong => blocks.clone().mean_dim(1).repeat_dim(1, new - old),
+    };
+    Tensor::cat(vec![blocks, added], 1).reshape([groups * new, cols])
+}
+
+/// The Adam optimizer of a run on backend `B` training model `M`.
+pub type AdamOptimizer<M, B> = OptimizerAdaptor<Adam, M, B>;
+
+/// Grows the moments of every parameter in `growths` that `optim` tracks, as the parameter
+/// grew: old entries kept (scaled as the values were: the first moment by `scale`, the second by
+/// its square), the first moment of new entries zero, the second the mean of the old ones (so a
+/// new weight's first steps are as large as an old one's, not a sign step of `learning_rate`).
+pub fn grow_adam_state<B, M>(optim: AdamOptimizer<M, B>, growths: &[ParamGrowth]) -> AdamOptimizer<M, B>
+where
+    B: AutodiffBackend,
+    M: AutodiffModule<B>,
+{
+    let mut records = optim.to_record();
+    for growth in growths {
+        let Some(record) = records.remove(&growth.id) else { continue };
+        let grown =
+            if growth.rank == 2 { grow_record::<B, 2>(record, growth) } else { grow_record::<B, 1>(record, growth) };
+        records.insert(growth.id, grown);
+    }
+    optim.load_record(records)
+}
+
+/// One parameter's Adam record of rank `D`, grown.
+fn grow_record<B: AutodiffBackend, const D: usize>(
+    record: AdaptorRecord<Adam, B>,
+    growth: &ParamGrowth,
+) -> AdaptorRecord<Adam, B> {
+    let mut state = record.into_state::<D>();
+    let momentum = &mut state.momentum;
+    let zeros = vec![Fill::Constant(0.0); growth.axes.len()];
+    let mean_second = momentum.moment_2.clone().mean().into_scalar().elem::<f64>();
+    let second = vec![Fill::Constant(mean_second); growth.axes.len()];
+    momentum.moment_1 = growth.apply_with(momentum.moment_1.clone().mul_scalar(growth.scale), &zeros);
+    momentum.moment_2 = growth.apply_with(momentum.moment_2.clone().mul_scalar(growth.scale * growth.scale), &second);
+    momentum.max_moment_2 = None;
+    AdaptorRecord::from_state(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::NdArray;
+
+    type B = NdArray;
+
+    fn matrix(rows: usize, cols: usize) -> Tensor<B, 2> {
+        Tensor::<B, 1>::arange(0..(rows * cols) as i64, &Default::default()).float().reshape([rows, cols])
+    }
+
+    #[test]
+    fn old_values_stay_in_place_and_new_ones_fill_each_block() {
+        // Two heads of 2 columns each grow to 3: the third column of each block is new.
+        let growth = ParamGrowth {
+            id: ParamId::new(),
+            rank: 2,
+            scale: 1.0,
+            axes: vec![AxisGrowth { axis: 1, groups: 2, old: 2, new: 3, fill: Fill::Constant(-1.0) }],
+        };
+        let grown = growth.apply(matrix(2, 4));
+        let expected = [[0.0, 1.0, -1.0, 2.0, 3.0, -1.0], [4.0, 5.0, -1.0, 6.0, 7.0, -1.0]];
+        grown.into_data().assert_eq(&burn::tensor::TensorData::from(expected), false);
+    }
+
+    #[test]
+    fn a_mean_fill_copies_the_mean_of_the_old_entries_along_the_axis() {
+        let growth = ParamGrowth {
+            id: ParamId::new(),
+            rank: 1,
+            scale: 2.0,
+            axes: vec![AxisGrowth { axis: 0, groups: 1, old: 3, new: 4, fill: Fill::MeanAlong }],
+        };
+        let grown = growth.apply(Tensor::<B, 1>::from_floats([1.0, 2.0, 6.0], &Default::default()));
+        grown.into_data().assert_eq(&burn::tensor::TensorData::from([2.0, 4.0, 12.0, 6.0]), false);
+    }
+
+    #[test]
+    fn a_widening_after_the_last_epoch_or_of_nothing_is_refused_by_name() {
+        assert!(Widening { after_epoch: 2, features: 8 }.validate(10).is_ok());
+        for bad in [Widening { after_epoch: 10, features: 8 }, Widening { after_epoch: 0, features: 8 }] {
+            assert!(bad.validate(10).unwrap_err().to_string().contains("after_epoch"));
+        }
+        assert!(Widening { after_epoch: 2, features: 0 }.validate(10).unwrap_err().to_string().contains("features"));
+    }
+}

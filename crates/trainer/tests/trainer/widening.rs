@@ -1,0 +1,187 @@
+//! Widening the transformer's stream mid-run (`[trainer.widen]`): the wider model computes what
+//! the narrow one did and has the enlarged host's shape; through the trainer its Adam state grows
+//! with it, the new features learn, and what widening cannot do is refused by name.
+
+use crate::common::{text_data, B};
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
+use burn::optim::{AdamConfig, GradientsParams, Optimizer};
+use burn::tensor::backend::Backend;
+use burn::tensor::{Distribution, Int, Tensor};
+use morphogen_controller::{Controller, ControllerConfig};
+use morphogen_trainer::{
+    grow_adam_state, AxisGrowth, EventLog, Fill, ModelConfig, Observer, ParamGrowth, TaskModel, Trainer, TrainerConfig,
+    Transformer, Widening,
+};
+use proptest::prelude::*;
+
+/// Adds noise to every float parameter, so that norms' gains and biases are not their defaults.
+struct Perturb;
+
+impl<B2: Backend> ModuleMapper<B2> for Perturb {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B2, D>>) -> Param<Tensor<B2, D>> {
+        let (id, value, mapper) = param.consume();
+        let noise = value.random_like(Distribution::Normal(0.0, 0.3));
+        Param::from_mapped_value(id, value + noise, mapper)
+    }
+}
+
+/// Trainable parameters of a module.
+fn params<M: Module<B>>(model: &M) -> usize {
+    model.num_params()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 6, ..ProptestConfig::default() })]
+
+    #[test]
+    fn a_widened_transformer_computes_the_same_logits_and_has_the_enlarged_hosts_shape(
+        layers in 1usize..=2,
+        heads in 1usize..=3,
+        d_head in 2usize..=5,
+        extra_per_head in 1usize..=3,
+        mlp_ratio in prop::sample::select(vec![1.0f32, 2.5, 4.0]),
+        seed in 0u64..1000,
+    ) {
+        let data = text_data(8, 4, 4);
+        let device = Default::default();
+        B::seed(&device, seed);
+        let config =
+            ModelConfig { layers, heads, d_model: heads * d_head, context: 8, mlp_ratio, num_seeds: 1, ..Default::default() };
+        let model = config.transformer::<B>(&data.task, &device).unwrap().map(&mut Perturb);
+        let tokens = Tensor::<B, 2, Int>::random([3, 8], Distribution::Uniform(0.0, data.task.vocab as f64), &device);
+        let before = model.logits(tokens.clone());
+        let features = heads * extra_per_head;
+        let (wider, growths) = model.widen(features).unwrap();
+        let after = wider.logits(tokens);
+        let difference = (after - before.clone()).abs().max().into_scalar();
+        let scale = before.abs().max().into_scalar();
+        prop_assert!(difference <= 2e-3 * scale.max(1.0), "logits moved by {difference} (largest {scale})");
+        let enlarged = ModelConfig { d_model: config.d_model + features, ..config };
+        prop_assert_eq!(params(&wider), params(&enlarged.transformer::<B>(&data.task, &device).unwrap()));
+        prop_assert!(growths.iter().all(|g| g.rank == 1 || g.rank == 2));
+    }
+}
+
+#[test]
+fn adam_moments_grow_with_the_parameter_old_ones_kept_new_ones_empty() {
+    let device = Default::default();
+    B::seed(&device, 7);
+    let linear = burn::nn::LinearConfig::new(3, 2).init::<B>(&device);
+    let mut optim = AdamConfig::new().init();
+    let x = Tensor::<B, 2>::random([5, 3], Distribution::Normal(0.0, 1.0), &device);
+    let grads = GradientsParams::from_grads(linear.forward(x).sum().backward(), &linear);
+    let linear = optim.step(1e-2, linear, grads);
+    let id = linear.weight.id;
+    let growth = ParamGrowth {
+        id,
+        rank: 2,
+        scale: 1.0,
+        axes: vec![AxisGrowth { axis: 1, groups: 1, old: 2, new: 4, fill: Fill::Constant(0.0) }],
+    };
+    let before = optim.to_record().get(&id).unwrap().clone().into_state::<2>().momentum;
+    let grown = grow_adam_state(optim, std::slice::from_ref(&growth));
+    let after = grown.to_record().get(&id).unwrap().clone().into_state::<2>().momentum;
+    assert_eq!(after.moment_1.dims(), [3, 4]);
+    let kept = |t: Tensor<_, 2>| t.slice([0..3, 0..2]);
+    kept(after.moment_1.clone()).into_data().assert_eq(&before.moment_1.clone().into_data(), true);
+    kept(after.moment_2.clone()).into_data().assert_eq(&before.moment_2.clone().into_data(), true);
+    assert_eq!(after.moment_1.clone().slice([0..3, 2..4]).abs().sum().into_scalar(), 0.0);
+    let mean = before.moment_2.mean().into_scalar();
+    let new_second = after.moment_2.slice([0..3, 2..4]);
+    assert!((new_second.clone().min().into_scalar() - mean).abs() < 1e-9 && new_second.max().into_scalar() > 0.0);
+}
+
+/// Counts the widenings a run reports.
+#[derive(Default)]
+struct Widenings(Vec<(u32, usize)>);
+
+impl Observer for Widenings {
+    fn widened(&mut self, epoch: u32, features: usize) {
+        self.0.push((epoch, features));
+    }
+}
+
+/// A trainer that never germinates and widens after epoch 1 of 3 by `features`.
+fn widening_trainer(features: usize) -> Trainer {
+    let config = TrainerConfig {
+        epochs: 3,
+        batch_size: 16,
+        steps_per_epoch: Some(12),
+        learning_rate: 3e-3,
+        eval_samples: 32,
+        widen: Some(Widening { after_epoch: 1, features }),
+        ..Default::default()
+    };
+    let controller = Controller::new(ControllerConfig { max_germinations_per_epoch: 0, ..Default::default() }).unwrap();
+    Trainer::new(config, controller, EventLog::in_memory()).unwrap()
+}
+
+#[test]
+fn a_transformer_widens_through_the_trainer_and_its_new_features_learn() {
+    let data = text_data(16, 256, 64);
+    let device = Default::default();
+    B::seed(&device, 11);
+    let config = ModelConfig { layers: 1, d_model: 8, heads: 2, context: 16, num_seeds: 1, ..Default::default() };
+    let model = config.transformer::<B>(&data.task, &device).unwrap();
+    let mut trainer = widening_trainer(4);
+    let mut observer = Widenings::default();
+    let outcome = trainer.run(model, AdamConfig::new().init(), &data, &mut observer).unwrap();
+    assert_eq!(observer.0, vec![(1, 4)]);
+    assert_eq!((outcome.rollbacks, outcome.history.len()), (0, 3));
+    assert!(outcome.history.iter().all(|m| m.val_loss.is_finite()));
+    // The new stream features began as the mean of the old ones; training moved them apart.
+    let embed = outcome.model.embed.weight.val();
+    assert_eq!(embed.dims()[1], 12);
+    let mean = embed.clone().slice([0..embed.dims()[0], 0..8]).mean_dim(1);
+    let spread = (embed.slice([0..data.task.vocab, 8..12]) - mean).abs().max().into_scalar();
+    assert!(spread > 1e-3, "the new features did not move from the mean ({spread})");
+}
+
+#[test]
+fn what_widening_cannot_do_is_refused_by_name() {
+    let data = text_data(16, 64, 16);
+    let device = Default::default();
+    let odd = ModelConfig { layers: 1, d_model: 8, heads: 2, context: 16, ..Default::default() };
+    let error = odd.transformer::<B>(&data.task, &device).unwrap().widen(3).unwrap_err().to_string();
+    assert!(error.contains("multiple of 2"), "{error}");
+    let branched = ModelConfig { mlp_branch: true, ..odd.clone() };
+    let error = branched.transformer::<B>(&data.task, &device).unwrap().widen(2).unwrap_err().to_string();
+    assert!(error.contains("branches"), "{error}");
+    let mut trainer = widening_trainer(2);
+    let (mut model, mut optim) = (odd.transformer::<B>(&data.task, &device).unwrap(), AdamConfig::new().init());
+    let error = trainer.resume(&mut model, &mut optim).unwrap_err().to_string();
+    assert!(error.contains("cannot resume"), "{error}");
+    let mlp = crate::common::seeded_mlp(&crate::common::data(8, 8).task, 1, ModelConfig::default());
+    let error = TaskModel::<B, _>::widen(mlp, 4).map(|_| ()).unwrap_err().to_string();
+    assert!(error.contains("cannot widen"), "{error}");
+    let late = TrainerConfig { epochs: 3, widen: Some(Widening { after_epoch: 3, features: 2 }), ..Default::default() };
+    assert!(late.validate().unwrap_err().to_string().contains("after_epoch"));
+}
+
+#[test]
+fn a_widened_transformer_keeps_the_ids_of_the_parameters_it_grew() {
+    // An optimizer's state and a checkpoint are keyed by parameter id: they follow the growth.
+    let data = text_data(8, 4, 4);
+    let device = Default::default();
+    let config = ModelConfig { layers: 1, d_model: 4, heads: 2, context: 8, ..Default::default() };
+    let model = config.transformer::<B>(&data.task, &device).unwrap();
+    let before = ids(&model);
+    let (wider, growths) = model.widen(2).unwrap();
+    let after = ids(&wider);
+    // Embeddings, 3 norms x 2, attention 4 x 2, MLP 2 x 2, the head's weight.
+    assert_eq!(growths.len(), 2 + 6 + 8 + 4 + 1);
+    assert!(growths.iter().all(|g| before.contains(&g.id) && after.contains(&g.id)));
+}
+
+/// Every float parameter's id.
+fn ids(model: &Transformer<B>) -> Vec<ParamId> {
+    struct Ids(Vec<ParamId>);
+    impl<B2: Backend> ModuleVisitor<B2> for Ids {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B2, D>>) {
+            self.0.push(param.id);
+        }
+    }
+    let mut ids = Ids(Vec::new());
+    model.visit(&mut ids);
+    ids.0
+}
