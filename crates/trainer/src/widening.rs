@@ -174,7 +174,9 @@ mod tests {
     type B = NdArray;
 
     fn matrix(rows: usize, cols: usize) -> Tensor<B, 2> {
-        Tensor::<B, 1>::arange(0..(rows * cols) as i64, &Default::default()).float().reshape([rows, cols])
+        Tensor::<B, 1, burn::tensor::Int>::arange(0..(rows * cols) as i64, &Default::default())
+            .float()
+            .reshape([rows, cols])
     }
 
     #[test]

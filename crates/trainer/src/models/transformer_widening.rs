@@ -41,13 +41,14 @@ impl<B: Backend> Transformer<B> {
     pub fn widen_stream(self, features: usize) -> Result<(Self, Vec<ParamGrowth>), MorphogenError> {
         let d = self.embed.weight.dims()[1];
         let heads = self.blocks.first().map_or(1, |block| block.attn.n_heads);
-        if features == 0 || features % heads != 0 || self.blocks.iter().any(|b| b.mlp.branch.is_some()) {
+        let branched = self.blocks.iter().any(|block| block.mlp.branch.is_some());
+        if features == 0 || !features.is_multiple_of(heads) || branched {
+            let with = if branched { " with MLP branches" } else { "" };
             return Err(MorphogenError::InvalidConfig {
                 component: "trainer.widen".into(),
                 problem: format!(
-                    "a transformer of {heads} heads widens by a positive multiple of {heads} features and without MLP \
-                     branches, not by {features}{}",
-                    if self.blocks.iter().any(|b| b.mlp.branch.is_some()) { " with branches" } else { "" }
+                    "a transformer of {heads} heads widens by a positive multiple of {heads} features and without \
+                     branches, not by {features}{with}"
                 ),
                 hint: format!("set trainer.widen.features to {heads}, {}, ... and model.mlp_branch = false", 2 * heads),
             });
