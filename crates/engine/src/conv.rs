@@ -108,6 +108,13 @@ impl SeededConv2dConfig {
 }
 
 impl<B: Backend> SeededConv2d<B> {
+    /// This layer over another host (a widened one): the same seeds' setup, every seed dormant.
+    /// Refused while a seed holds a blueprint.
+    pub fn with_host(&self, host: Conv2d<B>) -> Result<Self, MorphogenError> {
+        let core = self.core.over_features(host.weight.dims()[0])?;
+        Ok(SeededConv2d { host, core })
+    }
+
     /// `[batch, c_in, h, w] -> [batch, c_out, h', w']`.
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         let h = self.host.forward(x);

@@ -116,12 +116,17 @@ impl RunConfig {
     }
 
     /// The model the run ends with when `[trainer.widen]` widens it: the preset `features`
-    /// wider (the transformer's `d_model`); the configured model otherwise.
+    /// wider (the transformer's `d_model`, the ResNet's `width`); the configured model otherwise.
     pub fn final_model(&self) -> ModelConfig {
-        match self.trainer.widen {
-            Some(widen) => ModelConfig { d_model: self.model.d_model + widen.features, ..self.model.clone() },
-            None => self.model.clone(),
+        let mut model = self.model.clone();
+        if let Some(widen) = self.trainer.widen {
+            match model.kind {
+                ModelKind::Transformer => model.d_model += widen.features,
+                ModelKind::Resnet => model.width += widen.features,
+                ModelKind::Mlp | ModelKind::Cnn => {}
+            }
         }
+        model
     }
 
     /// What the model learns: the configured task, or the preset's.

@@ -7,7 +7,7 @@
 //! [`grow_adam_state`] then grows the optimizer's moments the same way, so the old weights keep
 //! their momentum and the new ones start from none.
 
-use burn::module::{AutodiffModule, ParamId};
+use burn::module::{AutodiffModule, Param, ParamId};
 use burn::optim::adaptor::OptimizerAdaptor;
 use burn::optim::record::AdaptorRecord;
 use burn::optim::{Adam, Optimizer};
@@ -60,7 +60,7 @@ pub enum Fill {
 /// heads; 1 for a plain axis), and each block grows to `new` entries, the old ones first.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct AxisGrowth {
-    /// The axis (0 or 1).
+    /// The axis.
     pub axis: usize,
     /// Blocks along the axis.
     pub groups: usize,
@@ -78,7 +78,7 @@ pub struct AxisGrowth {
 pub struct ParamGrowth {
     /// The parameter, whose id the wider model keeps.
     pub id: ParamId,
-    /// Its rank: 1 (a vector) or 2 (a matrix).
+    /// Its rank: 1 (a vector), 2 (a matrix) or 4 (a conv kernel).
     pub rank: usize,
     /// Factor on the old values (a layer norm's gain, the queries of wider heads).
     pub scale: f64,
@@ -87,7 +87,7 @@ pub struct ParamGrowth {
 }
 
 impl ParamGrowth {
-    /// `tensor` (rank 1 or 2) grown as this says.
+    /// `tensor` (any rank: a vector, a matrix, a conv kernel) grown as this says.
     pub fn apply<B: Backend, const D: usize>(&self, tensor: Tensor<B, D>) -> Tensor<B, D> {
         let fills: Vec<Fill> = self.axes.iter().map(|axis| axis.fill).collect();
         self.apply_with(tensor.mul_scalar(self.scale), &fills)
@@ -95,26 +95,39 @@ impl ParamGrowth {
 
     /// `tensor` (old values already scaled) grown along the axes, each filled by `fills`.
     fn apply_with<B: Backend, const D: usize>(&self, tensor: Tensor<B, D>, fills: &[Fill]) -> Tensor<B, D> {
-        let dims = tensor.dims();
-        let mut matrix: Tensor<B, 2> = tensor.reshape([dims[0], if D == 2 { dims[1] } else { 1 }]);
-        for (axis, fill) in self.axes.iter().zip(fills) {
-            matrix = grow_axis(matrix, axis, *fill);
-        }
-        let [rows, cols] = matrix.dims();
-        let mut grown = dims;
-        grown[0] = rows;
-        if D == 2 {
-            grown[1] = cols;
-        }
-        matrix.reshape(grown)
+        self.axes.iter().zip(fills).fold(tensor, |tensor, (axis, fill)| grow_axis(tensor, axis, *fill))
     }
 }
 
-/// `matrix` with `growth.axis` grown block by block, the new entries as `fill` says.
-fn grow_axis<B: Backend>(matrix: Tensor<B, 2>, growth: &AxisGrowth, fill: Fill) -> Tensor<B, 2> {
-    if growth.axis == 1 {
-        return grow_axis(matrix.transpose(), &AxisGrowth { axis: 0, ..*growth }, fill).transpose();
-    }
+/// `param` grown as `axes` say (old values times `scale`), its id kept (so an optimizer's state
+/// and a checkpoint follow it), its `require_grad` too; the growth is pushed on `growths`.
+pub(crate) fn grow_param<B: Backend, const D: usize>(
+    param: Param<Tensor<B, D>>,
+    scale: f64,
+    axes: Vec<AxisGrowth>,
+    growths: &mut Vec<ParamGrowth>,
+) -> Param<Tensor<B, D>> {
+    let growth = ParamGrowth { id: param.id, rank: D, scale, axes };
+    let trainable = param.is_require_grad();
+    let value = growth.apply(param.val()).detach();
+    growths.push(growth);
+    Param::initialized(param.id, if trainable { value.require_grad() } else { value })
+}
+
+/// `tensor` with `growth.axis` grown block by block, the new entries as `fill` says. The axis is
+/// moved first and the others flattened: `[axis, rest]`, grown, and put back.
+fn grow_axis<B: Backend, const D: usize>(tensor: Tensor<B, D>, growth: &AxisGrowth, fill: Fill) -> Tensor<B, D> {
+    let dims = tensor.dims();
+    let (outer, inner) = (dims[..growth.axis].iter().product(), dims[growth.axis + 1..].iter().product());
+    let rows: Tensor<B, 3> = tensor.reshape([outer, dims[growth.axis], inner]).swap_dims(0, 1);
+    let grown = grow_rows(rows.reshape([dims[growth.axis], outer * inner]), growth, fill);
+    let mut shape = dims;
+    shape[growth.axis] = growth.groups * growth.new;
+    grown.reshape([shape[growth.axis], outer, inner]).swap_dims(0, 1).reshape(shape)
+}
+
+/// `matrix`'s rows grown block by block.
+fn grow_rows<B: Backend>(matrix: Tensor<B, 2>, growth: &AxisGrowth, fill: Fill) -> Tensor<B, 2> {
     let AxisGrowth { groups, old, new, .. } = *growth;
     let cols = matrix.dims()[1];
     let device = matrix.device();
@@ -143,8 +156,11 @@ where
     let mut records = optim.to_record();
     for growth in growths {
         let Some(record) = records.remove(&growth.id) else { continue };
-        let grown =
-            if growth.rank == 2 { grow_record::<B, 2>(record, growth) } else { grow_record::<B, 1>(record, growth) };
+        let grown = match growth.rank {
+            1 => grow_record::<B, 1>(record, growth),
+            2 => grow_record::<B, 2>(record, growth),
+            _ => grow_record::<B, 4>(record, growth),
+        };
         records.insert(growth.id, grown);
     }
     optim.load_record(records)

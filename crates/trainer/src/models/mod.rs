@@ -4,6 +4,7 @@ mod cnn;
 mod config;
 mod mlp;
 mod resnet;
+mod resnet_widening;
 mod transformer;
 mod transformer_widening;
 

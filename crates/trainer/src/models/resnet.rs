@@ -5,7 +5,7 @@
 
 use super::config::{named, plus_branch};
 use super::ModelConfig;
-use crate::{ImageBatch, ImageClassification, StepOutput, TaskModel};
+use crate::{ImageBatch, ImageClassification, ParamGrowth, StepOutput, TaskModel};
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig};
@@ -31,6 +31,10 @@ pub struct ResNet<B: Backend> {
     pub pool: AdaptiveAvgPool2d,
     /// `4 width -> classes`.
     pub head: Linear<B>,
+    /// Channels between a block's two convs per channel of its stage (configuration, not
+    /// saved): a widened model keeps it.
+    #[module(skip)]
+    pub inner_ratio: f32,
 }
 
 /// `relu(norm2(conv2(relu(norm1(conv1(x))))) + branch(x) + shortcut(x))`, both convs seeded.
@@ -83,6 +87,7 @@ impl ModelConfig {
             blocks,
             pool: AdaptiveAvgPool2dConfig::new([1, 1]).init(),
             head: LinearConfig::new(channels, task.classes).init(device),
+            inner_ratio: self.inner_ratio,
         }))
     }
 
@@ -156,5 +161,9 @@ impl<B: Backend> ResNet<B> {
 impl<B: Backend> TaskModel<B, ImageClassification> for ResNet<B> {
     fn step(&self, batch: ImageBatch<B>) -> StepOutput<B> {
         StepOutput::classification(self.logits(batch.images), batch.labels)
+    }
+
+    fn widen(self, features: usize) -> Result<(Self, Vec<ParamGrowth>), MorphogenError> {
+        self.widen_channels(features)
     }
 }

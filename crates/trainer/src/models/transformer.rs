@@ -30,6 +30,10 @@ pub struct Transformer<B: Backend> {
     /// The float type the products compute in (configuration, not saved).
     #[module(skip)]
     pub precision: Precision,
+    /// Each MLP's hidden units per stream feature (configuration, not saved): a widened model
+    /// keeps it.
+    #[module(skip)]
+    pub mlp_ratio: f32,
 }
 
 /// `x + attn(norm1(x))`, then `x + mlp(norm2(x))`.
@@ -73,6 +77,7 @@ impl ModelConfig {
             norm: LayerNormConfig::new(d).init(device),
             head: LinearConfig::new(d, task.vocab).init(device),
             precision: self.precision,
+            mlp_ratio: self.mlp_ratio,
         }))
     }
 

@@ -12,11 +12,13 @@
 //! - Each head widens from `d / h` to `(d + k) / h`: new query features 0 and new key features
 //!   random leave the scores unchanged; the old queries are scaled by
 //!   `sqrt((d + k) / d)` for the wider score scale. New value features are 0.
-//! - The MLP grows its hidden units with the stream (`mlp_ratio` kept): new units read the
+//! - The MLP grows its hidden units with the stream (`mlp_ratio` kept, so the widened model has
+//!   the shape of the host built that wide): new units read the
 //!   stream through random weights and write through zero ones.
 
 use super::transformer::{FeedForward, Transformer, TransformerBlock};
-use crate::widening::{AxisGrowth, Fill, ParamGrowth};
+use super::ModelConfig;
+use crate::widening::{grow_param, AxisGrowth, Fill, ParamGrowth};
 use burn::module::Param;
 use burn::nn::{Embedding, LayerNorm, LayerNormConfig, Linear};
 use burn::tensor::backend::Backend;
@@ -26,6 +28,8 @@ use morphogen_engine::SeededMultiHeadAttention;
 
 /// The widths before and after, and the growths recorded on the way.
 struct Widen {
+    /// The MLP's hidden units per stream feature.
+    mlp_ratio: f32,
     /// Stream features before and after.
     d: [usize; 2],
     /// Heads (unchanged) and a head's features before and after.
@@ -53,8 +57,13 @@ impl<B: Backend> Transformer<B> {
                 hint: format!("set trainer.widen.features to {heads}, {}, ... and model.mlp_branch = false", 2 * heads),
             });
         }
-        let mut widen =
-            Widen { d: [d, d + features], heads, head: [d / heads, (d + features) / heads], growths: Vec::new() };
+        let mut widen = Widen {
+            mlp_ratio: self.mlp_ratio,
+            d: [d, d + features],
+            heads,
+            head: [d / heads, (d + features) / heads],
+            growths: Vec::new(),
+        };
         let blocks = self.blocks.into_iter().map(|block| widen.block(block)).collect::<Result<_, _>>()?;
         let model = Transformer {
             embed: widen.stream_embedding(self.embed),
@@ -63,6 +72,7 @@ impl<B: Backend> Transformer<B> {
             norm: widen.norm(self.norm),
             head: widen.reader(self.head),
             precision: self.precision,
+            mlp_ratio: self.mlp_ratio,
         };
         Ok((super::config::named(model), widen.growths))
     }
@@ -85,7 +95,7 @@ impl Widen {
             ..attn
         };
         let inner = block.mlp.fc1.host.weight.dims()[1];
-        let wider = (inner as f64 * self.d[1] as f64 / self.d[0] as f64).round() as usize;
+        let wider = ModelConfig::inner_width(self.mlp_ratio, self.d[1]);
         let hidden = |axis, fill| AxisGrowth { axis, groups: 1, old: inner, new: wider, fill };
         let fc1 = self.linear(block.mlp.fc1.host.clone(), 1.0, [self.stream_in(), hidden(1, self.random())]);
         let fc2 = self.linear(block.mlp.fc2.host.clone(), 1.0, [hidden(0, Fill::Constant(0.0)), self.stream_out()]);
@@ -156,17 +166,13 @@ impl Widen {
         wider
     }
 
-    /// `param` grown, its id kept, and its growth recorded.
+    /// `param` grown (old values times `scale`), its id kept, and its growth recorded.
     fn grow<B: Backend, const D: usize>(
         &mut self,
         param: Param<Tensor<B, D>>,
         scale: f64,
         axes: Vec<AxisGrowth>,
     ) -> Param<Tensor<B, D>> {
-        let growth = ParamGrowth { id: param.id, rank: D, scale, axes };
-        let trainable = param.is_require_grad();
-        let value = growth.apply(param.val()).detach();
-        self.growths.push(growth);
-        Param::initialized(param.id, if trainable { value.require_grad() } else { value })
+        grow_param(param, scale, axes, &mut self.growths)
     }
 }

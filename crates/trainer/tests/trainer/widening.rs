@@ -1,16 +1,16 @@
-//! Widening the transformer's stream mid-run (`[trainer.widen]`): the wider model computes what
-//! the narrow one did and has the enlarged host's shape; through the trainer its Adam state grows
+//! Widening the transformer's stream and the ResNet's channels mid-run (`[trainer.widen]`): the
+//! wider model computes what the narrow one did and has the enlarged host's shape; through the trainer its Adam state grows
 //! with it, the new features learn, and what widening cannot do is refused by name.
 
 use crate::common::{text_data, B};
-use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
+use burn::module::{AutodiffModule, Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::optim::{AdamConfig, GradientsParams, Optimizer};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Distribution, Int, Tensor};
 use morphogen_controller::{Controller, ControllerConfig};
 use morphogen_trainer::{
-    grow_adam_state, AxisGrowth, EventLog, Fill, ModelConfig, Observer, ParamGrowth, TaskModel, Trainer, TrainerConfig,
-    Transformer, Widening,
+    grow_adam_state, AxisGrowth, EventLog, Fill, ImageClassification, ModelConfig, Observer, ParamGrowth, TaskModel,
+    Trainer, TrainerConfig, Transformer, Widening,
 };
 use proptest::prelude::*;
 
@@ -59,6 +59,34 @@ proptest! {
         let enlarged = ModelConfig { d_model: config.d_model + features, ..config };
         prop_assert_eq!(params(&wider), params(&enlarged.transformer::<B>(&data.task, &device).unwrap()));
         prop_assert!(growths.iter().all(|g| g.rank == 1 || g.rank == 2));
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 6, ..ProptestConfig::default() })]
+
+    #[test]
+    fn a_widened_resnet_computes_the_same_logits_training_and_evaluating_and_has_the_enlarged_shape(
+        width in 1usize..=3,
+        features in 1usize..=3,
+        inner_ratio in prop::sample::select(vec![1.0f32, 1.5, 2.0]),
+        seed in 0u64..1000,
+    ) {
+        let task = ImageClassification { shape: [1, 8, 8], classes: 3 };
+        let device = Default::default();
+        B::seed(&device, seed);
+        let config = ModelConfig { width, inner_ratio, num_seeds: 1, ..Default::default() };
+        let model = config.resnet::<B>(&task, &device).unwrap().map(&mut Perturb);
+        let images = Tensor::<B, 4>::random([4, 1, 8, 8], Distribution::Normal(0.0, 1.0), &device);
+        let (training, evaluating) = (model.logits(images.clone()), model.valid().logits(images.clone().inner()));
+        let (wider, _) = model.widen(features).unwrap();
+        // Evaluation first: a training-mode pass updates the running statistics.
+        let moved = (wider.valid().logits(images.clone().inner()) - evaluating).abs().max().into_scalar();
+        prop_assert!(moved < 1e-4, "evaluation-mode logits moved by {moved}");
+        let moved = (wider.logits(images) - training).abs().max().into_scalar();
+        prop_assert!(moved < 1e-4, "training-mode logits moved by {moved}");
+        let enlarged = ModelConfig { width: width + features, ..config };
+        prop_assert_eq!(params(&wider), params(&enlarged.resnet::<B>(&task, &device).unwrap()));
     }
 }
 
@@ -135,6 +163,21 @@ fn a_transformer_widens_through_the_trainer_and_its_new_features_learn() {
     let mean = embed.clone().slice([0..embed.dims()[0], 0..8]).mean_dim(1);
     let spread = (embed.slice([0..data.task.vocab, 8..12]) - mean).abs().max().into_scalar();
     assert!(spread > 1e-3, "the new features did not move from the mean ({spread})");
+}
+
+#[test]
+fn a_resnet_widens_through_the_trainer_its_kernels_moments_growing_with_it() {
+    let data = crate::common::pooled_data(128, 32, 4);
+    let device = Default::default();
+    B::seed(&device, 5);
+    let model = ModelConfig { width: 2, num_seeds: 1, ..Default::default() }.resnet::<B>(&data.task, &device).unwrap();
+    let mut observer = Widenings::default();
+    let outcome = widening_trainer(2).run(model, AdamConfig::new().init(), &data, &mut observer).unwrap();
+    assert_eq!((observer.0, outcome.rollbacks), (vec![(1, 2)], 0));
+    assert_eq!(outcome.model.head.weight.dims()[0], 4 * 4, "the last stage is 4 x (2 + 2) channels");
+    // The head read the last stage's new channels through zero weights; training grew them.
+    let weights = outcome.model.head.weight.val().slice([8..16]).abs().max().into_scalar();
+    assert!(weights > 1e-4, "the head's weights for the new channels did not move ({weights})");
 }
 
 #[test]
