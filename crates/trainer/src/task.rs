@@ -47,7 +47,7 @@ pub trait TaskModel<B: Backend, T: Task> {
         Err(MorphogenError::InvalidConfig {
             component: "trainer.widen".into(),
             problem: format!("this model cannot widen (asked for {features} features)"),
-            hint: "remove [trainer.widen]: only the transformer preset widens".into(),
+            hint: "remove [trainer.widen]: the transformer and ResNet presets widen".into(),
         })
     }
 }
