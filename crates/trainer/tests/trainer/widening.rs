@@ -176,7 +176,7 @@ fn a_resnet_widens_through_the_trainer_its_kernels_moments_growing_with_it() {
     assert_eq!((observer.0, outcome.rollbacks), (vec![(1, 2)], 0));
     assert_eq!(outcome.model.head.weight.dims()[0], 4 * 4, "the last stage is 4 x (2 + 2) channels");
     // The head read the last stage's new channels through zero weights; training grew them.
-    let weights = outcome.model.head.weight.val().slice([8..16]).abs().max().into_scalar();
+    let weights = outcome.model.head.weight.val().narrow(0, 8, 8).abs().max().into_scalar();
     assert!(weights > 1e-4, "the head's weights for the new channels did not move ({weights})");
 }
 
