@@ -22,11 +22,26 @@ use serde::{Deserialize, Serialize};
 pub struct Widening {
     /// The epoch after which the host widens, once (its validation and decisions come first).
     pub after_epoch: u32,
-    /// Features added to the host's width (the transformer's `d_model`).
+    /// Features added to the host's width (the transformer's `d_model`, the ResNet's width).
     pub features: usize,
+    /// Start a decaying learning-rate schedule again at the widening, from `learning_rate` down
+    /// over the epochs left, so that the new weights learn at full rate.
+    #[serde(default)]
+    pub restart_schedule: bool,
 }
 
 impl Widening {
+    /// Step `position` of a run of `total` steps (`steps` an epoch) in epoch `epoch`, as the
+    /// learning-rate schedule counts it: from the widening on, with `restart_schedule`, the
+    /// position and length of the rest of the run.
+    pub fn schedule_span(&self, epoch: u32, steps: u64, position: u64, total: u64) -> (u64, u64) {
+        if !self.restart_schedule || epoch <= self.after_epoch {
+            return (position, total);
+        }
+        let start = u64::from(self.after_epoch) * steps;
+        (position - start, total - start)
+    }
+
     /// Checks the widening can happen in a run of `epochs` epochs; the error names the field.
     pub fn validate(&self, epochs: u32) -> Result<(), MorphogenError> {
         let problem = if self.features == 0 {
@@ -222,11 +237,27 @@ mod tests {
     }
 
     #[test]
+    fn a_restarted_schedule_counts_from_the_widening() {
+        let widen = |restart_schedule| Widening { after_epoch: 3, features: 8, restart_schedule };
+        // 10 epochs of 100 steps: step 5 of epoch 4 is step 305 of 1000, or 5 of the last 700.
+        assert_eq!(widen(true).schedule_span(4, 100, 305, 1000), (5, 700));
+        assert_eq!(widen(true).schedule_span(3, 100, 205, 1000), (205, 1000));
+        assert_eq!(widen(false).schedule_span(4, 100, 305, 1000), (305, 1000));
+    }
+
+    #[test]
     fn a_widening_after_the_last_epoch_or_of_nothing_is_refused_by_name() {
-        assert!(Widening { after_epoch: 2, features: 8 }.validate(10).is_ok());
-        for bad in [Widening { after_epoch: 10, features: 8 }, Widening { after_epoch: 0, features: 8 }] {
+        assert!(Widening { after_epoch: 2, features: 8, restart_schedule: false }.validate(10).is_ok());
+        for bad in [
+            Widening { after_epoch: 10, features: 8, restart_schedule: false },
+            Widening { after_epoch: 0, features: 8, restart_schedule: false },
+        ] {
             assert!(bad.validate(10).unwrap_err().to_string().contains("after_epoch"));
         }
-        assert!(Widening { after_epoch: 2, features: 0 }.validate(10).unwrap_err().to_string().contains("features"));
+        assert!(Widening { after_epoch: 2, features: 0, restart_schedule: false }
+            .validate(10)
+            .unwrap_err()
+            .to_string()
+            .contains("features"));
     }
 }

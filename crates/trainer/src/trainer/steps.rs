@@ -117,11 +117,17 @@ impl Trainer {
         }
     }
 
-    /// The learning rate of step `index` of `epoch`, by the schedule, over the whole run.
+    /// The learning rate of step `index` of `epoch`, by the schedule, over the whole run (or,
+    /// restarted at a widening, over the rest of it).
     fn learning_rate(&self, plan: &EpochPlan, epoch: u32, index: usize) -> f64 {
         let c = &self.config;
-        let total = u64::from(c.epochs) * plan.steps() as u64;
-        c.lr_schedule.rate(c.learning_rate, c.min_learning_rate, plan.position(epoch, index), total)
+        let steps = plan.steps() as u64;
+        let (position, total) = (plan.position(epoch, index), u64::from(c.epochs) * steps);
+        let (position, total) = match c.widen {
+            Some(widen) => widen.schedule_span(epoch, steps, position, total),
+            None => (position, total),
+        };
+        c.lr_schedule.rate(c.learning_rate, c.min_learning_rate, position, total)
     }
 
     /// One optimizer step on `loss` at `rate`, then the seeds' grafting step, the kernel-fallback

@@ -137,7 +137,7 @@ fn widening_trainer(features: usize) -> Trainer {
         steps_per_epoch: Some(12),
         learning_rate: 3e-3,
         eval_samples: 32,
-        widen: Some(Widening { after_epoch: 1, features }),
+        widen: Some(Widening { after_epoch: 1, features, restart_schedule: false }),
         ..Default::default()
     };
     let controller = Controller::new(ControllerConfig { max_germinations_per_epoch: 0, ..Default::default() }).unwrap();
@@ -197,7 +197,11 @@ fn what_widening_cannot_do_is_refused_by_name() {
     let mlp = crate::common::seeded_mlp(&crate::common::data(8, 8).task, 1, ModelConfig::default());
     let error = TaskModel::<B, _>::widen(mlp, 4).map(|_| ()).unwrap_err().to_string();
     assert!(error.contains("cannot widen"), "{error}");
-    let late = TrainerConfig { epochs: 3, widen: Some(Widening { after_epoch: 3, features: 2 }), ..Default::default() };
+    let late = TrainerConfig {
+        epochs: 3,
+        widen: Some(Widening { after_epoch: 3, features: 2, restart_schedule: false }),
+        ..Default::default()
+    };
     assert!(late.validate().unwrap_err().to_string().contains("after_epoch"));
 }
 
