@@ -12,9 +12,7 @@ use morphogen::burn::module::AutodiffModule;
 use morphogen::burn::tensor::backend::AutodiffBackend;
 use morphogen::controller::{NeuralPolicy, SiteSelection};
 use morphogen::trainer::RunConfig;
-use morphogen::trainer::{
-    ControllerKind, CountFlops, EventLog, FlopProfile, ModelConfig, ModelKind, Task, TaskData, TaskModel,
-};
+use morphogen::trainer::{ControllerKind, CountFlops, EventLog, ModelConfig, ModelKind, Task, TaskData, TaskModel};
 use morphogen::{MorphogenError, Score, SeededModel, Stage};
 use serde::Serialize;
 use std::path::PathBuf;
@@ -241,11 +239,6 @@ where
         Ok(RunConfig { model: enlarged(&self.base.model, target, |m| self.params(m))?, ..self.base.clone() })
     }
 
-    /// The FLOP profile of the preset `model` describes.
-    fn profile(&self, model: &ModelConfig) -> Result<FlopProfile, CliError> {
-        Ok((self.build)(model, &self.data.task, self.device)?.flop_profile(&self.data.task))
-    }
-
     /// Trainable parameters of the preset `model` describes.
     fn params(&self, model: &ModelConfig) -> Result<usize, CliError> {
         Ok(trainable_params(&(self.build)(model, &self.data.task, self.device)?))
@@ -257,13 +250,16 @@ where
         config.set_growth(growth);
         config.trainer.seed = seed;
         config.trainer.checkpoint_dir = None; // nothing to resume: compare training alone
-                                              // Sized before seeding, so that the run draws the same numbers with or without widening.
+
+        // The widened host, built before seeding so that the run draws the same numbers with or
+        // without widening: its FLOP profile prices the epochs after the widening, and its size
+        // less the host's is what the widening added.
         let (widened, widened_params) = match config.trainer.widen {
-            Some(_) => (
-                Some(self.profile(&config.final_model())?),
-                self.params(&config.final_model())? - self.params(&config.model)?,
-            ),
-            None => (None, 0),
+            Some(_) => {
+                let wider = (self.build)(&config.final_model(), &self.data.task, self.device)?;
+                (Some(wider.flop_profile(&self.data.task)), Some(trainable_params(&wider)))
+            }
+            None => (None, None),
         };
         B::seed(self.device, seed);
         let model = (self.build)(&config.model, &self.data.task, self.device)?;
@@ -284,7 +280,7 @@ where
                 Score::NegativePerplexity => -run.final_score(),
             },
             host_params: run.host_params,
-            params_added: run.params_added + widened_params,
+            params_added: run.params_added + widened_params.map_or(0, |wider| wider - run.host_params),
             germinated: run.reached(Stage::Germinated),
             fossilized: run.reached(Stage::Fossilized),
             culled: run.reached(Stage::Culled),
