@@ -42,6 +42,9 @@ proptest! {
         mlp_ratio in prop::sample::select(vec![1.0f32, 2.5, 4.0]),
         seed in 0u64..1000,
     ) {
+        // A norm over 2 or 3 features can see them within its epsilon of each other, where the
+        // widening is exact only up to that epsilon; real streams are far wider.
+        prop_assume!(heads * d_head >= 4);
         let data = text_data(8, 4, 4);
         let device = Default::default();
         B::seed(&device, seed);
