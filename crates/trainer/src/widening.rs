@@ -12,7 +12,7 @@ use burn::optim::adaptor::OptimizerAdaptor;
 use burn::optim::record::AdaptorRecord;
 use burn::optim::{Adam, Optimizer};
 use burn::tensor::backend::{AutodiffBackend, Backend};
-use burn::tensor::{Distribution, ElementConversion, Tensor};
+use burn::tensor::{Distribution, Tensor};
 use morphogen_contracts::MorphogenError;
 use serde::{Deserialize, Serialize};
 
@@ -161,8 +161,10 @@ pub type AdamOptimizer<M, B> = OptimizerAdaptor<Adam, M, B>;
 
 /// Grows the moments of every parameter in `growths` that `optim` tracks, as the parameter
 /// grew: old entries kept (scaled as the values were: the first moment by `scale`, the second by
-/// its square), the first moment of new entries zero, the second the mean of the old ones (so a
-/// new weight's first steps are as large as an old one's, not a sign step of `learning_rate`).
+/// its square), both moments of new entries zero. A new weight starts without history; as Adam's
+/// bias correction counts the steps of the whole tensor, its first steps are larger than an old
+/// weight's. Measured against new second moments at the old ones' mean, which held new weights to
+/// small steps for the rest of the run (`docs/results.md`, "Adam's memory of the narrow model").
 pub fn grow_adam_state<B, M>(optim: AdamOptimizer<M, B>, growths: &[ParamGrowth]) -> AdamOptimizer<M, B>
 where
     B: AutodiffBackend,
@@ -189,10 +191,8 @@ fn grow_record<B: AutodiffBackend, const D: usize>(
     let mut state = record.into_state::<D>();
     let momentum = &mut state.momentum;
     let zeros = vec![Fill::Constant(0.0); growth.axes.len()];
-    let mean_second = momentum.moment_2.clone().mean().into_scalar().elem::<f64>();
-    let second = vec![Fill::Constant(mean_second); growth.axes.len()];
     momentum.moment_1 = growth.apply_with(momentum.moment_1.clone().mul_scalar(growth.scale), &zeros);
-    momentum.moment_2 = growth.apply_with(momentum.moment_2.clone().mul_scalar(growth.scale * growth.scale), &second);
+    momentum.moment_2 = growth.apply_with(momentum.moment_2.clone().mul_scalar(growth.scale * growth.scale), &zeros);
     momentum.max_moment_2 = None;
     AdaptorRecord::from_state(state)
 }

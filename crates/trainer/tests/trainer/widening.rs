@@ -94,7 +94,7 @@ proptest! {
 }
 
 #[test]
-fn adam_moments_grow_with_the_parameter_old_ones_kept_new_ones_empty() {
+fn adam_moments_grow_with_the_parameter_old_ones_kept_new_ones_zero() {
     let device = Default::default();
     B::seed(&device, 7);
     let linear = burn::nn::LinearConfig::new(3, 2).init::<B>(&device);
@@ -117,9 +117,7 @@ fn adam_moments_grow_with_the_parameter_old_ones_kept_new_ones_empty() {
     kept(after.moment_1.clone()).into_data().assert_eq(&before.moment_1.clone().into_data(), true);
     kept(after.moment_2.clone()).into_data().assert_eq(&before.moment_2.clone().into_data(), true);
     assert_eq!(after.moment_1.clone().slice([0..3, 2..4]).abs().sum().into_scalar(), 0.0);
-    let mean = before.moment_2.mean().into_scalar();
-    let new_second = after.moment_2.slice([0..3, 2..4]);
-    assert!((new_second.clone().min().into_scalar() - mean).abs() < 1e-9 && new_second.max().into_scalar() > 0.0);
+    assert_eq!(after.moment_2.slice([0..3, 2..4]).abs().sum().into_scalar(), 0.0);
 }
 
 /// Counts the widenings a run reports.
