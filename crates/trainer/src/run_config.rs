@@ -221,6 +221,8 @@ mod tests {
             include_str!("../../../configs/resnet-growth.toml"),
             include_str!("../../../configs/transformer-growth.toml"),
             include_str!("../../../configs/transformer-branches.toml"),
+            include_str!("../../../configs/transformer-widening.toml"),
+            include_str!("../../../configs/resnet-widening.toml"),
         ];
         for text in shipped {
             let config = RunConfig::from_toml(text).unwrap_or_else(|e| panic!("{e}: {text}"));
