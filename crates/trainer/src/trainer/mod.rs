@@ -22,7 +22,7 @@ pub use remote::{Answer, AppliedDecision, NoDecision, RemoteController};
 pub use types::{Training, TrainingTypes};
 
 use crate::resources::process_rss_bytes;
-use crate::{BusConfig, EventLog, Observer, ReplicaConfig, Signals, Task, TaskData, TrainError};
+use crate::{BusConfig, EventLog, Observer, ReplicaConfig, Signals, Task, TaskData, TaskModel, TrainError};
 use burn::module::AutodiffModule;
 use burn::optim::Optimizer;
 use burn::tensor::backend::AutodiffBackend;
@@ -136,7 +136,7 @@ impl Trainer {
     /// data. In debug mode the replicas' seed states are compared after every epoch.
     pub fn with_replica(mut self, config: ReplicaConfig) -> Result<Self, TrainError> {
         config.validate()?;
-        self.check_widening("run as one replica of several")?;
+        self.refuse_widening_replicas()?;
         self.replica = Some(config);
         Ok(self)
     }
@@ -201,14 +201,16 @@ impl Trainer {
     /// Continues a run from the newest checkpoint in `checkpoint_dir` that verifies: restores
     /// `model` and `optim` in place (a freshly built model is fine), the controller's state and
     /// the step count. [`run`](Self::run) then starts at the next epoch. Returns the epoch the
-    /// checkpoint ended.
-    pub fn resume<B, M, O>(&mut self, model: &mut M, optim: &mut O) -> Result<u32, TrainError>
+    /// checkpoint ended. In a run that widens its host (`[trainer.widen]`), pass the model built
+    /// narrow: it is widened first when the checkpoint was saved after the widening.
+    pub fn resume<B, M, O, T>(&mut self, model: &mut M, optim: &mut O) -> Result<u32, TrainError>
     where
         B: AutodiffBackend,
-        M: AutodiffModule<B> + SeededModel<B>,
+        T: Task,
+        M: AutodiffModule<B> + SeededModel<B> + TaskModel<B, T>,
         O: Optimizer<M, B>,
     {
-        self.check_widening("resume")?;
+        self.widen_for_newest_checkpoint(model)?;
         self.resume_from_newest(model, optim)
     }
 

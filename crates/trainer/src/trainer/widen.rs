@@ -3,12 +3,16 @@
 
 use super::types::TrainingTypes;
 use super::Trainer;
-use crate::{grow_adam_state, AdamOptimizer, Observer, ParamGrowth, TaskModel, TrainError};
+use crate::{grow_adam_state, AdamOptimizer, Observer, ParamGrowth, Task, TaskModel, TrainError};
+use burn::tensor::backend::Backend;
 use morphogen_contracts::MorphogenError;
 use std::any::Any;
 
 impl Trainer {
     /// `model` and `optim` widened if the config says to widen after `epoch`, else as they are.
+    /// The new features' random weights come from the backend's generator, seeded for the
+    /// epoch's growth just before (by the run's seed and the epoch): a run resumed from before
+    /// the widening widens as an uninterrupted one does.
     pub(super) fn widen_after<T: TrainingTypes>(
         &self,
         epoch: u32,
@@ -26,14 +30,31 @@ impl Trainer {
         Ok((model, optim))
     }
 
-    /// Refuses what a widening run cannot do yet: resume (the checkpoint's shapes depend on
-    /// whether it was saved before the widening) and data parallelism.
-    pub(super) fn check_widening(&self, what: &str) -> Result<(), TrainError> {
+    /// Widens `model`, built narrow, when the newest checkpoint that verifies was saved after the
+    /// widening, so that it has that checkpoint's shapes (the run then starts after the
+    /// widening's epoch, and [`Self::widen_after`] leaves it as it is).
+    pub(super) fn widen_for_newest_checkpoint<B, M, T>(&self, model: &mut M) -> Result<(), TrainError>
+    where
+        B: Backend,
+        T: Task,
+        M: TaskModel<B, T> + Clone,
+    {
+        let (Some(widen), Some(dir)) = (self.config.widen, &self.checkpoints) else { return Ok(()) };
+        let saved_after = dir.latest().map(|newest| newest.progress().epoch >= u64::from(widen.after_epoch));
+        if saved_after.unwrap_or(false) {
+            *model = model.clone().widen(widen.features)?.0;
+        }
+        Ok(())
+    }
+
+    /// Refuses widening in a data-parallel group: the replicas would have to draw the same
+    /// random weights for the new features.
+    pub(super) fn refuse_widening_replicas(&self) -> Result<(), TrainError> {
         match self.config.widen {
             Some(_) => Err(MorphogenError::InvalidConfig {
                 component: "trainer.widen".into(),
-                problem: format!("a run that widens its host cannot {what} yet"),
-                hint: "remove [trainer.widen], or start the run afresh on one device".into(),
+                problem: "a run that widens its host cannot run as one replica of several yet".into(),
+                hint: "remove [trainer.widen], or train on one device".into(),
             }
             .into()),
             None => Ok(()),

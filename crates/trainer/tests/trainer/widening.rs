@@ -9,19 +9,33 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Distribution, Int, Tensor};
 use morphogen_controller::{Controller, ControllerConfig};
 use morphogen_trainer::{
-    grow_adam_state, AxisGrowth, EventLog, Fill, ImageClassification, ModelConfig, Observer, ParamGrowth, TaskModel,
-    Trainer, TrainerConfig, Transformer, Widening,
+    grow_adam_state, AxisGrowth, EventLog, Fill, ImageClassification, ModelConfig, Observer, ParamGrowth,
+    ReplicaConfig, TaskModel, Trainer, TrainerConfig, Transformer, Widening,
 };
 use proptest::prelude::*;
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 
-/// Adds noise to every float parameter, so that norms' gains and biases are not their defaults.
+/// Adds noise to every float parameter, so that norms' gains and biases are not their defaults;
+/// non-negative noise, as batch norm's running variances are mapped too and must stay positive.
 struct Perturb;
 
 impl<B2: Backend> ModuleMapper<B2> for Perturb {
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<B2, D>>) -> Param<Tensor<B2, D>> {
         let (id, value, mapper) = param.consume();
-        let noise = value.random_like(Distribution::Normal(0.0, 0.3));
+        let noise = value.random_like(Distribution::Normal(0.0, 0.3)).abs();
         Param::from_mapped_value(id, value + noise, mapper)
+    }
+}
+
+/// Reads every float tensor of a module, leaving it as it was.
+struct Drawn;
+
+impl<B2: Backend> ModuleMapper<B2> for Drawn {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B2, D>>) -> Param<Tensor<B2, D>> {
+        let (id, value, mapper) = param.consume();
+        Param::from_mapped_value(id, value, mapper)
     }
 }
 
@@ -132,8 +146,14 @@ impl Observer for Widenings {
 
 /// A trainer that never germinates and widens after epoch 1 of 3 by `features`.
 fn widening_trainer(features: usize) -> Trainer {
+    widening_trainer_saving(features, 3, None)
+}
+
+/// [`widening_trainer`] for `epochs` epochs, saving checkpoints in `checkpoints`.
+fn widening_trainer_saving(features: usize, epochs: u32, checkpoints: Option<&Path>) -> Trainer {
     let config = TrainerConfig {
-        epochs: 3,
+        epochs,
+        checkpoint_dir: checkpoints.map(Path::to_path_buf),
         batch_size: 16,
         steps_per_epoch: Some(12),
         learning_rate: 3e-3,
@@ -167,6 +187,48 @@ fn a_transformer_widens_through_the_trainer_and_its_new_features_learn() {
 }
 
 #[test]
+fn a_widening_run_resumes_from_before_and_after_its_widening() {
+    let data = text_data(16, 256, 64);
+    let device = Default::default();
+    let config = ModelConfig { layers: 1, d_model: 8, heads: 2, context: 16, num_seeds: 1, ..Default::default() };
+    let narrow = || (config.transformer::<B>(&data.task, &device).unwrap(), AdamConfig::new().init());
+    // Burn draws a parameter's value when it is first read: clones of an untouched model would
+    // draw different weights, so every value is read once first.
+    let first = narrow().0.map(&mut Drawn);
+    let (whole_dir, dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let whole = widening_trainer_saving(4, 2, Some(whole_dir.path())).run(
+        first.clone(),
+        AdamConfig::new().init(),
+        &data,
+        &mut (),
+    );
+    let whole = whole.unwrap();
+    let trainer = |epochs| widening_trainer_saving(4, epochs, Some(dir.path()));
+    // Stopped in epoch 1: the newest checkpoint holds the narrow model of epoch 0.
+    let stop = Arc::new(AtomicBool::new(true));
+    let stopped = trainer(3).with_stop_flag(stop).run(first, AdamConfig::new().init(), &data, &mut ());
+    assert!(stopped.unwrap().stopped.is_some());
+    let (mut resumed, (mut model, mut optim)) = (trainer(2), narrow());
+    assert_eq!(resumed.resume(&mut model, &mut optim).unwrap(), 0);
+    assert_eq!(model.embed.weight.dims()[1], 8);
+    let mut observer = Widenings::default();
+    let outcome = resumed.run(model, optim, &data, &mut observer).unwrap();
+    assert_eq!(observer.0, vec![(1, 4)], "the resumed run widens after epoch 1");
+    let widened_alike = outcome.model.embed.weight.val().equal(whole.model.embed.weight.val()).all();
+    assert!(widened_alike.into_scalar(), "the resumed run ended elsewhere than the uninterrupted one");
+    // The newest checkpoint (epoch 2) holds the wide model: the narrow one is widened to load it.
+    let (mut resumed, (mut model, mut optim)) = (trainer(3), narrow());
+    assert_eq!(resumed.resume(&mut model, &mut optim).unwrap(), 2);
+    let saved = outcome.model.embed.weight.val();
+    assert_eq!((model.embed.weight.val() - saved).abs().max().into_scalar(), 0.0);
+    let mut observer = Widenings::default();
+    let last = resumed.run(model, optim, &data, &mut observer).unwrap();
+    assert!(observer.0.is_empty(), "widened twice: {:?}", observer.0);
+    assert_eq!(last.history.iter().map(|m| m.epoch).collect::<Vec<_>>(), vec![3]);
+    assert!(last.history[0].val_loss < outcome.history[0].val_loss, "epoch 3 lost what the first two learned");
+}
+
+#[test]
 fn a_resnet_widens_through_the_trainer_its_kernels_moments_growing_with_it() {
     let data = crate::common::pooled_data(128, 32, 4);
     let device = Default::default();
@@ -191,10 +253,9 @@ fn what_widening_cannot_do_is_refused_by_name() {
     let branched = ModelConfig { mlp_branch: true, ..odd.clone() };
     let error = branched.transformer::<B>(&data.task, &device).unwrap().widen(2).unwrap_err().to_string();
     assert!(error.contains("branches"), "{error}");
-    let mut trainer = widening_trainer(2);
-    let (mut model, mut optim) = (odd.transformer::<B>(&data.task, &device).unwrap(), AdamConfig::new().init());
-    let error = trainer.resume(&mut model, &mut optim).unwrap_err().to_string();
-    assert!(error.contains("cannot resume"), "{error}");
+    let replica = ReplicaConfig::new(0, 2);
+    let error = widening_trainer(2).with_replica(replica).map(|_| ()).unwrap_err().to_string();
+    assert!(error.contains("replica"), "{error}");
     let mlp = crate::common::seeded_mlp(&crate::common::data(8, 8).task, 1, ModelConfig::default());
     let error = TaskModel::<B, _>::widen(mlp, 4).map(|_| ()).unwrap_err().to_string();
     assert!(error.contains("cannot widen"), "{error}");
