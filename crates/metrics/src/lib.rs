@@ -437,6 +437,11 @@ impl<A: Observer, B: Observer> Observer for Both<A, B> {
         self.1.rolled_back(reason);
     }
 
+    fn widened(&mut self, epoch: u32, features: usize) {
+        self.0.widened(epoch, features);
+        self.1.widened(epoch, features);
+    }
+
     fn resources_measured(&mut self, resources: &Resources) {
         self.0.resources_measured(resources);
         self.1.resources_measured(resources);
@@ -494,6 +499,10 @@ impl<O: Observer + ?Sized> Observer for Borrowed<'_, O> {
 
     fn rolled_back(&mut self, reason: &str) {
         self.0.rolled_back(reason);
+    }
+
+    fn widened(&mut self, epoch: u32, features: usize) {
+        self.0.widened(epoch, features);
     }
 
     fn resources_measured(&mut self, resources: &Resources) {

@@ -139,7 +139,8 @@ pub trait Observer {
     fn epoch_started(&mut self, _epoch: u32, _steps: usize) {}
     /// One optimizer step finished with this loss.
     fn step(&mut self, _loss: f32) {}
-    /// An epoch ended: its metrics and the seeds per stage after the controller's decisions.
+    /// An epoch ended: its metrics and the seeds per stage after the controller's decisions
+    /// (and after the widening, if the host widened after it).
     fn epoch_ended(&mut self, _metrics: &GlobalMetrics, _seeds: &StageCounts) {}
     /// Every seeded layer's state as measured at an epoch end, before the controller decides.
     fn layers_measured(&mut self, _layers: &[LayerState]) {}
@@ -147,7 +148,8 @@ pub trait Observer {
     fn transition(&mut self, _event: &TransitionEvent) {}
     /// The model went back to its last good state.
     fn rolled_back(&mut self, _reason: &str) {}
-    /// The host widened by `features` after `epoch` (`[trainer.widen]`).
+    /// The host widened by `features` after `epoch` (`[trainer.widen]`), before that epoch's
+    /// [`epoch_ended`](Self::epoch_ended).
     fn widened(&mut self, _epoch: u32, _features: usize) {}
     /// Memory and the seeded layers' share of a forward pass, measured at an epoch end before
     /// the rollback rules are checked.

@@ -35,6 +35,8 @@ pub struct Progress {
     incidents: Incidents,
     /// Who decided at the last decision point, and the bus round trip in milliseconds.
     decision: Option<(String, Option<f64>)>,
+    /// Features the host widened by after the epoch now ending.
+    widened: Option<usize>,
 }
 
 /// Where a run's time went, as the host saw it.
@@ -84,7 +86,17 @@ impl Progress {
             .map_err(|source| CliError::Write { path: layers_path, source })?;
         let timing = Timing { started: mode.started, start_up: None, epoch_began: None, epochs: Vec::new() };
         let incidents = Incidents::new(folder.path().join("incidents.jsonl"));
-        Ok(Self { bar: None, quiet: mode.quiet, metrics, path, layers, timing, incidents, decision: None })
+        Ok(Self {
+            bar: None,
+            quiet: mode.quiet,
+            metrics,
+            path,
+            layers,
+            timing,
+            incidents,
+            decision: None,
+            widened: None,
+        })
     }
 
     /// Where the run's time went so far.
@@ -135,7 +147,8 @@ impl Observer for Progress {
             _ => eprintln!("{line}"),
         }
         let (decided_by, decision_ms) = self.decision.clone().map_or((None, None), |(by, ms)| (Some(by), ms));
-        let line = morphogen_dashboard::EpochLine { metrics: *m, decided_by, decision_ms };
+        let widened_by = self.widened.take();
+        let line = morphogen_dashboard::EpochLine { metrics: *m, decided_by, decision_ms, widened_by };
         let json = serde_json::to_string(&line).expect("metrics serialise");
         if let Err(e) = writeln!(self.metrics, "{json}") {
             warn_append_failed(&self.path, &e);
@@ -164,6 +177,7 @@ impl Observer for Progress {
 
     fn widened(&mut self, epoch: u32, features: usize) {
         self.note(format!("  the host widened by {features} features after epoch {epoch}"));
+        self.widened = Some(features);
     }
 
     fn error(&mut self, kind: ErrorKind, message: &str) {

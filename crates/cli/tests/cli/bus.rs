@@ -2,7 +2,7 @@
 //! `morphogen bus status`, and `morphogen train --bus` with `morphogen controller serve`
 //! processes killed, Redis restarted, or Redis never there.
 
-use crate::common::{http, morphogen, run, sample, scratch, MetricsRun};
+use crate::common::{http, json_lines, morphogen, run, sample, scratch, MetricsRun};
 use morphogen_bus::{Bus, BusOptions, Outgoing, Reader, RedisBus};
 use morphogen_testkit::RedisServer;
 use std::path::{Path, PathBuf};
@@ -73,12 +73,6 @@ fn wait_for_epoch(run: &mut MetricsRun, epoch: u32) {
         assert!(Instant::now() < deadline, "epoch {epoch} not reached in 120 s");
         std::thread::sleep(Duration::from_millis(50));
     }
-}
-
-/// Every line of a JSON-lines file.
-fn json_lines(path: &Path) -> Vec<serde_json::Value> {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
 }
 
 /// A config file with an eager controller and a `[bus]` table waiting `timeout_ms`.

@@ -2,16 +2,11 @@
 //! the report in headless Chromium, the terminal view in a pseudo-terminal.
 
 use crate::common::webdriver::{Browser, Image};
-use crate::common::{self, morphogen, scratch, train, Dashboard};
+use crate::common::{self, json_lines, morphogen, scratch, train, Dashboard};
 use serde_json::Value;
 use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
-
-/// Lines of a JSON-lines file, parsed.
-fn lines(path: &Path) -> Vec<Value> {
-    std::fs::read_to_string(path).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
-}
 
 fn append(path: &Path, text: &str) {
     std::fs::OpenOptions::new().append(true).open(path).unwrap().write_all(text.as_bytes()).unwrap();
@@ -21,9 +16,9 @@ fn append(path: &Path, text: &str) {
 fn the_api_serves_a_real_run_and_survives_malformed_lines() {
     let runs = scratch("dashboard-api");
     let dir = train(&runs, "live", 4);
-    let events = lines(&dir.join("events.jsonl"));
+    let events = json_lines(&dir.join("events.jsonl"));
     assert!(!events.is_empty(), "the eager controller germinates seeds");
-    let layers = lines(&dir.join("layers.jsonl"));
+    let layers = json_lines(&dir.join("layers.jsonl"));
     assert_eq!(layers.iter().map(|l| l["epoch"].as_u64().unwrap()).collect::<Vec<_>>(), [1, 2, 3, 4]);
     assert_eq!(layers[0]["layers"][0]["stage"].as_array().unwrap().len(), 8, "columns of 8 seeds");
 
@@ -125,7 +120,7 @@ fn resume_appends_to_layers_jsonl() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let epochs: Vec<u64> = lines(&dir.join("layers.jsonl")).iter().map(|l| l["epoch"].as_u64().unwrap()).collect();
+    let epochs: Vec<u64> = json_lines(&dir.join("layers.jsonl")).iter().map(|l| l["epoch"].as_u64().unwrap()).collect();
     assert_eq!(epochs, [1, 2, 3], "the resumed run appended epoch 3 only");
     std::fs::remove_dir_all(&runs).ok();
 }
@@ -223,7 +218,7 @@ fn the_live_page_in_headless_chromium() {
     let dir = train(&runs, "page", 4);
     let Some(browser) = Browser::start() else { return };
     let server = Dashboard::start(&dir);
-    let first = lines(&dir.join("events.jsonl")).remove(0);
+    let first = json_lines(&dir.join("events.jsonl")).remove(0);
     let (layer, seed) = (first["layer"].as_str().unwrap(), first["seed"].as_u64().unwrap());
     browser.goto(&server.url());
     check_page(&browser, layer, seed, first["reason"].as_str().unwrap(), 8);
@@ -234,14 +229,16 @@ fn the_live_page_in_headless_chromium() {
     extra["reason"] = "appended while the page is open".into();
     extra["decided_by"] = "controller-7".into();
     append(&dir.join("events.jsonl"), &format!("{extra}\n"));
-    let mut epoch = lines(&dir.join("metrics.jsonl")).pop().unwrap();
+    let mut epoch = json_lines(&dir.join("metrics.jsonl")).pop().unwrap();
     epoch["epoch"] = 5.into();
-    (epoch["decided_by"], epoch["decision_ms"]) = ("controller-7".into(), 2.5.into());
+    (epoch["decided_by"], epoch["decision_ms"], epoch["widened_by"]) = ("controller-7".into(), 2.5.into(), 8.into());
     append(&dir.join("metrics.jsonl"), &format!("{epoch}\n"));
     browser.wait_for(
-        "return document.getElementById('decisions').innerText.includes('epoch 5 by controller-7 (bus round trip 2.5 ms)')",
+        "const text = document.getElementById('decisions').innerText; \
+         return text.includes('epoch 5 by controller-7 (bus round trip 2.5 ms)') \
+           && text.includes('Host widened by 8 features after epoch 5')",
         Duration::from_secs(10),
-        "who decided, and the round trip",
+        "who decided, the round trip and the widening",
     );
     browser.wait_for(
         "const text = document.querySelector('#events tbody').innerText; \
@@ -288,7 +285,7 @@ fn ten_thousand_seeds_a_layer_render_in_chromium() {
     morphogen_dashboard::DemoRun::new(2, 10_000, 12).write(&dir).unwrap();
     let Some(browser) = Browser::start() else { return };
     let server = Dashboard::start(&dir);
-    let first = lines(&dir.join("events.jsonl")).remove(0);
+    let first = json_lines(&dir.join("events.jsonl")).remove(0);
     browser.goto(&server.url());
     let (layer, seed) = (first["layer"].as_str().unwrap(), first["seed"].as_u64().unwrap());
     check_page(&browser, layer, seed, first["reason"].as_str().unwrap(), 10_000);
@@ -335,7 +332,7 @@ fn watch_in_a_pseudo_terminal() {
     {
         assert!(screen.contains(needle), "the terminal shows {needle:?}:\n{screen}");
     }
-    let events = lines(&dir.join("events.jsonl"));
+    let events = json_lines(&dir.join("events.jsonl"));
     let last = events.last().unwrap();
     let line = format!(
         "e{:<3} {}/{} {} -> {}",

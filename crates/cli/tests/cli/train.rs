@@ -1,6 +1,6 @@
 //! `morphogen train` end to end on a small subset of the real Fashion-MNIST.
 
-use crate::common::{morphogen, run, scratch};
+use crate::common::{json_lines, morphogen, run, scratch};
 
 #[test]
 fn train_writes_a_complete_run_folder() {
@@ -255,6 +255,37 @@ fn a_transformer_learns_shakespeare_and_reports_perplexity() {
     assert!(metrics.contains("\"score\":\"negative_perplexity\""), "{metrics}");
     let layers = std::fs::read_to_string(dir.join("layers.jsonl")).unwrap();
     assert!(layers.contains("blocks.0.attn.query"), "layers are reported by path");
+    std::fs::remove_dir_all(&runs).ok();
+}
+
+#[test]
+fn a_widening_transformer_records_its_widening_and_resumes_wide() {
+    let runs = scratch("train-widen");
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/../../configs/transformer-widening.toml");
+    let train = |epochs: &str, resume: bool| {
+        let mut args = vec!["train", "--model", "transformer", "--data", SHAKESPEARE, "--config", config];
+        args.extend(["--layers", "1", "--d-model", "16", "--heads", "2", "--context", "16", "--train-subset", "256"]);
+        args.extend(["--valid-subset", "64", "--batch-size", "32", "--epochs", epochs, "--quiet"]);
+        args.extend(["--runs-dir", runs.to_str().unwrap()]);
+        if resume {
+            args.push("--resume");
+        }
+        let out = run(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(out.status.success(), "stderr:\n{stderr}");
+        stderr
+    };
+    let stderr = train("2", false);
+    assert!(stderr.contains("the host widened by 8 features after epoch 1"), "{stderr}");
+    let dir = runs.join("shakespeare-transformer");
+    let epochs = json_lines(&dir.join("metrics.jsonl"));
+    let widened: Vec<_> = epochs.iter().map(|line| line["widened_by"].as_u64()).collect();
+    assert_eq!(widened, vec![Some(8), None]);
+    // The newest checkpoint holds the wide model (d_model 24): the resumed run widens the host
+    // it builds before loading it, and does not widen again.
+    let stderr = train("3", true);
+    assert!(stderr.contains("resumed after epoch 2") && !stderr.contains("widened"), "{stderr}");
+    assert_eq!(json_lines(&dir.join("metrics.jsonl")).len(), 3);
     std::fs::remove_dir_all(&runs).ok();
 }
 

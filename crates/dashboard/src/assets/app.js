@@ -402,10 +402,12 @@
     return t;
   }
 
-  // ---- who decided, and the bus round trip ----
+  // ---- who decided, the bus round trip, and the host's widenings ----
   function describeDecisions(metrics) {
+    const widenings = metrics.filter((m) => m.widened_by).map((m) => "by " + m.widened_by + " features after epoch " + m.epoch);
+    const widened = widenings.length ? "Host widened " + widenings.join(", ") : "";
     const decided = metrics.filter((m) => m.decided_by);
-    if (!decided.length) return "";
+    if (!decided.length) return widened;
     const last = decided[decided.length - 1];
     let text = "Decisions: epoch " + last.epoch + " by " + last.decided_by;
     if (last.decision_ms != null) text += " (bus round trip " + last.decision_ms.toFixed(1) + " ms)";
@@ -415,7 +417,7 @@
     }
     const paused = decided.filter((m) => m.decided_by === "paused").map((m) => m.epoch);
     if (paused.length) text += "; growth paused (no decision in time) at epoch " + paused.join(", ");
-    return text;
+    return widened ? text + ". " + widened : text;
   }
 
   // ---- training curves with lifecycle markers ----

@@ -86,6 +86,7 @@ impl Trainer {
                 Attempt::Kept { model: kept, metrics } => {
                     history.push(metrics);
                     (model, optim) = self.widen_after::<T>(epoch, kept, optim, run.observer)?;
+                    run.observer.epoch_ended(&metrics, &StageCounts::of(&model));
                     self.save_checkpoint::<T>(&model, &optim, epoch, Some(metrics.val_loss))?;
                     span.record("outcome", "done");
                     good = KnownGood::new(&model, &optim, &self.controller, Some(metrics.val_loss));
@@ -313,7 +314,7 @@ impl Trainer {
     }
 
     /// Applies the controller's `commands` (from the service `decided_by`, if one) to `model`
-    /// and ends its epoch.
+    /// and ends its seeds' epoch.
     fn grow<B: Backend, M: SeededModel<B>>(
         &mut self,
         mut model: M,
@@ -326,7 +327,6 @@ impl Trainer {
             self.apply(&mut model, command, metrics, decided_by, observer)?;
         }
         model.end_epoch();
-        observer.epoch_ended(metrics, &StageCounts::of(&model));
         Ok(model)
     }
 }

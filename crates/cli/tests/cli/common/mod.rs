@@ -19,6 +19,12 @@ pub fn run(args: &[&str]) -> Output {
     morphogen().args(args).output().expect("the morphogen binary runs")
 }
 
+/// Every line of a JSON-lines file, parsed (none if the file is missing).
+pub fn json_lines(path: &Path) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
 /// A fresh folder under the target dir's temp space, removed first if it exists.
 pub fn scratch(name: &str) -> PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-{}", std::process::id()));
