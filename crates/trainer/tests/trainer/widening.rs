@@ -196,13 +196,8 @@ fn a_widening_run_resumes_from_before_and_after_its_widening() {
     // draw different weights, so every value is read once first.
     let first = narrow().0.map(&mut Drawn);
     let (whole_dir, dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let whole = widening_trainer_saving(4, 2, Some(whole_dir.path())).run(
-        first.clone(),
-        AdamConfig::new().init(),
-        &data,
-        &mut (),
-    );
-    let whole = whole.unwrap();
+    let mut uninterrupted = widening_trainer_saving(4, 2, Some(whole_dir.path()));
+    let whole = uninterrupted.run(first.clone(), AdamConfig::new().init(), &data, &mut ()).unwrap();
     let trainer = |epochs| widening_trainer_saving(4, epochs, Some(dir.path()));
     // Stopped in epoch 1: the newest checkpoint holds the narrow model of epoch 0.
     let stop = Arc::new(AtomicBool::new(true));
