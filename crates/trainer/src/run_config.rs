@@ -115,16 +115,20 @@ impl RunConfig {
         }
     }
 
-    /// The model the run ends with when `[trainer.widen]` widens it: the preset `features`
-    /// wider (the transformer's `d_model`, the ResNet's `width`); the configured model otherwise.
+    /// The model the run ends with: after every widening of `[trainer.widen]`, if any.
     pub fn final_model(&self) -> ModelConfig {
+        self.widened_model(self.trainer.widen.map_or(0, |widen| widen.widenings_by(u32::MAX)))
+    }
+
+    /// The model after the first `widenings` widenings of `[trainer.widen]`: `features` wider at
+    /// each (the transformer's `d_model`, the ResNet's `width`); the configured model without.
+    pub fn widened_model(&self, widenings: usize) -> ModelConfig {
         let mut model = self.model.clone();
-        if let Some(widen) = self.trainer.widen {
-            match model.kind {
-                ModelKind::Transformer => model.d_model += widen.features,
-                ModelKind::Resnet => model.width += widen.features,
-                ModelKind::Mlp | ModelKind::Cnn => {}
-            }
+        let features = self.trainer.widen.map_or(0, |widen| widen.features * widenings);
+        match model.kind {
+            ModelKind::Transformer => model.d_model += features,
+            ModelKind::Resnet => model.width += features,
+            ModelKind::Mlp | ModelKind::Cnn => {}
         }
         model
     }

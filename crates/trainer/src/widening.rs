@@ -16,45 +16,86 @@ use burn::tensor::{Distribution, Tensor};
 use morphogen_contracts::MorphogenError;
 use serde::{Deserialize, Serialize};
 
-/// When and by how much the trainer widens the host (`[trainer.widen]`).
+/// When and by how much the trainer widens the host (`[trainer.widen]`): after `after_epoch`,
+/// and `times - 1` more times `every_epochs` apart, by `features` each time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Widening {
-    /// The epoch after which the host widens, once (its validation and decisions come first).
+    /// The epoch after which the host first widens (its validation and decisions come first).
     pub after_epoch: u32,
-    /// Features added to the host's width (the transformer's `d_model`, the ResNet's width).
+    /// Features added to the host's width at each widening (the transformer's `d_model`, the
+    /// ResNet's width).
     pub features: usize,
-    /// Start a decaying learning-rate schedule again at the widening, from `learning_rate` down
+    /// How many widenings in all (1: once).
+    #[serde(default = "one")]
+    pub times: u32,
+    /// Epochs from one widening to the next, when there are several.
+    #[serde(default = "one")]
+    pub every_epochs: u32,
+    /// Start a decaying learning-rate schedule again at each widening, from `learning_rate` down
     /// over the epochs left, so that the new weights learn at full rate.
     #[serde(default)]
     pub restart_schedule: bool,
 }
 
+fn one() -> u32 {
+    1
+}
+
 impl Widening {
-    /// Step `position` of a run of `total` steps (`steps` an epoch) in epoch `epoch`, as the
-    /// learning-rate schedule counts it: from the widening on, with `restart_schedule`, the
-    /// position and length of the rest of the run.
-    pub fn schedule_span(&self, epoch: u32, steps: u64, position: u64, total: u64) -> (u64, u64) {
-        if !self.restart_schedule || epoch <= self.after_epoch {
-            return (position, total);
-        }
-        let start = u64::from(self.after_epoch) * steps;
-        (position - start, total - start)
+    /// Widening once, after `after_epoch`, by `features`, the schedule not restarted.
+    pub fn once(after_epoch: u32, features: usize) -> Self {
+        Self { after_epoch, features, times: 1, every_epochs: 1, restart_schedule: false }
     }
 
-    /// Checks the widening can happen in a run of `epochs` epochs; the error names the field.
+    /// The epochs after which the host widens, in order.
+    pub fn epochs(&self) -> impl Iterator<Item = u32> + '_ {
+        (0..self.times).map(|i| self.after_epoch + i * self.every_epochs)
+    }
+
+    /// Whether the host widens after `epoch`.
+    pub fn widens_after(&self, epoch: u32) -> bool {
+        self.epochs().any(|at| at == epoch)
+    }
+
+    /// How many widenings have happened once `epoch` has ended.
+    pub fn widenings_by(&self, epoch: u32) -> usize {
+        self.epochs().filter(|&at| at <= epoch).count()
+    }
+
+    /// Step `position` of a run of `total` steps (`steps` an epoch) in epoch `epoch`, as the
+    /// learning-rate schedule counts it: from the latest widening on, with `restart_schedule`,
+    /// the position and length of the rest of the run.
+    pub fn schedule_span(&self, epoch: u32, steps: u64, position: u64, total: u64) -> (u64, u64) {
+        let latest = self.epochs().filter(|&at| at < epoch).last();
+        match latest {
+            Some(at) if self.restart_schedule => {
+                let start = u64::from(at) * steps;
+                (position - start, total - start)
+            }
+            _ => (position, total),
+        }
+    }
+
+    /// Checks every widening can happen in a run of `epochs` epochs; the error names the field.
     pub fn validate(&self, epochs: u32) -> Result<(), MorphogenError> {
+        let last = u64::from(self.after_epoch) + u64::from(self.times.saturating_sub(1)) * u64::from(self.every_epochs);
         let problem = if self.features == 0 {
             "trainer.widen.features must be at least 1"
-        } else if self.after_epoch == 0 || self.after_epoch >= epochs {
-            "trainer.widen.after_epoch must be at least 1 and before the last epoch"
+        } else if self.times == 0 || self.every_epochs == 0 {
+            "trainer.widen.times and trainer.widen.every_epochs must be at least 1"
+        } else if self.after_epoch == 0 || last >= u64::from(epochs) {
+            "trainer.widen.after_epoch must be at least 1, and the last widening before the last epoch"
         } else {
             return Ok(());
         };
         Err(MorphogenError::InvalidConfig {
             component: "trainer".into(),
             problem: problem.into(),
-            hint: format!("widen after one of epochs 1..{} by 1 or more features", epochs.saturating_sub(1)),
+            hint: format!(
+                "widen after epochs within 1..{} (after_epoch + (times - 1) * every_epochs) by 1 or more features",
+                epochs.saturating_sub(1)
+            ),
         })
     }
 }
@@ -237,27 +278,40 @@ mod tests {
     }
 
     #[test]
-    fn a_restarted_schedule_counts_from_the_widening() {
-        let widen = |restart_schedule| Widening { after_epoch: 3, features: 8, restart_schedule };
+    fn a_restarted_schedule_counts_from_the_latest_widening() {
+        let widen = |restart_schedule| Widening { restart_schedule, ..Widening::once(3, 8) };
         // 10 epochs of 100 steps: step 5 of epoch 4 is step 305 of 1000, or 5 of the last 700.
         assert_eq!(widen(true).schedule_span(4, 100, 305, 1000), (5, 700));
         assert_eq!(widen(true).schedule_span(3, 100, 205, 1000), (205, 1000));
         assert_eq!(widen(false).schedule_span(4, 100, 305, 1000), (305, 1000));
+        // Widened after epochs 3 and 6: epoch 7 counts from step 600.
+        let twice = Widening { times: 2, every_epochs: 3, ..widen(true) };
+        assert_eq!(twice.schedule_span(7, 100, 605, 1000), (5, 400));
+        assert_eq!(twice.schedule_span(5, 100, 405, 1000), (105, 700));
+    }
+
+    #[test]
+    fn widenings_come_every_epochs_apart_and_add_up() {
+        let twice = Widening { times: 2, every_epochs: 3, ..Widening::once(3, 4) };
+        assert_eq!(twice.epochs().collect::<Vec<_>>(), [3, 6]);
+        assert!(twice.widens_after(6) && !twice.widens_after(4) && !twice.widens_after(9));
+        assert_eq!([2, 3, 5, 6, 8].map(|epoch| twice.widenings_by(epoch)), [0, 1, 1, 2, 2]);
+        assert_eq!(twice.widenings_by(u32::MAX), 2);
     }
 
     #[test]
     fn a_widening_after_the_last_epoch_or_of_nothing_is_refused_by_name() {
-        assert!(Widening { after_epoch: 2, features: 8, restart_schedule: false }.validate(10).is_ok());
+        assert!(Widening::once(2, 8).validate(10).is_ok());
+        assert!(Widening { times: 3, every_epochs: 3, ..Widening::once(3, 8) }.validate(10).is_ok());
         for bad in [
-            Widening { after_epoch: 10, features: 8, restart_schedule: false },
-            Widening { after_epoch: 0, features: 8, restart_schedule: false },
+            Widening::once(10, 8),
+            Widening::once(0, 8),
+            Widening { times: 3, every_epochs: 4, ..Widening::once(3, 8) },
         ] {
-            assert!(bad.validate(10).unwrap_err().to_string().contains("after_epoch"));
+            assert!(bad.validate(10).unwrap_err().to_string().contains("after_epoch"), "{bad:?}");
         }
-        assert!(Widening { after_epoch: 2, features: 0, restart_schedule: false }
-            .validate(10)
-            .unwrap_err()
-            .to_string()
-            .contains("features"));
+        assert!(Widening::once(2, 0).validate(10).unwrap_err().to_string().contains("features"));
+        let never = Widening { times: 0, ..Widening::once(2, 8) };
+        assert!(never.validate(10).unwrap_err().to_string().contains("times"));
     }
 }

@@ -58,8 +58,8 @@ pub struct TrainerConfig {
     /// (and may switch a feature flag off for the rest of the run); none by default.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub rollback_rules: Vec<RollbackRule>,
-    /// Widen the host once, after an epoch (`[trainer.widen]`, the transformer and the ResNet;
-    /// ADR 0025).
+    /// Widen the host after an epoch, once or several times (`[trainer.widen]`, the transformer
+    /// and the ResNet; ADR 0025).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub widen: Option<Widening>,
 }

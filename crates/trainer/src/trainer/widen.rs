@@ -20,7 +20,7 @@ impl Trainer {
         optim: T::Optimizer,
         observer: &mut dyn Observer,
     ) -> Result<(T::Model, T::Optimizer), TrainError> {
-        let Some(widen) = self.config.widen.filter(|widen| widen.after_epoch == epoch) else {
+        let Some(widen) = self.config.widen.filter(|widen| widen.widens_after(epoch)) else {
             return Ok((model, optim));
         };
         let (model, growths) = model.widen(widen.features)?;
@@ -30,9 +30,9 @@ impl Trainer {
         Ok((model, optim))
     }
 
-    /// Widens `model`, built narrow, when the newest checkpoint that verifies was saved after the
-    /// widening, so that it has that checkpoint's shapes (the run then starts after the
-    /// widening's epoch, and [`Self::widen_after`] leaves it as it is).
+    /// Widens `model`, built narrow, as often as the host had widened when the newest checkpoint
+    /// that verifies was saved, so that it has that checkpoint's shapes (the run then starts
+    /// after that epoch, and [`Self::widen_after`] widens only at the widenings still to come).
     pub(super) fn widen_for_newest_checkpoint<B, M, T>(&self, model: &mut M) -> Result<(), TrainError>
     where
         B: Backend,
@@ -40,8 +40,9 @@ impl Trainer {
         M: TaskModel<B, T> + Clone,
     {
         let (Some(widen), Some(dir)) = (self.config.widen, &self.checkpoints) else { return Ok(()) };
-        let saved_after = dir.latest().map(|newest| newest.progress().epoch >= u64::from(widen.after_epoch));
-        if saved_after.unwrap_or(false) {
+        let saved_at = dir.latest().map_or(0, |newest| newest.progress().epoch);
+        let done = widen.widenings_by(u32::try_from(saved_at).unwrap_or(u32::MAX));
+        for _ in 0..done {
             *model = model.clone().widen(widen.features)?.0;
         }
         Ok(())

@@ -146,11 +146,12 @@ impl Observer for Widenings {
 
 /// A trainer that never germinates and widens after epoch 1 of 3 by `features`.
 fn widening_trainer(features: usize) -> Trainer {
-    widening_trainer_saving(features, 3, None)
+    widening_trainer_saving(Widening::once(1, features), 3, None)
 }
 
-/// [`widening_trainer`] for `epochs` epochs, saving checkpoints in `checkpoints`.
-fn widening_trainer_saving(features: usize, epochs: u32, checkpoints: Option<&Path>) -> Trainer {
+/// A trainer that never germinates and widens as `widen` says, for `epochs` epochs, saving
+/// checkpoints in `checkpoints`.
+fn widening_trainer_saving(widen: Widening, epochs: u32, checkpoints: Option<&Path>) -> Trainer {
     let config = TrainerConfig {
         epochs,
         checkpoint_dir: checkpoints.map(Path::to_path_buf),
@@ -158,7 +159,7 @@ fn widening_trainer_saving(features: usize, epochs: u32, checkpoints: Option<&Pa
         steps_per_epoch: Some(12),
         learning_rate: 3e-3,
         eval_samples: 32,
-        widen: Some(Widening { after_epoch: 1, features, restart_schedule: false }),
+        widen: Some(widen),
         ..Default::default()
     };
     let controller = Controller::new(ControllerConfig { max_germinations_per_epoch: 0, ..Default::default() }).unwrap();
@@ -196,9 +197,9 @@ fn a_widening_run_resumes_from_before_and_after_its_widening() {
     // draw different weights, so every value is read once first.
     let first = narrow().0.map(&mut Drawn);
     let (whole_dir, dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let mut uninterrupted = widening_trainer_saving(4, 2, Some(whole_dir.path()));
+    let mut uninterrupted = widening_trainer_saving(Widening::once(1, 4), 2, Some(whole_dir.path()));
     let whole = uninterrupted.run(first.clone(), AdamConfig::new().init(), &data, &mut ()).unwrap();
-    let trainer = |epochs| widening_trainer_saving(4, epochs, Some(dir.path()));
+    let trainer = |epochs| widening_trainer_saving(Widening::once(1, 4), epochs, Some(dir.path()));
     // Stopped in epoch 1: the newest checkpoint holds the narrow model of epoch 0.
     let stop = Arc::new(AtomicBool::new(true));
     let stopped = trainer(3).with_stop_flag(stop).run(first, AdamConfig::new().init(), &data, &mut ());
@@ -224,18 +225,28 @@ fn a_widening_run_resumes_from_before_and_after_its_widening() {
 }
 
 #[test]
-fn a_resnet_widens_through_the_trainer_its_kernels_moments_growing_with_it() {
+fn a_resnet_widens_twice_through_the_trainer_its_kernels_moments_growing_with_it() {
     let data = crate::common::pooled_data(128, 32, 4);
     let device = Default::default();
     B::seed(&device, 5);
-    let model = ModelConfig { width: 2, num_seeds: 1, ..Default::default() }.resnet::<B>(&data.task, &device).unwrap();
+    let config = ModelConfig { width: 2, num_seeds: 1, ..Default::default() };
+    let model = config.resnet::<B>(&data.task, &device).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let twice = Widening { times: 2, every_epochs: 1, ..Widening::once(1, 2) };
     let mut observer = Widenings::default();
-    let outcome = widening_trainer(2).run(model, AdamConfig::new().init(), &data, &mut observer).unwrap();
-    assert_eq!((observer.0, outcome.rollbacks), (vec![(1, 2)], 0));
-    assert_eq!(outcome.model.head.weight.dims()[0], 4 * 4, "the last stage is 4 x (2 + 2) channels");
+    let mut trainer = widening_trainer_saving(twice, 3, Some(dir.path()));
+    let outcome = trainer.run(model, AdamConfig::new().init(), &data, &mut observer).unwrap();
+    assert_eq!((observer.0, outcome.rollbacks), (vec![(1, 2), (2, 2)], 0));
+    assert_eq!(outcome.model.head.weight.dims()[0], 4 * 6, "the last stage is 4 x (2 + 2 + 2) channels");
     // The head read the last stage's new channels through zero weights; training grew them.
-    let weights = outcome.model.head.weight.val().narrow(0, 8, 8).abs().max().into_scalar();
+    let weights = outcome.model.head.weight.val().narrow(0, 8, 16).abs().max().into_scalar();
     assert!(weights > 1e-4, "the head's weights for the new channels did not move ({weights})");
+    // Resuming after both widenings widens the narrow model twice to load the newest checkpoint.
+    let (mut model, mut optim) = (config.resnet::<B>(&data.task, &device).unwrap(), AdamConfig::new().init());
+    let mut resumed = widening_trainer_saving(twice, 4, Some(dir.path()));
+    assert_eq!(resumed.resume(&mut model, &mut optim).unwrap(), 3);
+    let saved = outcome.model.head.weight.val();
+    assert_eq!((model.head.weight.val() - saved).abs().max().into_scalar(), 0.0);
 }
 
 #[test]
@@ -254,11 +265,7 @@ fn what_widening_cannot_do_is_refused_by_name() {
     let mlp = crate::common::seeded_mlp(&crate::common::data(8, 8).task, 1, ModelConfig::default());
     let error = TaskModel::<B, _>::widen(mlp, 4).map(|_| ()).unwrap_err().to_string();
     assert!(error.contains("cannot widen"), "{error}");
-    let late = TrainerConfig {
-        epochs: 3,
-        widen: Some(Widening { after_epoch: 3, features: 2, restart_schedule: false }),
-        ..Default::default()
-    };
+    let late = TrainerConfig { epochs: 3, widen: Some(Widening::once(3, 2)), ..Default::default() };
     assert!(late.validate().unwrap_err().to_string().contains("after_epoch"));
 }
 

@@ -22,8 +22,9 @@ const RESOURCE_PASSES: u64 = 2;
 /// [`Observer`]).
 pub struct RunMeter {
     profile: FlopProfile,
-    /// The profile of the widened host, priced from the widening on (`[trainer.widen]`).
-    widened: Option<FlopProfile>,
+    /// The profiles of the widened host, each priced from its widening on (`[trainer.widen]`),
+    /// the next first.
+    widened: std::collections::VecDeque<FlopProfile>,
     sizes: Sizes,
     /// Which batches each epoch trains on.
     plan: EpochPlan,
@@ -60,7 +61,7 @@ impl RunMeter {
         let plan = EpochPlan::new(config, train);
         Self {
             profile,
-            widened: None,
+            widened: Default::default(),
             sizes,
             plan,
             epoch: 1,
@@ -72,9 +73,9 @@ impl RunMeter {
         }
     }
 
-    /// Prices the epochs after a widening at `profile`, the widened host's.
-    pub fn with_widened(mut self, profile: Option<FlopProfile>) -> Self {
-        self.widened = profile;
+    /// Prices the epochs after each widening at the widened host's profile, in order.
+    pub fn with_widened(mut self, profiles: Vec<FlopProfile>) -> Self {
+        self.widened = profiles.into();
         self
     }
 
@@ -107,7 +108,7 @@ impl Observer for RunMeter {
 
     fn widened(&mut self, _epoch: u32, _features: usize) {
         // The widening epoch's work was priced when its layers were measured, just before.
-        if let Some(profile) = self.widened.take() {
+        if let Some(profile) = self.widened.pop_front() {
             self.profile = profile;
         }
     }
@@ -177,18 +178,20 @@ mod tests {
     }
 
     #[test]
-    fn the_epochs_after_a_widening_cost_the_wider_hosts_flops() {
+    fn the_epochs_after_each_widening_cost_that_wider_hosts_flops() {
         let config = TrainerConfig { batch_size: 4, eval_samples: 3, ..Default::default() };
         let narrow = FlopProfile { host: 100, seeds: BTreeMap::new() };
-        let mut meter =
-            RunMeter::new(narrow, &config, 4, 4).with_widened(Some(FlopProfile { host: 150, ..Default::default() }));
-        for epoch in 1..=2 {
+        let mut meter = RunMeter::new(narrow, &config, 4, 4)
+            .with_widened([150, 200].map(|host| FlopProfile { host, ..Default::default() }).to_vec());
+        for epoch in 1..=4 {
             meter.epoch_started(epoch, 1);
             meter.step(0.0);
             meter.layers_measured(&[layer(Stage::Dormant)]);
-            meter.widened(epoch, 8);
+            if epoch < 3 {
+                meter.widened(epoch, 8);
+            }
         }
-        assert_eq!(meter.flops(), 3 * 4 * 100 + 3 * 4 * 150);
+        assert_eq!(meter.flops(), 3 * 4 * (100 + 150 + 200 + 200));
     }
 
     #[test]

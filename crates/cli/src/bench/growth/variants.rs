@@ -251,16 +251,15 @@ where
         config.trainer.seed = seed;
         config.trainer.checkpoint_dir = None; // nothing to resume: compare training alone
 
-        // The widened host, built before seeding so that the run draws the same numbers with or
-        // without widening: its FLOP profile prices the epochs after the widening, and its size
-        // less the host's is what the widening added.
-        let (widened, widened_params) = match config.trainer.widen {
-            Some(_) => {
-                let wider = (self.build)(&config.final_model(), &self.data.task, self.device)?;
-                (Some(wider.flop_profile(&self.data.task)), Some(trainable_params(&wider)))
-            }
-            None => (None, None),
-        };
+        // The host after each widening, built before seeding so that the run draws the same
+        // numbers with or without widening: their FLOP profiles price the epochs after each
+        // widening, and the last one's size less the host's is what the widenings added.
+        let widenings = config.trainer.widen.map_or(0, |widen| widen.widenings_by(u32::MAX));
+        let wider = (1..=widenings)
+            .map(|done| (self.build)(&config.widened_model(done), &self.data.task, self.device))
+            .collect::<Result<Vec<_>, _>>()?;
+        let widened = wider.iter().map(|model| model.flop_profile(&self.data.task)).collect();
+        let widened_params = wider.last().map(trainable_params);
         B::seed(self.device, seed);
         let model = (self.build)(&config.model, &self.data.task, self.device)?;
         let profile = model.flop_profile(&self.data.task);
