@@ -117,7 +117,7 @@ impl RunConfig {
 
     /// The model the run ends with: after every widening of `[trainer.widen]`, if any.
     pub fn final_model(&self) -> ModelConfig {
-        self.widened_model(self.trainer.widen.map_or(0, |widen| widen.widenings_by(u32::MAX)))
+        self.widened_model(self.trainer.widen.map_or(0, |widen| widen.times as usize))
     }
 
     /// The model after the first `widenings` widenings of `[trainer.widen]`: `features` wider at

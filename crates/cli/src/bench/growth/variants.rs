@@ -254,7 +254,7 @@ where
         // The host after each widening, built before seeding so that the run draws the same
         // numbers with or without widening: their FLOP profiles price the epochs after each
         // widening, and the last one's size less the host's is what the widenings added.
-        let widenings = config.trainer.widen.map_or(0, |widen| widen.widenings_by(u32::MAX));
+        let widenings = config.trainer.widen.map_or(0, |widen| widen.times as usize);
         let wider = (1..=widenings)
             .map(|done| (self.build)(&config.widened_model(done), &self.data.task, self.device))
             .collect::<Result<Vec<_>, _>>()?;
