@@ -170,31 +170,25 @@ pub(crate) fn grow_param<B: Backend, const D: usize>(
     Param::initialized(param.id, if trainable { value.require_grad() } else { value })
 }
 
-/// `tensor` with `growth.axis` grown block by block, the new entries as `fill` says. The axis is
-/// moved first and the others flattened: `[axis, rest]`, grown, and put back.
+/// `tensor` with `growth.axis` grown block by block, the new entries as `fill` says. The tensor
+/// is viewed as `[outer, groups, old, inner]` and grown along its third axis, so no axes are
+/// permuted: on Burn 0.21's CubeCL backends a reshape after `swap_dims` with a trailing axis of
+/// one entry (a `[in, out]` matrix growing its outputs, a 1x1 conv) reads the wrong entries.
 fn grow_axis<B: Backend, const D: usize>(tensor: Tensor<B, D>, growth: &AxisGrowth, fill: Fill) -> Tensor<B, D> {
+    let AxisGrowth { axis, groups, old, new, .. } = *growth;
     let dims = tensor.dims();
-    let (outer, inner) = (dims[..growth.axis].iter().product(), dims[growth.axis + 1..].iter().product());
-    let rows: Tensor<B, 3> = tensor.reshape([outer, dims[growth.axis], inner]).swap_dims(0, 1);
-    let grown = grow_rows(rows.reshape([dims[growth.axis], outer * inner]), growth, fill);
-    let mut shape = dims;
-    shape[growth.axis] = growth.groups * growth.new;
-    grown.reshape([shape[growth.axis], outer, inner]).swap_dims(0, 1).reshape(shape)
-}
-
-/// `matrix`'s rows grown block by block.
-fn grow_rows<B: Backend>(matrix: Tensor<B, 2>, growth: &AxisGrowth, fill: Fill) -> Tensor<B, 2> {
-    let AxisGrowth { groups, old, new, .. } = *growth;
-    let cols = matrix.dims()[1];
-    let device = matrix.device();
-    let blocks = matrix.reshape([groups, old, cols]);
-    let shape = [groups, new - old, cols];
+    let (outer, inner) = (dims[..axis].iter().product(), dims[axis + 1..].iter().product());
+    let device = tensor.device();
+    let blocks: Tensor<B, 4> = tensor.reshape([outer, groups, old, inner]);
+    let shape = [outer, groups, new - old, inner];
     let added = match fill {
         Fill::Constant(value) => Tensor::full(shape, value, &device),
         Fill::Uniform(bound) => Tensor::random(shape, Distribution::Uniform(-bound, bound), &device),
-        Fill::MeanAlong => blocks.clone().mean_dim(1).repeat_dim(1, new - old),
+        Fill::MeanAlong => blocks.clone().mean_dim(2).repeat_dim(2, new - old),
     };
-    Tensor::cat(vec![blocks, added], 1).reshape([groups * new, cols])
+    let mut grown = dims;
+    grown[axis] = groups * new;
+    Tensor::cat(vec![blocks, added], 2).reshape(grown)
 }
 
 /// The Adam optimizer of a run on backend `B` training model `M`.

@@ -296,3 +296,42 @@ fn ids(model: &Transformer<B>) -> Vec<ParamId> {
     model.visit(&mut ids);
     ids.0
 }
+
+/// `values` shaped `dims` on backend `B2`, grown as `growth` says, read back.
+#[cfg(feature = "wgpu")]
+fn grown_on<B2: Backend>(growth: &ParamGrowth, values: &[f32], dims: [usize; 4]) -> Vec<f32> {
+    let tensor = Tensor::<B2, 1>::from_floats(values, &Default::default()).reshape(dims);
+    growth.apply(tensor).into_data().to_vec::<f32>().unwrap()
+}
+
+#[cfg(feature = "wgpu")]
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    /// A parameter grows on CubeCL as on the CPU: conv kernels of every size (1x1 ones too, where a
+    /// reshape after `swap_dims` read the wrong entries on CubeCL and broke every GPU widening of
+    /// the ResNet's projections), matrices and vectors (trailing axes of one entry), in blocks.
+    #[test]
+    fn a_parameter_grows_on_cubecl_as_on_the_cpu(
+        dims in prop::array::uniform4(1usize..=6),
+        axis in 0usize..4,
+        groups in 1usize..=2,
+        extra in 1usize..=3,
+        mean in any::<bool>(),
+    ) {
+        let mut dims = dims;
+        dims[axis] *= groups;
+        let old = dims[axis] / groups;
+        let fill = if mean { Fill::MeanAlong } else { Fill::Constant(-1.0) };
+        let growth = ParamGrowth {
+            id: ParamId::new(),
+            rank: 4,
+            scale: 0.5,
+            axes: vec![AxisGrowth { axis, groups, old, new: old + extra, fill }],
+        };
+        let values: Vec<f32> = (0..dims.iter().product::<usize>()).map(|i| i as f32).collect();
+        let on_cpu = grown_on::<burn::backend::NdArray>(&growth, &values, dims);
+        let on_cubecl = grown_on::<burn::backend::Wgpu>(&growth, &values, dims);
+        prop_assert_eq!(on_cpu, on_cubecl);
+    }
+}
