@@ -95,6 +95,8 @@ struct Metrics {
     culls: Counter,
     rollbacks: Counter,
     steps: Counter,
+    widenings: Counter,
+    widened_features: Counter,
     epoch: Gauge,
     train_loss: Gauge<f64, AtomicU64>,
     val_loss: Gauge<f64, AtomicU64>,
@@ -168,6 +170,13 @@ impl MetricsObserver {
         registry.register("morphogen_culls", "Seeds culled", culls.clone());
         registry.register("morphogen_rollbacks", "Rollbacks to the last good state", rollbacks.clone());
         registry.register("morphogen_steps", "Optimizer steps", steps.clone());
+        let (widenings, widened_features) = (Counter::default(), Counter::default());
+        registry.register("morphogen_widenings", "Times the host widened ([trainer.widen])", widenings.clone());
+        registry.register(
+            "morphogen_widened_features",
+            "Features the host's widenings added (d_model, or the ResNet's first-stage channels)",
+            widened_features.clone(),
+        );
         registry.register("morphogen_epoch", "The epoch last finished", epoch.clone());
         registry.register("morphogen_train_loss", "Mean training loss of the last finished epoch", train_loss.clone());
         registry.register("morphogen_val_loss", "Validation loss of the last finished epoch", val_loss.clone());
@@ -253,6 +262,8 @@ impl MetricsObserver {
                 culls,
                 rollbacks,
                 steps,
+                widenings,
+                widened_features,
                 epoch,
                 train_loss,
                 val_loss,
@@ -309,6 +320,11 @@ impl Observer for MetricsObserver {
         if let Some(start) = self.now() {
             m.step_seconds.observe(start.elapsed().as_secs_f64());
         }
+    }
+
+    fn widened(&mut self, _epoch: u32, features: usize) {
+        self.inner.widenings.inc();
+        self.inner.widened_features.inc_by(features as u64);
     }
 
     fn epoch_ended(&mut self, metrics: &GlobalMetrics, seeds: &StageCounts) {

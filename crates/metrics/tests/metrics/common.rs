@@ -51,6 +51,7 @@ pub fn scripted_run(observer: &mut MetricsObserver) {
     counts.0[Training.code() as usize] = 1;
     counts.0[Culled.code() as usize] = 1;
     observer.epoch_ended(&metrics(1, 0.6, 0.7), &counts);
+    observer.widened(1, 4);
     observer.epoch_started(2, 3);
     observer.step(0.7);
     observer.rolled_back("loss spike");
@@ -61,6 +62,7 @@ pub fn scripted_run(observer: &mut MetricsObserver) {
     }
     observer.transition(&event("fc2", 5, Germinated, Fossilized));
     observer.observe_alphas(&[0.25, 1.0, f32::NAN]);
+    observer.widened(2, 4);
     observer.epoch_ended(&metrics(2, 0.4, 0.85), &counts);
 }
 

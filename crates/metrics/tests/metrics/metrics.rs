@@ -18,6 +18,8 @@ fn scripted_run_gives_the_expected_values() {
     assert_eq!(value("morphogen_culls_total"), 1.0);
     assert_eq!(value("morphogen_rollbacks_total"), 1.0);
     assert_eq!(value("morphogen_steps_total"), 7.0);
+    assert_eq!(value("morphogen_widenings_total"), 2.0);
+    assert_eq!(value("morphogen_widened_features_total"), 8.0);
     assert_eq!(value("morphogen_transitions_total{from=\"dormant\",to=\"germinated\"}"), 3.0);
     assert_eq!(value("morphogen_transitions_total{from=\"training\",to=\"culled\"}"), 1.0);
     assert_eq!(value("morphogen_transitions_total{from=\"training\",to=\"rolled_back\"}"), 1.0);
