@@ -172,8 +172,8 @@ pub(crate) fn grow_param<B: Backend, const D: usize>(
 
 /// `tensor` with `growth.axis` grown block by block, the new entries as `fill` says. The tensor
 /// is viewed as `[outer, groups, old, inner]` and grown along its third axis, so no axes are
-/// permuted: on Burn 0.21's CubeCL backends a reshape after `swap_dims` with a trailing axis of
-/// one entry (a `[in, out]` matrix growing its outputs, a 1x1 conv) reads the wrong entries.
+/// permuted: on Burn 0.21's CubeCL backends a permuted tensor whose last axis has one entry,
+/// reshaped with a unit axis added (a 1x1 conv kernel put back to rank 4), reads the wrong entries.
 fn grow_axis<B: Backend, const D: usize>(tensor: Tensor<B, D>, growth: &AxisGrowth, fill: Fill) -> Tensor<B, D> {
     let AxisGrowth { axis, groups, old, new, .. } = *growth;
     let dims = tensor.dims();

@@ -310,7 +310,7 @@ proptest! {
 
     /// A parameter grows on CubeCL as on the CPU: conv kernels of every size (1x1 ones too, where a
     /// reshape after `swap_dims` read the wrong entries on CubeCL and broke every GPU widening of
-    /// the ResNet's projections), matrices and vectors (trailing axes of one entry), in blocks.
+    /// the ResNet's projections), and axes of one entry as matrices and vectors have, in blocks.
     #[test]
     fn a_parameter_grows_on_cubecl_as_on_the_cpu(
         dims in prop::array::uniform4(1usize..=6),
